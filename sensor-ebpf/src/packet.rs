@@ -1,0 +1,121 @@
+//! Frame parsing: Ethernet (up to two VLAN tags), IPv4/IPv6, UDP.
+//!
+//! Every read goes through [`ptr_at`], which proves to the verifier that the
+//! bytes lie inside the frame. A frame that ends early is simply not telemetry.
+
+use aya_ebpf::programs::XdpContext;
+
+use crate::maps;
+
+const ETH_HLEN: usize = 14;
+const VLAN_HLEN: usize = 4;
+/// 802.1Q and 802.1ad (QinQ outer tag).
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
+const ETH_P_IPV4: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+/// VLAN tags we look through; a telemetry collector's port carries one or two.
+const MAX_VLAN_DEPTH: usize = 2;
+const IPPROTO_UDP: u8 = 17;
+const IPV6_HLEN: usize = 40;
+const UDP_HLEN: usize = 8;
+
+/// A UDP datagram to one of our telemetry ports.
+pub struct Datagram {
+    /// Source address (IPv4 mapped into IPv6), network byte order.
+    pub src: [u8; 16],
+    /// Destination port, host byte order.
+    pub dst_port: u16,
+    /// What the port carries: a `TelemetryKind` as `u8`.
+    pub kind: u8,
+    /// Offset of the UDP payload from the start of the frame.
+    #[allow(dead_code)] // read by the telemetry parsers (sFlow, IPFIX)
+    pub payload_off: usize,
+    /// UDP payload length (from the UDP header, checked against the frame).
+    pub payload_len: u16,
+}
+
+/// A pointer to a `T` at `off` bytes into the frame, if the frame holds it all.
+#[inline(always)]
+pub fn ptr_at<T>(ctx: &XdpContext, off: usize) -> Option<*const T> {
+    let start = ctx.data();
+    let end = ctx.data_end();
+    if start + off + core::mem::size_of::<T>() > end {
+        return None;
+    }
+    Some((start + off) as *const T)
+}
+
+#[inline(always)]
+fn be16_at(ctx: &XdpContext, off: usize) -> Option<u16> {
+    let p = ptr_at::<[u8; 2]>(ctx, off)?;
+    Some(u16::from_be_bytes(unsafe { *p }))
+}
+
+/// The telemetry datagram this frame carries, or `None` for anything else:
+/// other traffic, IP fragments, IPv6 with extension headers before UDP, and
+/// frames shorter than their headers or than the UDP length claims.
+#[inline(always)]
+pub fn telemetry_datagram(ctx: &XdpContext) -> Option<Datagram> {
+    let mut off = ETH_HLEN;
+    let mut ethertype = be16_at(ctx, 12)?;
+    for _ in 0..MAX_VLAN_DEPTH {
+        if ethertype != ETH_P_8021Q && ethertype != ETH_P_8021AD {
+            break;
+        }
+        ethertype = be16_at(ctx, off + 2)?;
+        off += VLAN_HLEN;
+    }
+
+    let mut src = [0u8; 16];
+    let udp_off;
+    match ethertype {
+        ETH_P_IPV4 => {
+            let ip = ptr_at::<[u8; 20]>(ctx, off)?;
+            let ip = unsafe { &*ip };
+            let ihl = usize::from(ip[0] & 0x0f) * 4;
+            if ip[0] >> 4 != 4 || ihl < 20 || ip[9] != IPPROTO_UDP {
+                return None;
+            }
+            // A fragment (MF set or non-zero offset) is not a whole datagram.
+            if u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0 {
+                return None;
+            }
+            src[10] = 0xff;
+            src[11] = 0xff;
+            src[12..16].copy_from_slice(&ip[12..16]);
+            udp_off = off + ihl;
+        }
+        ETH_P_IPV6 => {
+            let ip = ptr_at::<[u8; IPV6_HLEN]>(ctx, off)?;
+            let ip = unsafe { &*ip };
+            if ip[0] >> 4 != 6 || ip[6] != IPPROTO_UDP {
+                return None;
+            }
+            src.copy_from_slice(&ip[8..24]);
+            udp_off = off + IPV6_HLEN;
+        }
+        _ => return None,
+    }
+
+    let udp = ptr_at::<[u8; UDP_HLEN]>(ctx, udp_off)?;
+    let udp = unsafe { &*udp };
+    let dst_port = u16::from_be_bytes([udp[2], udp[3]]);
+    let kind = maps::telemetry_kind(dst_port)?;
+    let udp_len = u16::from_be_bytes([udp[4], udp[5]]);
+    if usize::from(udp_len) < UDP_HLEN {
+        return None;
+    }
+    let payload_off = udp_off + UDP_HLEN;
+    // The frame must hold the whole datagram the UDP header announces.
+    if ctx.data() + udp_off + usize::from(udp_len) > ctx.data_end() {
+        return None;
+    }
+    Some(Datagram {
+        src,
+        dst_port,
+        kind,
+        payload_off,
+        payload_len: udp_len - UDP_HLEN as u16,
+    })
+}

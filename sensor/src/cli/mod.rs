@@ -1,0 +1,83 @@
+//! The `edge-sensor` command line.
+
+mod exporters;
+mod run;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use edge_sensor_common::DEFAULT_PIN_DIR;
+
+use crate::config::AttachMode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "edge-sensor",
+    version,
+    about = "DDoS detection and mitigation from sFlow/IPFIX telemetry, parsed in XDP"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load the XDP program, attach it and run until Ctrl-C or SIGTERM.
+    Run(RunArgs),
+    /// Per exporter counters, read from the pinned maps.
+    Exporters(ExportersArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Configuration file (TOML); defaults apply without one.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Interface to attach to (repeatable); overrides `xdp.interfaces`.
+    #[arg(long = "iface", short = 'i')]
+    pub ifaces: Vec<String>,
+    /// Attach mode; overrides `xdp.mode` (default: native, falling back to skb).
+    #[arg(long, value_enum)]
+    pub mode: Option<AttachMode>,
+    /// Pin directory; overrides `xdp.pin_path`.
+    #[arg(long)]
+    pub pin_path: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportersArgs {
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+    /// Pin directory of the sensor to read.
+    #[arg(long, default_value = DEFAULT_PIN_DIR)]
+    pub pin_path: PathBuf,
+}
+
+/// Runs the command line; errors are printed with their causes.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let result = match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Exporters(args) => exporters::exporters(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("edge-sensor: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("EDGE_SENSOR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .try_init();
+}

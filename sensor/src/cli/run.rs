@@ -1,0 +1,80 @@
+//! `edge-sensor run`: load, attach, wait for a signal, detach.
+
+use anyhow::{Context, Result, bail};
+use tokio::signal::unix::{SignalKind, signal};
+
+use super::RunArgs;
+use crate::{
+    config::Config,
+    xdp::{self, LoadOptions, Sensor, attach::error_chain},
+};
+
+pub fn run(args: RunArgs) -> Result<()> {
+    let mut config = match &args.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    if !args.ifaces.is_empty() {
+        config.xdp.interfaces = args.ifaces.clone();
+    }
+    if let Some(mode) = args.mode {
+        config.xdp.mode = mode;
+    }
+    if let Some(pin) = &args.pin_path {
+        config.xdp.pin_path = pin.clone();
+    }
+    config.validate()?;
+    if config.xdp.interfaces.is_empty() {
+        bail!("no interface to attach to: pass --iface or set xdp.interfaces in the config");
+    }
+
+    let ports: Vec<_> = config.telemetry.ports().collect();
+    let mut sensor = Sensor::load(&LoadOptions {
+        pin_dir: Some(config.xdp.pin_path.clone()),
+        ports: ports.clone(),
+    })
+    .map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
+    tracing::info!(
+        pin_path = %config.xdp.pin_path.display(),
+        ports = ?ports.iter().map(|(p, k)| format!("{}/{p}", k.name())).collect::<Vec<_>>(),
+        "XDP program loaded"
+    );
+
+    let mut links = Vec::new();
+    for iface in &config.xdp.interfaces {
+        match xdp::attach(sensor.program_mut(), iface, config.xdp.mode) {
+            Ok((link, _mode)) => links.push((iface.clone(), link)),
+            Err(e) => {
+                detach_all(&mut sensor, links);
+                return Err(anyhow::anyhow!(error_chain(&e)));
+            }
+        }
+    }
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let signal_name = runtime.block_on(wait_for_shutdown())?;
+    tracing::info!("{signal_name} received: detaching");
+    detach_all(&mut sensor, links);
+    Ok(())
+}
+
+async fn wait_for_shutdown() -> Result<&'static str> {
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}
+
+fn detach_all(sensor: &mut Sensor, links: Vec<(String, aya::programs::xdp::XdpLinkId)>) {
+    for (iface, link) in links {
+        match sensor.program_mut().detach(link) {
+            Ok(()) => tracing::info!(iface, "XDP program detached"),
+            Err(e) => tracing::error!(iface, "detaching: {}", error_chain(&e)),
+        }
+    }
+}

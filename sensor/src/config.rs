@@ -1,0 +1,300 @@
+//! The sensor's configuration file (TOML), its defaults and its validation.
+//!
+//! Every error names the key it is about, so an operator can fix the file
+//! without reading code. Unknown keys are errors, not silently ignored: a typo
+//! in a safety setting must not fall back to a default.
+
+use std::{
+    collections::BTreeMap,
+    fmt, fs,
+    path::{Path, PathBuf},
+};
+
+use edge_sensor_common::{
+    DEFAULT_PIN_DIR, IPFIX_PORT, MAX_TELEMETRY_PORTS, NETFLOW_PORT, SFLOW_PORT, TelemetryKind,
+};
+use serde::Deserialize;
+
+/// A configuration that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config key `{key}`: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub xdp: XdpConfig,
+    pub telemetry: TelemetryConfig,
+}
+
+/// Where and how the XDP program runs.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct XdpConfig {
+    /// Interfaces the telemetry arrives on.
+    pub interfaces: Vec<String>,
+    /// Attach mode.
+    pub mode: AttachMode,
+    /// Directory (on a bpffs) under which the maps are pinned.
+    pub pin_path: PathBuf,
+}
+
+impl Default for XdpConfig {
+    fn default() -> Self {
+        Self {
+            interfaces: Vec::new(),
+            mode: AttachMode::Auto,
+            pin_path: PathBuf::from(DEFAULT_PIN_DIR),
+        }
+    }
+}
+
+/// How the XDP program is attached to an interface.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum AttachMode {
+    /// Native (driver) mode, falling back to skb (generic) mode where the
+    /// driver has no XDP support.
+    #[default]
+    Auto,
+    /// Native (driver) mode only; attaching fails where the driver lacks it.
+    Native,
+    /// Generic (skb) mode: works on every interface, slower.
+    Skb,
+}
+
+impl fmt::Display for AttachMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::Native => "native",
+            Self::Skb => "skb",
+        })
+    }
+}
+
+/// UDP ports the telemetry arrives on.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    pub sflow_ports: Vec<u16>,
+    pub ipfix_ports: Vec<u16>,
+    pub netflow_ports: Vec<u16>,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            sflow_ports: vec![SFLOW_PORT],
+            ipfix_ports: vec![IPFIX_PORT],
+            netflow_ports: vec![NETFLOW_PORT],
+        }
+    }
+}
+
+impl TelemetryConfig {
+    /// Every configured port with what it carries.
+    pub fn ports(&self) -> impl Iterator<Item = (u16, TelemetryKind)> + '_ {
+        self.sflow_ports
+            .iter()
+            .map(|&p| (p, TelemetryKind::Sflow))
+            .chain(self.ipfix_ports.iter().map(|&p| (p, TelemetryKind::Ipfix)))
+            .chain(
+                self.netflow_ports
+                    .iter()
+                    .map(|&p| (p, TelemetryKind::Netflow)),
+            )
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates the file at `path`.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_owned(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses and validates a TOML document.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let config: Self = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::from("<inline>"),
+            message: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what the types alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (i, iface) in self.xdp.interfaces.iter().enumerate() {
+            validate_iface_name(iface).map_err(|m| invalid(format!("xdp.interfaces[{i}]"), m))?;
+        }
+        let pin = self.xdp.pin_path.as_os_str().as_encoded_bytes();
+        if !self.xdp.pin_path.is_absolute() || pin.contains(&0) {
+            return Err(invalid(
+                "xdp.pin_path",
+                "must be an absolute path on a bpffs",
+            ));
+        }
+
+        let t = &self.telemetry;
+        let lists = [
+            ("telemetry.sflow_ports", &t.sflow_ports),
+            ("telemetry.ipfix_ports", &t.ipfix_ports),
+            ("telemetry.netflow_ports", &t.netflow_ports),
+        ];
+        let mut seen: BTreeMap<u16, &str> = BTreeMap::new();
+        for (key, ports) in lists {
+            for &port in ports {
+                if port == 0 {
+                    return Err(invalid(key, "port 0 is not a valid UDP port"));
+                }
+                if let Some(other) = seen.insert(port, key) {
+                    return Err(invalid(
+                        key,
+                        format!("port {port} is also listed in `{other}`"),
+                    ));
+                }
+            }
+        }
+        if seen.is_empty() {
+            return Err(invalid(
+                "telemetry",
+                "no telemetry port configured: the sensor would see nothing",
+            ));
+        }
+        if seen.len() > MAX_TELEMETRY_PORTS as usize {
+            return Err(invalid(
+                "telemetry",
+                format!(
+                    "{} ports configured, at most {MAX_TELEMETRY_PORTS}",
+                    seen.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Linux interface names: 1 to 15 bytes, no '/', no whitespace, no NUL.
+pub fn validate_iface_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 15 {
+        return Err(format!("interface name {name:?} must be 1 to 15 bytes"));
+    }
+    if name
+        .bytes()
+        .any(|b| b == b'/' || b == 0 || b.is_ascii_whitespace() || b == b':')
+    {
+        return Err(format!(
+            "interface name {name:?} has a character Linux refuses"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_the_defaults() {
+        let c = Config::from_toml("").unwrap();
+        assert_eq!(c, Config::default());
+        let ports: Vec<_> = c.telemetry.ports().collect();
+        assert_eq!(
+            ports,
+            vec![
+                (6343, TelemetryKind::Sflow),
+                (4739, TelemetryKind::Ipfix),
+                (2055, TelemetryKind::Netflow)
+            ]
+        );
+        assert_eq!(c.xdp.pin_path, PathBuf::from("/sys/fs/bpf/edge-sensor/v1"));
+        assert_eq!(c.xdp.mode, AttachMode::Auto);
+    }
+
+    #[test]
+    fn the_shipped_example_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/edge-sensor.example.toml");
+        let c = Config::from_file(&path).unwrap();
+        assert_eq!(c.telemetry.sflow_ports, vec![6343]);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_by_name() {
+        let e = Config::from_toml("[telemetry]\nsflow_port = [6343]\n").unwrap_err();
+        assert!(e.to_string().contains("sflow_port"), "{e}");
+        let e = Config::from_toml("[xdpp]\n").unwrap_err();
+        assert!(e.to_string().contains("xdpp"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let cases = [
+            (
+                "[telemetry]\nipfix_ports = [6343]\n",
+                "telemetry.ipfix_ports",
+            ),
+            (
+                "[telemetry]\nnetflow_ports = [0]\n",
+                "telemetry.netflow_ports",
+            ),
+            ("[telemetry]\nsflow_ports = [70000]\n", "sflow_ports"),
+            ("[xdp]\ninterfaces = [\"a/b\"]\n", "xdp.interfaces[0]"),
+            ("[xdp]\ninterfaces = [\"\"]\n", "xdp.interfaces[0]"),
+            ("[xdp]\npin_path = \"relative\"\n", "xdp.pin_path"),
+            ("[xdp]\nmode = \"turbo\"\n", "mode"),
+            (
+                "[telemetry]\nsflow_ports = []\nipfix_ports = []\nnetflow_ports = []\n",
+                "telemetry",
+            ),
+        ];
+        for (text, key) in cases {
+            let e = Config::from_toml(text).unwrap_err().to_string();
+            assert!(e.contains(key), "{text:?}: error {e:?} does not name {key}");
+        }
+    }
+
+    #[test]
+    fn too_many_ports_are_refused() {
+        let ports: Vec<String> = (1000..1100).map(|p| p.to_string()).collect();
+        let text = format!("[telemetry]\nsflow_ports = [{}]\n", ports.join(","));
+        let e = Config::from_toml(&text).unwrap_err().to_string();
+        assert!(e.contains("at most 64"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_file_is_a_clear_error() {
+        let e = Config::from_file(Path::new("/nonexistent/edge-sensor.toml")).unwrap_err();
+        assert!(
+            e.to_string().contains("/nonexistent/edge-sensor.toml"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,188 @@
+//! Loading the embedded XDP object: pinned maps, program, port table.
+
+use std::{
+    ffi::CString,
+    fs, io,
+    os::unix::ffi::OsStrExt,
+    path::{Path, PathBuf},
+};
+
+use aya::{
+    Ebpf, EbpfError, EbpfLoader,
+    maps::{HashMap, MapError},
+    programs::{ProgramError, Xdp},
+};
+use edge_sensor_common::{PortConfig, TELEMETRY_PORTS, TelemetryKind, XDP_PROGRAM};
+
+use super::{EBPF_OBJECT, pins};
+
+/// bpffs' magic number (`BPF_FS_MAGIC` in linux/magic.h).
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+/// What to load.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Where to pin the counter maps; `None` leaves them unpinned (tests).
+    pub pin_dir: Option<PathBuf>,
+    /// UDP ports the program treats as telemetry.
+    pub ports: Vec<(u16, TelemetryKind)>,
+}
+
+/// The sensor could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(
+        "this binary was built without its XDP object: build it with `cargo xtask build` \
+         (or `cargo xtask build-ebpf` before `cargo build`)"
+    )]
+    NoObject,
+    #[error("pin path {dir}: {message}")]
+    PinDir { dir: PathBuf, message: String },
+    #[error(transparent)]
+    Pin(#[from] pins::PinError),
+    #[error("loading the eBPF object: {0} (needs root or CAP_BPF + CAP_NET_ADMIN)")]
+    Object(#[source] EbpfError),
+    #[error("program {XDP_PROGRAM} is missing from the eBPF object")]
+    MissingProgram,
+    #[error("verifying/loading program {XDP_PROGRAM}: {0}")]
+    Program(#[source] ProgramError),
+    #[error("map {name}: {source}")]
+    Map {
+        name: &'static str,
+        source: MapError,
+    },
+}
+
+/// The loaded (not yet attached) XDP program and its maps.
+pub struct Sensor {
+    ebpf: Ebpf,
+}
+
+impl Sensor {
+    /// Loads the embedded object: checks and pins the counter maps, loads
+    /// (verifies) the program and fills the telemetry port table.
+    pub fn load(opts: &LoadOptions) -> Result<Self, LoadError> {
+        if EBPF_OBJECT.is_empty() {
+            return Err(LoadError::NoObject);
+        }
+        raise_memlock_limit();
+
+        let mut loader = EbpfLoader::new();
+        if let Some(dir) = &opts.pin_dir {
+            prepare_pin_dir(dir)?;
+            for spec in pins::PINNED_MAPS {
+                let path = dir.join(spec.name);
+                spec.check_pin(&path)?;
+                loader.map_pin_path(spec.name, path);
+            }
+        }
+        let mut ebpf = loader.load(EBPF_OBJECT).map_err(LoadError::Object)?;
+
+        let program: &mut Xdp = ebpf
+            .program_mut(XDP_PROGRAM)
+            .ok_or(LoadError::MissingProgram)?
+            .try_into()
+            .map_err(LoadError::Program)?;
+        program.load().map_err(LoadError::Program)?;
+
+        let mut sensor = Self { ebpf };
+        sensor.set_ports(&opts.ports)?;
+        Ok(sensor)
+    }
+
+    /// Replaces the telemetry port table with `ports`.
+    pub fn set_ports(&mut self, ports: &[(u16, TelemetryKind)]) -> Result<(), LoadError> {
+        let map_err = |source| LoadError::Map {
+            name: TELEMETRY_PORTS,
+            source,
+        };
+        let map = self
+            .ebpf
+            .map_mut(TELEMETRY_PORTS)
+            .ok_or(LoadError::MissingProgram)?;
+        let mut table: HashMap<_, u16, PortConfig> = HashMap::try_from(map).map_err(map_err)?;
+        let stale: Vec<u16> = table
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|p| !ports.iter().any(|(q, _)| q == p))
+            .collect();
+        for port in stale {
+            table.remove(&port).map_err(map_err)?;
+        }
+        for &(port, kind) in ports {
+            let cfg = PortConfig {
+                kind: kind as u8,
+                _pad: [0; 3],
+            };
+            table.insert(port, cfg, 0).map_err(map_err)?;
+        }
+        Ok(())
+    }
+
+    /// The XDP program.
+    pub fn program_mut(&mut self) -> &mut Xdp {
+        self.ebpf
+            .program_mut(XDP_PROGRAM)
+            .and_then(|p| p.try_into().ok())
+            .expect("the program was checked at load")
+    }
+
+    /// The XDP program.
+    pub fn program(&self) -> &Xdp {
+        self.ebpf
+            .program(XDP_PROGRAM)
+            .and_then(|p| p.try_into().ok())
+            .expect("the program was checked at load")
+    }
+
+    /// The loaded object, for reading its maps.
+    pub fn ebpf(&self) -> &Ebpf {
+        &self.ebpf
+    }
+}
+
+/// Creates the pin directory, refusing one that is not on a bpffs (pinning
+/// would fail later with a less clear error).
+fn prepare_pin_dir(dir: &Path) -> Result<(), LoadError> {
+    let err = |message: String| LoadError::PinDir {
+        dir: dir.to_owned(),
+        message,
+    };
+    fs::create_dir_all(dir).map_err(|e| match e.kind() {
+        io::ErrorKind::PermissionDenied => err("permission denied: needs root or CAP_BPF".into()),
+        _ => err(format!(
+            "cannot create it: {e} (is a bpffs mounted on /sys/fs/bpf?)"
+        )),
+    })?;
+    let c_path =
+        CString::new(dir.as_os_str().as_bytes()).map_err(|_| err("contains a NUL byte".into()))?;
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: c_path is NUL-terminated and st is a valid out-pointer.
+    if unsafe { libc::statfs(c_path.as_ptr(), &mut st) } != 0 {
+        return Err(err(format!("statfs: {}", io::Error::last_os_error())));
+    }
+    #[allow(clippy::unnecessary_cast)] // f_type's width differs between libc targets
+    if st.f_type as i64 != BPF_FS_MAGIC {
+        return Err(err(
+            "is not on a bpffs: mount one (`mount -t bpf bpf /sys/fs/bpf`) or pick a path under it"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; lift it. Later
+/// kernels use memory cgroups and ignore it, so failure is not an error.
+fn raise_memlock_limit() {
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: a valid rlimit struct for the duration of the call.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0 {
+        tracing::debug!(
+            "could not lift RLIMIT_MEMLOCK: {}",
+            io::Error::last_os_error()
+        );
+    }
+}

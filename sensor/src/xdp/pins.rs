@@ -1,0 +1,166 @@
+//! The maps the sensor pins, checked against the layout this binary expects.
+//!
+//! aya reuses an existing pin without any check. A pin left by a binary with
+//! another layout would then be read and written with the wrong offsets, so
+//! every existing pin is checked before loading, and before the CLI reads it.
+
+use std::{
+    io,
+    path::{Path, PathBuf},
+};
+
+use aya::maps::{Map, MapData, MapError, MapInfo, MapType};
+use edge_sensor_common::{EXPORTER_STATS, ExporterKey, ExporterStats, MAX_EXPORTERS};
+
+/// The layout of one pinned map.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PinnedMapSpec {
+    pub name: &'static str,
+    pub map_type: MapType,
+    pub key_size: u32,
+    pub value_size: u32,
+    pub max_entries: u32,
+}
+
+/// Every map the sensor pins.
+pub const PINNED_MAPS: &[PinnedMapSpec] = &[PinnedMapSpec {
+    name: EXPORTER_STATS,
+    map_type: MapType::LruPerCpuHash,
+    key_size: size_of::<ExporterKey>() as u32,
+    value_size: size_of::<ExporterStats>() as u32,
+    max_entries: MAX_EXPORTERS,
+}];
+
+/// A pinned map that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PinError {
+    #[error(
+        "no pinned map at {path}: is the sensor loaded? (pin path {dir}; \
+         start it with `edge-sensor run` or `cargo xtask build-and-load`)"
+    )]
+    NotFound { path: PathBuf, dir: PathBuf },
+    #[error("permission denied opening {path}: needs root or CAP_BPF")]
+    PermissionDenied { path: PathBuf },
+    #[error(
+        "pinned map {path} has another layout ({found}) than this binary expects ({expected}): \
+         it was pinned by another version of edge-sensor; stop that sensor and remove the pin, \
+         or use another pin path"
+    )]
+    LayoutMismatch {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
+    #[error("pinned map {path}: {source}")]
+    Map { path: PathBuf, source: MapError },
+}
+
+impl PinnedMapSpec {
+    fn describe(map_type: MapType, key: u32, value: u32, max: u32) -> String {
+        format!("{map_type:?}, key {key} B, value {value} B, {max} entries")
+    }
+
+    fn expected(&self) -> String {
+        Self::describe(
+            self.map_type,
+            self.key_size,
+            self.value_size,
+            self.max_entries,
+        )
+    }
+
+    /// Checks the map pinned at `path` against this spec. `Ok(false)` when
+    /// nothing is pinned there.
+    pub fn check_pin(&self, path: &Path) -> Result<bool, PinError> {
+        let info = match MapInfo::from_pin(path) {
+            Ok(info) => info,
+            Err(e) => {
+                return match io_kind(&e) {
+                    Some(io::ErrorKind::NotFound) => Ok(false),
+                    Some(io::ErrorKind::PermissionDenied) => Err(PinError::PermissionDenied {
+                        path: path.to_owned(),
+                    }),
+                    _ => Err(PinError::Map {
+                        path: path.to_owned(),
+                        source: e,
+                    }),
+                };
+            }
+        };
+        let map_type = info.map_type().map_err(|source| PinError::Map {
+            path: path.to_owned(),
+            source,
+        })?;
+        let found = Self::describe(
+            map_type,
+            info.key_size(),
+            info.value_size(),
+            info.max_entries(),
+        );
+        if map_type != self.map_type
+            || info.key_size() != self.key_size
+            || info.value_size() != self.value_size
+            || info.max_entries() != self.max_entries
+        {
+            return Err(PinError::LayoutMismatch {
+                path: path.to_owned(),
+                found,
+                expected: self.expected(),
+            });
+        }
+        Ok(true)
+    }
+
+    /// Opens the map pinned under `dir`, after checking its layout.
+    pub fn open(&self, dir: &Path) -> Result<Map, PinError> {
+        let path = dir.join(self.name);
+        if !self.check_pin(&path)? {
+            return Err(PinError::NotFound {
+                path,
+                dir: dir.to_owned(),
+            });
+        }
+        let data = MapData::from_pin(&path).map_err(|source| PinError::Map {
+            path: path.clone(),
+            source,
+        })?;
+        Map::from_map_data(data).map_err(|source| PinError::Map { path, source })
+    }
+}
+
+/// The spec of the pinned map called `name`.
+pub fn spec(name: &str) -> Option<&'static PinnedMapSpec> {
+    PINNED_MAPS.iter().find(|s| s.name == name)
+}
+
+/// The I/O error kind behind a map error, if it is one.
+fn io_kind(e: &MapError) -> Option<io::ErrorKind> {
+    match e {
+        MapError::SyscallError(s) => Some(s.io_error.kind()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_pinned_map_has_a_unique_name() {
+        let mut names: Vec<_> = PINNED_MAPS.iter().map(|s| s.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), PINNED_MAPS.len());
+        assert!(spec(EXPORTER_STATS).is_some());
+        assert!(spec("NOPE").is_none());
+    }
+
+    #[test]
+    fn a_missing_pin_is_reported_as_not_loaded() {
+        let dir = Path::new("/nonexistent-edge-sensor-pins");
+        let e = spec(EXPORTER_STATS).unwrap().open(dir).unwrap_err();
+        let text = e.to_string();
+        // Without a bpffs or permissions the error may differ; both name the path.
+        assert!(text.contains("/nonexistent-edge-sensor-pins"), "{text}");
+    }
+}

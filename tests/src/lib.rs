@@ -1,0 +1,79 @@
+//! Helpers shared by the integration tests: privileges, the sensor binary,
+//! network namespaces and veths the tests create (and remove), crafted frames.
+//!
+//! Every test here needs root (loading BPF programs, creating namespaces). A
+//! test run without it fails loudly: nothing skips itself into green.
+
+pub mod frame;
+pub mod netns;
+
+use std::{
+    path::{Path, PathBuf},
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+/// Panics with a clear message unless running as root.
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        panic!(
+            "this test loads BPF programs and creates network namespaces: run it as root \
+             (`cargo xtask test` does)"
+        );
+    }
+}
+
+/// The `edge-sensor` binary under test (`EDGE_SENSOR_BIN`, set by `cargo
+/// xtask test`, or the debug build in the workspace's target directory).
+pub fn sensor_bin() -> PathBuf {
+    let bin = std::env::var_os("EDGE_SENSOR_BIN").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/edge-sensor"),
+        PathBuf::from,
+    );
+    assert!(
+        bin.exists(),
+        "no edge-sensor binary at {}: build it with `cargo xtask build` (or run `cargo xtask test`)",
+        bin.display()
+    );
+    bin
+}
+
+/// A name unique to this test process, for namespaces, links and pin dirs.
+/// Short: Linux interface names have at most 15 bytes.
+pub fn unique_name(prefix: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let name = format!("{prefix}{}{n}", std::process::id() % 100_000);
+    assert!(name.len() <= 15, "name {name} too long for an interface");
+    name
+}
+
+/// A pin directory of the test's own under /sys/fs/bpf, removed on drop.
+pub struct PinDir(pub PathBuf);
+
+impl PinDir {
+    pub fn new() -> Self {
+        let dir = PathBuf::from("/sys/fs/bpf")
+            .join(unique_name("es-test-"))
+            .join("v1");
+        Self(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Default for PinDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for PinDir {
+    fn drop(&mut self) {
+        if let Some(parent) = self.0.parent() {
+            let _ = std::fs::remove_dir_all(parent);
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! Network namespaces and veth pairs the tests create, removed on drop.
+//!
+//! The sensor is started with `nsenter --net=...` rather than `ip netns exec`:
+//! the latter also remounts /sys, which hides the bpffs at /sys/fs/bpf where
+//! the sensor pins its maps.
+
+use std::{
+    fs::File,
+    net::{IpAddr, SocketAddr, UdpSocket},
+    os::fd::AsRawFd,
+    path::PathBuf,
+    process::{Command, Stdio},
+};
+
+use crate::unique_name;
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .expect("the `ip` command (iproute2) is needed: run scripts/setup");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A network namespace named by the test, deleted on drop.
+pub struct NetNs {
+    pub name: String,
+}
+
+impl NetNs {
+    pub fn new(prefix: &str) -> Self {
+        let name = unique_name(prefix);
+        ip(&["netns", "add", &name]);
+        ip(&["-n", &name, "link", "set", "lo", "up"]);
+        Self { name }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from("/run/netns").join(&self.name)
+    }
+
+    /// `ip -n NAME args...`, asserting success.
+    pub fn ip(&self, args: &[&str]) {
+        let mut all = vec!["-n", &self.name];
+        all.extend_from_slice(args);
+        ip(&all);
+    }
+
+    /// The output of `ip -n NAME args...`.
+    pub fn ip_output(&self, args: &[&str]) -> String {
+        let out = Command::new("ip")
+            .arg("-n")
+            .arg(&self.name)
+            .args(args)
+            .output()
+            .expect("run ip");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A command run in this namespace (network only; mounts are shared).
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net={}", self.path().display()))
+            .arg(program)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs `f` on a thread inside this namespace (sockets it opens live there).
+    pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        let file = File::open(self.path()).expect("open the namespace");
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                // SAFETY: a valid netns fd; setns changes only this thread.
+                let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+                assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+                f()
+            })
+            .join()
+            .expect("thread in namespace panicked")
+        })
+    }
+
+    /// Whether an XDP program is attached to `iface` in this namespace.
+    pub fn has_xdp(&self, iface: &str) -> bool {
+        let out = self.ip_output(&["-d", "link", "show", "dev", iface]);
+        out.contains("prog/xdp")
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// Two namespaces joined by a veth pair, with addresses: `a` (the sender,
+/// e.g. a router) and `b` (the collector). Removed on drop.
+pub struct Link {
+    pub a: NetNs,
+    pub b: NetNs,
+    pub a_if: String,
+    pub b_if: String,
+    pub a_addr: IpAddr,
+    pub b_addr: IpAddr,
+}
+
+impl Link {
+    /// `a` gets 198.18.X.1/24, `b` 198.18.X.2/24 (RFC 2544 benchmarking
+    /// range, only ever inside these namespaces), plus 2001:db8:X::1/2/64.
+    pub fn new() -> Self {
+        let a = NetNs::new("es-a");
+        let b = NetNs::new("es-b");
+        let a_if = unique_name("esva");
+        let b_if = unique_name("esvb");
+        ip(&[
+            "link", "add", &a_if, "netns", &a.name, "type", "veth", "peer", "name", &b_if, "netns",
+            &b.name,
+        ]);
+        let x = std::process::id() % 250;
+        a.ip(&["addr", "add", &format!("198.18.{x}.1/24"), "dev", &a_if]);
+        b.ip(&["addr", "add", &format!("198.18.{x}.2/24"), "dev", &b_if]);
+        a.ip(&[
+            "addr",
+            "add",
+            &format!("2001:db8:{x:x}::1/64"),
+            "dev",
+            &a_if,
+            "nodad",
+        ]);
+        b.ip(&[
+            "addr",
+            "add",
+            &format!("2001:db8:{x:x}::2/64"),
+            "dev",
+            &b_if,
+            "nodad",
+        ]);
+        a.ip(&["link", "set", &a_if, "up"]);
+        b.ip(&["link", "set", &b_if, "up"]);
+        Self {
+            a_addr: format!("198.18.{x}.1").parse().unwrap(),
+            b_addr: format!("198.18.{x}.2").parse().unwrap(),
+            a,
+            b,
+            a_if,
+            b_if,
+        }
+    }
+
+    /// The IPv6 addresses of `a` and `b`.
+    pub fn v6_addrs(&self) -> (IpAddr, IpAddr) {
+        let x = std::process::id() % 250;
+        (
+            format!("2001:db8:{x:x}::1").parse().unwrap(),
+            format!("2001:db8:{x:x}::2").parse().unwrap(),
+        )
+    }
+
+    /// Sends `count` UDP datagrams of `len` payload bytes from `a` to `dst`.
+    pub fn send_udp(&self, dst: SocketAddr, count: usize, len: usize) {
+        self.a.run(move || {
+            let bind: SocketAddr = if dst.is_ipv4() {
+                "0.0.0.0:0".parse().unwrap()
+            } else {
+                "[::]:0".parse().unwrap()
+            };
+            let sock = UdpSocket::bind(bind).expect("bind a UDP socket");
+            let payload = vec![0xa5u8; len];
+            for _ in 0..count {
+                sock.send_to(&payload, dst).expect("send a datagram");
+            }
+        });
+    }
+}
+
+impl Default for Link {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,75 @@
+//! Project tasks: `cargo xtask <task>`. See `cargo xtask --help`.
+
+mod ebpf;
+mod lab;
+mod run;
+mod test;
+mod util;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "edge-sensor project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install every system package and tool the project needs (scripts/setup).
+    Setup,
+    /// Build the XDP object (target/ebpf/.../edge-sensor).
+    BuildEbpf,
+    /// Build the XDP object and the `edge-sensor` binary that embeds it.
+    Build {
+        #[arg(long)]
+        release: bool,
+    },
+    /// Build, load and attach to IFACE; runs in the foreground until Ctrl-C.
+    BuildAndLoad {
+        #[arg(long)]
+        iface: String,
+        /// native or skb; default: native, falling back to skb.
+        #[arg(long)]
+        mode: Option<String>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        release: bool,
+    },
+    /// Everything: format and lint checks, unit, verifier, XDP test-run and netns tests.
+    Test {
+        /// Only run tests whose name contains this.
+        filter: Option<String>,
+    },
+    /// A self-contained lab: router and collector namespaces, a real sFlow
+    /// exporter, the sensor on the collector's veth, live counters.
+    Lab(lab::LabArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.task {
+        Task::Setup => util::setup(),
+        Task::BuildEbpf => ebpf::build().map(|_| ()),
+        Task::Build { release } => run::build(release).map(|_| ()),
+        Task::BuildAndLoad {
+            iface,
+            mode,
+            config,
+            release,
+        } => run::build_and_load(&iface, mode.as_deref(), config.as_deref(), release),
+        Task::Test { filter } => test::test(filter.as_deref()),
+        Task::Lab(args) => lab::lab(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
