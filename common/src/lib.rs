@@ -10,9 +10,11 @@
 #![no_std]
 
 pub mod maps;
+pub mod parse;
 pub mod telemetry;
 
 pub use maps::*;
+pub use parse::*;
 pub use telemetry::*;
 
 /// Version of the layout of the pinned maps. Part of the default pin path, so a

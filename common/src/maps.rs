@@ -2,27 +2,79 @@
 
 use core::mem::size_of;
 
+use crate::{Class, ParseError};
+
+/// Per destination counters: `LRU_PERCPU_HASH<DstKey, DstStats>`, pinned.
+pub const DST_STATS: &str = "DST_STATS";
 /// Per exporter counters: `LRU_PERCPU_HASH<ExporterKey, ExporterStats>`, pinned.
 pub const EXPORTER_STATS: &str = "EXPORTER_STATS";
+/// Per exporter sequence state: `LRU_HASH<ExporterKey, AgentState>`, pinned.
+pub const AGENT_STATE: &str = "AGENT_STATE";
+/// Counters of the program as a whole: `PERCPU_ARRAY<GlobalStats>` (1 entry), pinned.
+pub const GLOBAL_STATS: &str = "GLOBAL_STATS";
 /// Telemetry ports: `HASH<u16 (UDP port, host order), PortConfig>`, written by userspace.
 pub const TELEMETRY_PORTS: &str = "TELEMETRY_PORTS";
+/// Exporters allowed to send telemetry: `LPM_TRIE<[u8; 16], u8>` keyed by
+/// prefix length (of the IPv6 or IPv4-mapped form: an IPv4 /24 is 96 + 24) and
+/// address; written by userspace.
+pub const EXPORTER_ALLOW: &str = "EXPORTER_ALLOW";
+/// Runtime settings: `ARRAY<Settings>` (1 entry), written by userspace.
+pub const SETTINGS: &str = "SETTINGS";
 
-/// Capacity of [`EXPORTER_STATS`]: exporters are routers, a few thousand at most.
+/// Default capacity of [`DST_STATS`]; the config sets it (`xdp.destinations`).
+pub const DEFAULT_MAX_DESTINATIONS: u32 = 1 << 20;
+/// Capacity of [`EXPORTER_STATS`] and [`AGENT_STATE`]: exporters are routers
+/// (times sub-agents), a few thousand at most.
 pub const MAX_EXPORTERS: u32 = 4096;
 /// Capacity of [`TELEMETRY_PORTS`].
 pub const MAX_TELEMETRY_PORTS: u32 = 64;
+/// Capacity of [`EXPORTER_ALLOW`].
+pub const MAX_ALLOW_PREFIXES: u32 = 1024;
 
-/// Who sent a telemetry datagram, and to which of our ports.
-///
-/// `addr` is the IPv6 address of the source, or the IPv4-mapped IPv6 address
-/// (`::ffff:a.b.c.d`, RFC 4291 §2.5.5.2) of an IPv4 source, so one key type
-/// holds both families.
+/// A destination address: IPv6, or IPv4 mapped into IPv6 (`::ffff:a.b.c.d`,
+/// RFC 4291 §2.5.5.2), so one key type holds both families. 8-aligned so the
+/// kernel copies it with two 64-bit moves instead of a byte loop.
+#[repr(C, align(8))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct DstKey {
+    /// Network byte order.
+    pub addr: [u8; 16],
+}
+const _: () = assert!(size_of::<DstKey>() == 16);
+
+/// Estimated traffic to one destination: sampled packets scaled by their
+/// sampling rate. Indexed by [`Class`]; `Class::All` holds the totals.
 #[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct DstStats {
+    pub packets: [u64; Class::COUNT],
+    pub bytes: [u64; Class::COUNT],
+}
+const _: () = assert!(size_of::<DstStats>() == 112);
+
+impl DstStats {
+    /// Adds `other` (used to sum per-CPU values); wraps rather than panics.
+    pub fn accumulate(&mut self, other: &Self) {
+        for i in 0..Class::COUNT {
+            self.packets[i] = self.packets[i].wrapping_add(other.packets[i]);
+            self.bytes[i] = self.bytes[i].wrapping_add(other.bytes[i]);
+        }
+    }
+}
+
+/// One exporter: for sFlow the agent address and sub-agent id from the
+/// datagram header; for datagrams whose header cannot be read, the UDP source
+/// address with sub-agent 0. 8-aligned, like [`DstKey`].
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 pub struct ExporterKey {
-    /// Source address, network byte order, IPv4 mapped into IPv6.
+    /// Agent (or source) address, network byte order, IPv4 mapped into IPv6.
     pub addr: [u8; 16],
+    /// sFlow sub-agent id (0 for the other protocols, for now).
+    pub sub_agent: u32,
     /// Destination UDP port the datagram was sent to (host byte order).
     pub port: u16,
     /// The port's [`crate::TelemetryKind`] as `u8`.
@@ -30,7 +82,7 @@ pub struct ExporterKey {
     /// Explicit padding; always zero.
     pub _pad: u8,
 }
-const _: () = assert!(size_of::<ExporterKey>() == 20);
+const _: () = assert!(size_of::<ExporterKey>() == 24);
 
 /// Counters of one exporter. Per CPU in the kernel; userspace sums the CPUs.
 #[repr(C)]
@@ -41,8 +93,18 @@ pub struct ExporterStats {
     pub datagrams: u64,
     /// UDP payload bytes of those datagrams.
     pub bytes: u64,
+    /// Flow samples (sFlow) read.
+    pub samples: u64,
+    /// Flow records read (inside flow samples).
+    pub records: u64,
+    /// Datagrams lost between two received ones, from the sequence numbers.
+    pub sequence_gaps: u64,
+    /// Sequence numbers that went backwards (agent restart, reordering).
+    pub sequence_resets: u64,
+    /// Parse errors by reason ([`ParseError`] as index).
+    pub errors: [u64; ParseError::COUNT],
 }
-const _: () = assert!(size_of::<ExporterStats>() == 16);
+const _: () = assert!(size_of::<ExporterStats>() == 48 + 8 * ParseError::COUNT);
 
 impl ExporterStats {
     /// Adds `other` field by field (used to sum per-CPU values); wraps rather
@@ -50,8 +112,55 @@ impl ExporterStats {
     pub fn accumulate(&mut self, other: &Self) {
         self.datagrams = self.datagrams.wrapping_add(other.datagrams);
         self.bytes = self.bytes.wrapping_add(other.bytes);
+        self.samples = self.samples.wrapping_add(other.samples);
+        self.records = self.records.wrapping_add(other.records);
+        self.sequence_gaps = self.sequence_gaps.wrapping_add(other.sequence_gaps);
+        self.sequence_resets = self.sequence_resets.wrapping_add(other.sequence_resets);
+        for i in 0..ParseError::COUNT {
+            self.errors[i] = self.errors[i].wrapping_add(other.errors[i]);
+        }
+    }
+
+    /// All parse errors, whatever the reason.
+    pub fn error_total(&self) -> u64 {
+        self.errors.iter().fold(0, |a, &e| a.wrapping_add(e))
     }
 }
+
+/// State of one exporter shared by all CPUs (not per CPU: the sequence check
+/// needs the last number whichever CPU saw it).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct AgentState {
+    /// Sequence number of the last datagram.
+    pub last_sequence: u32,
+    /// Highest cumulative `drops` counter any of the agent's flow samples
+    /// reported (samples the agent lost for lack of resources).
+    pub agent_drops: u32,
+    /// Uptime (ms) the agent reported in its last datagram.
+    pub uptime_ms: u32,
+    /// Explicit padding; always zero.
+    pub _pad: u32,
+}
+const _: () = assert!(size_of::<AgentState>() == 16);
+
+/// Counters of the program as a whole.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct GlobalStats {
+    /// Datagrams to a telemetry port.
+    pub telemetry_datagrams: u64,
+    /// Of those, from a source outside the exporter allow-list (passed on).
+    pub rejected_datagrams: u64,
+    /// Datagrams fully consumed in the kernel and dropped (XDP_DROP).
+    pub consumed_datagrams: u64,
+    /// Datagrams passed on to the stack after parsing (errors, or
+    /// `pass_telemetry`).
+    pub passed_datagrams: u64,
+}
+const _: () = assert!(size_of::<GlobalStats>() == 32);
 
 /// What a telemetry port carries.
 #[repr(C)]
@@ -65,11 +174,30 @@ pub struct PortConfig {
 }
 const _: () = assert!(size_of::<PortConfig>() == 4);
 
+/// Runtime settings written by userspace.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct Settings {
+    /// 1: accept every exporter (no allow-list configured).
+    pub allow_any_exporter: u8,
+    /// 1: pass consumed telemetry on to the stack instead of dropping it.
+    pub pass_telemetry: u8,
+    /// Explicit padding; always zero.
+    pub _pad: [u8; 6],
+}
+const _: () = assert!(size_of::<Settings>() == 8);
+
 #[cfg(feature = "user")]
 mod user {
-    // SAFETY: all three are #[repr(C)], Copy, and have no implicit padding
-    // (bytemuck's derive above checks that), so every bit pattern is valid.
+    // SAFETY: every type is #[repr(C)], Copy, and has no implicit padding
+    // (bytemuck's derive checks that), so every bit pattern is valid.
+    unsafe impl aya::Pod for super::DstKey {}
+    unsafe impl aya::Pod for super::DstStats {}
     unsafe impl aya::Pod for super::ExporterKey {}
     unsafe impl aya::Pod for super::ExporterStats {}
+    unsafe impl aya::Pod for super::AgentState {}
+    unsafe impl aya::Pod for super::GlobalStats {}
     unsafe impl aya::Pod for super::PortConfig {}
+    unsafe impl aya::Pod for super::Settings {}
 }

@@ -1,37 +1,167 @@
 //! edge-sensor's XDP program.
 //!
 //! Runs on the collector's NIC. For every frame it finds the UDP datagrams sent
-//! to a configured telemetry port ([`TELEMETRY_PORTS`](maps::TELEMETRY_PORTS))
-//! and counts them per exporter. Everything else, and every frame it cannot
-//! fully parse, is passed to the kernel stack untouched.
+//! to a configured telemetry port (`TELEMETRY_PORTS`), checks the sender
+//! against the exporter allow-list, parses sFlow datagrams down to the sampled
+//! packets and counts them per destination and per exporter. Everything else,
+//! and every frame it cannot fully parse, is passed to the kernel stack
+//! untouched; a fully parsed sFlow datagram is dropped (it has been consumed)
+//! unless `pass_telemetry` is set.
 #![no_std]
 #![no_main]
 
+mod count;
 mod maps;
 mod packet;
+mod read;
+mod sampled;
+mod sflow;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
-use edge_sensor_common::ExporterKey;
+use edge_sensor_common::{AgentState, ExporterKey, ExporterStats, ParseError, TelemetryKind};
 
 #[xdp]
 pub fn edge_sensor(ctx: XdpContext) -> u32 {
     let Some(dgram) = packet::telemetry_datagram(&ctx) else {
         return xdp_action::XDP_PASS;
     };
+    let settings = maps::settings();
+    let Some(global) = maps::global_stats() else {
+        return xdp_action::XDP_PASS;
+    };
+    // SAFETY (all derefs of map values below): per-CPU values, written only
+    // by this CPU.
+    unsafe { (*global).telemetry_datagrams += 1 };
+    if !maps::exporter_allowed(dgram.src, &settings) {
+        unsafe { (*global).rejected_datagrams += 1 };
+        return xdp_action::XDP_PASS;
+    }
+
+    let consumed = if dgram.kind == TelemetryKind::Sflow as u8 {
+        sflow_datagram(&ctx, &dgram)
+    } else {
+        // IPFIX and NetFlow: counted per exporter, parsed in userspace (for now).
+        let key = source_key(&dgram);
+        if let Some(stats) = maps::exporter_stats(&key) {
+            unsafe {
+                (*stats).datagrams += 1;
+                (*stats).bytes += u64::from(dgram.payload_len);
+            }
+        }
+        false
+    };
+    if consumed && settings.pass_telemetry == 0 {
+        unsafe { (*global).consumed_datagrams += 1 };
+        xdp_action::XDP_DROP
+    } else {
+        unsafe { (*global).passed_datagrams += 1 };
+        xdp_action::XDP_PASS
+    }
+}
+
+/// The exporter key of a datagram whose own header names no agent.
+#[inline(always)]
+fn source_key(dgram: &packet::Datagram) -> ExporterKey {
+    ExporterKey {
+        addr: read::addr_bytes(dgram.src),
+        sub_agent: 0,
+        port: dgram.dst_port,
+        kind: dgram.kind,
+        _pad: 0,
+    }
+}
+
+/// Parses and counts an sFlow datagram; `true` when all of it was accounted for.
+#[inline(always)]
+fn sflow_datagram(ctx: &XdpContext, dgram: &packet::Datagram) -> bool {
+    let off = dgram.payload_off as u32;
+    let end = off + u32::from(dgram.payload_len);
+    let header = match sflow::header(ctx, off, end) {
+        Ok(h) => h,
+        Err(e) => {
+            if let Some(stats) = maps::exporter_stats(&source_key(dgram)) {
+                unsafe {
+                    (*stats).datagrams += 1;
+                    (*stats).bytes += u64::from(dgram.payload_len);
+                    let i = e as usize;
+                    if i < ParseError::COUNT {
+                        (*stats).errors[i] += 1;
+                    }
+                }
+            }
+            return false;
+        }
+    };
     let key = ExporterKey {
-        addr: dgram.src,
+        addr: read::addr_bytes(header.agent),
+        sub_agent: header.sub_agent,
         port: dgram.dst_port,
         kind: dgram.kind,
         _pad: 0,
     };
-    if let Some(stats) = maps::exporter_stats(&key) {
-        // Per-CPU value: no other CPU writes it, so plain adds are race-free.
+    let (gaps, resets) = sequence(&key, &header);
+    let Some(walk) = sflow::walk(ctx, &header, end) else {
+        return false;
+    };
+    if let Some(state) = maps::AGENT_STATE.get_ptr_mut(&key) {
+        // Shared across CPUs: a racing update can only lose a max, never
+        // corrupt a counter.
         unsafe {
-            (*stats).datagrams += 1;
-            (*stats).bytes += u64::from(dgram.payload_len);
+            if walk.max_drops > (*state).agent_drops {
+                (*state).agent_drops = walk.max_drops;
+            }
         }
     }
-    xdp_action::XDP_PASS
+    if let Some(stats) = maps::exporter_stats(&key) {
+        unsafe { add(&mut *stats, dgram, &walk, gaps, resets) };
+    }
+    walk.fatal == 0
+}
+
+#[inline(always)]
+fn add(s: &mut ExporterStats, dgram: &packet::Datagram, w: &sflow::Walk, gaps: u32, resets: u32) {
+    s.datagrams += 1;
+    s.bytes += u64::from(dgram.payload_len);
+    s.samples += u64::from(w.samples);
+    s.records += u64::from(w.records);
+    s.sequence_gaps += u64::from(gaps);
+    s.sequence_resets += u64::from(resets);
+    for i in 0..ParseError::COUNT {
+        s.errors[i] += u64::from(w.errors[i]);
+    }
+}
+
+/// Datagrams lost since the previous one from this agent, and whether the
+/// sequence went backwards (restart or reordering). Updates the agent state.
+#[inline(always)]
+fn sequence(key: &ExporterKey, h: &sflow::Header) -> (u32, u32) {
+    let Some(state) = maps::AGENT_STATE.get_ptr_mut(key) else {
+        let fresh = AgentState {
+            last_sequence: h.sequence,
+            agent_drops: 0,
+            uptime_ms: h.uptime_ms,
+            _pad: 0,
+        };
+        let _ = maps::AGENT_STATE.insert(key, fresh, 0);
+        return (0, 0);
+    };
+    // SAFETY: a valid map value; a concurrent update from another CPU (only
+    // possible if one agent's datagrams are spread over CPUs) can at worst
+    // miscount one gap.
+    unsafe {
+        let delta = h
+            .sequence
+            .wrapping_sub((*state).last_sequence.wrapping_add(1));
+        (*state).last_sequence = h.sequence;
+        (*state).uptime_ms = h.uptime_ms;
+        if delta == 0 {
+            (0, 0)
+        } else if delta < 0x8000_0000 {
+            (delta, 0)
+        } else {
+            (0, 1)
+        }
+    }
 }
 
 // The kernel refuses a program whose panic path is reachable, so the loop is

@@ -3,21 +3,62 @@
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
     macros::map,
-    maps::{HashMap, LruPerCpuHashMap},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray, lpm_trie::Key},
 };
 use edge_sensor_common::{
-    ExporterKey, ExporterStats, MAX_EXPORTERS, MAX_TELEMETRY_PORTS, PortConfig,
+    AgentState, DEFAULT_MAX_DESTINATIONS, DstKey, DstStats, ExporterKey, ExporterStats,
+    GlobalStats, MAX_ALLOW_PREFIXES, MAX_EXPORTERS, MAX_TELEMETRY_PORTS, PortConfig, Settings,
 };
 
-/// Per exporter counters (`common::EXPORTER_STATS`), pinned by userspace.
+/// Per destination counters (`common::DST_STATS`); userspace sets the
+/// capacity from its config and pins it.
+#[map]
+pub static DST_STATS: LruPerCpuHashMap<DstKey, DstStats> =
+    LruPerCpuHashMap::with_max_entries(DEFAULT_MAX_DESTINATIONS, 0);
+
+/// Per exporter counters (`common::EXPORTER_STATS`).
 #[map]
 pub static EXPORTER_STATS: LruPerCpuHashMap<ExporterKey, ExporterStats> =
     LruPerCpuHashMap::with_max_entries(MAX_EXPORTERS, 0);
+
+/// Per exporter sequence state, shared by all CPUs (`common::AGENT_STATE`).
+#[map]
+pub static AGENT_STATE: LruHashMap<ExporterKey, AgentState> =
+    LruHashMap::with_max_entries(MAX_EXPORTERS, 0);
+
+/// Whole-program counters (`common::GLOBAL_STATS`).
+#[map]
+pub static GLOBAL_STATS: PerCpuArray<GlobalStats> = PerCpuArray::with_max_entries(1, 0);
 
 /// UDP port (host order) -> what it carries (`common::TELEMETRY_PORTS`).
 #[map]
 pub static TELEMETRY_PORTS: HashMap<u16, PortConfig> =
     HashMap::with_max_entries(MAX_TELEMETRY_PORTS, 0);
+
+/// Exporter allow-list (`common::EXPORTER_ALLOW`), longest-prefix match.
+#[map]
+pub static EXPORTER_ALLOW: LpmTrie<[u8; 16], u8> =
+    LpmTrie::with_max_entries(MAX_ALLOW_PREFIXES, aya_ebpf::bindings::BPF_F_NO_PREALLOC);
+
+/// Runtime settings (`common::SETTINGS`).
+#[map]
+pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
+
+/// State of the sFlow walk in progress on this CPU (see `sflow::Walk`).
+#[map]
+static WALK_SCRATCH: PerCpuArray<crate::sflow::Walk> = PerCpuArray::with_max_entries(1, 0);
+
+#[inline(always)]
+pub fn walk_scratch() -> Option<*mut crate::sflow::Walk> {
+    WALK_SCRATCH.get_ptr_mut(0)
+}
+
+/// Zeroed values to create entries from: never written. Keeps 100+ byte
+/// structs off the 512-byte stack.
+#[map]
+static ZERO_DST: Array<DstStats> = Array::with_max_entries(1, 0);
+#[map]
+static ZERO_EXPORTER: Array<ExporterStats> = Array::with_max_entries(1, 0);
 
 /// The [`edge_sensor_common::TelemetryKind`] (as `u8`) of a configured
 /// telemetry port, `None` for any other port.
@@ -28,13 +69,50 @@ pub fn telemetry_kind(port: u16) -> Option<u8> {
         .map(|cfg| unsafe { (*cfg).kind })
 }
 
+/// The settings (all zero until userspace writes them).
+#[inline(always)]
+pub fn settings() -> Settings {
+    match SETTINGS.get(0) {
+        Some(s) => *s,
+        None => Settings::default(),
+    }
+}
+
+/// Whether `addr` may send us telemetry.
+#[inline(always)]
+pub fn exporter_allowed(addr: crate::read::Addr, settings: &Settings) -> bool {
+    if settings.allow_any_exporter != 0 {
+        return true;
+    }
+    EXPORTER_ALLOW
+        .get(&Key::new(128, crate::read::addr_bytes(addr)))
+        .is_some()
+}
+
+#[inline(always)]
+pub fn global_stats() -> Option<*mut GlobalStats> {
+    GLOBAL_STATS.get_ptr_mut(0)
+}
+
 /// The exporter's counters on this CPU, created zeroed on first use.
 #[inline(always)]
 pub fn exporter_stats(key: &ExporterKey) -> Option<*mut ExporterStats> {
     if let Some(p) = EXPORTER_STATS.get_ptr_mut(key) {
         return Some(p);
     }
+    let zero = ZERO_EXPORTER.get(0)?;
     // NOEXIST: another CPU may have created it meanwhile; then we use that one.
-    let _ = EXPORTER_STATS.insert(key, ExporterStats::default(), u64::from(BPF_NOEXIST));
+    let _ = EXPORTER_STATS.insert(key, zero, u64::from(BPF_NOEXIST));
     EXPORTER_STATS.get_ptr_mut(key)
+}
+
+/// The destination's counters on this CPU, created zeroed on first use.
+#[inline(always)]
+pub fn dst_stats(key: &DstKey) -> Option<*mut DstStats> {
+    if let Some(p) = DST_STATS.get_ptr_mut(key) {
+        return Some(p);
+    }
+    let zero = ZERO_DST.get(0)?;
+    let _ = DST_STATS.insert(key, zero, u64::from(BPF_NOEXIST));
+    DST_STATS.get_ptr_mut(key)
 }

@@ -5,7 +5,7 @@
 
 use aya_ebpf::programs::XdpContext;
 
-use crate::maps;
+use crate::{maps, read};
 
 const ETH_HLEN: usize = 14;
 const VLAN_HLEN: usize = 4;
@@ -22,14 +22,13 @@ const UDP_HLEN: usize = 8;
 
 /// A UDP datagram to one of our telemetry ports.
 pub struct Datagram {
-    /// Source address (IPv4 mapped into IPv6), network byte order.
-    pub src: [u8; 16],
+    /// Source address (IPv4 mapped into IPv6).
+    pub src: read::Addr,
     /// Destination port, host byte order.
     pub dst_port: u16,
     /// What the port carries: a `TelemetryKind` as `u8`.
     pub kind: u8,
     /// Offset of the UDP payload from the start of the frame.
-    #[allow(dead_code)] // read by the telemetry parsers (sFlow, IPFIX)
     pub payload_off: usize,
     /// UDP payload length (from the UDP header, checked against the frame).
     pub payload_len: u16,
@@ -67,7 +66,7 @@ pub fn telemetry_datagram(ctx: &XdpContext) -> Option<Datagram> {
         off += VLAN_HLEN;
     }
 
-    let mut src = [0u8; 16];
+    let src;
     let udp_off;
     match ethertype {
         ETH_P_IPV4 => {
@@ -81,9 +80,7 @@ pub fn telemetry_datagram(ctx: &XdpContext) -> Option<Datagram> {
             if u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0 {
                 return None;
             }
-            src[10] = 0xff;
-            src[11] = 0xff;
-            src[12..16].copy_from_slice(&ip[12..16]);
+            src = read::mapped_v4([ip[12], ip[13], ip[14], ip[15]]);
             udp_off = off + ihl;
         }
         ETH_P_IPV6 => {
@@ -92,7 +89,9 @@ pub fn telemetry_datagram(ctx: &XdpContext) -> Option<Datagram> {
             if ip[0] >> 4 != 6 || ip[6] != IPPROTO_UDP {
                 return None;
             }
-            src.copy_from_slice(&ip[8..24]);
+            let a = ptr_at::<[u64; 2]>(ctx, off + 8)?;
+            // SAFETY: in bounds (checked); read_unaligned: packet data has no alignment.
+            src = unsafe { a.read_unaligned() };
             udp_off = off + IPV6_HLEN;
         }
         _ => return None,

@@ -11,8 +11,10 @@ use std::{
 };
 
 use edge_sensor_common::{
-    DEFAULT_PIN_DIR, IPFIX_PORT, MAX_TELEMETRY_PORTS, NETFLOW_PORT, SFLOW_PORT, TelemetryKind,
+    DEFAULT_MAX_DESTINATIONS, DEFAULT_PIN_DIR, IPFIX_PORT, MAX_ALLOW_PREFIXES, MAX_TELEMETRY_PORTS,
+    NETFLOW_PORT, SFLOW_PORT, TelemetryKind,
 };
+use ipnet::IpNet;
 use serde::Deserialize;
 
 /// A configuration that could not be used.
@@ -42,6 +44,16 @@ fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
 pub struct Config {
     pub xdp: XdpConfig,
     pub telemetry: TelemetryConfig,
+    pub exporters: ExportersConfig,
+}
+
+/// Which exporters the sensor listens to.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExportersConfig {
+    /// Source prefixes allowed to send telemetry; empty accepts any (with a
+    /// warning at start).
+    pub allow: Vec<IpNet>,
 }
 
 /// Where and how the XDP program runs.
@@ -54,6 +66,8 @@ pub struct XdpConfig {
     pub mode: AttachMode,
     /// Directory (on a bpffs) under which the maps are pinned.
     pub pin_path: PathBuf,
+    /// Destinations tracked at once (LRU: the least recently seen go first).
+    pub destinations: u32,
 }
 
 impl Default for XdpConfig {
@@ -62,6 +76,7 @@ impl Default for XdpConfig {
             interfaces: Vec::new(),
             mode: AttachMode::Auto,
             pin_path: PathBuf::from(DEFAULT_PIN_DIR),
+            destinations: DEFAULT_MAX_DESTINATIONS,
         }
     }
 }
@@ -97,6 +112,9 @@ pub struct TelemetryConfig {
     pub sflow_ports: Vec<u16>,
     pub ipfix_ports: Vec<u16>,
     pub netflow_ports: Vec<u16>,
+    /// Pass datagrams the kernel consumed on to the stack instead of
+    /// dropping them (for a host that also runs another collector).
+    pub pass_telemetry: bool,
 }
 
 impl Default for TelemetryConfig {
@@ -105,6 +123,7 @@ impl Default for TelemetryConfig {
             sflow_ports: vec![SFLOW_PORT],
             ipfix_ports: vec![IPFIX_PORT],
             netflow_ports: vec![NETFLOW_PORT],
+            pass_telemetry: false,
         }
     }
 }
@@ -161,6 +180,29 @@ impl Config {
                 "xdp.pin_path",
                 "must be an absolute path on a bpffs",
             ));
+        }
+
+        // Below this an LRU hash is a toy; above it memory is counted in
+        // gigabytes per CPU (112 bytes per destination per CPU).
+        if !(1024..=(64 << 20)).contains(&self.xdp.destinations) {
+            return Err(invalid(
+                "xdp.destinations",
+                format!("{} is outside 1024 ..= 67108864", self.xdp.destinations),
+            ));
+        }
+        if self.exporters.allow.len() > MAX_ALLOW_PREFIXES as usize {
+            return Err(invalid(
+                "exporters.allow",
+                format!("at most {MAX_ALLOW_PREFIXES} prefixes"),
+            ));
+        }
+        for (i, net) in self.exporters.allow.iter().enumerate() {
+            if net.trunc() != *net {
+                return Err(invalid(
+                    format!("exporters.allow[{i}]"),
+                    format!("{net} has host bits set (did you mean {}?)", net.trunc()),
+                ));
+            }
         }
 
         let t = &self.telemetry;
@@ -270,6 +312,12 @@ mod tests {
             ("[xdp]\ninterfaces = [\"\"]\n", "xdp.interfaces[0]"),
             ("[xdp]\npin_path = \"relative\"\n", "xdp.pin_path"),
             ("[xdp]\nmode = \"turbo\"\n", "mode"),
+            ("[xdp]\ndestinations = 10\n", "xdp.destinations"),
+            (
+                "[exporters]\nallow = [\"198.18.0.1/24\"]\n",
+                "exporters.allow[0]",
+            ),
+            ("[exporters]\nallow = [\"not-a-prefix\"]\n", "allow"),
             (
                 "[telemetry]\nsflow_ports = []\nipfix_ports = []\nnetflow_ports = []\n",
                 "telemetry",

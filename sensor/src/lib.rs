@@ -1,11 +1,14 @@
 //! edge-sensor: DDoS detection and mitigation from sampled telemetry.
 //!
 //! Data flows one way: telemetry datagram (parsed in XDP, [`xdp`]) -> per
-//! exporter and per destination counters in pinned BPF maps ([`exporters`]) ->
+//! exporter and per destination counters in pinned BPF maps ([`counters`]) ->
 //! rates -> decisions -> BGP. The [`cli`] is the binary's front end.
 
 pub mod addr;
 pub mod cli;
 pub mod config;
-pub mod exporters;
+pub mod counters;
+pub mod decode;
+pub mod pcap;
+pub mod telemetry;
 pub mod xdp;

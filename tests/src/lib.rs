@@ -4,8 +4,11 @@
 //! Every test here needs root (loading BPF programs, creating namespaces). A
 //! test run without it fails loudly: nothing skips itself into green.
 
+pub mod engines;
 pub mod frame;
 pub mod netns;
+pub mod sflow;
+pub mod tshark;
 
 use std::{
     path::{Path, PathBuf},

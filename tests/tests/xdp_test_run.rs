@@ -1,15 +1,15 @@
 //! The XDP program run on crafted frames through BPF_PROG_TEST_RUN (aya's
-//! `TestRun`), with its real maps: what is counted, what passes untouched.
+//! `TestRun`), with its real maps: which frames are telemetry, what passes
+//! untouched. (sFlow contents: `sflow_fixtures.rs`.)
 
 use std::net::IpAddr;
 
 use aya::programs::{TestRun, TestRunOptions};
 use edge_sensor::{
-    config::TelemetryConfig,
-    exporters::{self, ExporterRow},
+    counters::{ExporterId, Report},
     xdp::{LoadOptions, Sensor},
 };
-use edge_sensor_common::{EXPORTER_STATS, TelemetryKind};
+use edge_sensor_common::{AGENT_STATE, DST_STATS, EXPORTER_STATS, TelemetryKind};
 use edge_sensor_tests::{frame::*, require_root};
 
 const XDP_PASS: u32 = 2;
@@ -21,15 +21,21 @@ const DST6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0,
 
 fn load() -> Sensor {
     require_root();
-    Sensor::load(&LoadOptions {
-        pin_dir: None,
-        ports: TelemetryConfig::default().ports().collect(),
-    })
-    .unwrap_or_else(|e| panic!("load: {e:#?}"))
+    Sensor::load(&LoadOptions::unpinned(1 << 16)).unwrap_or_else(|e| panic!("load: {e:#?}"))
 }
 
-fn counters(sensor: &Sensor) -> Vec<ExporterRow> {
-    exporters::read(sensor.ebpf().map(EXPORTER_STATS).expect("map")).expect("read map")
+fn counters(sensor: &Sensor) -> Report {
+    let map = |name| sensor.ebpf().map(name).expect("map");
+    Report::from_maps(map(DST_STATS), map(EXPORTER_STATS), map(AGENT_STATE)).expect("read maps")
+}
+
+/// The exporters counted, as (id, datagrams, bytes).
+fn exporters(sensor: &Sensor) -> Vec<(ExporterId, u64, u64)> {
+    counters(sensor)
+        .exporters
+        .iter()
+        .map(|(id, t)| (*id, t.stats.datagrams, t.stats.bytes))
+        .collect()
 }
 
 /// Runs `frame` through the program; asserts XDP_PASS and an unmodified frame.
@@ -59,181 +65,153 @@ fn v4_udp(dport: u16, payload: &[u8]) -> Vec<u8> {
     )
 }
 
-struct Counted {
-    name: &'static str,
-    frame: Vec<u8>,
-    src: IpAddr,
-    port: u16,
-    kind: TelemetryKind,
-    payload_len: u64,
+fn v4_from(src: [u8; 4], vlans: &[(u16, u16)], dport: u16, payload: &[u8]) -> Vec<u8> {
+    ethernet(
+        vlans,
+        ETH_P_IPV4,
+        &ipv4(src, DST4, IPPROTO_UDP, &udp(1, dport, payload)),
+    )
 }
 
-#[test]
-fn telemetry_datagrams_are_counted_per_exporter_and_passed() {
-    let payload = vec![0x11u8; 300];
-    let cases = [
-        Counted {
-            name: "sFlow over IPv4",
-            frame: v4_udp(6343, &payload),
-            src: SRC4.into(),
-            port: 6343,
-            kind: TelemetryKind::Sflow,
-            payload_len: 300,
-        },
-        Counted {
-            name: "IPFIX over IPv4",
-            frame: v4_udp(4739, &payload[..100]),
-            src: SRC4.into(),
-            port: 4739,
-            kind: TelemetryKind::Ipfix,
-            payload_len: 100,
-        },
-        Counted {
-            name: "NetFlow over IPv6",
-            frame: ethernet(
-                &[],
-                ETH_P_IPV6,
-                &ipv6(SRC6, DST6, IPPROTO_UDP, &udp(5000, 2055, &payload[..64])),
-            ),
-            src: SRC6.into(),
-            port: 2055,
-            kind: TelemetryKind::Netflow,
-            payload_len: 64,
-        },
-        Counted {
-            name: "sFlow behind an 802.1Q tag",
-            frame: ethernet(
-                &[(ETH_P_8021Q, 100)],
-                ETH_P_IPV4,
-                &ipv4(
-                    [198, 18, 7, 10],
-                    DST4,
-                    IPPROTO_UDP,
-                    &udp(1, 6343, &payload[..10]),
-                ),
-            ),
-            src: IpAddr::from([198, 18, 7, 10]),
-            port: 6343,
-            kind: TelemetryKind::Sflow,
-            payload_len: 10,
-        },
-        Counted {
-            name: "sFlow behind QinQ (802.1ad + 802.1Q)",
-            frame: ethernet(
-                &[(ETH_P_8021AD, 10), (ETH_P_8021Q, 20)],
-                ETH_P_IPV4,
-                &ipv4(
-                    [198, 18, 7, 11],
-                    DST4,
-                    IPPROTO_UDP,
-                    &udp(1, 6343, &payload[..20]),
-                ),
-            ),
-            src: IpAddr::from([198, 18, 7, 11]),
-            port: 6343,
-            kind: TelemetryKind::Sflow,
-            payload_len: 20,
-        },
-        Counted {
-            name: "sFlow in IPv4 with options (IHL 6)",
-            frame: {
-                let mut ip = ipv4(
-                    [198, 18, 7, 12],
-                    DST4,
-                    IPPROTO_UDP,
-                    &udp(1, 6343, &payload[..30]),
-                );
-                ip[0] = 0x46;
-                ip.splice(20..20, [1, 1, 1, 0]); // NOP NOP NOP EOL
-                let total = (ip.len() as u16).to_be_bytes();
-                ip[2..4].copy_from_slice(&total);
-                ethernet(&[], ETH_P_IPV4, &ip)
-            },
-            src: IpAddr::from([198, 18, 7, 12]),
-            port: 6343,
-            kind: TelemetryKind::Sflow,
-            payload_len: 30,
-        },
-        Counted {
-            name: "empty datagram",
-            frame: v4_udp(6343, &[]),
-            src: SRC4.into(),
-            port: 6343,
-            kind: TelemetryKind::Sflow,
-            payload_len: 0,
-        },
-    ];
+/// A flow datagram and the exporter row it must produce: name, frame,
+/// source, port, kind, payload length.
+struct FlowCase(&'static str, Vec<u8>, IpAddr, u16, TelemetryKind, u64);
 
-    for case in &cases {
-        let sensor = load();
-        run(&sensor, case.name, &case.frame);
-        run(&sensor, case.name, &case.frame);
-        let rows = counters(&sensor);
-        assert_eq!(
-            rows,
-            vec![ExporterRow {
-                ip: case.src,
-                port: case.port,
-                protocol: case.kind.name(),
-                datagrams: 2,
-                bytes: 2 * case.payload_len,
-            }],
-            "{}",
-            case.name
+/// IPFIX and NetFlow datagrams are (until their parsers land) counted per
+/// source and passed on; the datagram is found behind VLAN tags, IP options
+/// and in IPv6 alike.
+#[test]
+fn flow_datagrams_are_counted_per_source_and_passed() {
+    let payload = vec![0x11u8; 300];
+    let with_options = {
+        let mut ip = ipv4(
+            [198, 18, 7, 12],
+            DST4,
+            IPPROTO_UDP,
+            &udp(1, 4739, &payload[..30]),
         );
+        ip[0] = 0x46;
+        ip.splice(20..20, [1, 1, 1, 0]); // NOP NOP NOP EOL
+        let total = (ip.len() as u16).to_be_bytes();
+        ip[2..4].copy_from_slice(&total);
+        ethernet(&[], ETH_P_IPV4, &ip)
+    };
+    let v6 = ethernet(
+        &[],
+        ETH_P_IPV6,
+        &ipv6(SRC6, DST6, IPPROTO_UDP, &udp(5000, 2055, &payload[..64])),
+    );
+    let cases: Vec<FlowCase> = vec![
+        FlowCase(
+            "IPFIX over IPv4",
+            v4_udp(4739, &payload[..100]),
+            SRC4.into(),
+            4739,
+            TelemetryKind::Ipfix,
+            100,
+        ),
+        FlowCase(
+            "NetFlow over IPv6",
+            v6,
+            SRC6.into(),
+            2055,
+            TelemetryKind::Netflow,
+            64,
+        ),
+        FlowCase(
+            "NetFlow behind an 802.1Q tag",
+            v4_from(
+                [198, 18, 7, 10],
+                &[(ETH_P_8021Q, 100)],
+                2055,
+                &payload[..10],
+            ),
+            IpAddr::from([198, 18, 7, 10]),
+            2055,
+            TelemetryKind::Netflow,
+            10,
+        ),
+        FlowCase(
+            "IPFIX behind QinQ (802.1ad + 802.1Q)",
+            v4_from(
+                [198, 18, 7, 11],
+                &[(ETH_P_8021AD, 10), (ETH_P_8021Q, 20)],
+                4739,
+                &payload[..20],
+            ),
+            IpAddr::from([198, 18, 7, 11]),
+            4739,
+            TelemetryKind::Ipfix,
+            20,
+        ),
+        FlowCase(
+            "IPFIX in IPv4 with options (IHL 6)",
+            with_options,
+            IpAddr::from([198, 18, 7, 12]),
+            4739,
+            TelemetryKind::Ipfix,
+            30,
+        ),
+        FlowCase(
+            "empty datagram",
+            v4_udp(2055, &[]),
+            SRC4.into(),
+            2055,
+            TelemetryKind::Netflow,
+            0,
+        ),
+    ];
+    for FlowCase(name, frame, src, port, kind, len) in &cases {
+        let sensor = load();
+        run(&sensor, name, frame);
+        run(&sensor, name, frame);
+        let id = ExporterId {
+            ip: *src,
+            sub_agent: 0,
+            port: *port,
+            kind: *kind as u8,
+        };
+        assert_eq!(exporters(&sensor), vec![(id, 2, 2 * len)], "{name}");
+        assert!(counters(&sensor).destinations.is_empty(), "{name}");
     }
 }
 
 #[test]
 fn other_traffic_and_truncated_frames_pass_untouched_and_uncounted() {
     let payload = [0x22u8; 64];
-    let good = v4_udp(6343, &payload);
+    let good = v4_udp(4739, &payload);
+    let udp4 = |frag: u16| {
+        ethernet(
+            &[],
+            ETH_P_IPV4,
+            &ipv4_with(SRC4, DST4, IPPROTO_UDP, frag, &udp(1, 4739, &payload)),
+        )
+    };
+    let hop_by_hop = [&[17u8, 0, 1, 4, 0, 0, 0, 0][..], &udp(1, 4739, &payload)].concat();
     let mut cases: Vec<(&str, Vec<u8>)> = vec![
         ("UDP to a non-telemetry port", v4_udp(53, &payload)),
         (
-            "TCP to the sFlow port",
+            "TCP to the IPFIX port",
             ethernet(
                 &[],
                 ETH_P_IPV4,
-                &ipv4(SRC4, DST4, IPPROTO_TCP, &udp(5000, 6343, &payload)),
+                &ipv4(SRC4, DST4, IPPROTO_TCP, &udp(5000, 4739, &payload)),
             ),
         ),
         ("ARP", ethernet(&[], ETH_P_ARP, &[0u8; 28])),
-        (
-            "first IPv4 fragment (MF)",
-            ethernet(
-                &[],
-                ETH_P_IPV4,
-                &ipv4_with(SRC4, DST4, IPPROTO_UDP, 0x2000, &udp(1, 6343, &payload)),
-            ),
-        ),
-        (
-            "later IPv4 fragment",
-            ethernet(
-                &[],
-                ETH_P_IPV4,
-                &ipv4_with(SRC4, DST4, IPPROTO_UDP, 0x0010, &udp(1, 6343, &payload)),
-            ),
-        ),
+        ("first IPv4 fragment (MF)", udp4(0x2000)),
+        ("later IPv4 fragment", udp4(0x0010)),
         (
             "IPv6 hop-by-hop header before UDP",
-            ethernet(
-                &[],
-                ETH_P_IPV6,
-                &ipv6(
-                    SRC6,
-                    DST6,
-                    0,
-                    &[&[17u8, 0, 1, 4, 0, 0, 0, 0][..], &udp(1, 6343, &payload)].concat(),
-                ),
-            ),
+            ethernet(&[], ETH_P_IPV6, &ipv6(SRC6, DST6, 0, &hop_by_hop)),
         ),
         (
             "three VLAN tags (deeper than parsed)",
-            ethernet(
+            v4_from(
+                SRC4,
                 &[(ETH_P_8021AD, 1), (ETH_P_8021Q, 2), (ETH_P_8021Q, 3)],
-                ETH_P_IPV4,
-                &ipv4(SRC4, DST4, IPPROTO_UDP, &udp(1, 6343, &payload)),
+                4739,
+                &payload,
             ),
         ),
         ("IPv4 header length below 20", {
@@ -266,16 +244,12 @@ fn other_traffic_and_truncated_frames_pass_untouched_and_uncounted() {
     let v6 = ethernet(
         &[],
         ETH_P_IPV6,
-        &ipv6(SRC6, DST6, IPPROTO_UDP, &udp(1, 6343, &payload)),
+        &ipv6(SRC6, DST6, IPPROTO_UDP, &udp(1, 4739, &payload)),
     );
     for cut in 15..v6.len() {
         cases.push(("truncated IPv6 telemetry frame", v6[..cut].to_vec()));
     }
-    let vlan = ethernet(
-        &[(ETH_P_8021Q, 7)],
-        ETH_P_IPV4,
-        &ipv4(SRC4, DST4, IPPROTO_UDP, &udp(1, 6343, &payload)),
-    );
+    let vlan = v4_from(SRC4, &[(ETH_P_8021Q, 7)], 4739, &payload);
     for cut in 14..18 {
         cases.push(("truncated VLAN tag", vlan[..cut].to_vec()));
     }
@@ -285,14 +259,14 @@ fn other_traffic_and_truncated_frames_pass_untouched_and_uncounted() {
         run(&sensor, &format!("{name} ({} bytes)", frame.len()), frame);
         assert_eq!(
             counters(&sensor),
-            vec![],
+            Report::default(),
             "{name} ({} bytes) was counted",
             frame.len()
         );
     }
     // The same program still counts a good frame afterwards.
     run(&sensor, "good frame", &good);
-    assert_eq!(counters(&sensor).len(), 1);
+    assert_eq!(counters(&sensor).exporters.len(), 1);
 }
 
 #[test]
@@ -303,19 +277,19 @@ fn the_port_table_follows_the_configuration() {
         .expect("set ports");
     run(
         &sensor,
-        "default sFlow port, no longer configured",
-        &v4_udp(6343, &[0; 10]),
+        "default IPFIX port, no longer configured",
+        &v4_udp(4739, &[0; 10]),
     );
-    assert_eq!(counters(&sensor), vec![]);
+    assert_eq!(counters(&sensor), Report::default());
     run(
         &sensor,
         "newly configured IPFIX port",
         &v4_udp(9996, &[0; 10]),
     );
-    let rows = counters(&sensor);
+    let rows = exporters(&sensor);
     assert_eq!(rows.len(), 1);
     assert_eq!(
-        (rows[0].port, rows[0].protocol, rows[0].bytes),
+        (rows[0].0.port, rows[0].0.protocol(), rows[0].2),
         (9996, "ipfix", 10)
     );
 }

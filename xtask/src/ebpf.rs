@@ -106,6 +106,11 @@ fn toolchain() -> Result<Toolchain> {
 
 /// Builds the XDP object; returns its path.
 pub fn build() -> Result<PathBuf> {
+    build_with(false)
+}
+
+/// Builds the XDP object, with warnings as errors if `deny_warnings`.
+pub fn build_with(deny_warnings: bool) -> Result<PathBuf> {
     let tc = toolchain()?;
     let root = root();
     let mut cmd;
@@ -131,7 +136,11 @@ pub fn build() -> Result<PathBuf> {
         // BTF is load-bearing: subprograms and bpf_loop callbacks need func_info.
         .env(
             "CARGO_ENCODED_RUSTFLAGS",
-            "-Cdebuginfo=2\x1f-Clink-arg=--btf",
+            if deny_warnings {
+                "-Cdebuginfo=2\x1f-Clink-arg=--btf\x1f-Dwarnings"
+            } else {
+                "-Cdebuginfo=2\x1f-Clink-arg=--btf"
+            },
         )
         .env_remove("RUSTFLAGS")
         .env_remove("RUSTC_WRAPPER")

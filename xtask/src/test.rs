@@ -17,7 +17,7 @@ pub fn test(filter: Option<&str>) -> Result<()> {
              (e.g. `sudo -E cargo xtask test`)"
         );
     }
-    let object = ebpf::build()?;
+    let object = ebpf::build_with(true)?;
     let with_object = |cmd: &mut Command| {
         cmd.env("EDGE_SENSOR_EBPF_OBJECT", &object);
     };

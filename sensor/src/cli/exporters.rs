@@ -1,37 +1,55 @@
 //! `edge-sensor exporters`.
 
 use anyhow::Result;
+use edge_sensor_common::ParseError;
 
 use super::ExportersArgs;
-use crate::exporters::{self, ExporterRow};
+use crate::counters::{ExporterRow, Report};
 
 pub fn exporters(args: ExportersArgs) -> Result<()> {
-    let rows = exporters::read_pinned(&args.pin_path)?;
+    let report = Report::read_pinned_exporters(&args.pin_path)?;
+    let rows: Vec<_> = report
+        .exporters
+        .iter()
+        .map(|(id, t)| ExporterRow::new(*id, t))
+        .collect();
     if args.json {
         println!("{}", serde_json::json!({ "exporters": rows }));
     } else {
-        print!("{}", table(&rows));
+        print!("{}", exporter_table(&rows));
     }
     Ok(())
 }
 
-fn table(rows: &[ExporterRow]) -> String {
+/// Exporters as an aligned table; errors listed by reason below it.
+pub fn exporter_table(rows: &[ExporterRow]) -> String {
     let mut out = format!(
-        "{:<40} {:>5} {:<8} {:>12} {:>14}\n",
-        "EXPORTER", "PORT", "PROTO", "DATAGRAMS", "BYTES"
+        "{:<40} {:>10} {:>5} {:<8} {:>10} {:>10} {:>8} {:>8}\n",
+        "EXPORTER", "SUB-AGENT", "PORT", "PROTO", "DATAGRAMS", "SAMPLES", "LOST", "ERRORS"
     );
     for r in rows {
         out.push_str(&format!(
-            "{:<40} {:>5} {:<8} {:>12} {:>14}\n",
+            "{:<40} {:>10} {:>5} {:<8} {:>10} {:>10} {:>8} {:>8}\n",
             r.ip.to_string(),
+            r.sub_agent,
             r.port,
             r.protocol,
             r.datagrams,
-            r.bytes
+            r.samples,
+            r.sequence_gaps,
+            r.errors.total()
         ));
     }
     if rows.is_empty() {
         out.push_str("(no telemetry received yet)\n");
+    }
+    for r in rows.iter().filter(|r| r.errors.total() > 0) {
+        let reasons: Vec<String> = ParseError::ALL
+            .iter()
+            .filter(|e| r.errors.0[**e as usize] > 0)
+            .map(|e| format!("{} {}", e.name(), r.errors.0[*e as usize]))
+            .collect();
+        out.push_str(&format!("  {} errors: {}\n", r.ip, reasons.join(", ")));
     }
     out
 }

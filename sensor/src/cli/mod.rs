@@ -1,5 +1,6 @@
 //! The `edge-sensor` command line.
 
+mod decode;
 mod exporters;
 mod run;
 
@@ -27,6 +28,26 @@ pub enum Command {
     Run(RunArgs),
     /// Per exporter counters, read from the pinned maps.
     Exporters(ExportersArgs),
+    /// Decode captures (pcap/pcapng) with the XDP program or the userspace
+    /// decoder, and print per destination and per exporter totals.
+    Decode(DecodeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DecodeArgs {
+    /// Which decoder: the real XDP program (through BPF_PROG_TEST_RUN) or
+    /// the userspace reference decoder.
+    #[arg(long, value_enum, default_value_t = crate::decode::Engine::Xdp)]
+    pub engine: crate::decode::Engine,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+    /// Configuration file, for the telemetry ports.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Captures to decode, in order (sequence numbers carry across files).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -62,6 +83,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Exporters(args) => exporters::exporters(args),
+        Command::Decode(args) => decode::decode(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -29,9 +29,17 @@ pub fn run(args: RunArgs) -> Result<()> {
     }
 
     let ports: Vec<_> = config.telemetry.ports().collect();
+    if config.exporters.allow.is_empty() {
+        tracing::warn!(
+            "no exporter allow-list (exporters.allow): telemetry from any source is accepted"
+        );
+    }
     let mut sensor = Sensor::load(&LoadOptions {
         pin_dir: Some(config.xdp.pin_path.clone()),
         ports: ports.clone(),
+        max_destinations: config.xdp.destinations,
+        allow: config.exporters.allow.clone(),
+        pass_telemetry: config.telemetry.pass_telemetry,
     })
     .map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
     tracing::info!(

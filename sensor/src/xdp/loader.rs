@@ -9,10 +9,17 @@ use std::{
 
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
-    maps::{HashMap, MapError},
+    maps::{
+        Array, HashMap, MapError,
+        lpm_trie::{Key, LpmTrie},
+    },
     programs::{ProgramError, Xdp},
 };
-use edge_sensor_common::{PortConfig, TELEMETRY_PORTS, TelemetryKind, XDP_PROGRAM};
+use edge_sensor_common::{
+    DEFAULT_MAX_DESTINATIONS, DST_STATS, EXPORTER_ALLOW, PortConfig, SETTINGS, Settings,
+    TELEMETRY_PORTS, TelemetryKind, XDP_PROGRAM,
+};
+use ipnet::IpNet;
 
 use super::{EBPF_OBJECT, pins};
 
@@ -26,6 +33,32 @@ pub struct LoadOptions {
     pub pin_dir: Option<PathBuf>,
     /// UDP ports the program treats as telemetry.
     pub ports: Vec<(u16, TelemetryKind)>,
+    /// Capacity of the per-destination map.
+    pub max_destinations: u32,
+    /// Exporter allow-list; empty accepts any exporter.
+    pub allow: Vec<IpNet>,
+    /// Pass consumed datagrams on instead of dropping them.
+    pub pass_telemetry: bool,
+}
+
+impl LoadOptions {
+    /// Default ports and capacity, any exporter, nothing pinned: for tests
+    /// and `edge-sensor decode`.
+    pub fn unpinned(max_destinations: u32) -> Self {
+        Self {
+            pin_dir: None,
+            ports: crate::config::TelemetryConfig::default().ports().collect(),
+            max_destinations,
+            allow: Vec::new(),
+            pass_telemetry: false,
+        }
+    }
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self::unpinned(DEFAULT_MAX_DESTINATIONS)
+    }
 }
 
 /// The sensor could not be loaded.
@@ -68,9 +101,10 @@ impl Sensor {
         raise_memlock_limit();
 
         let mut loader = EbpfLoader::new();
+        loader.map_max_entries(DST_STATS, opts.max_destinations);
         if let Some(dir) = &opts.pin_dir {
             prepare_pin_dir(dir)?;
-            for spec in pins::PINNED_MAPS {
+            for spec in pins::pinned_maps(opts.max_destinations) {
                 let path = dir.join(spec.name);
                 spec.check_pin(&path)?;
                 loader.map_pin_path(spec.name, path);
@@ -87,7 +121,59 @@ impl Sensor {
 
         let mut sensor = Self { ebpf };
         sensor.set_ports(&opts.ports)?;
+        sensor.set_exporters(&opts.allow, opts.pass_telemetry)?;
         Ok(sensor)
+    }
+
+    /// Sets the exporter allow-list (empty: any) and `pass_telemetry`.
+    pub fn set_exporters(
+        &mut self,
+        allow: &[IpNet],
+        pass_telemetry: bool,
+    ) -> Result<(), LoadError> {
+        let trie_err = |source| LoadError::Map {
+            name: EXPORTER_ALLOW,
+            source,
+        };
+        let map = self
+            .ebpf
+            .map_mut(EXPORTER_ALLOW)
+            .ok_or(LoadError::MissingProgram)?;
+        let mut trie: LpmTrie<_, [u8; 16], u8> = LpmTrie::try_from(map).map_err(trie_err)?;
+        let stale: Vec<Key<[u8; 16]>> = trie.keys().filter_map(Result::ok).collect();
+        for key in stale {
+            trie.remove(&key).map_err(trie_err)?;
+        }
+        for net in allow {
+            let (addr, prefix_len) = match net {
+                IpNet::V4(v4) => (
+                    v4.addr().to_ipv6_mapped().octets(),
+                    96 + u32::from(v4.prefix_len()),
+                ),
+                IpNet::V6(v6) => (v6.addr().octets(), u32::from(v6.prefix_len())),
+            };
+            trie.insert(&Key::new(prefix_len, addr), 1, 0)
+                .map_err(trie_err)?;
+        }
+
+        let settings = Settings {
+            allow_any_exporter: u8::from(allow.is_empty()),
+            pass_telemetry: u8::from(pass_telemetry),
+            _pad: [0; 6],
+        };
+        let map = self
+            .ebpf
+            .map_mut(SETTINGS)
+            .ok_or(LoadError::MissingProgram)?;
+        let mut array: Array<_, Settings> =
+            Array::try_from(map).map_err(|source| LoadError::Map {
+                name: SETTINGS,
+                source,
+            })?;
+        array.set(0, settings, 0).map_err(|source| LoadError::Map {
+            name: SETTINGS,
+            source,
+        })
     }
 
     /// Replaces the telemetry port table with `ports`.

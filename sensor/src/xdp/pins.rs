@@ -10,7 +10,10 @@ use std::{
 };
 
 use aya::maps::{Map, MapData, MapError, MapInfo, MapType};
-use edge_sensor_common::{EXPORTER_STATS, ExporterKey, ExporterStats, MAX_EXPORTERS};
+use edge_sensor_common::{
+    AGENT_STATE, AgentState, DEFAULT_MAX_DESTINATIONS, DST_STATS, DstKey, DstStats, EXPORTER_STATS,
+    ExporterKey, ExporterStats, GLOBAL_STATS, GlobalStats, MAX_EXPORTERS,
+};
 
 /// The layout of one pinned map.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -22,14 +25,53 @@ pub struct PinnedMapSpec {
     pub max_entries: u32,
 }
 
-/// Every map the sensor pins.
-pub const PINNED_MAPS: &[PinnedMapSpec] = &[PinnedMapSpec {
-    name: EXPORTER_STATS,
-    map_type: MapType::LruPerCpuHash,
-    key_size: size_of::<ExporterKey>() as u32,
-    value_size: size_of::<ExporterStats>() as u32,
-    max_entries: MAX_EXPORTERS,
-}];
+/// Every map the sensor pins. `DST_STATS`' capacity is configured; the
+/// value here is the default, see [`pinned_maps`].
+pub const PINNED_MAPS: &[PinnedMapSpec] = &[
+    PinnedMapSpec {
+        name: DST_STATS,
+        map_type: MapType::LruPerCpuHash,
+        key_size: size_of::<DstKey>() as u32,
+        value_size: size_of::<DstStats>() as u32,
+        max_entries: DEFAULT_MAX_DESTINATIONS,
+    },
+    PinnedMapSpec {
+        name: EXPORTER_STATS,
+        map_type: MapType::LruPerCpuHash,
+        key_size: size_of::<ExporterKey>() as u32,
+        value_size: size_of::<ExporterStats>() as u32,
+        max_entries: MAX_EXPORTERS,
+    },
+    PinnedMapSpec {
+        name: AGENT_STATE,
+        map_type: MapType::LruHash,
+        key_size: size_of::<ExporterKey>() as u32,
+        value_size: size_of::<AgentState>() as u32,
+        max_entries: MAX_EXPORTERS,
+    },
+    PinnedMapSpec {
+        name: GLOBAL_STATS,
+        map_type: MapType::PerCpuArray,
+        key_size: 4,
+        value_size: size_of::<GlobalStats>() as u32,
+        max_entries: 1,
+    },
+];
+
+/// The pinned maps with `DST_STATS` sized for `max_destinations`.
+pub fn pinned_maps(max_destinations: u32) -> Vec<PinnedMapSpec> {
+    PINNED_MAPS
+        .iter()
+        .map(|spec| PinnedMapSpec {
+            max_entries: if spec.name == DST_STATS {
+                max_destinations
+            } else {
+                spec.max_entries
+            },
+            ..*spec
+        })
+        .collect()
+}
 
 /// A pinned map that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -42,9 +84,9 @@ pub enum PinError {
     #[error("permission denied opening {path}: needs root or CAP_BPF")]
     PermissionDenied { path: PathBuf },
     #[error(
-        "pinned map {path} has another layout ({found}) than this binary expects ({expected}): \
-         it was pinned by another version of edge-sensor; stop that sensor and remove the pin, \
-         or use another pin path"
+        "pinned map {path} has another layout ({found}) than this sensor expects ({expected}): \
+         it was pinned by another version of edge-sensor or with another `xdp.destinations`; \
+         stop that sensor and remove the pin, or use another pin path"
     )]
     LayoutMismatch {
         path: PathBuf,
@@ -100,7 +142,7 @@ impl PinnedMapSpec {
         if map_type != self.map_type
             || info.key_size() != self.key_size
             || info.value_size() != self.value_size
-            || info.max_entries() != self.max_entries
+            || (self.max_entries != ANY_CAPACITY && info.max_entries() != self.max_entries)
         {
             return Err(PinError::LayoutMismatch {
                 path: path.to_owned(),
@@ -111,10 +153,15 @@ impl PinnedMapSpec {
         Ok(true)
     }
 
-    /// Opens the map pinned under `dir`, after checking its layout.
+    /// Opens the map pinned under `dir`, after checking its layout (any
+    /// capacity: a reader does not know the daemon's configuration).
     pub fn open(&self, dir: &Path) -> Result<Map, PinError> {
         let path = dir.join(self.name);
-        if !self.check_pin(&path)? {
+        let any_size = PinnedMapSpec {
+            max_entries: ANY_CAPACITY,
+            ..*self
+        };
+        if !any_size.check_pin(&path)? {
             return Err(PinError::NotFound {
                 path,
                 dir: dir.to_owned(),
@@ -127,6 +174,9 @@ impl PinnedMapSpec {
         Map::from_map_data(data).map_err(|source| PinError::Map { path, source })
     }
 }
+
+/// `max_entries` of a spec that accepts any capacity.
+const ANY_CAPACITY: u32 = 0;
 
 /// The spec of the pinned map called `name`.
 pub fn spec(name: &str) -> Option<&'static PinnedMapSpec> {

@@ -1,0 +1,46 @@
+//! Turning one sampled packet into per-destination counters.
+
+use edge_sensor_common::{Class, DstKey};
+
+use crate::{
+    maps, read,
+    sampled::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Packet},
+};
+
+/// Adds a sample of `len` bytes, representing `rate` packets, to its
+/// destination's counters.
+#[inline(always)]
+pub fn destination(pkt: &Packet, len: u32, rate: u32) {
+    let key = DstKey {
+        addr: read::addr_bytes(pkt.dst),
+    };
+    let Some(stats) = maps::dst_stats(&key) else {
+        return;
+    };
+    let packets = u64::from(rate);
+    let bytes = u64::from(len) * packets;
+    let class = match pkt.proto {
+        IPPROTO_TCP => Class::Tcp,
+        IPPROTO_UDP => Class::Udp,
+        IPPROTO_ICMP | IPPROTO_ICMPV6 => Class::Icmp,
+        _ => Class::Other,
+    } as usize;
+    // Per-CPU value: no other CPU writes it, so plain adds are race-free.
+    unsafe {
+        let s = &mut *stats;
+        s.packets[Class::All as usize] += packets;
+        s.bytes[Class::All as usize] += bytes;
+        if class < Class::COUNT {
+            s.packets[class] += packets;
+            s.bytes[class] += bytes;
+        }
+        if pkt.syn {
+            s.packets[Class::TcpSyn as usize] += packets;
+            s.bytes[Class::TcpSyn as usize] += bytes;
+        }
+        if pkt.fragment {
+            s.packets[Class::Fragment as usize] += packets;
+            s.bytes[Class::Fragment as usize] += bytes;
+        }
+    }
+}

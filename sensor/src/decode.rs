@@ -1,0 +1,142 @@
+//! `edge-sensor decode`: captures through either engine, into one report.
+//!
+//! * `xdp`: every frame runs through the real XDP program with
+//!   BPF_PROG_TEST_RUN, against its real (unpinned) maps, which are read at
+//!   the end.
+//! * `user`: every frame goes through the userspace reference decoder.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use aya::programs::{TestRun, TestRunOptions};
+use edge_sensor_common::{AGENT_STATE, DST_STATS, EXPORTER_STATS, TelemetryKind};
+
+use crate::{
+    config::TelemetryConfig,
+    counters::Report,
+    pcap,
+    telemetry::{UserDecoder, Verdict, frame},
+    xdp::{LoadOptions, Sensor, attach::error_chain},
+};
+
+/// Which decoder runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Engine {
+    /// The XDP program, through BPF_PROG_TEST_RUN (needs root or CAP_BPF).
+    Xdp,
+    /// The userspace reference decoder.
+    User,
+}
+
+/// Destinations the decode engine's map holds (captures are small).
+const DECODE_DESTINATIONS: u32 = 1 << 16;
+/// BPF_PROG_TEST_RUN gives an XDP program one page minus head- and tailroom.
+const MAX_TEST_RUN_FRAME: usize = 3500;
+
+/// Runs a whole decode: every frame of every capture through `engine`.
+pub struct Decoder {
+    engine: EngineState,
+    ports: Vec<(u16, TelemetryKind)>,
+    /// Telemetry datagrams seen, and the verdicts given to them.
+    pub datagrams: u64,
+    pub dropped: u64,
+}
+
+enum EngineState {
+    Xdp(Box<Sensor>),
+    User(Box<UserDecoder>),
+}
+
+impl Decoder {
+    pub fn new(engine: Engine, telemetry: &TelemetryConfig) -> Result<Self> {
+        let ports: Vec<_> = telemetry.ports().collect();
+        let engine = match engine {
+            Engine::Xdp => {
+                let mut opts = LoadOptions::unpinned(DECODE_DESTINATIONS);
+                opts.ports = ports.clone();
+                let sensor = Sensor::load(&opts).map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
+                EngineState::Xdp(Box::new(sensor))
+            }
+            Engine::User => EngineState::User(Box::new(UserDecoder::new(&ports, &[], false))),
+        };
+        Ok(Self {
+            engine,
+            ports,
+            datagrams: 0,
+            dropped: 0,
+        })
+    }
+
+    /// One Ethernet frame; `Ok(None)` when it is not telemetry.
+    pub fn frame(&mut self, frame: &[u8]) -> Result<Option<Verdict>> {
+        let is_telemetry = frame::telemetry_datagram(frame, |port| {
+            self.ports.iter().find(|(p, _)| *p == port).map(|(_, k)| *k)
+        })
+        .is_some();
+        let verdict = match &mut self.engine {
+            EngineState::User(user) => user.frame(frame),
+            EngineState::Xdp(sensor) => {
+                if frame.len() < 14 {
+                    return Ok(None);
+                }
+                if frame.len() > MAX_TEST_RUN_FRAME {
+                    bail!(
+                        "a {}-byte frame is larger than BPF_PROG_TEST_RUN runs through XDP \
+                         ({MAX_TEST_RUN_FRAME}); use --engine user for jumbo captures",
+                        frame.len()
+                    );
+                }
+                let result = sensor
+                    .program()
+                    .test_run(TestRunOptions {
+                        data_in: Some(frame),
+                        ..Default::default()
+                    })
+                    .map_err(|e| anyhow::anyhow!("BPF_PROG_TEST_RUN: {}", error_chain(&e)))?;
+                match result.return_value {
+                    1 => Verdict::Drop,
+                    2 => Verdict::Pass,
+                    other => bail!("the XDP program returned {other} (aborted?)"),
+                }
+            }
+        };
+        if !is_telemetry {
+            return Ok(None);
+        }
+        self.datagrams += 1;
+        if verdict == Verdict::Drop {
+            self.dropped += 1;
+        }
+        Ok(Some(verdict))
+    }
+
+    /// Every frame of the capture at `path`; the number of telemetry datagrams.
+    pub fn capture(&mut self, path: &Path) -> Result<u64> {
+        let frames = pcap::ethernet_frames(path)?;
+        let before = self.datagrams;
+        for (i, frame) in frames.iter().enumerate() {
+            self.frame(frame)
+                .with_context(|| format!("{}: frame {}", path.display(), i + 1))?;
+        }
+        Ok(self.datagrams - before)
+    }
+
+    /// What was counted.
+    pub fn report(&self) -> Result<Report> {
+        match &self.engine {
+            EngineState::User(user) => Ok(user.report.clone()),
+            EngineState::Xdp(sensor) => {
+                let ebpf = sensor.ebpf();
+                let map = |name| {
+                    ebpf.map(name)
+                        .with_context(|| format!("map {name} missing"))
+                };
+                Ok(Report::from_maps(
+                    map(DST_STATS)?,
+                    map(EXPORTER_STATS)?,
+                    map(AGENT_STATE)?,
+                )?)
+            }
+        }
+    }
+}

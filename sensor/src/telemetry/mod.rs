@@ -1,0 +1,182 @@
+//! The userspace reference decoder of the telemetry formats.
+//!
+//! It counts exactly what the XDP program counts, with the same bounds and
+//! the same error reasons (`common::parse`), in safe Rust. It serves as the
+//! `--engine user` path of `edge-sensor decode` and as the oracle the kernel
+//! parser is tested against, datagram by datagram.
+
+pub mod frame;
+pub mod sampled;
+pub mod sflow;
+
+use std::{collections::HashMap, net::IpAddr};
+
+use edge_sensor_common::{
+    AgentState, ExporterKey, ExporterStats, GlobalStats, ParseError, TelemetryKind,
+};
+use ipnet::IpNet;
+
+use crate::{
+    addr,
+    counters::{ExporterId, Report},
+};
+pub use frame::Datagram;
+
+/// What happens to a frame: the XDP verdicts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Left to the kernel stack.
+    Pass,
+    /// Consumed (fully counted) and dropped.
+    Drop,
+}
+
+/// Decodes frames or datagrams into a [`Report`], as the XDP program would.
+#[derive(Debug, Clone)]
+pub struct UserDecoder {
+    ports: HashMap<u16, TelemetryKind>,
+    allow: Vec<IpNet>,
+    pass_telemetry: bool,
+    agents: HashMap<ExporterKey, AgentState>,
+    pub report: Report,
+    pub global: GlobalStats,
+}
+
+impl UserDecoder {
+    pub fn new(ports: &[(u16, TelemetryKind)], allow: &[IpNet], pass_telemetry: bool) -> Self {
+        Self {
+            ports: ports.iter().copied().collect(),
+            allow: allow.to_vec(),
+            pass_telemetry,
+            agents: HashMap::new(),
+            report: Report::default(),
+            global: GlobalStats::default(),
+        }
+    }
+
+    /// A whole Ethernet frame, as the XDP program sees it.
+    pub fn frame(&mut self, frame: &[u8]) -> Verdict {
+        match frame::telemetry_datagram(frame, |port| self.ports.get(&port).copied()) {
+            Some(d) => self.datagram(&d),
+            None => Verdict::Pass,
+        }
+    }
+
+    /// A telemetry datagram (from a frame, or from a socket).
+    pub fn datagram(&mut self, d: &Datagram<'_>) -> Verdict {
+        self.global.telemetry_datagrams += 1;
+        if !self.allowed(d.src) {
+            self.global.rejected_datagrams += 1;
+            return Verdict::Pass;
+        }
+        let consumed = match d.kind {
+            TelemetryKind::Sflow => self.sflow(d),
+            TelemetryKind::Ipfix | TelemetryKind::Netflow => {
+                let s = self.exporter(source_id(d));
+                s.datagrams += 1;
+                s.bytes += d.payload.len() as u64;
+                false
+            }
+        };
+        if consumed && !self.pass_telemetry {
+            self.global.consumed_datagrams += 1;
+            Verdict::Drop
+        } else {
+            self.global.passed_datagrams += 1;
+            Verdict::Pass
+        }
+    }
+
+    fn allowed(&self, src: IpAddr) -> bool {
+        // The kernel matches IPv4 sources in their IPv4-mapped IPv6 form.
+        self.allow.is_empty() || self.allow.iter().any(|net| net.contains(&src))
+    }
+
+    fn exporter(&mut self, id: ExporterId) -> &mut ExporterStats {
+        &mut self.report.exporters.entry(id).or_default().stats
+    }
+
+    fn sflow(&mut self, d: &Datagram<'_>) -> bool {
+        let header = match sflow::header(d.payload) {
+            Ok(h) => h,
+            Err(e) => {
+                let s = self.exporter(source_id(d));
+                s.datagrams += 1;
+                s.bytes += d.payload.len() as u64;
+                s.errors[e as usize] += 1;
+                return false;
+            }
+        };
+        let id = ExporterId {
+            ip: header.agent,
+            sub_agent: header.sub_agent,
+            port: d.port,
+            kind: d.kind as u8,
+        };
+        let (gaps, resets) = self.sequence(id.to_key(), &header);
+        let destinations = &mut self.report.destinations;
+        let walk = sflow::walk(d.payload, &header, |pkt, len, rate| {
+            sampled::count(
+                destinations.entry(addr::from_key(pkt.dst)).or_default(),
+                &pkt,
+                len,
+                rate,
+            );
+        });
+        if let Some(state) = self.agents.get_mut(&id.to_key()) {
+            state.agent_drops = state.agent_drops.max(walk.max_drops);
+            let drops = state.agent_drops;
+            self.report.exporters.entry(id).or_default().agent_drops = drops;
+        }
+        let s = self.exporter(id);
+        s.datagrams += 1;
+        s.bytes += d.payload.len() as u64;
+        s.samples += u64::from(walk.samples);
+        s.records += u64::from(walk.records);
+        s.sequence_gaps += u64::from(gaps);
+        s.sequence_resets += u64::from(resets);
+        for (total, &n) in s.errors.iter_mut().zip(walk.errors.iter()) {
+            *total += u64::from(n);
+        }
+        !walk
+            .errors
+            .iter()
+            .zip(ParseError::ALL)
+            .any(|(&n, e)| n != 0 && e.is_fatal())
+    }
+
+    /// Same rule as the kernel: gaps when the sequence jumps forward by less
+    /// than 2^31, a reset when it goes backwards (or repeats).
+    fn sequence(&mut self, key: ExporterKey, h: &sflow::Header) -> (u32, u32) {
+        let Some(state) = self.agents.get_mut(&key) else {
+            self.agents.insert(
+                key,
+                AgentState {
+                    last_sequence: h.sequence,
+                    agent_drops: 0,
+                    uptime_ms: h.uptime_ms,
+                    _pad: 0,
+                },
+            );
+            return (0, 0);
+        };
+        let delta = h.sequence.wrapping_sub(state.last_sequence.wrapping_add(1));
+        state.last_sequence = h.sequence;
+        state.uptime_ms = h.uptime_ms;
+        match delta {
+            0 => (0, 0),
+            d if d < 0x8000_0000 => (d, 0),
+            _ => (0, 1),
+        }
+    }
+}
+
+/// The exporter of a datagram whose own header names no agent.
+fn source_id(d: &Datagram<'_>) -> ExporterId {
+    ExporterId {
+        ip: d.src,
+        sub_agent: 0,
+        port: d.port,
+        kind: d.kind as u8,
+    }
+}

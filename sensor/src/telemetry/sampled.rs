@@ -1,0 +1,194 @@
+//! The sampled packet header, as the XDP program reads it
+//! (`sensor-ebpf/src/sampled.rs`), and how one sample is counted.
+
+use edge_sensor_common::{Class, DstStats, MAX_IPV6_EXT_HEADERS, MAX_MPLS_LABELS, MAX_VLAN_TAGS};
+
+pub const HEADER_ETHERNET: u32 = 1;
+pub const HEADER_IPV4: u32 = 11;
+pub const HEADER_IPV6: u32 = 12;
+
+const ETH_P_IPV4: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
+const ETH_P_QINQ_OLD: u16 = 0x9100;
+const ETH_P_MPLS_UC: u16 = 0x8847;
+const ETH_P_MPLS_MC: u16 = 0x8848;
+
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
+pub const IPPROTO_ICMP: u8 = 1;
+pub const IPPROTO_ICMPV6: u8 = 58;
+
+/// What a sampled packet says about itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Packet {
+    /// Destination, IPv4 mapped into IPv6.
+    pub dst: [u8; 16],
+    pub proto: u8,
+    pub syn: bool,
+    pub fragment: bool,
+}
+
+fn bytes<const N: usize>(b: &[u8], off: usize) -> Option<[u8; N]> {
+    b.get(off..off.checked_add(N)?)?.try_into().ok()
+}
+
+fn be16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+/// Parses a sampled header (`header` holds exactly the sampled bytes) of
+/// sFlow `header_protocol` `protocol`; `None` without an IP destination.
+pub fn parse(protocol: u32, header: &[u8]) -> Option<Packet> {
+    let (ethertype, ip_off) = match protocol {
+        HEADER_ETHERNET => link_layer(header)?,
+        HEADER_IPV4 => (ETH_P_IPV4, 0),
+        HEADER_IPV6 => (ETH_P_IPV6, 0),
+        _ => return None,
+    };
+    match ethertype {
+        ETH_P_IPV4 => ipv4(header, ip_off),
+        ETH_P_IPV6 => ipv6(header, ip_off),
+        _ => None,
+    }
+}
+
+fn link_layer(h: &[u8]) -> Option<(u16, usize)> {
+    let eth = bytes::<14>(h, 0)?;
+    let mut ethertype = be16(&eth, 12);
+    let mut p = 14;
+    for _ in 0..MAX_VLAN_TAGS {
+        if ethertype != ETH_P_8021Q && ethertype != ETH_P_8021AD && ethertype != ETH_P_QINQ_OLD {
+            break;
+        }
+        let tag = bytes::<4>(h, p)?;
+        ethertype = be16(&tag, 2);
+        p += 4;
+    }
+    if ethertype == ETH_P_MPLS_UC || ethertype == ETH_P_MPLS_MC {
+        let mut bottom = false;
+        for _ in 0..MAX_MPLS_LABELS {
+            let label = bytes::<4>(h, p)?;
+            p += 4;
+            if label[2] & 1 != 0 {
+                bottom = true;
+                break;
+            }
+        }
+        if !bottom {
+            return None;
+        }
+        ethertype = match bytes::<1>(h, p)?[0] >> 4 {
+            4 => ETH_P_IPV4,
+            6 => ETH_P_IPV6,
+            _ => return None,
+        };
+    }
+    Some((ethertype, p))
+}
+
+fn ipv4(h: &[u8], off: usize) -> Option<Packet> {
+    let ip = bytes::<20>(h, off)?;
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    if ip[0] >> 4 != 4 || ihl < 20 {
+        return None;
+    }
+    let mut dst = [0u8; 16];
+    dst[10] = 0xff;
+    dst[11] = 0xff;
+    dst[12..].copy_from_slice(&ip[16..20]);
+    let frag = be16(&ip, 6);
+    let offset = frag & 0x1fff;
+    let more = frag & 0x2000 != 0;
+    let proto = ip[9];
+    let syn = offset == 0 && proto == IPPROTO_TCP && tcp_syn(h, off + ihl);
+    Some(Packet {
+        dst,
+        proto,
+        syn,
+        fragment: more || offset != 0,
+    })
+}
+
+fn ipv6(h: &[u8], off: usize) -> Option<Packet> {
+    let ip = bytes::<40>(h, off)?;
+    if ip[0] >> 4 != 6 {
+        return None;
+    }
+    let dst: [u8; 16] = ip[24..40].try_into().ok()?;
+    let mut next = ip[6];
+    let mut p = off + 40;
+    let mut fragment = false;
+    let mut first_fragment = true;
+    for _ in 0..MAX_IPV6_EXT_HEADERS {
+        match next {
+            0 | 43 | 60 => {
+                let Some(e) = bytes::<2>(h, p) else { break };
+                next = e[0];
+                p += (usize::from(e[1]) + 1) * 8;
+            }
+            44 => {
+                let Some(e) = bytes::<8>(h, p) else { break };
+                fragment = true;
+                first_fragment = be16(&e, 2) >> 3 == 0;
+                next = e[0];
+                p += 8;
+            }
+            51 => {
+                let Some(e) = bytes::<2>(h, p) else { break };
+                next = e[0];
+                p += (usize::from(e[1]) + 2) * 4;
+            }
+            _ => break,
+        }
+    }
+    let syn = first_fragment && next == IPPROTO_TCP && tcp_syn(h, p);
+    Some(Packet {
+        dst,
+        proto: next,
+        syn,
+        fragment,
+    })
+}
+
+fn tcp_syn(h: &[u8], off: usize) -> bool {
+    bytes::<14>(h, off).is_some_and(|tcp| tcp[13] & 0x12 == 0x02)
+}
+
+/// A sampled_ipv4 / sampled_ipv6 record's facts.
+pub fn from_ip_record(dst: [u8; 16], proto: u32, tcp_flags: u32) -> Packet {
+    let proto = u8::try_from(proto).unwrap_or(255);
+    Packet {
+        dst,
+        proto,
+        syn: proto == IPPROTO_TCP && tcp_flags & 0x12 == 0x02,
+        fragment: false,
+    }
+}
+
+/// Adds a sample of `len` bytes representing `rate` packets (the kernel's
+/// `count::destination`).
+pub fn count(stats: &mut DstStats, pkt: &Packet, len: u32, rate: u32) {
+    let packets = u64::from(rate);
+    let bytes = u64::from(len) * packets;
+    let class = match pkt.proto {
+        IPPROTO_TCP => Class::Tcp,
+        IPPROTO_UDP => Class::Udp,
+        IPPROTO_ICMP | IPPROTO_ICMPV6 => Class::Icmp,
+        _ => Class::Other,
+    };
+    let mut add = |c: Class| {
+        let i = c as usize;
+        stats.packets[i] = stats.packets[i].wrapping_add(packets);
+        stats.bytes[i] = stats.bytes[i].wrapping_add(bytes);
+    };
+    add(Class::All);
+    add(class);
+    if pkt.syn {
+        add(Class::TcpSyn);
+    }
+    if pkt.fragment {
+        add(Class::Fragment);
+    }
+}

@@ -1,0 +1,83 @@
+//! Both decoding engines side by side: the real XDP program (through
+//! BPF_PROG_TEST_RUN, with its real maps) and the userspace reference
+//! decoder, fed the same frames.
+
+use edge_sensor::{
+    config::TelemetryConfig,
+    counters::Report,
+    decode::{Decoder, Engine},
+    telemetry::Verdict,
+};
+
+/// The two engines, fed in lockstep.
+pub struct Both {
+    pub xdp: Decoder,
+    pub user: Decoder,
+}
+
+impl Both {
+    pub fn new() -> Self {
+        crate::require_root();
+        let telemetry = TelemetryConfig::default();
+        Self {
+            xdp: Decoder::new(Engine::Xdp, &telemetry).unwrap_or_else(|e| panic!("load: {e:#}")),
+            user: Decoder::new(Engine::User, &telemetry).expect("user decoder"),
+        }
+    }
+
+    /// One frame through both; asserts they give the same verdict.
+    pub fn frame(&mut self, what: &str, frame: &[u8]) -> Option<Verdict> {
+        let x = self
+            .xdp
+            .frame(frame)
+            .unwrap_or_else(|e| panic!("{what}: xdp: {e:#}"));
+        let u = self
+            .user
+            .frame(frame)
+            .unwrap_or_else(|e| panic!("{what}: user: {e:#}"));
+        assert_eq!(x, u, "{what}: verdict xdp vs user");
+        x
+    }
+
+    /// Both reports; asserts they are equal, field by field.
+    pub fn reports(&self, what: &str) -> Report {
+        let x = self.xdp.report().expect("xdp report");
+        let u = self.user.report().expect("user report");
+        assert_reports_equal(what, &x, &u);
+        x
+    }
+}
+
+impl Default for Both {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Asserts two reports are equal, naming the first difference.
+pub fn assert_reports_equal(what: &str, xdp: &Report, user: &Report) {
+    for (ip, x) in &xdp.destinations {
+        match user.destinations.get(ip) {
+            Some(u) => assert_eq!(x, u, "{what}: destination {ip}: xdp vs user"),
+            None => panic!("{what}: destination {ip} only in xdp: {x:?}"),
+        }
+    }
+    for ip in user.destinations.keys() {
+        assert!(
+            xdp.destinations.contains_key(ip),
+            "{what}: destination {ip} only in user"
+        );
+    }
+    for (id, x) in &xdp.exporters {
+        match user.exporters.get(id) {
+            Some(u) => assert_eq!(x, u, "{what}: exporter {id:?}: xdp vs user"),
+            None => panic!("{what}: exporter {id:?} only in xdp: {x:?}"),
+        }
+    }
+    for id in user.exporters.keys() {
+        assert!(
+            xdp.exporters.contains_key(id),
+            "{what}: exporter {id:?} only in user"
+        );
+    }
+}

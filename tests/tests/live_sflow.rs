@@ -1,0 +1,185 @@
+//! End to end with a real exporter: pmacct's `pmacctd` (sfprobe plugin) in a
+//! router namespace samples real traffic (ping, hping3 SYN and UDP) and
+//! exports sFlow to the collector namespace, where the XDP program parses it
+//! and drops it. The truth is tshark's decode of the very same datagrams,
+//! captured on the router's side (the collector never sees them: they are
+//! consumed in its kernel).
+
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, UdpSocket},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use edge_sensor::counters::{DestinationRow, Report};
+use edge_sensor_tests::{PinDir, netns::Link, require_root, sensor_bin, tshark};
+
+fn require_tool(name: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(found, "{name} is not installed: run scripts/setup");
+}
+
+fn stop(mut child: Child, signal: i32) {
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, signal) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().ok().flatten().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.wait();
+}
+
+#[test]
+fn pmacct_sflow_is_counted_in_the_kernel_exactly_as_tshark_decodes_it() {
+    require_root();
+    for tool in ["pmacctd", "hping3", "ping", "tcpdump", "tshark"] {
+        require_tool(tool);
+    }
+    let link = Link::new();
+    let pin = PinDir::new();
+    let dir = std::env::temp_dir().join(format!("es-live-sflow-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let capture = dir.join("sflow.pcap");
+
+    // A socket on the collector's sFlow port: the kernel must leave it nothing.
+    let socket = link.b.run(|| {
+        let s = UdpSocket::bind((link.b_addr, 6343)).expect("bind 6343 in the collector");
+        s.set_nonblocking(true).unwrap();
+        s
+    });
+    let sensor = link
+        .b
+        .command(sensor_bin())
+        .args(["run", "--iface", &link.b_if, "--pin-path"])
+        .arg(pin.path())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start edge-sensor");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !link.b.has_xdp(&link.b_if) {
+        assert!(Instant::now() < deadline, "edge-sensor did not attach");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let tcpdump = link
+        .a
+        .command("tcpdump")
+        .args(["-i", &link.a_if, "-U", "-s", "0", "-w"])
+        .arg(&capture)
+        .args(["udp", "dst", "port", "6343"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start tcpdump");
+    let conf = dir.join("pmacctd.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "daemonize: false\npcap_interface: {}\npcap_filter: not udp port 6343\n\
+             sampling_rate: 1\nplugins: sfprobe\nsfprobe_receiver: {}:6343\n\
+             sfprobe_agentip: {}\nsfprobe_agentsubid: 7\n",
+            link.a_if, link.b_addr, link.a_addr
+        ),
+    )
+    .unwrap();
+    let pmacctd = link
+        .a
+        .command("pmacctd")
+        .arg("-f")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start pmacctd");
+    std::thread::sleep(Duration::from_secs(2));
+
+    let dst = link.b_addr.to_string();
+    let traffic: [&[&str]; 3] = [
+        &["ping", "-q", "-c", "50", "-i", "0.01", "-s", "300", &dst],
+        &[
+            "hping3", "-q", "-S", "-p", "80", "-c", "100", "-i", "u5000", &dst,
+        ],
+        &[
+            "hping3", "-q", "--udp", "-p", "53", "-d", "120", "-c", "100", "-i", "u5000", &dst,
+        ],
+    ];
+    for cmd in traffic {
+        let status = link
+            .a
+            .command(cmd[0])
+            .args(&cmd[1..])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run traffic");
+        // hping3 exits 1 when no reply came back for some probes; only a
+        // failure to start counts.
+        assert!(status.code().is_some(), "{cmd:?} was killed");
+    }
+    // pmacct flushes about every second; let it, then stop everything.
+    std::thread::sleep(Duration::from_secs(3));
+    stop(pmacctd, libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(500));
+    stop(tcpdump, libc::SIGINT);
+
+    let truth = tshark::sflow_truth(&capture, 6343);
+    let report = Report::read_pinned(pin.path()).expect("read the pinned maps");
+
+    // The datagrams were consumed in the kernel: the socket got none.
+    let mut buf = [0u8; 2048];
+    assert!(
+        socket.recv_from(&mut buf).is_err(),
+        "a datagram reached userspace"
+    );
+
+    assert!(truth.len() >= 2, "tshark found too little: {truth:?}");
+    let ours: BTreeMap<IpAddr, tshark::Totals> = report
+        .destinations
+        .iter()
+        .map(|(ip, s)| {
+            let r = DestinationRow::new(*ip, s);
+            let totals = tshark::Totals {
+                packets: r.packets,
+                bytes: r.bytes,
+                tcp: r.tcp_packets,
+                tcp_syn: r.tcp_syn_packets,
+                udp: r.udp_packets,
+                icmp: r.icmp_packets,
+                fragments: r.fragment_packets,
+                other: r.other_packets,
+            };
+            (*ip, totals)
+        })
+        .collect();
+    assert_eq!(ours, truth, "per-destination totals: sensor vs tshark");
+    let victim = &ours[&link.b_addr];
+    assert!(
+        victim.tcp_syn >= 90 && victim.udp >= 90 && victim.icmp >= 45,
+        "{victim:?}"
+    );
+
+    let exporters: Vec<_> = report.exporters.iter().collect();
+    assert_eq!(exporters.len(), 1, "{exporters:?}");
+    let (id, totals) = exporters[0];
+    assert_eq!(
+        (id.ip, id.sub_agent, id.protocol()),
+        (link.a_addr, 7, "sflow")
+    );
+    assert_eq!(totals.stats.error_total(), 0, "{totals:?}");
+    assert_eq!(
+        totals.stats.sequence_gaps, 0,
+        "no datagram was lost on a veth"
+    );
+
+    stop(sensor, libc::SIGINT);
+    let _ = std::fs::remove_dir_all(&dir);
+}
