@@ -5,10 +5,10 @@
 
 use std::{collections::BTreeMap, net::IpAddr, path::Path};
 
-use aya::maps::{HashMap, Map, MapData, MapError, PerCpuHashMap};
+use aya::maps::{HashMap, Map, MapData, MapError, PerCpuArray, PerCpuHashMap};
 use edge_sensor_common::{
     AGENT_STATE, AgentState, Class, DST_STATS, DstKey, DstStats, EXPORTER_STATS, ExporterKey,
-    ExporterStats, ParseError, TelemetryKind,
+    ExporterStats, GlobalStats, ParseError, TelemetryKind,
 };
 use serde::{Serialize, Serializer, ser::SerializeMap};
 
@@ -16,6 +16,19 @@ use crate::{
     addr,
     xdp::pins::{self, PinError},
 };
+
+/// The program's whole-datagram counters (`GLOBAL_STATS`), CPUs summed.
+pub fn read_global(map: &Map) -> Result<GlobalStats, MapError> {
+    let array: PerCpuArray<&MapData, GlobalStats> = PerCpuArray::try_from(map)?;
+    let mut total = GlobalStats::default();
+    for v in array.get(&0, 0)?.iter() {
+        total.telemetry_datagrams += v.telemetry_datagrams;
+        total.rejected_datagrams += v.rejected_datagrams;
+        total.consumed_datagrams += v.consumed_datagrams;
+        total.passed_datagrams += v.passed_datagrams;
+    }
+    Ok(total)
+}
 
 /// One exporter: agent address (or source address), sub-agent, our port
 /// and what it carries.

@@ -121,6 +121,21 @@ impl Decoder {
         Ok(self.datagrams - before)
     }
 
+    /// Forgets everything counted (and every agent's sequence state).
+    pub fn reset(&mut self) -> Result<()> {
+        self.datagrams = 0;
+        self.dropped = 0;
+        match &mut self.engine {
+            EngineState::User(user) => {
+                **user = UserDecoder::new(&self.ports, &[], false);
+            }
+            EngineState::Xdp(sensor) => sensor
+                .clear_counters()
+                .map_err(|e| anyhow::anyhow!(error_chain(&e)))?,
+        }
+        Ok(())
+    }
+
     /// What was counted.
     pub fn report(&self) -> Result<Report> {
         match &self.engine {

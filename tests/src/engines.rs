@@ -2,9 +2,11 @@
 //! BPF_PROG_TEST_RUN, with its real maps) and the userspace reference
 //! decoder, fed the same frames.
 
+use std::{collections::BTreeMap, net::IpAddr};
+
 use edge_sensor::{
     config::TelemetryConfig,
-    counters::Report,
+    counters::{DestinationRow, Report},
     decode::{Decoder, Engine},
     telemetry::Verdict,
 };
@@ -17,11 +19,15 @@ pub struct Both {
 
 impl Both {
     pub fn new() -> Self {
+        Self::with(&TelemetryConfig::default())
+    }
+
+    /// Both engines listening on the ports of `telemetry`.
+    pub fn with(telemetry: &TelemetryConfig) -> Self {
         crate::require_root();
-        let telemetry = TelemetryConfig::default();
         Self {
-            xdp: Decoder::new(Engine::Xdp, &telemetry).unwrap_or_else(|e| panic!("load: {e:#}")),
-            user: Decoder::new(Engine::User, &telemetry).expect("user decoder"),
+            xdp: Decoder::new(Engine::Xdp, telemetry).unwrap_or_else(|e| panic!("load: {e:#}")),
+            user: Decoder::new(Engine::User, telemetry).expect("user decoder"),
         }
     }
 
@@ -80,4 +86,26 @@ pub fn assert_reports_equal(what: &str, xdp: &Report, user: &Report) {
             "{what}: exporter {id:?} only in user"
         );
     }
+}
+
+/// Our per-destination counters in the oracle's terms.
+pub fn as_truth(report: &Report) -> BTreeMap<IpAddr, crate::tshark::Totals> {
+    report
+        .destinations
+        .iter()
+        .map(|(ip, s)| {
+            let r = DestinationRow::new(*ip, s);
+            let totals = crate::tshark::Totals {
+                packets: r.packets,
+                bytes: r.bytes,
+                tcp: r.tcp_packets,
+                tcp_syn: r.tcp_syn_packets,
+                udp: r.udp_packets,
+                icmp: r.icmp_packets,
+                fragments: r.fragment_packets,
+                other: r.other_packets,
+            };
+            (*ip, totals)
+        })
+        .collect()
 }

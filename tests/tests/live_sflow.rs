@@ -6,14 +6,13 @@
 //! consumed in its kernel).
 
 use std::{
-    collections::BTreeMap,
-    net::{IpAddr, UdpSocket},
+    net::UdpSocket,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
-use edge_sensor::counters::{DestinationRow, Report};
-use edge_sensor_tests::{PinDir, netns::Link, require_root, sensor_bin, tshark};
+use edge_sensor::counters::Report;
+use edge_sensor_tests::{PinDir, engines::as_truth, netns::Link, require_root, sensor_bin, tshark};
 
 fn require_tool(name: &str) {
     let found = Command::new("sh")
@@ -142,24 +141,7 @@ fn pmacct_sflow_is_counted_in_the_kernel_exactly_as_tshark_decodes_it() {
     );
 
     assert!(truth.len() >= 2, "tshark found too little: {truth:?}");
-    let ours: BTreeMap<IpAddr, tshark::Totals> = report
-        .destinations
-        .iter()
-        .map(|(ip, s)| {
-            let r = DestinationRow::new(*ip, s);
-            let totals = tshark::Totals {
-                packets: r.packets,
-                bytes: r.bytes,
-                tcp: r.tcp_packets,
-                tcp_syn: r.tcp_syn_packets,
-                udp: r.udp_packets,
-                icmp: r.icmp_packets,
-                fragments: r.fragment_packets,
-                other: r.other_packets,
-            };
-            (*ip, totals)
-        })
-        .collect();
+    let ours = as_truth(&report);
     assert_eq!(ours, truth, "per-destination totals: sensor vs tshark");
     let victim = &ours[&link.b_addr];
     assert!(

@@ -8,16 +8,17 @@ use std::{
 };
 
 use aya::{
-    Ebpf, EbpfError, EbpfLoader,
+    Ebpf, EbpfError, EbpfLoader, Pod,
     maps::{
-        Array, HashMap, MapError,
+        Array, HashMap, Map, MapData, MapError, PerCpuHashMap,
         lpm_trie::{Key, LpmTrie},
     },
     programs::{ProgramError, Xdp},
 };
 use edge_sensor_common::{
-    DEFAULT_MAX_DESTINATIONS, DST_STATS, EXPORTER_ALLOW, PortConfig, SETTINGS, Settings,
-    TELEMETRY_PORTS, TelemetryKind, XDP_PROGRAM,
+    AGENT_STATE, AgentState, DEFAULT_MAX_DESTINATIONS, DST_STATS, DstKey, DstStats, EXPORTER_ALLOW,
+    EXPORTER_STATS, ExporterKey, ExporterStats, PortConfig, SETTINGS, Settings, TELEMETRY_PORTS,
+    TelemetryKind, XDP_PROGRAM,
 };
 use ipnet::IpNet;
 
@@ -205,6 +206,27 @@ impl Sensor {
         Ok(())
     }
 
+    /// Empties the counter maps and the agents' sequence state.
+    pub fn clear_counters(&mut self) -> Result<(), LoadError> {
+        self.clear::<PerCpuHashMap<_, DstKey, DstStats>, DstKey>(DST_STATS)?;
+        self.clear::<PerCpuHashMap<_, ExporterKey, ExporterStats>, ExporterKey>(EXPORTER_STATS)?;
+        self.clear::<HashMap<_, ExporterKey, AgentState>, ExporterKey>(AGENT_STATE)
+    }
+
+    fn clear<'a, M, K>(&'a mut self, name: &'static str) -> Result<(), LoadError>
+    where
+        M: TryFrom<&'a mut Map, Error = MapError> + KeyedMap<K>,
+        K: Pod,
+    {
+        let map_err = |source| LoadError::Map { name, source };
+        let map = self.ebpf.map_mut(name).ok_or(LoadError::MissingProgram)?;
+        let mut map = M::try_from(map).map_err(map_err)?;
+        for key in map.all_keys().map_err(map_err)? {
+            map.remove_key(&key).map_err(map_err)?;
+        }
+        Ok(())
+    }
+
     /// The XDP program.
     pub fn program_mut(&mut self) -> &mut Xdp {
         self.ebpf
@@ -270,5 +292,29 @@ fn raise_memlock_limit() {
             "could not lift RLIMIT_MEMLOCK: {}",
             io::Error::last_os_error()
         );
+    }
+}
+
+/// The hash maps whose keys can be listed and removed, per-CPU or not.
+trait KeyedMap<K> {
+    fn all_keys(&self) -> Result<Vec<K>, MapError>;
+    fn remove_key(&mut self, key: &K) -> Result<(), MapError>;
+}
+
+impl<K: Pod, V: Pod> KeyedMap<K> for HashMap<&mut MapData, K, V> {
+    fn all_keys(&self) -> Result<Vec<K>, MapError> {
+        self.keys().collect()
+    }
+    fn remove_key(&mut self, key: &K) -> Result<(), MapError> {
+        self.remove(key)
+    }
+}
+
+impl<K: Pod, V: Pod> KeyedMap<K> for PerCpuHashMap<&mut MapData, K, V> {
+    fn all_keys(&self) -> Result<Vec<K>, MapError> {
+        self.keys().collect()
+    }
+    fn remove_key(&mut self, key: &K) -> Result<(), MapError> {
+        self.remove(key)
     }
 }
