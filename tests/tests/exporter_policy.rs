@@ -137,7 +137,7 @@ fn only_allowed_exporters_are_counted() {
         .collect();
     assert_eq!(
         agents,
-        vec!["198.18.9.1", "198.18.7.1"],
+        vec!["198.18.7.1", "198.18.9.1"],
         "the IPv6 datagram names agent 198.18.7.1"
     );
     assert_eq!(
