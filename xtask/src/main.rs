@@ -1,5 +1,6 @@
 //! Project tasks: `cargo xtask <task>`. See `cargo xtask --help`.
 
+mod bench;
 mod ebpf;
 mod lab;
 mod run;
@@ -45,6 +46,8 @@ enum Task {
         /// Only run tests whose name contains this.
         filter: Option<String>,
     },
+    /// Benchmarks, measured side by side in one run, reported as ratios.
+    Bench,
     /// A self-contained lab: router and collector namespaces, a real sFlow
     /// exporter, the sensor on the collector's veth, live counters.
     Lab(lab::LabArgs),
@@ -64,6 +67,7 @@ fn main() -> ExitCode {
         } => run::build_and_load(&iface, mode.as_deref(), config.as_deref(), release),
         Task::Test { filter } => test::test(filter.as_deref()),
         Task::Lab(args) => lab::lab(args),
+        Task::Bench => bench::bench(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
