@@ -73,12 +73,15 @@ pub enum ParseError {
     /// A flow sample from which no IP destination could be read (non-IP
     /// frame, unsupported header protocol, header cut before the address).
     NoDestination = 10,
-    /// Bytes after the announced samples (ignored).
+    /// Bytes after the announced samples: the sample count may have lied,
+    /// so the datagram is passed on rather than dropped.
     TrailingBytes = 11,
+    /// A datagram longer than [`MAX_DATAGRAM`] (no MTU allows one).
+    DatagramTooLarge = 12,
 }
 
 impl ParseError {
-    pub const COUNT: usize = 12;
+    pub const COUNT: usize = 13;
     pub const ALL: [ParseError; Self::COUNT] = [
         ParseError::BadVersion,
         ParseError::BadAgentAddress,
@@ -92,6 +95,7 @@ impl ParseError {
         ParseError::SamplingRateTooHigh,
         ParseError::NoDestination,
         ParseError::TrailingBytes,
+        ParseError::DatagramTooLarge,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -108,6 +112,7 @@ impl ParseError {
             ParseError::SamplingRateTooHigh => "sampling_rate_too_high",
             ParseError::NoDestination => "no_destination",
             ParseError::TrailingBytes => "trailing_bytes",
+            ParseError::DatagramTooLarge => "datagram_too_large",
         }
     }
 
@@ -119,6 +124,9 @@ impl ParseError {
     }
 }
 
+/// Longest datagram parsed: the kernel copies each datagram into a per-CPU
+/// buffer of this size (a power of two, above any 9216-byte jumbo MTU).
+pub const MAX_DATAGRAM: usize = 16384;
 /// Samples walked per datagram. A 9000-byte datagram holds at most 450
 /// samples (20 bytes each at the smallest), so no valid datagram reaches it.
 pub const MAX_SAMPLES: u32 = 512;

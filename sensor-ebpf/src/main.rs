@@ -74,10 +74,11 @@ fn source_key(dgram: &packet::Datagram) -> ExporterKey {
 /// Parses and counts an sFlow datagram; `true` when all of it was accounted for.
 #[inline(always)]
 fn sflow_datagram(ctx: &XdpContext, dgram: &packet::Datagram) -> bool {
-    let off = dgram.payload_off as u32;
-    let end = off + u32::from(dgram.payload_len);
-    let header = match sflow::header(ctx, off, end) {
-        Ok(h) => h,
+    let len = u32::from(dgram.payload_len);
+    let parsed = sflow::copy(ctx, dgram.payload_off as u32, len)
+        .and_then(|scratch| sflow::header(&scratch.data, len).map(|h| (scratch, h)));
+    let (scratch, header) = match parsed {
+        Ok(ok) => ok,
         Err(e) => {
             if let Some(stats) = maps::exporter_stats(&source_key(dgram)) {
                 unsafe {
@@ -100,9 +101,8 @@ fn sflow_datagram(ctx: &XdpContext, dgram: &packet::Datagram) -> bool {
         _pad: 0,
     };
     let (gaps, resets) = sequence(&key, &header);
-    let Some(walk) = sflow::walk(ctx, &header, end) else {
-        return false;
-    };
+    sflow::walk(scratch, &header);
+    let walk = &scratch.walk;
     if let Some(state) = maps::AGENT_STATE.get_ptr_mut(&key) {
         // Shared across CPUs: a racing update can only lose a max, never
         // corrupt a counter.
@@ -113,7 +113,7 @@ fn sflow_datagram(ctx: &XdpContext, dgram: &packet::Datagram) -> bool {
         }
     }
     if let Some(stats) = maps::exporter_stats(&key) {
-        unsafe { add(&mut *stats, dgram, &walk, gaps, resets) };
+        unsafe { add(&mut *stats, dgram, walk, gaps, resets) };
     }
     walk.fatal == 0
 }

@@ -44,13 +44,14 @@ pub static EXPORTER_ALLOW: LpmTrie<[u8; 16], u8> =
 #[map]
 pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
 
-/// State of the sFlow walk in progress on this CPU (see `sflow::Walk`).
+/// This CPU's copy of the datagram being parsed and the walk's state (see
+/// `sflow::Scratch`).
 #[map]
-static WALK_SCRATCH: PerCpuArray<crate::sflow::Walk> = PerCpuArray::with_max_entries(1, 0);
+static SCRATCH: PerCpuArray<crate::sflow::Scratch> = PerCpuArray::with_max_entries(1, 0);
 
 #[inline(always)]
-pub fn walk_scratch() -> Option<*mut crate::sflow::Walk> {
-    WALK_SCRATCH.get_ptr_mut(0)
+pub fn scratch() -> Option<*mut crate::sflow::Scratch> {
+    SCRATCH.get_ptr_mut(0)
 }
 
 /// Zeroed values to create entries from: never written. Keeps 100+ byte

@@ -1,61 +1,16 @@
-//! Reads at offsets the verifier cannot bound (a cursor walking a datagram).
+//! The datagram being parsed, copied into a per-CPU buffer.
 //!
-//! `bpf_xdp_load_bytes` copies a fixed number of bytes from any offset into
-//! a stack buffer and checks the bounds at run time, so walking nested,
-//! variable-length records needs no packet-pointer proofs at all.
-//!
-//! Buffers are 8-aligned and never zeroed first: an unaligned or zeroed
-//! array makes LLVM call a byte-loop `memset`/`memcpy`, which the verifier
-//! then walks byte by byte on every path.
+//! One `bpf_xdp_load_bytes` per datagram copies it into map memory; every
+//! field is then read from there with its index masked into the buffer (for
+//! the verifier) after an explicit check against the structure that
+//! contains it (for correctness). Reading each field straight from the
+//! frame took five helper calls per sample, and walking the frame with
+//! packet pointers would need the verifier to prove every offset.
 
-use core::mem::MaybeUninit;
+use edge_sensor_common::MAX_DATAGRAM;
 
-use aya_ebpf::{helpers::bpf_xdp_load_bytes, programs::XdpContext};
-
-/// `N` bytes read from a frame.
-#[repr(C, align(8))]
-pub struct Buf<const N: usize>(pub [u8; N]);
-
-impl<const N: usize> Buf<N> {
-    #[inline(always)]
-    pub fn be32(&self, at: usize) -> u32 {
-        u32::from_be_bytes([self.0[at], self.0[at + 1], self.0[at + 2], self.0[at + 3]])
-    }
-
-    /// 16 bytes at `at` (an IPv6 address), as two little-endian words.
-    #[inline(always)]
-    pub fn addr16(&self, at: usize) -> Addr {
-        let b = &self.0;
-        let lo = u64::from_le_bytes([
-            b[at],
-            b[at + 1],
-            b[at + 2],
-            b[at + 3],
-            b[at + 4],
-            b[at + 5],
-            b[at + 6],
-            b[at + 7],
-        ]);
-        let hi = u64::from_le_bytes([
-            b[at + 8],
-            b[at + 9],
-            b[at + 10],
-            b[at + 11],
-            b[at + 12],
-            b[at + 13],
-            b[at + 14],
-            b[at + 15],
-        ]);
-        [lo, hi]
-    }
-
-    /// 4 bytes at `at` (an IPv4 address), mapped into IPv6 (`::ffff:a.b.c.d`)
-    /// and stored as [`Buf::addr16`] would.
-    #[inline(always)]
-    pub fn addr4_mapped(&self, at: usize) -> Addr {
-        mapped_v4([self.0[at], self.0[at + 1], self.0[at + 2], self.0[at + 3]])
-    }
-}
+const MASK: u32 = MAX_DATAGRAM as u32 - 1;
+const _: () = assert!(MAX_DATAGRAM.is_power_of_two());
 
 /// A 16-byte address as two words holding its bytes in memory order (BPF
 /// has no 128-bit arithmetic; two 64-bit moves copy it).
@@ -78,20 +33,76 @@ pub fn mapped_v4(v4: [u8; 4]) -> Addr {
     ]
 }
 
-/// `N` bytes at frame offset `off`, if `off + N <= limit` and the frame holds
-/// them. `limit` is where the enclosing structure (datagram, record) ends.
+/// Whether `n` bytes at `at` end at or before `limit`.
 #[inline(always)]
-pub fn bytes<const N: usize>(ctx: &XdpContext, off: u32, limit: u32) -> Option<Buf<N>> {
-    if off > limit || limit - off < N as u32 {
-        return None;
+pub fn fits(at: u32, n: u32, limit: u32) -> bool {
+    at <= limit && limit - at >= n
+}
+
+/// A datagram's bytes. Reads never leave the buffer; whether they are
+/// inside the datagram is the caller's check ([`fits`]). 8-aligned, so an
+/// aligned offset is an aligned address.
+#[repr(C, align(8))]
+pub struct Data(pub [u8; MAX_DATAGRAM]);
+
+impl Data {
+    #[inline(always)]
+    pub fn u8(&self, at: u32) -> u8 {
+        self.0[(at & MASK) as usize]
     }
-    let mut buf = MaybeUninit::<Buf<N>>::uninit();
-    // SAFETY: the helper writes all N bytes of the buffer or fails.
-    let rc = unsafe { bpf_xdp_load_bytes(ctx.ctx, off, buf.as_mut_ptr().cast(), N as u32) };
-    if rc == 0 {
-        // SAFETY: fully written by the helper.
-        Some(unsafe { buf.assume_init() })
-    } else {
-        None
+
+    #[inline(always)]
+    pub fn be16(&self, at: u32) -> u16 {
+        u16::from_be_bytes([self.u8(at), self.u8(at + 1)])
+    }
+
+    /// A big-endian word. XDR (sFlow) puts every field on a 4-byte
+    /// boundary: one load there; a lying length elsewhere takes the bytes.
+    #[inline(always)]
+    pub fn be32(&self, at: u32) -> u32 {
+        if at & 3 == 0 {
+            let i = (at & MASK & !3) as usize;
+            // SAFETY: i + 4 <= MAX_DATAGRAM and i is 4-aligned in an
+            // 8-aligned buffer.
+            u32::from_be(unsafe { self.0.as_ptr().add(i).cast::<u32>().read() })
+        } else {
+            u32::from_be_bytes([
+                self.u8(at),
+                self.u8(at + 1),
+                self.u8(at + 2),
+                self.u8(at + 3),
+            ])
+        }
+    }
+
+    #[inline(always)]
+    fn word(&self, at: u32) -> u64 {
+        u64::from_le_bytes([
+            self.u8(at),
+            self.u8(at + 1),
+            self.u8(at + 2),
+            self.u8(at + 3),
+            self.u8(at + 4),
+            self.u8(at + 5),
+            self.u8(at + 6),
+            self.u8(at + 7),
+        ])
+    }
+
+    /// 16 bytes at `at` (an IPv6 address).
+    #[inline(always)]
+    pub fn addr16(&self, at: u32) -> Addr {
+        [self.word(at), self.word(at + 8)]
+    }
+
+    /// 4 bytes at `at` (an IPv4 address), mapped into IPv6.
+    #[inline(always)]
+    pub fn addr4_mapped(&self, at: u32) -> Addr {
+        mapped_v4([
+            self.u8(at),
+            self.u8(at + 1),
+            self.u8(at + 2),
+            self.u8(at + 3),
+        ])
     }
 }

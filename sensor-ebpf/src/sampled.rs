@@ -2,17 +2,15 @@
 //! sections): Ethernet, VLAN/QinQ, MPLS, IPv4, IPv6 with extension headers,
 //! then the transport header. Only what the counters need is extracted.
 //!
-//! The header is first copied (at most [`MAX_SAMPLED_HEADER`] bytes, one
-//! helper call) into a per-CPU buffer, then parsed there: every index is
-//! masked into the buffer for the verifier and checked against the copied
-//! length for correctness. Parsing straight from the frame with one
-//! `bpf_xdp_load_bytes` per field gave the verifier over a million paths.
+//! It is parsed in place in the datagram's buffer (`read::Data`): every
+//! read is checked against the sampled length, of which at most
+//! [`MAX_SAMPLED_HEADER`] bytes are looked at.
 
 use edge_sensor_common::{
     MAX_IPV6_EXT_HEADERS, MAX_MPLS_LABELS, MAX_SAMPLED_HEADER, MAX_VLAN_TAGS,
 };
 
-use crate::read::{Addr, mapped_v4};
+use crate::read::{Addr, Data, fits};
 
 /// sFlow header_protocol values (sFlow v5 §5.2 "header_protocol").
 pub const HEADER_ETHERNET: u32 = 1;
@@ -32,11 +30,6 @@ pub const IPPROTO_UDP: u8 = 17;
 pub const IPPROTO_ICMP: u8 = 1;
 pub const IPPROTO_ICMPV6: u8 = 58;
 
-/// The buffer a header is copied into.
-pub type Header = [u8; MAX_SAMPLED_HEADER];
-const MASK: u32 = MAX_SAMPLED_HEADER as u32 - 1;
-const _: () = assert!(MAX_SAMPLED_HEADER.is_power_of_two());
-
 /// What a sampled packet says about itself.
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -51,53 +44,53 @@ pub struct Packet {
     pub fragment: bool,
 }
 
-/// The first `len` bytes of `h` are the copied header.
+/// The sampled header: `len` bytes at `start` of the datagram.
 struct View<'a> {
-    h: &'a Header,
+    d: &'a Data,
+    start: u32,
     len: u32,
 }
 
 impl View<'_> {
-    /// Whether `n` bytes at `at` were copied.
+    /// Whether `n` bytes at `at` were sampled.
     #[inline(always)]
     fn has(&self, at: u32, n: u32) -> bool {
-        at <= self.len && self.len - at >= n
+        fits(at, n, self.len)
     }
 
     #[inline(always)]
     fn u8(&self, at: u32) -> u8 {
-        self.h[(at & MASK) as usize]
+        self.d.u8(self.start + at)
     }
 
     #[inline(always)]
     fn be16(&self, at: u32) -> u16 {
-        u16::from_be_bytes([self.u8(at), self.u8(at + 1)])
+        self.d.be16(self.start + at)
     }
 
     #[inline(always)]
     fn addr16(&self, at: u32) -> Addr {
-        let word = |at: u32| {
-            u64::from_le_bytes([
-                self.u8(at),
-                self.u8(at + 1),
-                self.u8(at + 2),
-                self.u8(at + 3),
-                self.u8(at + 4),
-                self.u8(at + 5),
-                self.u8(at + 6),
-                self.u8(at + 7),
-            ])
-        };
-        [word(at), word(at + 8)]
+        self.d.addr16(self.start + at)
+    }
+
+    #[inline(always)]
+    fn addr4_mapped(&self, at: u32) -> Addr {
+        self.d.addr4_mapped(self.start + at)
     }
 }
 
-/// Parses the first `len` bytes of `h` (`len <= MAX_SAMPLED_HEADER`), a
-/// header of sFlow `header_protocol` `protocol`; `None` when it holds no IP
+/// Parses the sampled header of sFlow `header_protocol` `protocol` that
+/// occupies `len` bytes at `start` of the datagram (only the first
+/// [`MAX_SAMPLED_HEADER`] are looked at); `None` when it holds no IP
 /// destination.
 #[inline(always)]
-pub fn parse(h: &Header, len: u32, protocol: u32) -> Option<Packet> {
-    let v = View { h, len };
+pub fn parse(d: &Data, start: u32, len: u32, protocol: u32) -> Option<Packet> {
+    let len = if len > MAX_SAMPLED_HEADER as u32 {
+        MAX_SAMPLED_HEADER as u32
+    } else {
+        len
+    };
+    let v = View { d, start, len };
     let (ethertype, ip_off) = match protocol {
         HEADER_ETHERNET => link_layer(&v)?,
         HEADER_IPV4 => (ETH_P_IPV4, 0),
@@ -166,12 +159,7 @@ fn ipv4(v: &View, off: u32) -> Option<Packet> {
     if b0 >> 4 != 4 || ihl < 20 {
         return None;
     }
-    let dst = mapped_v4([
-        v.u8(off + 16),
-        v.u8(off + 17),
-        v.u8(off + 18),
-        v.u8(off + 19),
-    ]);
+    let dst = v.addr4_mapped(off + 16);
     let frag = v.be16(off + 6);
     let offset = frag & 0x1fff;
     let more = frag & 0x2000 != 0;

@@ -1,34 +1,43 @@
 //! sFlow version 5 (sflow.org/sflow_version_5.txt) parsed in the kernel.
 //!
-//! datagram header -> samples (walked with `bpf_loop`) -> flow records
-//! (walked with a nested `bpf_loop`) -> the sampled packet's header. Every
-//! length is checked against the structure that contains it; a length that
-//! lies stops the walk at that level and is counted, never trusted.
+//! The datagram is copied once into this CPU's scratch entry ([`Scratch`]),
+//! then walked there: datagram header -> samples -> flow records -> the
+//! sampled packet's header. Every length is checked against the structure
+//! that contains it; a length that lies stops the walk at that level and is
+//! counted, never trusted.
+//!
+//! One flat `bpf_loop` walks everything: between samples a step reads a
+//! sample header; inside a flow sample a step reads one record, and the step
+//! after the last record counts the sample. The walk's state lives in the
+//! scratch map, not on the stack: the verifier tracks stack contents across
+//! `bpf_loop` iterations and explores the callback again for every new
+//! combination of ranges (a bounded sampling rate kept on the stack was
+//! enough to pass a million instructions), whereas map memory it does not
+//! track. Nesting a record loop inside a sample loop cost the same way.
 //!
 //! Bounds: at most [`MAX_SAMPLES`] samples per datagram (no valid 9000-byte
-//! datagram has more) and [`MAX_RECORDS`] records per sample (real exporters
-//! send 1 to 5); anything past them is counted as `too_many_*` and the
-//! datagram is passed on to the stack rather than dropped.
+//! datagram has more), [`MAX_RECORDS`] records per sample (real exporters
+//! send 1 to 5), [`MAX_DATAGRAM`] bytes per datagram. Anything past them is
+//! counted by reason and the datagram is passed on to the stack, not dropped.
 
 use core::ffi::c_void;
 
 use aya_ebpf::{
-    bindings::xdp_md,
     check_bounds_signed,
     helpers::{bpf_loop, bpf_xdp_load_bytes},
     programs::XdpContext,
 };
 use edge_sensor_common::{
-    MAX_RECORDS, MAX_SAMPLED_HEADER, MAX_SAMPLES, MAX_SAMPLING_RATE, MAX_STRIPPED, ParseError,
+    MAX_DATAGRAM, MAX_RECORDS, MAX_SAMPLES, MAX_SAMPLING_RATE, MAX_STRIPPED, ParseError,
 };
 
 use crate::{
     count, maps,
-    read::{Addr, bytes},
+    read::{Addr, Data, fits},
     sampled::{self, Packet},
 };
 
-/// Datagram header fields after the agent address (sFlow v5 §5.1).
+/// Datagram header fields (sFlow v5 §5.1 `sample_datagram_v5`).
 pub struct Header {
     /// Agent address (IPv4 mapped into IPv6).
     pub agent: Addr,
@@ -40,47 +49,17 @@ pub struct Header {
     pub samples_off: u32,
 }
 
-/// Reads the datagram header at `off` (datagram ends at `end`).
-#[inline(always)]
-pub fn header(ctx: &XdpContext, off: u32, end: u32) -> Result<Header, ParseError> {
-    let h = bytes::<8>(ctx, off, end).ok_or(ParseError::TruncatedHeader)?;
-    if h.be32(0) != 5 {
-        return Err(ParseError::BadVersion);
-    }
-    let (agent, rest_off) = match h.be32(4) {
-        1 => {
-            let a = bytes::<4>(ctx, off + 8, end).ok_or(ParseError::TruncatedHeader)?;
-            (a.addr4_mapped(0), off + 12)
-        }
-        2 => {
-            let a = bytes::<16>(ctx, off + 8, end).ok_or(ParseError::TruncatedHeader)?;
-            (a.addr16(0), off + 24)
-        }
-        _ => return Err(ParseError::BadAgentAddress),
-    };
-    let r = bytes::<16>(ctx, rest_off, end).ok_or(ParseError::TruncatedHeader)?;
-    Ok(Header {
-        agent,
-        sub_agent: r.be32(0),
-        sequence: r.be32(4),
-        uptime_ms: r.be32(8),
-        num_samples: r.be32(12),
-        samples_off: rest_off + 16,
-    })
+/// This CPU's working memory for one datagram.
+#[repr(C)]
+pub struct Scratch {
+    pub walk: Walk,
+    pub data: Data,
 }
 
-/// The walk's state. It lives in a per-CPU map, not on the stack: the
-/// verifier tracks stack contents across `bpf_loop` iterations and explores
-/// the callback again for every new combination of ranges (a bounded
-/// sampling rate in a stack slot was enough to pass a million
-/// instructions), whereas map memory it does not track at all.
-///
-/// One flat loop walks everything: between samples a step reads a sample
-/// header; inside a flow sample a step reads one record, and the step after
-/// the last record counts the sample.
+/// The walk's state and results.
 #[repr(C)]
 pub struct Walk {
-    /// Cursor and end of the datagram (frame offsets).
+    /// Cursor, and the datagram's length (offsets are into the datagram).
     off: u32,
     end: u32,
     /// End of the flow sample whose records are walked; 0 between samples.
@@ -111,19 +90,11 @@ pub struct Walk {
     pub records: u32,
     pub max_drops: u32,
     pub errors: [u32; ParseError::COUNT],
-    /// The raw header being parsed.
-    header: sampled::Header,
-}
-
-/// What the `bpf_loop` callback gets: only the program context.
-#[repr(C)]
-struct LoopCtx {
-    ctx: *mut xdp_md,
 }
 
 impl Walk {
     #[inline(always)]
-    fn error(&mut self, e: ParseError) {
+    pub fn error(&mut self, e: ParseError) {
         let i = e as usize;
         if i < ParseError::COUNT {
             self.errors[i] += 1;
@@ -134,18 +105,78 @@ impl Walk {
     }
 }
 
-/// Steps one walk may take: every sample header, record and sample end.
-const MAX_STEPS: u32 = MAX_SAMPLES * (MAX_RECORDS + 2);
+/// What the `bpf_loop` callback gets: the scratch entry. Passing it (rather
+/// than looking it up again) also tells the compiler the callback writes
+/// through it, so nothing read after the loop is a stale copy.
+#[repr(C)]
+struct LoopCtx {
+    scratch: *mut Scratch,
+}
 
-/// Walks the samples of a datagram whose header is `h`; the result is this
-/// CPU's walk entry (`None` only if the map lookup fails).
+/// Steps one walk may take: every sample header and record, and one more
+/// to see that no sample is left.
+const MAX_STEPS: u32 = MAX_SAMPLES * (MAX_RECORDS + 1) + 1;
+
+/// Copies the datagram of `len` bytes at frame offset `off` into this CPU's
+/// scratch entry. `Err` with the reason when it cannot be parsed at all.
 #[inline(always)]
-pub fn walk(ctx: &XdpContext, h: &Header, end: u32) -> Option<&'static Walk> {
-    let w = maps::walk_scratch()?;
+pub fn copy(ctx: &XdpContext, off: u32, len: u32) -> Result<&'static mut Scratch, ParseError> {
+    if len == 0 {
+        return Err(ParseError::TruncatedHeader);
+    }
+    if len > MAX_DATAGRAM as u32 {
+        return Err(ParseError::DatagramTooLarge);
+    }
+    let scratch = maps::scratch().ok_or(ParseError::TruncatedHeader)?;
     // SAFETY: this CPU's entry; nothing else runs on this CPU meanwhile.
-    let w = unsafe { &mut *w };
+    let scratch = unsafe { &mut *scratch };
+    // The verifier must see the very register passed as the length bounded;
+    // a plain `if` may be applied by LLVM to another copy of it.
+    if !check_bounds_signed(i64::from(len), 1, MAX_DATAGRAM as i64) {
+        return Err(ParseError::DatagramTooLarge);
+    }
+    // SAFETY: `data` holds MAX_DATAGRAM bytes and 0 < len <= that.
+    let rc = unsafe { bpf_xdp_load_bytes(ctx.ctx, off, scratch.data.0.as_mut_ptr().cast(), len) };
+    if rc != 0 {
+        return Err(ParseError::TruncatedHeader);
+    }
+    scratch.walk.end = len;
+    Ok(scratch)
+}
+
+/// Reads the datagram header (the datagram is `end` bytes).
+#[inline(always)]
+pub fn header(d: &Data, end: u32) -> Result<Header, ParseError> {
+    if !fits(0, 8, end) {
+        return Err(ParseError::TruncatedHeader);
+    }
+    if d.be32(0) != 5 {
+        return Err(ParseError::BadVersion);
+    }
+    let (agent, rest) = match d.be32(4) {
+        1 if fits(8, 4, end) => (d.addr4_mapped(8), 12),
+        2 if fits(8, 16, end) => (d.addr16(8), 24),
+        1 | 2 => return Err(ParseError::TruncatedHeader),
+        _ => return Err(ParseError::BadAgentAddress),
+    };
+    if !fits(rest, 16, end) {
+        return Err(ParseError::TruncatedHeader);
+    }
+    Ok(Header {
+        agent,
+        sub_agent: d.be32(rest),
+        sequence: d.be32(rest + 4),
+        uptime_ms: d.be32(rest + 8),
+        num_samples: d.be32(rest + 12),
+        samples_off: rest + 16,
+    })
+}
+
+/// Walks the samples of the datagram in `s` whose header is `h`.
+#[inline(always)]
+pub fn walk(s: &mut Scratch, h: &Header) {
+    let w = &mut s.walk;
     w.off = h.samples_off;
-    w.end = end;
     w.sample_end = 0;
     w.rate = 0;
     w.samples_left = if h.num_samples > MAX_SAMPLES {
@@ -163,7 +194,9 @@ pub fn walk(ctx: &XdpContext, h: &Header, end: u32) -> Option<&'static Walk> {
     for i in 0..ParseError::COUNT {
         w.errors[i] = 0;
     }
-    let mut loop_ctx = LoopCtx { ctx: ctx.ctx };
+    let mut loop_ctx = LoopCtx {
+        scratch: s as *mut Scratch,
+    };
     // SAFETY: the callback has bpf_loop's signature; loop_ctx outlives the call.
     unsafe {
         bpf_loop(
@@ -173,6 +206,7 @@ pub fn walk(ctx: &XdpContext, h: &Header, end: u32) -> Option<&'static Walk> {
             0,
         );
     }
+    let w = &mut s.walk;
     if w.done != 0 {
         if h.num_samples > MAX_SAMPLES {
             w.error(ParseError::TooManySamples);
@@ -180,77 +214,62 @@ pub fn walk(ctx: &XdpContext, h: &Header, end: u32) -> Option<&'static Walk> {
             w.error(ParseError::TrailingBytes);
         }
     }
-    Some(w)
 }
 
 /// One step of the walk (`bpf_loop` callback): returns 1 to stop.
-extern "C" fn step(_index: u64, data: *mut c_void) -> i64 {
-    // SAFETY: bpf_loop passes back the `LoopCtx` given in `walk`.
-    let ctx = XdpContext {
-        ctx: unsafe { (*data.cast::<LoopCtx>()).ctx },
-    };
-    let Some(w) = maps::walk_scratch() else {
-        return 1;
-    };
-    // SAFETY: this CPU's walk entry.
-    let w = unsafe { &mut *w };
+extern "C" fn step(_index: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: bpf_loop passes back the `LoopCtx` given in `walk`, whose
+    // pointer is this CPU's scratch entry.
+    let Scratch { walk: w, data: d } = unsafe { &mut *(*ctx.cast::<LoopCtx>()).scratch };
     if w.sample_end == 0 {
-        sample_header(&ctx, w)
-    } else if w.records_left == 0 {
-        sample_done(w);
-        0
+        sample_header(w, d)
     } else {
-        record(&ctx, w);
+        record(w, d);
         0
     }
 }
 
 /// Reads the next sample's header; enters a flow sample, skips any other.
 #[inline(always)]
-fn sample_header(ctx: &XdpContext, w: &mut Walk) -> i64 {
+fn sample_header(w: &mut Walk, d: &Data) -> i64 {
     if w.samples_left == 0 {
         w.done = 1;
         return 1;
     }
     w.samples_left -= 1;
     let off = w.off;
-    let Some(h) = bytes::<8>(ctx, off, w.end) else {
+    if !fits(off, 8, w.end) {
         w.error(ParseError::MissingSamples);
         return 1;
-    };
-    let format = h.be32(0);
-    let len = h.be32(4);
+    }
+    let format = d.be32(off);
+    let len = d.be32(off + 4);
     let body = off + 8;
     if len > w.end - body {
         w.error(ParseError::BadSampleLength);
         return 1;
     }
     let next = body + len;
+    w.off = next;
     // Enterprise 0 (sflow.org): 1 = flow sample, 3 = expanded flow sample.
     // Counter samples and other enterprises' samples are skipped by length.
     if format != 1 && format != 3 {
-        w.off = next;
         return 0;
     }
     // Fixed part: compact (1) 32 bytes, expanded (3) 44 bytes.
-    let (rate, drops, num_records, fixed) = if format == 1 {
-        let Some(f) = bytes::<32>(ctx, body, next) else {
-            w.error(ParseError::BadSampleLength);
-            return 1;
-        };
-        (f.be32(8), f.be32(16), f.be32(28), 32)
+    let (fixed, rate, drops, num_records) = if format == 1 {
+        (32, d.be32(body + 8), d.be32(body + 16), d.be32(body + 28))
     } else {
-        let Some(f) = bytes::<44>(ctx, body, next) else {
-            w.error(ParseError::BadSampleLength);
-            return 1;
-        };
-        (f.be32(12), f.be32(20), f.be32(40), 44)
+        (44, d.be32(body + 12), d.be32(body + 20), d.be32(body + 40))
     };
+    if !fits(body, fixed, next) {
+        w.error(ParseError::BadSampleLength);
+        return 1;
+    }
     w.samples += 1;
     if drops > w.max_drops {
         w.max_drops = drops;
     }
-    w.off = next;
     if rate == 0 {
         w.error(ParseError::ZeroSamplingRate);
         return 0;
@@ -270,6 +289,9 @@ fn sample_header(ctx: &XdpContext, w: &mut Walk) -> i64 {
     w.records_over = u8::from(num_records > MAX_RECORDS);
     w.off = body + fixed;
     w.sample_end = next;
+    if w.records_left == 0 {
+        sample_done(w);
+    }
     0
 }
 
@@ -290,27 +312,29 @@ fn sample_done(w: &mut Walk) {
     }
 }
 
-/// Reads one record of the current flow sample. A record whose length lies
-/// ends the sample, uncounted.
+/// Reads one record of the current flow sample, and counts the sample after
+/// its last record. A record whose length lies ends the sample, uncounted.
 #[inline(always)]
-fn record(ctx: &XdpContext, w: &mut Walk) {
+fn record(w: &mut Walk, d: &Data) {
     w.records_left -= 1;
     let off = w.off;
     let end = w.sample_end;
-    if !record_ok(ctx, w, off, end) {
+    if !record_ok(w, d, off, end) {
         w.error(ParseError::BadRecordLength);
         w.off = end;
         w.sample_end = 0;
+    } else if w.records_left == 0 {
+        sample_done(w);
     }
 }
 
 #[inline(always)]
-fn record_ok(ctx: &XdpContext, w: &mut Walk, off: u32, end: u32) -> bool {
-    let Some(h) = bytes::<8>(ctx, off, end) else {
+fn record_ok(w: &mut Walk, d: &Data, off: u32, end: u32) -> bool {
+    if !fits(off, 8, end) {
         return false;
-    };
-    let format = h.be32(0);
-    let len = h.be32(4);
+    }
+    let format = d.be32(off);
+    let len = d.be32(off + 4);
     let body = off + 8;
     if len > end - body {
         return false;
@@ -319,9 +343,9 @@ fn record_ok(ctx: &XdpContext, w: &mut Walk, off: u32, end: u32) -> bool {
     let rec_end = body + len;
     w.off = rec_end;
     match format {
-        1 => raw_header(ctx, w, body, rec_end),
-        3 => sampled_ipv4(ctx, w, body, rec_end),
-        4 => sampled_ipv6(ctx, w, body, rec_end),
+        1 => raw_header(w, d, body, rec_end),
+        3 => sampled_ipv4(w, d, body, rec_end),
+        4 => sampled_ipv6(w, d, body, rec_end),
         _ => true,
     }
 }
@@ -330,36 +354,20 @@ fn record_ok(ctx: &XdpContext, w: &mut Walk, off: u32, end: u32) -> bool {
 /// header_length, then the header bytes. `false` when the record is too
 /// short for what it announces.
 #[inline(always)]
-fn raw_header(ctx: &XdpContext, w: &mut Walk, body: u32, end: u32) -> bool {
-    let Some(f) = bytes::<16>(ctx, body, end) else {
+fn raw_header(w: &mut Walk, d: &Data, body: u32, end: u32) -> bool {
+    if !fits(body, 16, end) {
         return false;
-    };
-    let header_len = f.be32(12);
+    }
+    let header_len = d.be32(body + 12);
     if header_len > end - (body + 16) {
         return false;
     }
     if w.have_raw != 0 {
         return true;
     }
-    let frame_len = f.be32(4);
-    let stripped = f.be32(8);
-    let copied = if header_len > MAX_SAMPLED_HEADER as u32 {
-        MAX_SAMPLED_HEADER as u32
-    } else {
-        header_len
-    };
-    // The verifier must see the very register passed as the length bounded
-    // away from zero; a plain `if` may be applied by LLVM to another copy.
-    if !check_bounds_signed(i64::from(copied), 1, MAX_SAMPLED_HEADER as i64) {
-        return true;
-    }
-    // SAFETY: `header` is MAX_SAMPLED_HEADER bytes and 0 < copied <= that.
-    let rc =
-        unsafe { bpf_xdp_load_bytes(ctx.ctx, body + 16, w.header.as_mut_ptr().cast(), copied) };
-    if rc != 0 {
-        return false;
-    }
-    if let Some(pkt) = sampled::parse(&w.header, copied, f.be32(0)) {
+    let frame_len = d.be32(body + 4);
+    let stripped = d.be32(body + 8);
+    if let Some(pkt) = sampled::parse(d, body + 16, header_len, d.be32(body)) {
         w.raw = pkt;
         w.raw_len = if stripped <= MAX_STRIPPED && stripped < frame_len {
             frame_len - stripped
@@ -373,13 +381,17 @@ fn raw_header(ctx: &XdpContext, w: &mut Walk, body: u32, end: u32) -> bool {
 
 /// sampled_ipv4 (format 3): length, protocol, src, dst, ports, tcp_flags, tos.
 #[inline(always)]
-fn sampled_ipv4(ctx: &XdpContext, w: &mut Walk, body: u32, end: u32) -> bool {
-    let Some(r) = bytes::<32>(ctx, body, end) else {
+fn sampled_ipv4(w: &mut Walk, d: &Data, body: u32, end: u32) -> bool {
+    if !fits(body, 32, end) {
         return false;
-    };
+    }
     if w.have_ip == 0 {
-        w.ip = sampled::from_ip_record(r.addr4_mapped(12), r.be32(4), r.be32(24));
-        w.ip_len = r.be32(0);
+        w.ip = sampled::from_ip_record(
+            d.addr4_mapped(body + 12),
+            d.be32(body + 4),
+            d.be32(body + 24),
+        );
+        w.ip_len = d.be32(body);
         w.have_ip = 1;
     }
     true
@@ -388,22 +400,14 @@ fn sampled_ipv4(ctx: &XdpContext, w: &mut Walk, body: u32, end: u32) -> bool {
 /// sampled_ipv6 (format 4): length, protocol, src(16), dst(16), ports,
 /// tcp_flags, priority.
 #[inline(always)]
-fn sampled_ipv6(ctx: &XdpContext, w: &mut Walk, body: u32, end: u32) -> bool {
-    if end < body || end - body < 56 {
+fn sampled_ipv6(w: &mut Walk, d: &Data, body: u32, end: u32) -> bool {
+    if !fits(body, 56, end) {
         return false;
     }
-    if w.have_ip != 0 {
-        return true;
+    if w.have_ip == 0 {
+        w.ip = sampled::from_ip_record(d.addr16(body + 24), d.be32(body + 4), d.be32(body + 48));
+        w.ip_len = d.be32(body);
+        w.have_ip = 1;
     }
-    let (Some(a), Some(dst), Some(flags)) = (
-        bytes::<8>(ctx, body, end),
-        bytes::<16>(ctx, body + 24, end),
-        bytes::<4>(ctx, body + 48, end),
-    ) else {
-        return false;
-    };
-    w.ip = sampled::from_ip_record(dst.addr16(0), a.be32(4), flags.be32(0));
-    w.ip_len = a.be32(0);
-    w.have_ip = 1;
     true
 }

@@ -12,7 +12,7 @@ pub mod sflow;
 use std::{collections::HashMap, net::IpAddr};
 
 use edge_sensor_common::{
-    AgentState, ExporterKey, ExporterStats, GlobalStats, ParseError, TelemetryKind,
+    AgentState, ExporterKey, ExporterStats, GlobalStats, MAX_DATAGRAM, ParseError, TelemetryKind,
 };
 use ipnet::IpNet;
 
@@ -97,7 +97,12 @@ impl UserDecoder {
     }
 
     fn sflow(&mut self, d: &Datagram<'_>) -> bool {
-        let header = match sflow::header(d.payload) {
+        let header = if d.payload.len() > MAX_DATAGRAM {
+            Err(ParseError::DatagramTooLarge)
+        } else {
+            sflow::header(d.payload)
+        };
+        let header = match header {
             Ok(h) => h,
             Err(e) => {
                 let s = self.exporter(source_id(d));
