@@ -47,7 +47,7 @@ pub fn ethernet_frames(path: &Path) -> Result<Vec<Vec<u8>>, CaptureError> {
     };
     let corrupt = |e: pcap_file::PcapError| CaptureError::Corrupt {
         path: path.to_owned(),
-        message: e.to_string(),
+        message: format!("truncated or corrupt capture ({e})"),
     };
     let mut magic = [0u8; 4];
     File::open(path)

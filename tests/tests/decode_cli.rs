@@ -91,7 +91,7 @@ fn files_that_are_not_telemetry_captures_give_clear_errors() {
         (empty.clone(), "not a pcap"),
         (text.clone(), "not a pcap"),
         (dir.join("missing.pcap"), "cannot read"),
-        (cut.clone(), "cut.pcap"),
+        (cut.clone(), "truncated or corrupt capture"),
         // Real traffic, but none of it telemetry on the default ports.
         (
             capture("public/pmacct-test-automation/100-IPFIXv10-CISCO.pcap"),
