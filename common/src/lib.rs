@@ -11,6 +11,7 @@
 
 pub mod maps;
 pub mod parse;
+pub mod proto;
 pub mod telemetry;
 
 pub use maps::*;

@@ -162,6 +162,22 @@ pub struct GlobalStats {
 }
 const _: () = assert!(size_of::<GlobalStats>() == 32);
 
+impl GlobalStats {
+    /// Adds `other` field by field (used to sum per-CPU values).
+    pub fn accumulate(&mut self, other: &Self) {
+        self.telemetry_datagrams = self
+            .telemetry_datagrams
+            .wrapping_add(other.telemetry_datagrams);
+        self.rejected_datagrams = self
+            .rejected_datagrams
+            .wrapping_add(other.rejected_datagrams);
+        self.consumed_datagrams = self
+            .consumed_datagrams
+            .wrapping_add(other.consumed_datagrams);
+        self.passed_datagrams = self.passed_datagrams.wrapping_add(other.passed_datagrams);
+    }
+}
+
 /// What a telemetry port carries.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -31,6 +31,17 @@ impl Class {
         Class::Other,
     ];
 
+    /// The one class of `All`'s four (TCP, UDP, ICMP, other) that an IP
+    /// protocol number belongs to.
+    pub const fn of_protocol(proto: u8) -> Class {
+        match proto {
+            crate::proto::ipproto::TCP => Class::Tcp,
+            crate::proto::ipproto::UDP => Class::Udp,
+            crate::proto::ipproto::ICMP | crate::proto::ipproto::ICMPV6 => Class::Icmp,
+            _ => Class::Other,
+        }
+    }
+
     pub const fn name(self) -> &'static str {
         match self {
             Class::All => "all",

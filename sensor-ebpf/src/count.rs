@@ -2,10 +2,7 @@
 
 use edge_sensor_common::{Class, DstKey};
 
-use crate::{
-    maps, read,
-    sampled::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Packet},
-};
+use crate::{maps, read, sampled::Packet};
 
 /// Adds a sample of `len` bytes, representing `rate` packets, to its
 /// destination's counters.
@@ -19,12 +16,7 @@ pub fn destination(pkt: &Packet, len: u32, rate: u32) {
     };
     let packets = u64::from(rate);
     let bytes = u64::from(len) * packets;
-    let class = match pkt.proto {
-        IPPROTO_TCP => Class::Tcp,
-        IPPROTO_UDP => Class::Udp,
-        IPPROTO_ICMP | IPPROTO_ICMPV6 => Class::Icmp,
-        _ => Class::Other,
-    } as usize;
+    let class = Class::of_protocol(pkt.proto) as usize;
     // Per-CPU value: no other CPU writes it, so plain adds are race-free.
     unsafe {
         let s = &mut *stats;

@@ -5,18 +5,19 @@
 
 use aya_ebpf::programs::XdpContext;
 
+use edge_sensor_common::proto::{
+    ethertype::{
+        IPV4 as ETH_P_IPV4, IPV6 as ETH_P_IPV6, QINQ as ETH_P_8021AD, VLAN as ETH_P_8021Q,
+    },
+    ipproto::UDP as IPPROTO_UDP,
+};
+
 use crate::{maps, read};
 
 const ETH_HLEN: usize = 14;
 const VLAN_HLEN: usize = 4;
-/// 802.1Q and 802.1ad (QinQ outer tag).
-const ETH_P_8021Q: u16 = 0x8100;
-const ETH_P_8021AD: u16 = 0x88a8;
-const ETH_P_IPV4: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86dd;
 /// VLAN tags we look through; a telemetry collector's port carries one or two.
 const MAX_VLAN_DEPTH: usize = 2;
-const IPPROTO_UDP: u8 = 17;
 const IPV6_HLEN: usize = 40;
 const UDP_HLEN: usize = 8;
 

@@ -12,23 +12,10 @@ use edge_sensor_common::{
 
 use crate::read::{Addr, Data, fits};
 
-/// sFlow header_protocol values (sFlow v5 §5.2 "header_protocol").
-pub const HEADER_ETHERNET: u32 = 1;
-pub const HEADER_IPV4: u32 = 11;
-pub const HEADER_IPV6: u32 = 12;
-
-const ETH_P_IPV4: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86dd;
-const ETH_P_8021Q: u16 = 0x8100;
-const ETH_P_8021AD: u16 = 0x88a8;
-const ETH_P_QINQ_OLD: u16 = 0x9100;
-const ETH_P_MPLS_UC: u16 = 0x8847;
-const ETH_P_MPLS_MC: u16 = 0x8848;
-
-pub const IPPROTO_TCP: u8 = 6;
-pub const IPPROTO_UDP: u8 = 17;
-pub const IPPROTO_ICMP: u8 = 1;
-pub const IPPROTO_ICMPV6: u8 = 58;
+use edge_sensor_common::proto::{
+    ethertype::{IPV4 as ETH_P_IPV4, IPV6 as ETH_P_IPV6, MPLS_MC, MPLS_UC, QINQ, QINQ_OLD, VLAN},
+    ipproto, sflow_header, tcp_flags,
+};
 
 /// What a sampled packet says about itself.
 #[repr(C)]
@@ -92,9 +79,9 @@ pub fn parse(d: &Data, start: u32, len: u32, protocol: u32) -> Option<Packet> {
     };
     let v = View { d, start, len };
     let (ethertype, ip_off) = match protocol {
-        HEADER_ETHERNET => link_layer(&v)?,
-        HEADER_IPV4 => (ETH_P_IPV4, 0),
-        HEADER_IPV6 => (ETH_P_IPV6, 0),
+        sflow_header::ETHERNET => link_layer(&v)?,
+        sflow_header::IPV4 => (ETH_P_IPV4, 0),
+        sflow_header::IPV6 => (ETH_P_IPV6, 0),
         _ => return None,
     };
     match ethertype {
@@ -113,7 +100,7 @@ fn link_layer(v: &View) -> Option<(u16, u32)> {
     let mut ethertype = v.be16(12);
     let mut p = 14;
     for _ in 0..MAX_VLAN_TAGS {
-        if ethertype != ETH_P_8021Q && ethertype != ETH_P_8021AD && ethertype != ETH_P_QINQ_OLD {
+        if ethertype != VLAN && ethertype != QINQ && ethertype != QINQ_OLD {
             break;
         }
         if !v.has(p, 4) {
@@ -122,7 +109,7 @@ fn link_layer(v: &View) -> Option<(u16, u32)> {
         ethertype = v.be16(p + 2);
         p += 4;
     }
-    if ethertype == ETH_P_MPLS_UC || ethertype == ETH_P_MPLS_MC {
+    if ethertype == MPLS_UC || ethertype == MPLS_MC {
         // RFC 3032: the label stack ends at the bottom-of-stack bit; the
         // payload's IP version nibble tells IPv4 from IPv6.
         let mut bottom = false;
@@ -164,7 +151,7 @@ fn ipv4(v: &View, off: u32) -> Option<Packet> {
     let offset = frag & 0x1fff;
     let more = frag & 0x2000 != 0;
     let proto = v.u8(off + 9);
-    let syn = offset == 0 && proto == IPPROTO_TCP && tcp_syn(v, off + ihl);
+    let syn = offset == 0 && proto == ipproto::TCP && tcp_syn(v, off + ihl);
     Some(Packet {
         dst,
         proto,
@@ -188,7 +175,7 @@ fn ipv6(v: &View, off: u32) -> Option<Packet> {
         match next {
             // Hop-by-hop, routing, destination options: length in 8-octet
             // units, not counting the first 8.
-            0 | 43 | 60 => {
+            ipproto::HOP_BY_HOP | ipproto::ROUTING | ipproto::DEST_OPTS => {
                 if !v.has(p, 2) {
                     break;
                 }
@@ -196,7 +183,7 @@ fn ipv6(v: &View, off: u32) -> Option<Packet> {
                 p += (u32::from(v.u8(p + 1)) + 1) * 8;
             }
             // Fragment header (RFC 8200 §4.5), 8 octets.
-            44 => {
+            ipproto::FRAGMENT => {
                 if !v.has(p, 8) {
                     break;
                 }
@@ -206,7 +193,7 @@ fn ipv6(v: &View, off: u32) -> Option<Packet> {
                 p += 8;
             }
             // Authentication header (RFC 4302): length in 4-octet units, minus 2.
-            51 => {
+            ipproto::AH => {
                 if !v.has(p, 2) {
                     break;
                 }
@@ -216,7 +203,7 @@ fn ipv6(v: &View, off: u32) -> Option<Packet> {
             _ => break,
         }
     }
-    let syn = first_fragment && next == IPPROTO_TCP && tcp_syn(v, p);
+    let syn = first_fragment && next == ipproto::TCP && tcp_syn(v, p);
     Some(Packet {
         dst,
         proto: next,
@@ -228,18 +215,18 @@ fn ipv6(v: &View, off: u32) -> Option<Packet> {
 /// Whether the TCP header at `off` (if sampled) is a SYN without ACK.
 #[inline(always)]
 fn tcp_syn(v: &View, off: u32) -> bool {
-    v.has(off, 14) && v.u8(off + 13) & 0x12 == 0x02
+    v.has(off, 14) && tcp_flags::is_syn(v.u8(off + 13))
 }
 
 /// The sampled_ipv4 / sampled_ipv6 records give the same facts directly.
 #[inline(always)]
-pub fn from_ip_record(dst: Addr, proto: u32, tcp_flags: u32) -> Packet {
+pub fn from_ip_record(dst: Addr, proto: u32, flags: u32) -> Packet {
     // A protocol number past 255 is nonsense; 255 (reserved) counts as other.
     let proto = if proto > 255 { 255 } else { proto as u8 };
     Packet {
         dst,
         proto,
-        syn: proto == IPPROTO_TCP && tcp_flags & 0x12 == 0x02,
+        syn: proto == ipproto::TCP && tcp_flags::is_syn(flags as u8),
         fragment: false,
     }
 }

@@ -21,12 +21,7 @@ use crate::{
 pub fn read_global(map: &Map) -> Result<GlobalStats, MapError> {
     let array: PerCpuArray<&MapData, GlobalStats> = PerCpuArray::try_from(map)?;
     let mut total = GlobalStats::default();
-    for v in array.get(&0, 0)?.iter() {
-        total.telemetry_datagrams += v.telemetry_datagrams;
-        total.rejected_datagrams += v.rejected_datagrams;
-        total.consumed_datagrams += v.consumed_datagrams;
-        total.passed_datagrams += v.passed_datagrams;
-    }
+    array.get(&0, 0)?.iter().for_each(|v| total.accumulate(v));
     Ok(total)
 }
 

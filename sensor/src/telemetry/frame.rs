@@ -5,7 +5,15 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use edge_sensor_common::TelemetryKind;
+use edge_sensor_common::{
+    TelemetryKind,
+    proto::{
+        ethertype::{
+            IPV4 as ETH_P_IPV4, IPV6 as ETH_P_IPV6, QINQ as ETH_P_8021AD, VLAN as ETH_P_8021Q,
+        },
+        ipproto::UDP as IPPROTO_UDP,
+    },
+};
 
 /// A telemetry datagram.
 #[derive(Debug, Clone, Copy)]
@@ -16,12 +24,7 @@ pub struct Datagram<'a> {
     pub payload: &'a [u8],
 }
 
-const ETH_P_8021Q: u16 = 0x8100;
-const ETH_P_8021AD: u16 = 0x88a8;
-const ETH_P_IPV4: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86dd;
 const MAX_VLAN_DEPTH: usize = 2;
-const IPPROTO_UDP: u8 = 17;
 
 fn be16(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes(b.get(at..at + 2)?.try_into().ok()?))

@@ -3,22 +3,10 @@
 
 use edge_sensor_common::{Class, DstStats, MAX_IPV6_EXT_HEADERS, MAX_MPLS_LABELS, MAX_VLAN_TAGS};
 
-pub const HEADER_ETHERNET: u32 = 1;
-pub const HEADER_IPV4: u32 = 11;
-pub const HEADER_IPV6: u32 = 12;
-
-const ETH_P_IPV4: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86dd;
-const ETH_P_8021Q: u16 = 0x8100;
-const ETH_P_8021AD: u16 = 0x88a8;
-const ETH_P_QINQ_OLD: u16 = 0x9100;
-const ETH_P_MPLS_UC: u16 = 0x8847;
-const ETH_P_MPLS_MC: u16 = 0x8848;
-
-pub const IPPROTO_TCP: u8 = 6;
-pub const IPPROTO_UDP: u8 = 17;
-pub const IPPROTO_ICMP: u8 = 1;
-pub const IPPROTO_ICMPV6: u8 = 58;
+use edge_sensor_common::proto::{
+    ethertype::{IPV4 as ETH_P_IPV4, IPV6 as ETH_P_IPV6, MPLS_MC, MPLS_UC, QINQ, QINQ_OLD, VLAN},
+    ipproto, sflow_header, tcp_flags,
+};
 
 /// What a sampled packet says about itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,9 +30,9 @@ fn be16(b: &[u8], at: usize) -> u16 {
 /// sFlow `header_protocol` `protocol`; `None` without an IP destination.
 pub fn parse(protocol: u32, header: &[u8]) -> Option<Packet> {
     let (ethertype, ip_off) = match protocol {
-        HEADER_ETHERNET => link_layer(header)?,
-        HEADER_IPV4 => (ETH_P_IPV4, 0),
-        HEADER_IPV6 => (ETH_P_IPV6, 0),
+        sflow_header::ETHERNET => link_layer(header)?,
+        sflow_header::IPV4 => (ETH_P_IPV4, 0),
+        sflow_header::IPV6 => (ETH_P_IPV6, 0),
         _ => return None,
     };
     match ethertype {
@@ -59,14 +47,14 @@ fn link_layer(h: &[u8]) -> Option<(u16, usize)> {
     let mut ethertype = be16(&eth, 12);
     let mut p = 14;
     for _ in 0..MAX_VLAN_TAGS {
-        if ethertype != ETH_P_8021Q && ethertype != ETH_P_8021AD && ethertype != ETH_P_QINQ_OLD {
+        if ethertype != VLAN && ethertype != QINQ && ethertype != QINQ_OLD {
             break;
         }
         let tag = bytes::<4>(h, p)?;
         ethertype = be16(&tag, 2);
         p += 4;
     }
-    if ethertype == ETH_P_MPLS_UC || ethertype == ETH_P_MPLS_MC {
+    if ethertype == MPLS_UC || ethertype == MPLS_MC {
         let mut bottom = false;
         for _ in 0..MAX_MPLS_LABELS {
             let label = bytes::<4>(h, p)?;
@@ -102,7 +90,7 @@ fn ipv4(h: &[u8], off: usize) -> Option<Packet> {
     let offset = frag & 0x1fff;
     let more = frag & 0x2000 != 0;
     let proto = ip[9];
-    let syn = offset == 0 && proto == IPPROTO_TCP && tcp_syn(h, off + ihl);
+    let syn = offset == 0 && proto == ipproto::TCP && tcp_syn(h, off + ihl);
     Some(Packet {
         dst,
         proto,
@@ -123,19 +111,19 @@ fn ipv6(h: &[u8], off: usize) -> Option<Packet> {
     let mut first_fragment = true;
     for _ in 0..MAX_IPV6_EXT_HEADERS {
         match next {
-            0 | 43 | 60 => {
+            ipproto::HOP_BY_HOP | ipproto::ROUTING | ipproto::DEST_OPTS => {
                 let Some(e) = bytes::<2>(h, p) else { break };
                 next = e[0];
                 p += (usize::from(e[1]) + 1) * 8;
             }
-            44 => {
+            ipproto::FRAGMENT => {
                 let Some(e) = bytes::<8>(h, p) else { break };
                 fragment = true;
                 first_fragment = be16(&e, 2) >> 3 == 0;
                 next = e[0];
                 p += 8;
             }
-            51 => {
+            ipproto::AH => {
                 let Some(e) = bytes::<2>(h, p) else { break };
                 next = e[0];
                 p += (usize::from(e[1]) + 2) * 4;
@@ -143,7 +131,7 @@ fn ipv6(h: &[u8], off: usize) -> Option<Packet> {
             _ => break,
         }
     }
-    let syn = first_fragment && next == IPPROTO_TCP && tcp_syn(h, p);
+    let syn = first_fragment && next == ipproto::TCP && tcp_syn(h, p);
     Some(Packet {
         dst,
         proto: next,
@@ -153,16 +141,16 @@ fn ipv6(h: &[u8], off: usize) -> Option<Packet> {
 }
 
 fn tcp_syn(h: &[u8], off: usize) -> bool {
-    bytes::<14>(h, off).is_some_and(|tcp| tcp[13] & 0x12 == 0x02)
+    bytes::<14>(h, off).is_some_and(|tcp| tcp_flags::is_syn(tcp[13]))
 }
 
 /// A sampled_ipv4 / sampled_ipv6 record's facts.
-pub fn from_ip_record(dst: [u8; 16], proto: u32, tcp_flags: u32) -> Packet {
+pub fn from_ip_record(dst: [u8; 16], proto: u32, flags: u32) -> Packet {
     let proto = u8::try_from(proto).unwrap_or(255);
     Packet {
         dst,
         proto,
-        syn: proto == IPPROTO_TCP && tcp_flags & 0x12 == 0x02,
+        syn: proto == ipproto::TCP && tcp_flags::is_syn(flags as u8),
         fragment: false,
     }
 }
@@ -172,12 +160,7 @@ pub fn from_ip_record(dst: [u8; 16], proto: u32, tcp_flags: u32) -> Packet {
 pub fn count(stats: &mut DstStats, pkt: &Packet, len: u32, rate: u32) {
     let packets = u64::from(rate);
     let bytes = u64::from(len) * packets;
-    let class = match pkt.proto {
-        IPPROTO_TCP => Class::Tcp,
-        IPPROTO_UDP => Class::Udp,
-        IPPROTO_ICMP | IPPROTO_ICMPV6 => Class::Icmp,
-        _ => Class::Other,
-    };
+    let class = Class::of_protocol(pkt.proto);
     let mut add = |c: Class| {
         let i = c as usize;
         stats.packets[i] = stats.packets[i].wrapping_add(packets);
