@@ -138,6 +138,11 @@ impl ParseError {
 /// Longest datagram parsed: the kernel copies each datagram into a per-CPU
 /// buffer of this size (a power of two, above any 9216-byte jumbo MTU).
 pub const MAX_DATAGRAM: usize = 16384;
+/// NetFlow v5 records per datagram (Cisco's format: 1 to 30).
+pub const MAX_NETFLOW5_RECORDS: u32 = 30;
+/// NetFlow v5 header and record sizes.
+pub const NETFLOW5_HEADER: u32 = 24;
+pub const NETFLOW5_RECORD: u32 = 48;
 /// Samples walked per datagram. A 9000-byte datagram holds at most 450
 /// samples (20 bytes each at the smallest), so no valid datagram reaches it.
 pub const MAX_SAMPLES: u32 = 512;

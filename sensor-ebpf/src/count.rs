@@ -4,18 +4,16 @@ use edge_sensor_common::{Class, DstKey};
 
 use crate::{maps, read, sampled::Packet};
 
-/// Adds a sample of `len` bytes, representing `rate` packets, to its
-/// destination's counters.
+/// Adds `packets` and `bytes` (already scaled by the sampling rate) of
+/// packets like `pkt` to its destination's counters.
 #[inline(always)]
-pub fn destination(pkt: &Packet, len: u32, rate: u32) {
+pub fn destination(pkt: &Packet, packets: u64, bytes: u64) {
     let key = DstKey {
         addr: read::addr_bytes(pkt.dst),
     };
     let Some(stats) = maps::dst_stats(&key) else {
         return;
     };
-    let packets = u64::from(rate);
-    let bytes = u64::from(len) * packets;
     let class = Class::of_protocol(pkt.proto) as usize;
     // Per-CPU value: no other CPU writes it, so plain adds are race-free.
     unsafe {

@@ -9,9 +9,13 @@
 //! unless `pass_telemetry` is set.
 #![no_std]
 #![no_main]
+// Inline asm on BPF (read::datagram_len) is unstable; the build enables it
+// with RUSTC_BOOTSTRAP (Debian's rustc) or nightly, as aya-ebpf itself needs.
+#![feature(asm_experimental_arch)]
 
 mod count;
 mod maps;
+mod netflow5;
 mod packet;
 mod read;
 mod sampled;
@@ -40,15 +44,7 @@ pub fn edge_sensor(ctx: XdpContext) -> u32 {
     let consumed = if dgram.kind == TelemetryKind::Sflow as u8 {
         sflow_datagram(&ctx, &dgram)
     } else {
-        // IPFIX and NetFlow: counted per exporter, parsed in userspace (for now).
-        let key = source_key(&dgram);
-        if let Some(stats) = maps::exporter_stats(&key) {
-            unsafe {
-                (*stats).datagrams += 1;
-                (*stats).bytes += u64::from(dgram.payload_len);
-            }
-        }
-        false
+        flow_datagram(&ctx, &dgram)
     };
     if consumed && settings.pass_telemetry == 0 {
         unsafe { (*global).consumed_datagrams += 1 };
@@ -71,6 +67,62 @@ fn source_key(dgram: &packet::Datagram) -> ExporterKey {
     }
 }
 
+/// Counts a datagram that could not be parsed, under its source address.
+#[inline(always)]
+fn unparsed(dgram: &packet::Datagram, error: Option<ParseError>) {
+    if let Some(stats) = maps::exporter_stats(&source_key(dgram)) {
+        unsafe {
+            (*stats).datagrams += 1;
+            (*stats).bytes += u64::from(dgram.payload_len);
+            if let Some(e) = error {
+                let i = e as usize;
+                if i < ParseError::COUNT {
+                    (*stats).errors[i] += 1;
+                }
+            }
+        }
+    }
+}
+
+/// A NetFlow/IPFIX datagram: version 5 is parsed here; v9 and IPFIX need
+/// templates and are left to userspace (for now), counted per source.
+#[inline(always)]
+fn flow_datagram(ctx: &XdpContext, dgram: &packet::Datagram) -> bool {
+    let len = u32::from(dgram.payload_len);
+    let scratch = match sflow::copy(ctx, dgram.payload_off as u32, len) {
+        Ok(s) => s,
+        Err(e) => {
+            unparsed(dgram, Some(e));
+            return false;
+        }
+    };
+    if len < 2 || scratch.data.be16(0) != 5 {
+        unparsed(dgram, None);
+        return false;
+    }
+    let header = match netflow5::header(&scratch.data, len) {
+        Ok(h) => h,
+        Err(e) => {
+            unparsed(dgram, Some(e));
+            return false;
+        }
+    };
+    let key = ExporterKey {
+        addr: read::addr_bytes(dgram.src),
+        sub_agent: header.engine,
+        port: dgram.dst_port,
+        kind: dgram.kind,
+        _pad: 0,
+    };
+    let (gaps, resets) = sequence(&key, header.sequence, header.uptime_ms, header.count);
+    netflow5::walk(scratch, &header);
+    let walk = &scratch.walk;
+    if let Some(stats) = maps::exporter_stats(&key) {
+        unsafe { add(&mut *stats, dgram, walk, gaps, resets) };
+    }
+    walk.fatal == 0
+}
+
 /// Parses and counts an sFlow datagram; `true` when all of it was accounted for.
 #[inline(always)]
 fn sflow_datagram(ctx: &XdpContext, dgram: &packet::Datagram) -> bool {
@@ -80,16 +132,7 @@ fn sflow_datagram(ctx: &XdpContext, dgram: &packet::Datagram) -> bool {
     let (scratch, header) = match parsed {
         Ok(ok) => ok,
         Err(e) => {
-            if let Some(stats) = maps::exporter_stats(&source_key(dgram)) {
-                unsafe {
-                    (*stats).datagrams += 1;
-                    (*stats).bytes += u64::from(dgram.payload_len);
-                    let i = e as usize;
-                    if i < ParseError::COUNT {
-                        (*stats).errors[i] += 1;
-                    }
-                }
-            }
+            unparsed(dgram, Some(e));
             return false;
         }
     };
@@ -100,7 +143,7 @@ fn sflow_datagram(ctx: &XdpContext, dgram: &packet::Datagram) -> bool {
         kind: dgram.kind,
         _pad: 0,
     };
-    let (gaps, resets) = sequence(&key, &header);
+    let (gaps, resets) = sequence(&key, header.sequence, header.uptime_ms, 1);
     sflow::walk(scratch, &header);
     let walk = &scratch.walk;
     if let Some(state) = maps::AGENT_STATE.get_ptr_mut(&key) {
@@ -134,12 +177,15 @@ fn add(s: &mut ExporterStats, dgram: &packet::Datagram, w: &sflow::Walk, gaps: u
 /// Datagrams lost since the previous one from this agent, and whether the
 /// sequence went backwards (restart or reordering). Updates the agent state.
 #[inline(always)]
-fn sequence(key: &ExporterKey, h: &sflow::Header) -> (u32, u32) {
+fn sequence(key: &ExporterKey, seq: u32, uptime_ms: u32, advance: u32) -> (u32, u32) {
+    // The last number this datagram used: sFlow numbers datagrams (advance
+    // 1), NetFlow v5 numbers flow records (advance = records in it).
+    let last = seq.wrapping_add(advance).wrapping_sub(1);
     let Some(state) = maps::AGENT_STATE.get_ptr_mut(key) else {
         let fresh = AgentState {
-            last_sequence: h.sequence,
+            last_sequence: last,
             agent_drops: 0,
-            uptime_ms: h.uptime_ms,
+            uptime_ms,
             _pad: 0,
         };
         let _ = maps::AGENT_STATE.insert(key, fresh, 0);
@@ -149,11 +195,9 @@ fn sequence(key: &ExporterKey, h: &sflow::Header) -> (u32, u32) {
     // possible if one agent's datagrams are spread over CPUs) can at worst
     // miscount one gap.
     unsafe {
-        let delta = h
-            .sequence
-            .wrapping_sub((*state).last_sequence.wrapping_add(1));
-        (*state).last_sequence = h.sequence;
-        (*state).uptime_ms = h.uptime_ms;
+        let delta = seq.wrapping_sub((*state).last_sequence.wrapping_add(1));
+        (*state).last_sequence = last;
+        (*state).uptime_ms = uptime_ms;
         if delta == 0 {
             (0, 0)
         } else if delta < 0x8000_0000 {

@@ -33,6 +33,19 @@ pub fn mapped_v4(v4: [u8; 4]) -> Addr {
     ]
 }
 
+/// `len`, known to lie in `1..=MAX_DATAGRAM`, in a form the verifier can
+/// bound: masked inside inline assembly, which LLVM cannot see through, so
+/// the register handed to a helper is the masked one. (An `if` is not
+/// enough: LLVM may apply it to another copy of the value.)
+#[inline(always)]
+pub fn datagram_len(len: u32) -> u32 {
+    const _: () = assert!(MAX_DATAGRAM == 0x4000);
+    let mut x = u64::from(len.wrapping_sub(1));
+    // SAFETY: a register-only AND; no memory, no side effects.
+    unsafe { core::arch::asm!("{0} &= 0x3fff", inout(reg) x) };
+    x as u32 + 1
+}
+
 /// Whether `n` bytes at `at` end at or before `limit`.
 #[inline(always)]
 pub fn fits(at: u32, n: u32, limit: u32) -> bool {

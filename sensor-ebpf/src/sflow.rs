@@ -23,7 +23,6 @@
 use core::ffi::c_void;
 
 use aya_ebpf::{
-    check_bounds_signed,
     helpers::{bpf_loop, bpf_xdp_load_bytes},
     programs::XdpContext,
 };
@@ -33,7 +32,7 @@ use edge_sensor_common::{
 
 use crate::{
     count, maps,
-    read::{Addr, Data, fits},
+    read::{self, Addr, Data, fits},
     sampled::{self, Packet},
 };
 
@@ -60,20 +59,20 @@ pub struct Scratch {
 #[repr(C)]
 pub struct Walk {
     /// Cursor, and the datagram's length (offsets are into the datagram).
-    off: u32,
-    end: u32,
+    pub(crate) off: u32,
+    pub(crate) end: u32,
     /// End of the flow sample whose records are walked; 0 between samples.
-    sample_end: u32,
+    pub(crate) sample_end: u32,
     /// Its sampling rate.
-    rate: u32,
+    pub(crate) rate: u32,
     /// Samples still to read (announced, capped at MAX_SAMPLES).
-    samples_left: u32,
+    pub(crate) samples_left: u32,
     /// Records of the current flow sample still to read (capped at MAX_RECORDS).
-    records_left: u32,
+    pub(crate) records_left: u32,
     /// The current flow sample announced more than MAX_RECORDS records.
-    records_over: u8,
+    pub(crate) records_over: u8,
     /// All announced samples were read.
-    done: u8,
+    pub(crate) done: u8,
     /// Some error means the datagram was not fully accounted for.
     pub fatal: u8,
     /// The current sample's first raw header record and first
@@ -109,13 +108,13 @@ impl Walk {
 /// than looking it up again) also tells the compiler the callback writes
 /// through it, so nothing read after the loop is a stale copy.
 #[repr(C)]
-struct LoopCtx {
-    scratch: *mut Scratch,
+pub(crate) struct LoopCtx {
+    pub(crate) scratch: *mut Scratch,
 }
 
 /// Steps one walk may take: every sample header and record, and one more
 /// to see that no sample is left.
-const MAX_STEPS: u32 = MAX_SAMPLES * (MAX_RECORDS + 1) + 1;
+pub(crate) const MAX_STEPS: u32 = MAX_SAMPLES * (MAX_RECORDS + 1) + 1;
 
 /// Copies the datagram of `len` bytes at frame offset `off` into this CPU's
 /// scratch entry. `Err` with the reason when it cannot be parsed at all.
@@ -130,13 +129,15 @@ pub fn copy(ctx: &XdpContext, off: u32, len: u32) -> Result<&'static mut Scratch
     let scratch = maps::scratch().ok_or(ParseError::TruncatedHeader)?;
     // SAFETY: this CPU's entry; nothing else runs on this CPU meanwhile.
     let scratch = unsafe { &mut *scratch };
-    // The verifier must see the very register passed as the length bounded;
-    // a plain `if` may be applied by LLVM to another copy of it.
-    if !check_bounds_signed(i64::from(len), 1, MAX_DATAGRAM as i64) {
-        return Err(ParseError::DatagramTooLarge);
-    }
     // SAFETY: `data` holds MAX_DATAGRAM bytes and 0 < len <= that.
-    let rc = unsafe { bpf_xdp_load_bytes(ctx.ctx, off, scratch.data.0.as_mut_ptr().cast(), len) };
+    let rc = unsafe {
+        bpf_xdp_load_bytes(
+            ctx.ctx,
+            off,
+            scratch.data.0.as_mut_ptr().cast(),
+            read::datagram_len(len),
+        )
+    };
     if rc != 0 {
         return Err(ParseError::TruncatedHeader);
     }
@@ -303,10 +304,11 @@ fn sample_done(w: &mut Walk) {
     if w.records_over != 0 {
         w.error(ParseError::TooManyRecords);
     }
+    let rate = u64::from(w.rate);
     if w.have_raw != 0 {
-        count::destination(&w.raw, w.raw_len, w.rate);
+        count::destination(&w.raw, rate, u64::from(w.raw_len) * rate);
     } else if w.have_ip != 0 {
-        count::destination(&w.ip, w.ip_len, w.rate);
+        count::destination(&w.ip, rate, u64::from(w.ip_len) * rate);
     } else {
         w.error(ParseError::NoDestination);
     }

@@ -6,6 +6,7 @@
 //! parser is tested against, datagram by datagram.
 
 pub mod frame;
+pub mod netflow5;
 pub mod sampled;
 pub mod sflow;
 
@@ -71,12 +72,7 @@ impl UserDecoder {
         }
         let consumed = match d.kind {
             TelemetryKind::Sflow => self.sflow(d),
-            TelemetryKind::Ipfix | TelemetryKind::Netflow => {
-                let s = self.exporter(source_id(d));
-                s.datagrams += 1;
-                s.bytes += d.payload.len() as u64;
-                false
-            }
+            TelemetryKind::Ipfix | TelemetryKind::Netflow => self.flow(d),
         };
         if consumed && !self.pass_telemetry {
             self.global.consumed_datagrams += 1;
@@ -96,6 +92,71 @@ impl UserDecoder {
         &mut self.report.exporters.entry(id).or_default().stats
     }
 
+    /// Counts a datagram that could not be parsed under its source.
+    fn unparsed(&mut self, d: &Datagram<'_>, error: Option<ParseError>) {
+        let s = self.exporter(source_id(d));
+        s.datagrams += 1;
+        s.bytes += d.payload.len() as u64;
+        if let Some(e) = error {
+            s.errors[e as usize] += 1;
+        }
+    }
+
+    /// NetFlow/IPFIX: version 5 parsed; v9 and IPFIX (templates) counted
+    /// per source, for now.
+    fn flow(&mut self, d: &Datagram<'_>) -> bool {
+        let p = d.payload;
+        if p.is_empty() {
+            self.unparsed(d, Some(ParseError::TruncatedHeader));
+            return false;
+        }
+        if p.len() > MAX_DATAGRAM {
+            self.unparsed(d, Some(ParseError::DatagramTooLarge));
+            return false;
+        }
+        if p.len() < 2 || u16::from_be_bytes([p[0], p[1]]) != 5 {
+            self.unparsed(d, None);
+            return false;
+        }
+        let header = match netflow5::header(p) {
+            Ok(h) => h,
+            Err(e) => {
+                self.unparsed(d, Some(e));
+                return false;
+            }
+        };
+        let id = ExporterId {
+            ip: d.src,
+            sub_agent: header.engine,
+            port: d.port,
+            kind: d.kind as u8,
+        };
+        let (gaps, resets) =
+            self.sequence(id.to_key(), header.sequence, header.uptime_ms, header.count);
+        let destinations = &mut self.report.destinations;
+        let walk = netflow5::walk(p, &header, |pkt, packets, bytes| {
+            sampled::count(
+                destinations.entry(addr::from_key(pkt.dst)).or_default(),
+                &pkt,
+                packets,
+                bytes,
+            );
+        });
+        let s = self.exporter(id);
+        s.datagrams += 1;
+        s.bytes += p.len() as u64;
+        s.records += u64::from(walk.records);
+        s.sequence_gaps += u64::from(gaps);
+        s.sequence_resets += u64::from(resets);
+        match walk.error {
+            Some(e) => {
+                s.errors[e as usize] += 1;
+                !e.is_fatal()
+            }
+            None => true,
+        }
+    }
+
     fn sflow(&mut self, d: &Datagram<'_>) -> bool {
         let header = if d.payload.len() > MAX_DATAGRAM {
             Err(ParseError::DatagramTooLarge)
@@ -105,10 +166,7 @@ impl UserDecoder {
         let header = match header {
             Ok(h) => h,
             Err(e) => {
-                let s = self.exporter(source_id(d));
-                s.datagrams += 1;
-                s.bytes += d.payload.len() as u64;
-                s.errors[e as usize] += 1;
+                self.unparsed(d, Some(e));
                 return false;
             }
         };
@@ -118,15 +176,11 @@ impl UserDecoder {
             port: d.port,
             kind: d.kind as u8,
         };
-        let (gaps, resets) = self.sequence(id.to_key(), &header);
+        let (gaps, resets) = self.sequence(id.to_key(), header.sequence, header.uptime_ms, 1);
         let destinations = &mut self.report.destinations;
-        let walk = sflow::walk(d.payload, &header, |pkt, len, rate| {
-            sampled::count(
-                destinations.entry(addr::from_key(pkt.dst)).or_default(),
-                &pkt,
-                len,
-                rate,
-            );
+        let walk = sflow::walk(d.payload, &header, |pkt, packets, bytes| {
+            let stats = destinations.entry(addr::from_key(pkt.dst)).or_default();
+            sampled::count(stats, &pkt, packets, bytes);
         });
         if let Some(state) = self.agents.get_mut(&id.to_key()) {
             state.agent_drops = state.agent_drops.max(walk.max_drops);
@@ -151,23 +205,25 @@ impl UserDecoder {
     }
 
     /// Same rule as the kernel: gaps when the sequence jumps forward by less
-    /// than 2^31, a reset when it goes backwards (or repeats).
-    fn sequence(&mut self, key: ExporterKey, h: &sflow::Header) -> (u32, u32) {
+    /// than 2^31, a reset when it goes backwards (or repeats). sFlow numbers
+    /// datagrams (`advance` 1), NetFlow v5 flow records (`advance` = count).
+    fn sequence(&mut self, key: ExporterKey, seq: u32, uptime_ms: u32, advance: u32) -> (u32, u32) {
+        let last = seq.wrapping_add(advance).wrapping_sub(1);
         let Some(state) = self.agents.get_mut(&key) else {
             self.agents.insert(
                 key,
                 AgentState {
-                    last_sequence: h.sequence,
+                    last_sequence: last,
                     agent_drops: 0,
-                    uptime_ms: h.uptime_ms,
+                    uptime_ms,
                     _pad: 0,
                 },
             );
             return (0, 0);
         };
-        let delta = h.sequence.wrapping_sub(state.last_sequence.wrapping_add(1));
-        state.last_sequence = h.sequence;
-        state.uptime_ms = h.uptime_ms;
+        let delta = seq.wrapping_sub(state.last_sequence.wrapping_add(1));
+        state.last_sequence = last;
+        state.uptime_ms = uptime_ms;
         match delta {
             0 => (0, 0),
             d if d < 0x8000_0000 => (d, 0),

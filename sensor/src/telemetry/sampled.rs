@@ -155,11 +155,9 @@ pub fn from_ip_record(dst: [u8; 16], proto: u32, flags: u32) -> Packet {
     }
 }
 
-/// Adds a sample of `len` bytes representing `rate` packets (the kernel's
-/// `count::destination`).
-pub fn count(stats: &mut DstStats, pkt: &Packet, len: u32, rate: u32) {
-    let packets = u64::from(rate);
-    let bytes = u64::from(len) * packets;
+/// Adds `packets` and `bytes` (already scaled by the sampling rate) of
+/// packets like `pkt` (the kernel's `count::destination`).
+pub fn count(stats: &mut DstStats, pkt: &Packet, packets: u64, bytes: u64) {
     let class = Class::of_protocol(pkt.proto);
     let mut add = |c: Class| {
         let i = c as usize;

@@ -80,9 +80,10 @@ pub fn header(d: &[u8]) -> Result<Header, ParseError> {
     })
 }
 
-/// Walks the samples of datagram `d`; `on_packet(packet, length, rate)` is
-/// called once per flow sample that describes an IP packet.
-pub fn walk(d: &[u8], h: &Header, mut on_packet: impl FnMut(Packet, u32, u32)) -> Walk {
+/// Walks the samples of datagram `d`; `on_packet(packet, packets, bytes)`
+/// is called once per flow sample that describes an IP packet, scaled by
+/// its sampling rate.
+pub fn walk(d: &[u8], h: &Header, mut on_packet: impl FnMut(Packet, u64, u64)) -> Walk {
     let mut w = Walk::default();
     let end = d.len();
     let mut off = h.samples_off;
@@ -134,7 +135,7 @@ fn flow_sample(
     format: u32,
     body: usize,
     end: usize,
-    on_packet: &mut impl FnMut(Packet, u32, u32),
+    on_packet: &mut impl FnMut(Packet, u64, u64),
 ) -> Result<(), ()> {
     let (rate, drops, num_records, fixed) = if format == 1 {
         let f = bytes::<32>(d, body, end).ok_or(())?;
@@ -186,7 +187,7 @@ fn flow_sample(
         w.error(ParseError::TooManyRecords);
     }
     match described.raw.or(described.ip) {
-        Some((pkt, len)) => on_packet(pkt, len, rate),
+        Some((pkt, len)) => on_packet(pkt, u64::from(rate), u64::from(len) * u64::from(rate)),
         None => w.error(ParseError::NoDestination),
     }
     Ok(())
