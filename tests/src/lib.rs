@@ -41,6 +41,18 @@ pub fn sensor_bin() -> PathBuf {
     bin
 }
 
+/// The shared captures (`../shared/data/pcaps` beside the repository, as
+/// on every developer machine and in CI); panics clearly when missing.
+pub fn shared_captures() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/pcaps");
+    assert!(
+        dir.is_dir(),
+        "the shared captures are missing at {} (CI runs with shared/ beside main)",
+        dir.display()
+    );
+    dir
+}
+
 /// A name unique to this test process, for namespaces, links and pin dirs.
 /// Short: Linux interface names have at most 15 bytes.
 pub fn unique_name(prefix: &str) -> String {

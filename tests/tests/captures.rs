@@ -13,18 +13,8 @@ use edge_sensor::{config::TelemetryConfig, pcap, telemetry::frame};
 use edge_sensor_common::{SFLOW_PORT, TelemetryKind};
 use edge_sensor_tests::{
     engines::{Both, as_truth},
-    tshark,
+    shared_captures, tshark,
 };
-
-fn captures_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/pcaps");
-    assert!(
-        dir.is_dir(),
-        "the shared captures are missing at {} (CI runs with shared/ beside main)",
-        dir.display()
-    );
-    dir
-}
 
 fn all_captures(dir: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
@@ -64,7 +54,7 @@ fn telemetry_for(frames: &[Vec<u8>]) -> TelemetryConfig {
 
 #[test]
 fn every_shared_capture_decodes_identically_in_both_engines() {
-    let captures = all_captures(&captures_dir());
+    let captures = all_captures(&shared_captures());
     assert!(
         captures.len() >= 20,
         "only {} captures found",
@@ -107,7 +97,7 @@ fn every_shared_capture_decodes_identically_in_both_engines() {
 /// and every later datagram is decoded in full.
 #[test]
 fn the_malformed_first_datagram_does_not_spoil_the_rest() {
-    let path = captures_dir().join("lab/pmacct-1.7.7_sfprobe_v5_ipv6-agent.pcap");
+    let path = shared_captures().join("lab/pmacct-1.7.7_sfprobe_v5_ipv6-agent.pcap");
     let frames = pcap::ethernet_frames(&path).expect("read capture");
     let mut both = Both::new();
     let verdicts: Vec<_> = frames

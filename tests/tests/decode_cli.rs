@@ -4,13 +4,11 @@
 
 use std::{path::PathBuf, process::Command};
 
-use edge_sensor_tests::{require_root, sensor_bin};
+use edge_sensor_tests::{require_root, sensor_bin, shared_captures};
 use serde_json::Value;
 
 fn capture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/data/pcaps")
-        .join(name)
+    shared_captures().join(name)
 }
 
 fn decode(args: &[&str], file: &std::path::Path) -> (bool, String, String) {

@@ -79,8 +79,7 @@ fn realistic() -> Set {
 }
 
 fn capture(path: &str) -> Set {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/pcaps");
-    let frames = pcap::ethernet_frames(&root.join(path))
+    let frames = pcap::ethernet_frames(&edge_sensor_tests::shared_captures().join(path))
         .unwrap_or_else(|e| panic!("{path}: {e}"))
         .into_iter()
         .filter(|f| {
