@@ -9,6 +9,7 @@ pub mod frame;
 pub mod netflow5;
 pub mod sampled;
 pub mod sflow;
+pub mod template;
 
 use std::{collections::HashMap, net::IpAddr};
 

@@ -1,0 +1,891 @@
+//! NetFlow v9 (RFC 3954) and IPFIX (RFC 7011): template-described flow
+//! records, decoded in userspace.
+//!
+//! Both formats announce the layout of their data records in (options)
+//! templates, scoped to (exporter, observation domain / source id, template
+//! id), and then send records as raw bytes. This module keeps the templates,
+//! learns sampling rates from options data, and turns data records into
+//! [`Flow`]s already scaled by their sampling rate.
+//!
+//! It is the reference the kernel's template plans will be tested against
+//! and the path for data sets the kernel has no plan for yet.
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
+
+/// Information elements this decoder reads (IANA "IPFIX Information
+/// Elements"; NetFlow v9 field types 1-127 share the numbers).
+pub mod ie {
+    pub const OCTET_DELTA_COUNT: u16 = 1;
+    pub const PACKET_DELTA_COUNT: u16 = 2;
+    pub const PROTOCOL_IDENTIFIER: u16 = 4;
+    pub const TCP_CONTROL_BITS: u16 = 6;
+    pub const DESTINATION_IPV4_ADDRESS: u16 = 12;
+    pub const DESTINATION_IPV6_ADDRESS: u16 = 28;
+    pub const SAMPLING_INTERVAL: u16 = 34;
+    pub const SAMPLER_ID: u16 = 48;
+    pub const SAMPLER_RANDOM_INTERVAL: u16 = 50;
+    pub const FRAGMENT_OFFSET: u16 = 88;
+    pub const FRAGMENT_FLAGS: u16 = 197;
+    pub const SELECTOR_ID: u16 = 302;
+    pub const SAMPLING_PACKET_INTERVAL: u16 = 305;
+    pub const SAMPLING_PACKET_SPACE: u16 = 306;
+    pub const SAMPLING_SIZE: u16 = 309;
+    pub const SAMPLING_POPULATION: u16 = 310;
+}
+
+/// RFC 7011 §7: a field length of 65535 means "variable length".
+const VARIABLE_LENGTH: u16 = 65535;
+/// IPFIX fragmentFlags (IE 197): bit 0x04 is "More Fragments" (RFC 7011
+/// registry, as in the IPv4 header's flags shifted down).
+const MORE_FRAGMENTS: u64 = 0x04;
+
+/// Why (part of) a v9/IPFIX message was not used. Counted per exporter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum FlowError {
+    #[error("message shorter than its header")]
+    TruncatedHeader,
+    #[error("IPFIX message length disagrees with the datagram")]
+    BadMessageLength,
+    #[error("set length past the message or below its header")]
+    BadSetLength,
+    #[error("template id below 256")]
+    BadTemplateId,
+    #[error("template with no fields, or its fields run past the set")]
+    BadTemplate,
+    #[error("options template with no scope field (IPFIX) or scope past the set")]
+    BadOptionsTemplate,
+    #[error("data set for a template not (yet) known")]
+    NoTemplate,
+    #[error("variable-length field runs past the set")]
+    BadVariableLength,
+    #[error("data record without a destination address or packet count")]
+    NoDestination,
+}
+
+/// Which message format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// NetFlow v9 (RFC 3954): 20-byte header, template set 0, options set 1.
+    V9,
+    /// IPFIX (RFC 7011): 16-byte header, template set 2, options set 3.
+    Ipfix,
+}
+
+/// A field specifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Field {
+    pub ie: u16,
+    /// Private Enterprise Number; 0 for IANA elements.
+    pub enterprise: u32,
+    /// Length in the record; [`VARIABLE_LENGTH`] when it varies.
+    pub len: u16,
+}
+
+/// A (data or options) template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    pub fields: Vec<Field>,
+    /// An options template: its records describe the exporter, not flows.
+    pub options: bool,
+    /// How many of `fields`, from the first, are scope fields.
+    pub scope_fields: usize,
+}
+
+impl Template {
+    pub fn is_options(&self) -> bool {
+        self.options
+    }
+
+    /// The record length, or `None` if a field is variable-length.
+    pub fn fixed_len(&self) -> Option<usize> {
+        self.fields.iter().try_fold(0usize, |n, f| {
+            (f.len != VARIABLE_LENGTH).then_some(n + usize::from(f.len))
+        })
+    }
+}
+
+/// A template's scope: exporter, observation domain (or v9 source id), id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TemplateKey {
+    pub exporter: IpAddr,
+    pub domain: u32,
+    pub id: u16,
+}
+
+/// Sampling learned for one (exporter, domain).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sampling {
+    /// Rate for records that name no sampler.
+    pub default: Option<u32>,
+    /// Rates by sampler or selector id.
+    pub by_sampler: HashMap<u64, u32>,
+}
+
+/// One flow record, counters already scaled by its sampling rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flow {
+    pub dst: IpAddr,
+    pub packets: u64,
+    pub octets: u64,
+    pub protocol: u8,
+    pub tcp_flags: u16,
+    pub fragment: bool,
+    /// The rate applied.
+    pub rate: u32,
+}
+
+/// What one message held.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub templates: u32,
+    pub options_records: u32,
+    pub flows: u32,
+    /// Problems met, by kind (the message is still used as far as it can be).
+    pub errors: Vec<FlowError>,
+}
+
+/// Templates and sampling state of every exporter.
+#[derive(Debug, Default)]
+pub struct TemplateCache {
+    templates: HashMap<TemplateKey, Template>,
+    sampling: HashMap<(IpAddr, u32), Sampling>,
+}
+
+fn be16(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes(b.get(at..at + 2)?.try_into().ok()?))
+}
+
+fn be32(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// An unsigned integer in reduced-size encoding (RFC 7011 §6.2): 1 to 8
+/// big-endian bytes.
+fn unsigned(bytes: &[u8]) -> Option<u64> {
+    (1..=8)
+        .contains(&bytes.len())
+        .then(|| bytes.iter().fold(0u64, |v, &b| (v << 8) | u64::from(b)))
+}
+
+impl TemplateCache {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn template(&self, key: &TemplateKey) -> Option<&Template> {
+        self.templates.get(key)
+    }
+
+    pub fn templates(&self) -> impl Iterator<Item = (&TemplateKey, &Template)> {
+        self.templates.iter()
+    }
+
+    pub fn sampling(&self, exporter: IpAddr, domain: u32) -> Option<&Sampling> {
+        self.sampling.get(&(exporter, domain))
+    }
+
+    /// Decodes one message from `exporter`; `on_flow` gets each data record.
+    pub fn message(
+        &mut self,
+        exporter: IpAddr,
+        msg: &[u8],
+        mut on_flow: impl FnMut(Flow),
+    ) -> Result<Summary, FlowError> {
+        let version = match be16(msg, 0) {
+            Some(9) => Version::V9,
+            Some(10) => Version::Ipfix,
+            _ => return Err(FlowError::TruncatedHeader),
+        };
+        let (header_len, domain, end) = match version {
+            Version::V9 => (
+                20,
+                be32(msg, 16).ok_or(FlowError::TruncatedHeader)?,
+                msg.len(),
+            ),
+            Version::Ipfix => {
+                let len = usize::from(be16(msg, 2).ok_or(FlowError::TruncatedHeader)?);
+                let domain = be32(msg, 12).ok_or(FlowError::TruncatedHeader)?;
+                if len < 16 || len > msg.len() {
+                    return Err(FlowError::BadMessageLength);
+                }
+                (16, domain, len)
+            }
+        };
+        let mut summary = Summary::default();
+        let mut off = header_len;
+        // Sets until the message ends; v9 may pad the datagram after them.
+        while off + 4 <= end {
+            let set_id = be16(msg, off).ok_or(FlowError::BadSetLength)?;
+            let set_len = usize::from(be16(msg, off + 2).ok_or(FlowError::BadSetLength)?);
+            if set_len < 4 || off + set_len > end {
+                summary.errors.push(FlowError::BadSetLength);
+                break;
+            }
+            let body = &msg[off + 4..off + set_len];
+            match (version, set_id) {
+                (Version::V9, 0) | (Version::Ipfix, 2) => {
+                    self.templates_set(exporter, domain, version, body, false, &mut summary)
+                }
+                (Version::V9, 1) | (Version::Ipfix, 3) => {
+                    self.templates_set(exporter, domain, version, body, true, &mut summary)
+                }
+                (_, id) if id >= 256 => {
+                    let key = TemplateKey {
+                        exporter,
+                        domain,
+                        id,
+                    };
+                    self.data_set(key, body, &mut summary, &mut on_flow)
+                }
+                _ => {} // reserved set ids: skipped by length
+            }
+            off += set_len;
+        }
+        Ok(summary)
+    }
+
+    fn templates_set(
+        &mut self,
+        exporter: IpAddr,
+        domain: u32,
+        version: Version,
+        body: &[u8],
+        options: bool,
+        summary: &mut Summary,
+    ) {
+        let mut p = 0;
+        // Records until fewer bytes remain than a template header (padding).
+        while p + 4 <= body.len() {
+            let parsed = match (version, options) {
+                (_, false) => self::data_template(body, p, version),
+                (Version::V9, true) => v9_options_template(body, p),
+                (Version::Ipfix, true) => ipfix_options_template(body, p),
+            };
+            match parsed {
+                Ok((id, template, next)) => {
+                    p = next;
+                    if id < 256 {
+                        summary.errors.push(FlowError::BadTemplateId);
+                        continue;
+                    }
+                    let key = TemplateKey {
+                        exporter,
+                        domain,
+                        id,
+                    };
+                    if template.fields.is_empty() {
+                        // IPFIX template withdrawal (RFC 7011 §8.1).
+                        self.templates.remove(&key);
+                    } else {
+                        self.templates.insert(key, template);
+                    }
+                    summary.templates += 1;
+                }
+                Err(e) => {
+                    summary.errors.push(e);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn data_set(
+        &mut self,
+        key: TemplateKey,
+        body: &[u8],
+        summary: &mut Summary,
+        on_flow: &mut impl FnMut(Flow),
+    ) {
+        let Some(template) = self.templates.get(&key).cloned() else {
+            summary.errors.push(FlowError::NoTemplate);
+            return;
+        };
+        let min_len: usize = template
+            .fields
+            .iter()
+            .map(|f| {
+                if f.len == VARIABLE_LENGTH {
+                    1
+                } else {
+                    usize::from(f.len)
+                }
+            })
+            .sum();
+        let mut p = 0;
+        // Records until what is left is shorter than a record (padding).
+        while min_len > 0 && p + min_len <= body.len() {
+            let mut values: Vec<(Field, &[u8])> = Vec::with_capacity(template.fields.len());
+            let mut q = p;
+            for f in &template.fields {
+                let len = if f.len == VARIABLE_LENGTH {
+                    // RFC 7011 §7: 1 byte, or 255 then 2 bytes.
+                    match body.get(q) {
+                        Some(255) => {
+                            let Some(l) = be16(body, q + 1) else {
+                                summary.errors.push(FlowError::BadVariableLength);
+                                return;
+                            };
+                            q += 3;
+                            usize::from(l)
+                        }
+                        Some(&l) => {
+                            q += 1;
+                            usize::from(l)
+                        }
+                        None => {
+                            summary.errors.push(FlowError::BadVariableLength);
+                            return;
+                        }
+                    }
+                } else {
+                    usize::from(f.len)
+                };
+                let Some(v) = body.get(q..q + len) else {
+                    summary.errors.push(FlowError::BadVariableLength);
+                    return;
+                };
+                values.push((*f, v));
+                q += len;
+            }
+            p = q;
+            if template.is_options() {
+                summary.options_records += 1;
+                self.learn_sampling(key.exporter, key.domain, &values);
+            } else {
+                match self.flow(key.exporter, key.domain, &values) {
+                    Some(flow) => {
+                        summary.flows += 1;
+                        on_flow(flow);
+                    }
+                    None => summary.errors.push(FlowError::NoDestination),
+                }
+            }
+        }
+    }
+
+    /// Options data: sampling intervals, per sampler/selector or for the domain.
+    fn learn_sampling(&mut self, exporter: IpAddr, domain: u32, values: &[(Field, &[u8])]) {
+        let get = |ie: u16| {
+            values
+                .iter()
+                .find(|(f, _)| f.enterprise == 0 && f.ie == ie)
+                .and_then(|(_, v)| unsigned(v))
+        };
+        let Some(rate) = rate_of(&get) else {
+            return;
+        };
+        let state = self.sampling.entry((exporter, domain)).or_default();
+        match get(ie::SAMPLER_ID).or_else(|| get(ie::SELECTOR_ID)) {
+            Some(id) => {
+                state.by_sampler.insert(id, rate);
+            }
+            None => state.default = Some(rate),
+        }
+    }
+
+    fn flow(&self, exporter: IpAddr, domain: u32, values: &[(Field, &[u8])]) -> Option<Flow> {
+        let field = |ie: u16| {
+            values
+                .iter()
+                .find(|(f, _)| f.enterprise == 0 && f.ie == ie)
+                .map(|(_, v)| *v)
+        };
+        let get = |ie: u16| field(ie).and_then(unsigned);
+        let dst = match (
+            field(ie::DESTINATION_IPV4_ADDRESS),
+            field(ie::DESTINATION_IPV6_ADDRESS),
+        ) {
+            (Some(v4), _) if v4.len() == 4 => {
+                IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(v4).ok()?))
+            }
+            (_, Some(v6)) if v6.len() == 16 => {
+                IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(v6).ok()?))
+            }
+            _ => return None,
+        };
+        let packets = get(ie::PACKET_DELTA_COUNT)?;
+        let octets = get(ie::OCTET_DELTA_COUNT).unwrap_or(0);
+        // The record's own rate, then its sampler's, then the domain's.
+        let sampling = self.sampling.get(&(exporter, domain));
+        let rate = rate_of(&get)
+            .or_else(|| {
+                let id = get(ie::SAMPLER_ID).or_else(|| get(ie::SELECTOR_ID))?;
+                sampling?.by_sampler.get(&id).copied()
+            })
+            .or_else(|| sampling?.default)
+            .unwrap_or(1);
+        let fragment = get(ie::FRAGMENT_OFFSET).is_some_and(|o| o != 0)
+            || get(ie::FRAGMENT_FLAGS).is_some_and(|f| f & MORE_FRAGMENTS != 0);
+        Some(Flow {
+            dst,
+            packets: packets.saturating_mul(u64::from(rate)),
+            octets: octets.saturating_mul(u64::from(rate)),
+            protocol: get(ie::PROTOCOL_IDENTIFIER).map_or(0, |p| p as u8),
+            tcp_flags: get(ie::TCP_CONTROL_BITS).map_or(0, |f| f as u16),
+            fragment,
+            rate,
+        })
+    }
+}
+
+/// A sampling rate from whichever fields state one (telemetry.md §2.7):
+/// samplingInterval (34); samplerRandomInterval (50); packet interval and
+/// space (305, 306: one in (interval + space) / interval); size and
+/// population (309, 310: one in population / size). `None` if none does.
+fn rate_of(get: &impl Fn(u16) -> Option<u64>) -> Option<u32> {
+    let clamp = |r: u64| u32::try_from(r).ok().filter(|&r| r >= 1);
+    if let Some(r) = get(ie::SAMPLING_INTERVAL).and_then(clamp) {
+        return Some(r);
+    }
+    if let Some(r) = get(ie::SAMPLER_RANDOM_INTERVAL).and_then(clamp) {
+        return Some(r);
+    }
+    if let (Some(i), Some(s)) = (
+        get(ie::SAMPLING_PACKET_INTERVAL),
+        get(ie::SAMPLING_PACKET_SPACE),
+    ) && i > 0
+    {
+        return clamp((i + s) / i);
+    }
+    if let (Some(size), Some(pop)) = (get(ie::SAMPLING_SIZE), get(ie::SAMPLING_POPULATION))
+        && size > 0
+    {
+        return clamp(pop / size);
+    }
+    None
+}
+
+/// A data template at `p`: id, template, offset after it.
+fn data_template(
+    b: &[u8],
+    p: usize,
+    version: Version,
+) -> Result<(u16, Template, usize), FlowError> {
+    let id = be16(b, p).ok_or(FlowError::BadTemplate)?;
+    let count = usize::from(be16(b, p + 2).ok_or(FlowError::BadTemplate)?);
+    let (fields, next) = fields(b, p + 4, count, version == Version::Ipfix)?;
+    if fields.is_empty() && version == Version::V9 {
+        return Err(FlowError::BadTemplate);
+    }
+    Ok((
+        id,
+        Template {
+            fields,
+            options: false,
+            scope_fields: 0,
+        },
+        next,
+    ))
+}
+
+/// `count` field specifiers from `p`; IPFIX ones may carry a PEN. A field
+/// of length 0 is refused, except in a v9 options scope (`zero_ok`), where
+/// it takes no bytes and is dropped.
+fn fields(b: &[u8], p: usize, count: usize, ipfix: bool) -> Result<(Vec<Field>, usize), FlowError> {
+    fields_with(b, p, count, ipfix, false)
+}
+
+fn fields_with(
+    b: &[u8],
+    mut p: usize,
+    count: usize,
+    ipfix: bool,
+    zero_ok: bool,
+) -> Result<(Vec<Field>, usize), FlowError> {
+    let mut fields = Vec::with_capacity(count.min(64));
+    for _ in 0..count {
+        let raw = be16(b, p).ok_or(FlowError::BadTemplate)?;
+        let len = be16(b, p + 2).ok_or(FlowError::BadTemplate)?;
+        p += 4;
+        let (ie, enterprise) = if ipfix && raw & 0x8000 != 0 {
+            let pen = be32(b, p).ok_or(FlowError::BadTemplate)?;
+            p += 4;
+            (raw & 0x7fff, pen)
+        } else {
+            (raw, 0)
+        };
+        if len == 0 {
+            if zero_ok {
+                continue;
+            }
+            return Err(FlowError::BadTemplate);
+        }
+        fields.push(Field {
+            ie,
+            enterprise,
+            len,
+        });
+    }
+    Ok((fields, p))
+}
+
+/// NetFlow v9 options template (RFC 3954 §6.1): id, scope length and
+/// option length in bytes, then (type, length) pairs.
+fn v9_options_template(b: &[u8], p: usize) -> Result<(u16, Template, usize), FlowError> {
+    let id = be16(b, p).ok_or(FlowError::BadOptionsTemplate)?;
+    let scope_len = usize::from(be16(b, p + 2).ok_or(FlowError::BadOptionsTemplate)?);
+    let option_len = usize::from(be16(b, p + 4).ok_or(FlowError::BadOptionsTemplate)?);
+    if scope_len % 4 != 0 || option_len % 4 != 0 {
+        return Err(FlowError::BadOptionsTemplate);
+    }
+    let (scope, q) = fields_with(b, p + 6, scope_len / 4, false, true)
+        .map_err(|_| FlowError::BadOptionsTemplate)?;
+    let (opts, next) =
+        fields(b, q, option_len / 4, false).map_err(|_| FlowError::BadOptionsTemplate)?;
+    // Juniper sends a System scope of length 0 (telemetry.md §2.6); a field
+    // of length 0 takes no bytes in the records, so it is simply absent.
+    let scope_fields = scope.len();
+    let mut all = scope;
+    all.extend(opts);
+    if all.is_empty() {
+        return Err(FlowError::BadOptionsTemplate);
+    }
+    Ok((
+        id,
+        Template {
+            fields: all,
+            options: true,
+            scope_fields,
+        },
+        next,
+    ))
+}
+
+/// IPFIX options template (RFC 7011 §3.4.2.2): id, field count, scope
+/// field count (at least 1), then the specifiers, scope first.
+fn ipfix_options_template(b: &[u8], p: usize) -> Result<(u16, Template, usize), FlowError> {
+    let id = be16(b, p).ok_or(FlowError::BadOptionsTemplate)?;
+    let count = usize::from(be16(b, p + 2).ok_or(FlowError::BadOptionsTemplate)?);
+    if count == 0 {
+        // Withdrawal of an options template.
+        let withdrawn = Template {
+            fields: vec![],
+            options: true,
+            scope_fields: 0,
+        };
+        return Ok((id, withdrawn, p + 4));
+    }
+    let scope = usize::from(be16(b, p + 4).ok_or(FlowError::BadOptionsTemplate)?);
+    if scope == 0 || scope > count {
+        return Err(FlowError::BadOptionsTemplate);
+    }
+    let (fields, next) =
+        fields(b, p + 6, count, true).map_err(|_| FlowError::BadOptionsTemplate)?;
+    Ok((
+        id,
+        Template {
+            fields,
+            options: true,
+            scope_fields: scope,
+        },
+        next,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXPORTER: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
+
+    /// An IPFIX message (domain 7) holding `sets` (id, body).
+    fn ipfix(sets: &[(u16, Vec<u8>)]) -> Vec<u8> {
+        let mut m = vec![0, 10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 7];
+        for (id, body) in sets {
+            m.extend(id.to_be_bytes());
+            m.extend(((body.len() + 4) as u16).to_be_bytes());
+            m.extend(body);
+        }
+        let len = (m.len() as u16).to_be_bytes();
+        m[2..4].copy_from_slice(&len);
+        m
+    }
+
+    fn v9(sets: &[(u16, Vec<u8>)]) -> Vec<u8> {
+        let mut m = vec![0, 9, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 3];
+        for (id, body) in sets {
+            m.extend(id.to_be_bytes());
+            m.extend(((body.len() + 4) as u16).to_be_bytes());
+            m.extend(body);
+        }
+        m
+    }
+
+    /// A template record: id, then (ie, len) pairs (PEN appended if ie has
+    /// the enterprise bit).
+    fn template(id: u16, fields: &[(u16, u16, Option<u32>)]) -> Vec<u8> {
+        let mut t = id.to_be_bytes().to_vec();
+        t.extend((fields.len() as u16).to_be_bytes());
+        for &(ie, len, pen) in fields {
+            t.extend(ie.to_be_bytes());
+            t.extend(len.to_be_bytes());
+            if let Some(pen) = pen {
+                t.extend(pen.to_be_bytes());
+            }
+        }
+        t
+    }
+
+    fn decode(cache: &mut TemplateCache, msg: &[u8]) -> (Summary, Vec<Flow>) {
+        let mut flows = Vec::new();
+        let summary = cache
+            .message(EXPORTER, msg, |f| flows.push(f))
+            .expect("message");
+        (summary, flows)
+    }
+
+    #[test]
+    fn ipfix_with_reduced_size_counters_varlen_and_enterprise_fields() {
+        let t = template(
+            256,
+            &[
+                (ie::DESTINATION_IPV4_ADDRESS, 4, None),
+                (ie::PACKET_DELTA_COUNT, 4, None), // reduced size
+                (ie::OCTET_DELTA_COUNT, 8, None),
+                (ie::PROTOCOL_IDENTIFIER, 1, None),
+                (ie::TCP_CONTROL_BITS, 2, None),
+                (0x8000 | 12, 4, Some(29305)), // reverse destination (RFC 5103): not ours
+                (315, VARIABLE_LENGTH, None),  // dataLinkFrameSection
+            ],
+        );
+        let mut rec = vec![203, 0, 113, 7];
+        rec.extend(10u32.to_be_bytes());
+        rec.extend(1500u64.to_be_bytes());
+        rec.push(6);
+        rec.extend(0x0002u16.to_be_bytes());
+        rec.extend([1, 2, 3, 4]);
+        rec.push(3);
+        rec.extend([9, 9, 9]);
+        let long = {
+            let mut r = rec.clone();
+            r.truncate(r.len() - 4);
+            r.extend([255, 0, 3, 8, 8, 8]); // 3-byte length form
+            r
+        };
+        let mut data = rec.clone();
+        data.extend(long);
+        data.extend([0, 0]); // padding
+        let mut cache = TemplateCache::new();
+        let (summary, flows) = decode(&mut cache, &ipfix(&[(2, t), (256, data)]));
+        assert_eq!((summary.templates, summary.flows), (1, 2), "{summary:?}");
+        assert!(summary.errors.is_empty(), "{summary:?}");
+        assert_eq!(flows[0].dst, IpAddr::from([203, 0, 113, 7]));
+        assert_eq!(
+            (
+                flows[0].packets,
+                flows[0].octets,
+                flows[0].protocol,
+                flows[0].tcp_flags,
+                flows[0].rate
+            ),
+            (10, 1500, 6, 2, 1)
+        );
+        assert_eq!(flows[1].packets, 10);
+    }
+
+    #[test]
+    fn sampling_from_options_by_sampler_and_for_the_domain() {
+        let data_t = template(
+            300,
+            &[
+                (ie::DESTINATION_IPV6_ADDRESS, 16, None),
+                (ie::PACKET_DELTA_COUNT, 8, None),
+                (ie::SAMPLER_ID, 1, None),
+            ],
+        );
+        // Options template 400: scope exportingProcessId (144), then samplerId + samplerRandomInterval.
+        let mut opt_t = 400u16.to_be_bytes().to_vec();
+        opt_t.extend([0, 3, 0, 1]);
+        for (ie, len) in [
+            (144u16, 4u16),
+            (ie::SAMPLER_ID, 1),
+            (ie::SAMPLER_RANDOM_INTERVAL, 4),
+        ] {
+            opt_t.extend(ie.to_be_bytes());
+            opt_t.extend(len.to_be_bytes());
+        }
+        let mut opt_d = vec![0, 0, 0, 1, 5];
+        opt_d.extend(1000u32.to_be_bytes());
+        // Domain-wide packet interval/space (softflowd style): 1 in (1 + 99).
+        let mut opt2_t = 401u16.to_be_bytes().to_vec();
+        opt2_t.extend([0, 3, 0, 1]);
+        for (ie, len) in [
+            (143u16, 4u16),
+            (ie::SAMPLING_PACKET_INTERVAL, 4),
+            (ie::SAMPLING_PACKET_SPACE, 4),
+        ] {
+            opt2_t.extend(ie.to_be_bytes());
+            opt2_t.extend(len.to_be_bytes());
+        }
+        let mut opt2_d = vec![0, 0, 0, 1];
+        opt2_d.extend(1u32.to_be_bytes());
+        opt2_d.extend(99u32.to_be_bytes());
+        let dst = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        let record = |sampler: u8| {
+            let mut r = dst.to_vec();
+            r.extend(3u64.to_be_bytes());
+            r.push(sampler);
+            r
+        };
+        let mut cache = TemplateCache::new();
+        let msg = ipfix(&[
+            (2, data_t),
+            (3, opt_t),
+            (3, opt2_t),
+            (400, opt_d),
+            (401, opt2_d),
+            (300, [record(5), record(6)].concat()),
+        ]);
+        let (summary, flows) = decode(&mut cache, &msg);
+        assert!(summary.errors.is_empty(), "{summary:?}");
+        assert_eq!(summary.options_records, 2);
+        assert_eq!(
+            flows
+                .iter()
+                .map(|f| (f.rate, f.packets))
+                .collect::<Vec<_>>(),
+            vec![(1000, 3000), (100, 300)]
+        );
+        let s = cache.sampling(EXPORTER, 7).unwrap();
+        assert_eq!((s.default, s.by_sampler.get(&5)), (Some(100), Some(&1000)));
+    }
+
+    #[test]
+    fn v9_with_system_options_and_juniper_zero_length_scope() {
+        let data_t = template(
+            256,
+            &[
+                (ie::DESTINATION_IPV4_ADDRESS, 4, None),
+                (ie::PACKET_DELTA_COUNT, 4, None),
+                (ie::OCTET_DELTA_COUNT, 4, None),
+            ],
+        );
+        // Options template 257: scope System with length 0, then 34 (4), 35 (1).
+        let mut opt_t = vec![1, 1, 0, 4, 0, 8, 0, 1, 0, 0];
+        opt_t.extend([0, 34, 0, 4, 0, 35, 0, 1]);
+        let mut opt_d = 2000u32.to_be_bytes().to_vec();
+        opt_d.extend([2, 0, 0, 0]); // algorithm + padding
+        let mut rec = vec![198, 51, 100, 1];
+        rec.extend(2u32.to_be_bytes());
+        rec.extend(100u32.to_be_bytes());
+        let mut cache = TemplateCache::new();
+        let (summary, flows) = decode(
+            &mut cache,
+            &v9(&[(0, data_t), (1, opt_t), (257, opt_d), (256, rec)]),
+        );
+        assert!(summary.errors.is_empty(), "{summary:?}");
+        assert_eq!((flows[0].packets, flows[0].octets), (4000, 200_000));
+        assert!(
+            cache
+                .template(&TemplateKey {
+                    exporter: EXPORTER,
+                    domain: 3,
+                    id: 257
+                })
+                .unwrap()
+                .is_options()
+        );
+    }
+
+    #[test]
+    fn data_before_its_template_is_counted_not_guessed() {
+        let mut cache = TemplateCache::new();
+        let (summary, flows) = decode(&mut cache, &ipfix(&[(256, vec![0; 12])]));
+        assert!(flows.is_empty());
+        assert_eq!(summary.errors, vec![FlowError::NoTemplate]);
+    }
+
+    #[test]
+    fn templates_are_withdrawn_and_scoped_per_domain() {
+        let t = template(
+            256,
+            &[
+                (ie::DESTINATION_IPV4_ADDRESS, 4, None),
+                (ie::PACKET_DELTA_COUNT, 4, None),
+            ],
+        );
+        let mut cache = TemplateCache::new();
+        decode(&mut cache, &ipfix(&[(2, t)]));
+        let key = TemplateKey {
+            exporter: EXPORTER,
+            domain: 7,
+            id: 256,
+        };
+        assert!(cache.template(&key).is_some());
+        assert!(cache.template(&TemplateKey { domain: 8, ..key }).is_none());
+        decode(&mut cache, &ipfix(&[(2, vec![1, 0, 0, 0])])); // field count 0: withdrawal
+        assert!(cache.template(&key).is_none());
+    }
+
+    #[test]
+    fn malformed_templates_and_sets_are_refused_with_a_reason() {
+        let cases: Vec<(&str, Vec<u8>, FlowError)> = vec![
+            (
+                "template id below 256",
+                ipfix(&[(2, template(255, &[(8, 4, None)]))]),
+                FlowError::BadTemplateId,
+            ),
+            (
+                "field count past the set",
+                ipfix(&[(2, vec![1, 0, 0, 9, 0, 8, 0, 4])]),
+                FlowError::BadTemplate,
+            ),
+            (
+                "field of length 0",
+                ipfix(&[(2, template(256, &[(8, 0, None)]))]),
+                FlowError::BadTemplate,
+            ),
+            (
+                "v9 template with no fields",
+                v9(&[(0, vec![1, 0, 0, 0])]),
+                FlowError::BadTemplate,
+            ),
+            (
+                "options template without scope",
+                ipfix(&[(3, vec![1, 0, 0, 1, 0, 0, 0, 34, 0, 4])]),
+                FlowError::BadOptionsTemplate,
+            ),
+            (
+                "set length past the message",
+                {
+                    let mut m = ipfix(&[(2, template(256, &[(8, 4, None)]))]);
+                    m[18] = 0x0f;
+                    m
+                },
+                FlowError::BadSetLength,
+            ),
+        ];
+        for (name, msg, expected) in cases {
+            let mut cache = TemplateCache::new();
+            let mut flows = 0;
+            let summary = cache.message(EXPORTER, &msg, |_| flows += 1).expect(name);
+            assert_eq!(summary.errors, vec![expected], "{name}");
+            assert_eq!(flows, 0, "{name}");
+        }
+        // Huge variable length: runs past the set.
+        let t = template(
+            256,
+            &[
+                (ie::DESTINATION_IPV4_ADDRESS, 4, None),
+                (ie::PACKET_DELTA_COUNT, 4, None),
+                (315, VARIABLE_LENGTH, None),
+            ],
+        );
+        let mut rec = vec![203, 0, 113, 1, 0, 0, 0, 1];
+        rec.extend([255, 0xff, 0xf0, 1, 2, 3]);
+        let mut cache = TemplateCache::new();
+        let (summary, flows) = decode(&mut cache, &ipfix(&[(2, t), (256, rec)]));
+        assert_eq!(summary.errors, vec![FlowError::BadVariableLength]);
+        assert!(flows.is_empty());
+        // A length field lying about the whole message.
+        let mut m = ipfix(&[]);
+        m[3] = 200;
+        assert_eq!(
+            TemplateCache::new().message(EXPORTER, &m, |_| {}),
+            Err(FlowError::BadMessageLength)
+        );
+    }
+}
