@@ -17,6 +17,19 @@ use crate::{
     xdp::pins::{self, PinError},
 };
 
+/// Every destination's counters (per-CPU values summed).
+pub fn destinations_from_map(map: &Map) -> Result<BTreeMap<IpAddr, DstStats>, MapError> {
+    let dst: PerCpuHashMap<&MapData, DstKey, DstStats> = PerCpuHashMap::try_from(map)?;
+    let mut out = BTreeMap::new();
+    for entry in dst.iter() {
+        let (key, per_cpu) = entry?;
+        let mut total = DstStats::default();
+        per_cpu.iter().for_each(|v| total.accumulate(v));
+        out.insert(addr::from_key(key.addr), total);
+    }
+    Ok(out)
+}
+
 /// The program's whole-datagram counters (`GLOBAL_STATS`), CPUs summed.
 pub fn read_global(map: &Map) -> Result<GlobalStats, MapError> {
     let array: PerCpuArray<&MapData, GlobalStats> = PerCpuArray::try_from(map)?;
@@ -79,13 +92,7 @@ impl Report {
     /// Reads the three counter maps of a loaded or pinned program.
     pub fn from_maps(dst: &Map, exporters: &Map, agents: &Map) -> Result<Self, MapError> {
         let mut report = Self::exporters_from_maps(exporters, agents)?;
-        let dst: PerCpuHashMap<&MapData, DstKey, DstStats> = PerCpuHashMap::try_from(dst)?;
-        for entry in dst.iter() {
-            let (key, per_cpu) = entry?;
-            let mut total = DstStats::default();
-            per_cpu.iter().for_each(|v| total.accumulate(v));
-            report.destinations.insert(addr::from_key(key.addr), total);
-        }
+        report.destinations = destinations_from_map(dst)?;
         Ok(report)
     }
 

@@ -10,5 +10,6 @@ pub mod config;
 pub mod counters;
 pub mod decode;
 pub mod pcap;
+pub mod rates;
 pub mod telemetry;
 pub mod xdp;

@@ -9,8 +9,10 @@
 //! ```
 //!
 //! Addresses are from 198.18.0.0/15 (RFC 2544) and exist only inside these
-//! namespaces. The lab refuses to start if any of its names exist, and removes
-//! everything it created on exit, Ctrl-C included.
+//! namespaces. Every two seconds it prints the top destinations (rates the
+//! kernel measured from the exporter's samples) and the exporters. The lab
+//! refuses to start if any of its names exist, and removes everything it
+//! created on exit, Ctrl-C included.
 
 use std::{
     fs,
@@ -185,18 +187,23 @@ pub fn lab(args: LabArgs) -> Result<()> {
     let start = Instant::now();
     let end = start + Duration::from_secs(args.duration);
     while Instant::now() < end && !INTERRUPTED.load(Ordering::SeqCst) {
-        std::thread::sleep(Duration::from_secs(2));
+        // `top` measures over two seconds, then the exporters are read.
+        let top = Command::new(&bin)
+            .args(["top", "--limit", "5", "--interval", "2", "--pin-path", &pin])
+            .output()?;
         if INTERRUPTED.load(Ordering::SeqCst) {
             // Ctrl-C reached the children too; they are stopping.
             break;
         }
-        let out = Command::new(&bin)
+        let exporters = Command::new(&bin)
             .args(["exporters", "--pin-path", &pin])
             .output()?;
         println!("--- t={:>3}s", start.elapsed().as_secs());
-        print!("{}", String::from_utf8_lossy(&out.stdout));
-        if !out.status.success() {
-            eprint!("{}", String::from_utf8_lossy(&out.stderr));
+        for out in [&top, &exporters] {
+            print!("{}", String::from_utf8_lossy(&out.stdout));
+            if !out.status.success() {
+                eprint!("{}", String::from_utf8_lossy(&out.stderr));
+            }
         }
         if let Some((name, status)) = exited(&mut lab) {
             let log = fs::read_to_string(lab.dir.join("sensor.log")).unwrap_or_default();

@@ -3,6 +3,7 @@
 mod decode;
 mod exporters;
 mod run;
+mod top;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -28,9 +29,36 @@ pub enum Command {
     Run(RunArgs),
     /// Per exporter counters, read from the pinned maps.
     Exporters(ExportersArgs),
+    /// Destinations ranked by current rate (two reads of the pinned map).
+    Top(TopArgs),
     /// Decode captures (pcap/pcapng) with the XDP program or the userspace
     /// decoder, and print per destination and per exporter totals.
     Decode(DecodeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TopArgs {
+    /// What to rank by.
+    #[arg(long, value_enum, default_value_t = top::By::Pps)]
+    pub by: top::By,
+    /// How many destinations to show.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    /// Only IPv4 or only IPv6 destinations.
+    #[arg(long, value_enum)]
+    pub family: Option<top::Family>,
+    /// Seconds between the two reads the rates come from.
+    #[arg(long, default_value_t = 1.0)]
+    pub interval: f64,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+    /// Refresh in place until Ctrl-C.
+    #[arg(long)]
+    pub watch: bool,
+    /// Pin directory of the sensor to read.
+    #[arg(long, default_value = DEFAULT_PIN_DIR)]
+    pub pin_path: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -84,6 +112,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Exporters(args) => exporters::exporters(args),
         Command::Decode(args) => decode::decode(args),
+        Command::Top(args) => top::top(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
