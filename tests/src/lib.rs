@@ -9,6 +9,7 @@ pub mod frame;
 pub mod netns;
 pub mod sflow;
 pub mod tshark;
+pub mod tshark_flow;
 
 use std::{
     path::{Path, PathBuf},

@@ -257,10 +257,10 @@ const PREFS: &[(&str, &str)] = &[
 const MAX_RATE: u64 = 1 << 24;
 
 /// A fresh, empty `WIRESHARK_CONFIG_DIR`, removed on drop.
-struct ConfigDir(PathBuf);
+pub(crate) struct ConfigDir(pub(crate) PathBuf);
 
 impl ConfigDir {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
             "edge-sensor-tshark-{}-{}",
@@ -735,7 +735,7 @@ fn fields_within(object: &Json, end: u64) -> bool {
         .all(|(_, raw)| raw_span(raw).is_none_or(|(p, l)| p + l <= end))
 }
 
-fn parse_num(s: &str) -> Option<u64> {
+pub(crate) fn parse_num(s: &str) -> Option<u64> {
     match s.strip_prefix("0x") {
         Some(hex) => u64::from_str_radix(hex, 16).ok(),
         None => s.parse().ok(),
@@ -755,7 +755,7 @@ fn raw_span(raw: &Json) -> Option<(u64, u64)> {
 /// A JSON value, objects keeping every key (duplicates too) in order. Strings
 /// borrow from the text unless they hold escapes.
 #[derive(Debug)]
-enum Json<'a> {
+pub(crate) enum Json<'a> {
     Str(Cow<'a, str>),
     Num(&'a str),
     Literal,
@@ -764,7 +764,7 @@ enum Json<'a> {
 }
 
 impl<'a> Json<'a> {
-    fn entries(&self) -> &[(Cow<'a, str>, Json<'a>)] {
+    pub(crate) fn entries(&self) -> &[(Cow<'a, str>, Json<'a>)] {
         match self {
             Json::Obj(entries) => entries,
             _ => &[],
@@ -772,21 +772,21 @@ impl<'a> Json<'a> {
     }
 
     /// The first value of `key`.
-    fn get(&self, key: &str) -> Option<&Json<'a>> {
+    pub(crate) fn get(&self, key: &str) -> Option<&Json<'a>> {
         self.entries()
             .iter()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v)
     }
 
-    fn str(&self, key: &str) -> Option<&str> {
+    pub(crate) fn str(&self, key: &str) -> Option<&str> {
         match self.get(key)? {
             Json::Str(s) => Some(s),
             _ => None,
         }
     }
 
-    fn num(&self, key: &str) -> Option<u64> {
+    pub(crate) fn num(&self, key: &str) -> Option<u64> {
         parse_num(self.str(key)?)
     }
 
@@ -815,14 +815,14 @@ impl<'a> Json<'a> {
 }
 
 /// A JSON parser keeping duplicate keys and their order.
-struct Parser<'a> {
+pub(crate) struct Parser<'a> {
     t: &'a str,
     s: &'a [u8],
     i: usize,
 }
 
 impl<'a> Parser<'a> {
-    fn parse(s: &'a [u8]) -> Result<Json<'a>, String> {
+    pub(crate) fn parse(s: &'a [u8]) -> Result<Json<'a>, String> {
         let t = std::str::from_utf8(s).map_err(|e| e.to_string())?;
         let mut p = Parser { t, s, i: 0 };
         let v = p.value()?;
