@@ -53,8 +53,8 @@ pub fn between(
             };
             for i in 0..Class::COUNT {
                 // A counter that went down was reset: no rate this interval.
-                let packets = now.packets[i].checked_sub(then.packets[i]).unwrap_or(0);
-                let bytes = now.bytes[i].checked_sub(then.bytes[i]).unwrap_or(0);
+                let packets = now.packets[i].saturating_sub(then.packets[i]);
+                let bytes = now.bytes[i].saturating_sub(then.bytes[i]);
                 r.pps[i] = packets as f64 / secs;
                 r.bps[i] = bytes as f64 * 8.0 / secs;
             }

@@ -19,6 +19,9 @@ use edge_sensor_common::{
 #[derive(Debug, Clone, Copy)]
 pub struct Datagram<'a> {
     pub src: IpAddr,
+    /// The exporter's UDP source port.
+    pub src_port: u16,
+    /// Our UDP port it was sent to.
     pub port: u16,
     pub kind: TelemetryKind,
     pub payload: &'a [u8],
@@ -78,6 +81,7 @@ pub fn telemetry_datagram(
     let payload = frame.get(udp_off + 8..udp_off + udp_len)?;
     Some(Datagram {
         src,
+        src_port: u16::from_be_bytes([udp[0], udp[1]]),
         port,
         kind,
         payload,

@@ -38,9 +38,10 @@ pub mod ie {
 
 /// RFC 7011 §7: a field length of 65535 means "variable length".
 const VARIABLE_LENGTH: u16 = 65535;
-/// IPFIX fragmentFlags (IE 197): bit 0x04 is "More Fragments" (RFC 7011
-/// registry, as in the IPv4 header's flags shifted down).
-const MORE_FRAGMENTS: u64 = 0x04;
+/// IPFIX fragmentFlags (IE 197): IANA numbers its bits from the most
+/// significant (bit 0 reserved 0x80, bit 1 DF 0x40, bit 2 MF 0x20), as in
+/// the IPv4 flags field.
+const MORE_FRAGMENTS: u64 = 0x20;
 
 /// Why (part of) a v9/IPFIX message was not used. Counted per exporter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
@@ -107,10 +108,18 @@ impl Template {
     }
 }
 
-/// A template's scope: exporter, observation domain (or v9 source id), id.
+/// Where a message came from: a template's scope is the transport session
+/// (RFC 7011 §8; for UDP, the exporter's address and source port).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Session {
+    pub ip: IpAddr,
+    pub port: u16,
+}
+
+/// A template's scope: session, observation domain (or v9 source id), id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TemplateKey {
-    pub exporter: IpAddr,
+    pub exporter: Session,
     pub domain: u32,
     pub id: u16,
 }
@@ -151,7 +160,7 @@ pub struct Summary {
 #[derive(Debug, Default)]
 pub struct TemplateCache {
     templates: HashMap<TemplateKey, Template>,
-    sampling: HashMap<(IpAddr, u32), Sampling>,
+    sampling: HashMap<(Session, u32), Sampling>,
 }
 
 fn be16(b: &[u8], at: usize) -> Option<u16> {
@@ -183,14 +192,14 @@ impl TemplateCache {
         self.templates.iter()
     }
 
-    pub fn sampling(&self, exporter: IpAddr, domain: u32) -> Option<&Sampling> {
+    pub fn sampling(&self, exporter: Session, domain: u32) -> Option<&Sampling> {
         self.sampling.get(&(exporter, domain))
     }
 
     /// Decodes one message from `exporter`; `on_flow` gets each data record.
     pub fn message(
         &mut self,
-        exporter: IpAddr,
+        exporter: Session,
         msg: &[u8],
         mut on_flow: impl FnMut(Flow),
     ) -> Result<Summary, FlowError> {
@@ -249,7 +258,7 @@ impl TemplateCache {
 
     fn templates_set(
         &mut self,
-        exporter: IpAddr,
+        exporter: Session,
         domain: u32,
         version: Version,
         body: &[u8],
@@ -367,7 +376,7 @@ impl TemplateCache {
     }
 
     /// Options data: sampling intervals, per sampler/selector or for the domain.
-    fn learn_sampling(&mut self, exporter: IpAddr, domain: u32, values: &[(Field, &[u8])]) {
+    fn learn_sampling(&mut self, exporter: Session, domain: u32, values: &[(Field, &[u8])]) {
         let get = |ie: u16| {
             values
                 .iter()
@@ -386,7 +395,7 @@ impl TemplateCache {
         }
     }
 
-    fn flow(&self, exporter: IpAddr, domain: u32, values: &[(Field, &[u8])]) -> Option<Flow> {
+    fn flow(&self, exporter: Session, domain: u32, values: &[(Field, &[u8])]) -> Option<Flow> {
         let field = |ie: u16| {
             values
                 .iter()
@@ -589,7 +598,10 @@ fn ipfix_options_template(b: &[u8], p: usize) -> Result<(u16, Template, usize), 
 mod tests {
     use super::*;
 
-    const EXPORTER: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
+    const EXPORTER: Session = Session {
+        ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+        port: 50000,
+    };
 
     /// An IPFIX message (domain 7) holding `sets` (id, body).
     fn ipfix(sets: &[(u16, Vec<u8>)]) -> Vec<u8> {
