@@ -20,6 +20,21 @@ pub const TELEMETRY_PORTS: &str = "TELEMETRY_PORTS";
 pub const EXPORTER_ALLOW: &str = "EXPORTER_ALLOW";
 /// Runtime settings: `ARRAY<Settings>` (1 entry), written by userspace.
 pub const SETTINGS: &str = "SETTINGS";
+/// Decode plans of NetFlow v9 / IPFIX data templates: `HASH<PlanKey, Plan>`,
+/// compiled and written by userspace.
+pub const FLOW_PLANS: &str = "FLOW_PLANS";
+/// Sampling rates learnt from options data: `HASH<RateKey, u32>`, written by
+/// userspace.
+pub const FLOW_RATES: &str = "FLOW_RATES";
+/// Capacity of [`FLOW_PLANS`] and [`FLOW_RATES`].
+pub const MAX_FLOW_PLANS: u32 = 16384;
+/// Flow records the kernel decodes in one datagram; a datagram with more is
+/// left to userspace whole.
+pub const MAX_FLOW_RECORDS: u32 = 2048;
+/// Sets the kernel walks in one v9/IPFIX datagram.
+pub const MAX_FLOW_SETS: u32 = 64;
+/// [`RateKey::sampler`] of the rate that applies to records naming no sampler.
+pub const DOMAIN_RATE: u64 = u64::MAX;
 
 /// Default capacity of [`DST_STATS`]; the config sets it (`xdp.destinations`).
 pub const DEFAULT_MAX_DESTINATIONS: u32 = 1 << 20;
@@ -190,6 +205,69 @@ pub struct PortConfig {
 }
 const _: () = assert!(size_of::<PortConfig>() == 4);
 
+/// Which template a plan is for: the exporter's transport session (address
+/// and UDP source port, RFC 7011 §8), observation domain / source id, id.
+#[repr(C, align(8))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct PlanKey {
+    pub addr: [u8; 16],
+    pub domain: u32,
+    pub template: u16,
+    pub src_port: u16,
+}
+const _: () = assert!(size_of::<PlanKey>() == 24);
+
+/// Where a field sits in a data record; `len` 0: the template lacks it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct FieldLoc {
+    pub off: u16,
+    pub len: u8,
+    pub _pad: u8,
+}
+
+/// How to decode the records of one fixed-length data template. Only
+/// templates with a destination and a packet count, without variable-length
+/// fields and without record-borne sampling other than samplingInterval or
+/// samplerRandomInterval get a plan; the rest are decoded in userspace.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct Plan {
+    pub record_len: u16,
+    pub _pad: u16,
+    pub dst_v4: FieldLoc,
+    pub dst_v6: FieldLoc,
+    pub packets: FieldLoc,
+    pub octets: FieldLoc,
+    pub protocol: FieldLoc,
+    pub tcp_flags: FieldLoc,
+    pub fragment_offset: FieldLoc,
+    pub fragment_flags: FieldLoc,
+    /// samplerId (48), or selectorId (302) when there is no samplerId.
+    pub sampler: FieldLoc,
+    /// samplingInterval (34) and samplerRandomInterval (50) in the record.
+    pub sampling_interval: FieldLoc,
+    pub sampler_random_interval: FieldLoc,
+}
+const _: () = assert!(size_of::<Plan>() == 48);
+
+/// A sampling rate's scope: the session and domain, and the sampler or
+/// selector id ([`DOMAIN_RATE`] for records that name none).
+#[repr(C, align(8))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct RateKey {
+    pub addr: [u8; 16],
+    pub domain: u32,
+    pub src_port: u16,
+    pub _pad: u16,
+    pub sampler: u64,
+}
+const _: () = assert!(size_of::<RateKey>() == 32);
+
 /// Runtime settings written by userspace.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -216,4 +294,7 @@ mod user {
     unsafe impl aya::Pod for super::GlobalStats {}
     unsafe impl aya::Pod for super::PortConfig {}
     unsafe impl aya::Pod for super::Settings {}
+    unsafe impl aya::Pod for super::PlanKey {}
+    unsafe impl aya::Pod for super::Plan {}
+    unsafe impl aya::Pod for super::RateKey {}
 }

@@ -82,17 +82,32 @@ pub enum ParseError {
     /// A flow sample with a sampling rate above [`MAX_SAMPLING_RATE`].
     SamplingRateTooHigh = 9,
     /// A flow sample from which no IP destination could be read (non-IP
-    /// frame, unsupported header protocol, header cut before the address).
+    /// frame, unsupported header protocol, header cut before the address),
+    /// or a flow record without a destination or a packet count.
     NoDestination = 10,
     /// Bytes after the announced samples: the sample count may have lied,
     /// so the datagram is passed on rather than dropped.
     TrailingBytes = 11,
     /// A datagram longer than [`MAX_DATAGRAM`] (no MTU allows one).
     DatagramTooLarge = 12,
+    /// IPFIX: the message length disagrees with the datagram.
+    BadMessageLength = 13,
+    /// NetFlow v9 / IPFIX: a set length past the message or below 4.
+    BadSetLength = 14,
+    /// A template with an id below 256.
+    BadTemplateId = 15,
+    /// A template with no fields, a field of length 0, or fields past the set.
+    BadTemplate = 16,
+    /// An options template without scope, or whose scope runs past the set.
+    BadOptionsTemplate = 17,
+    /// A data set whose template was not (yet) received.
+    NoTemplate = 18,
+    /// A variable-length field running past its set.
+    BadVariableLength = 19,
 }
 
 impl ParseError {
-    pub const COUNT: usize = 13;
+    pub const COUNT: usize = 20;
     pub const ALL: [ParseError; Self::COUNT] = [
         ParseError::BadVersion,
         ParseError::BadAgentAddress,
@@ -107,6 +122,13 @@ impl ParseError {
         ParseError::NoDestination,
         ParseError::TrailingBytes,
         ParseError::DatagramTooLarge,
+        ParseError::BadMessageLength,
+        ParseError::BadSetLength,
+        ParseError::BadTemplateId,
+        ParseError::BadTemplate,
+        ParseError::BadOptionsTemplate,
+        ParseError::NoTemplate,
+        ParseError::BadVariableLength,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -124,6 +146,13 @@ impl ParseError {
             ParseError::NoDestination => "no_destination",
             ParseError::TrailingBytes => "trailing_bytes",
             ParseError::DatagramTooLarge => "datagram_too_large",
+            ParseError::BadMessageLength => "bad_message_length",
+            ParseError::BadSetLength => "bad_set_length",
+            ParseError::BadTemplateId => "bad_template_id",
+            ParseError::BadTemplate => "bad_template",
+            ParseError::BadOptionsTemplate => "bad_options_template",
+            ParseError::NoTemplate => "no_template",
+            ParseError::BadVariableLength => "bad_variable_length",
         }
     }
 

@@ -14,6 +14,7 @@
 #![feature(asm_experimental_arch)]
 
 mod count;
+mod flow;
 mod maps;
 mod netflow5;
 mod packet;
@@ -96,7 +97,11 @@ fn flow_datagram(ctx: &XdpContext, dgram: &packet::Datagram) -> bool {
             return false;
         }
     };
-    if len < 2 || scratch.data.be16(0) != 5 {
+    let version = if len < 2 { 0 } else { scratch.data.be16(0) };
+    if version == 9 || version == 10 {
+        return templated(scratch, dgram, version, len);
+    }
+    if version != 5 {
         unparsed(dgram, None);
         return false;
     }
@@ -121,6 +126,40 @@ fn flow_datagram(ctx: &XdpContext, dgram: &packet::Datagram) -> bool {
         unsafe { add(&mut *stats, dgram, walk, gaps, resets) };
     }
     walk.fatal == 0
+}
+
+/// A NetFlow v9 / IPFIX datagram: counted here when clean and every
+/// template has a plan; otherwise passed on uncounted, for userspace.
+#[inline(always)]
+fn templated(
+    scratch: &mut sflow::Scratch,
+    dgram: &packet::Datagram,
+    version: u16,
+    len: u32,
+) -> bool {
+    let Some((domain, start, end)) = flow::header(&scratch.data, version, len) else {
+        return false;
+    };
+    flow::keys(scratch, read::addr_bytes(dgram.src), dgram.src_port, domain);
+    if !flow::check(scratch, start, end) {
+        return false;
+    }
+    flow::walk(scratch, start);
+    let key = ExporterKey {
+        addr: read::addr_bytes(dgram.src),
+        sub_agent: domain,
+        port: dgram.dst_port,
+        kind: dgram.kind,
+        _pad: 0,
+    };
+    if let Some(stats) = maps::exporter_stats(&key) {
+        unsafe {
+            (*stats).datagrams += 1;
+            (*stats).bytes += u64::from(dgram.payload_len);
+            (*stats).records += u64::from(scratch.walk.records);
+        }
+    }
+    true
 }
 
 /// Parses and counts an sFlow datagram; `true` when all of it was accounted for.

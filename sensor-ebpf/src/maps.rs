@@ -7,7 +7,8 @@ use aya_ebpf::{
 };
 use edge_sensor_common::{
     AgentState, DEFAULT_MAX_DESTINATIONS, DstKey, DstStats, ExporterKey, ExporterStats,
-    GlobalStats, MAX_ALLOW_PREFIXES, MAX_EXPORTERS, MAX_TELEMETRY_PORTS, PortConfig, Settings,
+    GlobalStats, MAX_ALLOW_PREFIXES, MAX_EXPORTERS, MAX_FLOW_PLANS, MAX_TELEMETRY_PORTS, Plan,
+    PlanKey, PortConfig, RateKey, Settings,
 };
 
 /// Per destination counters (`common::DST_STATS`); userspace sets the
@@ -39,6 +40,25 @@ pub static TELEMETRY_PORTS: HashMap<u16, PortConfig> =
 #[map]
 pub static EXPORTER_ALLOW: LpmTrie<[u8; 16], u8> =
     LpmTrie::with_max_entries(MAX_ALLOW_PREFIXES, aya_ebpf::bindings::BPF_F_NO_PREALLOC);
+
+/// Decode plans of v9/IPFIX data templates (`common::FLOW_PLANS`).
+#[map]
+pub static FLOW_PLANS: HashMap<PlanKey, Plan> = HashMap::with_max_entries(MAX_FLOW_PLANS, 0);
+
+/// Sampling rates learnt from options data (`common::FLOW_RATES`).
+#[map]
+pub static FLOW_RATES: HashMap<RateKey, u32> = HashMap::with_max_entries(MAX_FLOW_PLANS, 0);
+
+/// The plan for `key`, copied (a plan may be replaced meanwhile).
+#[inline(always)]
+pub fn flow_plan(key: &PlanKey) -> Option<Plan> {
+    FLOW_PLANS.get_ptr(key).map(|p| unsafe { *p })
+}
+
+#[inline(always)]
+pub fn flow_rate(key: &RateKey) -> Option<u32> {
+    FLOW_RATES.get_ptr(key).map(|p| unsafe { *p })
+}
 
 /// Runtime settings (`common::SETTINGS`).
 #[map]

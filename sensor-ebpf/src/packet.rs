@@ -25,6 +25,8 @@ const UDP_HLEN: usize = 8;
 pub struct Datagram {
     /// Source address (IPv4 mapped into IPv6).
     pub src: read::Addr,
+    /// Source port (the exporter's), host byte order.
+    pub src_port: u16,
     /// Destination port, host byte order.
     pub dst_port: u16,
     /// What the port carries: a `TelemetryKind` as `u8`.
@@ -113,6 +115,7 @@ pub fn telemetry_datagram(ctx: &XdpContext) -> Option<Datagram> {
     }
     Some(Datagram {
         src,
+        src_port: u16::from_be_bytes([udp[0], udp[1]]),
         dst_port,
         kind,
         payload_off,

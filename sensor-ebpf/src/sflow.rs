@@ -27,7 +27,8 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use edge_sensor_common::{
-    MAX_DATAGRAM, MAX_RECORDS, MAX_SAMPLES, MAX_SAMPLING_RATE, MAX_STRIPPED, ParseError,
+    MAX_DATAGRAM, MAX_RECORDS, MAX_SAMPLES, MAX_SAMPLING_RATE, MAX_STRIPPED, ParseError, Plan,
+    PlanKey, RateKey,
 };
 
 use crate::{
@@ -89,6 +90,13 @@ pub struct Walk {
     pub records: u32,
     pub max_drops: u32,
     pub errors: [u32; ParseError::COUNT],
+    /// NetFlow v9 / IPFIX walk (`flow.rs`): the cursor within the current
+    /// set, its template's plan, and the keys of the plans and rates.
+    pub(crate) rec_off: u32,
+    pub(crate) clean: u32,
+    pub(crate) plan: Plan,
+    pub(crate) plan_key: PlanKey,
+    pub(crate) rate_key: RateKey,
 }
 
 impl Walk {

@@ -140,6 +140,18 @@ impl Report {
         })
     }
 
+    /// Adds `other`'s counts to this report's (kernel and userspace halves).
+    pub fn merge(&mut self, other: &Report) {
+        for (ip, s) in &other.destinations {
+            self.destinations.entry(*ip).or_default().accumulate(s);
+        }
+        for (id, t) in &other.exporters {
+            let mine = self.exporters.entry(*id).or_default();
+            mine.stats.accumulate(&t.stats);
+            mine.agent_drops = mine.agent_drops.max(t.agent_drops);
+        }
+    }
+
     /// The report as the stable JSON of `edge-sensor decode --json`.
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({

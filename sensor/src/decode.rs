@@ -9,7 +9,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use aya::programs::{TestRun, TestRunOptions};
-use edge_sensor_common::{AGENT_STATE, DST_STATS, EXPORTER_STATS, TelemetryKind};
+use edge_sensor_common::{AGENT_STATE, DST_STATS, EXPORTER_STATS, MAX_DATAGRAM, TelemetryKind};
 
 use crate::{
     config::TelemetryConfig,
@@ -33,6 +33,14 @@ const DECODE_DESTINATIONS: u32 = 1 << 16;
 /// BPF_PROG_TEST_RUN gives an XDP program one page minus head- and tailroom.
 const MAX_TEST_RUN_FRAME: usize = 3500;
 
+/// The datagrams the kernel leaves to the daemon uncounted: NetFlow v9 and
+/// IPFIX ones it did not take (`sensor-ebpf/src/flow.rs`).
+fn passed_to_daemon(d: &frame::Datagram<'_>) -> bool {
+    d.kind != TelemetryKind::Sflow
+        && (2..=MAX_DATAGRAM).contains(&d.payload.len())
+        && matches!(d.payload[..2], [0, 9] | [0, 10])
+}
+
 /// Runs a whole decode: every frame of every capture through `engine`.
 pub struct Decoder {
     engine: EngineState,
@@ -43,7 +51,12 @@ pub struct Decoder {
 }
 
 enum EngineState {
-    Xdp(Box<Sensor>),
+    /// The XDP program, and what the daemon does with the v9/IPFIX
+    /// datagrams it passes on: decode them and compile new plans.
+    Xdp {
+        sensor: Box<Sensor>,
+        daemon: Box<UserDecoder>,
+    },
     User(Box<UserDecoder>),
 }
 
@@ -55,7 +68,10 @@ impl Decoder {
                 let mut opts = LoadOptions::unpinned(DECODE_DESTINATIONS);
                 opts.ports = ports.clone();
                 let sensor = Sensor::load(&opts).map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
-                EngineState::Xdp(Box::new(sensor))
+                EngineState::Xdp {
+                    sensor: Box::new(sensor),
+                    daemon: Box::new(UserDecoder::new(&ports, &[], false)),
+                }
             }
             Engine::User => EngineState::User(Box::new(UserDecoder::new(&ports, &[], false))),
         };
@@ -69,13 +85,13 @@ impl Decoder {
 
     /// One Ethernet frame; `Ok(None)` when it is not telemetry.
     pub fn frame(&mut self, frame: &[u8]) -> Result<Option<Verdict>> {
-        let is_telemetry = frame::telemetry_datagram(frame, |port| {
+        let datagram = frame::telemetry_datagram(frame, |port| {
             self.ports.iter().find(|(p, _)| *p == port).map(|(_, k)| *k)
-        })
-        .is_some();
+        });
+        let is_telemetry = datagram.is_some();
         let verdict = match &mut self.engine {
             EngineState::User(user) => user.frame(frame),
-            EngineState::Xdp(sensor) => {
+            EngineState::Xdp { sensor, daemon } => {
                 if frame.len() < 14 {
                     return Ok(None);
                 }
@@ -93,11 +109,23 @@ impl Decoder {
                         ..Default::default()
                     })
                     .map_err(|e| anyhow::anyhow!("BPF_PROG_TEST_RUN: {}", error_chain(&e)))?;
-                match result.return_value {
+                let verdict = match result.return_value {
                     1 => Verdict::Drop,
                     2 => Verdict::Pass,
                     other => bail!("the XDP program returned {other} (aborted?)"),
+                };
+                // The daemon's part: v9/IPFIX datagrams the kernel passed on
+                // uncounted are decoded in userspace, and new templates
+                // become plans for the next ones.
+                if let Some(d) =
+                    datagram.filter(|d| verdict == Verdict::Pass && passed_to_daemon(d))
+                {
+                    daemon.datagram(&d);
+                    sensor
+                        .sync_flow(daemon.templates())
+                        .map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
                 }
+                verdict
             }
         };
         if !is_telemetry {
@@ -129,9 +157,12 @@ impl Decoder {
             EngineState::User(user) => {
                 **user = UserDecoder::new(&self.ports, &[], false);
             }
-            EngineState::Xdp(sensor) => sensor
-                .clear_counters()
-                .map_err(|e| anyhow::anyhow!(error_chain(&e)))?,
+            EngineState::Xdp { sensor, daemon } => {
+                sensor
+                    .clear_counters()
+                    .map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
+                **daemon = UserDecoder::new(&self.ports, &[], false);
+            }
         }
         Ok(())
     }
@@ -140,17 +171,16 @@ impl Decoder {
     pub fn report(&self) -> Result<Report> {
         match &self.engine {
             EngineState::User(user) => Ok(user.report.clone()),
-            EngineState::Xdp(sensor) => {
+            EngineState::Xdp { sensor, daemon } => {
                 let ebpf = sensor.ebpf();
                 let map = |name| {
                     ebpf.map(name)
                         .with_context(|| format!("map {name} missing"))
                 };
-                Ok(Report::from_maps(
-                    map(DST_STATS)?,
-                    map(EXPORTER_STATS)?,
-                    map(AGENT_STATE)?,
-                )?)
+                let mut report =
+                    Report::from_maps(map(DST_STATS)?, map(EXPORTER_STATS)?, map(AGENT_STATE)?)?;
+                report.merge(&daemon.report);
+                Ok(report)
             }
         }
     }

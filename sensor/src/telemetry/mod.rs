@@ -18,6 +18,9 @@ use edge_sensor_common::{
 };
 use ipnet::IpNet;
 
+use edge_sensor_common::proto::{ipproto, tcp_flags};
+use template::{FlowError, Session, TemplateCache};
+
 use crate::{
     addr,
     counters::{ExporterId, Report},
@@ -40,6 +43,7 @@ pub struct UserDecoder {
     allow: Vec<IpNet>,
     pass_telemetry: bool,
     agents: HashMap<ExporterKey, AgentState>,
+    templates: TemplateCache,
     pub report: Report,
     pub global: GlobalStats,
 }
@@ -51,6 +55,7 @@ impl UserDecoder {
             allow: allow.to_vec(),
             pass_telemetry,
             agents: HashMap::new(),
+            templates: TemplateCache::new(),
             report: Report::default(),
             global: GlobalStats::default(),
         }
@@ -84,6 +89,11 @@ impl UserDecoder {
         }
     }
 
+    /// The v9/IPFIX templates and sampling learnt so far.
+    pub fn templates(&self) -> &TemplateCache {
+        &self.templates
+    }
+
     fn allowed(&self, src: IpAddr) -> bool {
         // The kernel matches IPv4 sources in their IPv4-mapped IPv6 form.
         self.allow.is_empty() || self.allow.iter().any(|net| net.contains(&src))
@@ -115,7 +125,15 @@ impl UserDecoder {
             self.unparsed(d, Some(ParseError::DatagramTooLarge));
             return false;
         }
-        if p.len() < 2 || u16::from_be_bytes([p[0], p[1]]) != 5 {
+        let version = if p.len() < 2 {
+            0
+        } else {
+            u16::from_be_bytes([p[0], p[1]])
+        };
+        if version == 9 || version == 10 {
+            return self.templated(d);
+        }
+        if version != 5 {
             self.unparsed(d, None);
             return false;
         }
@@ -156,6 +174,59 @@ impl UserDecoder {
             }
             None => true,
         }
+    }
+
+    /// NetFlow v9 / IPFIX: decoded with the templates learnt so far. Returns
+    /// whether the kernel would have taken the datagram (then it counts it
+    /// as the kernel does); the counters are the same either way.
+    fn templated(&mut self, d: &Datagram<'_>) -> bool {
+        let session = Session {
+            ip: d.src,
+            port: d.src_port,
+        };
+        let kernel_takes = self.templates.kernel_takes(session, d.payload);
+        let mut flows = Vec::new();
+        let result = self
+            .templates
+            .message(session, d.payload, |f| flows.push(f));
+        for f in &flows {
+            let pkt = sampled::Packet {
+                dst: addr::to_key(f.dst),
+                proto: f.protocol,
+                syn: f.protocol == ipproto::TCP && tcp_flags::is_syn(f.tcp_flags as u8),
+                fragment: f.fragment,
+            };
+            let stats = self.report.destinations.entry(f.dst).or_default();
+            sampled::count(stats, &pkt, f.packets, f.octets);
+        }
+        let summary = match result {
+            Ok(summary) => summary,
+            Err(e) => {
+                self.unparsed(d, Some(flow_error(e)));
+                return kernel_takes;
+            }
+        };
+        let p = d.payload;
+        let domain_at = if p[1] == 9 { 16 } else { 12 };
+        let domain = u32::from_be_bytes([
+            p[domain_at],
+            p[domain_at + 1],
+            p[domain_at + 2],
+            p[domain_at + 3],
+        ]);
+        let s = self.exporter(ExporterId {
+            ip: d.src,
+            sub_agent: domain,
+            port: d.port,
+            kind: d.kind as u8,
+        });
+        s.datagrams += 1;
+        s.bytes += p.len() as u64;
+        s.records += flows.len() as u64;
+        for e in summary.errors {
+            s.errors[flow_error(e) as usize] += 1;
+        }
+        kernel_takes
     }
 
     fn sflow(&mut self, d: &Datagram<'_>) -> bool {
@@ -230,6 +301,21 @@ impl UserDecoder {
             d if d < 0x8000_0000 => (d, 0),
             _ => (0, 1),
         }
+    }
+}
+
+/// A v9/IPFIX problem as a counted parse error.
+fn flow_error(e: FlowError) -> ParseError {
+    match e {
+        FlowError::TruncatedHeader => ParseError::TruncatedHeader,
+        FlowError::BadMessageLength => ParseError::BadMessageLength,
+        FlowError::BadSetLength => ParseError::BadSetLength,
+        FlowError::BadTemplateId => ParseError::BadTemplateId,
+        FlowError::BadTemplate => ParseError::BadTemplate,
+        FlowError::BadOptionsTemplate => ParseError::BadOptionsTemplate,
+        FlowError::NoTemplate => ParseError::NoTemplate,
+        FlowError::BadVariableLength => ParseError::BadVariableLength,
+        FlowError::NoDestination => ParseError::NoDestination,
     }
 }
 

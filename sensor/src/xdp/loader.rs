@@ -20,9 +20,11 @@ use edge_sensor_common::{
     EXPORTER_STATS, ExporterKey, ExporterStats, PortConfig, SETTINGS, Settings, TELEMETRY_PORTS,
     TelemetryKind, XDP_PROGRAM,
 };
+use edge_sensor_common::{DOMAIN_RATE, FLOW_PLANS, FLOW_RATES, Plan, PlanKey, RateKey};
 use ipnet::IpNet;
 
 use super::{EBPF_OBJECT, pins};
+use crate::{addr, telemetry::template::TemplateCache};
 
 /// bpffs' magic number (`BPF_FS_MAGIC` in linux/magic.h).
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
@@ -206,11 +208,68 @@ impl Sensor {
         Ok(())
     }
 
+    /// Makes `FLOW_PLANS` and `FLOW_RATES` say what `cache` knows: a plan for
+    /// every template the kernel can decode, every learnt sampling rate.
+    pub fn sync_flow(&mut self, cache: &TemplateCache) -> Result<(), LoadError> {
+        let plans: std::collections::HashMap<PlanKey, Plan> = cache
+            .plans()
+            .filter_map(|(k, plan)| {
+                let key = PlanKey {
+                    addr: addr::to_key(k.exporter.ip),
+                    domain: k.domain,
+                    template: k.id,
+                    src_port: k.exporter.port,
+                };
+                plan.map(|p| (key, p))
+            })
+            .collect();
+        let rates: std::collections::HashMap<RateKey, u32> = cache
+            .rates()
+            .map(|(session, domain, sampler, rate)| {
+                let key = RateKey {
+                    addr: addr::to_key(session.ip),
+                    domain,
+                    src_port: session.port,
+                    _pad: 0,
+                    sampler: sampler.unwrap_or(DOMAIN_RATE),
+                };
+                (key, rate)
+            })
+            .collect();
+        self.replace(FLOW_PLANS, &plans)?;
+        self.replace(FLOW_RATES, &rates)
+    }
+
+    /// Makes the hash map `name` hold exactly `want`.
+    fn replace<K: Pod + Eq + std::hash::Hash, V: Pod>(
+        &mut self,
+        name: &'static str,
+        want: &std::collections::HashMap<K, V>,
+    ) -> Result<(), LoadError> {
+        let map_err = |source| LoadError::Map { name, source };
+        let map = self.ebpf.map_mut(name).ok_or(LoadError::MissingProgram)?;
+        let mut hash: HashMap<_, K, V> = HashMap::try_from(map).map_err(map_err)?;
+        let stale: Vec<K> = hash
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !want.contains_key(k))
+            .collect();
+        for k in stale {
+            hash.remove(&k).map_err(map_err)?;
+        }
+        for (k, v) in want {
+            hash.insert(k, v, 0).map_err(map_err)?;
+        }
+        Ok(())
+    }
+
     /// Empties the counter maps and the agents' sequence state.
     pub fn clear_counters(&mut self) -> Result<(), LoadError> {
         self.clear::<PerCpuHashMap<_, DstKey, DstStats>, DstKey>(DST_STATS)?;
         self.clear::<PerCpuHashMap<_, ExporterKey, ExporterStats>, ExporterKey>(EXPORTER_STATS)?;
-        self.clear::<HashMap<_, ExporterKey, AgentState>, ExporterKey>(AGENT_STATE)
+        self.clear::<HashMap<_, ExporterKey, AgentState>, ExporterKey>(AGENT_STATE)?;
+        self.clear::<HashMap<_, PlanKey, Plan>, PlanKey>(FLOW_PLANS)?;
+        self.clear::<HashMap<_, RateKey, u32>, RateKey>(FLOW_RATES)
     }
 
     fn clear<'a, M, K>(&'a mut self, name: &'static str) -> Result<(), LoadError>
