@@ -405,17 +405,19 @@ impl TemplateCache {
                 .map(|(_, v)| *v)
         };
         let get = |ie: u16| field(ie).and_then(unsigned);
-        let dst = match (
-            field(ie::DESTINATION_IPV4_ADDRESS),
-            field(ie::DESTINATION_IPV6_ADDRESS),
-        ) {
-            (Some(v4), _) if v4.len() == 4 => {
-                IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(v4).ok()?))
-            }
-            (_, Some(v6)) if v6.len() == 16 => {
-                IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(v6).ok()?))
-            }
-            _ => return None,
+        // Dual-stack templates (Cisco's 313) carry both; the unused one is
+        // all zeros. IPv4 wins unless it is 0.0.0.0 and IPv6 is set.
+        let v4 = field(ie::DESTINATION_IPV4_ADDRESS)
+            .and_then(|v| <[u8; 4]>::try_from(v).ok())
+            .map(Ipv4Addr::from);
+        let v6 = field(ie::DESTINATION_IPV6_ADDRESS)
+            .and_then(|v| <[u8; 16]>::try_from(v).ok())
+            .map(Ipv6Addr::from);
+        let dst = match (v4, v6) {
+            (Some(v4), Some(v6)) if v4.is_unspecified() && !v6.is_unspecified() => IpAddr::V6(v6),
+            (Some(v4), _) => IpAddr::V4(v4),
+            (None, Some(v6)) => IpAddr::V6(v6),
+            (None, None) => return None,
         };
         let packets = get(ie::PACKET_DELTA_COUNT)?;
         let octets = get(ie::OCTET_DELTA_COUNT).unwrap_or(0);
