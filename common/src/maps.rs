@@ -20,6 +20,17 @@ pub const TELEMETRY_PORTS: &str = "TELEMETRY_PORTS";
 pub const EXPORTER_ALLOW: &str = "EXPORTER_ALLOW";
 /// Runtime settings: `ARRAY<Settings>` (1 entry), written by userspace.
 pub const SETTINGS: &str = "SETTINGS";
+/// Per destination counters of what the daemon decoded in userspace (v9/IPFIX
+/// datagrams the kernel passed on): `HASH<DstKey, DstStats>`, pinned, written
+/// only by the daemon. Readers add it to [`DST_STATS`]; kept apart so the
+/// daemon never read-modify-writes values the kernel is updating.
+pub const USER_DST_STATS: &str = "USER_DST_STATS";
+/// Per exporter counters of the daemon's userspace decoding:
+/// `HASH<ExporterKey, ExporterStats>`, pinned.
+pub const USER_EXPORTER_STATS: &str = "USER_EXPORTER_STATS";
+/// Capacity of [`USER_DST_STATS`].
+pub const MAX_USER_DESTINATIONS: u32 = 65536;
+
 /// Decode plans of NetFlow v9 / IPFIX data templates: `HASH<PlanKey, Plan>`,
 /// compiled and written by userspace.
 pub const FLOW_PLANS: &str = "FLOW_PLANS";

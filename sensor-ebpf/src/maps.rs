@@ -41,6 +41,16 @@ pub static TELEMETRY_PORTS: HashMap<u16, PortConfig> =
 pub static EXPORTER_ALLOW: LpmTrie<[u8; 16], u8> =
     LpmTrie::with_max_entries(MAX_ALLOW_PREFIXES, aya_ebpf::bindings::BPF_F_NO_PREALLOC);
 
+/// Counters of the daemon's userspace decoding (`common::USER_DST_STATS`,
+/// `USER_EXPORTER_STATS`): declared here so the loader creates and pins them
+/// with the rest; the program never touches them.
+#[map]
+pub static USER_DST_STATS: HashMap<DstKey, DstStats> =
+    HashMap::with_max_entries(edge_sensor_common::MAX_USER_DESTINATIONS, 0);
+#[map]
+pub static USER_EXPORTER_STATS: HashMap<ExporterKey, ExporterStats> =
+    HashMap::with_max_entries(MAX_EXPORTERS, 0);
+
 /// Decode plans of v9/IPFIX data templates (`common::FLOW_PLANS`).
 #[map]
 pub static FLOW_PLANS: HashMap<PlanKey, Plan> = HashMap::with_max_entries(MAX_FLOW_PLANS, 0);

@@ -8,7 +8,7 @@ use std::{collections::BTreeMap, net::IpAddr, path::Path};
 use aya::maps::{HashMap, Map, MapData, MapError, PerCpuArray, PerCpuHashMap};
 use edge_sensor_common::{
     AGENT_STATE, AgentState, Class, DST_STATS, DstKey, DstStats, EXPORTER_STATS, ExporterKey,
-    ExporterStats, GlobalStats, ParseError, TelemetryKind,
+    ExporterStats, GlobalStats, ParseError, TelemetryKind, USER_DST_STATS, USER_EXPORTER_STATS,
 };
 use serde::{Serialize, Serializer, ser::SerializeMap};
 
@@ -125,19 +125,52 @@ impl Report {
     pub fn read_pinned(pin_dir: &Path) -> Result<Self, PinError> {
         let (exp, agents) = (open(pin_dir, EXPORTER_STATS)?, open(pin_dir, AGENT_STATE)?);
         let dst = open(pin_dir, DST_STATS)?;
-        Self::from_maps(&dst, &exp, &agents).map_err(|source| PinError::Map {
+        let map_err = |source| PinError::Map {
             path: pin_dir.to_owned(),
             source,
-        })
+        };
+        let mut report = Self::from_maps(&dst, &exp, &agents).map_err(map_err)?;
+        report.merge(&Self::read_pinned_user(pin_dir)?);
+        Ok(report)
+    }
+
+    /// What the daemon decoded in userspace (`USER_*` maps), if pinned.
+    pub fn read_pinned_user(pin_dir: &Path) -> Result<Self, PinError> {
+        let mut report = Self::default();
+        let map_err = |source| PinError::Map {
+            path: pin_dir.to_owned(),
+            source,
+        };
+        if let Some(map) = open_if_pinned(pin_dir, USER_DST_STATS)? {
+            report.destinations = user_destinations(&map).map_err(map_err)?;
+        }
+        if let Some(map) = open_if_pinned(pin_dir, USER_EXPORTER_STATS)? {
+            let hash: HashMap<&MapData, ExporterKey, ExporterStats> =
+                HashMap::try_from(&map).map_err(map_err)?;
+            for entry in hash.iter() {
+                let (key, stats) = entry.map_err(map_err)?;
+                report
+                    .exporters
+                    .entry(ExporterId::from_key(&key))
+                    .or_default()
+                    .stats = stats;
+            }
+        }
+        Ok(report)
     }
 
     /// Reads only the pinned exporter maps.
     pub fn read_pinned_exporters(pin_dir: &Path) -> Result<Self, PinError> {
         let (exp, agents) = (open(pin_dir, EXPORTER_STATS)?, open(pin_dir, AGENT_STATE)?);
-        Self::exporters_from_maps(&exp, &agents).map_err(|source| PinError::Map {
-            path: pin_dir.to_owned(),
-            source,
-        })
+        let mut report =
+            Self::exporters_from_maps(&exp, &agents).map_err(|source| PinError::Map {
+                path: pin_dir.to_owned(),
+                source,
+            })?;
+        let mut user = Self::read_pinned_user(pin_dir)?;
+        user.destinations.clear();
+        report.merge(&user);
+        Ok(report)
     }
 
     /// Adds `other`'s counts to this report's (kernel and userspace halves).
@@ -163,6 +196,39 @@ impl Report {
 
 fn open(pin_dir: &Path, name: &str) -> Result<Map, PinError> {
     pins::spec(name).expect("a pinned map").open(pin_dir)
+}
+
+/// `None` when the map is not pinned (a sensor from before it existed).
+fn open_if_pinned(pin_dir: &Path, name: &str) -> Result<Option<Map>, PinError> {
+    match open(pin_dir, name) {
+        Ok(map) => Ok(Some(map)),
+        Err(PinError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The daemon's per-destination counters (`USER_DST_STATS`, not per CPU).
+pub fn user_destinations(map: &Map) -> Result<BTreeMap<IpAddr, DstStats>, MapError> {
+    let hash: HashMap<&MapData, DstKey, DstStats> = HashMap::try_from(map)?;
+    hash.iter()
+        .map(|e| e.map(|(k, v)| (addr::from_key(k.addr), v)))
+        .collect()
+}
+
+/// Every destination's counters under `pin_dir`: the kernel's and the
+/// daemon's, added.
+pub fn read_pinned_destinations(pin_dir: &Path) -> Result<BTreeMap<IpAddr, DstStats>, PinError> {
+    let map_err = |source| PinError::Map {
+        path: pin_dir.to_owned(),
+        source,
+    };
+    let mut all = destinations_from_map(&open(pin_dir, DST_STATS)?).map_err(map_err)?;
+    if let Some(map) = open_if_pinned(pin_dir, USER_DST_STATS)? {
+        for (ip, s) in user_destinations(&map).map_err(map_err)? {
+            all.entry(ip).or_default().accumulate(&s);
+        }
+    }
+    Ok(all)
 }
 
 /// A destination as printed.

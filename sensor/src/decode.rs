@@ -35,7 +35,7 @@ const MAX_TEST_RUN_FRAME: usize = 3500;
 
 /// The datagrams the kernel leaves to the daemon uncounted: NetFlow v9 and
 /// IPFIX ones it did not take (`sensor-ebpf/src/flow.rs`).
-fn passed_to_daemon(d: &frame::Datagram<'_>) -> bool {
+pub fn passed_to_daemon(d: &frame::Datagram<'_>) -> bool {
     d.kind != TelemetryKind::Sflow
         && (2..=MAX_DATAGRAM).contains(&d.payload.len())
         && matches!(d.payload[..2], [0, 9] | [0, 10])

@@ -54,6 +54,41 @@ pub fn shared_captures() -> PathBuf {
     dir
 }
 
+/// A child process killed (with its whole process group) when dropped, so a
+/// failing test leaves no daemon or exporter behind. Spawn it with
+/// [`std::os::unix::process::CommandExt::process_group`]`(0)`.
+pub struct Guarded(pub std::process::Child);
+
+impl Guarded {
+    /// Sends `signal` to the child's process group and waits (at most 10 s)
+    /// for the child; then kills the group.
+    pub fn stop(mut self, signal: i32) -> Option<std::process::ExitStatus> {
+        let pgid = self.0.id() as i32;
+        // SAFETY: signalling our own child's process group.
+        unsafe { libc::kill(-pgid, signal) };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if let Ok(Some(status)) = self.0.try_wait() {
+                // SAFETY: as above; stragglers (forked plugins) go too.
+                unsafe { libc::kill(-pgid, libc::SIGKILL) };
+                return Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        // SAFETY: our own child's process group.
+        unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
+        let _ = self.0.wait();
+    }
+}
+
 /// A name unique to this test process, for namespaces, links and pin dirs.
 /// Short: Linux interface names have at most 15 bytes.
 pub fn unique_name(prefix: &str) -> String {

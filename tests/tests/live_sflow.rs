@@ -7,12 +7,15 @@
 
 use std::{
     net::UdpSocket,
-    process::{Child, Command, Stdio},
+    os::unix::process::CommandExt,
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
 use edge_sensor::counters::Report;
-use edge_sensor_tests::{PinDir, engines::as_truth, netns::Link, require_root, sensor_bin, tshark};
+use edge_sensor_tests::{
+    Guarded, PinDir, engines::as_truth, netns::Link, require_root, sensor_bin, tshark,
+};
 
 fn require_tool(name: &str) {
     let found = Command::new("sh")
@@ -21,20 +24,6 @@ fn require_tool(name: &str) {
         .status()
         .is_ok_and(|s| s.success());
     assert!(found, "{name} is not installed: run scripts/setup");
-}
-
-fn stop(mut child: Child, signal: i32) {
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, signal) };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while child.try_wait().ok().flatten().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.wait();
 }
 
 #[test]
@@ -61,7 +50,9 @@ fn pmacct_sflow_is_counted_in_the_kernel_exactly_as_tshark_decodes_it() {
         .args(["run", "--iface", &link.b_if, "--pin-path"])
         .arg(pin.path())
         .stderr(Stdio::null())
+        .process_group(0)
         .spawn()
+        .map(Guarded)
         .expect("start edge-sensor");
     let deadline = Instant::now() + Duration::from_secs(15);
     while !link.b.has_xdp(&link.b_if) {
@@ -77,7 +68,9 @@ fn pmacct_sflow_is_counted_in_the_kernel_exactly_as_tshark_decodes_it() {
         .args(["udp", "dst", "port", "6343"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
+        .process_group(0)
         .spawn()
+        .map(Guarded)
         .expect("start tcpdump");
     let conf = dir.join("pmacctd.conf");
     std::fs::write(
@@ -97,7 +90,9 @@ fn pmacct_sflow_is_counted_in_the_kernel_exactly_as_tshark_decodes_it() {
         .arg(&conf)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
+        .process_group(0)
         .spawn()
+        .map(Guarded)
         .expect("start pmacctd");
     std::thread::sleep(Duration::from_secs(2));
 
@@ -126,9 +121,9 @@ fn pmacct_sflow_is_counted_in_the_kernel_exactly_as_tshark_decodes_it() {
     }
     // pmacct flushes about every second; let it, then stop everything.
     std::thread::sleep(Duration::from_secs(3));
-    stop(pmacctd, libc::SIGTERM);
+    pmacctd.stop(libc::SIGTERM);
     std::thread::sleep(Duration::from_millis(500));
-    stop(tcpdump, libc::SIGINT);
+    tcpdump.stop(libc::SIGINT);
 
     let truth = tshark::sflow_truth(&capture, 6343);
     let report = Report::read_pinned(pin.path()).expect("read the pinned maps");
@@ -162,6 +157,6 @@ fn pmacct_sflow_is_counted_in_the_kernel_exactly_as_tshark_decodes_it() {
         "no datagram was lost on a veth"
     );
 
-    stop(sensor, libc::SIGINT);
+    sensor.stop(libc::SIGINT);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -75,17 +75,21 @@ struct Lab {
 impl Drop for Lab {
     fn drop(&mut self) {
         for (name, child) in &mut self.children {
-            // SAFETY: signalling our own child.
-            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            // Each child leads its own process group: pmacctd forks plugin
+            // processes that outlive a SIGTERM to the parent alone.
+            let group = -(child.id() as i32);
+            // SAFETY: signalling our own child's process group.
+            unsafe { libc::kill(group, libc::SIGTERM) };
             let deadline = Instant::now() + Duration::from_secs(5);
             while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(50));
             }
             if child.try_wait().ok().flatten().is_none() {
                 eprintln!("lab: {name} did not stop on SIGTERM; killing it");
-                let _ = child.kill();
-                let _ = child.wait();
             }
+            // SAFETY: as above; whatever is left of the group goes.
+            unsafe { libc::kill(group, libc::SIGKILL) };
+            let _ = child.wait();
         }
         for ns in NAMESPACES {
             let _ = Command::new("ip")
@@ -114,6 +118,8 @@ fn in_ns(ns: &str, program: &str) -> Command {
     // would also remount /sys and hide the bpffs the sensor pins into.
     let mut cmd = Command::new("nsenter");
     cmd.arg(format!("--net=/run/netns/{ns}")).arg(program);
+    // Its own process group, so cleanup reaches every process it forks.
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     cmd
 }
 

@@ -1,11 +1,22 @@
 //! `edge-sensor run`: load, attach, wait for a signal, detach.
 
+use std::{
+    net::{Ipv6Addr, SocketAddr},
+    time::Duration,
+};
+
 use anyhow::{Context, Result, bail};
-use tokio::signal::unix::{SignalKind, signal};
+use edge_sensor_common::TelemetryKind;
+use tokio::{
+    net::UdpSocket,
+    signal::unix::{SignalKind, signal},
+};
 
 use super::RunArgs;
 use crate::{
     config::Config,
+    decode::passed_to_daemon,
+    telemetry::{Datagram, UserDecoder},
     xdp::{self, LoadOptions, Sensor, attach::error_chain},
 };
 
@@ -63,19 +74,81 @@ pub fn run(args: RunArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let signal_name = runtime.block_on(wait_for_shutdown())?;
+    let signal_name = runtime.block_on(serve(&mut sensor, &config))?;
     tracing::info!("{signal_name} received: detaching");
     detach_all(&mut sensor, links);
     Ok(())
 }
 
-async fn wait_for_shutdown() -> Result<&'static str> {
+/// Until SIGTERM/SIGINT: receive the NetFlow v9 / IPFIX datagrams the
+/// kernel passed on (templates, options, data it has no plan for yet),
+/// decode them, turn new templates into kernel plans, and publish what was
+/// counted here every second. Returns the signal's name.
+async fn serve(sensor: &mut Sensor, config: &Config) -> Result<&'static str> {
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    })
+    let ports: Vec<_> = config.telemetry.ports().collect();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(Vec<u8>, SocketAddr, u16)>(4096);
+    for &(port, kind) in ports.iter().filter(|(_, k)| *k != TelemetryKind::Sflow) {
+        match UdpSocket::bind((Ipv6Addr::UNSPECIFIED, port)).await {
+            Ok(socket) => {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 65536];
+                    while let Ok((n, src)) = socket.recv_from(&mut buf).await {
+                        if tx.send((buf[..n].to_vec(), src, port)).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                tracing::info!(
+                    port,
+                    "listening for {} datagrams the kernel passes on",
+                    kind.name()
+                );
+            }
+            Err(e) => tracing::warn!(
+                port,
+                "cannot bind UDP port {port} ({e}): NetFlow v9/IPFIX templates arriving there \
+                 cannot be learnt, so their data will not be counted"
+            ),
+        }
+    }
+    drop(tx);
+    let mut decoder = UserDecoder::new(&ports, &config.exporters.allow, false);
+    let mut flush = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = term.recv() => break Ok("SIGTERM"),
+            _ = int.recv() => break Ok("SIGINT"),
+            Some((payload, src, port)) = rx.recv() => {
+                let Some(kind) = ports.iter().find(|(p, _)| *p == port).map(|(_, k)| *k) else {
+                    continue;
+                };
+                let datagram = Datagram {
+                    src: src.ip().to_canonical(),
+                    src_port: src.port(),
+                    port,
+                    kind,
+                    payload: &payload,
+                };
+                // Only what the kernel left uncounted; it counted the rest.
+                if !passed_to_daemon(&datagram) {
+                    continue;
+                }
+                decoder.datagram(&datagram);
+                // New templates become plans; withdrawn ones stop being plans.
+                if let Err(e) = sensor.sync_flow(decoder.templates()) {
+                    tracing::error!("updating the kernel's template plans: {}", error_chain(&e));
+                }
+            }
+            _ = flush.tick() => {
+                if let Err(e) = sensor.publish_user(&decoder.report) {
+                    tracing::error!("publishing userspace counters: {}", error_chain(&e));
+                }
+            }
+        }
+    }
 }
 
 fn detach_all(sensor: &mut Sensor, links: Vec<(String, aya::programs::xdp::XdpLinkId)>) {

@@ -8,13 +8,12 @@ use std::{
 };
 
 use anyhow::{Result, bail};
-use edge_sensor_common::{Class, DST_STATS, DstStats};
+use edge_sensor_common::{Class, DstStats};
 
 use super::TopArgs;
 use crate::{
-    counters::destinations_from_map,
+    counters::read_pinned_destinations,
     rates::{self, DstRates, human},
-    xdp::pins,
 };
 
 /// What `top` ranks by.
@@ -48,10 +47,7 @@ impl By {
 }
 
 fn read(args: &TopArgs) -> Result<BTreeMap<IpAddr, DstStats>> {
-    let map = pins::spec(DST_STATS)
-        .expect("a pinned map")
-        .open(&args.pin_path)?;
-    Ok(destinations_from_map(&map)?)
+    Ok(read_pinned_destinations(&args.pin_path)?)
 }
 
 /// Ranked, filtered, cut to the limit.

@@ -20,7 +20,10 @@ use edge_sensor_common::{
     EXPORTER_STATS, ExporterKey, ExporterStats, PortConfig, SETTINGS, Settings, TELEMETRY_PORTS,
     TelemetryKind, XDP_PROGRAM,
 };
-use edge_sensor_common::{DOMAIN_RATE, FLOW_PLANS, FLOW_RATES, Plan, PlanKey, RateKey};
+use edge_sensor_common::{
+    DOMAIN_RATE, FLOW_PLANS, FLOW_RATES, Plan, PlanKey, RateKey, USER_DST_STATS,
+    USER_EXPORTER_STATS,
+};
 use ipnet::IpNet;
 
 use super::{EBPF_OBJECT, pins};
@@ -238,6 +241,38 @@ impl Sensor {
             .collect();
         self.replace(FLOW_PLANS, &plans)?;
         self.replace(FLOW_RATES, &rates)
+    }
+
+    /// Publishes the daemon's userspace counts (`USER_*` maps) so readers
+    /// add them to the kernel's. A full map drops the newest destinations
+    /// (logged); nothing else is lost.
+    pub fn publish_user(&mut self, report: &crate::counters::Report) -> Result<(), LoadError> {
+        let map_err = |name| move |source| LoadError::Map { name, source };
+        let map = self
+            .ebpf
+            .map_mut(USER_DST_STATS)
+            .ok_or(LoadError::MissingProgram)?;
+        let mut dst: HashMap<_, DstKey, DstStats> =
+            HashMap::try_from(map).map_err(map_err(USER_DST_STATS))?;
+        for (ip, stats) in &report.destinations {
+            let key = DstKey {
+                addr: addr::to_key(*ip),
+            };
+            if let Err(e) = dst.insert(key, stats, 0) {
+                tracing::warn!("{USER_DST_STATS} is full: {ip} not published ({e})");
+            }
+        }
+        let map = self
+            .ebpf
+            .map_mut(USER_EXPORTER_STATS)
+            .ok_or(LoadError::MissingProgram)?;
+        let mut exp: HashMap<_, ExporterKey, ExporterStats> =
+            HashMap::try_from(map).map_err(map_err(USER_EXPORTER_STATS))?;
+        for (id, totals) in &report.exporters {
+            exp.insert(id.to_key(), totals.stats, 0)
+                .map_err(map_err(USER_EXPORTER_STATS))?;
+        }
+        Ok(())
     }
 
     /// Makes the hash map `name` hold exactly `want`.

@@ -12,7 +12,8 @@ use std::{
 use aya::maps::{Map, MapData, MapError, MapInfo, MapType};
 use edge_sensor_common::{
     AGENT_STATE, AgentState, DEFAULT_MAX_DESTINATIONS, DST_STATS, DstKey, DstStats, EXPORTER_STATS,
-    ExporterKey, ExporterStats, GLOBAL_STATS, GlobalStats, MAX_EXPORTERS,
+    ExporterKey, ExporterStats, GLOBAL_STATS, GlobalStats, MAX_EXPORTERS, MAX_USER_DESTINATIONS,
+    USER_DST_STATS, USER_EXPORTER_STATS,
 };
 
 /// The layout of one pinned map.
@@ -47,6 +48,20 @@ pub const PINNED_MAPS: &[PinnedMapSpec] = &[
         map_type: MapType::LruHash,
         key_size: size_of::<ExporterKey>() as u32,
         value_size: size_of::<AgentState>() as u32,
+        max_entries: MAX_EXPORTERS,
+    },
+    PinnedMapSpec {
+        name: USER_DST_STATS,
+        map_type: MapType::Hash,
+        key_size: size_of::<DstKey>() as u32,
+        value_size: size_of::<DstStats>() as u32,
+        max_entries: MAX_USER_DESTINATIONS,
+    },
+    PinnedMapSpec {
+        name: USER_EXPORTER_STATS,
+        map_type: MapType::Hash,
+        key_size: size_of::<ExporterKey>() as u32,
+        value_size: size_of::<ExporterStats>() as u32,
         max_entries: MAX_EXPORTERS,
     },
     PinnedMapSpec {
