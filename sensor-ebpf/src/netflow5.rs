@@ -64,13 +64,7 @@ pub fn walk(s: &mut Scratch, h: &Header) {
     w.off = NETFLOW5_HEADER;
     w.rate = h.rate;
     w.samples_left = n;
-    w.fatal = 0;
-    w.samples = 0;
-    w.records = 0;
-    w.max_drops = 0;
-    for i in 0..ParseError::COUNT {
-        w.errors[i] = 0;
-    }
+    w.reset_results();
     let mut loop_ctx = LoopCtx {
         scratch: s as *mut Scratch,
     };

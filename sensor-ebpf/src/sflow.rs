@@ -100,6 +100,18 @@ pub struct Walk {
 }
 
 impl Walk {
+    /// Clears the results of the previous datagram.
+    #[inline(always)]
+    pub(crate) fn reset_results(&mut self) {
+        self.fatal = 0;
+        self.samples = 0;
+        self.records = 0;
+        self.max_drops = 0;
+        for i in 0..ParseError::COUNT {
+            self.errors[i] = 0;
+        }
+    }
+
     #[inline(always)]
     pub fn error(&mut self, e: ParseError) {
         let i = e as usize;
@@ -196,13 +208,7 @@ pub fn walk(s: &mut Scratch, h: &Header) {
     w.records_left = 0;
     w.records_over = 0;
     w.done = 0;
-    w.fatal = 0;
-    w.samples = 0;
-    w.records = 0;
-    w.max_drops = 0;
-    for i in 0..ParseError::COUNT {
-        w.errors[i] = 0;
-    }
+    w.reset_results();
     let mut loop_ctx = LoopCtx {
         scratch: s as *mut Scratch,
     };

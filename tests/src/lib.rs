@@ -27,6 +27,16 @@ pub fn require_root() {
     }
 }
 
+/// Panics with a clear message unless `name` is on PATH.
+pub fn require_tool(name: &str) {
+    let found = std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(found, "{name} is not installed: run scripts/setup");
+}
+
 /// The `edge-sensor` binary under test (`EDGE_SENSOR_BIN`, set by `cargo
 /// xtask test`, or the debug build in the workspace's target directory).
 pub fn sensor_bin() -> PathBuf {

@@ -282,7 +282,7 @@ impl Drop for ConfigDir {
 /// Runs tshark on `pcap` and hands each packet's JSON to `each`, one at a time
 /// (the output is read as it comes: a packet is a top-level object that tshark
 /// prints between a line `  {` and a line `  }` or `  },`).
-fn run_tshark(pcap: &Path, port: u16, disabled: &BTreeSet<String>, mut each: impl FnMut(Json<'_>)) {
+fn run_tshark(pcap: &Path, port: u16, disabled: &BTreeSet<String>, each: impl FnMut(Json<'_>)) {
     let config = ConfigDir::new();
     let mut cmd = Command::new("tshark");
     cmd.env("WIRESHARK_CONFIG_DIR", &config.0)
@@ -299,13 +299,25 @@ fn run_tshark(pcap: &Path, port: u16, disabled: &BTreeSet<String>, mut each: imp
     for p in disabled {
         cmd.arg("--disable-protocol").arg(p);
     }
+    stream_packets(cmd, pcap, "sFlow", each);
+}
+
+/// Runs `cmd` (a `tshark -T json` over `pcap`) and hands each packet's JSON
+/// to `each`; panics with tshark's own words if it fails. `what` names the
+/// oracle in the message shown when tshark is missing.
+pub(crate) fn stream_packets(
+    mut cmd: Command,
+    pcap: &Path,
+    what: &str,
+    mut each: impl FnMut(Json<'_>),
+) {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = match cmd.spawn() {
         Ok(child) => child,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-            "the sFlow test oracle needs tshark (4.0 or later) in PATH: `apt-get install tshark`"
+            "the {what} test oracle needs tshark (4.0 or later) in PATH: `apt-get install tshark`"
         ),
         Err(e) => panic!("starting tshark: {e}"),
     };

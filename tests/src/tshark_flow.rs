@@ -149,14 +149,13 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
-    io::{BufRead, BufReader, Read},
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::Path,
-    process::{Command, Stdio},
+    process::Command,
 };
 
 pub use crate::tshark::Totals;
-use crate::tshark::{ConfigDir, Json, Parser, parse_num};
+use crate::tshark::{ConfigDir, Json, parse_num};
 
 /// Everything [`flow_dissection`] learned from tshark about a capture.
 #[derive(Debug, Clone, Default)]
@@ -654,12 +653,7 @@ fn has_malformed(object: &Json) -> bool {
 /// Runs tshark on `pcap` and hands each packet's JSON to `each`, one at a time
 /// (a packet is a top-level object that tshark prints between a line `  {`
 /// and a line `  }` or `  },`).
-fn run_tshark(
-    pcap: &Path,
-    ports: &[u16],
-    disabled: &BTreeSet<String>,
-    mut each: impl FnMut(Json<'_>),
-) {
+fn run_tshark(pcap: &Path, ports: &[u16], disabled: &BTreeSet<String>, each: impl FnMut(Json<'_>)) {
     let config = ConfigDir::new();
     let filter = ports
         .iter()
@@ -681,62 +675,7 @@ fn run_tshark(
     for p in disabled {
         cmd.arg("--disable-protocol").arg(p);
     }
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = match cmd.spawn() {
-        Ok(child) => child,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-            "the NetFlow/IPFIX test oracle needs tshark (4.0 or later) in PATH: \
-             `apt-get install tshark`"
-        ),
-        Err(e) => panic!("starting tshark: {e}"),
-    };
-    let mut stderr = child.stderr.take().expect("piped stderr");
-    let errors = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let mut stdout = BufReader::with_capacity(1 << 20, child.stdout.take().expect("piped stdout"));
-    let mut text = Vec::new();
-    let mut inside = false;
-    loop {
-        let start = text.len();
-        let n = stdout
-            .read_until(b'\n', &mut text)
-            .expect("reading tshark's output");
-        if n == 0 {
-            break;
-        }
-        let line = text[start..].strip_suffix(b"\n").unwrap_or(&text[start..]);
-        match (inside, line) {
-            (false, b"  {") => inside = true,
-            (false, b"[" | b"]" | b"[]" | b"") => text.clear(),
-            (false, other) => panic!(
-                "unexpected line in tshark's JSON output: {:?}",
-                String::from_utf8_lossy(other)
-            ),
-            (true, b"  }" | b"  },") => {
-                text.truncate(start);
-                text.push(b'}');
-                let json = Parser::parse(&text)
-                    .unwrap_or_else(|e| panic!("tshark's JSON output does not parse: {e}"));
-                each(json);
-                text.clear();
-                inside = false;
-            }
-            (true, _) => {}
-        }
-    }
-    let status = child.wait().expect("waiting for tshark");
-    let errors = errors.join().unwrap_or_default();
-    assert!(
-        status.success(),
-        "tshark failed ({status}) on {}: {errors}",
-        pcap.display()
-    );
-    assert!(!inside, "tshark's JSON output ends inside a packet");
+    crate::tshark::stream_packets(cmd, pcap, "NetFlow/IPFIX", each);
 }
 
 #[cfg(test)]

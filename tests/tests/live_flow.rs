@@ -8,23 +8,15 @@
 
 use std::{
     os::unix::process::CommandExt,
-    process::{Command, Stdio},
+    process::Stdio,
     time::{Duration, Instant},
 };
 
 use edge_sensor::counters::{Report, read_global};
 use edge_sensor_tests::{
-    Guarded, PinDir, engines::as_truth, netns::Link, require_root, sensor_bin, tshark_flow,
+    Guarded, PinDir, engines::as_truth, netns::Link, require_root, require_tool, sensor_bin,
+    tshark_flow,
 };
-
-fn require_tool(name: &str) {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {name}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(found, "{name} is not installed: run scripts/setup");
-}
 
 enum Exporter {
     Softflowd(&'static str),

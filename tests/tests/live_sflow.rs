@@ -8,23 +8,14 @@
 use std::{
     net::UdpSocket,
     os::unix::process::CommandExt,
-    process::{Command, Stdio},
+    process::Stdio,
     time::{Duration, Instant},
 };
 
 use edge_sensor::counters::Report;
 use edge_sensor_tests::{
-    Guarded, PinDir, engines::as_truth, netns::Link, require_root, sensor_bin, tshark,
+    Guarded, PinDir, engines::as_truth, netns::Link, require_root, require_tool, sensor_bin, tshark,
 };
-
-fn require_tool(name: &str) {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {name}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(found, "{name} is not installed: run scripts/setup");
-}
 
 #[test]
 fn pmacct_sflow_is_counted_in_the_kernel_exactly_as_tshark_decodes_it() {
