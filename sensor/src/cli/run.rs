@@ -1,7 +1,7 @@
 //! `edge-sensor run`: load, attach, wait for a signal, detach.
 
 use std::{
-    net::{Ipv6Addr, SocketAddr},
+    net::{Ipv4Addr, Ipv6Addr, SocketAddr},
     time::Duration,
 };
 
@@ -90,7 +90,12 @@ async fn serve(sensor: &mut Sensor, config: &Config) -> Result<&'static str> {
     let ports: Vec<_> = config.telemetry.ports().collect();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<(Vec<u8>, SocketAddr, u16)>(4096);
     for &(port, kind) in ports.iter().filter(|(_, k)| *k != TelemetryKind::Sflow) {
-        match UdpSocket::bind((Ipv6Addr::UNSPECIFIED, port)).await {
+        // Dual-stack where IPv6 exists; IPv4 alone where it is disabled.
+        let bound = match UdpSocket::bind((Ipv6Addr::UNSPECIFIED, port)).await {
+            Ok(socket) => Ok(socket),
+            Err(_) => UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port)).await,
+        };
+        match bound {
             Ok(socket) => {
                 let tx = tx.clone();
                 tokio::spawn(async move {
