@@ -120,10 +120,13 @@ impl Decoder {
                 if let Some(d) =
                     datagram.filter(|d| verdict == Verdict::Pass && passed_to_daemon(d))
                 {
+                    let before = daemon.templates().generation();
                     daemon.datagram(&d);
-                    sensor
-                        .sync_flow(daemon.templates())
-                        .map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
+                    if daemon.templates().generation() != before {
+                        sensor
+                            .sync_flow(daemon.templates())
+                            .map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
+                    }
                 }
                 verdict
             }

@@ -186,3 +186,36 @@ impl Default for Link {
         Self::new()
     }
 }
+
+/// `edge-sensor run` attached to `iface` in `ns`, pinning under `pin`, its
+/// log written to `log`; returns once the program is on the interface
+/// (panics after 15 s).
+pub fn start_sensor(
+    ns: &NetNs,
+    iface: &str,
+    pin: &std::path::Path,
+    log: &std::path::Path,
+) -> crate::Guarded {
+    use std::os::unix::process::CommandExt;
+    let log_file = File::create(log).expect("create the sensor log");
+    let child = ns
+        .command(crate::sensor_bin())
+        .args(["run", "--iface", iface, "--pin-path"])
+        .arg(pin)
+        .stdout(Stdio::null())
+        .stderr(log_file)
+        .process_group(0)
+        .spawn()
+        .expect("start edge-sensor");
+    let sensor = crate::Guarded(child);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !ns.has_xdp(iface) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "edge-sensor did not attach: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    sensor
+}

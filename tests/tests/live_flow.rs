@@ -6,16 +6,14 @@
 //! daemon together) must equal tshark's decode of the same datagrams,
 //! captured on the router's side.
 
-use std::{
-    os::unix::process::CommandExt,
-    process::Stdio,
-    time::{Duration, Instant},
-};
+use std::{os::unix::process::CommandExt, process::Stdio, time::Duration};
 
 use edge_sensor::counters::{Report, read_global};
 use edge_sensor_tests::{
-    Guarded, PinDir, engines::as_truth, netns::Link, require_root, require_tool, sensor_bin,
-    tshark_flow,
+    Guarded, PinDir,
+    engines::as_truth,
+    netns::{Link, start_sensor},
+    require_root, require_tool, tshark_flow,
 };
 
 enum Exporter {
@@ -43,21 +41,8 @@ fn run_case(exporter: Exporter) {
     let capture = dir.join("flow.pcap");
     let port = 2055u16;
 
-    let sensor = link
-        .b
-        .command(sensor_bin())
-        .args(["run", "--iface", &link.b_if, "--pin-path"])
-        .arg(pin.path())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .map(Guarded)
-        .expect("start edge-sensor");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !link.b.has_xdp(&link.b_if) {
-        assert!(Instant::now() < deadline, "edge-sensor did not attach");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let sensor_log = dir.join("sensor.log");
+    let sensor = start_sensor(&link.b, &link.b_if, pin.path(), &sensor_log);
     std::thread::sleep(Duration::from_millis(500)); // its sockets
     let tcpdump = link
         .a

@@ -5,16 +5,14 @@
 //! captured on the router's side (the collector never sees them: they are
 //! consumed in its kernel).
 
-use std::{
-    net::UdpSocket,
-    os::unix::process::CommandExt,
-    process::Stdio,
-    time::{Duration, Instant},
-};
+use std::{net::UdpSocket, os::unix::process::CommandExt, process::Stdio, time::Duration};
 
 use edge_sensor::counters::Report;
 use edge_sensor_tests::{
-    Guarded, PinDir, engines::as_truth, netns::Link, require_root, require_tool, sensor_bin, tshark,
+    Guarded, PinDir,
+    engines::as_truth,
+    netns::{Link, start_sensor},
+    require_root, require_tool, tshark,
 };
 
 #[test]
@@ -35,21 +33,8 @@ fn pmacct_sflow_is_counted_in_the_kernel_exactly_as_tshark_decodes_it() {
         s.set_nonblocking(true).unwrap();
         s
     });
-    let sensor = link
-        .b
-        .command(sensor_bin())
-        .args(["run", "--iface", &link.b_if, "--pin-path"])
-        .arg(pin.path())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .map(Guarded)
-        .expect("start edge-sensor");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !link.b.has_xdp(&link.b_if) {
-        assert!(Instant::now() < deadline, "edge-sensor did not attach");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let sensor_log = dir.join("sensor.log");
+    let sensor = start_sensor(&link.b, &link.b_if, pin.path(), &sensor_log);
 
     let tcpdump = link
         .a

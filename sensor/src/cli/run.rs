@@ -122,6 +122,7 @@ async fn serve(sensor: &mut Sensor, config: &Config) -> Result<&'static str> {
     drop(tx);
     let mut decoder = UserDecoder::new(&ports, &config.exporters.allow, false);
     let mut flush = tokio::time::interval(Duration::from_secs(1));
+    let mut synced = 0;
     loop {
         tokio::select! {
             _ = term.recv() => break Ok("SIGTERM"),
@@ -142,7 +143,13 @@ async fn serve(sensor: &mut Sensor, config: &Config) -> Result<&'static str> {
                     continue;
                 }
                 decoder.datagram(&datagram);
-                // New templates become plans; withdrawn ones stop being plans.
+                // New or changed templates and rates become plans; resent
+                // identical ones cost nothing.
+                let generation = decoder.templates().generation();
+                if generation == synced {
+                    continue;
+                }
+                synced = generation;
                 if let Err(e) = sensor.sync_flow(decoder.templates()) {
                     tracing::error!("updating the kernel's template plans: {}", error_chain(&e));
                 }

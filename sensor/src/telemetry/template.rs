@@ -163,6 +163,9 @@ pub struct Summary {
 pub struct TemplateCache {
     templates: HashMap<TemplateKey, Template>,
     sampling: HashMap<(Session, u32), Sampling>,
+    /// Moves whenever a template or a rate changes (not when an exporter
+    /// resends the same ones), so the kernel's plans are rewritten only then.
+    generation: u64,
 }
 
 fn be16(b: &[u8], at: usize) -> Option<u16> {
@@ -184,6 +187,11 @@ fn unsigned(bytes: &[u8]) -> Option<u64> {
 impl TemplateCache {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Changes whenever a template or a learnt rate changes.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     pub fn template(&self, key: &TemplateKey) -> Option<&Template> {
@@ -287,11 +295,14 @@ impl TemplateCache {
                         domain,
                         id,
                     };
-                    if template.fields.is_empty() {
+                    let changed = if template.fields.is_empty() {
                         // IPFIX template withdrawal (RFC 7011 §8.1).
-                        self.templates.remove(&key);
+                        self.templates.remove(&key).is_some()
                     } else {
-                        self.templates.insert(key, template);
+                        self.templates.insert(key, template.clone()).as_ref() != Some(&template)
+                    };
+                    if changed {
+                        self.generation += 1;
                     }
                     summary.templates += 1;
                 }
@@ -389,11 +400,12 @@ impl TemplateCache {
             return;
         };
         let state = self.sampling.entry((exporter, domain)).or_default();
-        match get(ie::SAMPLER_ID).or_else(|| get(ie::SELECTOR_ID)) {
-            Some(id) => {
-                state.by_sampler.insert(id, rate);
-            }
-            None => state.default = Some(rate),
+        let before = match get(ie::SAMPLER_ID).or_else(|| get(ie::SELECTOR_ID)) {
+            Some(id) => state.by_sampler.insert(id, rate),
+            None => state.default.replace(rate),
+        };
+        if before != Some(rate) {
+            self.generation += 1;
         }
     }
 
@@ -942,6 +954,32 @@ mod tests {
                 .unwrap()
                 .is_options()
         );
+    }
+
+    #[test]
+    fn resent_templates_and_rates_do_not_change_the_generation() {
+        let t = template(
+            256,
+            &[
+                (ie::DESTINATION_IPV4_ADDRESS, 4, None),
+                (ie::PACKET_DELTA_COUNT, 4, None),
+            ],
+        );
+        let mut cache = TemplateCache::new();
+        decode(&mut cache, &ipfix(&[(2, t.clone())]));
+        let g = cache.generation();
+        assert!(g > 0);
+        decode(&mut cache, &ipfix(&[(2, t)]));
+        assert_eq!(cache.generation(), g, "the same template again");
+        let other = template(
+            256,
+            &[
+                (ie::DESTINATION_IPV4_ADDRESS, 4, None),
+                (ie::PACKET_DELTA_COUNT, 8, None),
+            ],
+        );
+        decode(&mut cache, &ipfix(&[(2, other)]));
+        assert!(cache.generation() > g, "a changed template");
     }
 
     #[test]
