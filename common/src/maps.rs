@@ -47,6 +47,21 @@ pub const MAX_FLOW_SETS: u32 = 64;
 /// [`RateKey::sampler`] of the rate that applies to records naming no sampler.
 pub const DOMAIN_RATE: u64 = u64::MAX;
 
+/// Destinations whose sampled packets the kernel streams to userspace for
+/// fingerprinting: `HASH<DstKey, u8>`, written by userspace (detection).
+pub const WATCHED: &str = "WATCHED";
+/// The stream of [`WatchSample`]s: `RINGBUF`, read by the daemon.
+pub const WATCH_SAMPLES: &str = "WATCH_SAMPLES";
+/// Samples streamed and lost to a full ring: `PERCPU_ARRAY<WatchStats>` (1 entry).
+pub const WATCH_STATS: &str = "WATCH_STATS";
+/// Capacity of [`WATCHED`]: destinations near or over a threshold at once.
+pub const MAX_WATCHED: u32 = 4096;
+/// Size of [`WATCH_SAMPLES`] (a power of two): 4 MiB, about 12 000 samples,
+/// several seconds of a large attack at 1:1000 sampling.
+pub const WATCH_RING_BYTES: u32 = 1 << 22;
+/// Bytes of the sampled header or flow record a [`WatchSample`] carries.
+pub const WATCH_SNAP: usize = 192;
+
 /// Default capacity of [`DST_STATS`]; the config sets it (`xdp.destinations`).
 pub const DEFAULT_MAX_DESTINATIONS: u32 = 1 << 20;
 /// Capacity of [`EXPORTER_STATS`] and [`AGENT_STATE`]: exporters are routers
@@ -288,10 +303,82 @@ pub struct Settings {
     pub allow_any_exporter: u8,
     /// 1: pass consumed telemetry on to the stack instead of dropping it.
     pub pass_telemetry: u8,
+    /// 1: [`WATCHED`] has entries, so samples' destinations are looked up in it.
+    pub watching: u8,
     /// Explicit padding; always zero.
-    pub _pad: [u8; 6],
+    pub _pad: [u8; 5],
 }
 const _: () = assert!(size_of::<Settings>() == 8);
+
+/// What the bytes of a [`WatchSample`] are.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WatchKind {
+    /// An sFlow flow record (sFlow v5 §5.2), from its `data_format`: a
+    /// `sampled_header`, `sampled_ipv4` or `sampled_ipv6`.
+    SflowRecord = 1,
+    /// An IPFIX data record of the template `template`.
+    Ipfix = 2,
+    /// A NetFlow v9 data record of the template `template`.
+    NetFlow9 = 3,
+    /// A NetFlow v5 flow record (48 bytes).
+    NetFlow5 = 4,
+}
+
+impl WatchKind {
+    pub fn from_u8(v: u8) -> Option<Self> {
+        Some(match v {
+            1 => Self::SflowRecord,
+            2 => Self::Ipfix,
+            3 => Self::NetFlow9,
+            4 => Self::NetFlow5,
+            _ => return None,
+        })
+    }
+}
+
+/// One sampled packet (or flow record) of a watched destination, as the
+/// kernel counted it: the raw bytes it was counted from plus what userspace
+/// needs to decode them again. The kernel does not parse more than it counts;
+/// the daemon's reference decoder reads ports, flags and lengths from `snap`.
+#[repr(C, align(8))]
+#[derive(Clone, Copy, Debug)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct WatchSample {
+    /// The destination it was counted for (IPv4 mapped into IPv6).
+    pub dst: [u8; 16],
+    /// The exporter's address: with `domain`, `template` and `src_port`
+    /// the scope of a flow record's template.
+    pub exporter: [u8; 16],
+    /// Packets and bytes counted for it (scaled by the sampling rate).
+    pub packets: u64,
+    pub bytes: u64,
+    /// Observation domain / source id (flow records).
+    pub domain: u32,
+    /// Bytes at the start of `snap` that hold data.
+    pub len: u32,
+    pub template: u16,
+    /// The exporter's UDP source port.
+    pub src_port: u16,
+    /// A [`WatchKind`] as `u8`.
+    pub kind: u8,
+    /// Explicit padding; always zero.
+    pub _pad: [u8; 3],
+    pub snap: [u8; WATCH_SNAP],
+}
+const _: () = assert!(size_of::<WatchSample>() == 64 + WATCH_SNAP);
+
+/// Counters of the watch stream.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct WatchStats {
+    /// Samples put on the ring.
+    pub streamed: u64,
+    /// Samples lost because the ring was full (the daemon fell behind).
+    pub lost: u64,
+}
+const _: () = assert!(size_of::<WatchStats>() == 16);
 
 #[cfg(feature = "user")]
 mod user {
@@ -308,4 +395,5 @@ mod user {
     unsafe impl aya::Pod for super::PlanKey {}
     unsafe impl aya::Pod for super::Plan {}
     unsafe impl aya::Pod for super::RateKey {}
+    unsafe impl aya::Pod for super::WatchStats {}
 }

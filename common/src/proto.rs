@@ -27,6 +27,8 @@ pub mod ipproto {
     pub const AH: u8 = 51;
     pub const ICMPV6: u8 = 58;
     pub const DEST_OPTS: u8 = 60;
+    pub const SCTP: u8 = 132;
+    pub const UDPLITE: u8 = 136;
 }
 
 /// sFlow v5 `header_protocol` values (sflow_version_5.txt, "sampled_header").

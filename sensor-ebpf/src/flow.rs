@@ -16,7 +16,8 @@ use core::ffi::c_void;
 
 use aya_ebpf::helpers::bpf_loop;
 use edge_sensor_common::{
-    DOMAIN_RATE, FieldLoc, MAX_FLOW_RECORDS, MAX_FLOW_SETS, PlanKey, RateKey, proto::tcp_flags,
+    DOMAIN_RATE, FieldLoc, MAX_FLOW_RECORDS, MAX_FLOW_SETS, PlanKey, RateKey, WatchKind,
+    proto::tcp_flags,
 };
 
 use crate::{
@@ -24,6 +25,7 @@ use crate::{
     read::{Addr, Data, fits},
     sampled::Packet,
     sflow::{LoopCtx, Scratch},
+    watch,
 };
 
 /// IPFIX fragmentFlags "More Fragments" (bit 2 from the top).
@@ -259,11 +261,20 @@ fn record(w: &mut crate::sflow::Walk, d: &Data, r: u32) {
         syn: proto == edge_sensor_common::proto::ipproto::TCP && tcp_flags::is_syn(flags),
         fragment,
     };
-    count::destination(
-        &pkt,
-        saturating_mul(packets, rate),
-        saturating_mul(octets, rate),
-    );
+    let packets = saturating_mul(packets, rate);
+    let bytes = saturating_mul(octets, rate);
+    count::destination(&pkt, packets, bytes);
+    let kind = if w.flow_kind == WatchKind::NetFlow9 as u8 {
+        WatchKind::NetFlow9
+    } else {
+        WatchKind::Ipfix
+    };
+    let src = watch::Source {
+        kind,
+        at: r,
+        len: u32::from(p.record_len),
+    };
+    watch::sample(w, dst, src, packets, bytes);
 }
 
 #[inline(always)]

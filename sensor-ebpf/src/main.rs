@@ -21,6 +21,7 @@ mod packet;
 mod read;
 mod sampled;
 mod sflow;
+mod watch;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use edge_sensor_common::{AgentState, ExporterKey, ExporterStats, ParseError, TelemetryKind};
@@ -141,6 +142,11 @@ fn templated(
         return false;
     };
     flow::keys(scratch, read::addr_bytes(dgram.src), dgram.src_port, domain);
+    scratch.walk.flow_kind = if version == 9 {
+        edge_sensor_common::WatchKind::NetFlow9 as u8
+    } else {
+        edge_sensor_common::WatchKind::Ipfix as u8
+    };
     if !flow::check(scratch, start, end) {
         return false;
     }

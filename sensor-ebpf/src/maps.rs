@@ -3,12 +3,14 @@
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
     macros::map,
-    maps::{Array, HashMap, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray, lpm_trie::Key},
+    maps::{
+        Array, HashMap, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf, lpm_trie::Key,
+    },
 };
 use edge_sensor_common::{
     AgentState, DEFAULT_MAX_DESTINATIONS, DstKey, DstStats, ExporterKey, ExporterStats,
-    GlobalStats, MAX_ALLOW_PREFIXES, MAX_EXPORTERS, MAX_FLOW_PLANS, MAX_TELEMETRY_PORTS, Plan,
-    PlanKey, PortConfig, RateKey, Settings,
+    GlobalStats, MAX_ALLOW_PREFIXES, MAX_EXPORTERS, MAX_FLOW_PLANS, MAX_TELEMETRY_PORTS,
+    MAX_WATCHED, Plan, PlanKey, PortConfig, RateKey, Settings, WATCH_RING_BYTES, WatchStats,
 };
 
 /// Per destination counters (`common::DST_STATS`); userspace sets the
@@ -69,6 +71,18 @@ pub fn flow_plan(key: &PlanKey) -> Option<Plan> {
 pub fn flow_rate(key: &RateKey) -> Option<u32> {
     FLOW_RATES.get_ptr(key).map(|p| unsafe { *p })
 }
+
+/// Destinations whose samples are streamed (`common::WATCHED`).
+#[map]
+pub static WATCHED: HashMap<DstKey, u8> = HashMap::with_max_entries(MAX_WATCHED, 0);
+
+/// The samples of watched destinations (`common::WATCH_SAMPLES`).
+#[map]
+pub static WATCH_SAMPLES: RingBuf = RingBuf::with_byte_size(WATCH_RING_BYTES, 0);
+
+/// Counters of that stream (`common::WATCH_STATS`).
+#[map]
+pub static WATCH_STATS: PerCpuArray<WatchStats> = PerCpuArray::with_max_entries(1, 0);
 
 /// Runtime settings (`common::SETTINGS`).
 #[map]

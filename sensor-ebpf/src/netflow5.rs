@@ -12,13 +12,16 @@
 use core::ffi::c_void;
 
 use aya_ebpf::helpers::bpf_loop;
-use edge_sensor_common::{MAX_NETFLOW5_RECORDS, NETFLOW5_HEADER, NETFLOW5_RECORD, ParseError};
+use edge_sensor_common::{
+    MAX_NETFLOW5_RECORDS, NETFLOW5_HEADER, NETFLOW5_RECORD, ParseError, WatchKind,
+};
 
 use crate::{
     count,
     read::{Data, fits},
     sampled,
     sflow::{LoopCtx, Scratch},
+    watch,
 };
 
 /// The header fields that matter.
@@ -104,10 +107,14 @@ extern "C" fn record(_index: u64, ctx: *mut c_void) -> i64 {
         u32::from(d.u8(r + 37)),
     );
     let rate = u64::from(w.rate);
-    count::destination(
-        &pkt,
-        u64::from(d.be32(r + 16)) * rate,
-        u64::from(d.be32(r + 20)) * rate,
-    );
+    let packets = u64::from(d.be32(r + 16)) * rate;
+    let bytes = u64::from(d.be32(r + 20)) * rate;
+    count::destination(&pkt, packets, bytes);
+    let src = watch::Source {
+        kind: WatchKind::NetFlow5,
+        at: r,
+        len: NETFLOW5_RECORD,
+    };
+    watch::sample(w, pkt.dst, src, packets, bytes);
     0
 }

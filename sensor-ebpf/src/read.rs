@@ -7,7 +7,7 @@
 //! frame took five helper calls per sample, and walking the frame with
 //! packet pointers would need the verifier to prove every offset.
 
-use edge_sensor_common::MAX_DATAGRAM;
+use edge_sensor_common::{MAX_DATAGRAM, WATCH_SNAP};
 
 const MASK: u32 = MAX_DATAGRAM as u32 - 1;
 const _: () = assert!(MAX_DATAGRAM.is_power_of_two());
@@ -54,9 +54,11 @@ pub fn fits(at: u32, n: u32, limit: u32) -> bool {
 
 /// A datagram's bytes. Reads never leave the buffer; whether they are
 /// inside the datagram is the caller's check ([`fits`]). 8-aligned, so an
-/// aligned offset is an aligned address.
+/// aligned offset is an aligned address. [`WATCH_SNAP`] bytes of slack
+/// after the largest datagram let [`Data::snapshot`] copy a fixed size
+/// from any offset.
 #[repr(C, align(8))]
-pub struct Data(pub [u8; MAX_DATAGRAM]);
+pub struct Data(pub [u8; MAX_DATAGRAM + WATCH_SNAP]);
 
 impl Data {
     #[inline(always)]
@@ -100,6 +102,35 @@ impl Data {
             self.u8(at + 6),
             self.u8(at + 7),
         ])
+    }
+
+    /// Copies the [`WATCH_SNAP`] bytes at `at` to `out` (past the datagram's
+    /// end they are stale; the caller says how many hold data). Unaligned
+    /// 64-bit moves in inline assembly: LLVM would split them into bytes.
+    #[inline(always)]
+    pub fn snapshot(&self, at: u32, out: *mut [u8; WATCH_SNAP]) {
+        const _: () = assert!(WATCH_SNAP % 8 == 0);
+        let src = self.0.as_ptr().wrapping_add((at & MASK) as usize);
+        let dst = out.cast::<u8>();
+        macro_rules! words {
+            ($($o:literal)*) => {$(
+                // SAFETY: src + $o + 8 <= MAX_DATAGRAM + WATCH_SNAP (masked
+                // offset plus slack); dst is WATCH_SNAP bytes. BPF loads and
+                // stores need no alignment.
+                unsafe {
+                    core::arch::asm!(
+                        "{t} = *(u64 *)({s} + {o})",
+                        "*(u64 *)({d} + {o}) = {t}",
+                        s = in(reg) src,
+                        d = in(reg) dst,
+                        o = const $o,
+                        t = out(reg) _,
+                    );
+                }
+            )*};
+        }
+        const _: () = assert!(WATCH_SNAP == 192);
+        words!(0 8 16 24 32 40 48 56 64 72 80 88 96 104 112 120 128 136 144 152 160 168 176 184);
     }
 
     /// 16 bytes at `at` (an IPv6 address).

@@ -28,13 +28,14 @@ use aya_ebpf::{
 };
 use edge_sensor_common::{
     MAX_DATAGRAM, MAX_RECORDS, MAX_SAMPLES, MAX_SAMPLING_RATE, MAX_STRIPPED, ParseError, Plan,
-    PlanKey, RateKey,
+    PlanKey, RateKey, WatchKind,
 };
 
 use crate::{
     count, maps,
     read::{self, Addr, Data, fits},
     sampled::{self, Packet},
+    watch,
 };
 
 /// Datagram header fields (sFlow v5 §5.1 `sample_datagram_v5`).
@@ -80,9 +81,20 @@ pub struct Walk {
     /// sampled_ipv4/ipv6 record gave a packet.
     have_raw: u8,
     have_ip: u8,
-    _pad: [u8; 3],
-    raw_len: u32,
+    /// `Settings::watching` when the datagram arrived.
+    pub(crate) watching: u8,
+    /// The v9/IPFIX walk's format (a `WatchKind`).
+    pub(crate) flow_kind: u8,
+    _pad: [u8; 4],
+    pub(crate) raw_len: u32,
     ip_len: u32,
+    /// Where the raw header record and the sampled_ipv4/ipv6 record lie
+    /// (from their `data_format`).
+    raw_off: u32,
+    raw_rec_len: u32,
+    ip_off: u32,
+    /// The destination `watch::sample` was called for.
+    pub(crate) watch_dst: Addr,
     raw: Packet,
     ip: Packet,
     /// Results.
@@ -162,6 +174,7 @@ pub fn copy(ctx: &XdpContext, off: u32, len: u32) -> Result<&'static mut Scratch
         return Err(ParseError::TruncatedHeader);
     }
     scratch.walk.end = len;
+    scratch.walk.watching = maps::settings().watching;
     Ok(scratch)
 }
 
@@ -320,9 +333,24 @@ fn sample_done(w: &mut Walk) {
     }
     let rate = u64::from(w.rate);
     if w.have_raw != 0 {
-        count::destination(&w.raw, rate, u64::from(w.raw_len) * rate);
+        let bytes = u64::from(w.raw_len) * rate;
+        count::destination(&w.raw, rate, bytes);
+        let src = watch::Source {
+            kind: WatchKind::SflowRecord,
+            at: w.raw_off,
+            len: w.raw_rec_len,
+        };
+        watch::sample(w, w.raw.dst, src, rate, bytes);
     } else if w.have_ip != 0 {
-        count::destination(&w.ip, rate, u64::from(w.ip_len) * rate);
+        let bytes = u64::from(w.ip_len) * rate;
+        count::destination(&w.ip, rate, bytes);
+        // The record's own header says how long it is (40 or 64 bytes).
+        let src = watch::Source {
+            kind: WatchKind::SflowRecord,
+            at: w.ip_off,
+            len: 64,
+        };
+        watch::sample(w, w.ip.dst, src, rate, bytes);
     } else {
         w.error(ParseError::NoDestination);
     }
@@ -391,6 +419,10 @@ fn raw_header(w: &mut Walk, d: &Data, body: u32, end: u32) -> bool {
             frame_len
         };
         w.have_raw = 1;
+        // The whole record, from its format: userspace reads
+        // header_protocol, frame_length and stripped from it again.
+        w.raw_off = body - 8;
+        w.raw_rec_len = end - (body - 8);
     }
     true
 }
@@ -409,6 +441,7 @@ fn sampled_ipv4(w: &mut Walk, d: &Data, body: u32, end: u32) -> bool {
         );
         w.ip_len = d.be32(body);
         w.have_ip = 1;
+        w.ip_off = body - 8;
     }
     true
 }
@@ -424,6 +457,7 @@ fn sampled_ipv6(w: &mut Walk, d: &Data, body: u32, end: u32) -> bool {
         w.ip = sampled::from_ip_record(d.addr16(body + 24), d.be32(body + 4), d.be32(body + 48));
         w.ip_len = d.be32(body);
         w.have_ip = 1;
+        w.ip_off = body - 8;
     }
     true
 }

@@ -10,6 +10,7 @@ pub mod netflow5;
 pub mod sampled;
 pub mod sflow;
 pub mod template;
+pub mod watch;
 
 use std::{collections::HashMap, net::IpAddr};
 
@@ -195,6 +196,7 @@ impl UserDecoder {
                 proto: f.protocol,
                 syn: f.protocol == ipproto::TCP && tcp_flags::is_syn(f.tcp_flags as u8),
                 fragment: f.fragment,
+                ..sampled::Packet::default()
             };
             let stats = self.report.destinations.entry(f.dst).or_default();
             sampled::count(stats, &pkt, f.packets, f.octets);

@@ -8,14 +8,24 @@ use edge_sensor_common::proto::{
     ipproto, sflow_header, tcp_flags,
 };
 
-/// What a sampled packet says about itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a sampled packet says about itself: what the counters need (as
+/// the kernel reads it), and what a fingerprint needs besides.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Packet {
     /// Destination, IPv4 mapped into IPv6.
     pub dst: [u8; 16],
     pub proto: u8,
     pub syn: bool,
     pub fragment: bool,
+    /// Source, IPv4 mapped into IPv6 (all zeros where unknown).
+    pub src: [u8; 16],
+    /// TCP/UDP/SCTP ports; 0 where unknown (later fragments, other protocols).
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// TCP flags (0 for other protocols).
+    pub tcp_flags: u8,
+    /// A fragment other than the first: no transport header.
+    pub later_fragment: bool,
 }
 
 fn bytes<const N: usize>(b: &[u8], off: usize) -> Option<[u8; N]> {
@@ -82,21 +92,29 @@ fn ipv4(h: &[u8], off: usize) -> Option<Packet> {
     if ip[0] >> 4 != 4 || ihl < 20 {
         return None;
     }
-    let mut dst = [0u8; 16];
-    dst[10] = 0xff;
-    dst[11] = 0xff;
-    dst[12..].copy_from_slice(&ip[16..20]);
+    let mapped = |a: &[u8]| {
+        let mut m = [0u8; 16];
+        m[10] = 0xff;
+        m[11] = 0xff;
+        m[12..].copy_from_slice(a);
+        m
+    };
     let frag = be16(&ip, 6);
     let offset = frag & 0x1fff;
     let more = frag & 0x2000 != 0;
     let proto = ip[9];
-    let syn = offset == 0 && proto == ipproto::TCP && tcp_syn(h, off + ihl);
-    Some(Packet {
-        dst,
+    let mut pkt = Packet {
+        dst: mapped(&ip[16..20]),
+        src: mapped(&ip[12..16]),
         proto,
-        syn,
         fragment: more || offset != 0,
-    })
+        later_fragment: offset != 0,
+        ..Packet::default()
+    };
+    if offset == 0 {
+        transport(&mut pkt, h, off + ihl);
+    }
+    Some(pkt)
 }
 
 fn ipv6(h: &[u8], off: usize) -> Option<Packet> {
@@ -131,17 +149,38 @@ fn ipv6(h: &[u8], off: usize) -> Option<Packet> {
             _ => break,
         }
     }
-    let syn = first_fragment && next == ipproto::TCP && tcp_syn(h, p);
-    Some(Packet {
+    let mut pkt = Packet {
         dst,
+        src: ip[8..24].try_into().ok()?,
         proto: next,
-        syn,
         fragment,
-    })
+        later_fragment: !first_fragment,
+        ..Packet::default()
+    };
+    if first_fragment {
+        transport(&mut pkt, h, p);
+    }
+    Some(pkt)
 }
 
-fn tcp_syn(h: &[u8], off: usize) -> bool {
-    bytes::<14>(h, off).is_some_and(|tcp| tcp_flags::is_syn(tcp[13]))
+/// Ports and TCP flags from the transport header at `off`, as far as it
+/// was sampled. SYN is counted as the kernel does: SYN without ACK.
+fn transport(pkt: &mut Packet, h: &[u8], off: usize) {
+    match pkt.proto {
+        ipproto::TCP | ipproto::UDP | ipproto::SCTP | ipproto::UDPLITE => {
+            if let Some(ports) = bytes::<4>(h, off) {
+                pkt.src_port = be16(&ports, 0);
+                pkt.dst_port = be16(&ports, 2);
+            }
+        }
+        _ => {}
+    }
+    if pkt.proto == ipproto::TCP
+        && let Some(tcp) = bytes::<14>(h, off)
+    {
+        pkt.tcp_flags = tcp[13];
+        pkt.syn = tcp_flags::is_syn(tcp[13]);
+    }
 }
 
 /// A sampled_ipv4 / sampled_ipv6 record's facts.
@@ -151,7 +190,12 @@ pub fn from_ip_record(dst: [u8; 16], proto: u32, flags: u32) -> Packet {
         dst,
         proto,
         syn: proto == ipproto::TCP && tcp_flags::is_syn(flags as u8),
-        fragment: false,
+        tcp_flags: if proto == ipproto::TCP {
+            flags as u8
+        } else {
+            0
+        },
+        ..Packet::default()
     }
 }
 

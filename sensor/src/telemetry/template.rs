@@ -24,6 +24,10 @@ pub mod ie {
     pub const PACKET_DELTA_COUNT: u16 = 2;
     pub const PROTOCOL_IDENTIFIER: u16 = 4;
     pub const TCP_CONTROL_BITS: u16 = 6;
+    pub const SOURCE_TRANSPORT_PORT: u16 = 7;
+    pub const SOURCE_IPV4_ADDRESS: u16 = 8;
+    pub const DESTINATION_TRANSPORT_PORT: u16 = 11;
+    pub const SOURCE_IPV6_ADDRESS: u16 = 27;
     pub const DESTINATION_IPV4_ADDRESS: u16 = 12;
     pub const DESTINATION_IPV6_ADDRESS: u16 = 28;
     pub const SAMPLING_INTERVAL: u16 = 34;
@@ -146,6 +150,11 @@ pub struct Flow {
     pub fragment: bool,
     /// The rate applied.
     pub rate: u32,
+    /// What a fingerprint needs besides: source address and ports where
+    /// the template has them (0 / `None` where not).
+    pub src: Option<IpAddr>,
+    pub src_port: u16,
+    pub dst_port: u16,
 }
 
 /// What one message held.
@@ -339,40 +348,14 @@ impl TemplateCache {
         let mut p = 0;
         // Records until what is left is shorter than a record (padding).
         while min_len > 0 && p + min_len <= body.len() {
-            let mut values: Vec<(Field, &[u8])> = Vec::with_capacity(template.fields.len());
-            let mut q = p;
-            for f in &template.fields {
-                let len = if f.len == VARIABLE_LENGTH {
-                    // RFC 7011 §7: 1 byte, or 255 then 2 bytes.
-                    match body.get(q) {
-                        Some(255) => {
-                            let Some(l) = be16(body, q + 1) else {
-                                summary.errors.push(FlowError::BadVariableLength);
-                                return;
-                            };
-                            q += 3;
-                            usize::from(l)
-                        }
-                        Some(&l) => {
-                            q += 1;
-                            usize::from(l)
-                        }
-                        None => {
-                            summary.errors.push(FlowError::BadVariableLength);
-                            return;
-                        }
-                    }
-                } else {
-                    usize::from(f.len)
-                };
-                let Some(v) = body.get(q..q + len) else {
-                    summary.errors.push(FlowError::BadVariableLength);
+            let (values, next) = match split_record(&template, body, p) {
+                Ok(v) => v,
+                Err(e) => {
+                    summary.errors.push(e);
                     return;
-                };
-                values.push((*f, v));
-                q += len;
-            }
-            p = q;
+                }
+            };
+            p = next;
             if template.is_options() {
                 summary.options_records += 1;
                 self.learn_sampling(key.exporter, key.domain, &values);
@@ -386,6 +369,18 @@ impl TemplateCache {
                 }
             }
         }
+    }
+
+    /// Decodes one data record of the template `key` (the bytes the kernel
+    /// streams for a watched destination); `None` if the template is unknown
+    /// or an options template, or the record does not fit it.
+    pub fn record(&self, key: &TemplateKey, record: &[u8]) -> Option<Flow> {
+        let template = self.templates.get(key)?;
+        if template.is_options() {
+            return None;
+        }
+        let (values, _) = split_record(template, record, 0).ok()?;
+        self.flow(key.exporter, key.domain, &values)
     }
 
     /// Options data: sampling intervals, per sampler/selector or for the domain.
@@ -431,6 +426,17 @@ impl TemplateCache {
             (None, Some(v6)) => IpAddr::V6(v6),
             (None, None) => return None,
         };
+        let src4 = field(ie::SOURCE_IPV4_ADDRESS)
+            .and_then(|v| <[u8; 4]>::try_from(v).ok())
+            .map(Ipv4Addr::from);
+        let src6 = field(ie::SOURCE_IPV6_ADDRESS)
+            .and_then(|v| <[u8; 16]>::try_from(v).ok())
+            .map(Ipv6Addr::from);
+        let src = match (dst, src4, src6) {
+            (IpAddr::V4(_), Some(s), _) => Some(IpAddr::V4(s)),
+            (IpAddr::V6(_), _, Some(s)) => Some(IpAddr::V6(s)),
+            _ => None,
+        };
         let packets = get(ie::PACKET_DELTA_COUNT)?;
         let octets = get(ie::OCTET_DELTA_COUNT).unwrap_or(0);
         // The record's own rate, then its sampler's, then the domain's.
@@ -452,8 +458,45 @@ impl TemplateCache {
             tcp_flags: get(ie::TCP_CONTROL_BITS).map_or(0, |f| f as u16),
             fragment,
             rate,
+            src,
+            src_port: get(ie::SOURCE_TRANSPORT_PORT).map_or(0, |p| p as u16),
+            dst_port: get(ie::DESTINATION_TRANSPORT_PORT).map_or(0, |p| p as u16),
         })
     }
+}
+
+/// The fields of the record of `template` at `p` of `body`, and where the
+/// next record starts.
+fn split_record<'a>(
+    template: &Template,
+    body: &'a [u8],
+    p: usize,
+) -> Result<(Vec<(Field, &'a [u8])>, usize), FlowError> {
+    let mut values: Vec<(Field, &[u8])> = Vec::with_capacity(template.fields.len());
+    let mut q = p;
+    for f in &template.fields {
+        let len = if f.len == VARIABLE_LENGTH {
+            // RFC 7011 §7: 1 byte, or 255 then 2 bytes.
+            match body.get(q) {
+                Some(255) => {
+                    let l = be16(body, q + 1).ok_or(FlowError::BadVariableLength)?;
+                    q += 3;
+                    usize::from(l)
+                }
+                Some(&l) => {
+                    q += 1;
+                    usize::from(l)
+                }
+                None => return Err(FlowError::BadVariableLength),
+            }
+        } else {
+            usize::from(f.len)
+        };
+        let v = body.get(q..q + len).ok_or(FlowError::BadVariableLength)?;
+        values.push((*f, v));
+        q += len;
+    }
+    Ok((values, q))
 }
 
 /// A sampling rate from whichever fields state one (telemetry.md §2.7):

@@ -1,8 +1,10 @@
 //! Loading the embedded XDP object: pinned maps, program, port table.
 
 use std::{
+    collections::BTreeSet,
     ffi::CString,
     fs, io,
+    net::IpAddr,
     os::unix::ffi::OsStrExt,
     path::{Path, PathBuf},
 };
@@ -10,7 +12,7 @@ use std::{
 use aya::{
     Ebpf, EbpfError, EbpfLoader, Pod,
     maps::{
-        Array, HashMap, Map, MapData, MapError, PerCpuHashMap,
+        Array, HashMap, Map, MapData, MapError, PerCpuArray, PerCpuHashMap, RingBuf,
         lpm_trie::{Key, LpmTrie},
     },
     programs::{ProgramError, Xdp},
@@ -21,8 +23,8 @@ use edge_sensor_common::{
     TelemetryKind, XDP_PROGRAM,
 };
 use edge_sensor_common::{
-    DOMAIN_RATE, FLOW_PLANS, FLOW_RATES, Plan, PlanKey, RateKey, USER_DST_STATS,
-    USER_EXPORTER_STATS,
+    DOMAIN_RATE, FLOW_PLANS, FLOW_RATES, MAX_WATCHED, Plan, PlanKey, RateKey, USER_DST_STATS,
+    USER_EXPORTER_STATS, WATCH_SAMPLES, WATCH_STATS, WATCHED, WatchSample, WatchStats,
 };
 use ipnet::IpNet;
 
@@ -95,6 +97,10 @@ pub enum LoadError {
 /// The loaded (not yet attached) XDP program and its maps.
 pub struct Sensor {
     ebpf: Ebpf,
+    /// What was last written to `SETTINGS`.
+    settings: Settings,
+    /// What `WATCHED` holds.
+    watched: BTreeSet<IpAddr>,
 }
 
 impl Sensor {
@@ -125,7 +131,11 @@ impl Sensor {
             .map_err(LoadError::Program)?;
         program.load().map_err(LoadError::Program)?;
 
-        let mut sensor = Self { ebpf };
+        let mut sensor = Self {
+            ebpf,
+            settings: Settings::default(),
+            watched: BTreeSet::new(),
+        };
         sensor.set_ports(&opts.ports)?;
         sensor.set_exporters(&opts.allow, opts.pass_telemetry)?;
         Ok(sensor)
@@ -162,11 +172,13 @@ impl Sensor {
                 .map_err(trie_err)?;
         }
 
-        let settings = Settings {
-            allow_any_exporter: u8::from(allow.is_empty()),
-            pass_telemetry: u8::from(pass_telemetry),
-            _pad: [0; 6],
-        };
+        self.settings.allow_any_exporter = u8::from(allow.is_empty());
+        self.settings.pass_telemetry = u8::from(pass_telemetry);
+        self.write_settings()
+    }
+
+    fn write_settings(&mut self) -> Result<(), LoadError> {
+        let settings = self.settings;
         let map = self
             .ebpf
             .map_mut(SETTINGS)
@@ -180,6 +192,102 @@ impl Sensor {
             name: SETTINGS,
             source,
         })
+    }
+
+    /// Makes `WATCHED` hold exactly `watch`: the destinations whose samples
+    /// the kernel streams on `WATCH_SAMPLES` (at most [`MAX_WATCHED`]; the
+    /// rest are left out with a warning).
+    pub fn set_watched(&mut self, watch: &BTreeSet<IpAddr>) -> Result<(), LoadError> {
+        if *watch == self.watched {
+            return Ok(());
+        }
+        let map_err = |source| LoadError::Map {
+            name: WATCHED,
+            source,
+        };
+        let map = self
+            .ebpf
+            .map_mut(WATCHED)
+            .ok_or(LoadError::MissingProgram)?;
+        let mut table: HashMap<_, DstKey, u8> = HashMap::try_from(map).map_err(map_err)?;
+        for gone in self.watched.difference(watch) {
+            let key = DstKey {
+                addr: addr::to_key(*gone),
+            };
+            match table.remove(&key) {
+                Ok(()) | Err(MapError::KeyNotFound) => {}
+                Err(e) => return Err(map_err(e)),
+            }
+        }
+        let mut now = BTreeSet::new();
+        for ip in watch {
+            if now.len() >= MAX_WATCHED as usize {
+                tracing::warn!(
+                    "{} destinations to watch, the kernel streams the first {MAX_WATCHED}",
+                    watch.len()
+                );
+                break;
+            }
+            let key = DstKey {
+                addr: addr::to_key(*ip),
+            };
+            table.insert(key, 1, 0).map_err(map_err)?;
+            now.insert(*ip);
+        }
+        self.watched = now;
+        let watching = u8::from(!self.watched.is_empty());
+        if watching != self.settings.watching {
+            self.settings.watching = watching;
+            self.write_settings()?;
+        }
+        Ok(())
+    }
+
+    /// Takes the ring of watched samples out of the object, for the reader.
+    pub fn take_watch_ring(&mut self) -> Result<RingBuf<MapData>, LoadError> {
+        let map = self
+            .ebpf
+            .take_map(WATCH_SAMPLES)
+            .ok_or(LoadError::MissingProgram)?;
+        RingBuf::try_from(map).map_err(|source| LoadError::Map {
+            name: WATCH_SAMPLES,
+            source,
+        })
+    }
+
+    /// Reads up to `max` samples off the ring taken with
+    /// [`Self::take_watch_ring`] (a bound, so a flood cannot starve the
+    /// poll loop; what is left is read next time).
+    pub fn read_watch(ring: &mut RingBuf<MapData>, max: usize) -> Vec<WatchSample> {
+        let mut out = Vec::new();
+        while out.len() < max {
+            let Some(item) = ring.next() else { break };
+            if item.len() >= size_of::<WatchSample>() {
+                out.push(bytemuck::pod_read_unaligned(
+                    &item[..size_of::<WatchSample>()],
+                ));
+            }
+        }
+        out
+    }
+
+    /// Samples streamed and lost (ring full), summed over CPUs.
+    pub fn watch_stats(&self) -> Result<WatchStats, LoadError> {
+        let map_err = |source| LoadError::Map {
+            name: WATCH_STATS,
+            source,
+        };
+        let map = self
+            .ebpf
+            .map(WATCH_STATS)
+            .ok_or(LoadError::MissingProgram)?;
+        let array: PerCpuArray<_, WatchStats> = PerCpuArray::try_from(map).map_err(map_err)?;
+        let mut total = WatchStats::default();
+        for v in array.get(&0, 0).map_err(map_err)?.iter() {
+            total.streamed += v.streamed;
+            total.lost += v.lost;
+        }
+        Ok(total)
     }
 
     /// Replaces the telemetry port table with `ports`.
