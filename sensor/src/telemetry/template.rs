@@ -465,13 +465,16 @@ impl TemplateCache {
     }
 }
 
+/// A record's fields with their bytes.
+type Values<'a> = Vec<(Field, &'a [u8])>;
+
 /// The fields of the record of `template` at `p` of `body`, and where the
 /// next record starts.
 fn split_record<'a>(
     template: &Template,
     body: &'a [u8],
     p: usize,
-) -> Result<(Vec<(Field, &'a [u8])>, usize), FlowError> {
+) -> Result<(Values<'a>, usize), FlowError> {
     let mut values: Vec<(Field, &[u8])> = Vec::with_capacity(template.fields.len());
     let mut q = p;
     for f in &template.fields {

@@ -98,12 +98,7 @@ pub fn decode(s: &WatchSample, templates: &TemplateCache) -> Result<WatchedPacke
                 ..Packet::default()
             };
             // Unscaled octets / packets: the flow's mean packet length.
-            let per = if f.packets == 0 {
-                0
-            } else {
-                f.octets / f.packets
-            };
-            (pkt, per)
+            (pkt, f.octets.checked_div(f.packets).unwrap_or(0))
         }
         None => return Err(WatchError::Kind(s.kind)),
     };
