@@ -15,7 +15,9 @@ use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
-use edge_sensor_common::{FieldLoc, Plan};
+use edge_sensor_common::{FieldLoc, Plan, proto::sflow_header};
+
+use super::sampled;
 
 /// Information elements this decoder reads (IANA "IPFIX Information
 /// Elements"; NetFlow v9 field types 1-127 share the numbers).
@@ -40,6 +42,11 @@ pub mod ie {
     pub const SAMPLING_PACKET_SPACE: u16 = 306;
     pub const SAMPLING_SIZE: u16 = 309;
     pub const SAMPLING_POPULATION: u16 = 310;
+    pub const IP_TOTAL_LENGTH: u16 = 224;
+    pub const DATA_LINK_FRAME_SIZE: u16 = 312;
+    pub const IP_HEADER_PACKET_SECTION: u16 = 313;
+    pub const DATA_LINK_FRAME_SECTION: u16 = 315;
+    pub const SECTION_EXPORTED_OCTETS: u16 = 410;
 }
 
 /// RFC 7011 §7: a field length of 65535 means "variable length".
@@ -412,6 +419,11 @@ impl TemplateCache {
                 .map(|(_, v)| *v)
         };
         let get = |ie: u16| field(ie).and_then(unsigned);
+        // A packet section (RFC 7133 / PSAMP, RFC 5477): the sampled packet
+        // itself, parsed like an sFlow raw header; every record is one
+        // sampled packet unless it says otherwise. Fields win over it.
+        let section = embedded_packet(&field, &get);
+        let from_section = |f: fn(&sampled::Packet) -> u64| section.as_ref().map(f);
         // Dual-stack templates (Cisco's 313) carry both; the unused one is
         // all zeros. IPv4 wins unless it is 0.0.0.0 and IPv6 is set.
         let v4 = field(ie::DESTINATION_IPV4_ADDRESS)
@@ -424,7 +436,7 @@ impl TemplateCache {
             (Some(v4), Some(v6)) if v4.is_unspecified() && !v6.is_unspecified() => IpAddr::V6(v6),
             (Some(v4), _) => IpAddr::V4(v4),
             (None, Some(v6)) => IpAddr::V6(v6),
-            (None, None) => return None,
+            (None, None) => crate::addr::from_key(section.as_ref()?.dst),
         };
         let src4 = field(ie::SOURCE_IPV4_ADDRESS)
             .and_then(|v| <[u8; 4]>::try_from(v).ok())
@@ -435,10 +447,16 @@ impl TemplateCache {
         let src = match (dst, src4, src6) {
             (IpAddr::V4(_), Some(s), _) => Some(IpAddr::V4(s)),
             (IpAddr::V6(_), _, Some(s)) => Some(IpAddr::V6(s)),
-            _ => None,
+            _ => section.as_ref().map(|p| crate::addr::from_key(p.src)),
         };
-        let packets = get(ie::PACKET_DELTA_COUNT)?;
-        let octets = get(ie::OCTET_DELTA_COUNT).unwrap_or(0);
+        let packets = match get(ie::PACKET_DELTA_COUNT) {
+            Some(p) => p,
+            None if section.is_some() => 1,
+            None => return None,
+        };
+        let octets = get(ie::OCTET_DELTA_COUNT)
+            .or_else(|| section.as_ref().and_then(|_| section_octets(&field, &get)))
+            .unwrap_or(0);
         // The record's own rate, then its sampler's, then the domain's.
         let sampling = self.sampling.get(&(exporter, domain));
         let rate = rate_of(&get)
@@ -449,20 +467,63 @@ impl TemplateCache {
             .or_else(|| sampling?.default)
             .unwrap_or(1);
         let fragment = get(ie::FRAGMENT_OFFSET).is_some_and(|o| o != 0)
-            || get(ie::FRAGMENT_FLAGS).is_some_and(|f| f & MORE_FRAGMENTS != 0);
+            || get(ie::FRAGMENT_FLAGS).is_some_and(|f| f & MORE_FRAGMENTS != 0)
+            || from_section(|p| u64::from(p.fragment)) == Some(1);
+        let field_or_section = |ie: u16, f: fn(&sampled::Packet) -> u64| {
+            get(ie).or_else(|| from_section(f)).unwrap_or(0)
+        };
         Some(Flow {
             dst,
             packets: packets.saturating_mul(u64::from(rate)),
             octets: octets.saturating_mul(u64::from(rate)),
-            protocol: get(ie::PROTOCOL_IDENTIFIER).map_or(0, |p| p as u8),
-            tcp_flags: get(ie::TCP_CONTROL_BITS).map_or(0, |f| f as u16),
+            protocol: field_or_section(ie::PROTOCOL_IDENTIFIER, |p| u64::from(p.proto)) as u8,
+            tcp_flags: field_or_section(ie::TCP_CONTROL_BITS, |p| u64::from(p.tcp_flags)) as u16,
             fragment,
             rate,
             src,
-            src_port: get(ie::SOURCE_TRANSPORT_PORT).map_or(0, |p| p as u16),
-            dst_port: get(ie::DESTINATION_TRANSPORT_PORT).map_or(0, |p| p as u16),
+            src_port: field_or_section(ie::SOURCE_TRANSPORT_PORT, |p| u64::from(p.src_port)) as u16,
+            dst_port: field_or_section(ie::DESTINATION_TRANSPORT_PORT, |p| u64::from(p.dst_port))
+                as u16,
         })
     }
+}
+
+/// The packet in a record's dataLinkFrameSection (315: from the Ethernet
+/// header) or ipHeaderPacketSection (313: from the IP header), cut to
+/// sectionExportedOctets (410) where a fixed-length field is zero-padded.
+fn embedded_packet<'a>(
+    field: &impl Fn(u16) -> Option<&'a [u8]>,
+    get: &impl Fn(u16) -> Option<u64>,
+) -> Option<sampled::Packet> {
+    let (protocol, bytes) = if let Some(b) = field(ie::DATA_LINK_FRAME_SECTION) {
+        (sflow_header::ETHERNET, b)
+    } else {
+        let b = field(ie::IP_HEADER_PACKET_SECTION)?;
+        let protocol = match b.first()? >> 4 {
+            4 => sflow_header::IPV4,
+            6 => sflow_header::IPV6,
+            _ => return None,
+        };
+        (protocol, b)
+    };
+    let len = get(ie::SECTION_EXPORTED_OCTETS).map_or(bytes.len(), |n| bytes.len().min(n as usize));
+    sampled::parse(protocol, &bytes[..len])
+}
+
+/// The octets of a record describing one sampled packet: its frame or IP
+/// length as exported (312, 224), else what the section holds.
+fn section_octets<'a>(
+    field: &impl Fn(u16) -> Option<&'a [u8]>,
+    get: &impl Fn(u16) -> Option<u64>,
+) -> Option<u64> {
+    get(ie::DATA_LINK_FRAME_SIZE)
+        .or_else(|| get(ie::IP_TOTAL_LENGTH))
+        .or_else(|| get(ie::SECTION_EXPORTED_OCTETS))
+        .or_else(|| {
+            field(ie::DATA_LINK_FRAME_SECTION)
+                .or_else(|| field(ie::IP_HEADER_PACKET_SECTION))
+                .map(|b| b.len() as u64)
+        })
 }
 
 /// A record's fields with their bytes.
@@ -701,8 +762,12 @@ impl Template {
             _ => FieldLoc::default(),
         };
         let both = |a: u16, b: u16| first(a).is_some() && first(b).is_some();
+        // Packet sections (313/315) are parsed by the userspace decoder,
+        // which reads the embedded packet for what the fields leave out.
         if both(ie::SAMPLING_PACKET_INTERVAL, ie::SAMPLING_PACKET_SPACE)
             || both(ie::SAMPLING_SIZE, ie::SAMPLING_POPULATION)
+            || first(ie::IP_HEADER_PACKET_SECTION).is_some()
+            || first(ie::DATA_LINK_FRAME_SECTION).is_some()
         {
             return None;
         }
@@ -847,6 +912,119 @@ mod tests {
             .message(EXPORTER, msg, |f| flows.push(f))
             .expect("message");
         (summary, flows)
+    }
+
+    /// An Ethernet + IPv4 + TCP frame (SYN, 198.51.100.9:40000 ->
+    /// 203.0.113.5:443) of 54 bytes.
+    fn syn_frame() -> Vec<u8> {
+        let mut f = vec![0u8; 12];
+        f.extend([0x08, 0x00]);
+        f.extend([0x45, 0, 0, 40, 0, 0, 0, 0, 64, 6, 0, 0]);
+        f.extend([198, 51, 100, 9, 203, 0, 113, 5]);
+        let mut tcp = [0u8; 20];
+        tcp[0..2].copy_from_slice(&40000u16.to_be_bytes());
+        tcp[2..4].copy_from_slice(&443u16.to_be_bytes());
+        tcp[13] = 0x02;
+        f.extend(tcp);
+        f
+    }
+
+    #[test]
+    fn packet_sections_are_parsed_like_sflow_raw_headers() {
+        // Juniper inline monitoring: ingress/egress interface, direction,
+        // dataLinkFrameSize 312, dataLinkFrameSection 315 (variable length).
+        let t = template(
+            400,
+            &[
+                (10, 4, None),
+                (14, 4, None),
+                (61, 1, None),
+                (ie::DATA_LINK_FRAME_SIZE, 2, None),
+                (ie::DATA_LINK_FRAME_SECTION, 65535, None),
+            ],
+        );
+        let frame = syn_frame();
+        let mut rec = vec![0, 0, 0, 1, 0, 0, 0, 2, 0];
+        rec.extend(1500u16.to_be_bytes());
+        rec.push(frame.len() as u8);
+        rec.extend(&frame);
+        let mut cache = TemplateCache::new();
+        let (summary, flows) = decode(&mut cache, &ipfix(&[(2, t), (400, rec.clone())]));
+        assert!(summary.errors.is_empty(), "{:?}", summary.errors);
+        assert_eq!(flows.len(), 1);
+        let f = flows[0];
+        assert_eq!(f.dst, "203.0.113.5".parse::<IpAddr>().unwrap());
+        assert_eq!(f.src, Some("198.51.100.9".parse().unwrap()));
+        assert_eq!(
+            (f.packets, f.octets),
+            (1, 1500),
+            "one packet of its frame size"
+        );
+        assert_eq!(
+            (f.protocol, f.tcp_flags, f.src_port, f.dst_port),
+            (6, 2, 40000, 443)
+        );
+        let key = TemplateKey {
+            exporter: EXPORTER,
+            domain: 7,
+            id: 400,
+        };
+        assert_eq!(
+            cache.record(&key, &rec),
+            Some(f),
+            "one record alone decodes the same"
+        );
+        assert_eq!(
+            cache.template(&key).unwrap().plan(),
+            None,
+            "left to userspace"
+        );
+
+        // softflowd -v psamp: a fixed-length, zero-padded section whose
+        // real length is sectionExportedOctets (410); no frame size, so the
+        // section's length is the packet's.
+        let t = template(
+            3072,
+            &[
+                (ie::SECTION_EXPORTED_OCTETS, 2, None),
+                (ie::DATA_LINK_FRAME_SECTION, 128, None),
+            ],
+        );
+        let mut rec = (frame.len() as u16).to_be_bytes().to_vec();
+        rec.extend(&frame);
+        rec.resize(2 + 128, 0);
+        let (_, flows) = decode(&mut cache, &ipfix(&[(2, t), (3072, rec)]));
+        assert_eq!(flows.len(), 1);
+        assert_eq!((flows[0].packets, flows[0].octets), (1, frame.len() as u64));
+        assert_eq!(flows[0].dst_port, 443);
+
+        // ipHeaderPacketSection (313) from the IP header, IPv6 UDP; the
+        // fields in the record win over the section.
+        let mut ip6 = vec![0x60, 0, 0, 0, 0, 16, 17, 64];
+        ip6.extend([0x20, 0x01, 0x0d, 0xb8, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        ip6.extend([0x20, 0x01, 0x0d, 0xb8, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        ip6.extend([0, 53, 0x1f, 0x90, 0, 16, 0, 0]);
+        let t = template(
+            500,
+            &[
+                (ie::PACKET_DELTA_COUNT, 4, None),
+                (ie::IP_HEADER_PACKET_SECTION, 65535, None),
+            ],
+        );
+        let mut rec = 3u32.to_be_bytes().to_vec();
+        rec.push(ip6.len() as u8);
+        rec.extend(&ip6);
+        let (_, flows) = decode(&mut cache, &ipfix(&[(2, t), (500, rec)]));
+        assert_eq!(flows.len(), 1);
+        assert_eq!(flows[0].dst, "2001:db8:9::2".parse::<IpAddr>().unwrap());
+        assert_eq!((flows[0].packets, flows[0].protocol), (3, 17));
+        assert_eq!((flows[0].src_port, flows[0].dst_port), (53, 8080));
+
+        // A section that holds no IP packet gives no flow, counted.
+        let t = template(600, &[(ie::DATA_LINK_FRAME_SECTION, 65535, None)]);
+        let (summary, flows) = decode(&mut cache, &ipfix(&[(2, t), (600, vec![4, 1, 2, 3, 4])]));
+        assert!(flows.is_empty());
+        assert_eq!(summary.errors, vec![FlowError::NoDestination]);
     }
 
     #[test]
