@@ -42,9 +42,27 @@ fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    pub daemon: DaemonConfig,
     pub xdp: XdpConfig,
     pub telemetry: TelemetryConfig,
     pub exporters: ExportersConfig,
+}
+
+/// The daemon's own files.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DaemonConfig {
+    /// Where state that must survive a restart is kept (learnt templates;
+    /// active mitigations), written atomically.
+    pub state_dir: PathBuf,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        Self {
+            state_dir: PathBuf::from("/var/lib/edge-sensor"),
+        }
+    }
 }
 
 /// Which exporters the sensor listens to.
@@ -115,6 +133,11 @@ pub struct TelemetryConfig {
     /// Pass datagrams the kernel consumed on to the stack instead of
     /// dropping them (for a host that also runs another collector).
     pub pass_telemetry: bool,
+    /// Seconds a NetFlow v9 / IPFIX template (and a learnt sampling rate)
+    /// is kept without being announced again (RFC 7011 §8.4). Exporters
+    /// resend every few minutes at most (Cisco's default template timeout
+    /// is 30 min), so the default keeps them through one missed refresh.
+    pub template_lifetime: u64,
 }
 
 impl Default for TelemetryConfig {
@@ -124,6 +147,7 @@ impl Default for TelemetryConfig {
             ipfix_ports: vec![IPFIX_PORT],
             netflow_ports: vec![NETFLOW_PORT],
             pass_telemetry: false,
+            template_lifetime: 3600,
         }
     }
 }
@@ -179,6 +203,19 @@ impl Config {
             return Err(invalid(
                 "xdp.pin_path",
                 "must be an absolute path on a bpffs",
+            ));
+        }
+
+        if !self.daemon.state_dir.is_absolute() {
+            return Err(invalid("daemon.state_dir", "must be an absolute path"));
+        }
+        if !(60..=7 * 86400).contains(&self.telemetry.template_lifetime) {
+            return Err(invalid(
+                "telemetry.template_lifetime",
+                format!(
+                    "{} s is outside 60 ..= 604800 (one minute to a week)",
+                    self.telemetry.template_lifetime
+                ),
             ));
         }
 

@@ -11,5 +11,6 @@ pub mod counters;
 pub mod decode;
 pub mod pcap;
 pub mod rates;
+pub mod state;
 pub mod telemetry;
 pub mod xdp;

@@ -188,8 +188,8 @@ impl Default for Link {
 }
 
 /// `edge-sensor run` attached to `iface` in `ns`, pinning under `pin`, its
-/// log written to `log`; returns once the program is on the interface
-/// (panics after 15 s).
+/// log written to `log` and its state kept in `log` with the extension
+/// `state`; returns once the program is on the interface (panics after 15 s).
 pub fn start_sensor(
     ns: &NetNs,
     iface: &str,
@@ -202,6 +202,9 @@ pub fn start_sensor(
         .command(crate::sensor_bin())
         .args(["run", "--iface", iface, "--pin-path"])
         .arg(pin)
+        // Beside the log: each test's own, never the machine's /var/lib.
+        .arg("--state-dir")
+        .arg(log.with_extension("state"))
         .stdout(Stdio::null())
         .stderr(log_file)
         .process_group(0)

@@ -49,6 +49,7 @@ fn telemetry_for(frames: &[Vec<u8>]) -> TelemetryConfig {
         ipfix_ports: vec![],
         netflow_ports: ports.iter().copied().filter(|&p| p != SFLOW_PORT).collect(),
         pass_telemetry: false,
+        ..TelemetryConfig::default()
     }
 }
 

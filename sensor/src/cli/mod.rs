@@ -92,6 +92,9 @@ pub struct RunArgs {
     /// Pin directory; overrides `xdp.pin_path`.
     #[arg(long)]
     pub pin_path: Option<PathBuf>,
+    /// State directory; overrides `daemon.state_dir`.
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -2,7 +2,8 @@
 
 use std::{
     net::{Ipv4Addr, Ipv6Addr, SocketAddr},
-    time::Duration,
+    path::PathBuf,
+    time::{Duration, Instant, SystemTime},
 };
 
 use anyhow::{Context, Result, bail};
@@ -16,7 +17,11 @@ use super::RunArgs;
 use crate::{
     config::Config,
     decode::passed_to_daemon,
-    telemetry::{Datagram, UserDecoder},
+    state,
+    telemetry::{
+        Datagram, UserDecoder,
+        template::{SavedTemplates, TemplateCache},
+    },
     xdp::{self, LoadOptions, Sensor, attach::error_chain},
 };
 
@@ -33,6 +38,9 @@ pub fn run(args: RunArgs) -> Result<()> {
     }
     if let Some(pin) = &args.pin_path {
         config.xdp.pin_path = pin.clone();
+    }
+    if let Some(dir) = &args.state_dir {
+        config.daemon.state_dir = dir.clone();
     }
     config.validate()?;
     if config.xdp.interfaces.is_empty() {
@@ -121,12 +129,19 @@ async fn serve(sensor: &mut Sensor, config: &Config) -> Result<&'static str> {
     }
     drop(tx);
     let mut decoder = UserDecoder::new(&ports, &config.exporters.allow, false);
+    let mut templates = TemplateState::load(config, &mut decoder);
     let mut flush = tokio::time::interval(Duration::from_secs(1));
     let mut synced = 0;
-    loop {
+    if templates.restored > 0 {
+        synced = decoder.templates().generation();
+        if let Err(e) = sensor.sync_flow(decoder.templates()) {
+            tracing::error!("restoring the kernel's template plans: {}", error_chain(&e));
+        }
+    }
+    let signal = loop {
         tokio::select! {
-            _ = term.recv() => break Ok("SIGTERM"),
-            _ = int.recv() => break Ok("SIGINT"),
+            _ = term.recv() => break "SIGTERM",
+            _ = int.recv() => break "SIGINT",
             Some((payload, src, port)) = rx.recv() => {
                 let Some(kind) = ports.iter().find(|(p, _)| *p == port).map(|(_, k)| *k) else {
                     continue;
@@ -158,7 +173,90 @@ async fn serve(sensor: &mut Sensor, config: &Config) -> Result<&'static str> {
                 if let Err(e) = sensor.publish_user(&decoder.report) {
                     tracing::error!("publishing userspace counters: {}", error_chain(&e));
                 }
+                templates.tick(&mut decoder);
+                let generation = decoder.templates().generation();
+                if generation != synced {
+                    synced = generation;
+                    if let Err(e) = sensor.sync_flow(decoder.templates()) {
+                        tracing::error!("updating the kernel's template plans: {}", error_chain(&e));
+                    }
+                }
             }
+        }
+    };
+    if decoder.templates().generation() != templates.saved_generation
+        || decoder.templates().templates().next().is_some()
+    {
+        templates.save(&decoder);
+    }
+    Ok(signal)
+}
+
+/// The learnt templates on disk: restored at start (so the kernel decodes
+/// data sets at once instead of after the exporters' next refresh), expired
+/// by `telemetry.template_lifetime`, saved when they change (at most every
+/// few seconds) and at exit.
+struct TemplateState {
+    path: PathBuf,
+    lifetime: Duration,
+    restored: usize,
+    saved_generation: u64,
+    last_save: Instant,
+}
+
+impl TemplateState {
+    const SAVE_EVERY: Duration = Duration::from_secs(5);
+    const REFRESH_EVERY: Duration = Duration::from_secs(60);
+
+    fn load(config: &Config, decoder: &mut UserDecoder) -> Self {
+        let path = state::templates_file(&config.daemon.state_dir);
+        let lifetime = Duration::from_secs(config.telemetry.template_lifetime);
+        let mut restored = 0;
+        match state::read_json::<SavedTemplates>(&path) {
+            Ok(Some(saved)) => {
+                let cache = TemplateCache::restored(saved, SystemTime::now(), lifetime);
+                restored = cache.templates().count();
+                tracing::info!(path = %path.display(), restored, "templates restored");
+                *decoder.templates_mut() = cache;
+            }
+            Ok(None) => {}
+            // A damaged file costs only the wait for the next refresh.
+            Err(e) => tracing::warn!("{e}: starting without saved templates"),
+        }
+        Self {
+            saved_generation: decoder.templates().generation(),
+            path,
+            lifetime,
+            restored,
+            last_save: Instant::now(),
+        }
+    }
+
+    fn tick(&mut self, decoder: &mut UserDecoder) {
+        let expired = decoder
+            .templates_mut()
+            .expire(SystemTime::now(), self.lifetime);
+        if expired > 0 {
+            tracing::info!(
+                expired,
+                "templates expired (not refreshed within the lifetime)"
+            );
+        }
+        let changed = decoder.templates().generation() != self.saved_generation;
+        // Refreshes move only the last-seen times; they are saved less often.
+        let refresh = decoder.templates().templates().next().is_some()
+            && self.last_save.elapsed() >= Self::REFRESH_EVERY;
+        if (changed && self.last_save.elapsed() >= Self::SAVE_EVERY) || refresh {
+            self.save(decoder);
+        }
+    }
+
+    fn save(&mut self, decoder: &UserDecoder) {
+        self.last_save = Instant::now();
+        let generation = decoder.templates().generation();
+        match state::write_json(&self.path, &decoder.templates().saved()) {
+            Ok(()) => self.saved_generation = generation,
+            Err(e) => tracing::error!("saving templates: {e}"),
         }
     }
 }

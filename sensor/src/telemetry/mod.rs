@@ -95,6 +95,11 @@ impl UserDecoder {
         &self.templates
     }
 
+    /// The templates, to expire them or to restore saved ones.
+    pub fn templates_mut(&mut self) -> &mut TemplateCache {
+        &mut self.templates
+    }
+
     fn allowed(&self, src: IpAddr) -> bool {
         // The kernel matches IPv4 sources in their IPv4-mapped IPv6 form.
         self.allow.is_empty() || self.allow.iter().any(|net| net.contains(&src))

@@ -13,7 +13,10 @@
 use std::{
     collections::HashMap,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    time::{Duration, SystemTime},
 };
+
+use serde::{Deserialize, Serialize};
 
 use edge_sensor_common::{FieldLoc, Plan, proto::sflow_header};
 
@@ -89,7 +92,7 @@ pub enum Version {
 }
 
 /// A field specifier.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Field {
     pub ie: u16,
     /// Private Enterprise Number; 0 for IANA elements.
@@ -99,7 +102,7 @@ pub struct Field {
 }
 
 /// A (data or options) template.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Template {
     pub fields: Vec<Field>,
     /// An options template: its records describe the exporter, not flows.
@@ -123,14 +126,14 @@ impl Template {
 
 /// Where a message came from: a template's scope is the transport session
 /// (RFC 7011 §8; for UDP, the exporter's address and source port).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Session {
     pub ip: IpAddr,
     pub port: u16,
 }
 
 /// A template's scope: session, observation domain (or v9 source id), id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct TemplateKey {
     pub exporter: Session,
     pub domain: u32,
@@ -138,7 +141,7 @@ pub struct TemplateKey {
 }
 
 /// Sampling learned for one (exporter, domain).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sampling {
     /// Rate for records that name no sampler.
     pub default: Option<u32>,
@@ -179,6 +182,11 @@ pub struct Summary {
 pub struct TemplateCache {
     templates: HashMap<TemplateKey, Template>,
     sampling: HashMap<(Session, u32), Sampling>,
+    /// When each template, and each scope's sampling, was last announced
+    /// (RFC 7011 §8.4: templates over UDP live only as long as they are
+    /// refreshed).
+    seen: HashMap<TemplateKey, SystemTime>,
+    sampling_seen: HashMap<(Session, u32), SystemTime>,
     /// Moves whenever a template or a rate changes (not when an exporter
     /// resends the same ones), so the kernel's plans are rewritten only then.
     generation: u64,
@@ -313,8 +321,10 @@ impl TemplateCache {
                     };
                     let changed = if template.fields.is_empty() {
                         // IPFIX template withdrawal (RFC 7011 §8.1).
+                        self.seen.remove(&key);
                         self.templates.remove(&key).is_some()
                     } else {
+                        self.seen.insert(key, SystemTime::now());
                         self.templates.insert(key, template.clone()).as_ref() != Some(&template)
                     };
                     if changed {
@@ -401,6 +411,8 @@ impl TemplateCache {
         let Some(rate) = rate_of(&get) else {
             return;
         };
+        self.sampling_seen
+            .insert((exporter, domain), SystemTime::now());
         let state = self.sampling.entry((exporter, domain)).or_default();
         let before = match get(ie::SAMPLER_ID).or_else(|| get(ie::SELECTOR_ID)) {
             Some(id) => state.by_sampler.insert(id, rate),
@@ -409,6 +421,96 @@ impl TemplateCache {
         if before != Some(rate) {
             self.generation += 1;
         }
+    }
+
+    /// Forgets templates and sampling not announced for `lifetime` before
+    /// `now` (RFC 7011 §8.4, RFC 3954 §9: an exporter refreshes them; one
+    /// that stopped, or restarted with other ids, leaves stale ones).
+    /// Returns how many templates went.
+    pub fn expire(&mut self, now: SystemTime, lifetime: Duration) -> usize {
+        let stale = |t: &SystemTime| now.duration_since(*t).is_ok_and(|age| age > lifetime);
+        let gone: Vec<TemplateKey> = self
+            .seen
+            .iter()
+            .filter(|(_, t)| stale(t))
+            .map(|(k, _)| *k)
+            .collect();
+        for key in &gone {
+            self.seen.remove(key);
+            self.templates.remove(key);
+        }
+        let gone_rates: Vec<(Session, u32)> = self
+            .sampling_seen
+            .iter()
+            .filter(|(_, t)| stale(t))
+            .map(|(k, _)| *k)
+            .collect();
+        for key in &gone_rates {
+            self.sampling_seen.remove(key);
+            self.sampling.remove(key);
+        }
+        if !gone.is_empty() || !gone_rates.is_empty() {
+            self.generation += 1;
+        }
+        gone.len()
+    }
+
+    /// Everything learnt, with when it was last announced: what the daemon
+    /// persists so a restart does not wait for the exporters' next refresh.
+    pub fn saved(&self) -> SavedTemplates {
+        let unix = |t: &SystemTime| {
+            t.duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+        };
+        SavedTemplates {
+            templates: self
+                .templates
+                .iter()
+                .map(|(key, template)| SavedTemplate {
+                    key: *key,
+                    template: template.clone(),
+                    seen: self.seen.get(key).map_or(0, unix),
+                })
+                .collect(),
+            sampling: self
+                .sampling
+                .iter()
+                .map(|((session, domain), sampling)| SavedSampling {
+                    session: *session,
+                    domain: *domain,
+                    default: sampling.default,
+                    by_sampler: sampling.by_sampler.iter().map(|(k, v)| (*k, *v)).collect(),
+                    seen: self.sampling_seen.get(&(*session, *domain)).map_or(0, unix),
+                })
+                .collect(),
+        }
+    }
+
+    /// A cache holding what `saved` holds, but for what has expired by `now`.
+    pub fn restored(saved: SavedTemplates, now: SystemTime, lifetime: Duration) -> Self {
+        let at = |secs: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+        let mut cache = Self::new();
+        for t in saved.templates {
+            if t.template.fields.is_empty() || t.key.id < 256 {
+                continue;
+            }
+            cache.seen.insert(t.key, at(t.seen));
+            cache.templates.insert(t.key, t.template);
+        }
+        for s in saved.sampling {
+            let key = (s.session, s.domain);
+            cache.sampling_seen.insert(key, at(s.seen));
+            cache.sampling.insert(
+                key,
+                Sampling {
+                    default: s.default.filter(|&r| r >= 1),
+                    by_sampler: s.by_sampler.into_iter().filter(|&(_, r)| r >= 1).collect(),
+                },
+            );
+        }
+        cache.expire(now, lifetime);
+        cache.generation += 1;
+        cache
     }
 
     fn flow(&self, exporter: Session, domain: u32, values: &[(Field, &[u8])]) -> Option<Flow> {
@@ -524,6 +626,34 @@ fn section_octets<'a>(
                 .or_else(|| field(ie::IP_HEADER_PACKET_SECTION))
                 .map(|b| b.len() as u64)
         })
+}
+
+/// What [`TemplateCache::saved`] gives: a stable, documented JSON form.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SavedTemplates {
+    pub templates: Vec<SavedTemplate>,
+    pub sampling: Vec<SavedSampling>,
+}
+
+/// A template and when it was last announced (Unix seconds).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SavedTemplate {
+    pub key: TemplateKey,
+    pub template: Template,
+    pub seen: u64,
+}
+
+/// One scope's sampling rates and when they were last announced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SavedSampling {
+    pub session: Session,
+    pub domain: u32,
+    pub default: Option<u32>,
+    pub by_sampler: Vec<(u64, u32)>,
+    pub seen: u64,
 }
 
 /// A record's fields with their bytes.
@@ -927,6 +1057,53 @@ mod tests {
         tcp[13] = 0x02;
         f.extend(tcp);
         f
+    }
+
+    #[test]
+    fn templates_are_saved_restored_and_expire() {
+        let t = template(
+            256,
+            &[
+                (ie::DESTINATION_IPV4_ADDRESS, 4, None),
+                (ie::PACKET_DELTA_COUNT, 4, None),
+            ],
+        );
+        let mut cache = TemplateCache::new();
+        decode(&mut cache, &ipfix(&[(2, t)]));
+        let key = TemplateKey {
+            exporter: EXPORTER,
+            domain: 7,
+            id: 256,
+        };
+        let saved = cache.saved();
+        let json = serde_json::to_string(&saved).unwrap();
+        let saved: SavedTemplates = serde_json::from_str(&json).unwrap();
+        let now = SystemTime::now();
+        let hour = Duration::from_secs(3600);
+        let restored = TemplateCache::restored(saved.clone(), now, hour);
+        assert_eq!(restored.template(&key), cache.template(&key));
+        assert!(
+            restored.generation() > 0,
+            "a restored cache is synced to the kernel"
+        );
+        // Restored two hours later, the one-hour-old template is gone.
+        let later = now + 2 * hour;
+        let expired = TemplateCache::restored(saved, later, hour);
+        assert_eq!(expired.template(&key), None);
+        // And in a running cache, expiry moves the generation.
+        let g = cache.generation();
+        assert_eq!(cache.expire(now, hour), 0);
+        assert_eq!(cache.generation(), g);
+        assert_eq!(cache.expire(later, hour), 1);
+        assert!(cache.generation() > g);
+        assert_eq!(cache.template(&key), None);
+        // A hostile file cannot smuggle in a reserved id or an empty template.
+        let bad: SavedTemplates =
+            serde_json::from_str(&json.replace("\"id\":256", "\"id\":3")).unwrap();
+        assert_eq!(
+            TemplateCache::restored(bad, now, hour).templates().count(),
+            0
+        );
     }
 
     #[test]
