@@ -181,9 +181,13 @@ pub struct AgentState {
     pub agent_drops: u32,
     /// Uptime (ms) the agent reported in its last datagram.
     pub uptime_ms: u32,
-    /// Explicit padding; always zero.
-    pub _pad: u32,
+    /// [`AGENT_RESYNC`]: the next datagram sets the sequence baseline
+    /// without counting a gap (the last one's record count was unknown).
+    pub flags: u32,
 }
+
+/// [`AgentState::flags`]: the sequence must be resynchronised.
+pub const AGENT_RESYNC: u32 = 1;
 const _: () = assert!(size_of::<AgentState>() == 16);
 
 /// Counters of the program as a whole.

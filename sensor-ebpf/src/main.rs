@@ -24,7 +24,9 @@ mod sflow;
 mod watch;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
-use edge_sensor_common::{AgentState, ExporterKey, ExporterStats, ParseError, TelemetryKind};
+use edge_sensor_common::{
+    AGENT_RESYNC, AgentState, ExporterKey, ExporterStats, ParseError, TelemetryKind,
+};
 
 #[xdp]
 pub fn edge_sensor(ctx: XdpContext) -> u32 {
@@ -147,10 +149,6 @@ fn templated(
     } else {
         edge_sensor_common::WatchKind::Ipfix as u8
     };
-    if !flow::check(scratch, start, end) {
-        return false;
-    }
-    flow::walk(scratch, start);
     let key = ExporterKey {
         addr: read::addr_bytes(dgram.src),
         sub_agent: domain,
@@ -158,14 +156,56 @@ fn templated(
         kind: dgram.kind,
         _pad: 0,
     };
-    if let Some(stats) = maps::exporter_stats(&key) {
-        unsafe {
-            (*stats).datagrams += 1;
-            (*stats).bytes += u64::from(dgram.payload_len);
-            (*stats).records += u64::from(scratch.walk.records);
+    let clean = flow::check(scratch, start, end);
+    if clean {
+        flow::walk(scratch, start);
+    }
+    // Sequence numbers are checked here for every datagram, taken or
+    // passed, since only the kernel sees them all. NetFlow v9 numbers
+    // datagrams (RFC 3954 §5.1); IPFIX numbers data records (RFC 7011
+    // §3.1), which only a datagram decoded here has counted, so after one
+    // passed on the next sets a new baseline.
+    let d = &scratch.data;
+    let (gaps, resets) = if version == 9 {
+        sequence(&key, d.be32(12), d.be32(4), 1)
+    } else if clean {
+        sequence(&key, d.be32(8), 0, scratch.walk.records)
+    } else {
+        resync(&key, d.be32(8));
+        (0, 0)
+    };
+    if clean || gaps != 0 || resets != 0 {
+        if let Some(stats) = maps::exporter_stats(&key) {
+            unsafe {
+                if clean {
+                    (*stats).datagrams += 1;
+                    (*stats).bytes += u64::from(dgram.payload_len);
+                    (*stats).records += u64::from(scratch.walk.records);
+                }
+                (*stats).sequence_gaps += u64::from(gaps);
+                (*stats).sequence_resets += u64::from(resets);
+            }
         }
     }
-    true
+    clean
+}
+
+/// Marks the exporter's sequence for resynchronisation at its next datagram.
+#[inline(always)]
+fn resync(key: &ExporterKey, seq: u32) {
+    match maps::AGENT_STATE.get_ptr_mut(key) {
+        // SAFETY: a valid map value.
+        Some(state) => unsafe { (*state).flags = AGENT_RESYNC },
+        None => {
+            let fresh = AgentState {
+                last_sequence: seq,
+                agent_drops: 0,
+                uptime_ms: 0,
+                flags: AGENT_RESYNC,
+            };
+            let _ = maps::AGENT_STATE.insert(key, fresh, 0);
+        }
+    }
 }
 
 /// Parses and counts an sFlow datagram; `true` when all of it was accounted for.
@@ -231,7 +271,7 @@ fn sequence(key: &ExporterKey, seq: u32, uptime_ms: u32, advance: u32) -> (u32, 
             last_sequence: last,
             agent_drops: 0,
             uptime_ms,
-            _pad: 0,
+            flags: 0,
         };
         let _ = maps::AGENT_STATE.insert(key, fresh, 0);
         return (0, 0);
@@ -243,6 +283,10 @@ fn sequence(key: &ExporterKey, seq: u32, uptime_ms: u32, advance: u32) -> (u32, 
         let delta = seq.wrapping_sub((*state).last_sequence.wrapping_add(1));
         (*state).last_sequence = last;
         (*state).uptime_ms = uptime_ms;
+        if (*state).flags & AGENT_RESYNC != 0 {
+            (*state).flags = 0;
+            return (0, 0);
+        }
         if delta == 0 {
             (0, 0)
         } else if delta < 0x8000_0000 {

@@ -70,7 +70,7 @@ impl Decoder {
                 let sensor = Sensor::load(&opts).map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
                 EngineState::Xdp {
                     sensor: Box::new(sensor),
-                    daemon: Box::new(UserDecoder::new(&ports, &[], false)),
+                    daemon: Box::new(UserDecoder::new(&ports, &[], false).behind_kernel()),
                 }
             }
             Engine::User => EngineState::User(Box::new(UserDecoder::new(&ports, &[], false))),
@@ -164,7 +164,7 @@ impl Decoder {
                 sensor
                     .clear_counters()
                     .map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
-                **daemon = UserDecoder::new(&self.ports, &[], false);
+                **daemon = UserDecoder::new(&self.ports, &[], false).behind_kernel();
             }
         }
         Ok(())

@@ -128,7 +128,7 @@ async fn serve(sensor: &mut Sensor, config: &Config) -> Result<&'static str> {
         }
     }
     drop(tx);
-    let mut decoder = UserDecoder::new(&ports, &config.exporters.allow, false);
+    let mut decoder = UserDecoder::new(&ports, &config.exporters.allow, false).behind_kernel();
     let mut templates = TemplateState::load(config, &mut decoder);
     let mut flush = tokio::time::interval(Duration::from_secs(1));
     let mut synced = 0;

@@ -15,7 +15,8 @@ pub mod watch;
 use std::{collections::HashMap, net::IpAddr};
 
 use edge_sensor_common::{
-    AgentState, ExporterKey, ExporterStats, GlobalStats, MAX_DATAGRAM, ParseError, TelemetryKind,
+    AGENT_RESYNC, AgentState, ExporterKey, ExporterStats, GlobalStats, MAX_DATAGRAM, ParseError,
+    TelemetryKind,
 };
 use ipnet::IpNet;
 
@@ -45,6 +46,9 @@ pub struct UserDecoder {
     pass_telemetry: bool,
     agents: HashMap<ExporterKey, AgentState>,
     templates: TemplateCache,
+    /// Check NetFlow v9 / IPFIX sequence numbers: off in the daemon, which
+    /// sees only what the kernel passes on (the kernel checks them all).
+    flow_sequences: bool,
     pub report: Report,
     pub global: GlobalStats,
 }
@@ -57,6 +61,7 @@ impl UserDecoder {
             pass_telemetry,
             agents: HashMap::new(),
             templates: TemplateCache::new(),
+            flow_sequences: true,
             report: Report::default(),
             global: GlobalStats::default(),
         }
@@ -88,6 +93,14 @@ impl UserDecoder {
             self.global.passed_datagrams += 1;
             Verdict::Pass
         }
+    }
+
+    /// The decoder of the daemon, behind the XDP program: it sees only the
+    /// datagrams the kernel passed on, so it leaves sequence numbers to the
+    /// kernel.
+    pub fn behind_kernel(mut self) -> Self {
+        self.flow_sequences = false;
+        self
     }
 
     /// The v9/IPFIX templates and sampling learnt so far.
@@ -190,7 +203,8 @@ impl UserDecoder {
             ip: d.src,
             port: d.src_port,
         };
-        let kernel_takes = self.templates.kernel_takes(session, d.payload);
+        let kernel_records = self.templates.kernel_records(session, d.payload);
+        let kernel_takes = kernel_records.is_some();
         let mut flows = Vec::new();
         let result = self
             .templates
@@ -221,12 +235,32 @@ impl UserDecoder {
             p[domain_at + 2],
             p[domain_at + 3],
         ]);
-        let s = self.exporter(ExporterId {
+        let id = ExporterId {
             ip: d.src,
             sub_agent: domain,
             port: d.port,
             kind: d.kind as u8,
-        });
+        };
+        // As the kernel does, which sees every datagram (see its `templated`).
+        let (gaps, resets) = if !self.flow_sequences {
+            (0, 0)
+        } else if p[1] == 9 {
+            let seq = u32::from_be_bytes([p[12], p[13], p[14], p[15]]);
+            let uptime = u32::from_be_bytes([p[4], p[5], p[6], p[7]]);
+            self.sequence(id.to_key(), seq, uptime, 1)
+        } else {
+            let seq = u32::from_be_bytes([p[8], p[9], p[10], p[11]]);
+            match kernel_records {
+                Some(records) => self.sequence(id.to_key(), seq, 0, records),
+                None => {
+                    self.resync(id.to_key(), seq);
+                    (0, 0)
+                }
+            }
+        };
+        let s = self.exporter(id);
+        s.sequence_gaps += u64::from(gaps);
+        s.sequence_resets += u64::from(resets);
         s.datagrams += 1;
         s.bytes += p.len() as u64;
         s.records += flows.len() as u64;
@@ -283,6 +317,19 @@ impl UserDecoder {
             .any(|(&n, e)| n != 0 && e.is_fatal())
     }
 
+    /// The kernel's `resync`: the next datagram sets a new baseline.
+    fn resync(&mut self, key: ExporterKey, seq: u32) {
+        self.agents
+            .entry(key)
+            .or_insert(AgentState {
+                last_sequence: seq,
+                agent_drops: 0,
+                uptime_ms: 0,
+                flags: 0,
+            })
+            .flags = AGENT_RESYNC;
+    }
+
     /// Same rule as the kernel: gaps when the sequence jumps forward by less
     /// than 2^31, a reset when it goes backwards (or repeats). sFlow numbers
     /// datagrams (`advance` 1), NetFlow v5 flow records (`advance` = count).
@@ -295,7 +342,7 @@ impl UserDecoder {
                     last_sequence: last,
                     agent_drops: 0,
                     uptime_ms,
-                    _pad: 0,
+                    flags: 0,
                 },
             );
             return (0, 0);
@@ -303,6 +350,10 @@ impl UserDecoder {
         let delta = seq.wrapping_sub(state.last_sequence.wrapping_add(1));
         state.last_sequence = last;
         state.uptime_ms = uptime_ms;
+        if state.flags & AGENT_RESYNC != 0 {
+            state.flags = 0;
+            return (0, 0);
+        }
         match delta {
             0 => (0, 0),
             d if d < 0x8000_0000 => (d, 0),

@@ -948,44 +948,47 @@ impl TemplateCache {
     /// set with a plan, sets and records within its bounds): the rule of
     /// `sensor-ebpf/src/flow.rs`, applied to the templates known now.
     pub fn kernel_takes(&self, exporter: Session, msg: &[u8]) -> bool {
+        self.kernel_records(exporter, msg).is_some()
+    }
+
+    /// The data records the kernel would count in `msg`, if it takes it.
+    pub fn kernel_records(&self, exporter: Session, msg: &[u8]) -> Option<u32> {
         use edge_sensor_common::{MAX_FLOW_RECORDS, MAX_FLOW_SETS};
         let (start, domain, end) = match be16(msg, 0) {
             Some(9) if msg.len() >= 20 => (20, be32(msg, 16), msg.len()),
             Some(10) if msg.len() >= 16 => {
                 let len = usize::from(be16(msg, 2).unwrap_or(0));
                 if len < 16 || len > msg.len() {
-                    return false;
+                    return None;
                 }
                 (16, be32(msg, 12), len)
             }
-            _ => return false,
+            _ => return None,
         };
-        let Some(domain) = domain else { return false };
+        let domain = domain?;
         let (mut off, mut sets, mut records) = (start, 0u32, 0u32);
         while off + 4 <= end {
             sets += 1;
             let (Some(id), Some(len)) = (be16(msg, off), be16(msg, off + 2)) else {
-                return false;
+                return None;
             };
             let len = usize::from(len);
             if sets > MAX_FLOW_SETS || len < 4 || len > end - off || id < 256 {
-                return false;
+                return None;
             }
             let key = TemplateKey {
                 exporter,
                 domain,
                 id,
             };
-            let Some(plan) = self.templates.get(&key).and_then(Template::plan) else {
-                return false;
-            };
+            let plan = self.templates.get(&key).and_then(Template::plan)?;
             records += ((len - 4) / usize::from(plan.record_len)) as u32;
             if records > MAX_FLOW_RECORDS {
-                return false;
+                return None;
             }
             off += len;
         }
-        true
+        Some(records)
     }
 }
 
