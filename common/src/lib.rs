@@ -20,10 +20,10 @@ pub use telemetry::*;
 
 /// Version of the layout of the pinned maps. Part of the default pin path, so a
 /// new binary never reuses maps pinned by an older one with another layout.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 
 /// Default directory under which the sensor pins its maps.
-pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/edge-sensor/v1";
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/edge-sensor/v2";
 
 /// Name of the XDP program in the eBPF object.
 pub const XDP_PROGRAM: &str = "edge_sensor";

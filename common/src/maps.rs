@@ -18,6 +18,11 @@ pub const TELEMETRY_PORTS: &str = "TELEMETRY_PORTS";
 /// prefix length (of the IPv6 or IPv4-mapped form: an IPv4 /24 is 96 + 24) and
 /// address; written by userspace.
 pub const EXPORTER_ALLOW: &str = "EXPORTER_ALLOW";
+/// Configured sampling rates by exporter prefix: `LPM_TRIE<[u8; 16],
+/// SamplingRule>` keyed like [`EXPORTER_ALLOW`], written by userspace.
+pub const SAMPLING_RULES: &str = "SAMPLING_RULES";
+/// Capacity of [`SAMPLING_RULES`].
+pub const MAX_SAMPLING_RULES: u32 = 1024;
 /// Runtime settings: `ARRAY<Settings>` (1 entry), written by userspace.
 pub const SETTINGS: &str = "SETTINGS";
 /// Per destination counters of what the daemon decoded in userspace (v9/IPFIX
@@ -144,8 +149,101 @@ pub struct ExporterStats {
     pub sequence_resets: u64,
     /// Parse errors by reason ([`ParseError`] as index).
     pub errors: [u64; ParseError::COUNT],
+    /// When the last datagram was counted (CLOCK_MONOTONIC ns, the
+    /// kernel's `bpf_ktime_get_ns`).
+    pub last_seen_ns: u64,
+    /// The sampling rate applied to the last sample or record counted
+    /// (1 when unsampled or unknown), and where it came from.
+    pub sampling_rate: u32,
+    /// A [`RateSource`] as `u8`.
+    pub rate_source: u8,
+    /// The format of the last datagram counted: [`FORMAT_SFLOW5`],
+    /// [`FORMAT_NETFLOW5`], [`FORMAT_NETFLOW9`], [`FORMAT_IPFIX`] (0: none
+    /// parsed). NetFlow v5 and v9 share a port, and number different things.
+    pub format: u8,
+    /// Explicit padding; always zero.
+    pub _pad: [u8; 2],
 }
-const _: () = assert!(size_of::<ExporterStats>() == 48 + 8 * ParseError::COUNT);
+
+/// [`ExporterStats::format`] values.
+pub const FORMAT_SFLOW5: u8 = 1;
+pub const FORMAT_NETFLOW5: u8 = 2;
+pub const FORMAT_NETFLOW9: u8 = 3;
+pub const FORMAT_IPFIX: u8 = 4;
+const _: () = assert!(size_of::<ExporterStats>() == 64 + 8 * ParseError::COUNT);
+
+/// Where the sampling rate applied to an exporter's samples came from.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RateSource {
+    /// Nothing counted yet.
+    Unknown = 0,
+    /// The sFlow flow sample's `sampling_rate`.
+    Sample = 1,
+    /// The NetFlow v5 header's sampling interval.
+    Header = 2,
+    /// A field in the IPFIX / v9 data record (samplingInterval, ...).
+    Record = 3,
+    /// IPFIX / v9 options data (per sampler or selector, or for the domain).
+    Options = 4,
+    /// None stated: counted unsampled (1:1).
+    Unsampled = 5,
+    /// The configuration's override for this exporter (`mode = "override"`).
+    ConfigOverride = 6,
+    /// The configuration's rate for exporters that state none (`mode = "default"`).
+    ConfigDefault = 7,
+}
+
+impl RateSource {
+    pub const ALL: [Self; 8] = [
+        Self::Unknown,
+        Self::Sample,
+        Self::Header,
+        Self::Record,
+        Self::Options,
+        Self::Unsampled,
+        Self::ConfigOverride,
+        Self::ConfigDefault,
+    ];
+
+    pub fn from_u8(v: u8) -> Self {
+        Self::ALL
+            .get(usize::from(v))
+            .copied()
+            .unwrap_or(Self::Unknown)
+    }
+
+    /// A stable name, for JSON and tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Unknown => "unknown",
+            Self::Sample => "sflow-sample",
+            Self::Header => "netflow5-header",
+            Self::Record => "record-field",
+            Self::Options => "options-template",
+            Self::Unsampled => "unsampled",
+            Self::ConfigOverride => "config-override",
+            Self::ConfigDefault => "config-default",
+        }
+    }
+}
+
+/// A configured sampling rate for the exporters of a prefix
+/// ([`SAMPLING_RULES`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct SamplingRule {
+    pub rate: u32,
+    /// [`SAMPLING_OVERRIDE`] or [`SAMPLING_DEFAULT`].
+    pub mode: u32,
+}
+const _: () = assert!(size_of::<SamplingRule>() == 8);
+
+/// [`SamplingRule::mode`]: the rule's rate replaces whatever the telemetry says.
+pub const SAMPLING_OVERRIDE: u32 = 1;
+/// [`SamplingRule::mode`]: the rule's rate applies where the telemetry states none.
+pub const SAMPLING_DEFAULT: u32 = 2;
 
 impl ExporterStats {
     /// Adds `other` field by field (used to sum per-CPU values); wraps rather
@@ -159,6 +257,13 @@ impl ExporterStats {
         self.sequence_resets = self.sequence_resets.wrapping_add(other.sequence_resets);
         for i in 0..ParseError::COUNT {
             self.errors[i] = self.errors[i].wrapping_add(other.errors[i]);
+        }
+        // The rate of whichever CPU counted last.
+        if other.last_seen_ns > self.last_seen_ns {
+            self.last_seen_ns = other.last_seen_ns;
+            self.sampling_rate = other.sampling_rate;
+            self.rate_source = other.rate_source;
+            self.format = other.format;
         }
     }
 
@@ -400,4 +505,5 @@ mod user {
     unsafe impl aya::Pod for super::Plan {}
     unsafe impl aya::Pod for super::RateKey {}
     unsafe impl aya::Pod for super::WatchStats {}
+    unsafe impl aya::Pod for super::SamplingRule {}
 }

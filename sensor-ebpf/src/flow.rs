@@ -16,8 +16,8 @@ use core::ffi::c_void;
 
 use aya_ebpf::helpers::bpf_loop;
 use edge_sensor_common::{
-    DOMAIN_RATE, FieldLoc, MAX_FLOW_RECORDS, MAX_FLOW_SETS, PlanKey, RateKey, WatchKind,
-    proto::tcp_flags,
+    DOMAIN_RATE, FieldLoc, MAX_FLOW_RECORDS, MAX_FLOW_SETS, PlanKey, RateKey, RateSource,
+    SAMPLING_DEFAULT, SAMPLING_OVERRIDE, WatchKind, proto::tcp_flags,
 };
 
 use crate::{
@@ -247,14 +247,27 @@ fn record(w: &mut crate::sflow::Walk, d: &Data, r: u32) {
     };
     let fragment = (p.fragment_offset.len != 0 && uint(d, r, p.fragment_offset) != 0)
         || (p.fragment_flags.len != 0 && uint(d, r, p.fragment_flags) & MORE_FRAGMENTS != 0);
-    // The record's own rate, then its sampler's, then the domain's, then 1.
-    let rate = match field_rate(d, r, p.sampling_interval) {
-        Some(v) => v,
-        None => match field_rate(d, r, p.sampler_random_interval) {
-            Some(v) => v,
-            None => learnt_rate(w, d, r),
-        },
+    // A configured override; else the record's own rate, then its
+    // sampler's, then the domain's; else a configured default, else 1.
+    let rate = if w.rule_mode == SAMPLING_OVERRIDE {
+        w.rate_source = RateSource::ConfigOverride as u8;
+        u64::from(w.rule_rate)
+    } else {
+        match field_rate(d, r, p.sampling_interval) {
+            Some(v) => {
+                w.rate_source = RateSource::Record as u8;
+                v
+            }
+            None => match field_rate(d, r, p.sampler_random_interval) {
+                Some(v) => {
+                    w.rate_source = RateSource::Record as u8;
+                    v
+                }
+                None => learnt_rate(w, d, r),
+            },
+        }
     };
+    w.rate_used = rate as u32;
     let pkt = Packet {
         dst,
         proto,
@@ -283,13 +296,24 @@ fn learnt_rate(w: &mut crate::sflow::Walk, d: &Data, r: u32) -> u64 {
     if p.sampler.len != 0 {
         w.rate_key.sampler = uint(d, r, p.sampler);
         if let Some(rate) = maps::flow_rate(&w.rate_key) {
+            w.rate_source = RateSource::Options as u8;
             return u64::from(rate);
         }
     }
     w.rate_key.sampler = DOMAIN_RATE;
     match maps::flow_rate(&w.rate_key) {
-        Some(rate) => u64::from(rate),
-        None => 1,
+        Some(rate) => {
+            w.rate_source = RateSource::Options as u8;
+            u64::from(rate)
+        }
+        None if w.rule_mode == SAMPLING_DEFAULT => {
+            w.rate_source = RateSource::ConfigDefault as u8;
+            u64::from(w.rule_rate)
+        }
+        None => {
+            w.rate_source = RateSource::Unsampled as u8;
+            1
+        }
     }
 }
 

@@ -23,9 +23,12 @@ mod sampled;
 mod sflow;
 mod watch;
 
-use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use aya_ebpf::{
+    bindings::xdp_action, helpers::bpf_ktime_get_ns, macros::xdp, programs::XdpContext,
+};
 use edge_sensor_common::{
-    AGENT_RESYNC, AgentState, ExporterKey, ExporterStats, ParseError, TelemetryKind,
+    AGENT_RESYNC, AgentState, ExporterKey, ExporterStats, FORMAT_IPFIX, FORMAT_NETFLOW5,
+    FORMAT_NETFLOW9, FORMAT_SFLOW5, ParseError, TelemetryKind,
 };
 
 #[xdp]
@@ -78,6 +81,7 @@ fn unparsed(dgram: &packet::Datagram, error: Option<ParseError>) {
         unsafe {
             (*stats).datagrams += 1;
             (*stats).bytes += u64::from(dgram.payload_len);
+            (*stats).last_seen_ns = bpf_ktime_get_ns();
             if let Some(e) = error {
                 let i = e as usize;
                 if i < ParseError::COUNT {
@@ -93,7 +97,7 @@ fn unparsed(dgram: &packet::Datagram, error: Option<ParseError>) {
 #[inline(always)]
 fn flow_datagram(ctx: &XdpContext, dgram: &packet::Datagram) -> bool {
     let len = u32::from(dgram.payload_len);
-    let scratch = match sflow::copy(ctx, dgram.payload_off as u32, len) {
+    let scratch = match sflow::copy(ctx, dgram.payload_off as u32, len, dgram.src) {
         Ok(s) => s,
         Err(e) => {
             unparsed(dgram, Some(e));
@@ -126,7 +130,7 @@ fn flow_datagram(ctx: &XdpContext, dgram: &packet::Datagram) -> bool {
     netflow5::walk(scratch, &header);
     let walk = &scratch.walk;
     if let Some(stats) = maps::exporter_stats(&key) {
-        unsafe { add(&mut *stats, dgram, walk, gaps, resets) };
+        unsafe { add(&mut *stats, dgram, walk, gaps, resets, FORMAT_NETFLOW5) };
     }
     walk.fatal == 0
 }
@@ -181,6 +185,12 @@ fn templated(
                     (*stats).datagrams += 1;
                     (*stats).bytes += u64::from(dgram.payload_len);
                     (*stats).records += u64::from(scratch.walk.records);
+                    (*stats).format = if version == 9 {
+                        FORMAT_NETFLOW9
+                    } else {
+                        FORMAT_IPFIX
+                    };
+                    seen(&mut *stats, &scratch.walk);
                 }
                 (*stats).sequence_gaps += u64::from(gaps);
                 (*stats).sequence_resets += u64::from(resets);
@@ -212,7 +222,7 @@ fn resync(key: &ExporterKey, seq: u32) {
 #[inline(always)]
 fn sflow_datagram(ctx: &XdpContext, dgram: &packet::Datagram) -> bool {
     let len = u32::from(dgram.payload_len);
-    let parsed = sflow::copy(ctx, dgram.payload_off as u32, len)
+    let parsed = sflow::copy(ctx, dgram.payload_off as u32, len, dgram.src)
         .and_then(|scratch| sflow::header(&scratch.data, len).map(|h| (scratch, h)));
     let (scratch, header) = match parsed {
         Ok(ok) => ok,
@@ -241,13 +251,21 @@ fn sflow_datagram(ctx: &XdpContext, dgram: &packet::Datagram) -> bool {
         }
     }
     if let Some(stats) = maps::exporter_stats(&key) {
-        unsafe { add(&mut *stats, dgram, walk, gaps, resets) };
+        unsafe { add(&mut *stats, dgram, walk, gaps, resets, FORMAT_SFLOW5) };
     }
     walk.fatal == 0
 }
 
 #[inline(always)]
-fn add(s: &mut ExporterStats, dgram: &packet::Datagram, w: &sflow::Walk, gaps: u32, resets: u32) {
+fn add(
+    s: &mut ExporterStats,
+    dgram: &packet::Datagram,
+    w: &sflow::Walk,
+    gaps: u32,
+    resets: u32,
+    format: u8,
+) {
+    s.format = format;
     s.datagrams += 1;
     s.bytes += u64::from(dgram.payload_len);
     s.samples += u64::from(w.samples);
@@ -256,6 +274,18 @@ fn add(s: &mut ExporterStats, dgram: &packet::Datagram, w: &sflow::Walk, gaps: u
     s.sequence_resets += u64::from(resets);
     for i in 0..ParseError::COUNT {
         s.errors[i] += u64::from(w.errors[i]);
+    }
+    seen(s, w);
+}
+
+/// When the exporter was last counted, and the rate its samples got.
+#[inline(always)]
+fn seen(s: &mut ExporterStats, w: &sflow::Walk) {
+    // SAFETY: a helper without arguments.
+    s.last_seen_ns = unsafe { bpf_ktime_get_ns() };
+    if w.rate_used != 0 {
+        s.sampling_rate = w.rate_used;
+        s.rate_source = w.rate_source;
     }
 }
 

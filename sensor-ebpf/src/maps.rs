@@ -9,8 +9,9 @@ use aya_ebpf::{
 };
 use edge_sensor_common::{
     AgentState, DEFAULT_MAX_DESTINATIONS, DstKey, DstStats, ExporterKey, ExporterStats,
-    GlobalStats, MAX_ALLOW_PREFIXES, MAX_EXPORTERS, MAX_FLOW_PLANS, MAX_TELEMETRY_PORTS,
-    MAX_WATCHED, Plan, PlanKey, PortConfig, RateKey, Settings, WATCH_RING_BYTES, WatchStats,
+    GlobalStats, MAX_ALLOW_PREFIXES, MAX_EXPORTERS, MAX_FLOW_PLANS, MAX_SAMPLING_RULES,
+    MAX_TELEMETRY_PORTS, MAX_WATCHED, Plan, PlanKey, PortConfig, RateKey, SamplingRule, Settings,
+    WATCH_RING_BYTES, WatchStats,
 };
 
 /// Per destination counters (`common::DST_STATS`); userspace sets the
@@ -70,6 +71,20 @@ pub fn flow_plan(key: &PlanKey) -> Option<Plan> {
 #[inline(always)]
 pub fn flow_rate(key: &RateKey) -> Option<u32> {
     FLOW_RATES.get_ptr(key).map(|p| unsafe { *p })
+}
+
+/// Configured sampling rates by exporter prefix (`common::SAMPLING_RULES`).
+#[map]
+pub static SAMPLING_RULES: LpmTrie<[u8; 16], SamplingRule> =
+    LpmTrie::with_max_entries(MAX_SAMPLING_RULES, aya_ebpf::bindings::BPF_F_NO_PREALLOC);
+
+/// The configured sampling rule for exporter `addr` (mode 0: none).
+#[inline(always)]
+pub fn sampling_rule(addr: crate::read::Addr) -> SamplingRule {
+    match SAMPLING_RULES.get(&Key::new(128, crate::read::addr_bytes(addr))) {
+        Some(r) => *r,
+        None => SamplingRule::default(),
+    }
 }
 
 /// Destinations whose samples are streamed (`common::WATCHED`).

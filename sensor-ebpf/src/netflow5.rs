@@ -13,7 +13,8 @@ use core::ffi::c_void;
 
 use aya_ebpf::helpers::bpf_loop;
 use edge_sensor_common::{
-    MAX_NETFLOW5_RECORDS, NETFLOW5_HEADER, NETFLOW5_RECORD, ParseError, WatchKind,
+    MAX_NETFLOW5_RECORDS, NETFLOW5_HEADER, NETFLOW5_RECORD, ParseError, RateSource,
+    SAMPLING_DEFAULT, SAMPLING_OVERRIDE, WatchKind,
 };
 
 use crate::{
@@ -31,8 +32,8 @@ pub struct Header {
     pub uptime_ms: u32,
     /// engine_type << 8 | engine_id: the exporter's "sub-agent".
     pub engine: u32,
-    /// Sampling interval (1 when the header says 0: unsampled or unknown).
-    pub rate: u32,
+    /// Sampling interval; 0: unsampled or unknown.
+    pub interval: u32,
 }
 
 /// Reads the header of a datagram of `end` bytes whose version word is 5.
@@ -47,7 +48,7 @@ pub fn header(d: &Data, end: u32) -> Result<Header, ParseError> {
         uptime_ms: d.be32(4),
         sequence: d.be32(16),
         engine: u32::from(d.be16(20)),
-        rate: if interval == 0 { 1 } else { interval },
+        interval,
     })
 }
 
@@ -65,7 +66,20 @@ pub fn walk(s: &mut Scratch, h: &Header) {
     let n = if n > present { present } else { n };
     let w = &mut s.walk;
     w.off = NETFLOW5_HEADER;
-    w.rate = h.rate;
+    // The header's interval; 0 means unsampled or unknown: a configured
+    // default applies then, an override always.
+    let (rate, source) = if w.rule_mode == SAMPLING_OVERRIDE {
+        (w.rule_rate, RateSource::ConfigOverride)
+    } else if h.interval != 0 {
+        (h.interval, RateSource::Header)
+    } else if w.rule_mode == SAMPLING_DEFAULT {
+        (w.rule_rate, RateSource::ConfigDefault)
+    } else {
+        (1, RateSource::Unsampled)
+    };
+    w.rate = rate;
+    w.rate_used = rate;
+    w.rate_source = source as u8;
     w.samples_left = n;
     w.reset_results();
     let mut loop_ctx = LoopCtx {

@@ -28,7 +28,7 @@ use aya_ebpf::{
 };
 use edge_sensor_common::{
     MAX_DATAGRAM, MAX_RECORDS, MAX_SAMPLES, MAX_SAMPLING_RATE, MAX_STRIPPED, ParseError, Plan,
-    PlanKey, RateKey, WatchKind,
+    PlanKey, RateKey, RateSource, SAMPLING_OVERRIDE, WatchKind,
 };
 
 use crate::{
@@ -85,7 +85,14 @@ pub struct Walk {
     pub(crate) watching: u8,
     /// The v9/IPFIX walk's format (a `WatchKind`).
     pub(crate) flow_kind: u8,
-    _pad: [u8; 4],
+    /// Where `rate_used` came from (a `RateSource`).
+    pub(crate) rate_source: u8,
+    _pad: [u8; 3],
+    /// The sampling rate applied to the last sample or record counted.
+    pub(crate) rate_used: u32,
+    /// The configured rule for the datagram's source (`SamplingRule`).
+    pub(crate) rule_rate: u32,
+    pub(crate) rule_mode: u32,
     pub(crate) raw_len: u32,
     ip_len: u32,
     /// Where the raw header record and the sampled_ipv4/ipv6 record lie
@@ -151,7 +158,12 @@ pub(crate) const MAX_STEPS: u32 = MAX_SAMPLES * (MAX_RECORDS + 1) + 1;
 /// Copies the datagram of `len` bytes at frame offset `off` into this CPU's
 /// scratch entry. `Err` with the reason when it cannot be parsed at all.
 #[inline(always)]
-pub fn copy(ctx: &XdpContext, off: u32, len: u32) -> Result<&'static mut Scratch, ParseError> {
+pub fn copy(
+    ctx: &XdpContext,
+    off: u32,
+    len: u32,
+    src: Addr,
+) -> Result<&'static mut Scratch, ParseError> {
     if len == 0 {
         return Err(ParseError::TruncatedHeader);
     }
@@ -175,6 +187,11 @@ pub fn copy(ctx: &XdpContext, off: u32, len: u32) -> Result<&'static mut Scratch
     }
     scratch.walk.end = len;
     scratch.walk.watching = maps::settings().watching;
+    let rule = maps::sampling_rule(src);
+    scratch.walk.rule_rate = rule.rate;
+    scratch.walk.rule_mode = rule.mode;
+    scratch.walk.rate_used = 0;
+    scratch.walk.rate_source = RateSource::Unknown as u8;
     Ok(scratch)
 }
 
@@ -308,7 +325,14 @@ fn sample_header(w: &mut Walk, d: &Data) -> i64 {
     }
     w.have_raw = 0;
     w.have_ip = 0;
-    w.rate = rate;
+    if w.rule_mode == SAMPLING_OVERRIDE {
+        w.rate = w.rule_rate;
+        w.rate_source = RateSource::ConfigOverride as u8;
+    } else {
+        w.rate = rate;
+        w.rate_source = RateSource::Sample as u8;
+    }
+    w.rate_used = w.rate;
     w.records_left = if num_records > MAX_RECORDS {
         MAX_RECORDS
     } else {

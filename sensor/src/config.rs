@@ -10,9 +10,13 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use crate::telemetry::sampling::SamplingRules;
 use edge_sensor_common::{
     DEFAULT_MAX_DESTINATIONS, DEFAULT_PIN_DIR, IPFIX_PORT, MAX_ALLOW_PREFIXES, MAX_TELEMETRY_PORTS,
     NETFLOW_PORT, SFLOW_PORT, TelemetryKind,
+};
+use edge_sensor_common::{
+    MAX_SAMPLING_RATE, MAX_SAMPLING_RULES, SAMPLING_DEFAULT, SAMPLING_OVERRIDE, SamplingRule,
 };
 use ipnet::IpNet;
 use serde::Deserialize;
@@ -72,6 +76,46 @@ pub struct ExportersConfig {
     /// Source prefixes allowed to send telemetry; empty accepts any (with a
     /// warning at start).
     pub allow: Vec<IpNet>,
+    /// Sampling rates set by configuration, per exporter prefix (the
+    /// datagram's source address; the longest prefix wins).
+    pub sampling: Vec<SamplingConfig>,
+}
+
+/// `[[exporters.sampling]]`: a rate for the exporters of `prefix`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SamplingConfig {
+    pub prefix: IpNet,
+    /// One sampled packet in `rate`.
+    pub rate: u32,
+    /// `override`: replaces whatever the telemetry says; `default`: applies
+    /// only where the telemetry states no rate.
+    pub mode: SamplingMode,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SamplingMode {
+    Override,
+    Default,
+}
+
+impl ExportersConfig {
+    /// The sampling rules, as the kernel and the decoders take them.
+    pub fn sampling_rules(&self) -> SamplingRules {
+        SamplingRules::new(self.sampling.iter().map(|s| {
+            (
+                s.prefix,
+                SamplingRule {
+                    rate: s.rate,
+                    mode: match s.mode {
+                        SamplingMode::Override => SAMPLING_OVERRIDE,
+                        SamplingMode::Default => SAMPLING_DEFAULT,
+                    },
+                },
+            )
+        }))
+    }
 }
 
 /// Where and how the XDP program runs.
@@ -242,6 +286,41 @@ impl Config {
             }
         }
 
+        if self.exporters.sampling.len() > MAX_SAMPLING_RULES as usize {
+            return Err(invalid(
+                "exporters.sampling",
+                format!("at most {MAX_SAMPLING_RULES} rules"),
+            ));
+        }
+        for (i, rule) in self.exporters.sampling.iter().enumerate() {
+            let key = format!("exporters.sampling[{i}]");
+            if rule.prefix.trunc() != rule.prefix {
+                return Err(invalid(
+                    format!("{key}.prefix"),
+                    format!(
+                        "{} has host bits set (did you mean {}?)",
+                        rule.prefix,
+                        rule.prefix.trunc()
+                    ),
+                ));
+            }
+            if !(1..=MAX_SAMPLING_RATE).contains(&rule.rate) {
+                return Err(invalid(
+                    format!("{key}.rate"),
+                    format!("{} is outside 1 ..= {MAX_SAMPLING_RATE}", rule.rate),
+                ));
+            }
+            if let Some(j) = self.exporters.sampling[..i]
+                .iter()
+                .position(|r| r.prefix == rule.prefix)
+            {
+                return Err(invalid(
+                    format!("{key}.prefix"),
+                    format!("{} is also in exporters.sampling[{j}]", rule.prefix),
+                ));
+            }
+        }
+
         let t = &self.telemetry;
         let lists = [
             ("telemetry.sflow_ports", &t.sflow_ports),
@@ -314,7 +393,7 @@ mod tests {
                 (2055, TelemetryKind::Netflow)
             ]
         );
-        assert_eq!(c.xdp.pin_path, PathBuf::from("/sys/fs/bpf/edge-sensor/v1"));
+        assert_eq!(c.xdp.pin_path, PathBuf::from("/sys/fs/bpf/edge-sensor/v2"));
         assert_eq!(c.xdp.mode, AttachMode::Auto);
     }
 
@@ -359,6 +438,28 @@ mod tests {
                 "[telemetry]\nsflow_ports = []\nipfix_ports = []\nnetflow_ports = []\n",
                 "telemetry",
             ),
+            (
+                "[[exporters.sampling]]\nprefix = \"192.0.2.1/24\"\nrate = 10\nmode = \"override\"\n",
+                "exporters.sampling[0].prefix",
+            ),
+            (
+                "[[exporters.sampling]]\nprefix = \"192.0.2.0/24\"\nrate = 0\nmode = \"default\"\n",
+                "exporters.sampling[0].rate",
+            ),
+            (
+                "[[exporters.sampling]]\nprefix = \"192.0.2.0/24\"\nrate = 10\nmode = \"sometimes\"\n",
+                "mode",
+            ),
+            (
+                "[[exporters.sampling]]\nprefix = \"192.0.2.0/24\"\nrate = 10\nmode = \"default\"\n\
+                 [[exporters.sampling]]\nprefix = \"192.0.2.0/24\"\nrate = 20\nmode = \"override\"\n",
+                "exporters.sampling[1].prefix",
+            ),
+            (
+                "[telemetry]\ntemplate_lifetime = 5\n",
+                "telemetry.template_lifetime",
+            ),
+            ("[daemon]\nstate_dir = \"var/lib\"\n", "daemon.state_dir"),
         ];
         for (text, key) in cases {
             let e = Config::from_toml(text).unwrap_err().to_string();

@@ -8,7 +8,8 @@ use std::{collections::BTreeMap, net::IpAddr, path::Path};
 use aya::maps::{HashMap, Map, MapData, MapError, PerCpuArray, PerCpuHashMap};
 use edge_sensor_common::{
     AGENT_STATE, AgentState, Class, DST_STATS, DstKey, DstStats, EXPORTER_STATS, ExporterKey,
-    ExporterStats, GlobalStats, ParseError, TelemetryKind, USER_DST_STATS, USER_EXPORTER_STATS,
+    ExporterStats, FORMAT_IPFIX, FORMAT_NETFLOW5, GlobalStats, ParseError, RateSource,
+    TelemetryKind, USER_DST_STATS, USER_EXPORTER_STATS,
 };
 use serde::{Serialize, Serializer, ser::SerializeMap};
 
@@ -275,7 +276,17 @@ pub struct ExporterRow {
     pub records: u64,
     pub sequence_gaps: u64,
     pub sequence_resets: u64,
+    /// Share of what the exporter sent that never arrived, in percent, from
+    /// the sequence numbers (sFlow and NetFlow v9 number datagrams, NetFlow
+    /// v5 and IPFIX number flow records).
+    pub loss_percent: f64,
     pub agent_drops: u32,
+    /// The sampling rate applied to the exporter's last sample or record
+    /// (1: unsampled), and where it came from (`RateSource::name`).
+    pub sampling_rate: u32,
+    pub sampling_source: &'static str,
+    /// Seconds since the last datagram was counted; `null` if never.
+    pub last_seen_secs: Option<f64>,
     pub errors: Errors,
 }
 
@@ -293,9 +304,29 @@ impl ExporterRow {
             records: s.records,
             sequence_gaps: s.sequence_gaps,
             sequence_resets: s.sequence_resets,
+            loss_percent: loss_percent(s),
             agent_drops: t.agent_drops,
+            sampling_rate: s.sampling_rate,
+            sampling_source: RateSource::from_u8(s.rate_source).name(),
+            last_seen_secs: (s.last_seen_ns != 0).then(|| {
+                crate::telemetry::monotonic_ns().saturating_sub(s.last_seen_ns) as f64 / 1e9
+            }),
             errors: Errors(s.errors),
         }
+    }
+}
+
+/// Lost / (received + lost), in the unit the protocol numbers.
+fn loss_percent(s: &ExporterStats) -> f64 {
+    let received = match s.format {
+        FORMAT_IPFIX | FORMAT_NETFLOW5 => s.records,
+        _ => s.datagrams,
+    };
+    let total = received.saturating_add(s.sequence_gaps);
+    if total == 0 {
+        0.0
+    } else {
+        100.0 * s.sequence_gaps as f64 / total as f64
     }
 }
 

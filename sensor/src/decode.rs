@@ -15,6 +15,7 @@ use crate::{
     config::TelemetryConfig,
     counters::Report,
     pcap,
+    telemetry::sampling::SamplingRules,
     telemetry::{UserDecoder, Verdict, frame},
     xdp::{LoadOptions, Sensor, attach::error_chain},
 };
@@ -44,6 +45,7 @@ pub fn passed_to_daemon(d: &frame::Datagram<'_>) -> bool {
 /// Runs a whole decode: every frame of every capture through `engine`.
 pub struct Decoder {
     engine: EngineState,
+    rules: SamplingRules,
     ports: Vec<(u16, TelemetryKind)>,
     /// Telemetry datagrams seen, and the verdicts given to them.
     pub datagrams: u64,
@@ -62,21 +64,35 @@ enum EngineState {
 
 impl Decoder {
     pub fn new(engine: Engine, telemetry: &TelemetryConfig) -> Result<Self> {
+        Self::with_sampling(engine, telemetry, SamplingRules::default())
+    }
+
+    /// A decoder applying configured sampling rules (`exporters.sampling`).
+    pub fn with_sampling(
+        engine: Engine,
+        telemetry: &TelemetryConfig,
+        rules: SamplingRules,
+    ) -> Result<Self> {
         let ports: Vec<_> = telemetry.ports().collect();
+        let user = |rules: &SamplingRules| {
+            UserDecoder::new(&ports, &[], false).with_sampling(rules.clone())
+        };
         let engine = match engine {
             Engine::Xdp => {
                 let mut opts = LoadOptions::unpinned(DECODE_DESTINATIONS);
                 opts.ports = ports.clone();
+                opts.sampling = rules.clone();
                 let sensor = Sensor::load(&opts).map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
                 EngineState::Xdp {
                     sensor: Box::new(sensor),
-                    daemon: Box::new(UserDecoder::new(&ports, &[], false).behind_kernel()),
+                    daemon: Box::new(user(&rules).behind_kernel()),
                 }
             }
-            Engine::User => EngineState::User(Box::new(UserDecoder::new(&ports, &[], false))),
+            Engine::User => EngineState::User(Box::new(user(&rules))),
         };
         Ok(Self {
             engine,
+            rules,
             ports,
             datagrams: 0,
             dropped: 0,
@@ -158,13 +174,16 @@ impl Decoder {
         self.dropped = 0;
         match &mut self.engine {
             EngineState::User(user) => {
-                **user = UserDecoder::new(&self.ports, &[], false);
+                **user =
+                    UserDecoder::new(&self.ports, &[], false).with_sampling(self.rules.clone());
             }
             EngineState::Xdp { sensor, daemon } => {
                 sensor
                     .clear_counters()
                     .map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
-                **daemon = UserDecoder::new(&self.ports, &[], false).behind_kernel();
+                **daemon = UserDecoder::new(&self.ports, &[], false)
+                    .with_sampling(self.rules.clone())
+                    .behind_kernel();
             }
         }
         Ok(())

@@ -76,8 +76,9 @@ fn ours(path: &Path) -> (BTreeMap<IpAddr, Totals>, Vec<u16>) {
         match d.payload.get(..2) {
             Some([0, 5]) => {
                 let h = netflow5::header(d.payload).expect("v5 header");
-                let rate = u64::from(h.rate);
-                netflow5::walk(d.payload, &h, |pkt, packets, bytes| {
+                // Unscaled: tshark's truth is the records' own counts.
+                let rate = 1;
+                netflow5::walk(d.payload, &h, 1, |pkt, packets, bytes| {
                     let ip = edge_sensor::addr::from_key(pkt.dst);
                     add(
                         totals.entry(ip).or_default(),

@@ -29,7 +29,11 @@ pub fn decode(args: DecodeArgs) -> Result<()> {
             );
         }
     }
-    let report = decoder.report()?;
+    let mut report = decoder.report()?;
+    // A capture decoded now was not "seen" now: no last-seen times.
+    for t in report.exporters.values_mut() {
+        t.stats.last_seen_ns = 0;
+    }
     if args.json {
         println!("{}", report.to_json());
     } else {

@@ -24,12 +24,30 @@ pub fn exporters(args: ExportersArgs) -> Result<()> {
 /// Exporters as an aligned table; errors listed by reason below it.
 pub fn exporter_table(rows: &[ExporterRow]) -> String {
     let mut out = format!(
-        "{:<40} {:>10} {:>5} {:<8} {:>10} {:>10} {:>8} {:>8}\n",
-        "EXPORTER", "SUB-AGENT", "PORT", "PROTO", "DATAGRAMS", "SAMPLES", "LOST", "ERRORS"
+        "{:<40} {:>10} {:>5} {:<8} {:>10} {:>10} {:>8} {:>7} {:>8} {:<28} {:>9}\n",
+        "EXPORTER",
+        "SUB-AGENT",
+        "PORT",
+        "PROTO",
+        "DATAGRAMS",
+        "SAMPLES",
+        "LOST",
+        "LOSS%",
+        "ERRORS",
+        "SAMPLING",
+        "LAST SEEN"
     );
     for r in rows {
+        let sampling = if r.sampling_rate == 0 {
+            "-".to_string()
+        } else {
+            format!("1:{} {}", r.sampling_rate, r.sampling_source)
+        };
+        let seen = r
+            .last_seen_secs
+            .map_or("-".to_string(), |s| format!("{s:.0}s ago"));
         out.push_str(&format!(
-            "{:<40} {:>10} {:>5} {:<8} {:>10} {:>10} {:>8} {:>8}\n",
+            "{:<40} {:>10} {:>5} {:<8} {:>10} {:>10} {:>8} {:>7.2} {:>8} {:<28} {:>9}\n",
             r.ip.to_string(),
             r.sub_agent,
             r.port,
@@ -37,7 +55,10 @@ pub fn exporter_table(rows: &[ExporterRow]) -> String {
             r.datagrams,
             r.samples,
             r.sequence_gaps,
-            r.errors.total()
+            r.loss_percent,
+            r.errors.total(),
+            sampling,
+            seen,
         ));
     }
     if rows.is_empty() {

@@ -59,6 +59,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         max_destinations: config.xdp.destinations,
         allow: config.exporters.allow.clone(),
         pass_telemetry: config.telemetry.pass_telemetry,
+        sampling: config.exporters.sampling_rules(),
     })
     .map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
     tracing::info!(
@@ -128,7 +129,9 @@ async fn serve(sensor: &mut Sensor, config: &Config) -> Result<&'static str> {
         }
     }
     drop(tx);
-    let mut decoder = UserDecoder::new(&ports, &config.exporters.allow, false).behind_kernel();
+    let mut decoder = UserDecoder::new(&ports, &config.exporters.allow, false)
+        .with_sampling(config.exporters.sampling_rules())
+        .behind_kernel();
     let mut templates = TemplateState::load(config, &mut decoder);
     let mut flush = tokio::time::interval(Duration::from_secs(1));
     let mut synced = 0;
@@ -214,7 +217,8 @@ impl TemplateState {
         let mut restored = 0;
         match state::read_json::<SavedTemplates>(&path) {
             Ok(Some(saved)) => {
-                let cache = TemplateCache::restored(saved, SystemTime::now(), lifetime);
+                let mut cache = TemplateCache::restored(saved, SystemTime::now(), lifetime);
+                cache.set_sampling_rules(config.exporters.sampling_rules());
                 restored = cache.templates().count();
                 tracing::info!(path = %path.display(), restored, "templates restored");
                 *decoder.templates_mut() = cache;

@@ -8,6 +8,7 @@
 pub mod frame;
 pub mod netflow5;
 pub mod sampled;
+pub mod sampling;
 pub mod sflow;
 pub mod template;
 pub mod watch;
@@ -15,12 +16,14 @@ pub mod watch;
 use std::{collections::HashMap, net::IpAddr};
 
 use edge_sensor_common::{
-    AGENT_RESYNC, AgentState, ExporterKey, ExporterStats, GlobalStats, MAX_DATAGRAM, ParseError,
-    TelemetryKind,
+    AGENT_RESYNC, AgentState, ExporterKey, ExporterStats, FORMAT_IPFIX, FORMAT_NETFLOW5,
+    FORMAT_NETFLOW9, FORMAT_SFLOW5, GlobalStats, MAX_DATAGRAM, ParseError, RateSource,
+    SAMPLING_OVERRIDE, TelemetryKind,
 };
 use ipnet::IpNet;
 
 use edge_sensor_common::proto::{ipproto, tcp_flags};
+use sampling::SamplingRules;
 use template::{FlowError, Session, TemplateCache};
 
 use crate::{
@@ -46,6 +49,8 @@ pub struct UserDecoder {
     pass_telemetry: bool,
     agents: HashMap<ExporterKey, AgentState>,
     templates: TemplateCache,
+    /// Configured sampling rates (`exporters.sampling`).
+    rules: SamplingRules,
     /// Check NetFlow v9 / IPFIX sequence numbers: off in the daemon, which
     /// sees only what the kernel passes on (the kernel checks them all).
     flow_sequences: bool,
@@ -61,6 +66,7 @@ impl UserDecoder {
             pass_telemetry,
             agents: HashMap::new(),
             templates: TemplateCache::new(),
+            rules: SamplingRules::default(),
             flow_sequences: true,
             report: Report::default(),
             global: GlobalStats::default(),
@@ -95,6 +101,13 @@ impl UserDecoder {
         }
     }
 
+    /// Applies the configured sampling rules, as the kernel does.
+    pub fn with_sampling(mut self, rules: SamplingRules) -> Self {
+        self.templates.set_sampling_rules(rules.clone());
+        self.rules = rules;
+        self
+    }
+
     /// The decoder of the daemon, behind the XDP program: it sees only the
     /// datagrams the kernel passed on, so it leaves sequence numbers to the
     /// kernel.
@@ -119,7 +132,9 @@ impl UserDecoder {
     }
 
     fn exporter(&mut self, id: ExporterId) -> &mut ExporterStats {
-        &mut self.report.exporters.entry(id).or_default().stats
+        let s = &mut self.report.exporters.entry(id).or_default().stats;
+        s.last_seen_ns = monotonic_ns();
+        s
     }
 
     /// Counts a datagram that could not be parsed under its source.
@@ -171,8 +186,10 @@ impl UserDecoder {
         };
         let (gaps, resets) =
             self.sequence(id.to_key(), header.sequence, header.uptime_ms, header.count);
+        let stated = (header.interval != 0).then_some((header.interval, RateSource::Header));
+        let (rate, source) = self.rules.apply(d.src, stated);
         let destinations = &mut self.report.destinations;
-        let walk = netflow5::walk(p, &header, |pkt, packets, bytes| {
+        let walk = netflow5::walk(p, &header, rate, |pkt, packets, bytes| {
             sampled::count(
                 destinations.entry(addr::from_key(pkt.dst)).or_default(),
                 &pkt,
@@ -184,6 +201,9 @@ impl UserDecoder {
         s.datagrams += 1;
         s.bytes += p.len() as u64;
         s.records += u64::from(walk.records);
+        s.sampling_rate = rate;
+        s.rate_source = source as u8;
+        s.format = FORMAT_NETFLOW5;
         s.sequence_gaps += u64::from(gaps);
         s.sequence_resets += u64::from(resets);
         match walk.error {
@@ -264,6 +284,15 @@ impl UserDecoder {
         s.datagrams += 1;
         s.bytes += p.len() as u64;
         s.records += flows.len() as u64;
+        if let Some(f) = flows.last() {
+            s.sampling_rate = f.rate;
+            s.rate_source = f.rate_source as u8;
+        }
+        s.format = if p[1] == 9 {
+            FORMAT_NETFLOW9
+        } else {
+            FORMAT_IPFIX
+        };
         for e in summary.errors {
             s.errors[flow_error(e) as usize] += 1;
         }
@@ -290,8 +319,13 @@ impl UserDecoder {
             kind: d.kind as u8,
         };
         let (gaps, resets) = self.sequence(id.to_key(), header.sequence, header.uptime_ms, 1);
+        let override_rate = self
+            .rules
+            .lookup(d.src)
+            .filter(|r| r.mode == SAMPLING_OVERRIDE)
+            .map(|r| r.rate);
         let destinations = &mut self.report.destinations;
-        let walk = sflow::walk(d.payload, &header, |pkt, packets, bytes| {
+        let walk = sflow::walk(d.payload, &header, override_rate, |pkt, packets, bytes| {
             let stats = destinations.entry(addr::from_key(pkt.dst)).or_default();
             sampled::count(stats, &pkt, packets, bytes);
         });
@@ -307,6 +341,15 @@ impl UserDecoder {
         s.records += u64::from(walk.records);
         s.sequence_gaps += u64::from(gaps);
         s.sequence_resets += u64::from(resets);
+        s.format = FORMAT_SFLOW5;
+        if walk.last_rate != 0 {
+            s.sampling_rate = walk.last_rate;
+            s.rate_source = if override_rate.is_some() {
+                RateSource::ConfigOverride
+            } else {
+                RateSource::Sample
+            } as u8;
+        }
         for (total, &n) in s.errors.iter_mut().zip(walk.errors.iter()) {
             *total += u64::from(n);
         }
@@ -360,6 +403,20 @@ impl UserDecoder {
             _ => (0, 1),
         }
     }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: the kernel's `bpf_ktime_get_ns` clock,
+/// so userspace and kernel "last seen" times compare.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid out-pointer; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
 }
 
 /// A v9/IPFIX problem as a counted parse error.

@@ -14,8 +14,8 @@ pub struct Header {
     pub uptime_ms: u32,
     /// engine_type << 8 | engine_id.
     pub engine: u32,
-    /// Sampling interval, 1 when the header says 0.
-    pub rate: u32,
+    /// Sampling interval; 0: unsampled or unknown.
+    pub interval: u32,
 }
 
 fn be16(d: &[u8], at: usize) -> u16 {
@@ -37,7 +37,7 @@ pub fn header(d: &[u8]) -> Result<Header, ParseError> {
         uptime_ms: be32(d, 4),
         sequence: be32(d, 16),
         engine: u32::from(be16(d, 20)),
-        rate: interval.max(1),
+        interval,
     })
 }
 
@@ -49,12 +49,12 @@ pub struct Walk {
 }
 
 /// Walks the records; `on_flow(packet, packets, bytes)` gets each one,
-/// already scaled by the sampling interval.
-pub fn walk(d: &[u8], h: &Header, mut on_flow: impl FnMut(Packet, u64, u64)) -> Walk {
+/// already scaled by `rate` (the header's interval or a configured one).
+pub fn walk(d: &[u8], h: &Header, rate: u32, mut on_flow: impl FnMut(Packet, u64, u64)) -> Walk {
     let end = d.len() as u32;
     let present = (end - NETFLOW5_HEADER) / NETFLOW5_RECORD;
     let n = h.count.min(MAX_NETFLOW5_RECORDS).min(present);
-    let rate = u64::from(h.rate);
+    let rate = u64::from(rate);
     for i in 0..n {
         let r = (NETFLOW5_HEADER + i * NETFLOW5_RECORD) as usize;
         let dst: [u8; 4] = d[r + 4..r + 8].try_into().expect("4 bytes");

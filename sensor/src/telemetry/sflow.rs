@@ -30,6 +30,8 @@ pub struct Walk {
     pub records: u32,
     pub max_drops: u32,
     pub errors: [u16; ParseError::COUNT],
+    /// The rate applied to the last valid flow sample (0: none).
+    pub last_rate: u32,
 }
 
 impl Walk {
@@ -82,8 +84,13 @@ pub fn header(d: &[u8]) -> Result<Header, ParseError> {
 
 /// Walks the samples of datagram `d`; `on_packet(packet, packets, bytes)`
 /// is called once per flow sample that describes an IP packet, scaled by
-/// its sampling rate.
-pub fn walk(d: &[u8], h: &Header, mut on_packet: impl FnMut(Packet, u64, u64)) -> Walk {
+/// its sampling rate, or by `override_rate` when one is configured.
+pub fn walk(
+    d: &[u8],
+    h: &Header,
+    override_rate: Option<u32>,
+    mut on_packet: impl FnMut(Packet, u64, u64),
+) -> Walk {
     let mut w = Walk::default();
     let end = d.len();
     let mut off = h.samples_off;
@@ -104,7 +111,7 @@ pub fn walk(d: &[u8], h: &Header, mut on_packet: impl FnMut(Packet, u64, u64)) -
         }
         let next = body + len;
         if (format == 1 || format == 3)
-            && flow_sample(d, &mut w, format, body, next, &mut on_packet).is_err()
+            && flow_sample(d, &mut w, format, body, next, override_rate, &mut on_packet).is_err()
         {
             w.error(ParseError::BadSampleLength);
             stopped = true;
@@ -135,6 +142,7 @@ fn flow_sample(
     format: u32,
     body: usize,
     end: usize,
+    override_rate: Option<u32>,
     on_packet: &mut impl FnMut(Packet, u64, u64),
 ) -> Result<(), ()> {
     let (rate, drops, num_records, fixed) = if format == 1 {
@@ -154,6 +162,8 @@ fn flow_sample(
         w.error(ParseError::SamplingRateTooHigh);
         return Ok(());
     }
+    let rate = override_rate.unwrap_or(rate);
+    w.last_rate = rate;
 
     let mut described = Described::default();
     let mut off = body + fixed;

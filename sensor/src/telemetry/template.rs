@@ -18,9 +18,9 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use edge_sensor_common::{FieldLoc, Plan, proto::sflow_header};
+use edge_sensor_common::{FieldLoc, Plan, RateSource, proto::sflow_header};
 
-use super::sampled;
+use super::{sampled, sampling::SamplingRules};
 
 /// Information elements this decoder reads (IANA "IPFIX Information
 /// Elements"; NetFlow v9 field types 1-127 share the numbers).
@@ -158,8 +158,9 @@ pub struct Flow {
     pub protocol: u8,
     pub tcp_flags: u16,
     pub fragment: bool,
-    /// The rate applied.
+    /// The rate applied, and where it came from.
     pub rate: u32,
+    pub rate_source: RateSource,
     /// What a fingerprint needs besides: source address and ports where
     /// the template has them (0 / `None` where not).
     pub src: Option<IpAddr>,
@@ -187,6 +188,8 @@ pub struct TemplateCache {
     /// refreshed).
     seen: HashMap<TemplateKey, SystemTime>,
     sampling_seen: HashMap<(Session, u32), SystemTime>,
+    /// Configured rates per exporter prefix.
+    rules: SamplingRules,
     /// Moves whenever a template or a rate changes (not when an exporter
     /// resends the same ones), so the kernel's plans are rewritten only then.
     generation: u64,
@@ -423,6 +426,14 @@ impl TemplateCache {
         }
     }
 
+    /// Sets the configured sampling rules.
+    pub fn set_sampling_rules(&mut self, rules: SamplingRules) {
+        if rules != self.rules {
+            self.rules = rules;
+            self.generation += 1;
+        }
+    }
+
     /// Forgets templates and sampling not announced for `lifetime` before
     /// `now` (RFC 7011 §8.4, RFC 3954 §9: an exporter refreshes them; one
     /// that stopped, or restarted with other ids, leaves stale ones).
@@ -559,15 +570,18 @@ impl TemplateCache {
         let octets = get(ie::OCTET_DELTA_COUNT)
             .or_else(|| section.as_ref().and_then(|_| section_octets(&field, &get)))
             .unwrap_or(0);
-        // The record's own rate, then its sampler's, then the domain's.
+        // A configured override; else the record's own rate, then its
+        // sampler's, then the domain's; else a configured default, else 1.
         let sampling = self.sampling.get(&(exporter, domain));
-        let rate = rate_of(&get)
+        let stated = rate_of(&get)
+            .map(|r| (r, RateSource::Record))
             .or_else(|| {
                 let id = get(ie::SAMPLER_ID).or_else(|| get(ie::SELECTOR_ID))?;
-                sampling?.by_sampler.get(&id).copied()
+                let r = sampling?.by_sampler.get(&id).copied()?;
+                Some((r, RateSource::Options))
             })
-            .or_else(|| sampling?.default)
-            .unwrap_or(1);
+            .or_else(|| Some((sampling?.default?, RateSource::Options)));
+        let (rate, rate_source) = self.rules.apply(exporter.ip, stated);
         let fragment = get(ie::FRAGMENT_OFFSET).is_some_and(|o| o != 0)
             || get(ie::FRAGMENT_FLAGS).is_some_and(|f| f & MORE_FRAGMENTS != 0)
             || from_section(|p| u64::from(p.fragment)) == Some(1);
@@ -582,6 +596,7 @@ impl TemplateCache {
             tcp_flags: field_or_section(ie::TCP_CONTROL_BITS, |p| u64::from(p.tcp_flags)) as u16,
             fragment,
             rate,
+            rate_source,
             src,
             src_port: field_or_section(ie::SOURCE_TRANSPORT_PORT, |p| u64::from(p.src_port)) as u16,
             dst_port: field_or_section(ie::DESTINATION_TRANSPORT_PORT, |p| u64::from(p.dst_port))

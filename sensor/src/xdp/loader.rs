@@ -23,13 +23,28 @@ use edge_sensor_common::{
     TelemetryKind, XDP_PROGRAM,
 };
 use edge_sensor_common::{
-    DOMAIN_RATE, FLOW_PLANS, FLOW_RATES, MAX_WATCHED, Plan, PlanKey, RateKey, USER_DST_STATS,
-    USER_EXPORTER_STATS, WATCH_SAMPLES, WATCH_STATS, WATCHED, WatchSample, WatchStats,
+    DOMAIN_RATE, FLOW_PLANS, FLOW_RATES, MAX_WATCHED, Plan, PlanKey, RateKey, SAMPLING_RULES,
+    SamplingRule, USER_DST_STATS, USER_EXPORTER_STATS, WATCH_SAMPLES, WATCH_STATS, WATCHED,
+    WatchSample, WatchStats,
 };
 use ipnet::IpNet;
 
 use super::{EBPF_OBJECT, pins};
-use crate::{addr, telemetry::template::TemplateCache};
+use crate::{
+    addr,
+    telemetry::{sampling::SamplingRules, template::TemplateCache},
+};
+
+/// The trie key of `net`: IPv4 as mapped IPv6, so its prefix is 96 + n.
+fn trie_key(net: &IpNet) -> Key<[u8; 16]> {
+    match net {
+        IpNet::V4(v4) => Key::new(
+            96 + u32::from(v4.prefix_len()),
+            v4.addr().to_ipv6_mapped().octets(),
+        ),
+        IpNet::V6(v6) => Key::new(u32::from(v6.prefix_len()), v6.addr().octets()),
+    }
+}
 
 /// bpffs' magic number (`BPF_FS_MAGIC` in linux/magic.h).
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
@@ -47,6 +62,8 @@ pub struct LoadOptions {
     pub allow: Vec<IpNet>,
     /// Pass consumed datagrams on instead of dropping them.
     pub pass_telemetry: bool,
+    /// Configured sampling rates per exporter prefix.
+    pub sampling: SamplingRules,
 }
 
 impl LoadOptions {
@@ -59,6 +76,7 @@ impl LoadOptions {
             max_destinations,
             allow: Vec::new(),
             pass_telemetry: false,
+            sampling: SamplingRules::default(),
         }
     }
 }
@@ -138,6 +156,7 @@ impl Sensor {
         };
         sensor.set_ports(&opts.ports)?;
         sensor.set_exporters(&opts.allow, opts.pass_telemetry)?;
+        sensor.set_sampling(&opts.sampling)?;
         Ok(sensor)
     }
 
@@ -161,15 +180,7 @@ impl Sensor {
             trie.remove(&key).map_err(trie_err)?;
         }
         for net in allow {
-            let (addr, prefix_len) = match net {
-                IpNet::V4(v4) => (
-                    v4.addr().to_ipv6_mapped().octets(),
-                    96 + u32::from(v4.prefix_len()),
-                ),
-                IpNet::V6(v6) => (v6.addr().octets(), u32::from(v6.prefix_len())),
-            };
-            trie.insert(&Key::new(prefix_len, addr), 1, 0)
-                .map_err(trie_err)?;
+            trie.insert(&trie_key(net), 1, 0).map_err(trie_err)?;
         }
 
         self.settings.allow_any_exporter = u8::from(allow.is_empty());
@@ -192,6 +203,28 @@ impl Sensor {
             name: SETTINGS,
             source,
         })
+    }
+
+    /// Replaces the configured sampling rules (`SAMPLING_RULES`).
+    pub fn set_sampling(&mut self, rules: &SamplingRules) -> Result<(), LoadError> {
+        let trie_err = |source| LoadError::Map {
+            name: SAMPLING_RULES,
+            source,
+        };
+        let map = self
+            .ebpf
+            .map_mut(SAMPLING_RULES)
+            .ok_or(LoadError::MissingProgram)?;
+        let mut trie: LpmTrie<_, [u8; 16], SamplingRule> =
+            LpmTrie::try_from(map).map_err(trie_err)?;
+        let stale: Vec<Key<[u8; 16]>> = trie.keys().filter_map(Result::ok).collect();
+        for key in stale {
+            trie.remove(&key).map_err(trie_err)?;
+        }
+        for (net, rule) in rules.iter() {
+            trie.insert(&trie_key(net), *rule, 0).map_err(trie_err)?;
+        }
+        Ok(())
     }
 
     /// Makes `WATCHED` hold exactly `watch`: the destinations whose samples
