@@ -11,8 +11,18 @@ pub fn metrics(args: MetricsArgs) -> Result<()> {
     if !(0.1..=3600.0).contains(&args.interval) {
         bail!("--interval must be between 0.1 and 3600 seconds");
     }
+    // Held until exit: the kernel counts while any holder keeps it open.
+    let _stats = if args.bpf_stats {
+        Some(
+            aya::sys::enable_stats(aya::sys::Stats::RunTime)
+                .context("enabling BPF run statistics (needs root or CAP_SYS_ADMIN)")?,
+        )
+    } else {
+        None
+    };
     let metrics = Metrics::for_sensor();
     let mut poller = PinnedPoller::new(args.pin_path.clone(), args.top);
+    poller.stats_held = args.bpf_stats;
     // The first read must work: a wrong pin path or missing rights are
     // reported now, not as an empty page later.
     poller.poll(&metrics)?;

@@ -94,6 +94,10 @@ pub struct MetricsArgs {
     /// Destinations exported with their rates (the busiest by packets).
     #[arg(long, default_value_t = 20)]
     pub top: usize,
+    /// Have the kernel count program runs and run time while this runs
+    /// (BPF_ENABLE_STATS; costs a few nanoseconds per packet).
+    #[arg(long)]
+    pub bpf_stats: bool,
 }
 
 #[derive(Debug, clap::Args)]

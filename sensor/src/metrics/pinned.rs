@@ -29,6 +29,8 @@ pub struct PinnedPoller {
     top: usize,
     /// The previous destination reading, for rates.
     previous: Option<(Instant, BTreeMap<IpAddr, DstStats>)>,
+    /// This process holds BPF_ENABLE_STATS (which the sysctl does not show).
+    pub stats_held: bool,
 }
 
 impl PinnedPoller {
@@ -37,6 +39,7 @@ impl PinnedPoller {
             pin_dir,
             top,
             previous: None,
+            stats_held: false,
         }
     }
 
@@ -85,7 +88,12 @@ impl PinnedPoller {
 
         let dst_id = maps.iter().find(|m| m.name == DST_STATS).map(|m| m.id);
         let (programs, runs, run_time) = dst_id.map_or((0, 0, Duration::ZERO), programs_using);
-        metrics.set_programs(programs, runs, run_time, bpf_stats_enabled());
+        metrics.set_programs(
+            programs,
+            runs,
+            run_time,
+            self.stats_held || bpf_stats_enabled(),
+        );
         Ok(())
     }
 }

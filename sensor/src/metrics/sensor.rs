@@ -134,7 +134,7 @@ const FAMILIES: &[(&str, Kind, &str)] = &[
     (
         BPF_STATS_ENABLED,
         Kind::Gauge,
-        "1 when the kernel counts BPF program runs (kernel.bpf_stats_enabled).",
+        "1 when the kernel counts BPF program runs (kernel.bpf_stats_enabled, or BPF_ENABLE_STATS held by this process).",
     ),
     (MAP_ENTRIES, Kind::Gauge, "Entries in the pinned map."),
     (MAP_MAX_ENTRIES, Kind::Gauge, "Capacity of the pinned map."),
@@ -164,6 +164,8 @@ impl Metrics {
             m.describe(name, *kind, help)
                 .expect("the sensor's metric names are valid");
         }
+        // A counter is there from the start, so rate() sees its first error.
+        m.set(POLL_ERRORS, &[], 0.0);
         m
     }
 
