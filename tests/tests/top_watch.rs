@@ -37,17 +37,13 @@ impl Tmux {
 
     /// Starts `command` in a detached 150x30 session named `name`.
     fn start(&self, name: &str, command: &str) {
-        let out = self.run(&[
-            "new-session",
-            "-d",
-            "-s",
-            name,
-            "-x",
-            "150",
-            "-y",
-            "30",
-            command,
-        ]);
+        self.start_sized(name, command, (150, 30));
+    }
+
+    /// Starts `command` in a detached session of `size` (columns, rows).
+    fn start_sized(&self, name: &str, command: &str, size: (u16, u16)) {
+        let (x, y) = (size.0.to_string(), size.1.to_string());
+        let out = self.run(&["new-session", "-d", "-s", name, "-x", &x, "-y", &y, command]);
         assert!(
             out.status.success(),
             "tmux: {}",
@@ -207,6 +203,60 @@ fn top_watch_redraws_in_place_as_the_traffic_changes() {
             });
             let escaped = tmux.capture("plain", true);
             assert!(!escaped.contains('\x1b'), "{escaped:?}");
+        }));
+        stop.store(true, Ordering::Relaxed);
+        if let Err(panic) = result {
+            std::panic::resume_unwind(panic);
+        }
+    });
+}
+
+#[test]
+fn top_watch_fits_a_small_terminal() {
+    require_root();
+    let tmux = Tmux::new();
+    let f = Filled::new();
+    let frames: Vec<Vec<u8>> = (1..=12)
+        .map(|i| syn_datagram([203, 0, 113, i], 1))
+        .collect();
+    let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+    let command = format!(
+        "env NO_COLOR=1 TERM=xterm {} top --watch --interval 0.3 --pin-path {}",
+        sensor_bin().display(),
+        f.path().display()
+    );
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            f.stream(
+                &refs,
+                &stop,
+                Duration::from_millis(2),
+                Duration::from_secs(30),
+            )
+        });
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            // 8 rows: title, header, 5 destinations, footer; 60 columns.
+            tmux.start_sized("small", &command, (60, 8));
+            let screen = tmux.wait_for("small", Duration::from_secs(10), |s| {
+                s.contains("12 destinations tracked")
+            });
+            // A few more frames, then nothing may have scrolled.
+            std::thread::sleep(Duration::from_millis(1200));
+            let screen_later = tmux.capture("small", false);
+            for screen in [&screen, &screen_later] {
+                let lines: Vec<&str> = screen.lines().collect();
+                assert_eq!(lines.len(), 8, "{screen}");
+                assert!(lines[0].starts_with("edge-sensor top - "), "{screen}");
+                assert!(lines[1].starts_with("DESTINATION"), "{screen}");
+                assert!(
+                    lines[2..7].iter().all(|l| l.starts_with("203.0.113.")),
+                    "{screen}"
+                );
+                assert_eq!(lines[7], "12 destinations tracked", "{screen}");
+                assert!(lines.iter().all(|l| l.chars().count() <= 60), "{screen}");
+            }
+            assert_eq!(tmux.format("small", "#{history_size}"), "0");
         }));
         stop.store(true, Ordering::Relaxed);
         if let Err(panic) = result {

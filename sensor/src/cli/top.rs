@@ -88,24 +88,24 @@ pub fn top(args: TopArgs) -> Result<()> {
             let out = json(&rows, (now - then).as_secs_f64()).to_string() + "\n";
             stdout.write_all(out.as_bytes())?;
         } else if in_place {
-            // Fit the screen (title, header, footer): a taller table would
-            // scroll and leave old frames behind.
-            let height = terminal_rows().unwrap_or(24);
+            let (height, width) = terminal_size().unwrap_or((24, 80));
+            // Fit the screen: a taller frame would scroll, a wider line wrap,
+            // and either leave remains of earlier frames behind.
             rows.truncate(height.saturating_sub(3));
-            let title = title(&args, after.len());
-            let frame = format!(
-                "{}\n{}",
-                style.dim(&title),
-                table(&rows, after.len(), style)
-            );
-            // Clear once, then overwrite from the top: each line erased to
-            // its end, the rest of the screen below the table erased.
-            let mut out = String::from(if first { "\x1b[2J\x1b[H" } else { "\x1b[H" });
-            for line in frame.lines() {
-                out.push_str(line);
-                out.push_str("\x1b[K\n");
+            let plain = table(&rows, after.len(), Style { colour: false });
+            let mut lines = vec![title(&args, after.len())];
+            lines.extend(plain.lines().map(str::to_owned));
+            for line in &mut lines {
+                line.truncate(width);
             }
-            out.push_str("\x1b[J");
+            lines[0] = style.dim(&lines[0]);
+            lines[1] = style.header(&lines[1]);
+            // Clear once, then overwrite from the top: each line erased to
+            // its end, no newline after the last (on the bottom row it would
+            // scroll), the rest of the screen erased.
+            let mut out = String::from(if first { "\x1b[2J\x1b[H" } else { "\x1b[H" });
+            out.push_str(&lines.join("\x1b[K\r\n"));
+            out.push_str("\x1b[K\x1b[J");
             stdout.write_all(out.as_bytes())?;
         } else {
             stdout.write_all(table(&rows, after.len(), style).as_bytes())?;
@@ -133,13 +133,14 @@ fn title(args: &TopArgs, tracked: usize) -> String {
     )
 }
 
-/// Rows of the terminal on stdout, if it is one.
-fn terminal_rows() -> Option<usize> {
+/// Rows and columns of the terminal on stdout, if it is one.
+fn terminal_size() -> Option<(usize, usize)> {
     // SAFETY: TIOCGWINSZ fills a winsize; stdout is a valid descriptor.
     let mut size: libc::winsize = unsafe { std::mem::zeroed() };
     // SAFETY: as above.
     let rc = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) };
-    (rc == 0 && size.ws_row > 0).then_some(usize::from(size.ws_row))
+    (rc == 0 && size.ws_row > 0 && size.ws_col > 0)
+        .then_some((usize::from(size.ws_row), usize::from(size.ws_col)))
 }
 
 fn json(rows: &[DstRates], interval: f64) -> serde_json::Value {
