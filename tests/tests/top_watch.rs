@@ -86,8 +86,13 @@ impl Tmux {
 
 impl Drop for Tmux {
     fn drop(&mut self) {
-        // Our own server only (its own socket).
+        // Our own server only (its own socket), and the socket file it leaves.
+        let socket = self.run(&["display-message", "-p", "#{socket_path}"]);
         let _ = self.run(&["kill-server"]);
+        let path = String::from_utf8_lossy(&socket.stdout).trim().to_owned();
+        if path.ends_with(&self.socket) {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
