@@ -117,9 +117,8 @@ pub fn list(dir: &Path) -> Result<Vec<MapStatus>, PinError> {
     Ok(out)
 }
 
-/// Whether `dir` is on a bpffs (`BPF_FS_MAGIC` in linux/magic.h).
+/// Whether `dir` is on a bpffs.
 fn is_bpffs(dir: &Path) -> bool {
-    const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
     let Ok(path) = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(dir.as_os_str()))
     else {
         return false;
@@ -128,7 +127,9 @@ fn is_bpffs(dir: &Path) -> bool {
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: as above.
     let rc = unsafe { libc::statfs(path.as_ptr(), &mut st) };
-    rc == 0 && st.f_type as i64 == BPF_FS_MAGIC
+    #[allow(clippy::unnecessary_cast)] // f_type's width differs between libc targets
+    let on_bpffs = rc == 0 && st.f_type as i64 == super::loader::BPF_FS_MAGIC;
+    on_bpffs
 }
 
 impl RawMap {

@@ -32,7 +32,7 @@ use super::{EBPF_OBJECT, pins};
 use crate::{addr, telemetry::template::TemplateCache};
 
 /// bpffs' magic number (`BPF_FS_MAGIC` in linux/magic.h).
-const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+pub(super) const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
 /// What to load.
 #[derive(Debug, Clone)]
