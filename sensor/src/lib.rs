@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod counters;
 pub mod decode;
+pub mod metrics;
 pub mod pcap;
 pub mod rates;
 pub mod state;

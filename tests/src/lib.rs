@@ -5,6 +5,7 @@
 //! test run without it fails loudly: nothing skips itself into green.
 
 pub mod engines;
+pub mod filled;
 pub mod frame;
 pub mod netns;
 pub mod sflow;

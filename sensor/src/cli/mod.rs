@@ -2,7 +2,10 @@
 
 mod decode;
 mod exporters;
+mod maps;
+mod metrics;
 mod run;
+mod style;
 mod top;
 
 use std::{path::PathBuf, process::ExitCode};
@@ -34,6 +37,67 @@ pub enum Command {
     /// Decode captures (pcap/pcapng) with the XDP program or the userspace
     /// decoder, and print per destination and per exporter totals.
     Decode(DecodeArgs),
+    /// Every pinned map: type, sizes, entries, memory; `maps dump NAME`
+    /// shows one map's entries.
+    Maps(MapsArgs),
+    /// Serve Prometheus metrics read from the pinned maps (works while the
+    /// daemon is down; the daemon serves the same names itself).
+    Metrics(MetricsArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MapsArgs {
+    #[command(subcommand)]
+    pub action: Option<MapsAction>,
+    /// Machine-readable output.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Pin directory of the sensor to read.
+    #[arg(long, global = true, default_value = DEFAULT_PIN_DIR)]
+    pub pin_path: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MapsAction {
+    /// The entries of one pinned map: named fields for the sensor's maps
+    /// (per-CPU values summed), hex for any other.
+    Dump(DumpArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DumpArgs {
+    /// The map's pin name (as `edge-sensor maps` lists it).
+    pub name: String,
+    /// At most this many entries.
+    #[arg(long, default_value_t = 1000)]
+    pub limit: usize,
+    /// One value per CPU instead of their sum.
+    #[arg(long)]
+    pub per_cpu: bool,
+    /// Hex keys and values even for maps this binary knows.
+    #[arg(long)]
+    pub raw: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MetricsArgs {
+    /// Address to serve `/metrics` on.
+    #[arg(long, default_value = crate::metrics::DEFAULT_LISTEN)]
+    pub listen: std::net::SocketAddr,
+    /// Pin directory of the sensor to read.
+    #[arg(long, default_value = DEFAULT_PIN_DIR)]
+    pub pin_path: PathBuf,
+    /// Seconds between two reads of the maps (the top destinations' rates
+    /// are measured over it).
+    #[arg(long, default_value_t = 5.0)]
+    pub interval: f64,
+    /// Destinations exported with their rates (the busiest by packets).
+    #[arg(long, default_value_t = 20)]
+    pub top: usize,
+    /// Have the kernel count program runs and run time while this runs
+    /// (BPF_ENABLE_STATS; costs a few nanoseconds per packet).
+    #[arg(long)]
+    pub bpf_stats: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -116,6 +180,8 @@ pub fn main() -> ExitCode {
         Command::Exporters(args) => exporters::exporters(args),
         Command::Decode(args) => decode::decode(args),
         Command::Top(args) => top::top(args),
+        Command::Maps(args) => maps::maps(args),
+        Command::Metrics(args) => metrics::metrics(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

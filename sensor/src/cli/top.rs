@@ -4,13 +4,13 @@ use std::{
     collections::BTreeMap,
     io::{IsTerminal, Write},
     net::IpAddr,
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use anyhow::{Result, bail};
 use edge_sensor_common::{Class, DstStats};
 
-use super::TopArgs;
+use super::{TopArgs, style::Style};
 use crate::{
     counters::read_pinned_destinations,
     rates::{self, DstRates, human},
@@ -72,29 +72,75 @@ pub fn top(args: TopArgs) -> Result<()> {
         bail!("--interval must be between 0.05 and 60 seconds");
     }
     let interval = Duration::from_secs_f64(args.interval);
+    let style = Style::stdout();
+    // In place only on a terminal: piped `--watch` output is a log of tables.
+    let in_place = args.watch && !args.json && std::io::stdout().is_terminal();
     let mut before = read(&args)?;
     let mut then = Instant::now();
+    let mut first = true;
     loop {
         std::thread::sleep(interval);
         let after = read(&args)?;
         let now = Instant::now();
-        let rows = ranked(&args, rates::between(&before, &after, now - then));
-        let out = if args.json {
-            json(&rows, (now - then).as_secs_f64()).to_string() + "\n"
-        } else {
-            table(&rows, after.len())
-        };
+        let mut rows = ranked(&args, rates::between(&before, &after, now - then));
         let mut stdout = std::io::stdout().lock();
-        if args.watch && stdout.is_terminal() && !args.json {
-            write!(stdout, "\x1b[2J\x1b[H")?;
+        if args.json {
+            let out = json(&rows, (now - then).as_secs_f64()).to_string() + "\n";
+            stdout.write_all(out.as_bytes())?;
+        } else if in_place {
+            let (height, width) = terminal_size().unwrap_or((24, 80));
+            // Fit the screen: a taller frame would scroll, a wider line wrap,
+            // and either leave remains of earlier frames behind.
+            rows.truncate(height.saturating_sub(3));
+            let plain = table(&rows, after.len(), Style { colour: false });
+            let mut lines = vec![title(&args, after.len())];
+            lines.extend(plain.lines().map(str::to_owned));
+            for line in &mut lines {
+                line.truncate(width);
+            }
+            lines[0] = style.dim(&lines[0]);
+            lines[1] = style.header(&lines[1]);
+            // Clear once, then overwrite from the top: each line erased to
+            // its end, no newline after the last (on the bottom row it would
+            // scroll), the rest of the screen erased.
+            let mut out = String::from(if first { "\x1b[2J\x1b[H" } else { "\x1b[H" });
+            out.push_str(&lines.join("\x1b[K\r\n"));
+            out.push_str("\x1b[K\x1b[J");
+            stdout.write_all(out.as_bytes())?;
+        } else {
+            stdout.write_all(table(&rows, after.len(), style).as_bytes())?;
         }
-        stdout.write_all(out.as_bytes())?;
         stdout.flush()?;
         if !args.watch {
             return Ok(());
         }
+        first = false;
         (before, then) = (after, now);
     }
+}
+
+/// The first line of `--watch`: what is shown, and when (UTC).
+fn title(args: &TopArgs, tracked: usize) -> String {
+    let secs = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
+    format!(
+        "edge-sensor top - {h:02}:{m:02}:{s:02} UTC - by {} every {} s - {tracked} tracked - {}",
+        format!("{:?}", args.by).to_lowercase(),
+        args.interval,
+        args.pin_path.display()
+    )
+}
+
+/// Rows and columns of the terminal on stdout, if it is one.
+fn terminal_size() -> Option<(usize, usize)> {
+    // SAFETY: TIOCGWINSZ fills a winsize; stdout is a valid descriptor.
+    let mut size: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let rc = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) };
+    (rc == 0 && size.ws_row > 0 && size.ws_col > 0)
+        .then_some((usize::from(size.ws_row), usize::from(size.ws_col)))
 }
 
 fn json(rows: &[DstRates], interval: f64) -> serde_json::Value {
@@ -111,11 +157,12 @@ fn json(rows: &[DstRates], interval: f64) -> serde_json::Value {
     serde_json::json!({ "interval_s": interval, "destinations": rows.iter().map(dst).collect::<Vec<_>>() })
 }
 
-fn table(rows: &[DstRates], tracked: usize) -> String {
-    let mut out = format!(
-        "{:<40} {:>10} {:>11} {:>10} {:>10} {:>10} {:>10} {:>10}\n",
+fn table(rows: &[DstRates], tracked: usize, style: Style) -> String {
+    let mut out = style.header(&format!(
+        "{:<40} {:>10} {:>11} {:>10} {:>10} {:>10} {:>10} {:>10}",
         "DESTINATION", "PPS", "BPS", "TCP", "SYN", "UDP", "ICMP", "FRAG"
-    );
+    ));
+    out.push('\n');
     for r in rows {
         out.push_str(&format!(
             "{:<40} {:>10} {:>11} {:>10} {:>10} {:>10} {:>10} {:>10}\n",

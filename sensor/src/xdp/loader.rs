@@ -47,7 +47,7 @@ fn trie_key(net: &IpNet) -> Key<[u8; 16]> {
 }
 
 /// bpffs' magic number (`BPF_FS_MAGIC` in linux/magic.h).
-const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+pub(super) const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
 /// What to load.
 #[derive(Debug, Clone)]

@@ -1,6 +1,7 @@
 //! The XDP program: its embedded object, loading, pinned maps and attachment.
 
 pub mod attach;
+pub mod inspect;
 pub mod loader;
 pub mod pins;
 

@@ -110,6 +110,8 @@ pub enum PinError {
     },
     #[error("pinned map {path}: {source}")]
     Map { path: PathBuf, source: MapError },
+    #[error("pin path {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
 }
 
 impl PinnedMapSpec {
@@ -117,7 +119,15 @@ impl PinnedMapSpec {
         format!("{map_type:?}, key {key} B, value {value} B, {max} entries")
     }
 
-    fn expected(&self) -> String {
+    /// The layout this spec expects, as error messages and `edge-sensor
+    /// maps` name it.
+    pub fn expected(&self) -> String {
+        if self.max_entries == ANY_CAPACITY {
+            return format!(
+                "{:?}, key {} B, value {} B",
+                self.map_type, self.key_size, self.value_size
+            );
+        }
         Self::describe(
             self.map_type,
             self.key_size,
@@ -168,15 +178,20 @@ impl PinnedMapSpec {
         Ok(true)
     }
 
+    /// This spec with any capacity: what a reader checks, not knowing the
+    /// daemon's configuration.
+    pub fn any_capacity(&self) -> PinnedMapSpec {
+        PinnedMapSpec {
+            max_entries: ANY_CAPACITY,
+            ..*self
+        }
+    }
+
     /// Opens the map pinned under `dir`, after checking its layout (any
     /// capacity: a reader does not know the daemon's configuration).
     pub fn open(&self, dir: &Path) -> Result<Map, PinError> {
         let path = dir.join(self.name);
-        let any_size = PinnedMapSpec {
-            max_entries: ANY_CAPACITY,
-            ..*self
-        };
-        if !any_size.check_pin(&path)? {
+        if !self.any_capacity().check_pin(&path)? {
             return Err(PinError::NotFound {
                 path,
                 dir: dir.to_owned(),
