@@ -5,7 +5,8 @@ use anyhow::Result;
 use bytemuck::Pod;
 use edge_sensor_common::{
     AGENT_STATE, AgentState, Class, DST_STATS, DstKey, DstStats, EXPORTER_STATS, ExporterKey,
-    ExporterStats, GLOBAL_STATS, GlobalStats, ParseError, USER_DST_STATS, USER_EXPORTER_STATS,
+    ExporterStats, GLOBAL_STATS, GlobalStats, ParseError, RateSource, USER_DST_STATS,
+    USER_EXPORTER_STATS,
 };
 use serde_json::{Map, Value, json};
 
@@ -312,12 +313,18 @@ impl Known {
                     "datagrams": s.datagrams, "bytes": s.bytes, "samples": s.samples,
                     "records": s.records, "sequence_gaps": s.sequence_gaps,
                     "sequence_resets": s.sequence_resets, "errors": errors,
+                    "last_seen_ns": s.last_seen_ns, "sampling_rate": s.sampling_rate,
+                    "rate_source": RateSource::from_u8(s.rate_source).name(),
+                    "format": s.format,
                 })
             }
             Self::Agents => {
                 // Shared by the CPUs: one value.
                 let s: AgentState = read(cpus[0]);
-                json!({ "last_sequence": s.last_sequence, "agent_drops": s.agent_drops, "uptime_ms": s.uptime_ms })
+                json!({
+                    "last_sequence": s.last_sequence, "agent_drops": s.agent_drops,
+                    "uptime_ms": s.uptime_ms, "flags": s.flags,
+                })
             }
             Self::Global => {
                 let s: GlobalStats = sum(cpus, GlobalStats::accumulate);

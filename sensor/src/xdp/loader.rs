@@ -147,7 +147,22 @@ impl Sensor {
             .ok_or(LoadError::MissingProgram)?
             .try_into()
             .map_err(LoadError::Program)?;
-        program.load().map_err(LoadError::Program)?;
+        // The verifier gives up with EAGAIN when a signal is pending (a
+        // child exiting, a SIGHUP): that is not the program's fault, so the
+        // load is tried again, a bounded number of times (as libbpf does).
+        let mut attempts = 0;
+        loop {
+            match program.load() {
+                Ok(()) => break,
+                Err(ProgramError::LoadError { io_error, .. })
+                    if io_error.raw_os_error() == Some(libc::EAGAIN) && attempts < 5 =>
+                {
+                    attempts += 1;
+                    tracing::debug!(attempts, "program load interrupted by a signal: again");
+                }
+                Err(e) => return Err(LoadError::Program(e)),
+            }
+        }
 
         let mut sensor = Self {
             ebpf,
