@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod counters;
 pub mod decode;
+pub mod detect;
 pub mod pcap;
 pub mod rates;
 pub mod telemetry;

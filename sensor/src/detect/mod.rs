@@ -1,0 +1,1135 @@
+//! The detection engine: per-destination counters in, attack decisions out.
+//!
+//! Each poll the caller hands [`Detector::poll`] its monotonic clock, the
+//! cumulative per-destination counters it read from the maps and the packet
+//! samples the kernel streamed for watched destinations since the last poll.
+//! The detector
+//! - turns counter deltas into rates per class (pps, bps), smoothed
+//!   exponentially; resets and absurd deltas are gaps, never rates
+//!   ([`meter`]);
+//! - compares them with thresholds: global, per host group (most specific
+//!   prefix wins), per class and metric, optionally adaptive per
+//!   destination (`mean + k * stddev`, with a floor), and per block of a
+//!   group's hosts summed (carpet bombing);
+//! - names the attack ([`classify`]) and learns the narrowest Flow
+//!   Spec-shaped match that covers it ([`fingerprint`]), in the same poll;
+//! - ends it with hysteresis (release ratio, hold time, minimum duration);
+//! - says which destinations the kernel should sample ([`Detector::watched`]):
+//!   those at a fraction of a threshold, so the evidence is there when the
+//!   threshold is crossed.
+//!
+//! It is deterministic: no clock, no randomness, ordered maps; the same
+//! inputs give the same events. Destinations outside `own_networks` are
+//! never considered.
+//!
+//! A decision comes at most two polls after the first poll that measures a
+//! rate above a threshold: the compared rate is the greater of the smoothed
+//! rate and the lower of the last two measured ones.
+//!
+//! # Configuration
+//!
+//! ```toml
+//! [detect]
+//! own_networks = ["198.18.0.0/15", "2001:db8::/32"]
+//! poll_interval = "1s"          # 100ms ..= 60s
+//! smoothing = "2s"              # time constant of the rate smoothing
+//! action = "flowspec"           # flowspec | blackhole | flowspec_then_blackhole | alert
+//! amplification_ports = [19, 53, 123, 161, 389, 1900, 11211]
+//!
+//! # Per host, for destinations in no host group and as the groups' fallback.
+//! # Rates are integers or strings with k/M/G/T (powers of 1000).
+//! [detect.thresholds]
+//! all = { pps = 100000, bps = "1G" }
+//! tcp_syn = { pps = 20000 }
+//! udp = { pps = 50000, bps = "500M" }
+//! icmp = { pps = 10000 }
+//! fragment = { pps = 10000 }
+//!
+//! [detect.release]
+//! ratio = 0.7                   # active while a rate is above 70 % of its threshold
+//! min_duration = "60s"
+//! hold = "30s"                  # below the release level this long to end
+//!
+//! [detect.fingerprint]
+//! window = "5s"                 # recent samples: the attack's evidence
+//! coverage = 0.9                # share of the recent traffic the match keeps
+//! min_samples = 5
+//! dominant_share = 0.6
+//!
+//! [detect.watch]
+//! fraction = 0.5                # sample destinations at half a threshold
+//! hold = "10s"
+//! max = 4096
+//!
+//! [[detect.host_groups]]
+//! name = "web"
+//! prefixes = ["198.18.1.0/24", "2001:db8:1::/48"]
+//! action = "flowspec_then_blackhole"
+//! thresholds = { tcp_syn = { pps = 5000 }, all = { pps = 200000 } }
+//! # Sum of the group's hosts per /24 (IPv4) or /64 (IPv6) block.
+//! aggregate = { all = { pps = 300000 }, udp = { pps = 100000 } }
+//! aggregate_prefix_v4 = 24
+//! aggregate_prefix_v6 = 64
+//! # Adaptive per destination, for the classes and metrics with a floor.
+//! baseline = { k = 4.0, window = "10m", floor = { all = { pps = 20000 } }, ceiling = { all = { pps = 1000000 } } }
+//!
+//! [[detect.host_groups]]
+//! name = "dns"
+//! prefixes = ["198.18.2.53/32"]
+//! thresholds = { udp = { pps = 400000 } }
+//! action = "alert"
+//! ```
+
+pub mod classify;
+pub mod config;
+pub mod fingerprint;
+pub mod meter;
+#[cfg(test)]
+mod scenarios;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+    time::Duration,
+};
+
+use edge_sensor_common::proto::{ipproto, tcp_flags};
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+pub use classify::AttackClass;
+pub use config::{
+    Action, BaselineConfig, ClassLimits, DetectConfig, DetectConfigError, FingerprintConfig,
+    HostGroupConfig, Limit, Metric, Rate, ReleaseConfig, TrafficClass, WatchConfig,
+};
+pub use fingerprint::{
+    Basis, Fingerprint, FlowMatch, FragmentMatch, LengthRange, NormalBasis, Sample, TcpFlagsMatch,
+};
+
+use classify::Evidence;
+use config::{DEFAULT_GROUP, LimitTable};
+use fingerprint::SampleStore;
+use meter::{Baseline, Meter, Reading, Table, ZERO};
+
+/// Whether an attack is on one host or on a block of a group's hosts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    Host,
+    /// The block's summed traffic crossed an aggregate threshold.
+    Aggregate,
+}
+
+/// The threshold that started (or last confirmed) an attack.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Trigger {
+    pub class: TrafficClass,
+    pub metric: Metric,
+    /// The compared rate when it was crossed.
+    pub rate: f64,
+    pub threshold: f64,
+}
+
+/// An attack as the detector sees it (also what `edge-sensor attacks` shows).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attack {
+    /// Unique for the detector's lifetime, increasing from 1.
+    pub id: u64,
+    /// The host (/32, /128) or block attacked.
+    pub victim: IpNet,
+    pub scope: Scope,
+    pub class: AttackClass,
+    pub host_group: String,
+    /// The host group's configured action.
+    pub action: Action,
+    /// Caller's clock at the start, seconds.
+    pub started_s: f64,
+    pub duration_s: f64,
+    pub trigger: Trigger,
+    /// Current rates of all the victim's traffic.
+    pub pps: f64,
+    pub bps: f64,
+    pub peak_pps: f64,
+    pub peak_bps: f64,
+    pub fingerprint: Fingerprint,
+}
+
+/// What a poll decided.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", content = "attack", rename_all = "snake_case")]
+pub enum Event {
+    AttackStarted(Attack),
+    /// The class or the match changed (rates alone do not make an update).
+    AttackUpdated(Attack),
+    AttackEnded(Attack),
+}
+
+impl Event {
+    pub fn attack(&self) -> &Attack {
+        match self {
+            Self::AttackStarted(a) | Self::AttackUpdated(a) | Self::AttackEnded(a) => a,
+        }
+    }
+}
+
+/// A host group with the global settings folded in.
+#[derive(Debug, Clone)]
+struct Group {
+    name: String,
+    action: Action,
+    thresholds: LimitTable,
+    aggregate: Option<LimitTable>,
+    block_v4: u8,
+    block_v6: u8,
+    baseline: Option<BaselineConfig>,
+}
+
+#[derive(Debug, Clone)]
+struct Host {
+    group: usize,
+    /// The aggregate block it is summed into, if its group has aggregates.
+    block: Option<IpNet>,
+    meter: Meter,
+    baseline: Option<Baseline>,
+    /// Signals of the last poll below every threshold: the normal mix.
+    quiet: Table,
+    watch_until: Option<Duration>,
+    seen: bool,
+    reading: Reading,
+}
+
+#[derive(Debug, Clone)]
+struct Block {
+    group: usize,
+    meter: Meter,
+    quiet: Table,
+    sum: Table,
+    hosts: u32,
+}
+
+#[derive(Debug, Clone)]
+struct Active {
+    attack: Attack,
+    started: Duration,
+    last_active: Duration,
+}
+
+/// The detection engine. See the module documentation.
+#[derive(Debug)]
+pub struct Detector {
+    cfg: DetectConfig,
+    groups: Vec<Group>,
+    /// Host group prefixes, most specific first, with their group index.
+    group_prefixes: Vec<(IpNet, usize)>,
+    own: Vec<IpNet>,
+    last_poll: Option<Duration>,
+    hosts: BTreeMap<IpAddr, Host>,
+    blocks: BTreeMap<IpNet, Block>,
+    samples: BTreeMap<IpAddr, SampleStore>,
+    attacks: BTreeMap<IpNet, Active>,
+    /// Victims over a threshold whose start waits one poll for samples.
+    pending: BTreeSet<IpNet>,
+    watched: BTreeSet<IpAddr>,
+    next_id: u64,
+}
+
+impl Detector {
+    /// A detector for a validated configuration.
+    pub fn new(cfg: DetectConfig) -> Result<Self, DetectConfigError> {
+        cfg.validate()?;
+        let global_thresholds = cfg.thresholds.over(&[[None; 2]; 7]);
+        let global_aggregate = cfg.aggregate.over(&[[None; 2]; 7]);
+        let present = |t: &LimitTable| t.iter().flatten().any(Option::is_some);
+        let mut groups = vec![Group {
+            name: DEFAULT_GROUP.to_string(),
+            action: cfg.action,
+            thresholds: global_thresholds,
+            aggregate: present(&global_aggregate).then_some(global_aggregate),
+            block_v4: cfg.aggregate_prefix_v4,
+            block_v6: cfg.aggregate_prefix_v6,
+            baseline: cfg.baseline.clone(),
+        }];
+        let mut group_prefixes = Vec::new();
+        for g in &cfg.host_groups {
+            let aggregate = g.aggregate.over(&global_aggregate);
+            for p in &g.prefixes {
+                group_prefixes.push((*p, groups.len()));
+            }
+            groups.push(Group {
+                name: g.name.clone(),
+                action: g.action.unwrap_or(cfg.action),
+                thresholds: g.thresholds.over(&global_thresholds),
+                aggregate: present(&aggregate).then_some(aggregate),
+                block_v4: g.aggregate_prefix_v4.unwrap_or(cfg.aggregate_prefix_v4),
+                block_v6: g.aggregate_prefix_v6.unwrap_or(cfg.aggregate_prefix_v6),
+                baseline: if g.no_baseline {
+                    None
+                } else {
+                    g.baseline.clone().or_else(|| cfg.baseline.clone())
+                },
+            });
+        }
+        group_prefixes.sort_by(|a, b| b.0.prefix_len().cmp(&a.0.prefix_len()).then(a.0.cmp(&b.0)));
+        let mut own = cfg.own_networks.clone();
+        own.sort_by(|a, b| b.prefix_len().cmp(&a.prefix_len()).then(a.cmp(b)));
+        Ok(Self {
+            cfg,
+            groups,
+            group_prefixes,
+            own,
+            last_poll: None,
+            hosts: BTreeMap::new(),
+            blocks: BTreeMap::new(),
+            samples: BTreeMap::new(),
+            attacks: BTreeMap::new(),
+            pending: BTreeSet::new(),
+            watched: BTreeSet::new(),
+            next_id: 1,
+        })
+    }
+
+    pub fn config(&self) -> &DetectConfig {
+        &self.cfg
+    }
+
+    /// The host group (index) of `ip` and the length of the prefix that
+    /// matched; `None` outside the own networks.
+    fn lookup(&self, ip: IpAddr) -> Option<(usize, u8)> {
+        let own = self.own.iter().find(|n| n.contains(&ip))?;
+        Some(
+            self.group_prefixes
+                .iter()
+                .find(|(n, _)| n.contains(&ip))
+                .map(|(n, g)| (*g, n.prefix_len()))
+                .unwrap_or((0, own.prefix_len())),
+        )
+    }
+
+    fn new_host(&self, ip: IpAddr, base: Option<&edge_sensor_common::DstStats>) -> Option<Host> {
+        let (group, matched) = self.lookup(ip)?;
+        let g = &self.groups[group];
+        let block = g.aggregate.map(|_| {
+            let len = match ip {
+                IpAddr::V4(_) => g.block_v4,
+                IpAddr::V6(_) => g.block_v6,
+            };
+            IpNet::new(ip, len.max(matched))
+                .map(|n| n.trunc())
+                .unwrap_or_else(|_| host_net(ip))
+        });
+        Some(Host {
+            group,
+            block,
+            meter: Meter::new(base),
+            baseline: g.baseline.as_ref().map(|_| Baseline::default()),
+            quiet: ZERO,
+            watch_until: None,
+            seen: true,
+            reading: Reading::Gap,
+        })
+    }
+
+    /// Destinations the kernel should stream samples of: victims, and those
+    /// at `watch.fraction` of a threshold (or in such a block), for
+    /// `watch.hold` after; at most `watch.max`.
+    pub fn watched(&self) -> &BTreeSet<IpAddr> {
+        &self.watched
+    }
+
+    /// The attacks in progress, by victim.
+    pub fn attacks(&self) -> Vec<Attack> {
+        self.attacks.values().map(|a| a.attack.clone()).collect()
+    }
+
+    /// Takes one poll: `now` on the caller's monotonic clock, every
+    /// destination's cumulative counters, and the samples of watched
+    /// destinations since the last poll. The first poll only sets the
+    /// baseline of the counters.
+    pub fn poll(
+        &mut self,
+        now: Duration,
+        counters: &BTreeMap<IpAddr, edge_sensor_common::DstStats>,
+        samples: &[Sample],
+    ) -> Vec<Event> {
+        let Some(prev) = self.last_poll else {
+            for (ip, stats) in counters {
+                if let Some(h) = self.new_host(*ip, Some(stats)) {
+                    self.hosts.insert(*ip, h);
+                }
+            }
+            self.last_poll = Some(now);
+            return Vec::new();
+        };
+        if now <= prev {
+            tracing::warn!(
+                ?now,
+                ?prev,
+                "detector poll with a clock that did not advance; ignored"
+            );
+            return Vec::new();
+        }
+        self.last_poll = Some(now);
+        let secs = (now - prev).as_secs_f64();
+        let alpha = meter::alpha(secs, self.cfg.smoothing.as_secs_f64());
+
+        self.measure_hosts(counters, secs, alpha);
+        self.take_samples(now, samples);
+        self.learn_baselines(secs);
+        self.measure_blocks(alpha);
+
+        let mut events = Vec::new();
+        let hosts: Vec<IpAddr> = self.hosts.keys().copied().collect();
+        for ip in hosts {
+            let h = &self.hosts[&ip];
+            let thresholds = self.host_thresholds(h);
+            let signals = h.meter.signals();
+            let group = h.group;
+            self.decide(
+                host_net(ip),
+                Scope::Host,
+                group,
+                &signals,
+                &thresholds,
+                now,
+                &mut events,
+            );
+        }
+        let blocks: Vec<IpNet> = self.blocks.keys().copied().collect();
+        for net in blocks {
+            let b = &self.blocks[&net];
+            let Some(thresholds) = self.groups[b.group].aggregate else {
+                continue;
+            };
+            let signals = b.meter.signals();
+            let group = b.group;
+            self.decide(
+                net,
+                Scope::Aggregate,
+                group,
+                &signals,
+                &thresholds,
+                now,
+                &mut events,
+            );
+        }
+        self.update_quiet();
+        self.update_watch(now);
+        self.forget_idle(now);
+        events
+    }
+
+    fn measure_hosts(
+        &mut self,
+        counters: &BTreeMap<IpAddr, edge_sensor_common::DstStats>,
+        secs: f64,
+        alpha: f64,
+    ) {
+        for h in self.hosts.values_mut() {
+            h.seen = false;
+        }
+        for (ip, stats) in counters {
+            if let Some(h) = self.hosts.get_mut(ip) {
+                h.reading = h.meter.observe(Some(stats), secs, alpha);
+                h.seen = true;
+            } else if let Some(mut h) = self.new_host(*ip, None) {
+                // Appeared since the last poll: its counters began then.
+                h.reading = h.meter.observe(Some(stats), secs, alpha);
+                self.hosts.insert(*ip, h);
+            }
+        }
+        for h in self.hosts.values_mut().filter(|h| !h.seen) {
+            h.reading = h.meter.observe(None, secs, alpha);
+        }
+    }
+
+    fn take_samples(&mut self, now: Duration, samples: &[Sample]) {
+        let f = &self.cfg.fingerprint;
+        let max = f.max_samples as usize;
+        for s in samples {
+            // Only destinations with state (inside the own networks).
+            if self.hosts.contains_key(&s.dst) {
+                self.samples.entry(s.dst).or_default().push(now, *s, max);
+            }
+        }
+        for (ip, store) in self.samples.iter_mut() {
+            let under_attack = self.attacks.contains_key(&host_net(*ip))
+                || self
+                    .hosts
+                    .get(ip)
+                    .and_then(|h| h.block)
+                    .is_some_and(|b| self.attacks.contains_key(&b));
+            store.age(now, f.window, !under_attack, max);
+        }
+    }
+
+    /// Each host's thresholds: static, or adaptive where its group has a
+    /// baseline with a floor for that class and metric (static while the
+    /// baseline is still learning, where there is one).
+    fn host_thresholds(&self, h: &Host) -> LimitTable {
+        let g = &self.groups[h.group];
+        let mut t = g.thresholds;
+        if let (Some(bc), Some(b)) = (&g.baseline, &h.baseline) {
+            let learnt = b.learnt_secs() >= bc.window.as_secs_f64();
+            for c in TrafficClass::ALL {
+                for m in Metric::BOTH {
+                    let (i, j) = (c.index(), m.index());
+                    let Some(floor) = bc.floor.limit(c).get(m) else {
+                        continue;
+                    };
+                    if learnt || t[i][j].is_none() {
+                        let ceiling = bc.ceiling.limit(c).get(m).unwrap_or(f64::INFINITY);
+                        t[i][j] = Some(b.upper(i, j, bc.k).max(floor).min(ceiling));
+                    }
+                }
+            }
+        }
+        t
+    }
+
+    fn learn_baselines(&mut self, secs: f64) {
+        let ips: Vec<IpAddr> = self
+            .hosts
+            .iter()
+            .filter(|(ip, h)| {
+                h.baseline.is_some()
+                    && h.reading == Reading::Measured
+                    && !self.attacks.contains_key(&host_net(**ip))
+                    && !h.block.is_some_and(|b| self.attacks.contains_key(&b))
+            })
+            .map(|(ip, _)| *ip)
+            .collect();
+        for ip in ips {
+            let h = &self.hosts[&ip];
+            let thresholds = self.host_thresholds(h);
+            let window = self.groups[h.group]
+                .baseline
+                .as_ref()
+                .map_or(1.0, |b| b.window.as_secs_f64());
+            let a = meter::alpha(secs, window);
+            let h = self.hosts.get_mut(&ip).expect("listed above");
+            let raw = *h.meter.raw();
+            if let Some(b) = h.baseline.as_mut() {
+                // Rates at or above the threshold are not normal: they must
+                // not teach the baseline that an attack is.
+                b.learn(
+                    &raw,
+                    |i, m| thresholds[i][m].is_none_or(|t| raw[i][m] < t),
+                    a,
+                    secs,
+                );
+            }
+        }
+    }
+
+    fn measure_blocks(&mut self, alpha: f64) {
+        for b in self.blocks.values_mut() {
+            b.sum = ZERO;
+            b.hosts = 0;
+        }
+        for h in self.hosts.values() {
+            let Some(net) = h.block else { continue };
+            let b = self.blocks.entry(net).or_insert_with(|| Block {
+                group: h.group,
+                meter: Meter::new(None),
+                quiet: ZERO,
+                sum: ZERO,
+                hosts: 0,
+            });
+            b.hosts += 1;
+            for (s, r) in b.sum.iter_mut().zip(h.meter.raw()) {
+                s[0] += r[0];
+                s[1] += r[1];
+            }
+        }
+        let attacks = &self.attacks;
+        self.blocks
+            .retain(|net, b| b.hosts > 0 || attacks.contains_key(net));
+        for b in self.blocks.values_mut() {
+            let sum = b.sum;
+            b.meter.push(sum, alpha);
+        }
+    }
+
+    /// Starts, updates or ends the attack on one victim.
+    #[allow(clippy::too_many_arguments)]
+    fn decide(
+        &mut self,
+        victim: IpNet,
+        scope: Scope,
+        group: usize,
+        signals: &Table,
+        thresholds: &LimitTable,
+        now: Duration,
+        events: &mut Vec<Event>,
+    ) {
+        let ratio = self.cfg.release.ratio;
+        let mut over = [[false; 2]; 7];
+        let mut active = [[false; 2]; 7];
+        let mut trigger: Option<Trigger> = None;
+        for c in TrafficClass::ALL {
+            for m in Metric::BOTH {
+                let (i, j) = (c.index(), m.index());
+                let Some(t) = thresholds[i][j] else { continue };
+                let s = signals[i][j];
+                over[i][j] = s >= t;
+                active[i][j] = s >= ratio * t;
+                if over[i][j] && trigger.is_none_or(|tr| s / t > tr.rate / tr.threshold) {
+                    trigger = Some(Trigger {
+                        class: c,
+                        metric: m,
+                        rate: s,
+                        threshold: t,
+                    });
+                }
+            }
+        }
+        let is_over = trigger.is_some();
+        let is_active = active.iter().flatten().any(|&a| a);
+        let pps = signals[TrafficClass::All.index()][Metric::Pps.index()];
+        let bps = signals[TrafficClass::All.index()][Metric::Bps.index()];
+
+        if let Some(mut a) = self.attacks.remove(&victim) {
+            let rel = &self.cfg.release;
+            if is_active {
+                a.last_active = now;
+            }
+            a.attack.duration_s = (now - a.started).as_secs_f64();
+            a.attack.pps = pps;
+            a.attack.bps = bps;
+            a.attack.peak_pps = a.attack.peak_pps.max(pps);
+            a.attack.peak_bps = a.attack.peak_bps.max(bps);
+            if !is_active && now - a.last_active >= rel.hold && now - a.started >= rel.min_duration
+            {
+                self.clear_recent(victim);
+                events.push(Event::AttackEnded(a.attack));
+                return;
+            }
+            if let Some(tr) = trigger {
+                // Still over a threshold: the evidence is current, so the
+                // name and the match may be revised.
+                a.attack.trigger = tr;
+                let class = self.classify(victim, signals, &over);
+                let quiet = self.quiet(victim);
+                let current = &a.attack.fingerprint;
+                let recent = self.recent(victim);
+                let keep = class == a.attack.class
+                    && current.basis == Basis::Samples
+                    && fingerprint::share(&current.flow, &recent)
+                        .is_some_and(|s| s >= 0.9 * self.cfg.fingerprint.coverage);
+                if keep {
+                    if let Some(s) = fingerprint::share(&current.flow, &recent) {
+                        a.attack.fingerprint.covers_attack = s;
+                    }
+                } else {
+                    let fp = self.fingerprint(victim, class, signals, &quiet);
+                    if fp.flow != a.attack.fingerprint.flow || class != a.attack.class {
+                        a.attack.class = class;
+                        a.attack.fingerprint = fp;
+                        events.push(Event::AttackUpdated(a.attack.clone()));
+                    } else {
+                        a.attack.fingerprint = fp;
+                    }
+                }
+            }
+            self.attacks.insert(victim, a);
+            return;
+        }
+
+        let start = if is_over {
+            // Wait one poll for samples if the kernel was not sampling the
+            // victim yet; the decision stays within two polls.
+            self.pending.contains(&victim)
+                || self.was_watched(victim)
+                || self.recent(victim).len() >= self.cfg.fingerprint.min_samples as usize
+        } else {
+            self.pending.contains(&victim) && is_active
+        };
+        if !start {
+            if is_over {
+                self.pending.insert(victim);
+            } else {
+                self.pending.remove(&victim);
+            }
+            return;
+        }
+        self.pending.remove(&victim);
+        let crossed = if is_over { over } else { active };
+        let trigger = trigger.unwrap_or_else(|| strongest(signals, thresholds, &active));
+        let class = self.classify(victim, signals, &crossed);
+        let quiet = self.quiet(victim);
+        let fingerprint = self.fingerprint(victim, class, signals, &quiet);
+        let g = &self.groups[group];
+        let attack = Attack {
+            id: self.next_id,
+            victim,
+            scope,
+            class,
+            host_group: g.name.clone(),
+            action: g.action,
+            started_s: now.as_secs_f64(),
+            duration_s: 0.0,
+            trigger,
+            pps,
+            bps,
+            peak_pps: pps,
+            peak_bps: bps,
+            fingerprint,
+        };
+        self.next_id += 1;
+        tracing::info!(
+            id = attack.id,
+            victim = %victim,
+            class = %class,
+            fingerprint = %attack.fingerprint,
+            "attack started"
+        );
+        events.push(Event::AttackStarted(attack.clone()));
+        self.attacks.insert(
+            victim,
+            Active {
+                attack,
+                started: now,
+                last_active: now,
+            },
+        );
+    }
+
+    fn classify(&self, victim: IpNet, signals: &Table, crossed: &[[bool; 2]; 7]) -> AttackClass {
+        let recent = self.recent(victim);
+        classify::classify(&Evidence {
+            crossed: *crossed,
+            signals,
+            samples: &recent,
+            min_samples: self.cfg.fingerprint.min_samples as usize,
+            dominant_share: self.cfg.fingerprint.dominant_share,
+            amplification_ports: &self.cfg.amplification_ports,
+        })
+    }
+
+    fn fingerprint(
+        &self,
+        victim: IpNet,
+        class: AttackClass,
+        signals: &Table,
+        quiet: &Table,
+    ) -> Fingerprint {
+        let f = &self.cfg.fingerprint;
+        let recent = self.recent(victim);
+        let (flow, covers, basis) = if recent.len() >= f.min_samples as usize {
+            let flow = fingerprint::learn(victim, &recent, f);
+            let covers = fingerprint::share(&flow, &recent).unwrap_or(0.0);
+            (flow, covers, Basis::Samples)
+        } else {
+            let flow = match_of_class(victim, class);
+            let covers = class_share(&flow, signals).map_or(0.0, |(s, _)| s);
+            (flow, covers, Basis::Counters)
+        };
+        let normal = self.normal(victim);
+        let (hits, normal_basis) = if normal.len() >= f.min_samples as usize {
+            (
+                fingerprint::share(&flow, &normal).unwrap_or(0.0),
+                NormalBasis::Samples,
+            )
+        } else {
+            class_share(&flow, quiet).unwrap_or((0.0, NormalBasis::NoTraffic))
+        };
+        Fingerprint {
+            flow,
+            covers_attack: covers,
+            hits_normal: hits,
+            basis,
+            normal_basis,
+            samples: recent.len() as u32,
+        }
+    }
+
+    /// The hosts of a victim (the host itself, or a block's).
+    fn hosts_of(&self, victim: IpNet) -> impl Iterator<Item = IpAddr> + '_ {
+        self.samples
+            .range(victim.network()..=victim.broadcast())
+            .map(|(ip, _)| *ip)
+    }
+
+    fn recent(&self, victim: IpNet) -> Vec<&Sample> {
+        self.samples
+            .range(victim.network()..=victim.broadcast())
+            .flat_map(|(_, s)| s.recent())
+            .collect()
+    }
+
+    fn normal(&self, victim: IpNet) -> Vec<&Sample> {
+        self.samples
+            .range(victim.network()..=victim.broadcast())
+            .flat_map(|(_, s)| s.normal())
+            .collect()
+    }
+
+    fn clear_recent(&mut self, victim: IpNet) {
+        let ips: Vec<IpAddr> = self.hosts_of(victim).collect();
+        for ip in ips {
+            if let Some(s) = self.samples.get_mut(&ip) {
+                s.clear_recent();
+            }
+        }
+    }
+
+    fn quiet(&self, victim: IpNet) -> Table {
+        if is_host(victim) {
+            self.hosts.get(&victim.network()).map_or(ZERO, |h| h.quiet)
+        } else {
+            self.blocks.get(&victim).map_or(ZERO, |b| b.quiet)
+        }
+    }
+
+    fn was_watched(&self, victim: IpNet) -> bool {
+        self.watched
+            .range(victim.network()..=victim.broadcast())
+            .next()
+            .is_some()
+    }
+
+    /// Remembers the rates of victims below every threshold as their normal
+    /// class mix (for `hits_normal` when there are no normal samples).
+    fn update_quiet(&mut self) {
+        let mut quiet_hosts = Vec::new();
+        for (ip, h) in &self.hosts {
+            let net = host_net(*ip);
+            if self.attacks.contains_key(&net) || self.pending.contains(&net) {
+                continue;
+            }
+            let t = self.host_thresholds(h);
+            let s = h.meter.signals();
+            if below(&s, &t) {
+                quiet_hosts.push((*ip, s));
+            }
+        }
+        for (ip, s) in quiet_hosts {
+            if let Some(h) = self.hosts.get_mut(&ip) {
+                h.quiet = s;
+            }
+        }
+        for (net, b) in self.blocks.iter_mut() {
+            if self.attacks.contains_key(net) || self.pending.contains(net) {
+                continue;
+            }
+            let s = b.meter.signals();
+            if let Some(t) = self.groups[b.group].aggregate
+                && below(&s, &t)
+            {
+                b.quiet = s;
+            }
+        }
+    }
+
+    fn update_watch(&mut self, now: Duration) {
+        let fraction = self.cfg.watch.fraction;
+        let until = now + self.cfg.watch.hold;
+        // Highest ratio to a threshold, measured or compared rate.
+        let ratio = |m: &Meter, t: &LimitTable| {
+            let mut r: f64 = 0.0;
+            for c in TrafficClass::ALL {
+                for x in Metric::BOTH {
+                    let (i, j) = (c.index(), x.index());
+                    if let Some(t) = t[i][j] {
+                        r = r.max(m.signal(c, x).max(m.raw()[i][j]) / t);
+                    }
+                }
+            }
+            r
+        };
+        let mut priority: BTreeMap<IpAddr, f64> = BTreeMap::new();
+        let mut hot_blocks = Vec::new();
+        for (net, b) in &self.blocks {
+            if let Some(t) = &self.groups[b.group].aggregate {
+                let r = ratio(&b.meter, t);
+                if r >= fraction || self.attacks.contains_key(net) || self.pending.contains(net) {
+                    hot_blocks.push((*net, r));
+                }
+            }
+        }
+        let mut hosts_ratio = Vec::new();
+        for (ip, h) in &self.hosts {
+            let net = host_net(*ip);
+            let r = ratio(&h.meter, &self.host_thresholds(h));
+            let victim = self.attacks.contains_key(&net) || self.pending.contains(&net);
+            hosts_ratio.push((*ip, r, victim));
+        }
+        for (ip, r, victim) in hosts_ratio {
+            let h = self.hosts.get_mut(&ip).expect("listed above");
+            let in_hot_block = h
+                .block
+                .and_then(|b| hot_blocks.iter().find(|(n, _)| *n == b))
+                .map(|(n, r)| (self.attacks.contains_key(n) || self.pending.contains(n), *r));
+            if r >= fraction || victim || in_hot_block.is_some() {
+                h.watch_until = Some(until);
+            }
+            if h.watch_until.is_some_and(|u| u >= now) {
+                let p = if victim || in_hot_block.is_some_and(|(v, _)| v) {
+                    f64::INFINITY
+                } else {
+                    r.max(in_hot_block.map_or(0.0, |(_, r)| r))
+                };
+                priority.insert(ip, p);
+            } else {
+                h.watch_until = None;
+            }
+        }
+        let mut ranked: Vec<(IpAddr, f64)> = priority.into_iter().collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        self.watched = ranked
+            .into_iter()
+            .take(self.cfg.watch.max as usize)
+            .map(|(ip, _)| ip)
+            .collect();
+    }
+
+    /// Drops the state of destinations gone from the map that nothing needs.
+    fn forget_idle(&mut self, now: Duration) {
+        let attacks = &self.attacks;
+        let pending = &self.pending;
+        self.hosts.retain(|ip, h| {
+            let net = host_net(*ip);
+            h.seen
+                || h.watch_until.is_some_and(|u| u >= now)
+                || attacks.contains_key(&net)
+                || pending.contains(&net)
+                || h.block.is_some_and(|b| attacks.contains_key(&b))
+        });
+        let hosts = &self.hosts;
+        self.samples
+            .retain(|ip, s| hosts.contains_key(ip) && !s.is_empty());
+    }
+}
+
+fn host_net(ip: IpAddr) -> IpNet {
+    IpNet::from(ip)
+}
+
+fn is_host(net: IpNet) -> bool {
+    net.prefix_len() == net.max_prefix_len()
+}
+
+fn below(signals: &Table, t: &LimitTable) -> bool {
+    (0..7).all(|i| (0..2).all(|j| t[i][j].is_none_or(|t| signals[i][j] < t)))
+}
+
+/// The entry of `mask` with the highest ratio to its threshold.
+fn strongest(signals: &Table, thresholds: &LimitTable, mask: &[[bool; 2]; 7]) -> Trigger {
+    let mut best = Trigger {
+        class: TrafficClass::All,
+        metric: Metric::Pps,
+        rate: 0.0,
+        threshold: f64::INFINITY,
+    };
+    for c in TrafficClass::ALL {
+        for m in Metric::BOTH {
+            let (i, j) = (c.index(), m.index());
+            if let (true, Some(t)) = (mask[i][j], thresholds[i][j])
+                && signals[i][j] / t > best.rate / best.threshold
+            {
+                best = Trigger {
+                    class: c,
+                    metric: m,
+                    rate: signals[i][j],
+                    threshold: t,
+                };
+            }
+        }
+    }
+    best
+}
+
+/// The match a class implies when there are no samples to learn from.
+fn match_of_class(victim: IpNet, class: AttackClass) -> FlowMatch {
+    let mut m = FlowMatch::any(victim);
+    match class {
+        AttackClass::TcpSynFlood => {
+            m.protocols = vec![ipproto::TCP];
+            m.tcp_flags = Some(TcpFlagsMatch {
+                value: tcp_flags::SYN,
+                mask: tcp_flags::SYN | tcp_flags::ACK,
+            });
+        }
+        AttackClass::TcpFlood => m.protocols = vec![ipproto::TCP],
+        AttackClass::UdpFlood => m.protocols = vec![ipproto::UDP],
+        AttackClass::UdpAmplification { port } => {
+            m.protocols = vec![ipproto::UDP];
+            m.source_ports = vec![port];
+        }
+        AttackClass::IcmpFlood => {
+            m.protocols = vec![match victim {
+                IpNet::V4(_) => ipproto::ICMP,
+                IpNet::V6(_) => ipproto::ICMPV6,
+            }]
+        }
+        AttackClass::IpFragmentation => m.fragment = Some(FragmentMatch::Any),
+        AttackClass::IpFlood => {}
+    }
+    m
+}
+
+/// Share of the traffic in `rates` a match can hit, from the class counters:
+/// exact for protocol, SYN and fragment parts, an upper bound when the match
+/// has more. `None` without traffic.
+fn class_share(m: &FlowMatch, rates: &Table) -> Option<(f64, NormalBasis)> {
+    let pps = |c: TrafficClass| rates[c.index()][Metric::Pps.index()];
+    let all = pps(TrafficClass::All);
+    if all <= 0.0 {
+        return None;
+    }
+    let syn = m.tcp_flags.is_some_and(|f| {
+        f.value & tcp_flags::SYN != 0
+            && f.value & tcp_flags::ACK == 0
+            && f.mask & tcp_flags::ACK != 0
+    });
+    let mut share = if m.protocols.is_empty() {
+        all
+    } else {
+        let mut classes = BTreeSet::new();
+        for &p in &m.protocols {
+            classes.insert(match edge_sensor_common::Class::of_protocol(p) {
+                edge_sensor_common::Class::Tcp if syn => TrafficClass::TcpSyn,
+                edge_sensor_common::Class::Tcp => TrafficClass::Tcp,
+                edge_sensor_common::Class::Udp => TrafficClass::Udp,
+                edge_sensor_common::Class::Icmp => TrafficClass::Icmp,
+                _ => TrafficClass::Other,
+            });
+        }
+        classes.into_iter().map(pps).sum()
+    };
+    if m.fragment.is_some_and(|f| f != FragmentMatch::NotFragment) {
+        share = share.min(pps(TrafficClass::Fragment));
+    }
+    Some(((share / all).clamp(0.0, 1.0), NormalBasis::ClassShares))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct File {
+        detect: DetectConfig,
+    }
+
+    fn module_doc_example() -> String {
+        let src = include_str!("mod.rs");
+        let start = src.find("//! ```toml\n").expect("example") + "//! ```toml\n".len();
+        let end = start + src[start..].find("//! ```\n").expect("end of example");
+        src[start..end]
+            .lines()
+            .map(|l| {
+                l.strip_prefix("//! ")
+                    .unwrap_or(l.strip_prefix("//!").unwrap_or(l))
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn the_documented_example_parses_and_validates() {
+        let text = module_doc_example();
+        let file: File = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let c = file.detect;
+        c.validate().unwrap();
+        assert_eq!(c.poll_interval, Duration::from_secs(1));
+        assert_eq!(c.thresholds.all.bps, Some(Rate(1e9)));
+        assert_eq!(c.thresholds.udp.bps, Some(Rate(500e6)));
+        assert_eq!(c.host_groups.len(), 2);
+        let web = &c.host_groups[0];
+        assert_eq!(web.action, Some(Action::FlowspecThenBlackhole));
+        assert_eq!(web.aggregate.udp.pps, Some(Rate(100_000.0)));
+        let b = web.baseline.as_ref().unwrap();
+        assert_eq!((b.k, b.window), (4.0, Duration::from_secs(600)));
+        assert_eq!(c.host_groups[1].action, Some(Action::Alert));
+        let d = Detector::new(c).unwrap();
+        // Most specific prefix wins; outside the own networks: nothing.
+        assert_eq!(d.lookup("198.18.2.53".parse().unwrap()), Some((2, 32)));
+        assert_eq!(d.lookup("198.18.2.54".parse().unwrap()), Some((0, 15)));
+        assert_eq!(d.lookup("2001:db8:1::5".parse().unwrap()), Some((1, 48)));
+        assert_eq!(d.lookup("192.0.2.1".parse().unwrap()), None);
+    }
+
+    #[test]
+    fn defaults_need_only_the_own_networks() {
+        let c = DetectConfig::from_toml("own_networks = [\"198.18.0.0/15\"]").unwrap();
+        assert_eq!(c.release, ReleaseConfig::default());
+        assert_eq!(c.amplification_ports, config::DEFAULT_AMPLIFICATION_PORTS);
+        let e = DetectConfig::from_toml("").unwrap_err();
+        assert!(e.to_string().contains("detect.own_networks"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let own = "own_networks = [\"198.18.0.0/15\"]\n";
+        let cases = [
+            (
+                "own_networks = [\"198.18.0.1/15\"]",
+                "detect.own_networks[0]",
+            ),
+            ("poll_interval = \"50ms\"", "detect.poll_interval"),
+            ("poll_interval = \"1 fortnight\"", "poll_interval"),
+            ("thresholds = { udp = { pps = -5 } }", "pps"),
+            ("thresholds = { udp = { pps = \"lots\" } }", "pps"),
+            ("thresholds = { udpp = { pps = 5 } }", "udpp"),
+            ("release = { ratio = 1.5 }", "detect.release.ratio"),
+            (
+                "fingerprint = { coverage = 0 }",
+                "detect.fingerprint.coverage",
+            ),
+            (
+                "fingerprint = { dominant_share = 0.4 }",
+                "detect.fingerprint.dominant_share",
+            ),
+            ("amplification_ports = [0]", "detect.amplification_ports"),
+            ("aggregate_prefix_v4 = 33", "detect.aggregate_prefix_v4"),
+            (
+                "[[host_groups]]\nname = \"a\"\nprefixes = [\"10.0.0.0/8\"]",
+                "detect.host_groups[0].prefixes[0]",
+            ),
+            (
+                "[[host_groups]]\nname = \"default\"\nprefixes = [\"198.18.0.0/24\"]",
+                "detect.host_groups[0].name",
+            ),
+            (
+                "[[host_groups]]\nname = \"a\"\nprefixes = [\"198.18.0.0/24\"]\n[[host_groups]]\nname = \"b\"\nprefixes = [\"198.18.0.0/24\"]",
+                "detect.host_groups[1].prefixes[0]",
+            ),
+            (
+                "[[host_groups]]\nname = \"a\"\nprefixes = [\"198.18.0.0/24\"]\nbaseline = { k = 3.0, window = \"1m\", floor = {} }",
+                "detect.host_groups[0].baseline.floor",
+            ),
+            (
+                "baseline = { k = 3.0, window = \"1m\", floor = { all = { pps = 100 } }, ceiling = { all = { pps = 10 } } }",
+                "detect.baseline.ceiling.all.pps",
+            ),
+        ];
+        for (text, key) in cases {
+            let doc = if text.starts_with("own_networks") {
+                format!("{text}\n")
+            } else {
+                format!("{own}{text}\n")
+            };
+            let e = DetectConfig::from_toml(&doc).unwrap_err().to_string();
+            assert!(e.contains(key), "{text:?}: error {e:?} does not name {key}");
+        }
+    }
+
+    #[test]
+    fn durations_and_rates_read_like_an_operator_writes_them() {
+        assert_eq!(
+            config::parse_duration("250ms"),
+            Ok(Duration::from_millis(250))
+        );
+        assert_eq!(config::parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(
+            config::parse_duration("1.5s"),
+            Ok(Duration::from_millis(1500))
+        );
+        assert!(config::parse_duration("10").is_err());
+        assert_eq!(config::parse_rate("1.5G"), Ok(1.5e9));
+        assert_eq!(config::parse_rate("250k"), Ok(250e3));
+        assert!(config::parse_rate("0").is_err());
+    }
+}
