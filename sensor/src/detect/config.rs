@@ -333,6 +333,17 @@ pub struct BaselineConfig {
     /// history); absent: unbounded.
     #[serde(default)]
     pub ceiling: ClassLimits,
+    /// A crossing of adaptive thresholds only (each below its ceiling) whose
+    /// best match would hit at least this share of the destination's normal
+    /// traffic, measured on samples, is the normal traffic with more of it:
+    /// a flash crowd, not reported (a filter could not separate it, and
+    /// blackholing it would finish the attacker's job). 0 turns this off.
+    #[serde(default = "default_flash_crowd_similarity")]
+    pub flash_crowd_similarity: f64,
+}
+
+fn default_flash_crowd_similarity() -> f64 {
+    0.8
 }
 
 /// When an attack is over.
@@ -673,6 +684,12 @@ fn check_baseline(key: &str, b: &BaselineConfig) -> Result<(), DetectConfigError
     }
     if b.window < Duration::from_secs(1) {
         return Err(invalid(format!("{key}.window"), "must be at least 1s"));
+    }
+    if !(0.0..=1.0).contains(&b.flash_crowd_similarity) {
+        return Err(invalid(
+            format!("{key}.flash_crowd_similarity"),
+            "must be in [0, 1] (0: off)",
+        ));
     }
     if b.floor.is_empty() {
         return Err(invalid(

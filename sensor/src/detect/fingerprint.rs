@@ -22,8 +22,6 @@ use edge_sensor_common::proto::{ipproto, tcp_flags};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use super::config::FingerprintConfig;
-
 /// One sampled packet (or flow record) to a watched destination, as the
 /// caller converts it from the kernel's sample stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -309,30 +307,32 @@ fn flag_letters(v: u8) -> String {
 /// Recent and normal samples of one destination.
 #[derive(Debug, Clone, Default)]
 pub struct SampleStore {
-    /// With the poll time they arrived at, oldest first.
-    recent: VecDeque<(Duration, Sample)>,
-    /// Older samples taken while the destination was not under attack.
+    /// With the poll time they arrived at and whether the destination's
+    /// rate was then well above its typical rate (a surge), oldest first.
+    recent: VecDeque<(Duration, bool, Sample)>,
+    /// Older samples that arrived at a typical rate, while the destination
+    /// was not under attack.
     normal: VecDeque<Sample>,
 }
 
 impl SampleStore {
-    pub fn push(&mut self, now: Duration, s: Sample, max: usize) {
+    pub fn push(&mut self, now: Duration, s: Sample, surge: bool, max: usize) {
         if self.recent.len() >= max {
             self.recent.pop_front();
         }
-        self.recent.push_back((now, s));
+        self.recent.push_back((now, surge, s));
     }
 
     /// Moves samples older than `window` out of the recent set: into the
-    /// normal profile if `normal` (the destination is not under attack),
-    /// else away.
+    /// normal profile if `normal` (the destination is not under attack) and
+    /// they did not arrive in a surge, else away.
     pub fn age(&mut self, now: Duration, window: Duration, normal: bool, max: usize) {
-        while let Some(&(t, s)) = self.recent.front() {
+        while let Some(&(t, surge, s)) = self.recent.front() {
             if t + window > now {
                 break;
             }
             self.recent.pop_front();
-            if normal {
+            if normal && !surge {
                 if self.normal.len() >= max {
                     self.normal.pop_front();
                 }
@@ -347,7 +347,12 @@ impl SampleStore {
     }
 
     pub fn recent(&self) -> impl Iterator<Item = &Sample> {
-        self.recent.iter().map(|(_, s)| s)
+        self.recent.iter().map(|(_, _, s)| s)
+    }
+
+    /// Recent samples that arrived in a surge.
+    pub fn surge(&self) -> impl Iterator<Item = &Sample> {
+        self.recent.iter().filter(|(_, s, _)| *s).map(|(_, _, s)| s)
     }
 
     pub fn normal(&self) -> impl Iterator<Item = &Sample> {
@@ -357,6 +362,11 @@ impl SampleStore {
     pub fn is_empty(&self) -> bool {
         self.recent.is_empty() && self.normal.is_empty()
     }
+}
+
+/// Total weight (packets) of `samples`.
+pub fn weight(samples: &[&Sample]) -> f64 {
+    samples.iter().map(|s| s.weight()).sum()
 }
 
 /// Weighted share of `samples` that `m` matches; `None` without samples.
@@ -369,173 +379,241 @@ pub fn share(m: &FlowMatch, samples: &[&Sample]) -> Option<f64> {
             .map(|s| s.weight())
             .sum::<f64>()
             / total
+            // A sum of nothing is -0.0; say 0.
+            + 0.0
     })
 }
 
-/// The narrowest match covering `cfg.coverage` of `recent` (which must not
-/// be empty).
-pub fn learn(destination: IpNet, recent: &[&Sample], cfg: &FingerprintConfig) -> FlowMatch {
-    let total: f64 = recent.iter().map(|s| s.weight()).sum();
-    let target = cfg.coverage * total;
-    let mut m = FlowMatch::any(destination);
-    let mut kept: Vec<&Sample> = recent.to_vec();
+/// How well a match fits an attack seen in `evidence`, a mixture of the
+/// attack and of the destination's normal traffic (a `background` share of
+/// it, whose make-up `normal` shows when known).
+pub struct Fit<'a> {
+    pub evidence: &'a [&'a Sample],
+    /// Normal samples; `None`: unknown, assumed to look like the evidence
+    /// (so nothing is credited to the background).
+    pub normal: Option<&'a [&'a Sample]>,
+    pub background: f64,
+}
 
-    if let Some(protocols) = fewest(&kept, 2, target, |s| Some(s.protocol)) {
-        kept.retain(|s| protocols.contains(&s.protocol));
-        m.protocols = protocols;
+impl Fit<'_> {
+    /// Estimated share of the attack traffic `m` covers: what it matches of
+    /// the evidence, less the normal traffic it would match there.
+    pub fn covers(&self, m: &FlowMatch) -> f64 {
+        let Some(e) = share(m, self.evidence) else {
+            return 0.0;
+        };
+        let n = self.normal.and_then(|n| share(m, n)).unwrap_or(e);
+        let bg = self.background.clamp(0.0, 0.9);
+        ((e - bg * n) / (1.0 - bg)).clamp(0.0, 1.0)
+    }
+}
+
+/// The narrowest match that still covers `coverage` of the attack, grown
+/// one Flow Spec component at a time.
+pub fn learn(destination: IpNet, fit: &Fit<'_>, coverage: f64) -> FlowMatch {
+    let ok = |m: &FlowMatch| fit.covers(m) >= coverage;
+    let mut m = FlowMatch::any(destination);
+
+    if let Some(next) = fewest(
+        &m,
+        fit,
+        2,
+        &ok,
+        |s| Some(s.protocol),
+        |m, v| m.protocols = v,
+    ) {
+        m = next;
     }
     let ported = !m.protocols.is_empty()
         && m.protocols
             .iter()
             .all(|&p| p == ipproto::TCP || p == ipproto::UDP);
     if ported {
-        if let Some(ports) = fewest(&kept, 4, target, |s| s.has_ports().then_some(s.src_port)) {
-            kept.retain(|s| s.has_ports() && ports.contains(&s.src_port));
-            m.source_ports = ports;
+        let sport = |s: &Sample| s.has_ports().then_some(s.src_port);
+        if let Some(next) = fewest(&m, fit, 4, &ok, sport, |m, v| m.source_ports = v) {
+            m = next;
         }
-        if let Some(ports) = fewest(&kept, 4, target, |s| s.has_ports().then_some(s.dst_port)) {
-            kept.retain(|s| s.has_ports() && ports.contains(&s.dst_port));
-            m.destination_ports = ports;
+        let dport = |s: &Sample| s.has_ports().then_some(s.dst_port);
+        if let Some(next) = fewest(&m, fit, 4, &ok, dport, |m, v| m.destination_ports = v) {
+            m = next;
         }
     }
     if m.protocols == [ipproto::TCP] {
         // An exact flags value, else the kernel's notion of a SYN (SYN set,
         // ACK clear) whatever the other bits.
-        let exact = fewest(&kept, 1, target, |s| s.has_ports().then_some(s.tcp_flags));
-        let flags = match exact {
-            Some(v) => Some(TcpFlagsMatch {
+        let flags = |s: &Sample| s.has_ports().then_some(s.tcp_flags);
+        let exact = fewest(&m, fit, 1, &ok, flags, |m, v| {
+            m.tcp_flags = Some(TcpFlagsMatch {
                 value: v[0],
                 mask: 0xff,
+            })
+        });
+        let syn = FlowMatch {
+            tcp_flags: Some(TcpFlagsMatch {
+                value: tcp_flags::SYN,
+                mask: tcp_flags::SYN | tcp_flags::ACK,
             }),
-            None => {
-                let syn = TcpFlagsMatch {
-                    value: tcp_flags::SYN,
-                    mask: tcp_flags::SYN | tcp_flags::ACK,
-                };
-                let w: f64 = kept
-                    .iter()
-                    .filter(|s| s.has_ports() && s.tcp_flags & syn.mask == syn.value)
-                    .map(|s| s.weight())
-                    .sum();
-                (w >= target).then_some(syn)
-            }
+            ..m.clone()
         };
-        if let Some(f) = flags {
-            kept.retain(|s| s.has_ports() && s.tcp_flags & f.mask == f.value);
-            m.tcp_flags = Some(f);
+        if let Some(next) = exact.or_else(|| ok(&syn).then_some(syn)) {
+            m = next;
         }
     }
-    if let Some(range) = narrowest_length(&kept, target) {
-        kept.retain(|s| (range.min..=range.max).contains(&s.packet_len));
-        m.packet_length = Some(range);
+    if let Some(next) = narrowest_length(&m, fit, &ok) {
+        m = next;
     }
-    if let Some(kinds) = fewest(&kept, 2, target, |s| Some(s.fragment_kind())) {
-        let frag = match kinds.as_slice() {
+    let kinds = |s: &Sample| Some(s.fragment_kind());
+    let frag = fewest(&m, fit, 2, &ok, kinds, |m, v| {
+        m.fragment = match v.as_slice() {
             [FragmentMatch::First] => Some(FragmentMatch::First),
             [FragmentMatch::Later] => Some(FragmentMatch::Later),
-            [a, b] if !kinds.contains(&FragmentMatch::NotFragment) && a != b => {
-                Some(FragmentMatch::Any)
-            }
+            [FragmentMatch::First, FragmentMatch::Later] => Some(FragmentMatch::Any),
             // Unfragmented traffic: saying so adds nothing worth a component.
             _ => None,
-        };
-        if let Some(f) = frag {
-            kept.retain(|s| f.matches(s));
-            m.fragment = Some(f);
         }
+    });
+    if let Some(next) = frag {
+        m = next;
     }
-    if let Some(source) = concentrated_source(&kept, target) {
-        m.source = Some(source);
+    if let Some(next) = concentrated_source(&m, fit, &ok) {
+        m = next;
     }
     m
 }
 
-/// The fewest values of `key` (at most `max`) whose samples weigh at least
-/// `target`; heaviest first, ties by value, returned sorted.
-fn fewest<K: Ord + Copy>(
-    samples: &[&Sample],
-    max: usize,
-    target: f64,
+/// Values of `key` in what `m` matches, by their share of the attack (their
+/// share of the evidence less the background's expected share), largest
+/// first, ties by value; values the attack does not carry are left out.
+fn ranked<K: Ord + Copy>(
+    m: &FlowMatch,
+    fit: &Fit<'_>,
     key: impl Fn(&Sample) -> Option<K>,
-) -> Option<Vec<K>> {
-    let mut weights: BTreeMap<K, f64> = BTreeMap::new();
-    for s in samples {
+) -> Vec<(K, f64)> {
+    let mut score: BTreeMap<K, f64> = BTreeMap::new();
+    let total = weight(fit.evidence);
+    for s in fit.evidence.iter().filter(|s| m.matches(s)) {
         if let Some(k) = key(s) {
-            *weights.entry(k).or_default() += s.weight();
+            *score.entry(k).or_default() += s.weight() / total;
         }
     }
-    let mut ranked: Vec<(K, f64)> = weights.into_iter().collect();
+    if let Some(normal) = fit.normal {
+        let bg = fit.background.clamp(0.0, 0.9);
+        let total = weight(normal);
+        for s in normal.iter().filter(|s| m.matches(s)) {
+            if let Some(k) = key(s)
+                && let Some(v) = score.get_mut(&k)
+            {
+                *v -= bg * s.weight() / total;
+            }
+        }
+    }
+    let mut ranked: Vec<(K, f64)> = score.into_iter().filter(|(_, v)| *v > 0.0).collect();
     ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    let mut sum = 0.0;
+    ranked
+}
+
+/// `m` narrowed to the fewest values of `key` (at most `max`, heaviest
+/// first) that keep it `ok`.
+fn fewest<K: Ord + Copy>(
+    m: &FlowMatch,
+    fit: &Fit<'_>,
+    max: usize,
+    ok: &impl Fn(&FlowMatch) -> bool,
+    key: impl Fn(&Sample) -> Option<K>,
+    set: impl Fn(&mut FlowMatch, Vec<K>),
+) -> Option<FlowMatch> {
     let mut chosen = Vec::new();
-    for (k, w) in ranked.into_iter().take(max) {
-        sum += w;
+    for (k, _) in ranked(m, fit, key).into_iter().take(max) {
         chosen.push(k);
-        if sum >= target {
-            chosen.sort();
-            return Some(chosen);
+        let mut values = chosen.clone();
+        values.sort();
+        let mut candidate = m.clone();
+        set(&mut candidate, values);
+        if candidate == *m {
+            return None;
+        }
+        if ok(&candidate) {
+            return Some(candidate);
         }
     }
     None
 }
 
-/// The narrowest length interval weighing at least `target`, if it is
-/// narrow enough to tell the attack apart: at most half the spread of the
-/// lengths seen (or a single length).
-fn narrowest_length(samples: &[&Sample], target: f64) -> Option<LengthRange> {
-    let mut by_len: BTreeMap<u16, f64> = BTreeMap::new();
-    for s in samples {
-        *by_len.entry(s.packet_len).or_default() += s.weight();
-    }
-    let lens: Vec<(u16, f64)> = by_len.into_iter().collect();
+/// `m` with the narrowest packet-length interval that keeps it `ok`, if it
+/// is narrow enough to tell the attack apart: at most half the spread of
+/// the lengths seen (or a single length).
+fn narrowest_length(
+    m: &FlowMatch,
+    fit: &Fit<'_>,
+    ok: &impl Fn(&FlowMatch) -> bool,
+) -> Option<FlowMatch> {
+    let mut lens = ranked(m, fit, |s| Some(s.packet_len));
+    lens.sort_by_key(|(len, _)| *len);
     let (first, last) = (lens.first()?.0, lens.last()?.0);
-    let mut best: Option<LengthRange> = None;
-    let (mut lo, mut sum) = (0, 0.0);
-    for hi in 0..lens.len() {
-        sum += lens[hi].1;
-        while lo < hi && sum - lens[lo].1 >= target {
-            sum -= lens[lo].1;
-            lo += 1;
-        }
-        if sum >= target {
-            let r = LengthRange {
-                min: lens[lo].0,
-                max: lens[hi].0,
-            };
-            if best.is_none_or(|b| r.max - r.min < b.max - b.min) {
-                best = Some(r);
+    let total: f64 = lens.iter().map(|(_, w)| w).sum();
+    let spread = last - first;
+    // Narrowest interval holding each share of the matched weight, from
+    // the tightest; the first the fit accepts wins.
+    for q in [0.9, 0.95, 0.99, 1.0] {
+        let target = q * total;
+        let mut best: Option<LengthRange> = None;
+        let (mut lo, mut sum) = (0, 0.0);
+        for hi in 0..lens.len() {
+            sum += lens[hi].1;
+            while lo < hi && sum - lens[lo].1 >= target {
+                sum -= lens[lo].1;
+                lo += 1;
+            }
+            if sum >= target {
+                let r = LengthRange {
+                    min: lens[lo].0,
+                    max: lens[hi].0,
+                };
+                if best.is_none_or(|b| r.max - r.min < b.max - b.min) {
+                    best = Some(r);
+                }
             }
         }
+        let Some(r) = best else { continue };
+        if spread != 0 && r.max - r.min > spread / 2 {
+            return None;
+        }
+        let candidate = FlowMatch {
+            packet_length: Some(r),
+            ..m.clone()
+        };
+        if ok(&candidate) {
+            return Some(candidate);
+        }
     }
-    let best = best?;
-    let spread = last - first;
-    (spread == 0 || (best.max - best.min) <= spread / 2).then_some(best)
+    None
 }
 
-/// The most specific source prefix holding `target` of the weight, from a
-/// few operational lengths (host, /24, /16; IPv6 /128, /64, /48, /32).
-fn concentrated_source(samples: &[&Sample], target: f64) -> Option<IpNet> {
+/// `m` with the most specific source prefix, from a few operational
+/// lengths (host, /24, /16; IPv6 /128, /64, /48, /32), that keeps it `ok`.
+fn concentrated_source(
+    m: &FlowMatch,
+    fit: &Fit<'_>,
+    ok: &impl Fn(&FlowMatch) -> bool,
+) -> Option<FlowMatch> {
     const V4: [u8; 3] = [32, 24, 16];
     const V6: [u8; 4] = [128, 64, 48, 32];
     for depth in 0..4 {
-        let mut weights: BTreeMap<IpNet, f64> = BTreeMap::new();
-        for s in samples {
+        let heaviest = ranked(m, fit, |s| {
             let len = match s.src {
                 IpAddr::V4(_) => V4.get(depth),
                 IpAddr::V6(_) => V6.get(depth),
+            }?;
+            IpNet::new(s.src, *len).ok().map(|n| n.trunc())
+        });
+        if let Some((net, _)) = heaviest.first() {
+            let candidate = FlowMatch {
+                source: Some(*net),
+                ..m.clone()
             };
-            if let Some(&len) = len
-                && let Ok(net) = IpNet::new(s.src, len)
-            {
-                *weights.entry(net.trunc()).or_default() += s.weight();
+            if ok(&candidate) {
+                return Some(candidate);
             }
-        }
-        if let Some((net, _)) = weights
-            .into_iter()
-            .filter(|(_, w)| *w >= target)
-            .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))
-        {
-            return Some(net);
         }
     }
     None
@@ -561,6 +639,14 @@ pub(crate) mod tests {
         }
     }
 
+    fn plain<'a>(evidence: &'a [&'a Sample]) -> Fit<'a> {
+        Fit {
+            evidence,
+            normal: None,
+            background: 0.0,
+        }
+    }
+
     fn dst() -> IpNet {
         "198.18.1.10/32".parse().unwrap()
     }
@@ -579,7 +665,7 @@ pub(crate) mod tests {
         }
         v.push(sample("192.0.2.1", 6, 51000, 443, 60));
         let refs: Vec<&Sample> = v.iter().collect();
-        let m = learn(dst(), &refs, &FingerprintConfig::default());
+        let m = learn(dst(), &plain(&refs), 0.9);
         assert_eq!(m.protocols, vec![17]);
         assert_eq!(m.source_ports, vec![123]);
         assert!(m.destination_ports.is_empty(), "{m}");
@@ -599,7 +685,7 @@ pub(crate) mod tests {
             .map(|i| sample("192.0.2.77", 17, 40000 + i, 80 + i, 100 + i * 50))
             .collect();
         let refs: Vec<&Sample> = v.iter().collect();
-        let m = learn(dst(), &refs, &FingerprintConfig::default());
+        let m = learn(dst(), &plain(&refs), 0.9);
         assert_eq!(m.source, Some("192.0.2.77/32".parse().unwrap()));
         assert!(m.source_ports.is_empty() && m.destination_ports.is_empty());
     }
@@ -628,10 +714,31 @@ pub(crate) mod tests {
     fn aged_samples_become_normal_only_outside_attacks() {
         let mut st = SampleStore::default();
         let w = Duration::from_secs(2);
-        st.push(Duration::from_secs(1), sample("192.0.2.1", 6, 1, 2, 60), 10);
-        st.push(Duration::from_secs(2), sample("192.0.2.2", 6, 1, 2, 60), 10);
+        st.push(
+            Duration::from_secs(1),
+            sample("192.0.2.1", 6, 1, 2, 60),
+            false,
+            10,
+        );
+        st.push(
+            Duration::from_secs(1),
+            sample("192.0.2.9", 6, 1, 2, 60),
+            true,
+            10,
+        );
+        st.push(
+            Duration::from_secs(2),
+            sample("192.0.2.2", 6, 1, 2, 60),
+            false,
+            10,
+        );
+        assert_eq!(st.surge().count(), 1);
         st.age(Duration::from_secs(3), w, true, 10);
-        assert_eq!((st.recent().count(), st.normal().count()), (1, 1));
+        assert_eq!(
+            (st.recent().count(), st.normal().count()),
+            (1, 1),
+            "surges are not normal"
+        );
         st.age(Duration::from_secs(4), w, false, 10);
         assert_eq!((st.recent().count(), st.normal().count()), (0, 1));
     }

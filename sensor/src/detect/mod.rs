@@ -191,8 +191,15 @@ struct Host {
     block: Option<IpNet>,
     meter: Meter,
     baseline: Option<Baseline>,
-    /// Signals of the last poll below every threshold: the normal mix.
+    /// Rates of the last interval without anomaly: the normal class mix.
     quiet: Table,
+    /// Long-run average of the whole-traffic pps, and how many intervals
+    /// it has seen; `None` until measured.
+    typical: Option<(f64, u32)>,
+    /// The last measured interval was an anomaly: well above `typical`,
+    /// over a threshold, or under attack. Its samples are evidence, not
+    /// normal traffic.
+    surge: bool,
     watch_until: Option<Duration>,
     seen: bool,
     reading: Reading,
@@ -203,6 +210,8 @@ struct Block {
     group: usize,
     meter: Meter,
     quiet: Table,
+    typical: Option<(f64, u32)>,
+    surge: bool,
     sum: Table,
     hosts: u32,
 }
@@ -323,6 +332,10 @@ impl Detector {
             meter: Meter::new(base),
             baseline: g.baseline.as_ref().map(|_| Baseline::default()),
             quiet: ZERO,
+            // Present at the first poll: history unknown, learnt from the
+            // first rate. Appeared later: it was idle (absent from the map).
+            typical: if base.is_some() { None } else { Some((0.0, 1)) },
+            surge: false,
             watch_until: None,
             seen: true,
             reading: Reading::Gap,
@@ -373,9 +386,10 @@ impl Detector {
         let alpha = meter::alpha(secs, self.cfg.smoothing.as_secs_f64());
 
         self.measure_hosts(counters, secs, alpha);
+        self.update_typical(secs);
         self.take_samples(now, samples);
         self.learn_baselines(secs);
-        self.measure_blocks(alpha);
+        self.measure_blocks(alpha, secs);
 
         let mut events = Vec::new();
         let hosts: Vec<IpAddr> = self.hosts.keys().copied().collect();
@@ -447,8 +461,11 @@ impl Detector {
         let max = f.max_samples as usize;
         for s in samples {
             // Only destinations with state (inside the own networks).
-            if self.hosts.contains_key(&s.dst) {
-                self.samples.entry(s.dst).or_default().push(now, *s, max);
+            if let Some(h) = self.hosts.get(&s.dst) {
+                self.samples
+                    .entry(s.dst)
+                    .or_default()
+                    .push(now, *s, h.surge, max);
             }
         }
         for (ip, store) in self.samples.iter_mut() {
@@ -521,7 +538,7 @@ impl Detector {
         }
     }
 
-    fn measure_blocks(&mut self, alpha: f64) {
+    fn measure_blocks(&mut self, alpha: f64, secs: f64) {
         for b in self.blocks.values_mut() {
             b.sum = ZERO;
             b.hosts = 0;
@@ -532,6 +549,8 @@ impl Detector {
                 group: h.group,
                 meter: Meter::new(None),
                 quiet: ZERO,
+                typical: Some((0.0, 1)),
+                surge: false,
                 sum: ZERO,
                 hosts: 0,
             });
@@ -544,9 +563,42 @@ impl Detector {
         let attacks = &self.attacks;
         self.blocks
             .retain(|net, b| b.hosts > 0 || attacks.contains_key(net));
-        for b in self.blocks.values_mut() {
+        let typical_alpha = meter::alpha(secs, TYPICAL_WINDOW.as_secs_f64());
+        for (net, b) in self.blocks.iter_mut() {
             let sum = b.sum;
             b.meter.push(sum, alpha);
+            let calm = !self.attacks.contains_key(net) && !self.pending.contains(net);
+            let over = self.groups[b.group]
+                .aggregate
+                .is_some_and(|t| !below(&b.meter.signals(), &t) || !below(&sum, &t));
+            b.surge =
+                track_typical(&mut b.typical, sum[0][0], calm, typical_alpha) || over || !calm;
+        }
+    }
+
+    /// Follows each host's typical rate and flags surges.
+    fn update_typical(&mut self, secs: f64) {
+        let a = meter::alpha(secs, TYPICAL_WINDOW.as_secs_f64());
+        let over: BTreeSet<IpAddr> = self
+            .hosts
+            .iter()
+            .filter(|(_, h)| {
+                let t = self.host_thresholds(h);
+                !below(&h.meter.signals(), &t) || !below(h.meter.raw(), &t)
+            })
+            .map(|(ip, _)| *ip)
+            .collect();
+        for (ip, h) in self.hosts.iter_mut() {
+            if h.reading != Reading::Measured {
+                continue;
+            }
+            let net = host_net(*ip);
+            let calm = !self.attacks.contains_key(&net)
+                && !self.pending.contains(&net)
+                && !h.block.is_some_and(|b| self.attacks.contains_key(&b));
+            h.surge = track_typical(&mut h.typical, h.meter.raw()[0][0], calm, a)
+                || over.contains(ip)
+                || !calm;
         }
     }
 
@@ -611,15 +663,17 @@ impl Detector {
                 let class = self.classify(victim, signals, &over);
                 let quiet = self.quiet(victim);
                 let current = &a.attack.fingerprint;
-                let recent = self.recent(victim);
+                let covers = self.covers(victim, &current.flow);
+                let enough =
+                    self.evidence(victim).len() >= self.cfg.fingerprint.min_samples as usize;
+                // A match that still covers the attack stays, so the rule
+                // the routers hold does not churn.
                 let keep = class == a.attack.class
                     && current.basis == Basis::Samples
-                    && fingerprint::share(&current.flow, &recent)
-                        .is_some_and(|s| s >= 0.9 * self.cfg.fingerprint.coverage);
+                    && enough
+                    && covers >= 0.9 * self.cfg.fingerprint.coverage;
                 if keep {
-                    if let Some(s) = fingerprint::share(&current.flow, &recent) {
-                        a.attack.fingerprint.covers_attack = s;
-                    }
+                    a.attack.fingerprint.covers_attack = covers;
                 } else {
                     let fp = self.fingerprint(victim, class, signals, &quiet);
                     if fp.flow != a.attack.fingerprint.flow || class != a.attack.class {
@@ -658,6 +712,10 @@ impl Detector {
         let class = self.classify(victim, signals, &crossed);
         let quiet = self.quiet(victim);
         let fingerprint = self.fingerprint(victim, class, signals, &quiet);
+        if scope == Scope::Host && self.flash_crowd(victim, &fingerprint, signals, &crossed) {
+            tracing::debug!(victim = %victim, fingerprint = %fingerprint, "surge shaped like normal traffic: flash crowd, not reported");
+            return;
+        }
         let g = &self.groups[group];
         let attack = Attack {
             id: self.next_id,
@@ -694,12 +752,51 @@ impl Detector {
         );
     }
 
+    /// Whether a host's crossing is a flash crowd: its group has a learnt
+    /// baseline, every crossed threshold is adaptive and below its ceiling,
+    /// and the best match for the surge would hit most of the host's
+    /// measured normal traffic.
+    fn flash_crowd(
+        &self,
+        victim: IpNet,
+        fp: &Fingerprint,
+        signals: &Table,
+        crossed: &[[bool; 2]; 7],
+    ) -> bool {
+        let Some(h) = self.hosts.get(&victim.network()) else {
+            return false;
+        };
+        let (Some(bc), Some(b)) = (&self.groups[h.group].baseline, &h.baseline) else {
+            return false;
+        };
+        if bc.flash_crowd_similarity <= 0.0
+            || b.learnt_secs() < bc.window.as_secs_f64()
+            || fp.normal_basis != NormalBasis::Samples
+            || fp.hits_normal < bc.flash_crowd_similarity
+        {
+            return false;
+        }
+        TrafficClass::ALL.iter().all(|&c| {
+            Metric::BOTH.iter().all(|&m| {
+                let (i, j) = (c.index(), m.index());
+                !crossed[i][j]
+                    || (bc.floor.limit(c).get(m).is_some()
+                        && bc
+                            .ceiling
+                            .limit(c)
+                            .get(m)
+                            .is_none_or(|ceil| signals[i][j] < ceil))
+            })
+        })
+    }
+
     fn classify(&self, victim: IpNet, signals: &Table, crossed: &[[bool; 2]; 7]) -> AttackClass {
-        let recent = self.recent(victim);
+        let evidence = self.evidence(victim);
+        let excess = self.excess(victim, signals);
         classify::classify(&Evidence {
             crossed: *crossed,
-            signals,
-            samples: &recent,
+            signals: &excess,
+            samples: &evidence,
             min_samples: self.cfg.fingerprint.min_samples as usize,
             dominant_share: self.cfg.fingerprint.dominant_share,
             amplification_ports: &self.cfg.amplification_ports,
@@ -714,33 +811,138 @@ impl Detector {
         quiet: &Table,
     ) -> Fingerprint {
         let f = &self.cfg.fingerprint;
-        let recent = self.recent(victim);
-        let (flow, covers, basis) = if recent.len() >= f.min_samples as usize {
-            let flow = fingerprint::learn(victim, &recent, f);
-            let covers = fingerprint::share(&flow, &recent).unwrap_or(0.0);
-            (flow, covers, Basis::Samples)
+        let evidence = self.evidence(victim);
+        let normal = self.normal(victim);
+        let known_normal = normal.len() >= f.min_samples as usize;
+        let hits = |flow: &FlowMatch| {
+            if known_normal {
+                (
+                    fingerprint::share(flow, &normal).unwrap_or(0.0),
+                    NormalBasis::Samples,
+                )
+            } else {
+                class_share(flow, quiet).unwrap_or((0.0, NormalBasis::NoTraffic))
+            }
+        };
+        if evidence.len() >= f.min_samples as usize {
+            let fit = fingerprint::Fit {
+                evidence: &evidence,
+                normal: known_normal.then_some(normal.as_slice()),
+                background: self.background(victim),
+            };
+            let flow = fingerprint::learn(victim, &fit, f.coverage);
+            let (hits_normal, normal_basis) = hits(&flow);
+            Fingerprint {
+                covers_attack: fit.covers(&flow),
+                flow,
+                hits_normal,
+                basis: Basis::Samples,
+                normal_basis,
+                samples: evidence.len() as u32,
+            }
         } else {
             let flow = match_of_class(victim, class);
-            let covers = class_share(&flow, signals).map_or(0.0, |(s, _)| s);
-            (flow, covers, Basis::Counters)
-        };
-        let normal = self.normal(victim);
-        let (hits, normal_basis) = if normal.len() >= f.min_samples as usize {
-            (
-                fingerprint::share(&flow, &normal).unwrap_or(0.0),
-                NormalBasis::Samples,
-            )
-        } else {
-            class_share(&flow, quiet).unwrap_or((0.0, NormalBasis::NoTraffic))
-        };
-        Fingerprint {
-            flow,
-            covers_attack: covers,
-            hits_normal: hits,
-            basis,
-            normal_basis,
-            samples: recent.len() as u32,
+            let covers_attack = class_share(&flow, signals).map_or(0.0, |(s, _)| s);
+            let (hits_normal, normal_basis) = hits(&flow);
+            Fingerprint {
+                flow,
+                covers_attack,
+                hits_normal,
+                basis: Basis::Counters,
+                normal_basis,
+                samples: evidence.len() as u32,
+            }
         }
+    }
+
+    /// [`fingerprint::Fit::covers`] of `flow` on the victim's current
+    /// evidence.
+    fn covers(&self, victim: IpNet, flow: &FlowMatch) -> f64 {
+        let evidence = self.evidence(victim);
+        let normal = self.normal(victim);
+        let known_normal = normal.len() >= self.cfg.fingerprint.min_samples as usize;
+        fingerprint::Fit {
+            evidence: &evidence,
+            normal: known_normal.then_some(normal.as_slice()),
+            background: self.background(victim),
+        }
+        .covers(flow)
+    }
+
+    /// The samples that show the attack: those that arrived in a surge, or
+    /// all recent ones when too few did (an attack older than the history).
+    fn evidence(&self, victim: IpNet) -> Vec<&Sample> {
+        let stores = self.samples.range(victim.network()..=victim.broadcast());
+        let surge: Vec<&Sample> = stores.flat_map(|(_, s)| s.surge()).collect();
+        if surge.len() >= self.cfg.fingerprint.min_samples as usize {
+            surge
+        } else {
+            self.recent(victim)
+        }
+    }
+
+    /// Estimated share of the victim's current traffic that is its normal
+    /// traffic: the typical rate (at most [`BACKGROUND_SLACK`] times it),
+    /// bounded by what each class now carries given the normal class mix
+    /// (an attack adds to classes; normal UDP cannot exceed the UDP seen).
+    fn background(&self, victim: IpNet) -> f64 {
+        let (typical, meter, quiet) = if is_host(victim) {
+            match self.hosts.get(&victim.network()) {
+                Some(h) => (h.typical, &h.meter, &h.quiet),
+                None => return 0.0,
+            }
+        } else {
+            match self.blocks.get(&victim) {
+                Some(b) => (b.typical, &b.meter, &b.quiet),
+                None => return 0.0,
+            }
+        };
+        let now = meter.raw()[0][0];
+        let Some((typical, _)) = typical else {
+            return 0.0;
+        };
+        if now <= 0.0 {
+            return 0.0;
+        }
+        let mut normal = BACKGROUND_SLACK * typical;
+        let quiet_all = quiet[0][0];
+        if quiet_all > 0.0 {
+            for c in [
+                TrafficClass::Tcp,
+                TrafficClass::TcpSyn,
+                TrafficClass::Udp,
+                TrafficClass::Icmp,
+                TrafficClass::Fragment,
+                TrafficClass::Other,
+            ] {
+                let q = quiet[c.index()][0] / quiet_all;
+                if q >= 0.05 {
+                    normal = normal.min(meter.raw()[c.index()][0] / q);
+                }
+            }
+        }
+        (normal / now).clamp(0.0, 0.9)
+    }
+
+    /// The victim's rates less its estimated normal traffic, spread over
+    /// the classes as normally: what the attack itself carries.
+    fn excess(&self, victim: IpNet, signals: &Table) -> Table {
+        let bg = self.background(victim);
+        let quiet = self.quiet(victim);
+        let mut t = *signals;
+        for m in 0..2 {
+            let all = signals[0][m];
+            let quiet_all = quiet[0][m];
+            for (c, row) in t.iter_mut().enumerate() {
+                let q = if quiet_all > 0.0 {
+                    quiet[c][m] / quiet_all
+                } else {
+                    0.0
+                };
+                row[m] = (row[m] - bg * all * q).max(0.0);
+            }
+        }
+        t
     }
 
     /// The hosts of a victim (the host itself, or a block's).
@@ -788,8 +990,8 @@ impl Detector {
             .is_some()
     }
 
-    /// Remembers the rates of victims below every threshold as their normal
-    /// class mix (for `hits_normal` when there are no normal samples).
+    /// Remembers the rates of intervals without anomaly as the normal class
+    /// mix (for `hits_normal` without normal samples, and the background).
     fn update_quiet(&mut self) {
         let mut quiet_hosts = Vec::new();
         for (ip, h) in &self.hosts {
@@ -797,10 +999,8 @@ impl Detector {
             if self.attacks.contains_key(&net) || self.pending.contains(&net) {
                 continue;
             }
-            let t = self.host_thresholds(h);
-            let s = h.meter.signals();
-            if below(&s, &t) {
-                quiet_hosts.push((*ip, s));
+            if !h.surge && h.reading == Reading::Measured {
+                quiet_hosts.push((*ip, *h.meter.raw()));
             }
         }
         for (ip, s) in quiet_hosts {
@@ -809,15 +1009,10 @@ impl Detector {
             }
         }
         for (net, b) in self.blocks.iter_mut() {
-            if self.attacks.contains_key(net) || self.pending.contains(net) {
+            if b.surge || self.attacks.contains_key(net) || self.pending.contains(net) {
                 continue;
             }
-            let s = b.meter.signals();
-            if let Some(t) = self.groups[b.group].aggregate
-                && below(&s, &t)
-            {
-                b.quiet = s;
-            }
+            b.quiet = *b.meter.raw();
         }
     }
 
@@ -899,6 +1094,33 @@ impl Detector {
         self.samples
             .retain(|ip, s| hosts.contains_key(ip) && !s.is_empty());
     }
+}
+
+/// Time constant of a destination's typical rate.
+const TYPICAL_WINDOW: Duration = Duration::from_secs(300);
+/// A rate above this multiple of the typical one is a surge: its samples are
+/// evidence, not normal traffic.
+const SURGE_FACTOR: f64 = 2.0;
+/// How far above its typical rate a destination's normal traffic is assumed
+/// to go when estimating the background of an attack (normal wobble).
+const BACKGROUND_SLACK: f64 = 1.25;
+
+/// Flags `rate` as a surge against `typical`, then learns it if `calm`.
+/// Until the average has seen a window's worth of intervals it is the plain
+/// mean of those it has (a new destination's history is its idle past, one
+/// interval of zero).
+fn track_typical(typical: &mut Option<(f64, u32)>, rate: f64, calm: bool, alpha: f64) -> bool {
+    let surge = typical.is_some_and(|(t, _)| rate > SURGE_FACTOR * t);
+    if calm {
+        *typical = Some(match *typical {
+            Some((t, n)) => {
+                let a = alpha.max(1.0 / f64::from(n + 1));
+                (t + a * (rate - t), n.saturating_add(1))
+            }
+            None => (rate, 1),
+        });
+    }
+    surge
 }
 
 fn host_net(ip: IpAddr) -> IpNet {
