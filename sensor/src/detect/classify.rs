@@ -55,8 +55,11 @@ pub struct Evidence<'a> {
     pub crossed: [[bool; 2]; 7],
     /// The rates compared with thresholds.
     pub signals: &'a Table,
-    /// Recent samples (may be empty).
+    /// The attack's samples (may be empty), mixed with a `background`
+    /// share of normal traffic that `normal` samples show, when known.
     pub samples: &'a [&'a Sample],
+    pub normal: Option<&'a [&'a Sample]>,
+    pub background: f64,
     pub min_samples: usize,
     pub dominant_share: f64,
     pub amplification_ports: &'a [u16],
@@ -107,28 +110,48 @@ pub fn classify(e: &Evidence<'_>) -> AttackClass {
     AttackClass::IpFlood
 }
 
-/// The configured amplification port most UDP samples come from, if it
-/// carries the dominant share of the UDP samples whose ports are readable.
+/// The configured amplification port most of the attack's UDP comes from:
+/// the source port whose share of the UDP samples with readable ports, less
+/// the background's expected share, is the dominant share of the excess.
 fn amplification_port(e: &Evidence<'_>) -> Option<u16> {
-    let udp: Vec<&&Sample> = e
-        .samples
-        .iter()
-        .filter(|s| s.protocol == ipproto::UDP && !s.later_fragment)
-        .collect();
-    if udp.len() < e.min_samples {
+    let udp = |s: &&&Sample| s.protocol == ipproto::UDP && !s.later_fragment;
+    if e.samples.iter().filter(udp).count() < e.min_samples {
         return None;
     }
-    let mut by_port: BTreeMap<u16, f64> = BTreeMap::new();
-    let mut total = 0.0;
-    for s in &udp {
-        let w = s.packets.max(1) as f64;
-        *by_port.entry(s.src_port).or_default() += w;
-        total += w;
+    let total = |v: &[&Sample]| v.iter().map(|s| s.packets.max(1) as f64).sum::<f64>();
+    let mut score: BTreeMap<u16, f64> = BTreeMap::new();
+    let evidence_total = total(e.samples);
+    for s in e.samples.iter().filter(udp) {
+        *score.entry(s.src_port).or_default() += s.packets.max(1) as f64 / evidence_total;
     }
-    let (port, w) = by_port
+    if let Some(normal) = e.normal {
+        let normal_total = total(normal);
+        let bg = e.background.clamp(0.0, 0.9);
+        for s in normal.iter().filter(udp) {
+            if let Some(v) = score.get_mut(&s.src_port) {
+                *v -= bg * s.packets.max(1) as f64 / normal_total;
+            }
+        }
+    }
+    // The attack's UDP: the evidence's, less the normal UDP in it. (Not the
+    // sum of positive port scores: a background on random ports scatters
+    // over keys that the normal samples do not hit exactly.)
+    let udp_share = |v: &[&Sample]| {
+        v.iter()
+            .filter(udp)
+            .map(|s| s.packets.max(1) as f64)
+            .sum::<f64>()
+            / total(v)
+    };
+    let excess = match e.normal {
+        Some(normal) => udp_share(e.samples) - e.background.clamp(0.0, 0.9) * udp_share(normal),
+        None => udp_share(e.samples),
+    };
+    let (port, w) = score
         .into_iter()
         .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))?;
-    (e.amplification_ports.contains(&port) && w >= e.dominant_share * total).then_some(port)
+    (e.amplification_ports.contains(&port) && w > 0.0 && w >= e.dominant_share * excess)
+        .then_some(port)
 }
 
 #[cfg(test)]
@@ -149,6 +172,8 @@ mod tests {
             crossed: c,
             signals,
             samples,
+            normal: None,
+            background: 0.0,
             min_samples: 3,
             dominant_share: 0.6,
             amplification_ports: &[53, 123],

@@ -588,6 +588,12 @@ impl DetectConfig {
                 "must be at least one poll interval",
             ));
         }
+        if f.min_samples == 0 {
+            return Err(invalid(
+                "detect.fingerprint.min_samples",
+                "must be at least 1",
+            ));
+        }
         if !(1..=1 << 20).contains(&f.max_samples) {
             return Err(invalid(
                 "detect.fingerprint.max_samples",
@@ -656,6 +662,18 @@ impl DetectConfig {
                     "set together with a baseline",
                 ));
             }
+        }
+        let anything = !self.thresholds.is_empty()
+            || !self.aggregate.is_empty()
+            || self.baseline.is_some()
+            || self.host_groups.iter().any(|g| {
+                !g.thresholds.is_empty() || !g.aggregate.is_empty() || g.baseline.is_some()
+            });
+        if !anything {
+            return Err(invalid(
+                "detect.thresholds",
+                "no threshold, aggregate or baseline anywhere: nothing could ever be detected",
+            ));
         }
         Ok(())
     }

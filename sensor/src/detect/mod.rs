@@ -460,12 +460,19 @@ impl Detector {
         let f = &self.cfg.fingerprint;
         let max = f.max_samples as usize;
         for s in samples {
+            // The counters key IPv4 as IPv4; a caller may hand over mapped
+            // addresses.
+            let s = Sample {
+                dst: s.dst.to_canonical(),
+                src: s.src.to_canonical(),
+                ..*s
+            };
             // Only destinations with state (inside the own networks).
             if let Some(h) = self.hosts.get(&s.dst) {
                 self.samples
                     .entry(s.dst)
                     .or_default()
-                    .push(now, *s, h.surge, max);
+                    .push(now, s, h.surge, max);
             }
         }
         for (ip, store) in self.samples.iter_mut() {
@@ -792,11 +799,15 @@ impl Detector {
 
     fn classify(&self, victim: IpNet, signals: &Table, crossed: &[[bool; 2]; 7]) -> AttackClass {
         let evidence = self.evidence(victim);
+        let normal = self.normal(victim);
+        let known_normal = normal.len() >= self.cfg.fingerprint.min_samples as usize;
         let excess = self.excess(victim, signals);
         classify::classify(&Evidence {
             crossed: *crossed,
             signals: &excess,
             samples: &evidence,
+            normal: known_normal.then_some(normal.as_slice()),
+            background: self.background(victim),
             min_samples: self.cfg.fingerprint.min_samples as usize,
             dominant_share: self.cfg.fingerprint.dominant_share,
             amplification_ports: &self.cfg.amplification_ports,
@@ -873,7 +884,7 @@ impl Detector {
     /// all recent ones when too few did (an attack older than the history).
     fn evidence(&self, victim: IpNet) -> Vec<&Sample> {
         let stores = self.samples.range(victim.network()..=victim.broadcast());
-        let surge: Vec<&Sample> = stores.flat_map(|(_, s)| s.surge()).collect();
+        let surge = thin(stores.flat_map(|(_, s)| s.surge()).collect());
         if surge.len() >= self.cfg.fingerprint.min_samples as usize {
             surge
         } else {
@@ -953,17 +964,21 @@ impl Detector {
     }
 
     fn recent(&self, victim: IpNet) -> Vec<&Sample> {
-        self.samples
-            .range(victim.network()..=victim.broadcast())
-            .flat_map(|(_, s)| s.recent())
-            .collect()
+        thin(
+            self.samples
+                .range(victim.network()..=victim.broadcast())
+                .flat_map(|(_, s)| s.recent())
+                .collect(),
+        )
     }
 
     fn normal(&self, victim: IpNet) -> Vec<&Sample> {
-        self.samples
-            .range(victim.network()..=victim.broadcast())
-            .flat_map(|(_, s)| s.normal())
-            .collect()
+        thin(
+            self.samples
+                .range(victim.network()..=victim.broadcast())
+                .flat_map(|(_, s)| s.normal())
+                .collect(),
+        )
     }
 
     fn clear_recent(&mut self, victim: IpNet) {
@@ -1121,6 +1136,20 @@ fn track_typical(typical: &mut Option<(f64, u32)>, rate: f64, calm: bool, alpha:
         });
     }
     surge
+}
+
+/// Most samples a fingerprint looks at; a block's hosts together may hold
+/// many more, and shares need only a few thousand.
+const MAX_EVIDENCE: usize = 16384;
+
+/// Every k-th sample when there are more than [`MAX_EVIDENCE`]
+/// (deterministic, keeps the mix).
+fn thin(v: Vec<&Sample>) -> Vec<&Sample> {
+    if v.len() <= MAX_EVIDENCE {
+        return v;
+    }
+    let step = v.len().div_ceil(MAX_EVIDENCE);
+    v.into_iter().step_by(step).collect()
 }
 
 fn host_net(ip: IpAddr) -> IpNet {
@@ -1305,6 +1334,13 @@ mod tests {
                 "detect.fingerprint.dominant_share",
             ),
             ("amplification_ports = [0]", "detect.amplification_ports"),
+            ("thresholds = {}", "detect.thresholds"),
+            (
+                "fingerprint = { min_samples = 0 }",
+                "detect.fingerprint.min_samples",
+            ),
+            ("watch = { fraction = 0 }", "detect.watch.fraction"),
+            ("release = { hold = \"-1s\" }", "hold"),
             ("aggregate_prefix_v4 = 33", "detect.aggregate_prefix_v4"),
             (
                 "[[host_groups]]\nname = \"a\"\nprefixes = [\"10.0.0.0/8\"]",
