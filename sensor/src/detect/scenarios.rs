@@ -905,13 +905,13 @@ fn garbage_counters_and_samples_never_panic_nor_leave_the_own_networks() {
     for poll in 1..=300u32 {
         let mut counters = BTreeMap::new();
         for ip in &dsts {
-            if sim.next() % 5 == 0 {
+            if sim.next().is_multiple_of(5) {
                 continue;
             }
             let mut s = DstStats::default();
             for i in 0..Class::COUNT {
                 let r = sim.next();
-                s.packets[i] = if r % 3 == 0 {
+                s.packets[i] = if r.is_multiple_of(3) {
                     pick[(r >> 8) as usize % pick.len()]
                 } else {
                     u64::from(poll) * (r >> 40)
