@@ -472,7 +472,9 @@ pub struct DetectConfig {
     #[serde(deserialize_with = "de_duration")]
     pub smoothing: Duration,
     /// Per host, for destinations in no host group (and the fallback of
-    /// host groups).
+    /// host groups). Given in the file, it replaces the defaults as a whole
+    /// (defaults: all 100 kpps / 1 Gbps, tcp_syn 20 kpps, icmp 10 kpps,
+    /// fragment 10 kpps).
     pub thresholds: ClassLimits,
     /// Per block, for destinations in no host group (and the fallback).
     pub aggregate: ClassLimits,

@@ -38,6 +38,8 @@
 //!
 //! # Per host, for destinations in no host group and as the groups' fallback.
 //! # Rates are integers or strings with k/M/G/T (powers of 1000).
+//! # This table replaces the defaults as a whole: a class left out has no
+//! # threshold here.
 //! [detect.thresholds]
 //! all = { pps = 100000, bps = "1G" }
 //! tcp_syn = { pps = 20000 }
@@ -152,6 +154,49 @@ pub struct Attack {
     pub peak_pps: f64,
     pub peak_bps: f64,
     pub fingerprint: Fingerprint,
+}
+
+impl std::fmt::Display for Attack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "#{} {} {} (group {}, action {}) {} pps {} bps, peak {} pps {} bps, for {:.0} s; {} {} = {} over {}; match {}",
+            self.id,
+            self.victim,
+            self.class,
+            self.host_group,
+            self.action,
+            crate::rates::human(self.pps),
+            crate::rates::human(self.bps),
+            crate::rates::human(self.peak_pps),
+            crate::rates::human(self.peak_bps),
+            self.duration_s,
+            self.trigger.class,
+            self.trigger.metric,
+            crate::rates::human(self.trigger.rate),
+            crate::rates::human(self.trigger.threshold),
+            self.fingerprint,
+        )
+    }
+}
+
+/// One destination as the detector sees it (for metrics and inspection).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DestinationView {
+    pub ip: IpAddr,
+    pub host_group: String,
+    /// Smoothed rates by class.
+    pub pps: BTreeMap<TrafficClass, f64>,
+    pub bps: BTreeMap<TrafficClass, f64>,
+    /// The rates compared with thresholds (see [`meter::Meter::signal`]).
+    pub compared_pps: BTreeMap<TrafficClass, f64>,
+    pub compared_bps: BTreeMap<TrafficClass, f64>,
+    /// Thresholds in force (static or adaptive), by class.
+    pub threshold_pps: BTreeMap<TrafficClass, f64>,
+    pub threshold_bps: BTreeMap<TrafficClass, f64>,
+    /// Long-run typical pps.
+    pub typical_pps: Option<f64>,
+    pub watched: bool,
 }
 
 /// What a poll decided.
@@ -352,6 +397,31 @@ impl Detector {
     /// The attacks in progress, by victim.
     pub fn attacks(&self) -> Vec<Attack> {
         self.attacks.values().map(|a| a.attack.clone()).collect()
+    }
+
+    /// What the detector knows of `ip`; `None` outside the own networks or
+    /// when it is not in the counters.
+    pub fn destination(&self, ip: IpAddr) -> Option<DestinationView> {
+        let h = self.hosts.get(&ip.to_canonical())?;
+        let t = self.host_thresholds(h);
+        let by_class = |f: &dyn Fn(TrafficClass) -> Option<f64>| {
+            TrafficClass::ALL
+                .iter()
+                .filter_map(|&c| f(c).map(|v| (c, v)))
+                .collect::<BTreeMap<_, _>>()
+        };
+        Some(DestinationView {
+            ip,
+            host_group: self.groups[h.group].name.clone(),
+            pps: by_class(&|c| Some(h.meter.smoothed(c, Metric::Pps))),
+            bps: by_class(&|c| Some(h.meter.smoothed(c, Metric::Bps))),
+            compared_pps: by_class(&|c| Some(h.meter.signal(c, Metric::Pps))),
+            compared_bps: by_class(&|c| Some(h.meter.signal(c, Metric::Bps))),
+            threshold_pps: by_class(&|c| t[c.index()][Metric::Pps.index()]),
+            threshold_bps: by_class(&|c| t[c.index()][Metric::Bps.index()]),
+            typical_pps: h.typical.map(|(t, _)| t),
+            watched: self.watched.contains(&ip),
+        })
     }
 
     /// Takes one poll: `now` on the caller's monotonic clock, every
@@ -1048,12 +1118,15 @@ impl Detector {
             r
         };
         let mut priority: BTreeMap<IpAddr, f64> = BTreeMap::new();
-        let mut hot_blocks = Vec::new();
+        // Blocks near an aggregate threshold (or attacked): their hosts are
+        // sampled, with the block's ratio, or first if attacked.
+        let mut hot_blocks: BTreeMap<IpNet, (bool, f64)> = BTreeMap::new();
         for (net, b) in &self.blocks {
             if let Some(t) = &self.groups[b.group].aggregate {
                 let r = ratio(&b.meter, t);
-                if r >= fraction || self.attacks.contains_key(net) || self.pending.contains(net) {
-                    hot_blocks.push((*net, r));
+                let victim = self.attacks.contains_key(net) || self.pending.contains(net);
+                if r >= fraction || victim {
+                    hot_blocks.insert(*net, (victim, r));
                 }
             }
         }
@@ -1066,10 +1139,7 @@ impl Detector {
         }
         for (ip, r, victim) in hosts_ratio {
             let h = self.hosts.get_mut(&ip).expect("listed above");
-            let in_hot_block = h
-                .block
-                .and_then(|b| hot_blocks.iter().find(|(n, _)| *n == b))
-                .map(|(n, r)| (self.attacks.contains_key(n) || self.pending.contains(n), *r));
+            let in_hot_block = h.block.and_then(|b| hot_blocks.get(&b).copied());
             if r >= fraction || victim || in_hot_block.is_some() {
                 h.watch_until = Some(until);
             }

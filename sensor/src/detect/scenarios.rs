@@ -401,14 +401,27 @@ fn syn_flood_is_named_and_fingerprinted_within_two_polls_and_released_once() {
         "the match does not churn: {story}"
     );
 
-    // Flood stops after poll 60: the smoothed SYN rate (2 s) falls below
-    // 70 % of 20 kpps within ~6 polls, then 5 s hold.
+    // Flood stops after poll 60: the smoothed SYN rate (time constant 2 s)
+    // is still above 70 % of 20 kpps for 5 polls (200k * e^(-5/2) = 16k),
+    // below from poll 66 (11k); last active 65, 5 s hold: ends at 70.
     let ended = sim.ended();
     assert_eq!(ended.len(), 1, "{story}");
-    assert!((66..=74).contains(&ended[0].0), "{story}");
+    assert_eq!(ended[0].0, 70, "{story}");
+    assert_eq!(ended[0].1.duration_s, f64::from(70 - poll));
     assert_eq!(ended[0].1.id, a.id);
     assert!(ended[0].1.peak_pps >= 190_000.0 && ended[0].1.peak_pps < 215_000.0);
     assert!(sim.det.attacks().is_empty());
+    let text = ended[0].1.to_string();
+    assert!(
+        text.starts_with("#1 198.18.1.10/32 tcp_syn_flood (group default, action flowspec)"),
+        "{text}"
+    );
+
+    // While it lasted the victim was sampled and its rates visible.
+    let view = sim.det.destination(victim.parse().unwrap()).unwrap();
+    assert_eq!(view.host_group, "default");
+    assert_eq!(view.threshold_pps[&TrafficClass::TcpSyn], 20_000.0);
+    assert!(view.pps[&TrafficClass::Tcp] > 1_500.0 && view.pps[&TrafficClass::Tcp] < 2_500.0);
 }
 
 #[test]
@@ -737,7 +750,14 @@ fn pulse_waves_are_one_attack_not_many() {
         sim.started()[0].1.class,
         AttackClass::UdpAmplification { port: 11211 }
     );
+    // The smoothed UDP rate (time constant 2 s) swings between 54 kpps
+    // before a pulse and 400 kpps after it: always above the release level
+    // (35 kpps), so the pulses are one attack. After the last pulse (polls
+    // 63-65) it is 243k, 147k, 89k, 54k, then 33k at poll 70: last active
+    // 69, 5 s hold, ends at 74.
     assert_eq!(sim.ended().len(), 1, "{story}");
+    assert_eq!(sim.ended()[0].0, 74, "{story}");
+    assert_eq!(sim.started()[0].0, 15, "first pulse at 14, sampled from 15");
 }
 
 #[test]
