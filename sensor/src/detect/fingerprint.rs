@@ -2,12 +2,19 @@
 //! RFC 8956 §3) that still covers most of an attack, built from the packet
 //! samples the kernel streams for watched destinations.
 //!
+//! The evidence is the samples that arrived while the destination was in a
+//! surge (well above its typical rate, over a threshold, or under attack);
+//! they mix the attack with the destination's normal traffic, whose share
+//! (the background) the detector estimates and whose make-up the samples
+//! taken at typical rates show. A match covers the attack by what it
+//! matches of the evidence less the normal traffic it would match there.
+//!
 //! The match is grown greedily in Flow Spec component order (protocol,
-//! ports, TCP flags, packet length, fragment, source prefix): a component is
-//! added only with the fewest values that keep the whole match covering the
-//! configured share of the recent traffic. The share of the destination's
-//! normal traffic the match would also hit is measured on the samples seen
-//! before the attack, or bounded from the class counters when there are none.
+//! ports, TCP flags, packet length, fragment, source prefix): each
+//! component takes the fewest values, ranked by their share of the attack,
+//! that keep the whole match covering the configured share. The share of
+//! the normal traffic the match would also hit is measured on the normal
+//! samples, or bounded from the class counters when there are none.
 //!
 //! Nothing here knows BGP encodings; the mitigation side converts.
 

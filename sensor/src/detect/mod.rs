@@ -235,7 +235,9 @@ struct Host {
     /// The aggregate block it is summed into, if its group has aggregates.
     block: Option<IpNet>,
     meter: Meter,
-    baseline: Option<Baseline>,
+    baseline: Option<Box<Baseline>>,
+    /// Thresholds in force (static, or adaptive from the baseline).
+    thr: LimitTable,
     /// Rates of the last interval without anomaly: the normal class mix.
     quiet: Table,
     /// Long-run average of the whole-traffic pps, and how many intervals
@@ -371,11 +373,13 @@ impl Detector {
                 .map(|n| n.trunc())
                 .unwrap_or_else(|_| host_net(ip))
         });
+        let baseline = g.baseline.as_ref().map(|_| Box::default());
         Some(Host {
             group,
             block,
             meter: Meter::new(base),
-            baseline: g.baseline.as_ref().map(|_| Baseline::default()),
+            thr: thresholds_of(g, baseline.as_deref()),
+            baseline,
             quiet: ZERO,
             // Present at the first poll: history unknown, learnt from the
             // first rate. Appeared later: it was idle (absent from the map).
@@ -456,16 +460,28 @@ impl Detector {
         let alpha = meter::alpha(secs, self.cfg.smoothing.as_secs_f64());
 
         self.measure_hosts(counters, secs, alpha);
-        self.update_typical(secs);
+        self.follow_hosts(secs);
         self.take_samples(now, samples);
-        self.learn_baselines(secs);
         self.measure_blocks(alpha, secs);
 
         let mut events = Vec::new();
-        let hosts: Vec<IpAddr> = self.hosts.keys().copied().collect();
-        for ip in hosts {
+        // Only victims, pending ones and hosts above a release level can
+        // start, change or end anything.
+        let ratio = self.cfg.release.ratio;
+        let candidates: Vec<IpAddr> = self
+            .hosts
+            .iter()
+            .filter(|(ip, h)| {
+                let net = host_net(**ip);
+                self.attacks.contains_key(&net)
+                    || self.pending.contains(&net)
+                    || reaches(&h.meter, &h.thr, ratio)
+            })
+            .map(|(ip, _)| *ip)
+            .collect();
+        for ip in candidates {
             let h = &self.hosts[&ip];
-            let thresholds = self.host_thresholds(h);
+            let thresholds = h.thr;
             let signals = h.meter.signals();
             let group = h.group;
             self.decide(
@@ -496,8 +512,7 @@ impl Detector {
                 &mut events,
             );
         }
-        self.update_quiet();
-        self.update_watch(now);
+        self.settle(now);
         self.forget_idle(now);
         events
     }
@@ -508,21 +523,32 @@ impl Detector {
         secs: f64,
         alpha: f64,
     ) {
-        for h in self.hosts.values_mut() {
-            h.seen = false;
-        }
+        // Both maps are ordered by address: walk them side by side.
+        let mut appeared = Vec::new();
+        let mut hosts = self.hosts.iter_mut().peekable();
         for (ip, stats) in counters {
-            if let Some(h) = self.hosts.get_mut(ip) {
-                h.reading = h.meter.observe(Some(stats), secs, alpha);
-                h.seen = true;
-            } else if let Some(mut h) = self.new_host(*ip, None) {
-                // Appeared since the last poll: its counters began then.
-                h.reading = h.meter.observe(Some(stats), secs, alpha);
-                self.hosts.insert(*ip, h);
+            while let Some((_, h)) = hosts.next_if(|(known, _)| *known < ip) {
+                h.seen = false;
+                h.reading = h.meter.observe(None, secs, alpha);
+            }
+            match hosts.next_if(|(known, _)| *known == ip) {
+                Some((_, h)) => {
+                    h.seen = true;
+                    h.reading = h.meter.observe(Some(stats), secs, alpha);
+                }
+                None => appeared.push((*ip, stats)),
             }
         }
-        for h in self.hosts.values_mut().filter(|h| !h.seen) {
+        for (_, h) in hosts {
+            h.seen = false;
             h.reading = h.meter.observe(None, secs, alpha);
+        }
+        for (ip, stats) in appeared {
+            // Appeared since the last poll: its counters began then.
+            if let Some(mut h) = self.new_host(ip, None) {
+                h.reading = h.meter.observe(Some(stats), secs, alpha);
+                self.hosts.insert(ip, h);
+            }
         }
     }
 
@@ -556,62 +582,47 @@ impl Detector {
         }
     }
 
-    /// Each host's thresholds: static, or adaptive where its group has a
-    /// baseline with a floor for that class and metric (static while the
-    /// baseline is still learning, where there is one).
+    /// A host's thresholds in force (see [`thresholds_of`]).
     fn host_thresholds(&self, h: &Host) -> LimitTable {
-        let g = &self.groups[h.group];
-        let mut t = g.thresholds;
-        if let (Some(bc), Some(b)) = (&g.baseline, &h.baseline) {
-            let learnt = b.learnt_secs() >= bc.window.as_secs_f64();
-            for c in TrafficClass::ALL {
-                for m in Metric::BOTH {
-                    let (i, j) = (c.index(), m.index());
-                    let Some(floor) = bc.floor.limit(c).get(m) else {
-                        continue;
-                    };
-                    if learnt || t[i][j].is_none() {
-                        let ceiling = bc.ceiling.limit(c).get(m).unwrap_or(f64::INFINITY);
-                        t[i][j] = Some(b.upper(i, j, bc.k).max(floor).min(ceiling));
-                    }
-                }
-            }
-        }
-        t
+        h.thr
     }
 
-    fn learn_baselines(&mut self, secs: f64) {
-        let ips: Vec<IpAddr> = self
-            .hosts
-            .iter()
-            .filter(|(ip, h)| {
-                h.baseline.is_some()
-                    && h.reading == Reading::Measured
-                    && !self.attacks.contains_key(&host_net(**ip))
-                    && !h.block.is_some_and(|b| self.attacks.contains_key(&b))
-            })
-            .map(|(ip, _)| *ip)
-            .collect();
-        for ip in ips {
-            let h = &self.hosts[&ip];
-            let thresholds = self.host_thresholds(h);
-            let window = self.groups[h.group]
-                .baseline
-                .as_ref()
-                .map_or(1.0, |b| b.window.as_secs_f64());
-            let a = meter::alpha(secs, window);
-            let h = self.hosts.get_mut(&ip).expect("listed above");
-            let raw = *h.meter.raw();
-            if let Some(b) = h.baseline.as_mut() {
-                // Rates at or above the threshold are not normal: they must
-                // not teach the baseline that an attack is.
-                b.learn(
-                    &raw,
-                    |i, m| thresholds[i][m].is_none_or(|t| raw[i][m] < t),
-                    a,
-                    secs,
-                );
+    /// Per host, once a poll: follows the typical rate and flags surges,
+    /// teaches the baseline what is normal, and sets the thresholds.
+    fn follow_hosts(&mut self, secs: f64) {
+        let typical_alpha = meter::alpha(secs, TYPICAL_WINDOW.as_secs_f64());
+        let Self {
+            hosts,
+            groups,
+            attacks,
+            pending,
+            ..
+        } = self;
+        for (ip, h) in hosts.iter_mut() {
+            let g = &groups[h.group];
+            if h.reading == Reading::Measured {
+                let net = host_net(*ip);
+                let calm = !attacks.contains_key(&net)
+                    && !pending.contains(&net)
+                    && !h.block.is_some_and(|b| attacks.contains_key(&b));
+                let raw = *h.meter.raw();
+                let thr = h.thr;
+                let over = !below(&h.meter.signals(), &thr) || !below(&raw, &thr);
+                h.surge =
+                    track_typical(&mut h.typical, raw[0][0], calm, typical_alpha) || over || !calm;
+                if calm && let (Some(bc), Some(b)) = (&g.baseline, h.baseline.as_mut()) {
+                    // Rates at or above the threshold are not normal: they
+                    // must not teach the baseline that an attack is.
+                    let a = meter::alpha(secs, bc.window.as_secs_f64());
+                    b.learn(
+                        &raw,
+                        |i, m| thr[i][m].is_none_or(|t| raw[i][m] < t),
+                        a,
+                        secs,
+                    );
+                }
             }
+            h.thr = thresholds_of(g, h.baseline.as_deref());
         }
     }
 
@@ -650,32 +661,6 @@ impl Detector {
                 .is_some_and(|t| !below(&b.meter.signals(), &t) || !below(&sum, &t));
             b.surge =
                 track_typical(&mut b.typical, sum[0][0], calm, typical_alpha) || over || !calm;
-        }
-    }
-
-    /// Follows each host's typical rate and flags surges.
-    fn update_typical(&mut self, secs: f64) {
-        let a = meter::alpha(secs, TYPICAL_WINDOW.as_secs_f64());
-        let over: BTreeSet<IpAddr> = self
-            .hosts
-            .iter()
-            .filter(|(_, h)| {
-                let t = self.host_thresholds(h);
-                !below(&h.meter.signals(), &t) || !below(h.meter.raw(), &t)
-            })
-            .map(|(ip, _)| *ip)
-            .collect();
-        for (ip, h) in self.hosts.iter_mut() {
-            if h.reading != Reading::Measured {
-                continue;
-            }
-            let net = host_net(*ip);
-            let calm = !self.attacks.contains_key(&net)
-                && !self.pending.contains(&net)
-                && !h.block.is_some_and(|b| self.attacks.contains_key(&b));
-            h.surge = track_typical(&mut h.typical, h.meter.raw()[0][0], calm, a)
-                || over.contains(ip)
-                || !calm;
         }
     }
 
@@ -1075,33 +1060,10 @@ impl Detector {
             .is_some()
     }
 
-    /// Remembers the rates of intervals without anomaly as the normal class
-    /// mix (for `hits_normal` without normal samples, and the background).
-    fn update_quiet(&mut self) {
-        let mut quiet_hosts = Vec::new();
-        for (ip, h) in &self.hosts {
-            let net = host_net(*ip);
-            if self.attacks.contains_key(&net) || self.pending.contains(&net) {
-                continue;
-            }
-            if !h.surge && h.reading == Reading::Measured {
-                quiet_hosts.push((*ip, *h.meter.raw()));
-            }
-        }
-        for (ip, s) in quiet_hosts {
-            if let Some(h) = self.hosts.get_mut(&ip) {
-                h.quiet = s;
-            }
-        }
-        for (net, b) in self.blocks.iter_mut() {
-            if b.surge || self.attacks.contains_key(net) || self.pending.contains(net) {
-                continue;
-            }
-            b.quiet = *b.meter.raw();
-        }
-    }
-
-    fn update_watch(&mut self, now: Duration) {
+    /// After the decisions: remembers the normal class mix of intervals
+    /// without anomaly (for `hits_normal` without normal samples, and the
+    /// background), and chooses the destinations to sample.
+    fn settle(&mut self, now: Duration) {
         let fraction = self.cfg.watch.fraction;
         let until = now + self.cfg.watch.hold;
         // Highest ratio to a threshold, measured or compared rate.
@@ -1117,28 +1079,37 @@ impl Detector {
             }
             r
         };
-        let mut priority: BTreeMap<IpAddr, f64> = BTreeMap::new();
+        let Self {
+            hosts,
+            blocks,
+            groups,
+            attacks,
+            pending,
+            ..
+        } = self;
         // Blocks near an aggregate threshold (or attacked): their hosts are
         // sampled, with the block's ratio, or first if attacked.
         let mut hot_blocks: BTreeMap<IpNet, (bool, f64)> = BTreeMap::new();
-        for (net, b) in &self.blocks {
-            if let Some(t) = &self.groups[b.group].aggregate {
+        for (net, b) in blocks.iter_mut() {
+            let victim = attacks.contains_key(net) || pending.contains(net);
+            if !victim && !b.surge {
+                b.quiet = *b.meter.raw();
+            }
+            if let Some(t) = &groups[b.group].aggregate {
                 let r = ratio(&b.meter, t);
-                let victim = self.attacks.contains_key(net) || self.pending.contains(net);
                 if r >= fraction || victim {
                     hot_blocks.insert(*net, (victim, r));
                 }
             }
         }
-        let mut hosts_ratio = Vec::new();
-        for (ip, h) in &self.hosts {
+        let mut priority: Vec<(IpAddr, f64)> = Vec::new();
+        for (ip, h) in hosts.iter_mut() {
             let net = host_net(*ip);
-            let r = ratio(&h.meter, &self.host_thresholds(h));
-            let victim = self.attacks.contains_key(&net) || self.pending.contains(&net);
-            hosts_ratio.push((*ip, r, victim));
-        }
-        for (ip, r, victim) in hosts_ratio {
-            let h = self.hosts.get_mut(&ip).expect("listed above");
+            let victim = attacks.contains_key(&net) || pending.contains(&net);
+            if !victim && !h.surge && h.reading == Reading::Measured {
+                h.quiet = *h.meter.raw();
+            }
+            let r = ratio(&h.meter, &h.thr);
             let in_hot_block = h.block.and_then(|b| hot_blocks.get(&b).copied());
             if r >= fraction || victim || in_hot_block.is_some() {
                 h.watch_until = Some(until);
@@ -1149,14 +1120,13 @@ impl Detector {
                 } else {
                     r.max(in_hot_block.map_or(0.0, |(_, r)| r))
                 };
-                priority.insert(ip, p);
+                priority.push((*ip, p));
             } else {
                 h.watch_until = None;
             }
         }
-        let mut ranked: Vec<(IpAddr, f64)> = priority.into_iter().collect();
-        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        self.watched = ranked
+        priority.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        self.watched = priority
             .into_iter()
             .take(self.cfg.watch.max as usize)
             .map(|(ip, _)| ip)
@@ -1228,6 +1198,38 @@ fn host_net(ip: IpAddr) -> IpNet {
 
 fn is_host(net: IpNet) -> bool {
     net.prefix_len() == net.max_prefix_len()
+}
+
+/// A host's thresholds: its group's static ones, or adaptive where the
+/// group has a baseline with a floor for that class and metric (static
+/// while the baseline is still learning, where there is one).
+fn thresholds_of(g: &Group, baseline: Option<&Baseline>) -> LimitTable {
+    let mut t = g.thresholds;
+    if let (Some(bc), Some(b)) = (&g.baseline, baseline) {
+        let learnt = b.learnt_secs() >= bc.window.as_secs_f64();
+        for c in TrafficClass::ALL {
+            for m in Metric::BOTH {
+                let (i, j) = (c.index(), m.index());
+                let Some(floor) = bc.floor.limit(c).get(m) else {
+                    continue;
+                };
+                if learnt || t[i][j].is_none() {
+                    let ceiling = bc.ceiling.limit(c).get(m).unwrap_or(f64::INFINITY);
+                    t[i][j] = Some(b.upper(i, j, bc.k).max(floor).min(ceiling));
+                }
+            }
+        }
+    }
+    t
+}
+
+/// Whether a compared rate reaches `ratio` times its threshold.
+fn reaches(m: &Meter, t: &LimitTable, ratio: f64) -> bool {
+    TrafficClass::ALL.iter().any(|&c| {
+        Metric::BOTH
+            .iter()
+            .any(|&x| t[c.index()][x.index()].is_some_and(|t| m.signal(c, x) >= ratio * t))
+    })
 }
 
 fn below(signals: &Table, t: &LimitTable) -> bool {
