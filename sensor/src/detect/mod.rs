@@ -199,6 +199,33 @@ pub struct DestinationView {
     pub watched: bool,
 }
 
+/// The detector's own counters (cumulative ones since it was created).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DetectorStats {
+    /// Destinations inside the own networks with state.
+    pub destinations: u64,
+    /// Aggregate blocks with state.
+    pub blocks: u64,
+    pub watched: u64,
+    pub attacks: u64,
+    /// Polls taken (the first, which only sets the base, included).
+    pub polls: u64,
+    /// Polls ignored because the clock did not advance.
+    pub clock_stalls: u64,
+    /// Destination intervals without a rate: a counter went down (map
+    /// re-created, entry evicted) or moved by more than any link carries.
+    pub counter_gaps: u64,
+    /// Samples kept, and ignored (destination outside the own networks or
+    /// not in the counters).
+    pub samples_taken: u64,
+    pub samples_ignored: u64,
+    /// Threshold crossings not reported because they looked like the
+    /// destination's normal traffic (flash crowds), counted per poll.
+    pub flash_crowd_polls: u64,
+    pub attacks_started: u64,
+    pub attacks_ended: u64,
+}
+
 /// What a poll decided.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", content = "attack", rename_all = "snake_case")]
@@ -287,6 +314,7 @@ pub struct Detector {
     pending: BTreeSet<IpNet>,
     watched: BTreeSet<IpAddr>,
     next_id: u64,
+    stats: DetectorStats,
 }
 
 impl Detector {
@@ -341,6 +369,7 @@ impl Detector {
             pending: BTreeSet::new(),
             watched: BTreeSet::new(),
             next_id: 1,
+            stats: DetectorStats::default(),
         })
     }
 
@@ -398,6 +427,17 @@ impl Detector {
         &self.watched
     }
 
+    /// The detector's counters.
+    pub fn stats(&self) -> DetectorStats {
+        DetectorStats {
+            destinations: self.hosts.len() as u64,
+            blocks: self.blocks.len() as u64,
+            watched: self.watched.len() as u64,
+            attacks: self.attacks.len() as u64,
+            ..self.stats
+        }
+    }
+
     /// The attacks in progress, by victim.
     pub fn attacks(&self) -> Vec<Attack> {
         self.attacks.values().map(|a| a.attack.clone()).collect()
@@ -438,6 +478,7 @@ impl Detector {
         counters: &BTreeMap<IpAddr, edge_sensor_common::DstStats>,
         samples: &[Sample],
     ) -> Vec<Event> {
+        self.stats.polls += 1;
         let Some(prev) = self.last_poll else {
             for (ip, stats) in counters {
                 if let Some(h) = self.new_host(*ip, Some(stats)) {
@@ -448,6 +489,7 @@ impl Detector {
             return Vec::new();
         };
         if now <= prev {
+            self.stats.clock_stalls += 1;
             tracing::warn!(
                 ?now,
                 ?prev,
@@ -525,6 +567,7 @@ impl Detector {
     ) {
         // Both maps are ordered by address: walk them side by side.
         let mut appeared = Vec::new();
+        let mut gaps = 0;
         let mut hosts = self.hosts.iter_mut().peekable();
         for (ip, stats) in counters {
             while let Some((_, h)) = hosts.next_if(|(known, _)| *known < ip) {
@@ -535,6 +578,7 @@ impl Detector {
                 Some((_, h)) => {
                     h.seen = true;
                     h.reading = h.meter.observe(Some(stats), secs, alpha);
+                    gaps += u64::from(h.reading == Reading::Gap);
                 }
                 None => appeared.push((*ip, stats)),
             }
@@ -547,9 +591,11 @@ impl Detector {
             // Appeared since the last poll: its counters began then.
             if let Some(mut h) = self.new_host(ip, None) {
                 h.reading = h.meter.observe(Some(stats), secs, alpha);
+                gaps += u64::from(h.reading == Reading::Gap);
                 self.hosts.insert(ip, h);
             }
         }
+        self.stats.counter_gaps += gaps;
     }
 
     fn take_samples(&mut self, now: Duration, samples: &[Sample]) {
@@ -569,6 +615,9 @@ impl Detector {
                     .entry(s.dst)
                     .or_default()
                     .push(now, s, h.surge, max);
+                self.stats.samples_taken += 1;
+            } else {
+                self.stats.samples_ignored += 1;
             }
         }
         for (ip, store) in self.samples.iter_mut() {
@@ -715,6 +764,8 @@ impl Detector {
             if !is_active && now - a.last_active >= rel.hold && now - a.started >= rel.min_duration
             {
                 self.clear_recent(victim);
+                self.stats.attacks_ended += 1;
+                tracing::info!(id = a.attack.id, victim = %victim, duration_s = a.attack.duration_s, "attack ended");
                 events.push(Event::AttackEnded(a.attack));
                 return;
             }
@@ -775,6 +826,7 @@ impl Detector {
         let quiet = self.quiet(victim);
         let fingerprint = self.fingerprint(victim, class, signals, &quiet);
         if scope == Scope::Host && self.flash_crowd(victim, &fingerprint, signals, &crossed) {
+            self.stats.flash_crowd_polls += 1;
             tracing::debug!(victim = %victim, fingerprint = %fingerprint, "surge shaped like normal traffic: flash crowd, not reported");
             return;
         }
@@ -796,6 +848,7 @@ impl Detector {
             fingerprint,
         };
         self.next_id += 1;
+        self.stats.attacks_started += 1;
         tracing::info!(
             id = attack.id,
             victim = %victim,

@@ -528,6 +528,11 @@ thresholds = { all = { pps = 50000 } }
     assert!(sim.det.watched().contains(&ip));
     sim.run(70, traffic);
     assert!(sim.log.is_empty(), "{}", sim.story());
+    assert!(
+        sim.det.stats().flash_crowd_polls > 10,
+        "{:?}",
+        sim.det.stats()
+    );
 }
 
 #[test]
@@ -727,6 +732,9 @@ fn a_counter_reset_mid_attack_gives_no_absurd_rate_and_no_flapping() {
     let story = sim.story();
     assert_eq!(sim.started().len(), 1, "{story}");
     assert!(sim.ended().is_empty(), "{story}");
+    // The reset is one gap; the eviction is silence, and the return from
+    // zero a plain rate.
+    assert_eq!(sim.det.stats().counter_gaps, 1, "{:?}", sim.det.stats());
     sim.run(20, flood);
     assert_eq!(sim.started().len(), 1, "{}", sim.story());
     assert_eq!(sim.ended().len(), 1, "{}", sim.story());
@@ -772,6 +780,7 @@ fn destinations_outside_the_own_networks_never_make_an_event() {
     assert!(sim.log.is_empty(), "{}", sim.story());
     assert!(sim.det.watched().is_empty());
     assert!(sim.det.attacks().is_empty());
+    assert_eq!(sim.det.stats().destinations, 0, "no state kept for them");
 }
 
 #[test]
