@@ -7,12 +7,14 @@
 //! in the interval before it. "Crossing poll" below is the first poll whose
 //! interval carries a rate above the threshold.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, net::IpAddr, time::Duration};
 
 use edge_sensor_common::{
     Class, DstStats,
     proto::{ipproto, tcp_flags},
 };
+
+use ipnet::IpNet;
 
 use super::*;
 
