@@ -71,6 +71,9 @@ struct Active {
     attack: Attack,
     started: Duration,
     last_active: Duration,
+    /// A narrower match the latest evidence keeps giving, and for how many
+    /// polls in a row.
+    candidate: Option<(FlowMatch, u32)>,
 }
 
 /// The detection engine. See the module documentation.
@@ -546,33 +549,8 @@ impl Detector {
                 return;
             }
             if let Some(tr) = trigger {
-                // Still over a threshold: the evidence is current, so the
-                // name and the match may be revised.
                 a.attack.trigger = tr;
-                let class = self.classify(victim, signals, &over);
-                let quiet = self.quiet(victim);
-                let current = &a.attack.fingerprint;
-                let covers = self.covers(victim, &current.flow);
-                let enough =
-                    self.evidence(victim).len() >= self.cfg.fingerprint.min_samples as usize;
-                // A match that still covers the attack stays, so the rule
-                // the routers hold does not churn.
-                let keep = class == a.attack.class
-                    && current.basis == Basis::Samples
-                    && enough
-                    && covers >= 0.9 * self.cfg.fingerprint.coverage;
-                if keep {
-                    a.attack.fingerprint.covers_attack = covers;
-                } else {
-                    let fp = self.fingerprint(victim, class, signals, &quiet);
-                    if fp.flow != a.attack.fingerprint.flow || class != a.attack.class {
-                        a.attack.class = class;
-                        a.attack.fingerprint = fp;
-                        events.push(Event::AttackUpdated(a.attack.clone()));
-                    } else {
-                        a.attack.fingerprint = fp;
-                    }
-                }
+                self.revise(&mut a, victim, signals, thresholds, now, events);
             }
             self.attacks.insert(victim, a);
             return;
@@ -598,9 +576,9 @@ impl Detector {
         self.pending.remove(&victim);
         let crossed = if is_over { over } else { active };
         let trigger = trigger.unwrap_or_else(|| strongest(signals, thresholds, &active));
-        let class = self.classify(victim, signals, &crossed);
+        let class = self.classify(victim, signals, &crossed, None);
         let quiet = self.quiet(victim);
-        let fingerprint = self.fingerprint(victim, class, signals, &quiet);
+        let fingerprint = self.fingerprint(victim, class, signals, &quiet, None);
         if scope == Scope::Host && self.flash_crowd(victim, &fingerprint, signals, &crossed) {
             self.stats.flash_crowd_polls += 1;
             tracing::debug!(victim = %victim, fingerprint = %fingerprint, "surge shaped like normal traffic: flash crowd, not reported");
@@ -639,8 +617,83 @@ impl Detector {
                 attack,
                 started: now,
                 last_active: now,
+                candidate: None,
             },
         );
+    }
+
+    /// Revises a running attack's match and name from the latest poll's
+    /// evidence (the victim is still over a threshold). A match that still
+    /// covers the attack stays, so the rule the routers hold does not churn
+    /// on noise; one that no longer does (a new vector) is replaced at
+    /// once; a narrower one replaces it once the evidence has given it
+    /// [`REVISE_AFTER`] polls in a row (after a vector change, the union of
+    /// old and new is narrowed to the new).
+    #[allow(clippy::too_many_arguments)]
+    fn revise(
+        &self,
+        a: &mut Active,
+        victim: IpNet,
+        signals: &Table,
+        thresholds: &LimitTable,
+        now: Duration,
+        events: &mut Vec<Event>,
+    ) {
+        let latest = Some(now);
+        // Name it after what the last interval carried: smoothed rates of
+        // a vector that stopped still cross for a few polls.
+        let raw = self.raw(victim);
+        let mut crossed = [[false; 2]; 7];
+        for (i, row) in thresholds.iter().enumerate() {
+            for (j, t) in row.iter().enumerate() {
+                crossed[i][j] = t.is_some_and(|t| raw[i][j] >= t);
+            }
+        }
+        if !crossed.iter().flatten().any(|&c| c) {
+            // The last interval is below every threshold: the attack is
+            // fading (or pausing) and its evidence is mostly normal traffic,
+            // which must not become the rule.
+            a.candidate = None;
+            a.attack.fingerprint.covers_attack =
+                self.covers(victim, &a.attack.fingerprint.flow, None);
+            return;
+        }
+        let class = self.classify(victim, signals, &crossed, latest);
+        let quiet = self.quiet(victim);
+        let fresh = self.fingerprint(victim, class, signals, &quiet, latest);
+        let current = &a.attack.fingerprint;
+        let covers = self.covers(victim, &current.flow, latest);
+        let replace = match (current.basis, fresh.basis) {
+            // Without samples now, a match learnt from samples stands.
+            (Basis::Samples, Basis::Counters) => false,
+            (Basis::Counters, Basis::Counters) => {
+                fresh.flow != current.flow || class != a.attack.class
+            }
+            (Basis::Counters, Basis::Samples) => true,
+            (Basis::Samples, Basis::Samples) => {
+                if covers < 0.9 * self.cfg.fingerprint.coverage {
+                    true
+                } else if fresh.flow != current.flow {
+                    let streak = match &a.candidate {
+                        Some((flow, n)) if *flow == fresh.flow => n + 1,
+                        _ => 1,
+                    };
+                    a.candidate = Some((fresh.flow.clone(), streak));
+                    streak >= REVISE_AFTER
+                } else {
+                    a.candidate = None;
+                    false
+                }
+            }
+        };
+        if replace {
+            a.candidate = None;
+            a.attack.class = class;
+            a.attack.fingerprint = fresh;
+            events.push(Event::AttackUpdated(a.attack.clone()));
+        } else {
+            a.attack.fingerprint.covers_attack = covers;
+        }
     }
 
     /// Whether a host's crossing is a flash crowd: its group has a learnt
@@ -681,8 +734,14 @@ impl Detector {
         })
     }
 
-    fn classify(&self, victim: IpNet, signals: &Table, crossed: &[[bool; 2]; 7]) -> AttackClass {
-        let evidence = self.evidence(victim);
+    fn classify(
+        &self,
+        victim: IpNet,
+        signals: &Table,
+        crossed: &[[bool; 2]; 7],
+        latest: Option<Duration>,
+    ) -> AttackClass {
+        let evidence = self.evidence(victim, latest);
         let normal = self.normal(victim);
         let known_normal = normal.len() >= self.cfg.fingerprint.min_samples as usize;
         let excess = self.excess(victim, signals);
@@ -704,9 +763,10 @@ impl Detector {
         class: AttackClass,
         signals: &Table,
         quiet: &Table,
+        latest: Option<Duration>,
     ) -> Fingerprint {
         let f = &self.cfg.fingerprint;
-        let evidence = self.evidence(victim);
+        let evidence = self.evidence(victim, latest);
         let normal = self.normal(victim);
         let known_normal = normal.len() >= f.min_samples as usize;
         let hits = |flow: &FlowMatch| {
@@ -752,8 +812,8 @@ impl Detector {
 
     /// [`fingerprint::Fit::covers`] of `flow` on the victim's current
     /// evidence.
-    fn covers(&self, victim: IpNet, flow: &FlowMatch) -> f64 {
-        let evidence = self.evidence(victim);
+    fn covers(&self, victim: IpNet, flow: &FlowMatch, latest: Option<Duration>) -> f64 {
+        let evidence = self.evidence(victim, latest);
         let normal = self.normal(victim);
         let known_normal = normal.len() >= self.cfg.fingerprint.min_samples as usize;
         fingerprint::Fit {
@@ -764,15 +824,38 @@ impl Detector {
         .covers(flow)
     }
 
-    /// The samples that show the attack: those that arrived in a surge, or
-    /// all recent ones when too few did (an attack older than the history).
-    fn evidence(&self, victim: IpNet) -> Vec<&Sample> {
-        let stores = self.samples.range(victim.network()..=victim.broadcast());
-        let surge = thin(stores.flat_map(|(_, s)| s.surge()).collect());
-        if surge.len() >= self.cfg.fingerprint.min_samples as usize {
+    /// The samples that show the attack: those of the poll at `latest`
+    /// when given and enough; else those that arrived in a surge within
+    /// the window; else all recent ones (an attack older than the history).
+    fn evidence(&self, victim: IpNet, latest: Option<Duration>) -> Vec<&Sample> {
+        let min = self.cfg.fingerprint.min_samples as usize;
+        let stores = || self.samples.range(victim.network()..=victim.broadcast());
+        if let Some(t) = latest {
+            let fresh = thin(stores().flat_map(|(_, s)| s.surge(t)).collect());
+            if fresh.len() >= min {
+                return fresh;
+            }
+        }
+        let surge = thin(
+            stores()
+                .flat_map(|(_, s)| s.surge(Duration::ZERO))
+                .collect(),
+        );
+        if surge.len() >= min {
             surge
         } else {
             self.recent(victim)
+        }
+    }
+
+    /// The victim's rates of the last measured interval.
+    fn raw(&self, victim: IpNet) -> Table {
+        if is_host(victim) {
+            self.hosts
+                .get(&victim.network())
+                .map_or(ZERO, |h| *h.meter.raw())
+        } else {
+            self.blocks.get(&victim).map_or(ZERO, |b| *b.meter.raw())
         }
     }
 
@@ -985,6 +1068,9 @@ const TYPICAL_WINDOW: Duration = Duration::from_secs(300);
 /// A rate above this multiple of the typical one is a surge: its samples are
 /// evidence, not normal traffic.
 const SURGE_FACTOR: f64 = 2.0;
+/// Polls in a row the evidence must give a narrower match before it
+/// replaces a running attack's match.
+const REVISE_AFTER: u32 = 3;
 /// How far above its typical rate a destination's normal traffic is assumed
 /// to go when estimating the background of an attack (normal wobble).
 const BACKGROUND_SLACK: f64 = 1.25;

@@ -357,9 +357,12 @@ impl SampleStore {
         self.recent.iter().map(|(_, _, s)| s)
     }
 
-    /// Recent samples that arrived in a surge.
-    pub fn surge(&self) -> impl Iterator<Item = &Sample> {
-        self.recent.iter().filter(|(_, s, _)| *s).map(|(_, _, s)| s)
+    /// Recent samples that arrived in a surge, at or after `since`.
+    pub fn surge(&self, since: Duration) -> impl Iterator<Item = &Sample> {
+        self.recent
+            .iter()
+            .filter(move |(t, surge, _)| *surge && *t >= since)
+            .map(|(_, _, s)| s)
     }
 
     pub fn normal(&self) -> impl Iterator<Item = &Sample> {
@@ -739,7 +742,8 @@ pub(crate) mod tests {
             false,
             10,
         );
-        assert_eq!(st.surge().count(), 1);
+        assert_eq!(st.surge(Duration::ZERO).count(), 1);
+        assert_eq!(st.surge(Duration::from_secs(2)).count(), 0);
         st.age(Duration::from_secs(3), w, true, 10);
         assert_eq!(
             (st.recent().count(), st.normal().count()),

@@ -992,3 +992,32 @@ fn garbage_counters_and_samples_never_panic_nor_leave_the_own_networks() {
     // The garbage did cross thresholds: the checks above saw events.
     assert!(events > 0);
 }
+
+#[test]
+fn a_vector_change_updates_the_attack_once() {
+    let victim = "198.18.1.88";
+    let mut sim = Sim::new(BASE);
+    sim.run(50, |p| {
+        let mut f = web(victim, 2000.0);
+        match p {
+            11..=25 => f.push(flow(victim, 200_000.0, ipproto::TCP).dport(443).flags(SYN)),
+            26..=40 => f.push(flow(victim, 300_000.0, ipproto::UDP).sport(1900).len(320)),
+            _ => {}
+        }
+        f
+    });
+    let story = sim.story();
+    assert_eq!(sim.started().len(), 1, "{story}");
+    assert_eq!(
+        sim.started()[0].1.class,
+        AttackClass::TcpSynFlood,
+        "{story}"
+    );
+    let updated = sim.updated();
+    assert_eq!(updated.len(), 1, "one revision, no churn: {story}");
+    let (poll, a) = updated[0];
+    assert!((26..=27).contains(&poll), "{story}");
+    assert_eq!(a.class, AttackClass::UdpAmplification { port: 1900 });
+    assert_eq!(a.fingerprint.flow.source_ports, vec![1900]);
+    assert_eq!(a.id, sim.started()[0].1.id);
+}
