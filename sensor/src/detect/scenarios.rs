@@ -143,6 +143,9 @@ struct Sim {
     /// Counters handed to the detector are replaced by this for one poll
     /// (`Some(map)`) to emulate a map re-creation or eviction.
     override_counters: Option<BTreeMap<IpAddr, DstStats>>,
+    /// The kernel streams samples of watched destinations (off: counters
+    /// only, as before the sample stream is wired).
+    sampling: bool,
 }
 
 impl Sim {
@@ -160,6 +163,7 @@ impl Sim {
             rng: 0x9e37_79b9_7f4a_7c15,
             log: Vec::new(),
             override_counters: None,
+            sampling: true,
         }
     }
 
@@ -225,7 +229,7 @@ impl Sim {
                 t[c as usize][0] += n;
                 t[c as usize][1] += n * f64::from(f.len);
             }
-            if !watched.contains(&f.dst) {
+            if !self.sampling || !watched.contains(&f.dst) {
                 continue;
             }
             let carry = self.carry.entry(f.key()).or_default();
@@ -1020,4 +1024,63 @@ fn a_vector_change_updates_the_attack_once() {
     assert_eq!(a.class, AttackClass::UdpAmplification { port: 1900 });
     assert_eq!(a.fingerprint.flow.source_ports, vec![1900]);
     assert_eq!(a.id, sim.started()[0].1.id);
+}
+
+#[test]
+fn without_samples_the_counters_still_decide_and_fingerprint() {
+    let victim = "198.18.1.30";
+    let mut sim = Sim::new(BASE);
+    sim.sampling = false;
+    sim.run(20, |p| {
+        let mut f = web(victim, 2000.0);
+        if p >= 11 {
+            f.push(flow(victim, 200_000.0, ipproto::TCP).dport(80).flags(SYN));
+        }
+        f
+    });
+    let story = sim.story();
+    let started = sim.started();
+    assert_eq!(started.len(), 1, "{story}");
+    assert!((11..=12).contains(&started[0].0), "{story}");
+    let a = started[0].1;
+    assert_eq!(a.class, AttackClass::TcpSynFlood);
+    let fp = &a.fingerprint;
+    assert_eq!(fp.basis, Basis::Counters);
+    assert_eq!(fp.flow.protocols, vec![ipproto::TCP]);
+    assert_eq!(
+        fp.flow.tcp_flags,
+        Some(TcpFlagsMatch {
+            value: SYN,
+            mask: SYN | ACK
+        })
+    );
+    assert!(fp.covers_attack > 0.95, "SYN share of the traffic: {fp}");
+    assert!(fp.hits_normal < 0.1, "SYN share before: {fp}");
+    assert!(sim.updated().is_empty(), "{story}");
+}
+
+#[test]
+fn the_watch_list_is_capped_victims_first_then_by_ratio() {
+    let cfg = with("[watch]\nmax = 2\n");
+    let mut sim = Sim::new(&cfg);
+    // Five hosts at 55..95 % of the UDP threshold, one under attack.
+    sim.run(10, |p| {
+        let mut f: Vec<Flow> = (0..5)
+            .map(|i| {
+                flow(
+                    &format!("198.18.7.{}", i + 1),
+                    27_500.0 + 5_000.0 * f64::from(i),
+                    ipproto::UDP,
+                )
+            })
+            .collect();
+        if p >= 5 {
+            f.push(flow("198.18.7.100", 500_000.0, ipproto::UDP));
+        }
+        f
+    });
+    assert_eq!(sim.started().len(), 1, "{}", sim.story());
+    let watched: Vec<String> = sim.det.watched().iter().map(|ip| ip.to_string()).collect();
+    assert_eq!(watched, vec!["198.18.7.5", "198.18.7.100"]);
+    assert_eq!(sim.det.stats().watched, 2);
 }
