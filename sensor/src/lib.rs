@@ -10,6 +10,7 @@ pub mod config;
 pub mod control;
 pub mod counters;
 pub mod decode;
+pub mod detect;
 pub mod metrics;
 pub mod pcap;
 pub mod rates;
