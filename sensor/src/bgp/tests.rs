@@ -1134,3 +1134,301 @@ async fn speaker_enforces_max_rules() {
     );
     speaker.shutdown(false).await;
 }
+
+// ---- Session against a scripted peer: faults real daemons don't make ----
+
+mod scripted {
+    use std::time::Duration;
+
+    use tokio::{
+        io::{AsyncReadExt, AsyncWriteExt},
+        net::{TcpListener, TcpStream},
+    };
+
+    use super::*;
+    use crate::bgp::{SessionState, Speaker};
+
+    const T: Duration = Duration::from_secs(10);
+
+    /// A speaker whose one peer is our listener on 127.0.0.1.
+    async fn speaker_and_peer() -> (Speaker, TcpListener) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let config = super::super::BgpConfig::from_toml(&format!(
+            r#"
+router_id = "192.0.2.10"
+local_asn = 65001
+announce_within = ["192.0.2.0/24", "2001:db8::/32"]
+[[peers]]
+name = "scripted"
+address = "127.0.0.1"
+port = {port}
+peer_asn = 65000
+hold_time = 9
+connect_retry = 1
+connect_retry_max = 1
+families = ["ipv4-flowspec", "ipv4-unicast", "ipv6-flowspec"]
+next_hop_v4 = "192.0.2.254"
+"#
+        ))
+        .unwrap();
+        (Speaker::start(config).unwrap(), listener)
+    }
+
+    async fn accept(listener: &TcpListener) -> TcpStream {
+        tokio::time::timeout(T, listener.accept())
+            .await
+            .expect("the speaker connects")
+            .unwrap()
+            .0
+    }
+
+    async fn read(stream: &mut TcpStream) -> Message {
+        let mut header = [0u8; 19];
+        tokio::time::timeout(T, stream.read_exact(&mut header))
+            .await
+            .expect("a message")
+            .unwrap();
+        let len = usize::from(u16::from_be_bytes([header[16], header[17]]));
+        let mut frame = header.to_vec();
+        frame.resize(len, 0);
+        stream.read_exact(&mut frame[19..]).await.unwrap();
+        Message::decode(&frame).unwrap()
+    }
+
+    async fn send(stream: &mut TcpStream, m: &Message) {
+        stream.write_all(&m.encode()).await.unwrap();
+    }
+
+    fn peer_open(asn: u16, hold: u16, families: &[Family]) -> Message {
+        let mut capabilities: Vec<Capability> =
+            families.iter().map(|f| Capability::family(*f)).collect();
+        capabilities.push(Capability::FourOctetAs(u32::from(asn)));
+        capabilities.push(Capability::RouteRefresh);
+        Message::Open(Open {
+            version: 4,
+            my_as: asn,
+            hold_time: hold,
+            bgp_id: Ipv4Addr::new(198, 51, 100, 1),
+            capabilities,
+        })
+    }
+
+    /// Reads our OPEN, answers `open`; returns our OPEN.
+    async fn exchange_opens(stream: &mut TcpStream, open: Message) -> Open {
+        let Message::Open(ours) = read(stream).await else {
+            panic!("first message is not an OPEN")
+        };
+        send(stream, &open).await;
+        ours
+    }
+
+    /// Full handshake; returns the stream in Established.
+    async fn establish(listener: &TcpListener, families: &[Family]) -> (TcpStream, Open) {
+        let mut s = accept(listener).await;
+        let ours = exchange_opens(&mut s, peer_open(65000, 30, families)).await;
+        send(&mut s, &Message::Keepalive).await;
+        assert_eq!(read(&mut s).await, Message::Keepalive);
+        (s, ours)
+    }
+
+    async fn wait_status(speaker: &Speaker, f: impl Fn(&super::super::PeerStatus) -> bool) -> bool {
+        for _ in 0..100 {
+            if f(&speaker.status()[0]) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn open_initial_table_and_end_of_rib() {
+        let (speaker, listener) = speaker_and_peer().await;
+        let flow = route_v4();
+        let rtbh = Route::blackhole("192.0.2.50".parse().unwrap());
+        let v6 = Route::flowspec(
+            FlowSpec::new(IpFamily::Ipv6, vec![dst("2001:db8::1/128")]).unwrap(),
+            vec![Action::DISCARD],
+        )
+        .unwrap();
+        for r in [&flow, &rtbh, &v6] {
+            assert!(speaker.announce(r.clone()).unwrap().accepted_by_all());
+        }
+        // The peer offers no IPv6 flow spec.
+        let (mut s, ours) =
+            establish(&listener, &[Family::Ipv4FlowSpec, Family::Ipv4Unicast]).await;
+        assert_eq!((ours.version, ours.my_as, ours.hold_time), (4, 65001, 9));
+        assert_eq!(ours.bgp_id, Ipv4Addr::new(192, 0, 2, 10));
+        for c in [
+            Capability::family(Family::Ipv4FlowSpec),
+            Capability::family(Family::Ipv4Unicast),
+            Capability::family(Family::Ipv6FlowSpec),
+            Capability::RouteRefresh,
+            Capability::FourOctetAs(65001),
+        ] {
+            assert!(
+                ours.capabilities.contains(&c),
+                "{c:?} not in {:?}",
+                ours.capabilities
+            );
+        }
+        // The whole Adj-RIB-Out, in family order, then End-of-RIB for each
+        // family both sides have.
+        let p = ebgp();
+        let want = [
+            update::announce(&flow, &p).unwrap(),
+            update::announce(&rtbh, &p).unwrap(),
+            Update::end_of_rib(Family::Ipv4FlowSpec),
+            Update::end_of_rib(Family::Ipv4Unicast),
+        ];
+        for w in want {
+            assert_eq!(read(&mut s).await, Message::Update(w));
+        }
+        assert!(wait_status(&speaker, |st| st.state == SessionState::Established).await);
+        let st = &speaker.status()[0];
+        let n = st.negotiated.as_ref().unwrap();
+        assert_eq!(n.families, vec![Family::Ipv4Unicast, Family::Ipv4FlowSpec]);
+        assert_eq!(n.hold_time, 9);
+        assert_eq!(st.unsent_routes, 1);
+        // Announcing a family the session lacks is refused now.
+        let v6b = Route::flowspec(
+            FlowSpec::new(IpFamily::Ipv6, vec![dst("2001:db8::2/128")]).unwrap(),
+            vec![Action::DISCARD],
+        )
+        .unwrap();
+        assert!(matches!(
+            speaker.announce(v6b).unwrap().refused()[0].1,
+            super::super::RejectReason::FamilyNotNegotiated { .. }
+        ));
+        // A withdrawal goes out at once.
+        speaker.withdraw(&flow);
+        assert_eq!(
+            read(&mut s).await,
+            Message::Update(update::withdraw(&flow.key()))
+        );
+        // A ROUTE-REFRESH for IPv4 unicast re-sends that family.
+        send(
+            &mut s,
+            &Message::RouteRefresh(super::super::message::RouteRefresh {
+                afi: 1,
+                subtype: 0,
+                safi: 1,
+            }),
+        )
+        .await;
+        assert_eq!(
+            read(&mut s).await,
+            Message::Update(update::announce(&rtbh, &p).unwrap())
+        );
+        speaker.shutdown(true).await;
+        // Withdraw all, then Cease with the shutdown text.
+        assert_eq!(
+            read(&mut s).await,
+            Message::Update(update::withdraw(&rtbh.key()))
+        );
+        let Message::Notification(n) = read(&mut s).await else {
+            panic!("no NOTIFICATION")
+        };
+        assert_eq!(n.communication().as_deref(), Some("edge-sensor shutdown"));
+    }
+
+    async fn refused_open(open: Message, want: (u8, u8)) {
+        let (speaker, listener) = speaker_and_peer().await;
+        let mut s = accept(&listener).await;
+        exchange_opens(&mut s, open).await;
+        let Message::Notification(n) = read(&mut s).await else {
+            panic!("no NOTIFICATION")
+        };
+        assert_eq!((n.code, n.subcode), want, "{n}");
+        let prefix = format!("{}/{}", want.0, want.1);
+        assert!(
+            wait_status(&speaker, |st| st
+                .last_notification_sent
+                .as_deref()
+                .is_some_and(|t| t.starts_with(&prefix)))
+            .await
+        );
+        // And it tries again.
+        let _again = accept(&listener).await;
+        speaker.shutdown(false).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn wrong_peer_as_is_refused_with_bad_peer_as() {
+        refused_open(peer_open(65099, 30, &[Family::Ipv4FlowSpec]), (2, 2)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hold_time_two_is_refused() {
+        refused_open(peer_open(65000, 2, &[Family::Ipv4FlowSpec]), (2, 6)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bad_marker_gets_header_error() {
+        let (speaker, listener) = speaker_and_peer().await;
+        let (mut s, _) = establish(&listener, &[Family::Ipv4FlowSpec]).await;
+        let _eor = read(&mut s).await;
+        let mut ka = Message::Keepalive.encode();
+        ka[0] = 0;
+        s.write_all(&ka).await.unwrap();
+        let Message::Notification(n) = read(&mut s).await else {
+            panic!("no NOTIFICATION")
+        };
+        assert_eq!((n.code, n.subcode), (1, 1));
+        speaker.shutdown(false).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn open_in_established_is_an_fsm_error() {
+        let (speaker, listener) = speaker_and_peer().await;
+        let (mut s, _) = establish(&listener, &[Family::Ipv4FlowSpec]).await;
+        let _eor = read(&mut s).await;
+        send(&mut s, &peer_open(65000, 30, &[Family::Ipv4FlowSpec])).await;
+        let Message::Notification(n) = read(&mut s).await else {
+            panic!("no NOTIFICATION")
+        };
+        assert_eq!((n.code, n.subcode), (5, 3));
+        speaker.shutdown(false).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn peer_shutdown_text_is_recorded_and_we_reconnect() {
+        let (speaker, listener) = speaker_and_peer().await;
+        let (mut s, _) = establish(&listener, &[Family::Ipv4FlowSpec]).await;
+        let _eor = read(&mut s).await;
+        send(
+            &mut s,
+            &Message::Notification(Notification::shutdown("router maintenance")),
+        )
+        .await;
+        drop(s);
+        assert!(
+            wait_status(&speaker, |st| st.last_notification_received.as_deref()
+                == Some(
+                    "6/2 Cease, Administrative Shutdown: \"router maintenance\""
+                ))
+            .await
+        );
+        let (_s2, _) = establish(&listener, &[Family::Ipv4FlowSpec]).await;
+        assert!(wait_status(&speaker, |st| st.established_count == 2).await);
+        speaker.shutdown(false).await;
+    }
+
+    /// An UPDATE whose attribute length overruns gets 3/1; the speaker
+    /// never panics on what the peer sends.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn malformed_update_gets_update_error() {
+        let (speaker, listener) = speaker_and_peer().await;
+        let (mut s, _) = establish(&listener, &[Family::Ipv4FlowSpec]).await;
+        let _eor = read(&mut s).await;
+        let mut u = Message::Update(Update::default()).encode();
+        u[22] = 200;
+        s.write_all(&u).await.unwrap();
+        let Message::Notification(n) = read(&mut s).await else {
+            panic!("no NOTIFICATION")
+        };
+        assert_eq!((n.code, n.subcode), (3, 1));
+        speaker.shutdown(false).await;
+    }
+}
