@@ -9,6 +9,7 @@
 //! the router reset the session, RFC 8955 §10).
 
 use std::{
+    cmp::Ordering,
     fmt,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
@@ -429,6 +430,31 @@ impl FlowPrefix {
     }
 }
 
+/// Prefix precedence (RFC 8955 §5.1; RFC 8956 §4 for offsets: the lower
+/// offset first): over the common length the lower value wins, else the
+/// longer prefix.
+fn prefix_precedence(a: &FlowPrefix, b: &FlowPrefix) -> Ordering {
+    let (oa, ob) = match (a, b) {
+        (FlowPrefix::V6 { offset: x, .. }, FlowPrefix::V6 { offset: y, .. }) => (*x, *y),
+        _ => (0, 0),
+    };
+    if oa != ob {
+        return oa.cmp(&ob);
+    }
+    let (na, nb) = (a.net(), b.net());
+    let common = na.prefix_len().min(nb.prefix_len());
+    let bits = |n: IpNet| -> u128 {
+        match n.network() {
+            IpAddr::V4(x) => u128::from(u32::from(x)) << 96,
+            IpAddr::V6(x) => u128::from(x),
+        }
+    };
+    let mask = mask128(common);
+    (bits(na) & mask)
+        .cmp(&(bits(nb) & mask))
+        .then_with(|| nb.prefix_len().cmp(&na.prefix_len()))
+}
+
 /// RFC 8956 §3.1: "If length = 0 and offset = 0, this component matches
 /// every address; otherwise, length MUST be in the range offset < length".
 fn offset_ok(offset: u8, len: u8) -> bool {
@@ -718,11 +744,28 @@ impl fmt::Display for Component {
     }
 }
 
-/// A flow specification: its components in canonical order.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+/// A flow specification: its components in canonical order. Deserializing
+/// goes through [`FlowSpec::new`], so a stored rule is checked again.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "FlowSpecFields")]
 pub struct FlowSpec {
     family: IpFamily,
     components: Vec<Component>,
+}
+
+/// The serialized form of [`FlowSpec`], before its checks.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FlowSpecFields {
+    family: IpFamily,
+    components: Vec<Component>,
+}
+
+impl TryFrom<FlowSpecFields> for FlowSpec {
+    type Error = FlowSpecError;
+    fn try_from(f: FlowSpecFields) -> Result<Self, FlowSpecError> {
+        Self::new(f.family, f.components)
+    }
 }
 
 impl FlowSpec {
@@ -825,6 +868,48 @@ impl FlowSpec {
             return Err(FlowSpecError::Empty);
         }
         Ok((Self { family, components }, header + len))
+    }
+
+    /// Which of two rules a router applies first (RFC 8955 §5.1, prefixes
+    /// with offsets per RFC 8956 §4): `Less` when `self` has precedence.
+    /// Components are compared from the lowest type up; a rule with a
+    /// type the other lacks wins; prefixes: a lower value wins, else the
+    /// more specific; other components: their encodings compared as
+    /// strings, a lower one wins, else the longer.
+    pub fn precedence(&self, other: &FlowSpec) -> Ordering {
+        let mut a = self.components.iter();
+        let mut b = other.components.iter();
+        loop {
+            let (ca, cb) = match (a.next(), b.next()) {
+                (None, None) => return Ordering::Equal,
+                (Some(_), None) => return Ordering::Less,
+                (None, Some(_)) => return Ordering::Greater,
+                (Some(ca), Some(cb)) => (ca, cb),
+            };
+            match ca.kind().cmp(&cb.kind()) {
+                Ordering::Equal => {}
+                // The rule with the lower type has precedence.
+                unequal => return unequal,
+            }
+            let order = match (ca, cb) {
+                (
+                    Component::DestinationPrefix(pa) | Component::SourcePrefix(pa),
+                    Component::DestinationPrefix(pb) | Component::SourcePrefix(pb),
+                ) => prefix_precedence(pa, pb),
+                _ => {
+                    let (mut ea, mut eb) = (Vec::new(), Vec::new());
+                    ca.encode(&mut ea);
+                    cb.encode(&mut eb);
+                    let common = ea.len().min(eb.len());
+                    ea[..common]
+                        .cmp(&eb[..common])
+                        .then_with(|| eb.len().cmp(&ea.len()))
+                }
+            };
+            if order != Ordering::Equal {
+                return order;
+            }
+        }
     }
 
     /// Whether every address the rule can match lies within `nets` (a

@@ -13,8 +13,10 @@ use super::{
     flowspec::{Action, ActionError, FlowSpec, FlowSpecError, IpFamily},
 };
 
-/// A route the speaker can announce.
-#[derive(Debug, Clone, PartialEq)]
+/// A route the speaker can announce (serializable, e.g. to persist the
+/// active mitigations; a deserialized rule is checked again).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "type")]
 pub enum Route {
     /// A Flow Spec rule (RFC 8955/8956) and what the router does with
     /// matching traffic.

@@ -355,6 +355,85 @@ fn malformed_nlri_is_rejected_by_the_decoder() {
     ));
 }
 
+/// RFC 8955 §5.1 ordering: which of two rules the router applies first.
+#[test]
+fn rule_precedence() {
+    use std::cmp::Ordering::{Greater, Less};
+    let r = |c: Vec<Component>| FlowSpec::new(IpFamily::Ipv4, c).unwrap();
+    let proto = |p| Component::IpProtocol(vec![NumericMatch::eq(p)]);
+    // More specific destination first.
+    assert_eq!(
+        r(vec![dst("192.0.2.0/24")]).precedence(&r(vec![dst("192.0.2.0/25")])),
+        Greater
+    );
+    // Lower destination first.
+    assert_eq!(
+        r(vec![dst("192.0.2.0/24")]).precedence(&r(vec![dst("198.51.100.0/24")])),
+        Less
+    );
+    // The rule that has a type the other lacks.
+    assert_eq!(
+        r(vec![dst("192.0.2.0/24"), proto(6)]).precedence(&r(vec![dst("192.0.2.0/24")])),
+        Less
+    );
+    // Lower type first: protocol (3) before destination port (5).
+    let dport = Component::DestinationPort(vec![NumericMatch::eq(80)]);
+    assert_eq!(
+        r(vec![dst("192.0.2.0/24"), dport]).precedence(&r(vec![dst("192.0.2.0/24"), proto(17)])),
+        Greater
+    );
+    // Same type: encodings compared as strings (81 06 < 81 11).
+    assert_eq!(
+        r(vec![dst("192.0.2.0/24"), proto(6)]).precedence(&r(vec![dst("192.0.2.0/24"), proto(17)])),
+        Less
+    );
+    // 01 50 ... (not last term) sorts before 81 50.
+    let one = Component::Port(vec![NumericMatch::eq(80)]);
+    let two = Component::Port(vec![NumericMatch::eq(80), NumericMatch::eq(443)]);
+    assert_eq!(
+        r(vec![dst("192.0.2.0/24"), one]).precedence(&r(vec![dst("192.0.2.0/24"), two])),
+        Greater
+    );
+    let a = r(vec![dst("192.0.2.0/24"), proto(6)]);
+    assert_eq!(a.precedence(&a.clone()), std::cmp::Ordering::Equal);
+}
+
+#[test]
+fn routes_serialize_and_deserialize_through_the_checks() {
+    for route in [
+        route_v4(),
+        Route::blackhole("2001:db8::5".parse().unwrap()),
+        Route::flowspec(
+            FlowSpec::new(
+                IpFamily::Ipv6,
+                vec![
+                    Component::DestinationPrefix(v6_offset("::1234:5678:9a00:0/104", 65)),
+                    Component::FlowLabel(vec![NumericMatch::eq(7)]),
+                ],
+            )
+            .unwrap(),
+            vec![
+                Action::TrafficMarking { dscp: 10 },
+                Action::TrafficAction {
+                    sample: true,
+                    terminal: false,
+                },
+            ],
+        )
+        .unwrap(),
+    ] {
+        let json = serde_json::to_string(&route).unwrap();
+        let back: Route = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, route, "{json}");
+    }
+    // A stored rule that breaks the rules is refused on load.
+    let dup = r#"{"type":"flow-spec","rule":{"family":"ipv4","components":[
+        {"destination-prefix":"192.0.2.0/24"},{"destination-prefix":"192.0.2.0/25"}]},
+        "actions":[{"action":"traffic-rate-bytes","id":0,"rate":0.0}]}"#;
+    let err = serde_json::from_str::<Route>(dup).unwrap_err();
+    assert!(err.to_string().contains("more than once"), "{err}");
+}
+
 // ---- Actions ------------------------------------------------------------
 
 #[test]
