@@ -126,6 +126,8 @@ pub struct PeerStatus {
     pub flowspec_rules: usize,
     /// Routes whose family the live session did not negotiate.
     pub unsent_routes: usize,
+    /// Routes the router has from us now (0 while the session is down).
+    pub advertised: usize,
     pub routes_announced: u64,
     pub routes_withdrawn: u64,
     pub updates_sent: u64,
@@ -225,6 +227,11 @@ impl Peer {
             adj_rib_out,
             flowspec_rules,
             unsent_routes,
+            advertised: if s.state == SessionState::Established {
+                adj_rib_out - unsent_routes
+            } else {
+                0
+            },
             routes_announced: s.routes_announced,
             routes_withdrawn: s.routes_withdrawn,
             updates_sent: s.updates_sent,
@@ -236,6 +243,15 @@ impl Peer {
             last_notification_received: s.last_notification_received,
         }
     }
+}
+
+/// Why the speaker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] BgpConfigError),
+    #[error("the BGP speaker must be started from within a tokio runtime")]
+    NoRuntime,
 }
 
 /// The BGP speaker: one session task per configured peer.
@@ -250,8 +266,9 @@ pub struct Speaker {
 impl Speaker {
     /// Validates `config` and starts a session task per peer on the current
     /// tokio runtime (call from within one).
-    pub fn start(config: BgpConfig) -> Result<Self, BgpConfigError> {
+    pub fn start(config: BgpConfig) -> Result<Self, StartError> {
         config.validate()?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| StartError::NoRuntime)?;
         let peers = config
             .peers
             .iter()
@@ -271,7 +288,7 @@ impl Speaker {
                     changes: changes_rx,
                     stop: stop_rx,
                 };
-                let handle = tokio::spawn(task.run());
+                let handle = runtime.spawn(task.run());
                 Peer {
                     shared,
                     changes: changes_tx,

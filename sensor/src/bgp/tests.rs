@@ -1030,6 +1030,25 @@ mod properties {
             prop_assert_eq!(back, rule);
         }
 
+        /// Any body behind a valid header never panics the decoder; what
+        /// decodes re-encodes to the same bytes.
+        #[test]
+        fn message_bodies_never_panic(kind in 1u8..=5, body in prop::collection::vec(any::<u8>(), 0..80)) {
+            let mut frame = vec![0xff; 16];
+            frame.extend_from_slice(&((19 + body.len()) as u16).to_be_bytes());
+            frame.push(kind);
+            frame.extend_from_slice(&body);
+            if let Ok(m) = Message::decode(&frame) {
+                if !matches!(m, Message::Open(_)) {
+                    prop_assert_eq!(m.encode(), frame);
+                }
+                if let Message::Update(u) = m {
+                    let _ = u.attributes(true);
+                    let _ = u.attributes(false);
+                }
+            }
+        }
+
         /// Arbitrary bytes never panic the decoder, and whatever decodes
         /// re-encodes to the same bytes (so the decoder is as strict as
         /// the encoder is canonical) unless it used a non-minimal value
@@ -1068,6 +1087,15 @@ components = ["destination-prefix", "ip-protocol", "destination-port", "packet-l
 actions = ["discard", "traffic-rate-bytes"]
 max_rules = 500
 "#;
+
+#[test]
+fn speaker_outside_a_runtime_is_an_error() {
+    let c = super::BgpConfig::from_toml(EXAMPLE).unwrap();
+    assert!(matches!(
+        super::Speaker::start(c),
+        Err(super::StartError::NoRuntime)
+    ));
+}
 
 #[test]
 fn config_example_parses() {
@@ -1134,6 +1162,7 @@ fn speaker_config(port: u16) -> super::BgpConfig {
 #[tokio::test]
 async fn speaker_refuses_what_the_router_cannot_take() {
     let speaker = super::Speaker::start(speaker_config(9)).unwrap();
+    assert_eq!(speaker.status()[0].advertised, 0);
     // A component the router lacks -> refused with the reason (caller falls
     // back to RTBH, which is accepted).
     let with_sport = route_v4();
@@ -1369,7 +1398,7 @@ next_hop_v4 = "192.0.2.254"
         let n = st.negotiated.as_ref().unwrap();
         assert_eq!(n.families, vec![Family::Ipv4Unicast, Family::Ipv4FlowSpec]);
         assert_eq!(n.hold_time, 9);
-        assert_eq!(st.unsent_routes, 1);
+        assert_eq!((st.unsent_routes, st.advertised), (1, 2));
         // Announcing a family the session lacks is refused now.
         let v6b = Route::flowspec(
             FlowSpec::new(IpFamily::Ipv6, vec![dst("2001:db8::2/128")]).unwrap(),
