@@ -314,11 +314,25 @@ impl Speaker {
     /// an error; otherwise each peer's outcome says whether it took it.
     /// A refused route leaves an earlier route with the same key in place.
     pub fn announce(&self, route: Route) -> Result<Announcement, RouteError> {
+        self.announce_where(route, |_| true)
+    }
+
+    /// Like [`Speaker::announce`], to the named peers only: e.g. the RTBH
+    /// fallback for the routers that refused a flow spec rule.
+    pub fn announce_to(&self, peers: &[&str], route: Route) -> Result<Announcement, RouteError> {
+        self.announce_where(route, |name| peers.contains(&name))
+    }
+
+    fn announce_where(
+        &self,
+        route: Route,
+        wanted: impl Fn(&str) -> bool,
+    ) -> Result<Announcement, RouteError> {
         route.check(&self.config.announce_within)?;
         let key = route.key();
         let _guard = self.ops.lock().unwrap_or_else(|e| e.into_inner());
         let mut outcomes = Vec::with_capacity(self.peers.len());
-        for peer in &self.peers {
+        for peer in self.peers.iter().filter(|p| wanted(&p.shared.config.name)) {
             let mut rib = peer.shared.rib();
             let outcome = match peer.admit(&route, &rib) {
                 Err(reason) => Outcome::Refused(reason),

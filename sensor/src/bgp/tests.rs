@@ -1150,6 +1150,42 @@ fn config_errors_name_the_key() {
 
 // ---- Speaker: per-peer capability checks (no session needed) -------------
 
+#[test]
+fn speaker_is_send_and_sync() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<super::Speaker>();
+}
+
+/// Two routers, one without flow spec: the rule goes to one, and the
+/// caller's RTBH fallback to the other only.
+#[tokio::test]
+async fn fallback_to_rtbh_for_the_refusing_peer() {
+    let mut c = speaker_config(9);
+    let mut other = c.peers[0].clone();
+    other.name = "rtbh-only".into();
+    other.port = 10;
+    other.families = vec![Family::Ipv4Unicast];
+    c.peers.push(other);
+    let speaker = super::Speaker::start(c).unwrap();
+    let rule = FlowSpec::new(IpFamily::Ipv4, vec![dst("192.0.2.3/32")]).unwrap();
+    let a = speaker
+        .announce(Route::flowspec(rule, vec![Action::DISCARD]).unwrap())
+        .unwrap();
+    let refused: Vec<&str> = a.refused().into_iter().map(|(p, _)| p).collect();
+    assert_eq!(refused, ["rtbh-only"]);
+    let b = speaker
+        .announce_to(&refused, Route::blackhole("192.0.2.3".parse().unwrap()))
+        .unwrap();
+    assert_eq!(
+        b.peers,
+        vec![("rtbh-only".to_string(), super::Outcome::Accepted)]
+    );
+    let st = speaker.status();
+    assert_eq!((st[0].flowspec_rules, st[0].adj_rib_out), (1, 1));
+    assert_eq!((st[1].flowspec_rules, st[1].adj_rib_out), (0, 1));
+    speaker.shutdown(false).await;
+}
+
 fn speaker_config(port: u16) -> super::BgpConfig {
     let mut c = super::BgpConfig::from_toml(EXAMPLE).unwrap();
     // A loopback port nobody listens on: the session just retries.
