@@ -603,9 +603,11 @@ fn tcp_md5_protects_the_session() {
 }
 
 /// Graceful restart (RFC 4724): shutting down without withdrawing closes
-/// without NOTIFICATION, and gobgpd keeps our rule (stale) meanwhile.
+/// without NOTIFICATION and gobgpd keeps our rules (stale) meanwhile; the
+/// next speaker re-announces what is still wanted, and its End-of-RIB makes
+/// gobgpd drop the rest.
 #[test]
-fn graceful_restart_keeps_rules_when_we_go_away() {
+fn graceful_restart_keeps_rules_until_the_next_end_of_rib() {
     let ns = setup();
     let gobgp = Gobgpd::start(
         &ns,
@@ -618,6 +620,16 @@ fn graceful_restart_keeps_rules_when_we_go_away() {
             "    afi-safi-name = \"ipv4-flowspec\"\n  [neighbors.afi-safis.mp-graceful-restart.config]\n    enabled = true\n",
         ),
     );
+    let kept = Route::flowspec(
+        rule(IpFamily::Ipv4, vec![dst("192.0.2.9/32")]),
+        vec![Action::DISCARD],
+    )
+    .unwrap();
+    let ended = Route::flowspec(
+        rule(IpFamily::Ipv4, vec![dst("192.0.2.10/32")]),
+        vec![Action::DISCARD],
+    )
+    .unwrap();
     in_namespace(&ns, async || {
         let speaker = Speaker::start(speaker_config(65001, "graceful_restart = 60")).unwrap();
         wait_established(&speaker, 1);
@@ -628,30 +640,41 @@ fn graceful_restart_keeps_rules_when_we_go_away() {
                 .unwrap()
                 .graceful_restart
         );
-        speaker
-            .announce(
-                Route::flowspec(
-                    rule(IpFamily::Ipv4, vec![dst("192.0.2.9/32")]),
-                    vec![Action::DISCARD],
-                )
-                .unwrap(),
-            )
-            .unwrap();
+        speaker.announce(kept.clone()).unwrap();
+        speaker.announce(ended.clone()).unwrap();
         assert!(
-            wait_for(WAIT, || (gobgp.rib("ipv4-flowspec").len() == 1)
+            wait_for(WAIT, || (gobgp.rib("ipv4-flowspec").len() == 2)
                 .then_some(()))
             .is_some()
         );
         speaker.shutdown(false).await;
     });
-    // The session is down, the rule still there, marked stale.
+    // The session is down, both rules still there, marked stale.
     let stale = wait_for(WAIT, || {
         (gobgp.session_state() != 6).then(|| gobgp.rib("ipv4-flowspec"))
     })
     .expect("session went down");
-    let path = &stale["[destination: 192.0.2.9/32]"][0];
-    assert_eq!(path["stale"], true, "{path}");
+    for key in [
+        "[destination: 192.0.2.9/32]",
+        "[destination: 192.0.2.10/32]",
+    ] {
+        assert_eq!(stale[key][0]["stale"], true, "{key}: {stale:?}");
+    }
     assert!(!gobgp.log().contains("edge-sensor test shutdown"));
+
+    // A new speaker (as after a sensor restart) wants only the first rule.
+    in_namespace(&ns, async || {
+        let speaker = Speaker::start(speaker_config(65001, "graceful_restart = 60")).unwrap();
+        speaker.announce(kept.clone()).unwrap();
+        wait_established(&speaker, 1);
+        let after = wait_for(WAIT, || {
+            let rib = gobgp.rib("ipv4-flowspec");
+            (rib.len() == 1).then_some(rib)
+        })
+        .unwrap_or_else(|| panic!("{}", gobgp.cli(&["global", "rib", "-a", "ipv4-flowspec"])));
+        assert_eq!(after["[destination: 192.0.2.9/32]"][0]["stale"], false);
+        speaker.shutdown(true).await;
+    });
 }
 
 /// Passive mode: the speaker listens on 127.0.0.2:179 and gobgpd dials.

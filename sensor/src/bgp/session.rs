@@ -162,12 +162,17 @@ impl PeerShared {
                 restart_state: false,
                 notification: false,
                 restart_time,
+                // F bit set: the mitigations we hold are our "forwarding
+                // state" and survive our restart (they are re-announced),
+                // so the router keeps its stale copies until our
+                // End-of-RIB instead of dropping them when we reconnect
+                // (RFC 4724 §4.2).
                 families: c
                     .families
                     .iter()
                     .map(|f| {
                         let (afi, safi) = f.codes();
-                        (afi, safi, false)
+                        (afi, safi, true)
                     })
                     .collect(),
             });
