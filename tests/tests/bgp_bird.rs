@@ -497,3 +497,31 @@ fn ibgp_session_sends_local_pref_and_empty_as_path() {
         speaker.shutdown(true).await;
     });
 }
+
+/// TCP-MD5 (RFC 2385) with BIRD's `password`: the right key establishes,
+/// a wrong one never does.
+#[test]
+fn tcp_md5_protects_the_session() {
+    let ns = setup();
+    let bird = Bird::start(&ns, &bird_config(65001, "password \"s3cret-key\";"));
+    in_namespace(&ns, async || {
+        let wrong = Speaker::start(speaker_config(65001, r#"md5_password = "wrong-key""#)).unwrap();
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        assert!(!established(&wrong), "{:#?}", wrong.status());
+        assert_ne!(bird.session_state(), "Established");
+        wrong.shutdown(false).await;
+
+        let right =
+            Speaker::start(speaker_config(65001, r#"md5_password = "s3cret-key""#)).unwrap();
+        wait_established(&right, 1, &bird);
+        let up = wait_for(WAIT, || {
+            (bird.session_state() == "Established").then_some(())
+        });
+        assert!(
+            up.is_some(),
+            "{}",
+            bird.cli(&["show", "protocols", "all", "sensor"])
+        );
+        right.shutdown(true).await;
+    });
+}

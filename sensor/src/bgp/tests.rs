@@ -1559,6 +1559,44 @@ next_hop_v4 = "192.0.2.254"
         speaker.shutdown(false).await;
     }
 
+    /// Connect retry backs off: 1 s, then 2 s (the configured maximum),
+    /// each with jitter in [0.75, 1).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reconnects_back_off() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut config = super::super::BgpConfig::from_toml(&format!(
+            r#"
+router_id = "192.0.2.10"
+local_asn = 65001
+announce_within = ["192.0.2.0/24"]
+[[peers]]
+name = "closing"
+address = "127.0.0.1"
+port = {port}
+peer_asn = 65000
+families = ["ipv4-flowspec"]
+connect_retry = 1
+connect_retry_max = 2
+"#
+        ))
+        .unwrap();
+        config.peers[0].hold_time = 9;
+        let speaker = Speaker::start(config).unwrap();
+        let mut at = Vec::new();
+        for _ in 0..4 {
+            // Accept and close at once: the session fails before OPEN.
+            drop(accept(&listener).await);
+            at.push(std::time::Instant::now());
+        }
+        let gaps: Vec<f64> = at.windows(2).map(|w| (w[1] - w[0]).as_secs_f64()).collect();
+        assert!((0.7..1.3).contains(&gaps[0]), "{gaps:?}");
+        assert!((1.45..2.3).contains(&gaps[1]), "{gaps:?}");
+        assert!((1.45..2.3).contains(&gaps[2]), "{gaps:?}");
+        assert!(speaker.status()[0].last_error.is_some());
+        speaker.shutdown(false).await;
+    }
+
     /// An UPDATE whose attribute length overruns gets 3/1; the speaker
     /// never panics on what the peer sends.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
