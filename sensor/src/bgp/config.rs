@@ -4,6 +4,41 @@
 //! many rules), so a rule it cannot take is refused before it is sent.
 //!
 //! Every error names its key; unknown keys are errors.
+//!
+//! ```toml
+//! [bgp]
+//! router_id = "192.0.2.10"
+//! local_asn = 65001
+//! announce_within = ["192.0.2.0/24", "2001:db8::/32"]   # our networks only
+//! shutdown_message = "edge-sensor shutdown"             # RFC 9003 text
+//!
+//! [[bgp.peers]]
+//! name = "edge1"                 # OcNOS: IPv4 flow spec + RTBH for both
+//! address = "198.51.100.1"
+//! local_address = "198.51.100.2" # optional
+//! port = 179
+//! peer_asn = 65001               # = local_asn: iBGP (LOCAL_PREF, empty AS_PATH)
+//! hold_time = 90
+//! connect_retry = 5              # seconds, doubling up to connect_retry_max
+//! connect_retry_max = 120
+//! families = ["ipv4-flowspec", "ipv4-unicast", "ipv6-unicast"]
+//! next_hop_v4 = "192.0.2.1"      # RTBH next hops, never martian
+//! next_hop_v6 = "100::1"
+//! communities = []               # on every route
+//! blackhole_communities = ["65001:666"]  # besides 65535:666
+//! no_export = true
+//! local_pref = 100
+//! md5_password = "secret"        # TCP-MD5, optional
+//! passive = false
+//! graceful_restart = 120         # optional: routers keep rules while we restart
+//!
+//! [bgp.peers.flowspec]
+//! components = ["destination-prefix", "source-prefix", "ip-protocol", "port",
+//!               "destination-port", "source-port", "tcp-flags", "packet-length",
+//!               "dscp", "fragment"]
+//! actions = ["discard", "traffic-rate-bytes"]
+//! max_rules = 1000
+//! ```
 
 use std::{
     collections::HashSet,

@@ -1108,6 +1108,30 @@ fn config_example_parses() {
     assert!(p.no_export);
 }
 
+/// The example in `config.rs`'s documentation is a working config.
+#[test]
+fn config_doc_example_parses() {
+    let source = include_str!("config.rs");
+    let mut inside = false;
+    let mut text = String::new();
+    for line in source.lines().filter_map(|l| l.strip_prefix("//!")) {
+        let line = line.strip_prefix(' ').unwrap_or(line);
+        match line {
+            "```toml" => inside = true,
+            "```" => inside = false,
+            "[bgp]" => {}
+            l if inside => {
+                text.push_str(&l.replace("[bgp.peers", "[peers"));
+                text.push('\n');
+            }
+            _ => {}
+        }
+    }
+    let c = super::BgpConfig::from_toml(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(c.peers[0].flowspec.actions.len(), 2);
+    assert_eq!(c.peers[0].graceful_restart, Some(120));
+}
+
 #[test]
 fn config_errors_name_the_key() {
     let err = |from: &str, to: &str| {
