@@ -707,3 +707,54 @@ fn passive_speaker_accepts_the_routers_connection() {
         speaker.shutdown(true).await;
     });
 }
+
+/// A session over IPv6 transport (with TCP-MD5 keyed by an IPv6 address)
+/// carries IPv4 and IPv6 routes alike.
+#[test]
+fn ipv6_transport_with_md5() {
+    let ns = setup();
+    for addr in ["2001:db8:ff::1/128", "2001:db8:ff::2/128"] {
+        ns.ip(&["-6", "addr", "add", addr, "dev", "lo", "nodad"]);
+    }
+    let config = gobgpd_config(
+        65001,
+        "[neighbors.transport.config]\n    passive-mode = true",
+    )
+    .replace(
+        "local-address-list = [\"127.0.0.1\"]",
+        "local-address-list = [\"127.0.0.1\", \"2001:db8:ff::1\"]",
+    )
+    .replace(
+        "    neighbor-address = \"127.0.0.2\"\n",
+        "    neighbor-address = \"2001:db8:ff::2\"\n    auth-password = \"v6-key\"\n",
+    );
+    let gobgp = Gobgpd::start(&ns, &config);
+    let mut speaker_cfg = speaker_config(65001, r#"md5_password = "v6-key""#);
+    speaker_cfg.peers[0].address = "2001:db8:ff::1".parse().unwrap();
+    speaker_cfg.peers[0].local_address = Some("2001:db8:ff::2".parse().unwrap());
+    in_namespace(&ns, async || {
+        let speaker = Speaker::start(speaker_cfg).unwrap();
+        wait_established(&speaker, 1);
+        speaker
+            .announce(
+                Route::flowspec(
+                    rule(IpFamily::Ipv4, vec![dst("192.0.2.77/32")]),
+                    vec![Action::DISCARD],
+                )
+                .unwrap(),
+            )
+            .unwrap();
+        speaker
+            .announce(Route::blackhole("2001:db8::77".parse().unwrap()))
+            .unwrap();
+        let both = wait_for(WAIT, || {
+            (gobgp
+                .rib("ipv4-flowspec")
+                .contains_key("[destination: 192.0.2.77/32]")
+                && gobgp.rib("ipv6").contains_key("2001:db8::77/128"))
+            .then_some(())
+        });
+        assert!(both.is_some(), "{:#?}", speaker.status());
+        speaker.shutdown(true).await;
+    });
+}
