@@ -278,6 +278,7 @@ impl Speaker {
                     local_asn: pc.local_asn(&config),
                     router_id: config.router_id,
                     shutdown_message: config.shutdown_message.clone(),
+                    refused_capabilities: Mutex::default(),
                     rib: Mutex::default(),
                     stats: Mutex::default(),
                 });

@@ -106,6 +106,9 @@ pub(crate) struct PeerShared {
     pub local_asn: u32,
     pub router_id: Ipv4Addr,
     pub shutdown_message: String,
+    /// Capabilities the peer refused with NOTIFICATION 2/7, left out of
+    /// our next OPENs (RFC 5492 §5).
+    pub refused_capabilities: Mutex<Vec<Capability>>,
     pub rib: Mutex<AdjRibOut>,
     pub stats: Mutex<Stats>,
 }
@@ -177,6 +180,11 @@ impl PeerShared {
                     .collect(),
             });
         }
+        let refused = self
+            .refused_capabilities
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        caps.retain(|c| !refused.iter().any(|r| same_capability(r, c)));
         caps
     }
 }
@@ -530,6 +538,17 @@ impl Task {
     ) -> End {
         match msg {
             Ok(Message::Notification(n)) => {
+                if (n.code, n.subcode) == (error_code::OPEN_MESSAGE, 7)
+                    && let Ok(refused) = Capability::decode_list(&n.data)
+                {
+                    tracing::warn!(peer = %self.shared.config.name, ?refused,
+                        "the peer does not support these capabilities: leaving them out");
+                    self.shared
+                        .refused_capabilities
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .extend(refused);
+                }
                 let text = n.to_string();
                 tracing::warn!(peer = %self.shared.config.name, "NOTIFICATION received: {text}");
                 {
@@ -615,6 +634,16 @@ impl Task {
         self.send_update(conn, update::withdraw(key)).await?;
         self.shared.stats().routes_withdrawn += 1;
         Ok(())
+    }
+}
+
+/// Whether a refused capability `r` (as the peer echoed it) is `c`: the
+/// same code, and for multiprotocol the same family.
+fn same_capability(r: &Capability, c: &Capability) -> bool {
+    match (r, c) {
+        (Capability::MultiProtocol { .. }, Capability::MultiProtocol { .. }) => r == c,
+        (Capability::Other { code: a, .. }, Capability::Other { code: b, .. }) => a == b,
+        _ => std::mem::discriminant(r) == std::mem::discriminant(c),
     }
 }
 

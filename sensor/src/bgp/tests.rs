@@ -1583,6 +1583,37 @@ next_hop_v4 = "192.0.2.254"
         speaker.shutdown(false).await;
     }
 
+    /// NOTIFICATION 2/7 naming a capability (here IPv6 flow spec): the
+    /// next OPEN leaves it out (RFC 5492 §5) and the session comes up.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unsupported_capability_is_left_out_next_time() {
+        let (speaker, listener) = speaker_and_peer().await;
+        let mut s = accept(&listener).await;
+        let Message::Open(first) = read(&mut s).await else {
+            panic!("no OPEN")
+        };
+        let v6fs = Capability::family(Family::Ipv6FlowSpec);
+        assert!(first.capabilities.contains(&v6fs));
+        let mut data = Vec::new();
+        v6fs.encode(&mut data);
+        let mut n = Notification::new(2, 7);
+        n.data = data;
+        send(&mut s, &Message::Notification(n)).await;
+        drop(s);
+        let (_s, second) = establish(&listener, &[Family::Ipv4FlowSpec]).await;
+        assert!(
+            !second.capabilities.contains(&v6fs),
+            "{:?}",
+            second.capabilities
+        );
+        assert!(
+            second
+                .capabilities
+                .contains(&Capability::family(Family::Ipv4FlowSpec))
+        );
+        speaker.shutdown(false).await;
+    }
+
     /// Connect retry backs off: 1 s, then 2 s (the configured maximum),
     /// each with jitter in [0.75, 1).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
