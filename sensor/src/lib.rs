@@ -5,6 +5,7 @@
 //! rates -> decisions -> BGP. The [`cli`] is the binary's front end.
 
 pub mod addr;
+pub mod bgp;
 pub mod cli;
 pub mod config;
 pub mod control;

@@ -1,0 +1,424 @@
+//! The BGP speaker: sessions to routers that announce and withdraw
+//! mitigations as Flow Spec rules (RFC 8955/8956) or RTBH blackholes (RFC
+//! 7999). See docs/bgp.md for why the wire encoding and the state machine
+//! are our own.
+//!
+//! ```text
+//! Speaker::announce(route) --checks--> per-peer Adj-RIB-Out --> session task --> router
+//! ```
+//!
+//! A route is checked once for itself (well formed, inside
+//! `announce_within`) and then per peer against what that router takes
+//! (families, flow spec components and actions, rule count); a refusal
+//! names its reason so the caller can fall back (e.g. to RTBH). Every
+//! UPDATE is decoded back before it is sent: a malformed flow spec NLRI
+//! would make the router reset the session and drop every mitigation on it.
+
+pub mod attribute;
+pub mod capability;
+pub mod config;
+pub mod flowspec;
+pub mod message;
+pub mod rib;
+pub mod route;
+pub mod rtbh;
+pub mod session;
+pub mod tcp;
+pub mod update;
+
+#[cfg(test)]
+mod tests;
+
+use std::{
+    net::IpAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use serde::Serialize;
+use tokio::{
+    sync::{mpsc, watch},
+    task::JoinHandle,
+};
+
+pub use capability::{Family, Negotiated};
+pub use config::{BgpConfig, BgpConfigError, FlowSpecSupport, PeerConfig};
+pub use flowspec::{
+    Action, ActionKind, BitmaskMatch, Component, ComponentKind, FlowPrefix, FlowSpec,
+    FlowSpecError, IpFamily, NumericMatch, NumericOp,
+};
+pub use route::{Route, RouteError, RouteKey};
+pub use session::SessionState;
+
+use rib::Change;
+use session::{PeerShared, Stop, Task};
+
+/// Why one peer did not take a route.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[serde(rename_all = "kebab-case", tag = "reason")]
+pub enum RejectReason {
+    #[error("family {family} is not configured for this peer")]
+    FamilyNotConfigured { family: Family },
+    #[error("the peer did not negotiate family {family}")]
+    FamilyNotNegotiated { family: Family },
+    #[error("the router does not take flow spec component {component}")]
+    ComponentNotSupported { component: ComponentKind },
+    #[error("the router does not take flow spec action {action}")]
+    ActionNotSupported { action: ActionKind },
+    #[error("the router already holds its maximum of {max} flow spec rules")]
+    MaxRules { max: usize },
+    #[error("the route cannot be encoded for this peer: {message}")]
+    Encoding { message: String },
+}
+
+/// What one peer did with an announced route.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "outcome")]
+pub enum Outcome {
+    /// New in the Adj-RIB-Out (or replacing the route with the same key):
+    /// sent now if the session is up, else when it comes up.
+    Accepted,
+    /// Already there, identical: nothing to send.
+    Unchanged,
+    Refused(RejectReason),
+}
+
+/// Per-peer outcomes of [`Speaker::announce`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Announcement {
+    pub key: RouteKey,
+    pub peers: Vec<(String, Outcome)>,
+}
+
+impl Announcement {
+    /// Peers that refused, with why.
+    pub fn refused(&self) -> Vec<(&str, &RejectReason)> {
+        self.peers
+            .iter()
+            .filter_map(|(p, o)| match o {
+                Outcome::Refused(r) => Some((p.as_str(), r)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Whether every peer holds the route.
+    pub fn accepted_by_all(&self) -> bool {
+        self.refused().is_empty()
+    }
+}
+
+/// One peer as `edge-sensor bgp` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerStatus {
+    pub name: String,
+    pub address: IpAddr,
+    pub port: u16,
+    pub peer_asn: u32,
+    pub passive: bool,
+    pub state: SessionState,
+    /// Seconds in Established.
+    pub uptime_secs: Option<u64>,
+    /// Capabilities and hold time agreed with the peer (while up).
+    pub negotiated: Option<Negotiated>,
+    /// Routes we want the router to have.
+    pub adj_rib_out: usize,
+    pub flowspec_rules: usize,
+    /// Routes whose family the live session did not negotiate.
+    pub unsent_routes: usize,
+    /// Routes the router has from us now (0 while the session is down).
+    pub advertised: usize,
+    pub routes_announced: u64,
+    pub routes_withdrawn: u64,
+    pub updates_sent: u64,
+    pub updates_received: u64,
+    pub route_refreshes_received: u64,
+    /// How many times the session reached Established.
+    pub established_count: u64,
+    pub last_error: Option<String>,
+    pub last_notification_sent: Option<String>,
+    pub last_notification_received: Option<String>,
+}
+
+struct Peer {
+    shared: Arc<PeerShared>,
+    changes: mpsc::UnboundedSender<RouteKey>,
+    stop: watch::Sender<Option<Stop>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Peer {
+    /// Whether this peer takes `route`, per its configuration and session.
+    fn admit(&self, route: &Route, rib: &rib::AdjRibOut) -> Result<(), RejectReason> {
+        let cfg = &self.shared.config;
+        let family = route.family();
+        if !cfg.families.contains(&family) {
+            return Err(RejectReason::FamilyNotConfigured { family });
+        }
+        let negotiated = self.shared.stats().negotiated.clone();
+        let stats_state = self.shared.stats().state;
+        if stats_state == SessionState::Established
+            && let Some(n) = &negotiated
+            && !n.families.contains(&family)
+        {
+            return Err(RejectReason::FamilyNotNegotiated { family });
+        }
+        if let Route::FlowSpec { rule, actions } = route {
+            let support = &cfg.flowspec;
+            if let Some(c) = rule
+                .components()
+                .iter()
+                .map(Component::kind)
+                .find(|k| !support.components.contains(k))
+            {
+                return Err(RejectReason::ComponentNotSupported { component: c });
+            }
+            for a in actions {
+                let kind = a.kind();
+                let ok = support.actions.contains(&kind)
+                    || (kind == ActionKind::Discard
+                        && support.actions.contains(&ActionKind::TrafficRateBytes));
+                if !ok {
+                    return Err(RejectReason::ActionNotSupported { action: kind });
+                }
+            }
+            if !rib.contains(&route.key()) && rib.flowspec_rules() >= support.max_rules {
+                return Err(RejectReason::MaxRules {
+                    max: support.max_rules,
+                });
+            }
+        }
+        let four_octet = negotiated.map(|n| n.four_octet_as).unwrap_or(true);
+        update::announce(route, &self.shared.params(four_octet)).map_err(|e| {
+            RejectReason::Encoding {
+                message: e.to_string(),
+            }
+        })?;
+        Ok(())
+    }
+
+    fn status(&self) -> PeerStatus {
+        let cfg = &self.shared.config;
+        let (adj_rib_out, flowspec_rules, keys) = {
+            let rib = self.shared.rib();
+            (rib.len(), rib.flowspec_rules(), rib.keys())
+        };
+        let s = self.shared.stats().clone();
+        let unsent_routes = match (&s.negotiated, s.state) {
+            (Some(n), SessionState::Established) => keys
+                .iter()
+                .filter(|k| !n.families.contains(&k.family()))
+                .count(),
+            _ => 0,
+        };
+        PeerStatus {
+            name: cfg.name.clone(),
+            address: cfg.address,
+            port: cfg.port,
+            peer_asn: cfg.peer_asn,
+            passive: cfg.passive,
+            state: s.state,
+            uptime_secs: s.established_at.map(|t| t.elapsed().as_secs()),
+            negotiated: if s.state == SessionState::Established {
+                s.negotiated
+            } else {
+                None
+            },
+            adj_rib_out,
+            flowspec_rules,
+            unsent_routes,
+            advertised: if s.state == SessionState::Established {
+                adj_rib_out - unsent_routes
+            } else {
+                0
+            },
+            routes_announced: s.routes_announced,
+            routes_withdrawn: s.routes_withdrawn,
+            updates_sent: s.updates_sent,
+            updates_received: s.updates_received,
+            route_refreshes_received: s.route_refreshes_received,
+            established_count: s.established_count,
+            last_error: s.last_error,
+            last_notification_sent: s.last_notification_sent,
+            last_notification_received: s.last_notification_received,
+        }
+    }
+}
+
+/// Why the speaker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] BgpConfigError),
+    #[error("the BGP speaker must be started from within a tokio runtime")]
+    NoRuntime,
+}
+
+/// The BGP speaker: one session task per configured peer.
+pub struct Speaker {
+    config: BgpConfig,
+    peers: Vec<Peer>,
+    /// Serialises announce/withdraw so the per-peer RIB updates and change
+    /// notifications of one call are not interleaved with another's.
+    ops: Mutex<()>,
+}
+
+impl Speaker {
+    /// Validates `config` and starts a session task per peer on the current
+    /// tokio runtime (call from within one).
+    pub fn start(config: BgpConfig) -> Result<Self, StartError> {
+        config.validate()?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| StartError::NoRuntime)?;
+        let peers = config
+            .peers
+            .iter()
+            .map(|pc| {
+                let shared = Arc::new(PeerShared {
+                    config: pc.clone(),
+                    local_asn: pc.local_asn(&config),
+                    router_id: config.router_id,
+                    shutdown_message: config.shutdown_message.clone(),
+                    refused_capabilities: Mutex::default(),
+                    rib: Mutex::default(),
+                    stats: Mutex::default(),
+                });
+                let (changes_tx, changes_rx) = mpsc::unbounded_channel();
+                let (stop_tx, stop_rx) = watch::channel(None);
+                let task = Task {
+                    shared: shared.clone(),
+                    changes: changes_rx,
+                    stop: stop_rx,
+                };
+                let handle = runtime.spawn(task.run());
+                Peer {
+                    shared,
+                    changes: changes_tx,
+                    stop: stop_tx,
+                    task: Some(handle),
+                }
+            })
+            .collect();
+        Ok(Self {
+            config,
+            peers,
+            ops: Mutex::new(()),
+        })
+    }
+
+    pub fn config(&self) -> &BgpConfig {
+        &self.config
+    }
+
+    /// Puts `route` in the Adj-RIB-Out of every peer that takes it (sent at
+    /// once where the session is up, else when it comes up). A route that
+    /// is malformed or outside `announce_within` is refused for all with
+    /// an error; otherwise each peer's outcome says whether it took it.
+    /// A refused route leaves an earlier route with the same key in place.
+    pub fn announce(&self, route: Route) -> Result<Announcement, RouteError> {
+        self.announce_where(route, |_| true)
+    }
+
+    /// Like [`Speaker::announce`], to the named peers only: e.g. the RTBH
+    /// fallback for the routers that refused a flow spec rule.
+    pub fn announce_to(&self, peers: &[&str], route: Route) -> Result<Announcement, RouteError> {
+        self.announce_where(route, |name| peers.contains(&name))
+    }
+
+    fn announce_where(
+        &self,
+        route: Route,
+        wanted: impl Fn(&str) -> bool,
+    ) -> Result<Announcement, RouteError> {
+        route.check(&self.config.announce_within)?;
+        let key = route.key();
+        let _guard = self.ops.lock().unwrap_or_else(|e| e.into_inner());
+        let mut outcomes = Vec::with_capacity(self.peers.len());
+        for peer in self.peers.iter().filter(|p| wanted(&p.shared.config.name)) {
+            let mut rib = peer.shared.rib();
+            let outcome = match peer.admit(&route, &rib) {
+                Err(reason) => Outcome::Refused(reason),
+                Ok(()) => match rib.insert(route.clone()) {
+                    Change::Unchanged => Outcome::Unchanged,
+                    Change::Added | Change::Replaced => {
+                        let _ = peer.changes.send(key.clone());
+                        Outcome::Accepted
+                    }
+                },
+            };
+            if let Outcome::Refused(r) = &outcome {
+                tracing::info!(peer = %peer.shared.config.name, %route, "route refused: {r}");
+            }
+            outcomes.push((peer.shared.config.name.clone(), outcome));
+        }
+        Ok(Announcement {
+            key,
+            peers: outcomes,
+        })
+    }
+
+    /// Withdraws `route` (by its key) from every peer holding it; returns
+    /// how many did.
+    pub fn withdraw(&self, route: &Route) -> usize {
+        self.withdraw_key(&route.key())
+    }
+
+    /// Withdraws the route with `key` from every peer holding it.
+    pub fn withdraw_key(&self, key: &RouteKey) -> usize {
+        let _guard = self.ops.lock().unwrap_or_else(|e| e.into_inner());
+        let mut n = 0;
+        for peer in &self.peers {
+            if peer.shared.rib().remove(key).is_some() {
+                let _ = peer.changes.send(key.clone());
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// The routes in a peer's Adj-RIB-Out (`None`: no such peer).
+    pub fn routes(&self, peer: &str) -> Option<Vec<Route>> {
+        self.peers
+            .iter()
+            .find(|p| p.shared.config.name == peer)
+            .map(|p| p.shared.rib().routes().cloned().collect())
+    }
+
+    /// Each peer's state, capabilities, uptime and counters.
+    pub fn status(&self) -> Vec<PeerStatus> {
+        self.peers.iter().map(Peer::status).collect()
+    }
+
+    /// Stops every session: with `withdraw_all`, withdraws every route then
+    /// sends Cease/Administrative Shutdown with the configured text;
+    /// without, keeps the routes at routers that negotiated graceful
+    /// restart (closing without NOTIFICATION) and sends the Cease to the
+    /// others. Waits at most 10 s for the sessions to finish.
+    pub async fn shutdown(mut self, withdraw_all: bool) {
+        for peer in &self.peers {
+            let _ = peer.stop.send(Some(Stop { withdraw_all }));
+        }
+        for peer in &mut self.peers {
+            if let Some(task) = peer.task.take() {
+                let abort = task.abort_handle();
+                if tokio::time::timeout(Duration::from_secs(10), task)
+                    .await
+                    .is_err()
+                {
+                    abort.abort();
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Speaker {
+    /// Without [`Speaker::shutdown`], the sessions are dropped (connections
+    /// closed, no NOTIFICATION).
+    fn drop(&mut self) {
+        for peer in &mut self.peers {
+            if let Some(task) = peer.task.take() {
+                task.abort();
+            }
+        }
+    }
+}

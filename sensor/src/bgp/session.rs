@@ -1,0 +1,658 @@
+//! One peer's session: the RFC 4271 §8 state machine as a tokio task.
+//!
+//! Idle -> Connect (or Active, waiting for the router when passive) ->
+//! OpenSent -> OpenConfirm -> Established; any error, NOTIFICATION, closed
+//! connection or hold timer expiry goes back to Idle, and the next attempt
+//! waits the connect-retry time, doubled on each failure up to a maximum,
+//! with jitter (§8.1 DampPeerOscillations in spirit). Outgoing connections
+//! only (or incoming only, when passive), so no collision detection (§6.8).
+//!
+//! On Established the whole Adj-RIB-Out is sent, then End-of-RIB per family
+//! (RFC 4724 §2); afterwards each change the speaker queues is sent as it
+//! comes, read from the Adj-RIB-Out at send time (present: announce,
+//! absent: withdraw), so nothing queued while down is lost or stale.
+
+use std::{
+    io,
+    net::Ipv4Addr,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant, SystemTime},
+};
+
+use serde::Serialize;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+    sync::{mpsc, watch},
+};
+
+use super::{
+    capability::{Capability, Family, Negotiated},
+    config::PeerConfig,
+    message::{Message, MessageError, Notification, Open, Update, error_code},
+    rib::AdjRibOut,
+    route::{Route, RouteKey},
+    tcp,
+    update::{self, SessionParams, open_my_as},
+};
+
+/// Hold time while waiting for the peer's OPEN (RFC 4271 §8.2.2: "a large
+/// value", 4 minutes suggested).
+const OPEN_HOLD: Duration = Duration::from_secs(240);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest a write may take before the session is declared dead.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Session states (RFC 4271 §8.2.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionState {
+    Idle,
+    Connect,
+    Active,
+    OpenSent,
+    OpenConfirm,
+    Established,
+}
+
+/// How the speaker asks a session to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stop {
+    /// Withdraw every route before the Cease; otherwise, with graceful
+    /// restart negotiated, close without NOTIFICATION so the router keeps
+    /// our rules as stale for its restart time (RFC 4724 §4.2).
+    pub withdraw_all: bool,
+}
+
+/// Counters and last events of one peer.
+#[derive(Debug, Clone)]
+pub(crate) struct Stats {
+    pub state: SessionState,
+    pub established_at: Option<Instant>,
+    pub negotiated: Option<Negotiated>,
+    pub updates_sent: u64,
+    pub updates_received: u64,
+    pub routes_announced: u64,
+    pub routes_withdrawn: u64,
+    pub route_refreshes_received: u64,
+    pub established_count: u64,
+    pub last_error: Option<String>,
+    pub last_notification_sent: Option<String>,
+    pub last_notification_received: Option<String>,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self {
+            state: SessionState::Idle,
+            established_at: None,
+            negotiated: None,
+            updates_sent: 0,
+            updates_received: 0,
+            routes_announced: 0,
+            routes_withdrawn: 0,
+            route_refreshes_received: 0,
+            established_count: 0,
+            last_error: None,
+            last_notification_sent: None,
+            last_notification_received: None,
+        }
+    }
+}
+
+/// What the speaker and a session task share.
+pub(crate) struct PeerShared {
+    pub config: PeerConfig,
+    pub local_asn: u32,
+    pub router_id: Ipv4Addr,
+    pub shutdown_message: String,
+    /// Capabilities the peer refused with NOTIFICATION 2/7, left out of
+    /// our next OPENs (RFC 5492 §5).
+    pub refused_capabilities: Mutex<Vec<Capability>>,
+    pub rib: Mutex<AdjRibOut>,
+    pub stats: Mutex<Stats>,
+}
+
+impl PeerShared {
+    pub fn stats(&self) -> std::sync::MutexGuard<'_, Stats> {
+        self.stats.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn rib(&self) -> std::sync::MutexGuard<'_, AdjRibOut> {
+        self.rib.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set_state(&self, state: SessionState) {
+        let mut s = self.stats();
+        if s.state != state {
+            tracing::debug!(peer = %self.config.name, from = ?s.state, to = ?state, "BGP state");
+        }
+        s.state = state;
+        if state != SessionState::Established {
+            s.established_at = None;
+        }
+    }
+
+    fn error(&self, message: String) {
+        tracing::warn!(peer = %self.config.name, "BGP session: {message}");
+        self.stats().last_error = Some(message);
+    }
+
+    /// The UPDATE parameters for this peer; `four_octet` as negotiated
+    /// (assumed when not yet known: every check is repeated at send time).
+    pub fn params(&self, four_octet: bool) -> SessionParams {
+        let c = &self.config;
+        SessionParams {
+            local_asn: self.local_asn,
+            ibgp: c.peer_asn == self.local_asn,
+            four_octet,
+            local_pref: c.local_pref,
+            next_hop_v4: c.next_hop_v4,
+            next_hop_v6: c.next_hop_v6,
+            communities: c.communities.clone(),
+            blackhole_communities: c.blackhole_communities.clone(),
+            no_export: c.no_export,
+        }
+    }
+
+    fn capabilities(&self) -> Vec<Capability> {
+        let c = &self.config;
+        let mut caps: Vec<Capability> = c.families.iter().map(|f| Capability::family(*f)).collect();
+        caps.push(Capability::RouteRefresh);
+        caps.push(Capability::FourOctetAs(self.local_asn));
+        if let Some(restart_time) = c.graceful_restart {
+            caps.push(Capability::GracefulRestart {
+                restart_state: false,
+                notification: false,
+                restart_time,
+                // F bit set: the mitigations we hold are our "forwarding
+                // state" and survive our restart (they are re-announced),
+                // so the router keeps its stale copies until our
+                // End-of-RIB instead of dropping them when we reconnect
+                // (RFC 4724 §4.2).
+                families: c
+                    .families
+                    .iter()
+                    .map(|f| {
+                        let (afi, safi) = f.codes();
+                        (afi, safi, true)
+                    })
+                    .collect(),
+            });
+        }
+        let refused = self
+            .refused_capabilities
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        caps.retain(|c| !refused.iter().any(|r| same_capability(r, c)));
+        caps
+    }
+}
+
+/// Why a connection ended.
+enum End {
+    /// The speaker asked us to stop.
+    Stopped,
+    /// The session failed (the reason is already recorded).
+    Down,
+}
+
+/// A failure on an open connection.
+#[derive(Debug, thiserror::Error)]
+enum ConnError {
+    #[error("connection: {0}")]
+    Io(#[from] io::Error),
+    #[error("the peer closed the connection")]
+    Closed,
+    #[error("write timed out")]
+    WriteTimeout,
+    #[error("received a malformed message: {0}")]
+    Protocol(MessageError),
+}
+
+/// A connection with its receive buffer. `recv` is cancel-safe: all state
+/// lives in `buf`, so it can sit in `select!` beside the timers.
+struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    async fn recv(&mut self) -> Result<Message, ConnError> {
+        loop {
+            match Message::frame_len(&self.buf) {
+                Err(e) => return Err(ConnError::Protocol(e)),
+                Ok(Some(len)) => {
+                    let frame: Vec<u8> = self.buf.drain(..len).collect();
+                    return Message::decode(&frame).map_err(ConnError::Protocol);
+                }
+                Ok(None) => {}
+            }
+            let mut chunk = [0u8; 4096];
+            let n = self.stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Err(ConnError::Closed);
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    async fn send(&mut self, msg: &Message) -> Result<(), ConnError> {
+        let bytes = msg.encode();
+        tokio::time::timeout(WRITE_TIMEOUT, self.stream.write_all(&bytes))
+            .await
+            .map_err(|_| ConnError::WriteTimeout)??;
+        Ok(())
+    }
+}
+
+/// A session task's inputs.
+pub(crate) struct Task {
+    pub shared: Arc<PeerShared>,
+    pub changes: mpsc::UnboundedReceiver<RouteKey>,
+    pub stop: watch::Receiver<Option<Stop>>,
+}
+
+impl Task {
+    /// Runs until stopped: connect (or accept), run the session, back off,
+    /// again.
+    pub async fn run(mut self) {
+        let cfg = self.shared.config.clone();
+        let initial = Duration::from_secs(cfg.connect_retry);
+        let max = Duration::from_secs(cfg.connect_retry_max);
+        let mut backoff = initial;
+        let mut listener: Option<TcpListener> = None;
+        loop {
+            if self.stop.borrow().is_some() {
+                break;
+            }
+            let stream = if cfg.passive {
+                self.shared.set_state(SessionState::Active);
+                if listener.is_none() {
+                    match tcp::listen(&cfg) {
+                        Ok(l) => listener = Some(l),
+                        Err(e) => self
+                            .shared
+                            .error(format!("listen on port {}: {e}", cfg.port)),
+                    }
+                }
+                match &listener {
+                    Some(l) => tokio::select! {
+                        r = tcp::accept(l, &cfg) => r,
+                        _ = self.stop.changed() => break,
+                    },
+                    None => Err(io::Error::other("not listening")),
+                }
+            } else {
+                self.shared.set_state(SessionState::Connect);
+                tokio::select! {
+                    r = tcp::connect(&cfg, CONNECT_TIMEOUT) => r,
+                    _ = self.stop.changed() => break,
+                }
+            };
+            let end = match stream {
+                Ok(stream) => {
+                    let conn = Conn {
+                        stream,
+                        buf: Vec::new(),
+                    };
+                    let established_before = self.shared.stats().established_count;
+                    let end = self.session(conn).await;
+                    if self.shared.stats().established_count > established_before {
+                        // It worked for a while: start over from the short wait.
+                        backoff = initial;
+                    }
+                    end
+                }
+                Err(e) => {
+                    self.shared
+                        .error(format!("connect to {}:{}: {e}", cfg.address, cfg.port));
+                    End::Down
+                }
+            };
+            self.shared.set_state(SessionState::Idle);
+            if let End::Stopped = end {
+                break;
+            }
+            let wait = jittered(backoff);
+            backoff = (backoff * 2).min(max);
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.stop.changed() => break,
+            }
+        }
+        self.shared.set_state(SessionState::Idle);
+    }
+
+    /// One connection from OPEN to its end.
+    async fn session(&mut self, mut conn: Conn) -> End {
+        let shared = self.shared.clone();
+        let cfg = &shared.config;
+        let our_caps = shared.capabilities();
+        let open = Open {
+            version: 4,
+            my_as: open_my_as(shared.local_asn),
+            hold_time: cfg.hold_time,
+            bgp_id: shared.router_id,
+            capabilities: our_caps.clone(),
+        };
+        if let Err(e) = conn.send(&Message::Open(open)).await {
+            shared.error(e.to_string());
+            return End::Down;
+        }
+        shared.set_state(SessionState::OpenSent);
+
+        // OpenSent: wait for the peer's OPEN.
+        let msg = tokio::select! {
+            r = tokio::time::timeout(OPEN_HOLD, conn.recv()) => match r {
+                Ok(r) => r,
+                Err(_) => {
+                    return self.fail(&mut conn, Notification::new(error_code::HOLD_TIMER_EXPIRED, 0),
+                        "hold timer expired in OpenSent").await;
+                }
+            },
+            _ = self.stop.changed() => return self.cease(&mut conn).await,
+        };
+        let peer_open = match msg {
+            Ok(Message::Open(o)) => o,
+            other => return self.unexpected(&mut conn, other, 1).await,
+        };
+        if let Err(n) = self.check_open(&peer_open) {
+            let why = format!("refused the peer's OPEN: {n}");
+            return self.fail(&mut conn, n, &why).await;
+        }
+        let negotiated = Negotiated::from_opens(
+            &our_caps,
+            &peer_open.capabilities,
+            cfg.hold_time,
+            peer_open.hold_time,
+            peer_open.asn(),
+            peer_open.bgp_id,
+        );
+        if let Err(e) = conn.send(&Message::Keepalive).await {
+            shared.error(e.to_string());
+            return End::Down;
+        }
+        shared.set_state(SessionState::OpenConfirm);
+
+        let hold = Duration::from_secs(u64::from(negotiated.hold_time));
+        let keepalive_every = hold / 3;
+        // OpenConfirm: wait for the KEEPALIVE that confirms the OPEN.
+        let wait = if hold.is_zero() { OPEN_HOLD } else { hold };
+        let msg = tokio::select! {
+            r = tokio::time::timeout(wait, conn.recv()) => match r {
+                Ok(r) => r,
+                Err(_) => {
+                    return self.fail(&mut conn, Notification::new(error_code::HOLD_TIMER_EXPIRED, 0),
+                        "hold timer expired in OpenConfirm").await;
+                }
+            },
+            _ = self.stop.changed() => return self.cease(&mut conn).await,
+        };
+        match msg {
+            Ok(Message::Keepalive) => {}
+            other => return self.unexpected(&mut conn, other, 2).await,
+        }
+
+        // Established.
+        {
+            let mut s = shared.stats();
+            s.state = SessionState::Established;
+            s.established_at = Some(Instant::now());
+            s.established_count += 1;
+            s.negotiated = Some(negotiated.clone());
+        }
+        tracing::info!(peer = %cfg.name, families = ?negotiated.families, hold = negotiated.hold_time,
+            "BGP session established");
+        let sendable: Vec<Family> = cfg
+            .families
+            .iter()
+            .copied()
+            .filter(|f| negotiated.families.contains(f))
+            .collect();
+        let params = shared.params(negotiated.four_octet_as);
+        // Changes queued before now are covered by the full table.
+        while self.changes.try_recv().is_ok() {}
+        for family in &sendable {
+            if let Err(e) = self.send_family(&mut conn, *family, &params).await {
+                shared.error(e.to_string());
+                return End::Down;
+            }
+        }
+        for family in &sendable {
+            if let Err(e) = self
+                .send_update(&mut conn, Update::end_of_rib(*family))
+                .await
+            {
+                shared.error(e.to_string());
+                return End::Down;
+            }
+        }
+
+        let hold_timer = tokio::time::sleep(if hold.is_zero() {
+            Duration::MAX / 4
+        } else {
+            hold
+        });
+        tokio::pin!(hold_timer);
+        let mut keepalive = tokio::time::interval_at(
+            tokio::time::Instant::now() + keepalive_every.max(Duration::from_secs(1)),
+            keepalive_every.max(Duration::from_secs(1)),
+        );
+        loop {
+            tokio::select! {
+                msg = conn.recv() => {
+                    if !hold.is_zero() {
+                        hold_timer.as_mut().reset(tokio::time::Instant::now() + hold);
+                    }
+                    match msg {
+                        Ok(Message::Keepalive) => {}
+                        Ok(Message::Update(_)) => shared.stats().updates_received += 1,
+                        Ok(Message::RouteRefresh(rr)) => {
+                            shared.stats().route_refreshes_received += 1;
+                            // RFC 2918 §4: re-advertise the family's Adj-RIB-Out.
+                            if let Some(family) = Family::from_codes(rr.afi, rr.safi)
+                                && sendable.contains(&family)
+                                && let Err(e) = self.send_family(&mut conn, family, &params).await
+                            {
+                                shared.error(e.to_string());
+                                return End::Down;
+                            }
+                        }
+                        other => return self.unexpected(&mut conn, other, 3).await,
+                    }
+                }
+                _ = keepalive.tick(), if !hold.is_zero() => {
+                    if let Err(e) = conn.send(&Message::Keepalive).await {
+                        shared.error(e.to_string());
+                        return End::Down;
+                    }
+                }
+                () = &mut hold_timer => {
+                    return self.fail(&mut conn, Notification::new(error_code::HOLD_TIMER_EXPIRED, 0),
+                        "hold timer expired: the peer went silent").await;
+                }
+                Some(key) = self.changes.recv() => {
+                    if !sendable.contains(&key.family()) {
+                        continue;
+                    }
+                    let route = shared.rib().get(&key).cloned();
+                    let r = match route {
+                        Some(route) => self.send_route(&mut conn, &route, &params).await,
+                        None => self.send_withdraw(&mut conn, &key).await,
+                    };
+                    if let Err(e) = r {
+                        shared.error(e.to_string());
+                        return End::Down;
+                    }
+                }
+                _ = self.stop.changed() => {
+                    let stop = *self.stop.borrow();
+                    let withdraw_all = stop.is_some_and(|s| s.withdraw_all);
+                    if withdraw_all {
+                        let keys = shared.rib().keys();
+                        for key in keys.iter().filter(|k| sendable.contains(&k.family())) {
+                            if self.send_withdraw(&mut conn, key).await.is_err() {
+                                break;
+                            }
+                        }
+                    } else if negotiated.graceful_restart {
+                        // Fail-static: no NOTIFICATION, the router keeps our
+                        // routes as stale until we are back (RFC 4724 §4.2).
+                        let _ = conn.stream.shutdown().await;
+                        return End::Stopped;
+                    }
+                    return self.cease(&mut conn).await;
+                }
+            }
+        }
+    }
+
+    /// RFC 4271 §6.2 checks of the peer's OPEN (version and parameters are
+    /// checked while decoding).
+    fn check_open(&self, open: &Open) -> Result<(), Notification> {
+        let cfg = &self.shared.config;
+        if open.asn() != cfg.peer_asn {
+            let mut n = Notification::new(error_code::OPEN_MESSAGE, 2);
+            n.data = open.my_as.to_be_bytes().to_vec();
+            return Err(n);
+        }
+        if open.hold_time == 1 || open.hold_time == 2 {
+            return Err(Notification::new(error_code::OPEN_MESSAGE, 6));
+        }
+        let ibgp = cfg.peer_asn == self.shared.local_asn;
+        if open.bgp_id.is_unspecified() || (ibgp && open.bgp_id == self.shared.router_id) {
+            return Err(Notification::new(error_code::OPEN_MESSAGE, 3));
+        }
+        Ok(())
+    }
+
+    /// Handles a message that is wrong for the state (`fsm_subcode`: RFC
+    /// 6608: 1 OpenSent, 2 OpenConfirm, 3 Established), a NOTIFICATION, or
+    /// a connection error.
+    async fn unexpected(
+        &mut self,
+        conn: &mut Conn,
+        msg: Result<Message, ConnError>,
+        fsm_subcode: u8,
+    ) -> End {
+        match msg {
+            Ok(Message::Notification(n)) => {
+                if (n.code, n.subcode) == (error_code::OPEN_MESSAGE, 7)
+                    && let Ok(refused) = Capability::decode_list(&n.data)
+                {
+                    tracing::warn!(peer = %self.shared.config.name, ?refused,
+                        "the peer does not support these capabilities: leaving them out");
+                    self.shared
+                        .refused_capabilities
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .extend(refused);
+                }
+                let text = n.to_string();
+                tracing::warn!(peer = %self.shared.config.name, "NOTIFICATION received: {text}");
+                {
+                    let mut s = self.shared.stats();
+                    s.last_notification_received = Some(text.clone());
+                    s.last_error = Some(format!("peer sent NOTIFICATION {text}"));
+                }
+                End::Down
+            }
+            Ok(other) => {
+                let why = format!("unexpected message type {} in this state", other.kind());
+                self.fail(conn, Notification::new(error_code::FSM, fsm_subcode), &why)
+                    .await
+            }
+            Err(ConnError::Protocol(e)) => {
+                let why = e.to_string();
+                self.fail(conn, e.notification(), &why).await
+            }
+            Err(e) => {
+                self.shared.error(e.to_string());
+                End::Down
+            }
+        }
+    }
+
+    /// Sends `n`, records why, closes.
+    async fn fail(&mut self, conn: &mut Conn, n: Notification, why: &str) -> End {
+        self.shared.error(why.to_string());
+        self.shared.stats().last_notification_sent = Some(n.to_string());
+        let _ = conn.send(&Message::Notification(n)).await;
+        let _ = conn.stream.shutdown().await;
+        End::Down
+    }
+
+    /// Cease / Administrative Shutdown with our RFC 9003 text, then close.
+    async fn cease(&mut self, conn: &mut Conn) -> End {
+        let n = Notification::shutdown(&self.shared.shutdown_message);
+        self.shared.stats().last_notification_sent = Some(n.to_string());
+        let _ = conn.send(&Message::Notification(n)).await;
+        let _ = conn.stream.shutdown().await;
+        End::Stopped
+    }
+
+    async fn send_update(&mut self, conn: &mut Conn, update: Update) -> Result<(), ConnError> {
+        conn.send(&Message::Update(update)).await?;
+        self.shared.stats().updates_sent += 1;
+        Ok(())
+    }
+
+    /// Announces every route of `family` in the Adj-RIB-Out.
+    async fn send_family(
+        &mut self,
+        conn: &mut Conn,
+        family: Family,
+        params: &SessionParams,
+    ) -> Result<(), ConnError> {
+        let routes = self.shared.rib().family(family);
+        for route in routes {
+            self.send_route(conn, &route, params).await?;
+        }
+        Ok(())
+    }
+
+    async fn send_route(
+        &mut self,
+        conn: &mut Conn,
+        route: &Route,
+        params: &SessionParams,
+    ) -> Result<(), ConnError> {
+        // Composed and verified again with this session's parameters; a
+        // route that fails is never sent (it passed with the assumed ones).
+        match update::announce(route, params) {
+            Ok(u) => {
+                self.send_update(conn, u).await?;
+                self.shared.stats().routes_announced += 1;
+            }
+            Err(e) => self.shared.error(format!("not sending {route}: {e}")),
+        }
+        Ok(())
+    }
+
+    async fn send_withdraw(&mut self, conn: &mut Conn, key: &RouteKey) -> Result<(), ConnError> {
+        self.send_update(conn, update::withdraw(key)).await?;
+        self.shared.stats().routes_withdrawn += 1;
+        Ok(())
+    }
+}
+
+/// Whether a refused capability `r` (as the peer echoed it) is `c`: the
+/// same code, and for multiprotocol the same family.
+fn same_capability(r: &Capability, c: &Capability) -> bool {
+    match (r, c) {
+        (Capability::MultiProtocol { .. }, Capability::MultiProtocol { .. }) => r == c,
+        (Capability::Other { code: a, .. }, Capability::Other { code: b, .. }) => a == b,
+        _ => std::mem::discriminant(r) == std::mem::discriminant(c),
+    }
+}
+
+/// `d` scaled by a factor in [0.75, 1.0) (RFC 4271 §10: jitter timers so
+/// peers do not synchronise).
+fn jittered(d: Duration) -> Duration {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|t| t.subsec_nanos())
+        .unwrap_or(0);
+    d.mul_f64(0.75 + f64::from(nanos % 1000) / 4000.0)
+}
