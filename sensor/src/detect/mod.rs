@@ -26,6 +26,31 @@
 //! rate above a threshold: the compared rate is the greater of the smoothed
 //! rate and the lower of the last two measured ones.
 //!
+//! # Use
+//!
+//! ```
+//! use std::{collections::BTreeMap, time::Duration};
+//! use edge_sensor::detect::{DetectConfig, Detector, Event};
+//!
+//! let cfg = DetectConfig::from_toml(r#"own_networks = ["198.18.0.0/15"]"#)?;
+//! let mut detector = Detector::new(cfg)?;
+//! // Each poll: the caller's monotonic clock, the counters of every
+//! // destination (`counters::read_pinned_destinations`), and the samples
+//! // the kernel streamed for `detector.watched()` since the last poll.
+//! let counters = BTreeMap::new();
+//! for tick in 0..3 {
+//!     for event in detector.poll(Duration::from_secs(tick), &counters, &[]) {
+//!         match event {
+//!             Event::AttackStarted(a) | Event::AttackUpdated(a) => println!("mitigate {a}"),
+//!             Event::AttackEnded(a) => println!("withdraw #{}", a.id),
+//!         }
+//!     }
+//!     let _sample_these = detector.watched();
+//! }
+//! assert!(detector.attacks().is_empty());
+//! # Ok::<(), edge_sensor::detect::DetectConfigError>(())
+//! ```
+//!
 //! # Configuration
 //!
 //! ```toml
