@@ -459,8 +459,18 @@ impl Detector {
             b.sum = ZERO;
             b.hosts = 0;
         }
-        for h in self.hosts.values() {
+        for (ip, h) in &self.hosts {
             let Some(net) = h.block else { continue };
+            // A host over its own thresholds is its own attack: summing it
+            // would also make its block a victim, and the block's rule (or
+            // blackhole) would take its neighbours down with it.
+            let own = host_net(*ip);
+            if self.attacks.contains_key(&own)
+                || self.pending.contains(&own)
+                || !below(&h.meter.signals(), &h.thr)
+            {
+                continue;
+            }
             let b = self.blocks.entry(net).or_insert_with(|| Block {
                 group: h.group,
                 meter: Meter::new(None),
