@@ -38,9 +38,8 @@ pub(super) struct Host {
     /// The aggregate block it is summed into, if its group has aggregates.
     block: Option<IpNet>,
     pub(super) meter: Meter,
-    baseline: Option<Box<Baseline>>,
-    /// Thresholds in force (static, or adaptive from the baseline).
-    thr: LimitTable,
+    /// Only for hosts whose group has a baseline (boxed: most have none).
+    adaptive: Option<Box<Adaptive>>,
     /// Rates of the last interval without anomaly: the normal class mix.
     quiet: Table,
     /// Long-run average of the whole-traffic pps, and how many intervals
@@ -53,6 +52,22 @@ pub(super) struct Host {
     watch_until: Option<Duration>,
     seen: bool,
     reading: Reading,
+}
+
+/// A host's baseline and the thresholds it gives.
+#[derive(Debug, Clone)]
+struct Adaptive {
+    baseline: Baseline,
+    thresholds: LimitTable,
+}
+
+impl Host {
+    /// The thresholds in force: adaptive, or the group's static ones.
+    fn thresholds<'a>(&'a self, groups: &'a [Group]) -> &'a LimitTable {
+        self.adaptive
+            .as_ref()
+            .map_or(&groups[self.group].thresholds, |a| &a.thresholds)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -181,13 +196,18 @@ impl Detector {
                 .map(|n| n.trunc())
                 .unwrap_or_else(|_| host_net(ip))
         });
-        let baseline = g.baseline.as_ref().map(|_| Box::default());
+        let adaptive = g.baseline.as_ref().map(|_| {
+            let baseline = Baseline::default();
+            Box::new(Adaptive {
+                thresholds: thresholds_of(g, &baseline),
+                baseline,
+            })
+        });
         Some(Host {
             group,
             block,
             meter: Meter::new(base),
-            thr: thresholds_of(g, baseline.as_deref()),
-            baseline,
+            adaptive,
             quiet: ZERO,
             // Present at the first poll: history unknown, learnt from the
             // first rate. Appeared later: it was idle (absent from the map).
@@ -296,13 +316,13 @@ impl Detector {
                 let net = host_net(**ip);
                 self.attacks.contains_key(&net)
                     || self.pending.contains(&net)
-                    || reaches(&h.meter, &h.thr, ratio)
+                    || reaches(&h.meter, h.thresholds(&self.groups), ratio)
             })
             .map(|(ip, _)| *ip)
             .collect();
         for ip in candidates {
             let h = &self.hosts[&ip];
-            let thresholds = h.thr;
+            let thresholds = *h.thresholds(&self.groups);
             let signals = h.meter.signals();
             let group = h.group;
             self.decide(
@@ -412,7 +432,7 @@ impl Detector {
 
     /// A host's thresholds in force (see [`thresholds_of`]).
     pub(super) fn host_thresholds(&self, h: &Host) -> LimitTable {
-        h.thr
+        *h.thresholds(&self.groups)
     }
 
     /// Per host, once a poll: follows the typical rate and flags surges,
@@ -434,23 +454,25 @@ impl Detector {
                     && !pending.contains(&net)
                     && !h.block.is_some_and(|b| attacks.contains_key(&b));
                 let raw = *h.meter.raw();
-                let thr = h.thr;
+                let thr = *h.thresholds(groups);
                 let over = !below(&h.meter.signals(), &thr) || !below(&raw, &thr);
                 h.surge =
                     track_typical(&mut h.typical, raw[0][0], calm, typical_alpha) || over || !calm;
-                if calm && let (Some(bc), Some(b)) = (&g.baseline, h.baseline.as_mut()) {
-                    // Rates at or above the threshold are not normal: they
-                    // must not teach the baseline that an attack is.
-                    let a = meter::alpha(secs, bc.window.as_secs_f64());
-                    b.learn(
-                        &raw,
-                        |i, m| thr[i][m].is_none_or(|t| raw[i][m] < t),
-                        a,
-                        secs,
-                    );
+                if let (Some(bc), Some(a)) = (&g.baseline, h.adaptive.as_mut()) {
+                    if calm {
+                        // Rates at or above the threshold are not normal:
+                        // they must not teach the baseline that an attack is.
+                        let alpha = meter::alpha(secs, bc.window.as_secs_f64());
+                        a.baseline.learn(
+                            &raw,
+                            |i, m| thr[i][m].is_none_or(|t| raw[i][m] < t),
+                            alpha,
+                            secs,
+                        );
+                    }
+                    a.thresholds = thresholds_of(g, &a.baseline);
                 }
             }
-            h.thr = thresholds_of(g, h.baseline.as_deref());
         }
     }
 
@@ -467,7 +489,7 @@ impl Detector {
             let own = host_net(*ip);
             if self.attacks.contains_key(&own)
                 || self.pending.contains(&own)
-                || !below(&h.meter.signals(), &h.thr)
+                || !below(&h.meter.signals(), h.thresholds(&self.groups))
             {
                 continue;
             }
@@ -720,11 +742,11 @@ impl Detector {
         let Some(h) = self.hosts.get(&victim.network()) else {
             return false;
         };
-        let (Some(bc), Some(b)) = (&self.groups[h.group].baseline, &h.baseline) else {
+        let (Some(bc), Some(a)) = (&self.groups[h.group].baseline, &h.adaptive) else {
             return false;
         };
         if bc.flash_crowd_similarity <= 0.0
-            || b.learnt_secs() < bc.window.as_secs_f64()
+            || a.baseline.learnt_secs() < bc.window.as_secs_f64()
             || fp.normal_basis != NormalBasis::Samples
             || fp.hits_normal < bc.flash_crowd_similarity
         {
@@ -1031,7 +1053,7 @@ impl Detector {
             if !victim && !h.surge && h.reading == Reading::Measured {
                 h.quiet = *h.meter.raw();
             }
-            let r = ratio(&h.meter, &h.thr);
+            let r = ratio(&h.meter, h.thresholds(groups));
             let in_hot_block = h.block.and_then(|b| hot_blocks.get(&b).copied());
             if r >= fraction || victim || in_hot_block.is_some() {
                 h.watch_until = Some(until);
@@ -1128,9 +1150,9 @@ fn is_host(net: IpNet) -> bool {
 /// A host's thresholds: its group's static ones, or adaptive where the
 /// group has a baseline with a floor for that class and metric (static
 /// while the baseline is still learning, where there is one).
-fn thresholds_of(g: &Group, baseline: Option<&Baseline>) -> LimitTable {
+fn thresholds_of(g: &Group, b: &Baseline) -> LimitTable {
     let mut t = g.thresholds;
-    if let (Some(bc), Some(b)) = (&g.baseline, baseline) {
+    if let Some(bc) = &g.baseline {
         let learnt = b.learnt_secs() >= bc.window.as_secs_f64();
         for c in TrafficClass::ALL {
             for m in Metric::BOTH {
