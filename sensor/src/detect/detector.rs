@@ -32,6 +32,8 @@ struct Group {
     baseline: Option<BaselineConfig>,
 }
 
+/// One destination inside the own networks, while it is in the counters
+/// (or something still needs it).
 #[derive(Debug, Clone)]
 pub(super) struct Host {
     group: usize,
@@ -70,6 +72,7 @@ impl Host {
     }
 }
 
+/// A block of a group's hosts, summed for aggregate thresholds.
 #[derive(Debug, Clone)]
 struct Block {
     group: usize,
@@ -77,10 +80,12 @@ struct Block {
     quiet: Table,
     typical: Option<(f64, u32)>,
     surge: bool,
+    /// This poll's sum of its hosts' rates, and how many were summed.
     sum: Table,
     hosts: u32,
 }
 
+/// An attack in progress.
 #[derive(Debug, Clone)]
 struct Active {
     attack: Attack,

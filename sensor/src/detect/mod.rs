@@ -79,7 +79,7 @@
 //!
 //! [detect.fingerprint]
 //! window = "5s"                 # recent samples: the attack's evidence
-//! coverage = 0.9                # share of the recent traffic the match keeps
+//! coverage = 0.9                # share of the attack the match must cover
 //! min_samples = 5
 //! dominant_share = 0.6
 //!
