@@ -375,13 +375,14 @@ impl Default for ReleaseConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FingerprintConfig {
-    /// Samples younger than this are "recent" (the attack's evidence);
-    /// older ones of a destination not under attack become its normal
-    /// profile.
+    /// Samples younger than this are "recent" (the attack's evidence when
+    /// they arrived in a surge); older ones that arrived at a typical rate,
+    /// outside attacks, become the destination's normal profile.
     #[serde(deserialize_with = "de_duration")]
     pub window: Duration,
-    /// Share of the recent traffic the match must keep covering: a field is
-    /// narrowed only while the whole match still covers this much.
+    /// Share of the attack the match must keep covering (estimated with the
+    /// normal traffic mixed in taken out): a component is narrowed only
+    /// while the whole match still covers this much.
     pub coverage: f64,
     /// Fewer recent samples than this and the fingerprint is built from the
     /// class counters alone.

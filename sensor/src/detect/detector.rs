@@ -32,15 +32,16 @@ struct Group {
     baseline: Option<BaselineConfig>,
 }
 
+/// One destination inside the own networks, while it is in the counters
+/// (or something still needs it).
 #[derive(Debug, Clone)]
 pub(super) struct Host {
     group: usize,
     /// The aggregate block it is summed into, if its group has aggregates.
     block: Option<IpNet>,
     pub(super) meter: Meter,
-    baseline: Option<Box<Baseline>>,
-    /// Thresholds in force (static, or adaptive from the baseline).
-    thr: LimitTable,
+    /// Only for hosts whose group has a baseline (boxed: most have none).
+    adaptive: Option<Box<Adaptive>>,
     /// Rates of the last interval without anomaly: the normal class mix.
     quiet: Table,
     /// Long-run average of the whole-traffic pps, and how many intervals
@@ -55,6 +56,23 @@ pub(super) struct Host {
     reading: Reading,
 }
 
+/// A host's baseline and the thresholds it gives.
+#[derive(Debug, Clone)]
+struct Adaptive {
+    baseline: Baseline,
+    thresholds: LimitTable,
+}
+
+impl Host {
+    /// The thresholds in force: adaptive, or the group's static ones.
+    fn thresholds<'a>(&'a self, groups: &'a [Group]) -> &'a LimitTable {
+        self.adaptive
+            .as_ref()
+            .map_or(&groups[self.group].thresholds, |a| &a.thresholds)
+    }
+}
+
+/// A block of a group's hosts, summed for aggregate thresholds.
 #[derive(Debug, Clone)]
 struct Block {
     group: usize,
@@ -62,10 +80,12 @@ struct Block {
     quiet: Table,
     typical: Option<(f64, u32)>,
     surge: bool,
+    /// This poll's sum of its hosts' rates, and how many were summed.
     sum: Table,
     hosts: u32,
 }
 
+/// An attack in progress.
 #[derive(Debug, Clone)]
 struct Active {
     attack: Attack,
@@ -181,13 +201,18 @@ impl Detector {
                 .map(|n| n.trunc())
                 .unwrap_or_else(|_| host_net(ip))
         });
-        let baseline = g.baseline.as_ref().map(|_| Box::default());
+        let adaptive = g.baseline.as_ref().map(|_| {
+            let baseline = Baseline::default();
+            Box::new(Adaptive {
+                thresholds: thresholds_of(g, &baseline),
+                baseline,
+            })
+        });
         Some(Host {
             group,
             block,
             meter: Meter::new(base),
-            thr: thresholds_of(g, baseline.as_deref()),
-            baseline,
+            adaptive,
             quiet: ZERO,
             // Present at the first poll: history unknown, learnt from the
             // first rate. Appeared later: it was idle (absent from the map).
@@ -296,13 +321,13 @@ impl Detector {
                 let net = host_net(**ip);
                 self.attacks.contains_key(&net)
                     || self.pending.contains(&net)
-                    || reaches(&h.meter, &h.thr, ratio)
+                    || reaches(&h.meter, h.thresholds(&self.groups), ratio)
             })
             .map(|(ip, _)| *ip)
             .collect();
         for ip in candidates {
             let h = &self.hosts[&ip];
-            let thresholds = h.thr;
+            let thresholds = *h.thresholds(&self.groups);
             let signals = h.meter.signals();
             let group = h.group;
             self.decide(
@@ -412,7 +437,7 @@ impl Detector {
 
     /// A host's thresholds in force (see [`thresholds_of`]).
     pub(super) fn host_thresholds(&self, h: &Host) -> LimitTable {
-        h.thr
+        *h.thresholds(&self.groups)
     }
 
     /// Per host, once a poll: follows the typical rate and flags surges,
@@ -434,23 +459,25 @@ impl Detector {
                     && !pending.contains(&net)
                     && !h.block.is_some_and(|b| attacks.contains_key(&b));
                 let raw = *h.meter.raw();
-                let thr = h.thr;
+                let thr = *h.thresholds(groups);
                 let over = !below(&h.meter.signals(), &thr) || !below(&raw, &thr);
                 h.surge =
                     track_typical(&mut h.typical, raw[0][0], calm, typical_alpha) || over || !calm;
-                if calm && let (Some(bc), Some(b)) = (&g.baseline, h.baseline.as_mut()) {
-                    // Rates at or above the threshold are not normal: they
-                    // must not teach the baseline that an attack is.
-                    let a = meter::alpha(secs, bc.window.as_secs_f64());
-                    b.learn(
-                        &raw,
-                        |i, m| thr[i][m].is_none_or(|t| raw[i][m] < t),
-                        a,
-                        secs,
-                    );
+                if let (Some(bc), Some(a)) = (&g.baseline, h.adaptive.as_mut()) {
+                    if calm {
+                        // Rates at or above the threshold are not normal:
+                        // they must not teach the baseline that an attack is.
+                        let alpha = meter::alpha(secs, bc.window.as_secs_f64());
+                        a.baseline.learn(
+                            &raw,
+                            |i, m| thr[i][m].is_none_or(|t| raw[i][m] < t),
+                            alpha,
+                            secs,
+                        );
+                    }
+                    a.thresholds = thresholds_of(g, &a.baseline);
                 }
             }
-            h.thr = thresholds_of(g, h.baseline.as_deref());
         }
     }
 
@@ -459,8 +486,18 @@ impl Detector {
             b.sum = ZERO;
             b.hosts = 0;
         }
-        for h in self.hosts.values() {
+        for (ip, h) in &self.hosts {
             let Some(net) = h.block else { continue };
+            // A host over its own thresholds is its own attack: summing it
+            // would also make its block a victim, and the block's rule (or
+            // blackhole) would take its neighbours down with it.
+            let own = host_net(*ip);
+            if self.attacks.contains_key(&own)
+                || self.pending.contains(&own)
+                || !below(&h.meter.signals(), h.thresholds(&self.groups))
+            {
+                continue;
+            }
             let b = self.blocks.entry(net).or_insert_with(|| Block {
                 group: h.group,
                 meter: Meter::new(None),
@@ -710,11 +747,11 @@ impl Detector {
         let Some(h) = self.hosts.get(&victim.network()) else {
             return false;
         };
-        let (Some(bc), Some(b)) = (&self.groups[h.group].baseline, &h.baseline) else {
+        let (Some(bc), Some(a)) = (&self.groups[h.group].baseline, &h.adaptive) else {
             return false;
         };
         if bc.flash_crowd_similarity <= 0.0
-            || b.learnt_secs() < bc.window.as_secs_f64()
+            || a.baseline.learnt_secs() < bc.window.as_secs_f64()
             || fp.normal_basis != NormalBasis::Samples
             || fp.hits_normal < bc.flash_crowd_similarity
         {
@@ -1021,7 +1058,7 @@ impl Detector {
             if !victim && !h.surge && h.reading == Reading::Measured {
                 h.quiet = *h.meter.raw();
             }
-            let r = ratio(&h.meter, &h.thr);
+            let r = ratio(&h.meter, h.thresholds(groups));
             let in_hot_block = h.block.and_then(|b| hot_blocks.get(&b).copied());
             if r >= fraction || victim || in_hot_block.is_some() {
                 h.watch_until = Some(until);
@@ -1118,9 +1155,9 @@ fn is_host(net: IpNet) -> bool {
 /// A host's thresholds: its group's static ones, or adaptive where the
 /// group has a baseline with a floor for that class and metric (static
 /// while the baseline is still learning, where there is one).
-fn thresholds_of(g: &Group, baseline: Option<&Baseline>) -> LimitTable {
+fn thresholds_of(g: &Group, b: &Baseline) -> LimitTable {
     let mut t = g.thresholds;
-    if let (Some(bc), Some(b)) = (&g.baseline, baseline) {
+    if let Some(bc) = &g.baseline {
         let learnt = b.learnt_secs() >= bc.window.as_secs_f64();
         for c in TrafficClass::ALL {
             for m in Metric::BOTH {

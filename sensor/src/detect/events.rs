@@ -43,7 +43,8 @@ pub struct Attack {
     pub started_s: f64,
     pub duration_s: f64,
     pub trigger: Trigger,
-    /// Current rates of all the victim's traffic.
+    /// Current rates of all the victim's traffic, as compared with the
+    /// thresholds (see [`super::meter::Meter::signal`]), and their peaks.
     pub pps: f64,
     pub bps: f64,
     pub peak_pps: f64,

@@ -194,8 +194,9 @@ pub enum NormalBasis {
 pub struct Fingerprint {
     #[serde(rename = "match")]
     pub flow: FlowMatch,
-    /// Share (by packets) of the destination's recent traffic the match
-    /// covers: the attack and whatever legitimate traffic is mixed in.
+    /// Estimated share (by packets) of the attack traffic the match covers:
+    /// what it matches of the evidence, less the normal traffic expected
+    /// there (see [`Fit::covers`]).
     pub covers_attack: f64,
     /// Share (by packets) of the destination's normal traffic the match
     /// would also hit.
@@ -257,7 +258,7 @@ impl fmt::Display for Fingerprint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} (covers {:.0}% of recent traffic, hits {}{:.0}% of normal; from {})",
+            "{} (covers {:.0}% of the attack, hits {}{:.0}% of normal traffic; from {})",
             self.flow,
             self.covers_attack * 100.0,
             if self.normal_basis == NormalBasis::ClassShares {

@@ -10,7 +10,11 @@
 //! - compares them with thresholds: global, per host group (most specific
 //!   prefix wins), per class and metric, optionally adaptive per
 //!   destination (`mean + k * stddev`, with a floor), and per block of a
-//!   group's hosts summed (carpet bombing);
+//!   group's hosts summed (carpet bombing; hosts over their own thresholds
+//!   are their own attacks and are left out of the sum);
+//! - on a host with a learnt baseline, takes a crossing whose traffic is
+//!   shaped like the host's normal traffic (the best match would hit most
+//!   of it) for a flash crowd, and does not report it;
 //! - names the attack ([`classify`]) and learns the narrowest Flow
 //!   Spec-shaped match that covers it ([`fingerprint`]), in the same poll;
 //! - ends it with hysteresis (release ratio, hold time, minimum duration);
@@ -24,7 +28,36 @@
 //!
 //! A decision comes at most two polls after the first poll that measures a
 //! rate above a threshold: the compared rate is the greater of the smoothed
-//! rate and the lower of the last two measured ones.
+//! rate and the lower of the last two measured ones, and a victim the
+//! kernel was not sampling yet waits one poll (not more) for its samples.
+//! Running attacks are revised from the latest poll's evidence: a new
+//! vector replaces the match at once, a narrower match after three polls
+//! in a row, and a fading attack keeps its match.
+//!
+//! # Use
+//!
+//! ```
+//! use std::{collections::BTreeMap, time::Duration};
+//! use edge_sensor::detect::{DetectConfig, Detector, Event};
+//!
+//! let cfg = DetectConfig::from_toml(r#"own_networks = ["198.18.0.0/15"]"#)?;
+//! let mut detector = Detector::new(cfg)?;
+//! // Each poll: the caller's monotonic clock, the counters of every
+//! // destination (`counters::read_pinned_destinations`), and the samples
+//! // the kernel streamed for `detector.watched()` since the last poll.
+//! let counters = BTreeMap::new();
+//! for tick in 0..3 {
+//!     for event in detector.poll(Duration::from_secs(tick), &counters, &[]) {
+//!         match event {
+//!             Event::AttackStarted(a) | Event::AttackUpdated(a) => println!("mitigate {a}"),
+//!             Event::AttackEnded(a) => println!("withdraw #{}", a.id),
+//!         }
+//!     }
+//!     let _sample_these = detector.watched();
+//! }
+//! assert!(detector.attacks().is_empty());
+//! # Ok::<(), edge_sensor::detect::DetectConfigError>(())
+//! ```
 //!
 //! # Configuration
 //!
@@ -54,7 +87,7 @@
 //!
 //! [detect.fingerprint]
 //! window = "5s"                 # recent samples: the attack's evidence
-//! coverage = 0.9                # share of the recent traffic the match keeps
+//! coverage = 0.9                # share of the attack the match must cover
 //! min_samples = 5
 //! dominant_share = 0.6
 //!
@@ -73,7 +106,9 @@
 //! aggregate_prefix_v4 = 24
 //! aggregate_prefix_v6 = 64
 //! # Adaptive per destination, for the classes and metrics with a floor.
-//! baseline = { k = 4.0, window = "10m", floor = { all = { pps = 20000 } }, ceiling = { all = { pps = 1000000 } } }
+//! # flash_crowd_similarity: a crossing whose best match would hit this share
+//! # of the host's normal traffic is a flash crowd (0: off).
+//! baseline = { k = 4.0, window = "10m", floor = { all = { pps = 20000 } }, ceiling = { all = { pps = 1000000 } }, flash_crowd_similarity = 0.8 }
 //!
 //! [[detect.host_groups]]
 //! name = "dns"
@@ -145,6 +180,8 @@ mod tests {
         assert_eq!(web.aggregate.udp.pps, Some(Rate(100_000.0)));
         let b = web.baseline.as_ref().unwrap();
         assert_eq!((b.k, b.window), (4.0, Duration::from_secs(600)));
+        assert_eq!(b.ceiling.all.pps, Some(Rate(1e6)));
+        assert_eq!(b.flash_crowd_similarity, 0.8);
         assert_eq!(c.host_groups[1].action, Some(Action::Alert));
         let d = Detector::new(c).unwrap();
         // Most specific prefix wins; outside the own networks: nothing.

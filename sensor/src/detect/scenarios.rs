@@ -1084,3 +1084,38 @@ fn the_watch_list_is_capped_victims_first_then_by_ratio() {
     assert_eq!(watched, vec!["198.18.7.5", "198.18.7.100"]);
     assert_eq!(sim.det.stats().watched, 2);
 }
+
+#[test]
+fn a_single_host_flood_is_not_also_an_attack_on_its_block() {
+    let cfg = with(
+        r#"
+[[host_groups]]
+name = "hosting"
+prefixes = ["198.18.3.0/24"]
+thresholds = { all = { pps = 20000 } }
+aggregate = { all = { pps = 300000 } }
+"#,
+    );
+    let mut sim = Sim::new(&cfg);
+    sim.run(30, |p| {
+        let mut f: Vec<Flow> = (1..=20)
+            .flat_map(|i| web(&format!("198.18.3.{i}"), 2000.0))
+            .collect();
+        if p >= 11 {
+            f.push(
+                flow("198.18.3.7", 800_000.0, ipproto::UDP)
+                    .sport(53)
+                    .len(1200),
+            );
+        }
+        f
+    });
+    let story = sim.story();
+    let started = sim.started();
+    assert_eq!(started.len(), 1, "{story}");
+    assert_eq!(started[0].1.scope, Scope::Host);
+    assert_eq!(
+        started[0].1.victim,
+        "198.18.3.7/32".parse::<IpNet>().unwrap()
+    );
+}
