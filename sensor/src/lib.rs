@@ -13,6 +13,7 @@ pub mod counters;
 pub mod decode;
 pub mod detect;
 pub mod metrics;
+pub mod mitigate;
 pub mod pcap;
 pub mod rates;
 pub mod state;

@@ -1,0 +1,419 @@
+//! The policy against a recording announcer: which route for which attack,
+//! the safety rules, fallbacks, escalation, hold and withdrawal, restore.
+
+use std::{cell::RefCell, net::IpAddr, time::Duration};
+
+use super::*;
+use crate::{
+    bgp::{Outcome, RejectReason},
+    detect::{
+        AttackClass, Trigger,
+        config::{Metric, Rate, TrafficClass},
+        fingerprint::{Basis, Fingerprint, FlowMatch, NormalBasis},
+    },
+};
+
+/// Two routers; `edge2` takes no flow spec. Records what it was given.
+#[derive(Default)]
+struct Routers {
+    held: RefCell<Vec<(String, Route)>>,
+}
+
+impl Routers {
+    fn holds(&self, peer: &str) -> Vec<Route> {
+        self.held
+            .borrow()
+            .iter()
+            .filter(|(p, _)| p == peer)
+            .map(|(_, r)| r.clone())
+            .collect()
+    }
+}
+
+impl Announcer for Routers {
+    fn announce(&self, route: Route) -> Result<Announcement, RouteError> {
+        self.announce_to(&["edge1", "edge2"], route)
+    }
+    fn announce_to(&self, peers: &[&str], route: Route) -> Result<Announcement, RouteError> {
+        let mut out = Vec::new();
+        for &p in peers {
+            let refuse = p == "edge2" && matches!(route, Route::FlowSpec { .. });
+            if refuse {
+                out.push((
+                    p.to_string(),
+                    Outcome::Refused(RejectReason::FamilyNotConfigured {
+                        family: route.family(),
+                    }),
+                ));
+            } else {
+                let mut held = self.held.borrow_mut();
+                held.retain(|(q, r)| !(q == p && r.key() == route.key()));
+                held.push((p.to_string(), route.clone()));
+                out.push((p.to_string(), Outcome::Accepted));
+            }
+        }
+        Ok(Announcement {
+            key: route.key(),
+            peers: out,
+        })
+    }
+    fn withdraw_key(&self, key: &RouteKey) -> usize {
+        let mut held = self.held.borrow_mut();
+        let before = held.len();
+        held.retain(|(_, r)| r.key() != *key);
+        before - held.len()
+    }
+}
+
+fn own() -> Vec<IpNet> {
+    vec![
+        "203.0.113.0/24".parse().unwrap(),
+        "2001:db8::/32".parse().unwrap(),
+    ]
+}
+
+fn attack(id: u64, victim: &str, action: GroupAction, covers: f64) -> Attack {
+    let victim: IpNet = victim.parse().unwrap();
+    let mut flow = FlowMatch::any(victim);
+    flow.protocols = vec![17];
+    flow.source_ports = vec![123];
+    Attack {
+        id,
+        victim,
+        scope: if victim.prefix_len() == victim.max_prefix_len() {
+            Scope::Host
+        } else {
+            Scope::Aggregate
+        },
+        class: AttackClass::UdpAmplification { port: 123 },
+        host_group: "default".into(),
+        action,
+        started_s: 0.0,
+        duration_s: 0.0,
+        trigger: Trigger {
+            class: TrafficClass::Udp,
+            metric: Metric::Pps,
+            rate: 2e5,
+            threshold: 1e5,
+        },
+        pps: 2e5,
+        bps: 1e9,
+        peak_pps: 2e5,
+        peak_bps: 1e9,
+        fingerprint: Fingerprint {
+            flow,
+            covers_attack: covers,
+            hits_normal: 0.0,
+            basis: Basis::Samples,
+            normal_basis: NormalBasis::Samples,
+            samples: 100,
+        },
+    }
+}
+
+fn mitigator(cfg: MitigationConfig) -> Mitigator {
+    Mitigator::new(cfg, own())
+}
+
+fn events(records: &[Record]) -> Vec<&str> {
+    records
+        .iter()
+        .map(|r| r["event"].as_str().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_precise_match_becomes_a_filter_and_refusing_routers_get_a_blackhole() {
+    let r = Routers::default();
+    let mut m = mitigator(MitigationConfig::default());
+    let a = attack(1, "203.0.113.5/32", GroupAction::Flowspec, 0.97);
+    let out = m.on_event(&Event::AttackStarted(a.clone()), 1000, &r);
+    assert_eq!(events(&out), ["mitigation_announced"]);
+    let edge1 = r.holds("edge1");
+    assert_eq!(edge1.len(), 1);
+    assert!(matches!(edge1[0], Route::FlowSpec { .. }), "{edge1:?}");
+    assert_eq!(
+        r.holds("edge2"),
+        [Route::blackhole("203.0.113.5".parse().unwrap())],
+        "the router without flow spec gets the blackhole"
+    );
+    // Ended early: held until min_hold, then withdrawn everywhere.
+    m.on_event(&Event::AttackEnded(a), 1010, &r);
+    assert!(m.tick(1100, &r).is_empty());
+    assert_eq!(events(&m.tick(1300, &r)), ["mitigation_withdrawn"]);
+    assert!(r.held.borrow().is_empty());
+    assert!(m.take_changed().is_some_and(|s| s.is_empty()));
+}
+
+#[test]
+fn coarse_matches_big_attacks_and_blackhole_groups_get_blackholes_where_allowed() {
+    let r = Routers::default();
+    let cfg = MitigationConfig {
+        blackhole_above_bps: Some(Rate(5e9)),
+        never_blackhole: vec!["203.0.113.53/32".parse().unwrap()],
+        ..MitigationConfig::default()
+    };
+    let mut m = mitigator(cfg);
+    // Coarse match: blackhole.
+    m.on_event(
+        &Event::AttackStarted(attack(1, "203.0.113.5/32", GroupAction::Flowspec, 0.3)),
+        0,
+        &r,
+    );
+    assert_eq!(m.active().next().unwrap().kind, Kind::Blackhole);
+    // Too big: blackhole even with a precise match.
+    let mut big = attack(2, "203.0.113.6/32", GroupAction::Flowspec, 0.99);
+    big.peak_bps = 9e9;
+    let out = m.on_event(&Event::AttackStarted(big), 0, &r);
+    assert_eq!(events(&out), ["mitigation_announced"], "{out:?}");
+    assert_eq!(m.active().nth(1).unwrap().kind, Kind::Blackhole);
+    // Too big but never_blackhole: the precise filter instead.
+    let mut dns = attack(3, "203.0.113.53/32", GroupAction::Flowspec, 0.99);
+    dns.peak_bps = 9e9;
+    m.on_event(&Event::AttackStarted(dns), 0, &r);
+    assert_eq!(m.active().nth(2).unwrap().kind, Kind::Flowspec);
+    assert!(
+        !r.holds("edge2")
+            .contains(&Route::blackhole("203.0.113.53".parse().unwrap())),
+        "never_blackhole holds for the fallback too"
+    );
+    // Coarse and never_blackhole: nothing safe, refused and logged.
+    let out = m.on_event(
+        &Event::AttackStarted(attack(4, "203.0.113.53/32", GroupAction::Blackhole, 0.99)),
+        0,
+        &r,
+    );
+    assert_eq!(events(&out), ["mitigation_refused"]);
+    // Alert only.
+    let out = m.on_event(
+        &Event::AttackStarted(attack(5, "203.0.113.7/32", GroupAction::Alert, 0.99)),
+        0,
+        &r,
+    );
+    assert_eq!(events(&out), ["alert_only"]);
+    assert_eq!(m.active().count(), 3);
+}
+
+#[test]
+fn nothing_outside_the_own_networks_nothing_too_broad_and_limits_hold() {
+    let r = Routers::default();
+    let cfg = MitigationConfig {
+        max_active: 2,
+        max_new_per_minute: 100,
+        ..MitigationConfig::default()
+    };
+    let mut m = mitigator(cfg);
+    let out = m.on_event(
+        &Event::AttackStarted(attack(1, "198.51.100.5/32", GroupAction::Blackhole, 1.0)),
+        0,
+        &r,
+    );
+    assert_eq!(events(&out), ["mitigation_refused"]);
+    assert!(
+        out[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("outside the own networks")
+    );
+    // A block attack: a /24 filter is allowed (min_prefix_v4 24), a /16 is not.
+    m.on_event(
+        &Event::AttackStarted(attack(2, "203.0.113.0/24", GroupAction::Flowspec, 0.95)),
+        0,
+        &r,
+    );
+    assert_eq!(m.active().count(), 1);
+    let mut wide = mitigator(MitigationConfig {
+        min_prefix_v4: 28,
+        ..MitigationConfig::default()
+    });
+    let out = wide.on_event(
+        &Event::AttackStarted(attack(3, "203.0.113.0/24", GroupAction::Flowspec, 0.95)),
+        0,
+        &r,
+    );
+    assert!(
+        out[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("broader than /28"),
+        "{out:?}"
+    );
+    // A block is never blackholed.
+    let out = m.on_event(
+        &Event::AttackStarted(attack(4, "203.0.113.0/24", GroupAction::Blackhole, 0.95)),
+        0,
+        &r,
+    );
+    assert!(
+        out[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("single addresses"),
+        "{out:?}"
+    );
+    // max_active.
+    m.on_event(
+        &Event::AttackStarted(attack(5, "203.0.113.9/32", GroupAction::Flowspec, 0.95)),
+        0,
+        &r,
+    );
+    let out = m.on_event(
+        &Event::AttackStarted(attack(6, "203.0.113.10/32", GroupAction::Flowspec, 0.95)),
+        0,
+        &r,
+    );
+    assert!(
+        out[0]["reason"].as_str().unwrap().contains("max_active"),
+        "{out:?}"
+    );
+    // Rate limit of new announcements, per minute.
+    let mut slow = mitigator(MitigationConfig {
+        max_new_per_minute: 2,
+        ..MitigationConfig::default()
+    });
+    for (i, t) in [(1, 0), (2, 10), (3, 20)] {
+        let ip = format!("203.0.113.{}/32", 100 + i);
+        let out = slow.on_event(
+            &Event::AttackStarted(attack(i, &ip, GroupAction::Flowspec, 0.95)),
+            t,
+            &r,
+        );
+        assert_eq!(
+            events(&out)[0],
+            if i < 3 {
+                "mitigation_announced"
+            } else {
+                "mitigation_refused"
+            }
+        );
+    }
+    let out = slow.on_event(
+        &Event::AttackStarted(attack(4, "203.0.113.120/32", GroupAction::Flowspec, 0.95)),
+        61,
+        &r,
+    );
+    assert_eq!(events(&out), ["mitigation_announced"], "a minute later");
+}
+
+#[test]
+fn escalation_updates_and_dry_run() {
+    let r = Routers::default();
+    let mut m = mitigator(MitigationConfig {
+        escalate_after: Duration::from_secs(60),
+        ..MitigationConfig::default()
+    });
+    let a = attack(
+        1,
+        "2001:db8::5/128",
+        GroupAction::FlowspecThenBlackhole,
+        0.95,
+    );
+    m.on_event(&Event::AttackStarted(a.clone()), 0, &r);
+    assert!(m.tick(30, &r).is_empty());
+    assert_eq!(events(&m.tick(60, &r)), ["mitigation_escalated"]);
+    assert!(
+        r.holds("edge1")
+            .contains(&Route::blackhole("2001:db8::5".parse().unwrap()))
+    );
+    // A new vector: the rule is replaced, the new one first.
+    let mut b = a.clone();
+    b.fingerprint.flow.source_ports = vec![1900];
+    let out = m.on_event(&Event::AttackUpdated(b), 70, &r);
+    assert_eq!(events(&out), ["mitigation_updated"]);
+    let flows: Vec<String> = r
+        .holds("edge1")
+        .iter()
+        .filter(|r| matches!(r, Route::FlowSpec { .. }))
+        .map(|r| r.to_string())
+        .collect();
+    assert_eq!(flows.len(), 1, "{flows:?}");
+    assert!(flows[0].contains("1900"), "{flows:?}");
+
+    let quiet = Routers::default();
+    let mut dry = mitigator(MitigationConfig {
+        dry_run: true,
+        ..MitigationConfig::default()
+    });
+    let out = dry.on_event(&Event::AttackStarted(a), 0, &quiet);
+    assert_eq!(events(&out), ["mitigation_announced"]);
+    assert!(quiet.held.borrow().is_empty(), "dry run announces nothing");
+}
+
+#[test]
+fn restored_mitigations_are_announced_adopted_or_withdrawn_later() {
+    let r = Routers::default();
+    let mut m = mitigator(MitigationConfig::default());
+    m.on_event(
+        &Event::AttackStarted(attack(7, "203.0.113.5/32", GroupAction::Flowspec, 0.95)),
+        1000,
+        &r,
+    );
+    m.on_event(
+        &Event::AttackStarted(attack(8, "203.0.113.6/32", GroupAction::Flowspec, 0.95)),
+        1000,
+        &r,
+    );
+    let saved = m.take_changed().unwrap();
+    // Saved as JSON, loaded by a new process.
+    let saved: Vec<Mitigation> =
+        serde_json::from_str(&serde_json::to_string(&saved).unwrap()).unwrap();
+    let r2 = Routers::default();
+    let mut m2 = mitigator(MitigationConfig::default());
+    let out = m2.restore(saved, 1100, &r2);
+    assert_eq!(events(&out), ["mitigation_restored", "mitigation_restored"]);
+    assert_eq!(
+        r2.holds("edge1").len(),
+        2,
+        "announced again after the restart"
+    );
+    // The detector sees the first attack again (a new id after a restart).
+    let out = m2.on_event(
+        &Event::AttackStarted(attack(1, "203.0.113.5/32", GroupAction::Flowspec, 0.95)),
+        1105,
+        &r2,
+    );
+    assert_eq!(events(&out), ["mitigation_adopted"]);
+    // The second is not seen again: withdrawn once its hold (from its
+    // creation, 1000 + 300) is over.
+    assert!(m2.tick(1299, &r2).is_empty());
+    let out = m2.tick(1300, &r2);
+    assert_eq!(events(&out), ["mitigation_withdrawn"]);
+    assert_eq!(out[0]["mitigation"]["victim"], "203.0.113.6/32");
+    assert_eq!(r2.holds("edge1").len(), 1);
+    // A later restore with other own networks drops what is now outside.
+    let saved = m2.take_changed().unwrap();
+    let mut m3 = Mitigator::new(
+        MitigationConfig::default(),
+        vec!["2001:db8::/32".parse().unwrap()],
+    );
+    let out = m3.restore(saved, 1200, &Routers::default());
+    assert_eq!(events(&out), ["mitigation_dropped"]);
+}
+
+#[test]
+fn manual_bans_and_unbans() {
+    let r = Routers::default();
+    let mut m = mitigator(MitigationConfig::default());
+    let ip: IpAddr = "203.0.113.9".parse().unwrap();
+    let ban = m
+        .ban(ip, Some("proto udp src-port 53"), false, Some(600), 0, &r)
+        .unwrap();
+    assert_eq!((ban.kind, ban.expires), (Kind::Flowspec, Some(600)));
+    let hole = m.ban(ip, None, true, None, 0, &r).unwrap();
+    assert_eq!(hole.kind, Kind::Blackhole);
+    assert!(
+        m.ban("198.51.100.1".parse().unwrap(), None, true, None, 0, &r)
+            .unwrap_err()
+            .contains("outside the own networks")
+    );
+    assert!(
+        m.ban(ip, Some("proto tcp dst-port x"), false, None, 0, &r)
+            .is_err()
+    );
+    let out = m.unban(&ban.id.to_string(), &r).unwrap();
+    assert_eq!(events(&out), ["mitigation_withdrawn"]);
+    assert!(m.unban("203.0.113.200", &r).is_err());
+    // The blackhole expires on its own after manual_duration.
+    assert_eq!(events(&m.tick(3600, &r)), ["mitigation_withdrawn"]);
+    assert!(r.held.borrow().is_empty());
+}
