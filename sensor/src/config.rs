@@ -10,7 +10,10 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use crate::telemetry::sampling::SamplingRules;
+use crate::{
+    bgp::BgpConfig, detect::DetectConfig, mitigate::MitigationConfig,
+    telemetry::sampling::SamplingRules,
+};
 use edge_sensor_common::{
     DEFAULT_MAX_DESTINATIONS, DEFAULT_PIN_DIR, IPFIX_PORT, MAX_ALLOW_PREFIXES, MAX_TELEMETRY_PORTS,
     NETFLOW_PORT, SFLOW_PORT, TelemetryKind,
@@ -50,6 +53,13 @@ pub struct Config {
     pub xdp: XdpConfig,
     pub telemetry: TelemetryConfig,
     pub exporters: ExportersConfig,
+    /// Detection (`[detect]`); without it the sensor only counts.
+    pub detect: Option<DetectConfig>,
+    /// BGP peers (`[bgp]`); without it mitigations are decided and logged,
+    /// announced nowhere.
+    pub bgp: Option<BgpConfig>,
+    /// Mitigation policy and safety limits (`[mitigation]`).
+    pub mitigation: MitigationConfig,
 }
 
 /// The daemon's own files.
@@ -59,13 +69,26 @@ pub struct DaemonConfig {
     /// Where state that must survive a restart is kept (learnt templates;
     /// active mitigations), written atomically.
     pub state_dir: PathBuf,
+    /// The control socket the CLI talks to (root-only).
+    pub control_socket: PathBuf,
+    /// Prometheus endpoint (`/metrics`); `""` turns it off.
+    pub metrics_listen: String,
 }
 
 impl Default for DaemonConfig {
     fn default() -> Self {
         Self {
             state_dir: PathBuf::from("/var/lib/edge-sensor"),
+            control_socket: PathBuf::from(crate::control::DEFAULT_SOCKET),
+            metrics_listen: crate::metrics::DEFAULT_LISTEN.to_string(),
         }
+    }
+}
+
+impl DaemonConfig {
+    /// The metrics address, `None` when turned off.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        (!self.metrics_listen.is_empty()).then(|| self.metrics_listen.parse().ok())?
     }
 }
 
@@ -253,6 +276,42 @@ impl Config {
         if !self.daemon.state_dir.is_absolute() {
             return Err(invalid("daemon.state_dir", "must be an absolute path"));
         }
+        if !self.daemon.control_socket.is_absolute() {
+            return Err(invalid("daemon.control_socket", "must be an absolute path"));
+        }
+        if !self.daemon.metrics_listen.is_empty() && self.daemon.metrics_addr().is_none() {
+            return Err(invalid(
+                "daemon.metrics_listen",
+                format!(
+                    "`{}` is not ADDRESS:PORT (\"\" turns it off)",
+                    self.daemon.metrics_listen
+                ),
+            ));
+        }
+        if let Some(d) = &self.detect {
+            d.validate().map_err(|e| match e {
+                crate::detect::DetectConfigError::Invalid { key, message } => invalid(key, message),
+                other => invalid("detect", other.to_string()),
+            })?;
+        }
+        if let Some(b) = &self.bgp {
+            b.validate().map_err(|e| invalid(e.key, e.message))?;
+            // Every prefix the speaker may announce for must be one the
+            // detector watches over: one definition of "our networks".
+            if let Some(d) = &self.detect {
+                for (i, net) in b.announce_within.iter().enumerate() {
+                    if !d.own_networks.iter().any(|own| own.contains(net)) {
+                        return Err(invalid(
+                            format!("bgp.announce_within[{i}]"),
+                            format!("{net} is not inside detect.own_networks"),
+                        ));
+                    }
+                }
+            }
+        }
+        self.mitigation
+            .validate()
+            .map_err(|(key, message)| invalid(key, message))?;
         if !(60..=7 * 86400).contains(&self.telemetry.template_lifetime) {
             return Err(invalid(
                 "telemetry.template_lifetime",

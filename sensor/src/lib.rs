@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod counters;
+pub mod daemon;
 pub mod decode;
 pub mod detect;
 pub mod metrics;

@@ -188,8 +188,9 @@ impl Default for Link {
 }
 
 /// `edge-sensor run` attached to `iface` in `ns`, pinning under `pin`, its
-/// log written to `log` and its state kept in `log` with the extension
-/// `state`; returns once the program is on the interface (panics after 15 s).
+/// log written to `log`, its state kept in `log` with the extension `state`
+/// and its control socket at `log` with the extension `sock`; returns once
+/// the program is on the interface (panics after 15 s).
 pub fn start_sensor(
     ns: &NetNs,
     iface: &str,
@@ -205,6 +206,8 @@ pub fn start_sensor(
         // Beside the log: each test's own, never the machine's /var/lib.
         .arg("--state-dir")
         .arg(log.with_extension("state"))
+        .arg("--control-socket")
+        .arg(log.with_extension("sock"))
         .stdout(Stdio::null())
         .stderr(log_file)
         .process_group(0)

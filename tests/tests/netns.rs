@@ -20,19 +20,26 @@ use serde_json::Value;
 /// A running `edge-sensor run`, killed on drop if the test did not stop it.
 struct Running {
     child: Child,
+    /// Its state directory and control socket: the test's own.
+    dir: std::path::PathBuf,
 }
 
 impl Running {
     fn start(ns: &NetNs, args: &[&str]) -> Self {
+        let dir = std::env::temp_dir().join(edge_sensor_tests::unique_name("es-run-"));
         let child = ns
             .command(sensor_bin())
             .arg("run")
             .args(args)
+            .arg("--state-dir")
+            .arg(dir.join("state"))
+            .arg("--control-socket")
+            .arg(dir.join("control.sock"))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start edge-sensor");
-        Self { child }
+        Self { child, dir }
     }
 
     /// Sends SIGINT and returns its exit status and log, within 10 s.
@@ -55,6 +62,7 @@ impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -157,10 +157,14 @@ pub fn lab(args: LabArgs) -> Result<()> {
     };
 
     topology()?;
-    let pin = format!("{PIN_PARENT}/v1");
+    let pin = format!("{PIN_PARENT}/maps");
     let sensor_log = fs::File::create(lab.dir.join("sensor.log"))?;
     let sensor = in_ns(NS_COLLECTOR, bin.to_str().context("binary path")?)
         .args(["run", "--iface", ROUTER_TO_COLLECTOR.1, "--pin-path", &pin])
+        .arg("--state-dir")
+        .arg(lab.dir.join("state"))
+        .arg("--control-socket")
+        .arg(lab.dir.join("control.sock"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(sensor_log)

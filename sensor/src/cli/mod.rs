@@ -1,5 +1,6 @@
 //! The `edge-sensor` command line.
 
+mod ask;
 mod decode;
 mod exporters;
 mod maps;
@@ -43,6 +44,59 @@ pub enum Command {
     /// Serve Prometheus metrics read from the pinned maps (works while the
     /// daemon is down; the daemon serves the same names itself).
     Metrics(MetricsArgs),
+    /// Attacks in progress and recently ended (asks the daemon).
+    Attacks(AskArgs),
+    /// Active mitigations and where they were announced (asks the daemon).
+    Mitigations(AskArgs),
+    /// BGP peers: state, uptime, capabilities, routes (asks the daemon).
+    Bgp(AskArgs),
+    /// The daemon at a glance.
+    Status(AskArgs),
+    /// Mitigate an address by hand: a Flow Spec filter or a blackhole.
+    Ban(BanArgs),
+    /// Withdraw a mitigation (by id) or every one for an address.
+    Unban(UnbanArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AskArgs {
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+    /// The daemon's control socket.
+    #[arg(long, default_value = crate::control::DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BanArgs {
+    /// The address to protect (inside the own networks).
+    pub ip: std::net::IpAddr,
+    /// A Flow Spec match, e.g. "proto udp src-port 123 len 400-1500"
+    /// (words: src, proto, src-port, dst-port, tcp-flags, len, fragment,
+    /// not-fragment, first-fragment, later-fragment).
+    #[arg(long, conflicts_with = "blackhole")]
+    pub flowspec: Option<String>,
+    /// Blackhole the address (RTBH) instead (the default without --flowspec).
+    #[arg(long)]
+    pub blackhole: bool,
+    /// How long, e.g. 10m, 1h (default: mitigation.manual_duration).
+    #[arg(long = "for")]
+    pub r#for: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+    #[arg(long, default_value = crate::control::DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UnbanArgs {
+    /// A mitigation id, or an address (every mitigation for it).
+    pub target: String,
+    #[arg(long)]
+    pub json: bool,
+    #[arg(long, default_value = crate::control::DEFAULT_SOCKET)]
+    pub socket: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -159,6 +213,13 @@ pub struct RunArgs {
     /// State directory; overrides `daemon.state_dir`.
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
+    /// Control socket; overrides `daemon.control_socket`.
+    #[arg(long)]
+    pub control_socket: Option<PathBuf>,
+    /// Metrics endpoint ADDRESS:PORT, or "" for none; overrides
+    /// `daemon.metrics_listen`.
+    #[arg(long)]
+    pub metrics_listen: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -182,6 +243,12 @@ pub fn main() -> ExitCode {
         Command::Top(args) => top::top(args),
         Command::Maps(args) => maps::maps(args),
         Command::Metrics(args) => metrics::metrics(args),
+        Command::Attacks(args) => ask::attacks(args),
+        Command::Mitigations(args) => ask::mitigations(args),
+        Command::Bgp(args) => ask::bgp(args),
+        Command::Status(args) => ask::status(args),
+        Command::Ban(args) => ask::ban(args),
+        Command::Unban(args) => ask::unban(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

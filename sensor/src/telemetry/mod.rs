@@ -108,6 +108,12 @@ impl UserDecoder {
         self
     }
 
+    /// Replaces the sampling rules (SIGHUP).
+    pub fn set_sampling(&mut self, rules: SamplingRules) {
+        self.templates.set_sampling_rules(rules.clone());
+        self.rules = rules;
+    }
+
     /// The decoder of the daemon, behind the XDP program: it sees only the
     /// datagrams the kernel passed on, so it leaves sequence numbers to the
     /// kernel.

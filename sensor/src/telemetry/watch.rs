@@ -14,28 +14,7 @@ use super::{
     sampled::{self, Packet},
     template::{Session, TemplateCache, TemplateKey},
 };
-use crate::addr;
-
-/// One sampled packet of a watched destination, as a fingerprint sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WatchedPacket {
-    pub dst: IpAddr,
-    /// The source (unspecified where the telemetry does not say).
-    pub src: IpAddr,
-    pub protocol: u8,
-    pub src_port: u16,
-    pub dst_port: u16,
-    pub tcp_flags: u8,
-    /// Any fragment, first or later.
-    pub fragment: bool,
-    /// A fragment other than the first: its ports are unknown.
-    pub later_fragment: bool,
-    /// Bytes of one packet on the wire.
-    pub packet_len: u16,
-    /// Packets and bytes this sample stands for (scaled by sampling).
-    pub packets: u64,
-    pub bytes: u64,
-}
+use crate::{addr, detect::Sample};
 
 /// Why a streamed sample could not be decoded (counted, not fatal).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -69,7 +48,7 @@ fn mapped4(b: &[u8], at: usize) -> Option<[u8; 16]> {
 
 /// Decodes one streamed sample; v9/IPFIX records need the daemon's
 /// templates.
-pub fn decode(s: &WatchSample, templates: &TemplateCache) -> Result<WatchedPacket, WatchError> {
+pub fn decode(s: &WatchSample, templates: &TemplateCache) -> Result<Sample, WatchError> {
     let snap = &s.snap[..(s.len as usize).min(WATCH_SNAP)];
     let (pkt, packet_len) = match WatchKind::from_u8(s.kind) {
         Some(WatchKind::SflowRecord) => sflow_record(snap)?,
@@ -111,7 +90,7 @@ pub fn decode(s: &WatchSample, templates: &TemplateCache) -> Result<WatchedPacke
     } else {
         addr::from_key(pkt.src)
     };
-    Ok(WatchedPacket {
+    Ok(Sample {
         dst,
         src,
         protocol: pkt.proto,

@@ -1,0 +1,333 @@
+//! Commands answered by the running daemon over its control socket:
+//! `attacks`, `mitigations`, `bgp`, `status`, `ban`, `unban`.
+
+use std::{fmt::Write as _, time::Duration};
+
+use anyhow::{Result, bail};
+use serde_json::Value;
+
+use super::{AskArgs, BanArgs, UnbanArgs};
+use crate::{
+    control::{self, Request, Response},
+    detect::config::parse_duration,
+    rates::human,
+};
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+fn ask(socket: &std::path::Path, request: &Request) -> Result<Value> {
+    match control::request(socket, request, TIMEOUT)? {
+        Response::Ok { body } => Ok(body),
+        Response::Error { message } => bail!("the daemon refused: {message}"),
+    }
+}
+
+fn print(json: bool, body: &Value, table: impl FnOnce(&Value) -> String) {
+    if json {
+        println!("{body}");
+    } else {
+        print!("{}", table(body));
+    }
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+pub fn attacks(args: AskArgs) -> Result<()> {
+    let body = ask(&args.socket, &Request::Attacks)?;
+    print(args.json, &body, |b| {
+        let mut out = String::new();
+        if b["detection"] == false {
+            out.push_str("detection is off (no [detect] section)\n");
+        }
+        let _ = writeln!(
+            out,
+            "{:<5} {:<22} {:<24} {:<10} {:>10} {:>10} {:>7}  MATCH",
+            "ID", "VICTIM", "CLASS", "STATE", "PEAK PPS", "PEAK BPS", "SECS"
+        );
+        for (state, list) in [("active", &b["current"]), ("ended", &b["recent"])] {
+            for a in list.as_array().into_iter().flatten() {
+                let class = match &a["class"] {
+                    Value::Object(o) => o
+                        .iter()
+                        .map(|(k, v)| format!("{k}:{}", s(&v["port"])))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    v => s(v),
+                };
+                let _ = writeln!(
+                    out,
+                    "{:<5} {:<22} {:<24} {:<10} {:>10} {:>10} {:>7.0}  {}",
+                    s(&a["id"]),
+                    s(&a["victim"]),
+                    class,
+                    state,
+                    human(a["peak_pps"].as_f64().unwrap_or(0.0)),
+                    human(a["peak_bps"].as_f64().unwrap_or(0.0)),
+                    a["duration_s"].as_f64().unwrap_or(0.0),
+                    match_text(&a["fingerprint"]["match"]),
+                );
+            }
+        }
+        out
+    });
+    Ok(())
+}
+
+/// A match object in the `ban --flowspec` syntax.
+fn match_text(m: &Value) -> String {
+    let mut parts = Vec::new();
+    if !m["source"].is_null() {
+        parts.push(format!("src {}", s(&m["source"])));
+    }
+    let list = |v: &Value| {
+        v.as_array()
+            .map(|a| a.iter().map(s).collect::<Vec<_>>().join(","))
+            .unwrap_or_default()
+    };
+    for (key, word) in [
+        ("protocols", "proto"),
+        ("source_ports", "src-port"),
+        ("destination_ports", "dst-port"),
+    ] {
+        let l = list(&m[key]);
+        if !l.is_empty() {
+            parts.push(format!("{word} {l}"));
+        }
+    }
+    if let Some(r) = m["packet_length"].as_object() {
+        parts.push(format!("len {}-{}", s(&r["min"]), s(&r["max"])));
+    }
+    if !m["fragment"].is_null() {
+        parts.push(s(&m["fragment"]));
+    }
+    if parts.is_empty() {
+        "any".into()
+    } else {
+        parts.join(" ")
+    }
+}
+
+pub fn mitigations(args: AskArgs) -> Result<()> {
+    let body = ask(&args.socket, &Request::Mitigations)?;
+    print(args.json, &body, |b| {
+        let mut out = String::new();
+        if b["dry_run"] == true {
+            out.push_str("DRY RUN: nothing is announced\n");
+        }
+        let _ = writeln!(
+            out,
+            "{:<5} {:<22} {:<10} {:<8} {:<11} {:<12}  ROUTE / PEERS",
+            "ID", "VICTIM", "KIND", "ATTACK", "STATE", "HOLD UNTIL"
+        );
+        let list = b["mitigations"].as_array().cloned().unwrap_or_default();
+        for m in &list {
+            let state = if m["manual"] == true {
+                "manual"
+            } else if m["ended"].is_null() {
+                "attack on"
+            } else {
+                "releasing"
+            };
+            let peers: Vec<String> = m["peers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| format!("{}: {}", s(&p[0]), s(&p[1])))
+                .collect();
+            let _ = writeln!(
+                out,
+                "{:<5} {:<22} {:<10} {:<8} {:<11} {:<12}  {}\n{:>76}{}",
+                s(&m["id"]),
+                s(&m["victim"]),
+                s(&m["kind"]),
+                s(&m["attack"]),
+                state,
+                s(&m["expires"]
+                    .as_u64()
+                    .map_or(m["hold_until"].clone(), Value::from)),
+                route_text(&m["route"]),
+                "",
+                peers.join("; "),
+            );
+        }
+        if list.is_empty() {
+            out.push_str("(no active mitigation)\n");
+        }
+        out
+    });
+    Ok(())
+}
+
+fn route_text(r: &Value) -> String {
+    serde_json::from_value::<crate::bgp::Route>(r.clone())
+        .map(|r| r.to_string())
+        .unwrap_or_else(|_| r.to_string())
+}
+
+pub fn bgp(args: AskArgs) -> Result<()> {
+    let body = ask(&args.socket, &Request::Bgp)?;
+    print(args.json, &body, |b| {
+        let mut out = String::new();
+        if b["configured"] == false {
+            out.push_str("no BGP peers configured ([bgp] section)\n");
+            return out;
+        }
+        let _ = writeln!(
+            out,
+            "{:<12} {:<26} {:<8} {:<12} {:>9} {:>5} {:>7} {:>9} {:>9}  LAST ERROR",
+            "PEER", "ADDRESS", "AS", "STATE", "UPTIME", "HOLD", "ROUTES", "SENT", "WITHDRAWN"
+        );
+        for p in b["peers"].as_array().into_iter().flatten() {
+            let hold = &p["negotiated"]["hold_time"];
+            let _ = writeln!(
+                out,
+                "{:<12} {:<26} {:<8} {:<12} {:>9} {:>5} {:>7} {:>9} {:>9}  {}",
+                s(&p["name"]),
+                format!("{}:{}", s(&p["address"]), s(&p["port"])),
+                s(&p["peer_asn"]),
+                s(&p["state"]),
+                p["uptime_secs"]
+                    .as_u64()
+                    .map_or("-".into(), |u| format!("{u}s")),
+                s(hold),
+                s(&p["adj_rib_out"]),
+                s(&p["routes_announced"]),
+                s(&p["routes_withdrawn"]),
+                s(&p["last_error"]),
+            );
+            if let Some(fams) = p["negotiated"]["families"].as_array() {
+                let f: Vec<String> = fams.iter().map(s).collect();
+                let _ = writeln!(out, "{:<12} families {}", "", f.join(", "));
+            }
+        }
+        out
+    });
+    Ok(())
+}
+
+pub fn status(args: AskArgs) -> Result<()> {
+    let body = ask(&args.socket, &Request::Status)?;
+    print(args.json, &body, |b| {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "edge-sensor {}   layout v{}   pid {}   up {} s",
+            s(&b["version"]),
+            s(&b["layout_version"]),
+            s(&b["pid"]),
+            s(&b["uptime_secs"])
+        );
+        let _ = writeln!(
+            out,
+            "xdp         {} (pins {})",
+            b["interfaces"]
+                .as_array()
+                .map(|a| a.iter().map(s).collect::<Vec<_>>().join(", "))
+                .unwrap_or_default(),
+            s(&b["pin_path"])
+        );
+        let t = &b["telemetry"];
+        let _ = writeln!(
+            out,
+            "telemetry   {} datagrams: {} consumed in the kernel, {} passed on, {} rejected",
+            s(&t["datagrams"]),
+            s(&t["consumed"]),
+            s(&t["passed"]),
+            s(&t["rejected"])
+        );
+        match b["detection"].as_object() {
+            Some(d) => {
+                let _ = writeln!(
+                    out,
+                    "detection   {} attacks, {} destinations watched",
+                    s(&d["attacks"]),
+                    s(&d["watched"])
+                );
+            }
+            None => out.push_str("detection   off\n"),
+        }
+        let m = &b["mitigations"];
+        let _ = writeln!(
+            out,
+            "mitigation  {} active{}",
+            s(&m["active"]),
+            if m["dry_run"] == true {
+                " (dry run)"
+            } else {
+                ""
+            }
+        );
+        let peers: Vec<String> = b["bgp"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| format!("{} {}", s(&p["name"]), s(&p["state"])))
+            .collect();
+        let _ = writeln!(
+            out,
+            "bgp         {}",
+            if peers.is_empty() {
+                "no peers".into()
+            } else {
+                peers.join(", ")
+            }
+        );
+        out
+    });
+    Ok(())
+}
+
+pub fn ban(args: BanArgs) -> Result<()> {
+    let duration_secs = match &args.r#for {
+        Some(text) => Some(
+            parse_duration(text)
+                .map_err(|e| anyhow::anyhow!("--for {text}: {e}"))?
+                .as_secs()
+                .max(1),
+        ),
+        None => None,
+    };
+    let body = ask(
+        &args.socket,
+        &Request::Ban {
+            ip: args.ip.to_string(),
+            flowspec: args.flowspec.clone(),
+            blackhole: args.blackhole,
+            duration_secs,
+        },
+    )?;
+    if args.json {
+        println!("{body}");
+    } else {
+        let m = &body["mitigation"];
+        println!(
+            "mitigation {} for {}: {} until {} (unix)",
+            s(&m["id"]),
+            s(&m["victim"]),
+            route_text(&m["route"]),
+            s(&m["expires"])
+        );
+    }
+    Ok(())
+}
+
+pub fn unban(args: UnbanArgs) -> Result<()> {
+    let body = ask(
+        &args.socket,
+        &Request::Unban {
+            target: args.target.clone(),
+        },
+    )?;
+    if args.json {
+        println!("{body}");
+    } else {
+        println!("{} mitigation(s) withdrawn", s(&body["withdrawn"]));
+    }
+    Ok(())
+}

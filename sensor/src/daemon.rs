@@ -1,0 +1,763 @@
+//! `edge-sensor run`'s loop, once the XDP program is attached.
+//!
+//! One task owns all state and takes, in turn: NetFlow v9 / IPFIX datagrams
+//! the kernel passed on (templates, data it has no plan for), the poll tick
+//! (counters -> detector -> mitigations -> BGP), the publish tick (the
+//! daemon's own counts into the pinned maps), control socket requests,
+//! SIGHUP (reload) and SIGTERM/SIGINT (stop). The BGP sessions run in tasks
+//! of their own (`bgp::Speaker`), the control socket and the metrics
+//! endpoint too; none of them owns a decision.
+
+use std::{
+    collections::{BTreeMap, VecDeque},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    path::{Path, PathBuf},
+    time::{Duration, Instant, SystemTime},
+};
+
+use anyhow::{Context, Result};
+use aya::maps::{MapData, RingBuf};
+use edge_sensor_common::{DST_STATS, DstStats, GLOBAL_STATS, LAYOUT_VERSION, TelemetryKind};
+use serde_json::json;
+use tokio::{
+    net::UdpSocket,
+    signal::unix::{SignalKind, signal},
+    sync::mpsc,
+};
+
+use crate::{
+    bgp::Speaker,
+    config::Config,
+    control::{self, Pending, Request, Response},
+    counters::{self, Report},
+    decode::passed_to_daemon,
+    detect::{Attack, Detector, Event},
+    metrics::{self, Metrics},
+    mitigate::{Announcer, Mitigation, Mitigator, NoPeers, log::EventLog},
+    state,
+    telemetry::{
+        Datagram, UserDecoder,
+        template::{SavedTemplates, TemplateCache},
+        watch,
+    },
+    xdp::{Sensor, attach::error_chain},
+};
+
+/// Samples read off the kernel's ring per poll at most (the rest wait).
+const MAX_SAMPLES_PER_POLL: usize = 200_000;
+/// Ended attacks `edge-sensor attacks` shows.
+const RECENT_ATTACKS: usize = 100;
+
+static NO_PEERS: NoPeers = NoPeers;
+
+/// Until SIGTERM/SIGINT; returns the signal's name. `reload` re-reads the
+/// configuration for SIGHUP (the file, with the command line's overrides).
+pub async fn serve(
+    sensor: &mut Sensor,
+    config: Config,
+    reload: impl Fn() -> Result<Config>,
+) -> Result<&'static str> {
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let mut datagrams = flow_sockets(&config).await;
+    let (control_tx, mut control_rx) = mpsc::channel::<Pending>(64);
+    match control::bind(&config.daemon.control_socket) {
+        Ok(listener) => {
+            tokio::spawn(control::serve(listener, control_tx));
+            tracing::info!(socket = %config.daemon.control_socket.display(), "control socket");
+        }
+        // The daemon still protects; only the CLI's view of it is missing.
+        Err(e) => tracing::error!("{e}: `edge-sensor ban/attacks/status` will not reach it"),
+    }
+    let metrics = start_metrics(&config).await;
+    let mut d = Daemon::new(sensor, config, metrics)?;
+
+    let mut publish = tokio::time::interval(Duration::from_secs(1));
+    let mut poll = tokio::time::interval(d.poll_interval());
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let signal = loop {
+        tokio::select! {
+            _ = term.recv() => break "SIGTERM",
+            _ = int.recv() => break "SIGINT",
+            _ = hup.recv() => match reload() {
+                Ok(new) => {
+                    d.reconfigure(new);
+                    poll = tokio::time::interval(d.poll_interval());
+                    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                }
+                Err(e) => tracing::error!("SIGHUP: {e:#}: keeping the running configuration"),
+            },
+            Some((payload, src, port)) = datagrams.recv() => d.datagram(&payload, src, port),
+            _ = publish.tick() => d.publish(),
+            _ = poll.tick() => d.poll(),
+            Some((request, reply)) = control_rx.recv() => {
+                let _ = reply.send(d.handle(request));
+            }
+        }
+    };
+    d.stop().await;
+    Ok(signal)
+}
+
+/// The UDP sockets on the flow ports: what XDP passes on arrives there.
+async fn flow_sockets(config: &Config) -> mpsc::Receiver<(Vec<u8>, SocketAddr, u16)> {
+    let (tx, rx) = mpsc::channel(4096);
+    for (port, kind) in config.telemetry.ports() {
+        if kind == TelemetryKind::Sflow {
+            continue;
+        }
+        // Dual-stack where IPv6 exists; IPv4 alone where it is disabled.
+        let bound = match UdpSocket::bind((Ipv6Addr::UNSPECIFIED, port)).await {
+            Ok(socket) => Ok(socket),
+            Err(_) => UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port)).await,
+        };
+        match bound {
+            Ok(socket) => {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 65536];
+                    while let Ok((n, src)) = socket.recv_from(&mut buf).await {
+                        if tx.send((buf[..n].to_vec(), src, port)).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                tracing::info!(
+                    port,
+                    "listening for {} datagrams the kernel passes on",
+                    kind.name()
+                );
+            }
+            Err(e) => tracing::warn!(
+                port,
+                "cannot bind UDP port {port} ({e}): NetFlow v9/IPFIX templates arriving there \
+                 cannot be learnt, so their data will not be counted"
+            ),
+        }
+    }
+    rx
+}
+
+async fn start_metrics(config: &Config) -> Option<Metrics> {
+    let addr = config.daemon.metrics_addr()?;
+    let m = Metrics::for_sensor();
+    for (name, kind, help) in [
+        (
+            "edge_sensor_attacks_active",
+            metrics::Kind::Gauge,
+            "Attacks in progress.",
+        ),
+        (
+            "edge_sensor_mitigations_active",
+            metrics::Kind::Gauge,
+            "Active mitigations, by kind.",
+        ),
+        (
+            "edge_sensor_bgp_peer_established",
+            metrics::Kind::Gauge,
+            "1 while the BGP session to the peer is established.",
+        ),
+        (
+            "edge_sensor_bgp_peer_routes",
+            metrics::Kind::Gauge,
+            "Routes in the peer's Adj-RIB-Out.",
+        ),
+        (
+            "edge_sensor_watch_samples_total",
+            metrics::Kind::Counter,
+            "Samples of watched destinations the kernel streamed, and lost.",
+        ),
+    ] {
+        let _ = m.describe(name, kind, help);
+    }
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(listener) => {
+            tracing::info!(%addr, "metrics on http://{addr}/metrics");
+            tokio::spawn(metrics::http::serve(listener, m.clone()));
+            Some(m)
+        }
+        Err(e) => {
+            tracing::error!("metrics endpoint {addr}: {e}");
+            None
+        }
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Everything the loop owns.
+struct Daemon<'s> {
+    sensor: &'s mut Sensor,
+    config: Config,
+    decoder: UserDecoder,
+    templates: TemplateState,
+    synced: u64,
+    ring: Option<RingBuf<MapData>>,
+    detector: Option<Detector>,
+    speaker: Option<Speaker>,
+    mitigator: Mitigator,
+    events: EventLog,
+    recent: VecDeque<Attack>,
+    metrics: Option<Metrics>,
+    started: Instant,
+    watch_errors: u64,
+}
+
+impl<'s> Daemon<'s> {
+    fn new(sensor: &'s mut Sensor, config: Config, metrics: Option<Metrics>) -> Result<Self> {
+        let ports: Vec<_> = config.telemetry.ports().collect();
+        let mut decoder = UserDecoder::new(&ports, &config.exporters.allow, false)
+            .with_sampling(config.exporters.sampling_rules())
+            .behind_kernel();
+        let templates = TemplateState::load(&config, &mut decoder);
+        let mut synced = 0;
+        if templates.restored > 0 {
+            synced = decoder.templates().generation();
+            if let Err(e) = sensor.sync_flow(decoder.templates()) {
+                tracing::error!("restoring the kernel's template plans: {}", error_chain(&e));
+            }
+        }
+        let ring = match sensor.take_watch_ring() {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::error!(
+                    "watch ring: {}: fingerprints from counters only",
+                    error_chain(&e)
+                );
+                None
+            }
+        };
+        let detector = match &config.detect {
+            Some(c) => Some(Detector::new(c.clone()).context("detect")?),
+            None => {
+                tracing::warn!("no [detect] section: counting only, no detection or mitigation");
+                None
+            }
+        };
+        let speaker = match &config.bgp {
+            Some(b) => Some(Speaker::start(b.clone()).context("bgp")?),
+            None => {
+                if detector.is_some() {
+                    tracing::warn!("no [bgp] section: mitigations are decided and logged only");
+                }
+                None
+            }
+        };
+        let own = config
+            .detect
+            .as_ref()
+            .map(|d| d.own_networks.clone())
+            .unwrap_or_default();
+        let mut mitigator = Mitigator::new(config.mitigation.clone(), own);
+        let events = EventLog::open(
+            config.mitigation.event_log.as_deref(),
+            config.mitigation.notify.as_deref(),
+        )
+        .with_context(|| format!("event log {:?}", config.mitigation.event_log))?;
+        let mut d = Self {
+            sensor,
+            decoder,
+            templates,
+            synced,
+            ring,
+            detector,
+            speaker,
+            mitigator: Mitigator::new(config.mitigation.clone(), Vec::new()),
+            events,
+            recent: VecDeque::new(),
+            metrics,
+            started: Instant::now(),
+            watch_errors: 0,
+            config,
+        };
+        // Mitigations from before a restart go out again at once.
+        let path = mitigations_file(&d.config.daemon.state_dir);
+        match state::read_json::<Vec<Mitigation>>(&path) {
+            Ok(Some(saved)) if !saved.is_empty() => {
+                let records = mitigator.restore(saved, unix_now(), d.announcer_of());
+                for r in records {
+                    d.events.record(r);
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!("{e}: starting without the saved mitigations"),
+        }
+        d.mitigator = mitigator;
+        d.save_mitigations();
+        Ok(d)
+    }
+
+    fn announcer_of(&self) -> &dyn Announcer {
+        match &self.speaker {
+            Some(s) => s,
+            None => &NO_PEERS,
+        }
+    }
+
+    fn poll_interval(&self) -> Duration {
+        self.config
+            .detect
+            .as_ref()
+            .map_or(Duration::from_secs(1), |d| d.poll_interval)
+    }
+
+    /// A datagram the kernel passed on to the flow sockets.
+    fn datagram(&mut self, payload: &[u8], src: SocketAddr, port: u16) {
+        let Some(kind) = self
+            .config
+            .telemetry
+            .ports()
+            .find(|(p, _)| *p == port)
+            .map(|(_, k)| k)
+        else {
+            return;
+        };
+        let datagram = Datagram {
+            src: src.ip().to_canonical(),
+            src_port: src.port(),
+            port,
+            kind,
+            payload,
+        };
+        // Only what the kernel left uncounted; it counted the rest.
+        if !passed_to_daemon(&datagram) {
+            return;
+        }
+        self.decoder.datagram(&datagram);
+        self.sync_plans();
+    }
+
+    /// New or changed templates and rates become kernel plans; resent
+    /// identical ones cost nothing.
+    fn sync_plans(&mut self) {
+        let generation = self.decoder.templates().generation();
+        if generation == self.synced {
+            return;
+        }
+        self.synced = generation;
+        if let Err(e) = self.sensor.sync_flow(self.decoder.templates()) {
+            tracing::error!("updating the kernel's template plans: {}", error_chain(&e));
+        }
+    }
+
+    /// Every second: the daemon's counts into the pinned maps, templates
+    /// expired and saved.
+    fn publish(&mut self) {
+        if let Err(e) = self.sensor.publish_user(&self.decoder.report) {
+            tracing::error!("publishing userspace counters: {}", error_chain(&e));
+        }
+        self.templates.tick(&mut self.decoder);
+        self.sync_plans();
+    }
+
+    /// One detection poll: counters and samples in, decisions out.
+    fn poll(&mut self) {
+        let took = Instant::now();
+        let now_unix = unix_now();
+        if let Some(detector) = &mut self.detector {
+            let counters = match read_destinations(self.sensor, &self.decoder.report) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!("reading the counters: {e:#}");
+                    if let Some(m) = &self.metrics {
+                        m.count_poll_error();
+                    }
+                    return;
+                }
+            };
+            let mut samples = Vec::new();
+            if let Some(ring) = &mut self.ring {
+                for s in Sensor::read_watch(ring, MAX_SAMPLES_PER_POLL) {
+                    match watch::decode(&s, self.decoder.templates()) {
+                        Ok(p) => samples.push(p),
+                        Err(_) => self.watch_errors += 1,
+                    }
+                }
+            }
+            let events = detector.poll(self.started.elapsed(), &counters, &samples);
+            if let Err(e) = self.sensor.set_watched(detector.watched()) {
+                tracing::error!("updating the watched destinations: {}", error_chain(&e));
+            }
+            for ev in &events {
+                self.on_event(ev, now_unix);
+            }
+        }
+        let records = {
+            let a: &dyn Announcer = match &self.speaker {
+                Some(s) => s,
+                None => &NO_PEERS,
+            };
+            self.mitigator.tick(now_unix, a)
+        };
+        for r in records {
+            self.events.record(r);
+        }
+        self.save_mitigations();
+        self.update_metrics(took.elapsed());
+    }
+
+    fn on_event(&mut self, ev: &Event, now_unix: u64) {
+        let name = match ev {
+            Event::AttackStarted(_) => "attack_started",
+            Event::AttackUpdated(_) => "attack_updated",
+            Event::AttackEnded(_) => "attack_ended",
+        };
+        self.events
+            .record(json!({"event": name, "attack": ev.attack()}));
+        if let Event::AttackEnded(a) = ev {
+            if self.recent.len() == RECENT_ATTACKS {
+                self.recent.pop_front();
+            }
+            self.recent.push_back(a.clone());
+        }
+        let a: &dyn Announcer = match &self.speaker {
+            Some(s) => s,
+            None => &NO_PEERS,
+        };
+        for r in self.mitigator.on_event(ev, now_unix, a) {
+            self.events.record(r);
+        }
+    }
+
+    fn save_mitigations(&mut self) {
+        if let Some(active) = self.mitigator.take_changed() {
+            let path = mitigations_file(&self.config.daemon.state_dir);
+            if let Err(e) = state::write_json(&path, &active) {
+                tracing::error!("saving the active mitigations: {e}");
+            }
+        }
+    }
+
+    fn update_metrics(&self, took: Duration) {
+        let Some(m) = &self.metrics else { return };
+        m.set_poll(took, unix_now() as f64);
+        if let Some(map) = self.sensor.ebpf().map(GLOBAL_STATS)
+            && let Ok(g) = counters::read_global(map)
+        {
+            m.set_global(&g);
+        }
+        if let Ok(mut report) = Report::exporters_from_maps(
+            self.sensor
+                .ebpf()
+                .map(edge_sensor_common::EXPORTER_STATS)
+                .expect("map"),
+            self.sensor
+                .ebpf()
+                .map(edge_sensor_common::AGENT_STATE)
+                .expect("map"),
+        ) {
+            report.merge(&self.decoder.report);
+            m.set_exporters(&report);
+        }
+        let attacks = self.detector.as_ref().map_or(0, |d| d.attacks().len());
+        m.set("edge_sensor_attacks_active", &[], attacks as f64);
+        let mut kinds: BTreeMap<&str, f64> =
+            BTreeMap::from([("flowspec", 0.0), ("blackhole", 0.0)]);
+        for mi in self.mitigator.active() {
+            let k = match mi.kind {
+                crate::mitigate::Kind::Flowspec => "flowspec",
+                crate::mitigate::Kind::Blackhole => "blackhole",
+            };
+            *kinds.entry(k).or_default() += 1.0;
+        }
+        for (k, v) in kinds {
+            m.set("edge_sensor_mitigations_active", &[("kind", k)], v);
+        }
+        if let Some(s) = &self.speaker {
+            for p in s.status() {
+                let up = matches!(p.state, crate::bgp::SessionState::Established);
+                m.set(
+                    "edge_sensor_bgp_peer_established",
+                    &[("peer", &p.name)],
+                    if up { 1.0 } else { 0.0 },
+                );
+                m.set(
+                    "edge_sensor_bgp_peer_routes",
+                    &[("peer", &p.name)],
+                    p.adj_rib_out as f64,
+                );
+            }
+        }
+        if let Ok(w) = self.sensor.watch_stats() {
+            m.set(
+                "edge_sensor_watch_samples_total",
+                &[("what", "streamed")],
+                w.streamed as f64,
+            );
+            m.set(
+                "edge_sensor_watch_samples_total",
+                &[("what", "lost")],
+                w.lost as f64,
+            );
+        }
+    }
+
+    /// A control socket request.
+    fn handle(&mut self, request: Request) -> Response {
+        let ok = |body| Response::Ok { body };
+        let err = |message: String| Response::Error { message };
+        match request {
+            Request::Status => ok(self.status()),
+            Request::Attacks => {
+                let current = self
+                    .detector
+                    .as_ref()
+                    .map(Detector::attacks)
+                    .unwrap_or_default();
+                ok(
+                    json!({"detection": self.detector.is_some(), "current": current,
+                    "recent": self.recent.iter().rev().collect::<Vec<_>>()}),
+                )
+            }
+            Request::Mitigations => ok(json!({
+                "dry_run": self.mitigator.config().dry_run,
+                "mitigations": self.mitigator.active().collect::<Vec<_>>(),
+            })),
+            Request::Bgp => ok(json!({
+                "configured": self.speaker.is_some(),
+                "peers": self.speaker.as_ref().map(Speaker::status).unwrap_or_default(),
+            })),
+            Request::Ban {
+                ip,
+                flowspec,
+                blackhole,
+                duration_secs,
+            } => {
+                let Ok(ip) = ip.parse::<IpAddr>() else {
+                    return err(format!("`{ip}` is not an address"));
+                };
+                let a: &dyn Announcer = match &self.speaker {
+                    Some(s) => s,
+                    None => &NO_PEERS,
+                };
+                let result = self.mitigator.ban(
+                    ip,
+                    flowspec.as_deref(),
+                    blackhole,
+                    duration_secs,
+                    unix_now(),
+                    a,
+                );
+                let response = match result {
+                    Ok(m) => {
+                        self.events
+                            .record(json!({"event": "mitigation_announced", "mitigation": m}));
+                        ok(json!({"mitigation": m}))
+                    }
+                    Err(e) => {
+                        self.events.record(json!({"event": "mitigation_refused",
+                            "victim": ip, "reason": e, "manual": true}));
+                        err(e)
+                    }
+                };
+                self.save_mitigations();
+                response
+            }
+            Request::Unban { target } => {
+                let a: &dyn Announcer = match &self.speaker {
+                    Some(s) => s,
+                    None => &NO_PEERS,
+                };
+                let response = match self.mitigator.unban(&target, a) {
+                    Ok(records) => {
+                        let body = json!({"withdrawn": records.len()});
+                        for r in records {
+                            self.events.record(r);
+                        }
+                        ok(body)
+                    }
+                    Err(e) => err(e),
+                };
+                self.save_mitigations();
+                response
+            }
+        }
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let global = self
+            .sensor
+            .ebpf()
+            .map(GLOBAL_STATS)
+            .and_then(|m| counters::read_global(m).ok());
+        let peers: Vec<_> = self
+            .speaker
+            .as_ref()
+            .map(|s| {
+                s.status()
+                    .into_iter()
+                    .map(|p| {
+                        json!({"name": p.name, "address": p.address, "state": p.state,
+                        "uptime_secs": p.uptime_secs, "routes": p.adj_rib_out})
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "layout_version": LAYOUT_VERSION,
+            "pid": std::process::id(),
+            "uptime_secs": self.started.elapsed().as_secs(),
+            "pin_path": self.config.xdp.pin_path,
+            "interfaces": self.config.xdp.interfaces,
+            "telemetry": global.map(|g| json!({
+                "datagrams": g.telemetry_datagrams, "rejected": g.rejected_datagrams,
+                "consumed": g.consumed_datagrams, "passed": g.passed_datagrams})),
+            "detection": self.detector.as_ref().map(|d| json!({
+                "attacks": d.attacks().len(), "watched": d.watched().len(), "stats": d.stats()})),
+            "mitigations": {
+                "active": self.mitigator.active().count(),
+                "dry_run": self.mitigator.config().dry_run,
+            },
+            "bgp": peers,
+            "watch_decode_errors": self.watch_errors,
+        })
+    }
+
+    /// SIGHUP: what can change without dropping sessions or mitigations.
+    fn reconfigure(&mut self, new: Config) {
+        if let Err(e) = self
+            .sensor
+            .set_exporters(&new.exporters.allow, new.telemetry.pass_telemetry)
+            .and_then(|()| self.sensor.set_sampling(&new.exporters.sampling_rules()))
+        {
+            tracing::error!("SIGHUP: exporter settings: {}", error_chain(&e));
+        }
+        self.decoder.set_sampling(new.exporters.sampling_rules());
+        if new.detect != self.config.detect {
+            match new.detect.clone().map(Detector::new).transpose() {
+                Ok(detector) => {
+                    tracing::info!("SIGHUP: detection restarted with the new thresholds");
+                    self.detector = detector;
+                }
+                Err(e) => tracing::error!("SIGHUP: detect: {e}: keeping the old detection"),
+            }
+        }
+        let own = new
+            .detect
+            .as_ref()
+            .map(|d| d.own_networks.clone())
+            .unwrap_or_default();
+        self.mitigator.reconfigure(new.mitigation.clone(), own);
+        if new.bgp != self.config.bgp {
+            tracing::warn!("SIGHUP: [bgp] changes take effect at the next restart");
+        }
+        let keep_bgp = self.config.bgp.clone();
+        self.config = new;
+        self.config.bgp = keep_bgp;
+        tracing::info!("SIGHUP: configuration reloaded");
+    }
+
+    /// Stop: save, and withdraw or keep the mitigations.
+    async fn stop(mut self) {
+        let withdraw = self.mitigator.config().withdraw_on_exit;
+        if withdraw {
+            let a: &dyn Announcer = match &self.speaker {
+                Some(s) => s,
+                None => &NO_PEERS,
+            };
+            for r in self.mitigator.withdraw_all(a) {
+                self.events.record(r);
+            }
+        }
+        self.save_mitigations();
+        self.templates.save(&self.decoder);
+        if let Some(speaker) = self.speaker.take() {
+            speaker.shutdown(withdraw).await;
+        }
+    }
+}
+
+fn mitigations_file(dir: &Path) -> PathBuf {
+    dir.join("mitigations.json")
+}
+
+/// Kernel counters plus what the daemon decoded itself.
+fn read_destinations(sensor: &Sensor, user: &Report) -> Result<BTreeMap<IpAddr, DstStats>> {
+    let map = sensor.ebpf().map(DST_STATS).context("DST_STATS")?;
+    let mut all = counters::destinations_from_map(map)?;
+    for (ip, s) in &user.destinations {
+        all.entry(*ip).or_default().accumulate(s);
+    }
+    Ok(all)
+}
+
+/// The learnt templates on disk: restored at start (so the kernel decodes
+/// data sets at once instead of after the exporters' next refresh), expired
+/// by `telemetry.template_lifetime`, saved when they change (at most every
+/// few seconds), refreshed every minute and at exit.
+pub(crate) struct TemplateState {
+    path: PathBuf,
+    lifetime: Duration,
+    restored: usize,
+    saved_generation: u64,
+    last_save: Instant,
+}
+
+impl TemplateState {
+    const SAVE_EVERY: Duration = Duration::from_secs(5);
+    const REFRESH_EVERY: Duration = Duration::from_secs(60);
+
+    fn load(config: &Config, decoder: &mut UserDecoder) -> Self {
+        let path = state::templates_file(&config.daemon.state_dir);
+        let lifetime = Duration::from_secs(config.telemetry.template_lifetime);
+        let mut restored = 0;
+        match state::read_json::<SavedTemplates>(&path) {
+            Ok(Some(saved)) => {
+                let mut cache = TemplateCache::restored(saved, SystemTime::now(), lifetime);
+                cache.set_sampling_rules(config.exporters.sampling_rules());
+                restored = cache.templates().count();
+                tracing::info!(path = %path.display(), restored, "templates restored");
+                *decoder.templates_mut() = cache;
+            }
+            Ok(None) => {}
+            // A damaged file costs only the wait for the next refresh.
+            Err(e) => tracing::warn!("{e}: starting without saved templates"),
+        }
+        Self {
+            saved_generation: decoder.templates().generation(),
+            path,
+            lifetime,
+            restored,
+            last_save: Instant::now(),
+        }
+    }
+
+    fn tick(&mut self, decoder: &mut UserDecoder) {
+        let expired = decoder
+            .templates_mut()
+            .expire(SystemTime::now(), self.lifetime);
+        if expired > 0 {
+            tracing::info!(
+                expired,
+                "templates expired (not refreshed within the lifetime)"
+            );
+        }
+        let changed = decoder.templates().generation() != self.saved_generation;
+        // Refreshes move only the last-seen times; they are saved less often.
+        let refresh = decoder.templates().templates().next().is_some()
+            && self.last_save.elapsed() >= Self::REFRESH_EVERY;
+        if (changed && self.last_save.elapsed() >= Self::SAVE_EVERY) || refresh {
+            self.save(decoder);
+        }
+    }
+
+    fn save(&mut self, decoder: &UserDecoder) {
+        if decoder.templates().generation() == self.saved_generation
+            && decoder.templates().templates().next().is_none()
+        {
+            return;
+        }
+        self.last_save = Instant::now();
+        let generation = decoder.templates().generation();
+        match state::write_json(&self.path, &decoder.templates().saved()) {
+            Ok(()) => self.saved_generation = generation,
+            Err(e) => tracing::error!("saving templates: {e}"),
+        }
+    }
+}
