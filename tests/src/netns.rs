@@ -197,12 +197,29 @@ pub fn start_sensor(
     pin: &std::path::Path,
     log: &std::path::Path,
 ) -> crate::Guarded {
+    start_sensor_with(ns, iface, pin, log, &[])
+}
+
+/// [`start_sensor`] with more arguments (e.g. `--config FILE`); the log is
+/// appended to, so a restarted sensor keeps the first one's lines.
+pub fn start_sensor_with(
+    ns: &NetNs,
+    iface: &str,
+    pin: &std::path::Path,
+    log: &std::path::Path,
+    extra: &[&std::ffi::OsStr],
+) -> crate::Guarded {
     use std::os::unix::process::CommandExt;
-    let log_file = File::create(log).expect("create the sensor log");
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("open the sensor log");
     let child = ns
         .command(crate::sensor_bin())
         .args(["run", "--iface", iface, "--pin-path"])
         .arg(pin)
+        .args(extra)
         // Beside the log: each test's own, never the machine's /var/lib.
         .arg("--state-dir")
         .arg(log.with_extension("state"))

@@ -53,11 +53,10 @@ pub fn attacks(args: AskArgs) -> Result<()> {
         for (state, list) in [("active", &b["current"]), ("ended", &b["recent"])] {
             for a in list.as_array().into_iter().flatten() {
                 let class = match &a["class"] {
-                    Value::Object(o) => o
-                        .iter()
-                        .map(|(k, v)| format!("{k}:{}", s(&v["port"])))
-                        .collect::<Vec<_>>()
-                        .join(","),
+                    Value::Object(o) => match o.get("port") {
+                        Some(port) => format!("{}:{}", s(&a["class"]["type"]), s(port)),
+                        None => s(&a["class"]["type"]),
+                    },
                     v => s(v),
                 };
                 let _ = writeln!(

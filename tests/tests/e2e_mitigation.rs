@@ -1,0 +1,409 @@
+//! The whole loop in namespaces, with real parts: hping3 floods from a
+//! router namespace, pmacct's sfprobe there exports sFlow of it, the sensor
+//! (XDP on the collector's veth) detects and fingerprints the attack and
+//! announces a Flow Spec rule to gobgpd (standing in for the router) over a
+//! real BGP session; the rule is read back with gobgpd's own CLI, and
+//! withdrawn when the flood is over. Also: a sensor killed with SIGKILL
+//! mid-attack and restarted keeps the mitigation; a router restart gets it
+//! back; a flood to an address outside the own networks announces nothing.
+
+use std::{
+    ffi::OsStr,
+    net::IpAddr,
+    path::PathBuf,
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use edge_sensor_tests::{
+    Guarded, PinDir,
+    bgp::{Gobgpd, gobgpd_config, wait_for},
+    netns::{Link, start_sensor_with},
+    require_root, require_tool, sensor_bin, unique_name,
+};
+use serde_json::Value;
+
+/// The time the loop gets from flood start to the rule on the router: the
+/// exporter's own delays (pmacct sends every second or so) plus two polls,
+/// with margin for a loaded CI machine.
+const RULE_WITHIN: Duration = Duration::from_secs(20);
+
+struct Lab<'l> {
+    link: &'l Link,
+    pin: PinDir,
+    dir: PathBuf,
+    gobgp: Gobgpd<'l>,
+    sensor: Option<Guarded>,
+    probe: Option<Guarded>,
+    victim: IpAddr,
+}
+
+/// The tools first, then the namespaces.
+fn link() -> Link {
+    require_root();
+    for tool in ["gobgpd", "gobgp", "pmacctd", "hping3"] {
+        require_tool(tool);
+    }
+    Link::new()
+}
+
+impl<'l> Lab<'l> {
+    fn new(link: &'l Link) -> Self {
+        let gobgp = Gobgpd::start(
+            &link.b,
+            &gobgpd_config(
+                65001,
+                "[neighbors.transport.config]\n    passive-mode = true\n  \
+                 [neighbors.graceful-restart.config]\n    enabled = true\n    restart-time = 60",
+            )
+            .replace(
+                "    afi-safi-name = \"ipv4-flowspec\"\n",
+                "    afi-safi-name = \"ipv4-flowspec\"\n  \
+                 [neighbors.afi-safis.mp-graceful-restart.config]\n    enabled = true\n",
+            ),
+        );
+        let dir = std::env::temp_dir().join(unique_name("es-e2e-"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let own = own_network(link);
+        std::fs::write(
+            dir.join("sensor.toml"),
+            format!(
+                r#"
+[daemon]
+metrics_listen = ""
+
+[detect]
+own_networks = ["{own}"]
+poll_interval = "1s"
+smoothing = "1s"
+[detect.thresholds]
+all = {{ pps = 3000 }}
+udp = {{ pps = 1500 }}
+[detect.release]
+ratio = 0.5
+min_duration = "2s"
+hold = "3s"
+
+[mitigation]
+min_hold = "5s"
+event_log = "{events}"
+
+[bgp]
+router_id = "127.0.0.2"
+local_asn = 65001
+announce_within = ["{own}"]
+[[bgp.peers]]
+name = "gobgp"
+address = "127.0.0.1"
+local_address = "127.0.0.2"
+peer_asn = 65000
+hold_time = 9
+connect_retry = 1
+connect_retry_max = 2
+families = ["ipv4-flowspec", "ipv4-unicast"]
+next_hop_v4 = "192.0.2.254"
+graceful_restart = 60
+"#,
+                events = dir.join("events.jsonl").display()
+            ),
+        )
+        .unwrap();
+        let victim = link.b_addr;
+        let mut lab = Self {
+            link,
+            pin: PinDir::new(),
+            dir,
+            gobgp,
+            sensor: None,
+            probe: None,
+            victim,
+        };
+        lab.start_sensor();
+        lab.start_probe();
+        lab
+    }
+
+    fn start_sensor(&mut self) {
+        let config = self.dir.join("sensor.toml");
+        self.sensor = Some(start_sensor_with(
+            &self.link.b,
+            &self.link.b_if,
+            self.pin.path(),
+            &self.dir.join("sensor.log"),
+            &[OsStr::new("--config"), config.as_os_str()],
+        ));
+    }
+
+    /// pmacct's sfprobe on the router's veth, 1 in 10 packets.
+    fn start_probe(&mut self) {
+        let conf = self.dir.join("pmacctd.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "daemonize: false\npcap_interface: {}\npcap_filter: not udp port 6343 and not tcp port 179\n\
+                 sampling_rate: 10\nplugins: sfprobe\nsfprobe_receiver: {}:6343\n\
+                 sfprobe_agentip: {}\n",
+                self.link.a_if, self.link.b_addr, self.link.a_addr
+            ),
+        )
+        .unwrap();
+        use std::os::unix::process::CommandExt;
+        let probe = self
+            .link
+            .a
+            .command("pmacctd")
+            .arg("-f")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .map(Guarded)
+            .expect("start pmacctd");
+        self.probe = Some(probe);
+        std::thread::sleep(Duration::from_secs(2));
+    }
+
+    /// An NTP-amplification-like flood to `dst`: UDP from port 123, 400
+    /// bytes, ~5 kpps for `secs` seconds (bounded by count), in the background.
+    fn flood(&self, dst: IpAddr, secs: u64) -> Guarded {
+        use std::os::unix::process::CommandExt;
+        let count = (5000 * secs).to_string();
+        self.link
+            .a
+            .command("hping3")
+            .args([
+                "-q", "--udp", "-s", "123", "-k", "-p", "5555", "-d", "400", "-i", "u200", "-c",
+            ])
+            .arg(&count)
+            .arg(dst.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .map(Guarded)
+            .expect("start hping3")
+    }
+
+    /// The gobgpd flow spec rules for `dst`.
+    fn rules_for(&self, dst: IpAddr) -> Vec<(String, Value)> {
+        self.gobgp
+            .rib("ipv4-flowspec")
+            .into_iter()
+            .filter(|(k, _)| k.contains(&format!("destination: {dst}/32")))
+            .collect()
+    }
+
+    fn ask(&self, command: &str) -> Value {
+        let out = self
+            .link
+            .b
+            .command(sensor_bin())
+            .args([command, "--json", "--socket"])
+            .arg(self.dir.join("sensor.sock"))
+            .output()
+            .expect("run edge-sensor");
+        assert!(
+            out.status.success(),
+            "{command}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        serde_json::from_slice(&out.stdout).expect("JSON")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("sensor.log")).unwrap_or_default()
+    }
+
+    fn events(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.join("events.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .map(|v| v["event"].as_str().unwrap_or("").to_string())
+            .collect()
+    }
+
+    /// Waits for the rule for the victim; returns it and how long it took.
+    fn wait_rule(&self, since: Instant, within: Duration) -> (String, Duration) {
+        let rule = wait_for(within, || self.rules_for(self.victim).into_iter().next());
+        let took = since.elapsed();
+        let (key, _) = rule.unwrap_or_else(|| {
+            panic!(
+                "no flow spec rule for {} on gobgpd within {within:?}\nevents: {:?}\nrib: {}\nlog:\n{}",
+                self.victim,
+                self.events(),
+                self.gobgp.cli(&["global", "rib", "-a", "ipv4-flowspec"]),
+                self.log()
+            )
+        });
+        (key, took)
+    }
+
+    fn wait_no_rule(&self, within: Duration) {
+        let gone = wait_for(within, || {
+            self.rules_for(self.victim).is_empty().then_some(())
+        });
+        assert!(
+            gone.is_some(),
+            "the rule was not withdrawn within {within:?}\nevents: {:?}\nlog:\n{}",
+            self.events(),
+            self.log()
+        );
+    }
+}
+
+impl Drop for Lab<'_> {
+    fn drop(&mut self) {
+        if let Some(p) = self.probe.take() {
+            p.stop(libc::SIGTERM);
+        }
+        if let Some(s) = self.sensor.take() {
+            s.stop(libc::SIGTERM);
+        }
+        self.gobgp.stop(libc::SIGTERM);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `link`'s /24: the own network of these tests.
+fn own_network(link: &Link) -> String {
+    let IpAddr::V4(b) = link.b_addr else {
+        unreachable!()
+    };
+    let o = b.octets();
+    format!("{}.{}.{}.0/24", o[0], o[1], o[2])
+}
+
+#[test]
+fn a_flood_gets_a_precise_rule_on_the_router_which_goes_when_the_flood_ends() {
+    let link = link();
+    let lab = Lab::new(&link);
+    let start = Instant::now();
+    let flood = lab.flood(lab.victim, 12);
+    let (rule, took) = lab.wait_rule(start, RULE_WITHIN);
+    eprintln!("e2e: rule on gobgpd {took:?} after the flood started: {rule}");
+    assert!(rule.contains("protocol: ==udp"), "{rule}");
+    assert!(rule.contains("source-port: ==123"), "{rule}");
+    // The action: traffic-rate-bytes 0 (extended community 0x8006), discard.
+    let path = &lab.rules_for(lab.victim)[0].1;
+    let discard = path[0]["attrs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|a| a["type"] == 16)
+        .flat_map(|a| a["value"].as_array().cloned().unwrap_or_default())
+        .any(|c| c["type"] == 128 && c["subtype"] == 6 && c["rate"] == 0);
+    assert!(discard, "a discard action: {path}");
+    let attacks = lab.ask("attacks");
+    let current = &attacks["current"][0];
+    assert_eq!(current["victim"], format!("{}/32", lab.victim), "{attacks}");
+    assert_eq!(
+        current["class"],
+        serde_json::json!({"type": "udp_amplification", "port": 123}),
+        "{attacks}"
+    );
+    let mitigations = lab.ask("mitigations");
+    assert_eq!(mitigations["mitigations"][0]["kind"], "flowspec");
+    let bgp = lab.ask("bgp");
+    assert_eq!(bgp["peers"][0]["state"], "established", "{bgp}");
+
+    flood.stop(libc::SIGTERM);
+    // Release hold 3 s + minimum attack 2 s + min_hold 5 s from the start,
+    // plus polls.
+    lab.wait_no_rule(Duration::from_secs(30));
+    let events = lab.events();
+    for e in [
+        "attack_started",
+        "mitigation_announced",
+        "attack_ended",
+        "mitigation_withdrawn",
+    ] {
+        assert!(events.iter().any(|x| x == e), "{e} in {events:?}");
+    }
+    assert!(
+        lab.ask("mitigations")["mitigations"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_sensor_killed_mid_attack_keeps_its_mitigation_and_withdraws_it_later() {
+    let link = link();
+    let mut lab = Lab::new(&link);
+    let start = Instant::now();
+    let flood = lab.flood(lab.victim, 40);
+    lab.wait_rule(start, RULE_WITHIN);
+    // SIGKILL: no shutdown at all; graceful restart keeps the rule (stale).
+    let sensor = lab.sensor.take().unwrap();
+    sensor.stop(libc::SIGKILL);
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        !lab.rules_for(lab.victim).is_empty(),
+        "gobgpd dropped the rule while the sensor was away"
+    );
+    lab.start_sensor();
+    // Restored from the state file and announced again (no longer stale).
+    let fresh = wait_for(RULE_WITHIN, || {
+        lab.rules_for(lab.victim)
+            .into_iter()
+            .find(|(_, paths)| paths[0]["stale"] != true)
+    });
+    assert!(fresh.is_some(), "not re-announced: {}", lab.log());
+    assert!(lab.events().iter().any(|e| e == "mitigation_restored"));
+    flood.stop(libc::SIGTERM);
+    lab.wait_no_rule(Duration::from_secs(90));
+}
+
+#[test]
+fn a_router_restart_gets_the_rule_back_and_outside_addresses_get_nothing() {
+    let link = link();
+    let mut lab = Lab::new(&link);
+    // An address on the collector outside the own networks (198.19/16 is
+    // not the test's /24), reachable from the router.
+    let IpAddr::V4(b) = lab.victim else {
+        unreachable!()
+    };
+    let x = b.octets()[2];
+    lab.link.b.ip(&[
+        "addr",
+        "add",
+        &format!("198.19.{x}.2/24"),
+        "dev",
+        &lab.link.b_if,
+    ]);
+    lab.link.a.ip(&[
+        "addr",
+        "add",
+        &format!("198.19.{x}.1/24"),
+        "dev",
+        &lab.link.a_if,
+    ]);
+    let outside: IpAddr = format!("198.19.{x}.2").parse().unwrap();
+    let flood = lab.flood(outside, 8);
+    std::thread::sleep(Duration::from_secs(10));
+    flood.stop(libc::SIGTERM);
+    assert!(
+        lab.gobgp.rib("ipv4-flowspec").is_empty() && lab.gobgp.rib("ipv4").is_empty(),
+        "announced for an address outside the own networks"
+    );
+    assert!(lab.ask("attacks")["current"].as_array().unwrap().is_empty());
+
+    let start = Instant::now();
+    let flood = lab.flood(lab.victim, 40);
+    lab.wait_rule(start, RULE_WITHIN);
+    lab.gobgp.restart();
+    let back = wait_for(Duration::from_secs(60), || {
+        lab.rules_for(lab.victim).into_iter().next()
+    });
+    assert!(
+        back.is_some(),
+        "not re-announced after the router restarted: {}",
+        lab.log()
+    );
+    flood.stop(libc::SIGTERM);
+    lab.wait_no_rule(Duration::from_secs(60));
+}
