@@ -185,6 +185,24 @@ graceful_restart = 60
             .expect("start hping3")
     }
 
+    /// A SYN flood to `dst` port 80 from random sources, ~5 kpps.
+    fn syn_flood(&self, dst: IpAddr, secs: u64) -> Guarded {
+        use std::os::unix::process::CommandExt;
+        let count = (5000 * secs).to_string();
+        self.link
+            .a
+            .command("hping3")
+            .args(["-q", "-S", "-p", "80", "--rand-source", "-i", "u200", "-c"])
+            .arg(&count)
+            .arg(dst.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .map(Guarded)
+            .expect("start hping3")
+    }
+
     /// The gobgpd flow spec rules for `dst`.
     fn rules_for(&self, dst: IpAddr) -> Vec<(String, Value)> {
         self.gobgp
@@ -406,4 +424,28 @@ fn a_router_restart_gets_the_rule_back_and_outside_addresses_get_nothing() {
     );
     flood.stop(libc::SIGTERM);
     lab.wait_no_rule(Duration::from_secs(60));
+}
+
+#[test]
+fn a_syn_flood_from_random_sources_is_classified_and_filtered_on_its_flags() {
+    let link = link();
+    let lab = Lab::new(&link);
+    let start = Instant::now();
+    let flood = lab.syn_flood(lab.victim, 12);
+    let (rule, took) = lab.wait_rule(start, RULE_WITHIN);
+    eprintln!("e2e: SYN flood rule on gobgpd {took:?} after the flood started: {rule}");
+    assert!(rule.contains("protocol: ==tcp"), "{rule}");
+    assert!(rule.contains("destination-port: ==80"), "{rule}");
+    assert!(rule.contains("tcp-flags"), "{rule}");
+    assert!(
+        !rule.contains("source:"),
+        "random sources: no source prefix: {rule}"
+    );
+    let attacks = lab.ask("attacks");
+    assert_eq!(
+        attacks["current"][0]["class"]["type"], "tcp_syn_flood",
+        "{attacks}"
+    );
+    flood.stop(libc::SIGTERM);
+    lab.wait_no_rule(Duration::from_secs(30));
 }
