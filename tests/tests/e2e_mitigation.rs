@@ -213,11 +213,18 @@ graceful_restart = 60
     }
 
     fn ask(&self, command: &str) -> Value {
+        self.ask_with(&[command])
+    }
+
+    /// `edge-sensor ARGS --json --socket S`, asserting success.
+    fn ask_with(&self, args: &[&str]) -> Value {
+        let command = args.join(" ");
         let out = self
             .link
             .b
             .command(sensor_bin())
-            .args([command, "--json", "--socket"])
+            .args(args)
+            .args(["--json", "--socket"])
             .arg(self.dir.join("sensor.sock"))
             .output()
             .expect("run edge-sensor");
@@ -325,7 +332,12 @@ fn a_flood_gets_a_precise_rule_on_the_router_which_goes_when_the_flood_ends() {
     let mitigations = lab.ask("mitigations");
     assert_eq!(mitigations["mitigations"][0]["kind"], "flowspec");
     let bgp = lab.ask("bgp");
-    assert_eq!(bgp["peers"][0]["state"], "established", "{bgp}");
+    let peer = &bgp["peers"][0];
+    assert_eq!(peer["state"], "established", "{bgp}");
+    assert!(peer["uptime_secs"].as_u64().is_some(), "{bgp}");
+    let families = peer["negotiated"]["families"].to_string();
+    assert!(families.contains("ipv4-flowspec"), "{bgp}");
+    assert!(peer["routes_announced"].as_u64() >= Some(1), "{bgp}");
 
     flood.stop(libc::SIGTERM);
     // Release hold 3 s + minimum attack 2 s + min_hold 5 s from the start,
@@ -448,4 +460,132 @@ fn a_syn_flood_from_random_sources_is_classified_and_filtered_on_its_flags() {
     );
     flood.stop(libc::SIGTERM);
     lab.wait_no_rule(Duration::from_secs(30));
+}
+
+/// Blackholes on gobgpd for `ip` (IPv4 unicast with 65535:666).
+fn blackholes(lab: &Lab<'_>, ip: IpAddr) -> Vec<Value> {
+    lab.gobgp
+        .rib("ipv4")
+        .into_iter()
+        .filter(|(k, _)| k == &format!("{ip}/32"))
+        .map(|(_, v)| v)
+        .collect()
+}
+
+#[test]
+fn the_operator_bans_unbans_reloads_and_stops_without_losing_rules() {
+    let link = link();
+    let mut lab = Lab::new(&link);
+    let established = || lab.ask("bgp")["peers"][0]["established_count"].clone();
+    assert!(
+        wait_for(RULE_WITHIN, || (lab.ask("bgp")["peers"][0]["state"]
+            == "established")
+            .then_some(()))
+        .is_some(),
+        "no session: {}",
+        lab.log()
+    );
+    let sessions = established();
+    // A manual blackhole: on the router at once, with the RTBH community.
+    let other: IpAddr = match lab.victim {
+        IpAddr::V4(v) => {
+            let o = v.octets();
+            IpAddr::from([o[0], o[1], o[2], 77])
+        }
+        IpAddr::V6(_) => unreachable!(),
+    };
+    let ban = lab.ask_with(&["ban", &other.to_string(), "--blackhole", "--for", "10m"]);
+    let id = ban["mitigation"]["id"].as_u64().expect("an id");
+    let held = wait_for(RULE_WITHIN, || {
+        let b = blackholes(&lab, other);
+        (!b.is_empty()).then_some(b)
+    })
+    .unwrap_or_else(|| panic!("no blackhole on gobgpd: {}", lab.log()));
+    // BLACKHOLE 65535:666 (RFC 7999) as gobgp shows it: a 32-bit number.
+    let blackhole_community = (65535u64 << 16) | 666;
+    let communities = held[0][0]["attrs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|a| a["type"] == 8)
+        .flat_map(|a| a["communities"].as_array().cloned().unwrap_or_default())
+        .collect::<Vec<_>>();
+    assert!(
+        communities.contains(&Value::from(blackhole_community)),
+        "RTBH community: {held:?}"
+    );
+    // A manual filter, then unbanned by address.
+    lab.ask_with(&[
+        "ban",
+        &lab.victim.to_string(),
+        "--flowspec",
+        "proto udp src-port 53 len 100-1500",
+    ]);
+    let (rule, _) = lab.wait_rule(Instant::now(), RULE_WITHIN);
+    assert!(rule.contains("source-port: ==53"), "{rule}");
+    lab.ask_with(&["unban", &lab.victim.to_string()]);
+    lab.wait_no_rule(RULE_WITHIN);
+    // Refused: outside the own networks.
+    let out = lab
+        .link
+        .b
+        .command(sensor_bin())
+        .args(["ban", "198.51.100.1", "--blackhole", "--socket"])
+        .arg(lab.dir.join("sensor.sock"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("outside the own networks"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // SIGHUP with a new policy (dry run): the session and the ban stay.
+    let config = lab.dir.join("sensor.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("[mitigation]\n", "[mitigation]\ndry_run = true\n"),
+    )
+    .unwrap();
+    let pid = lab.ask("status")["pid"].as_i64().unwrap() as i32;
+    // SAFETY: signalling the sensor we started.
+    unsafe { libc::kill(pid, libc::SIGHUP) };
+    assert!(
+        wait_for(RULE_WITHIN, || lab.ask("mitigations")["dry_run"]
+            .as_bool()
+            .filter(|d| *d))
+        .is_some(),
+        "not reloaded: {}",
+        lab.log()
+    );
+    assert_eq!(established(), sessions, "the BGP session was not reset");
+    assert_eq!(lab.ask("mitigations")["mitigations"][0]["id"], id);
+    assert!(!blackholes(&lab, other).is_empty());
+    // A flood now is detected but announces nothing.
+    let flood = lab.flood(lab.victim, 8);
+    assert!(
+        wait_for(RULE_WITHIN, || (!lab.ask("attacks")["current"]
+            .as_array()
+            .unwrap()
+            .is_empty())
+        .then_some(()))
+        .is_some()
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(lab.rules_for(lab.victim).is_empty(), "dry run announced");
+    flood.stop(libc::SIGTERM);
+
+    // SIGTERM: the rules stay on the router (graceful restart: stale).
+    lab.sensor.take().unwrap().stop(libc::SIGTERM);
+    let kept = wait_for(RULE_WITHIN, || {
+        let b = blackholes(&lab, other);
+        b.first().filter(|p| p[0]["stale"] == true).cloned()
+    });
+    assert!(
+        kept.is_some(),
+        "the blackhole did not stay: {:?}",
+        blackholes(&lab, other)
+    );
 }
