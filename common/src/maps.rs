@@ -258,11 +258,16 @@ impl ExporterStats {
         for i in 0..ParseError::COUNT {
             self.errors[i] = self.errors[i].wrapping_add(other.errors[i]);
         }
-        // The rate of whichever CPU counted last.
-        if other.last_seen_ns > self.last_seen_ns {
-            self.last_seen_ns = other.last_seen_ns;
+        // The rate and format of whichever CPU (or side: kernel, daemon)
+        // counted last; a side that counted no sample yet has no rate to
+        // offer.
+        let later = other.last_seen_ns > self.last_seen_ns;
+        if other.sampling_rate != 0 && (later || self.sampling_rate == 0) {
             self.sampling_rate = other.sampling_rate;
             self.rate_source = other.rate_source;
+        }
+        if later {
+            self.last_seen_ns = other.last_seen_ns;
             self.format = other.format;
         }
     }

@@ -1,18 +1,24 @@
-//! `cargo xtask lab`: the whole telemetry path on one box.
+//! `cargo xtask lab`: the whole loop on one box.
 //!
 //! Three namespaces joined by veths:
 //!
 //! ```text
 //!   edge 198.18.201.2 ──── 198.18.201.1 router 198.18.200.1 ──── 198.18.200.2 collector
-//!   (traffic source)        (real exporter samples          (edge-sensor, XDP on
-//!                            its edge-facing veth)           es-lab-cr)
+//!   (traffic and attack      (real exporter samples          (edge-sensor, XDP on
+//!    sources; gobgpd or       its edge-facing veth; hosts      {prefix}-cr; BGP to
+//!    BIRD standing in for     the customer block               the edge's daemon)
+//!    the router's BGP)        198.18.202.0/24)
 //! ```
 //!
+//! Normal traffic (ping) runs to a customer address throughout; at
+//! `--attack-at` a scripted attack (hping3) starts for `--attack-for`
+//! seconds. The lab prints a timeline: attack start, detection (asked of the
+//! sensor), the rule on the peer (read back with the peer's own CLI), attack
+//! end, withdrawal. `--json` prints it as JSON lines for scripts and tests.
+//!
 //! Addresses are from 198.18.0.0/15 (RFC 2544) and exist only inside these
-//! namespaces. Every two seconds it prints the top destinations (rates the
-//! kernel measured from the exporter's samples) and the exporters. The lab
-//! refuses to start if any of its names exist, and removes everything it
-//! created on exit, Ctrl-C included.
+//! namespaces. The lab refuses to start if any of its names exist, and
+//! removes everything it created on exit, Ctrl-C included.
 
 use std::{
     fs,
@@ -23,31 +29,51 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
 
 use crate::{run, util};
 
-const NS_ROUTER: &str = "es-lab-router";
-const NS_COLLECTOR: &str = "es-lab-collector";
-const NS_EDGE: &str = "es-lab-edge";
-const NAMESPACES: [&str; 3] = [NS_ROUTER, NS_COLLECTOR, NS_EDGE];
-const PIN_PARENT: &str = "/sys/fs/bpf/edge-sensor-lab";
-const ROUTER_TO_COLLECTOR: (&str, &str) = ("es-lab-rc", "es-lab-cr");
-const ROUTER_TO_EDGE: (&str, &str) = ("es-lab-re", "es-lab-er");
 const COLLECTOR_ADDR: &str = "198.18.200.2";
 const ROUTER_ADDR: &str = "198.18.200.1";
 const ROUTER_EDGE_ADDR: &str = "198.18.201.1";
+const EDGE_ADDR: &str = "198.18.201.2";
+/// The customer block the router hosts (the own network of the lab).
+const CUSTOMERS: &str = "198.18.202.0/24";
+const VICTIM: &str = "198.18.202.10";
 
 #[derive(clap::Args)]
 pub struct LabArgs {
     /// Exporter running in the router namespace.
     #[arg(long, value_enum, default_value_t = Exporter::PmacctSflow)]
     exporter: Exporter,
-    /// How long to run, in seconds.
-    #[arg(long, default_value_t = 30)]
+    /// The attack to play.
+    #[arg(long, value_enum, default_value_t = Attack::NtpAmp)]
+    attack: Attack,
+    /// The BGP daemon standing in for the router.
+    #[arg(long, value_enum, default_value_t = Peer::Gobgp)]
+    peer: Peer,
+    /// How long to run at most, in seconds (the lab ends earlier once the
+    /// attack is over and its rule withdrawn).
+    #[arg(long, default_value_t = 90)]
     duration: u64,
+    /// When the attack starts and how long it lasts, in seconds.
+    #[arg(long, default_value_t = 8)]
+    attack_at: u64,
+    #[arg(long, default_value_t = 15)]
+    attack_for: u64,
     /// Sampling rate of the exporter (1 in N packets).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 10)]
     sampling: u32,
+    /// Names of the lab's namespaces, veths and pins start with this (at
+    /// most 12 characters), so labs can run side by side.
+    #[arg(long, default_value = "es-lab")]
+    prefix: String,
+    /// Use this edge-sensor binary instead of building one.
+    #[arg(long)]
+    sensor_bin: Option<PathBuf>,
+    /// The timeline as JSON lines.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -60,6 +86,68 @@ enum Exporter {
     SoftflowdIpfix,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
+enum Attack {
+    /// TCP SYN flood to port 80 from random sources.
+    Syn,
+    /// UDP flood to port 9999 from random sources.
+    Udp,
+    /// NTP reflection: UDP from source port 123, 440-byte packets.
+    NtpAmp,
+    /// ICMP echo flood.
+    Icmp,
+    /// Fragmented UDP (fragments of 512 bytes).
+    Frag,
+    /// Carpet bombing: DNS reflection spread over the whole /24.
+    Carpet,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Peer {
+    Gobgp,
+    Bird,
+}
+
+/// The lab's names.
+struct Names {
+    router: String,
+    collector: String,
+    edge: String,
+    /// Router <-> collector veth ends, router <-> edge veth ends.
+    rc: String,
+    cr: String,
+    re: String,
+    er: String,
+    pins: String,
+}
+
+impl Names {
+    fn new(prefix: &str) -> Result<Self> {
+        if prefix.is_empty()
+            || prefix.len() > 12
+            || !prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
+            bail!("--prefix {prefix:?}: 1 to 12 letters, digits or '-'");
+        }
+        Ok(Self {
+            router: format!("{prefix}-router"),
+            collector: format!("{prefix}-collector"),
+            edge: format!("{prefix}-edge"),
+            rc: format!("{prefix}-rc"),
+            cr: format!("{prefix}-cr"),
+            re: format!("{prefix}-re"),
+            er: format!("{prefix}-er"),
+            pins: format!("/sys/fs/bpf/{prefix}"),
+        })
+    }
+
+    fn namespaces(&self) -> [&str; 3] {
+        [&self.router, &self.collector, &self.edge]
+    }
+}
+
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_sigint(_: libc::c_int) {
@@ -68,6 +156,7 @@ extern "C" fn on_sigint(_: libc::c_int) {
 
 /// Everything the lab created; removed on drop, by name, ours only.
 struct Lab {
+    names: Names,
     dir: PathBuf,
     children: Vec<(&'static str, Child)>,
 }
@@ -91,19 +180,19 @@ impl Drop for Lab {
             unsafe { libc::kill(group, libc::SIGKILL) };
             let _ = child.wait();
         }
-        for ns in NAMESPACES {
+        for ns in self.names.namespaces() {
             let _ = Command::new("ip")
                 .args(["netns", "del", ns])
                 .stderr(Stdio::null())
                 .status();
         }
-        let _ = fs::remove_dir_all(PIN_PARENT);
+        let _ = fs::remove_dir_all(&self.names.pins);
         if std::env::var_os("EDGE_SENSOR_LAB_KEEP").is_none() {
             let _ = fs::remove_dir_all(&self.dir);
         }
         eprintln!(
             "lab: removed namespaces {}, pins and {}",
-            NAMESPACES.join(", "),
+            self.names.namespaces().join(", "),
             self.dir.display()
         );
     }
@@ -124,16 +213,32 @@ fn in_ns(ns: &str, program: &str) -> Command {
 }
 
 pub fn lab(args: LabArgs) -> Result<()> {
-    util::setup()?;
+    let names = Names::new(&args.prefix)?;
+    if args.sensor_bin.is_none() {
+        util::setup()?;
+    }
     if !util::is_root() {
         bail!("the lab creates network namespaces and loads XDP: run it as root");
     }
-    let bin = run::build(false)?;
+    for tool in ["hping3", "ping", args.peer.daemon()] {
+        if Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .stdout(Stdio::null())
+            .status()
+            .map_or(true, |s| !s.success())
+        {
+            bail!("{tool} is missing: run scripts/setup");
+        }
+    }
+    let bin = match &args.sensor_bin {
+        Some(b) => b.clone(),
+        None => run::build(false)?,
+    };
 
     let existing =
         String::from_utf8_lossy(&Command::new("ip").args(["netns", "list"]).output()?.stdout)
             .into_owned();
-    for ns in NAMESPACES {
+    for ns in names.namespaces() {
         if existing
             .lines()
             .any(|l| l.split_whitespace().next() == Some(ns))
@@ -143,28 +248,48 @@ pub fn lab(args: LabArgs) -> Result<()> {
             );
         }
     }
-    if fs::metadata(PIN_PARENT).is_ok() {
-        bail!("{PIN_PARENT} already exists: another lab is running, or remove it");
+    if fs::metadata(&names.pins).is_ok() {
+        bail!(
+            "{} already exists: another lab is running, or remove it",
+            names.pins
+        );
     }
 
     // SAFETY: the handler only stores to an atomic.
     unsafe { libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t) };
-    let dir = std::env::temp_dir().join(format!("edge-sensor-lab-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "edge-sensor-lab-{}-{}",
+        args.prefix,
+        std::process::id()
+    ));
     fs::create_dir_all(&dir)?;
     let mut lab = Lab {
+        names,
         dir,
         children: Vec::new(),
     };
+    let mut tl = Timeline::new(args.json);
 
-    topology()?;
-    let pin = format!("{PIN_PARENT}/maps");
+    topology(&lab.names)?;
+    let peer = start_peer(&mut lab, args.peer)?;
+    let config = lab.dir.join("edge-sensor.toml");
+    fs::write(&config, sensor_config(&lab, args.peer))?;
     let sensor_log = fs::File::create(lab.dir.join("sensor.log"))?;
-    let sensor = in_ns(NS_COLLECTOR, bin.to_str().context("binary path")?)
-        .args(["run", "--iface", ROUTER_TO_COLLECTOR.1, "--pin-path", &pin])
+    let socket = lab.dir.join("control.sock");
+    let sensor = in_ns(&lab.names.collector, bin.to_str().context("binary path")?)
+        .args([
+            "run",
+            "--iface",
+            &lab.names.cr,
+            "--pin-path",
+            &lab.names.pins,
+        ])
+        .arg("--config")
+        .arg(&config)
         .arg("--state-dir")
         .arg(lab.dir.join("state"))
         .arg("--control-socket")
-        .arg(lab.dir.join("control.sock"))
+        .arg(&socket)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(sensor_log)
@@ -172,60 +297,209 @@ pub fn lab(args: LabArgs) -> Result<()> {
         .context("starting edge-sensor")?;
     lab.children.push(("edge-sensor", sensor));
     wait_for_xdp(&mut lab)?;
-    println!(
-        "lab: edge-sensor attached to {} in {NS_COLLECTOR}",
-        ROUTER_TO_COLLECTOR.1
+    tl.note(
+        "sensor",
+        format!(
+            "edge-sensor attached to {} in {}",
+            lab.names.cr, lab.names.collector
+        ),
+        json!({}),
     );
 
     let exporter = start_exporter(&lab, args.exporter, args.sampling)?;
     lab.children.push(("exporter", exporter));
-    let traffic = in_ns(NS_EDGE, "ping")
+    let traffic = in_ns(&lab.names.edge, "ping")
         .args(["-q", "-i", "0.05", "-s", "500", "-c"])
         .arg((args.duration * 20).to_string())
-        .arg(ROUTER_EDGE_ADDR)
+        .arg(VICTIM)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .context("starting ping")?;
     lab.children.push(("traffic", traffic));
-    println!(
-        "lab: {} exporting from {NS_ROUTER} (1:{} sampling); traffic: ping edge -> router",
-        args.exporter.name(),
-        args.sampling
+    tl.note(
+        "ready",
+        format!(
+            "{} exporting from {} (1:{} sampling); normal traffic: ping {EDGE_ADDR} -> {VICTIM}; \
+             peer: {} in {}",
+            args.exporter.name(),
+            lab.names.router,
+            args.sampling,
+            args.peer.daemon(),
+            lab.names.edge
+        ),
+        json!({"exporter": args.exporter.name(), "sampling": args.sampling}),
     );
 
-    let start = Instant::now();
-    let end = start + Duration::from_secs(args.duration);
+    let ask = |what: &str| -> Option<Value> {
+        let out = Command::new(&bin)
+            .args([what, "--json", "--socket"])
+            .arg(&socket)
+            .output()
+            .ok()?;
+        serde_json::from_slice(&out.stdout).ok()
+    };
+    let attack_at = Duration::from_secs(args.attack_at);
+    let attack_end = attack_at + Duration::from_secs(args.attack_for);
+    let mut attack: Option<Child> = None;
+    let (mut detected, mut ruled, mut ended, mut withdrawn) = (false, false, false, false);
+    let mut last_top = Instant::now();
+    let end = Instant::now() + Duration::from_secs(args.duration);
     while Instant::now() < end && !INTERRUPTED.load(Ordering::SeqCst) {
-        // `top` measures over two seconds, then the exporters are read.
-        let top = Command::new(&bin)
-            .args(["top", "--limit", "5", "--interval", "2", "--pin-path", &pin])
-            .output()?;
-        if INTERRUPTED.load(Ordering::SeqCst) {
-            // Ctrl-C reached the children too; they are stopping.
+        let t = tl.start.elapsed();
+        if attack.is_none() && !ended && t >= attack_at {
+            attack = Some(args.attack.start(&lab, args.attack_for)?);
+            tl.note(
+                "attack_started",
+                format!("attack {:?} -> {}", args.attack, args.attack.target()),
+                json!({"attack": format!("{:?}", args.attack), "target": args.attack.target()}),
+            );
+        }
+        if !ended && t >= attack_end {
+            if let Some(mut a) = attack.take() {
+                // SAFETY: signalling our own child's process group.
+                unsafe { libc::kill(-(a.id() as i32), libc::SIGTERM) };
+                let _ = a.wait();
+            }
+            ended = true;
+            tl.note("attack_ended", "attack stopped".into(), json!({}));
+        }
+        if attack.is_some()
+            && !detected
+            && let Some(a) = ask("attacks")
+            && let Some(first) = a["current"].as_array().and_then(|l| l.first())
+        {
+            detected = true;
+            tl.note(
+                "detected",
+                format!(
+                    "detected {} on {}: {} (covers {:.0}%)",
+                    class_name(&first["class"]),
+                    first["victim"].as_str().unwrap_or("?"),
+                    first["fingerprint"]["match"],
+                    first["fingerprint"]["covers_attack"]
+                        .as_f64()
+                        .unwrap_or(0.0)
+                        * 100.0
+                ),
+                json!({"class": first["class"], "victim": first["victim"],
+                    "match": first["fingerprint"]["match"]}),
+            );
+        }
+        let rules = peer.rules(&lab.names.edge);
+        if !ruled && !rules.is_empty() {
+            ruled = true;
+            tl.note(
+                "rule_on_peer",
+                format!("on {}: {}", args.peer.daemon(), rules.join(" | ")),
+                json!({"rules": rules}),
+            );
+        }
+        if ruled && ended && !withdrawn && rules.is_empty() {
+            withdrawn = true;
+            tl.note(
+                "withdrawn",
+                format!("{} has no rule left", args.peer.daemon()),
+                json!({}),
+            );
             break;
         }
-        let exporters = Command::new(&bin)
-            .args(["exporters", "--pin-path", &pin])
-            .output()?;
-        println!("--- t={:>3}s", start.elapsed().as_secs());
-        for out in [&top, &exporters] {
-            print!("{}", String::from_utf8_lossy(&out.stdout));
-            if !out.status.success() {
-                eprint!("{}", String::from_utf8_lossy(&out.stderr));
-            }
+        if !args.json && last_top.elapsed() >= Duration::from_secs(5) {
+            last_top = Instant::now();
+            let top = Command::new(&bin)
+                .args([
+                    "top",
+                    "--limit",
+                    "3",
+                    "--interval",
+                    "1",
+                    "--pin-path",
+                    &lab.names.pins,
+                ])
+                .output()?;
+            print!("{}", String::from_utf8_lossy(&top.stdout));
         }
         if let Some((name, status)) = exited(&mut lab) {
             let log = fs::read_to_string(lab.dir.join("sensor.log")).unwrap_or_default();
             bail!("{name} exited early ({status}); sensor log:\n{log}");
         }
+        std::thread::sleep(Duration::from_millis(200));
     }
+    if let Some(mut a) = attack.take() {
+        // SAFETY: as above.
+        unsafe { libc::kill(-(a.id() as i32), libc::SIGTERM) };
+        let _ = a.wait();
+    }
+    tl.summary(args.attack, detected && ruled && withdrawn);
     if INTERRUPTED.load(Ordering::SeqCst) {
-        println!("lab: interrupted; cleaning up");
-    } else {
-        println!("lab: done; cleaning up");
+        eprintln!("lab: interrupted; cleaning up");
+    } else if !(detected && ruled && withdrawn) {
+        let log = fs::read_to_string(lab.dir.join("sensor.log")).unwrap_or_default();
+        eprintln!("lab: the loop did not complete; sensor log:\n{log}");
     }
     Ok(())
+}
+
+fn class_name(c: &Value) -> String {
+    match c["port"].as_u64() {
+        Some(p) => format!("{} (port {p})", c["type"].as_str().unwrap_or("?")),
+        None => c["type"].as_str().unwrap_or("?").to_string(),
+    }
+}
+
+/// The timeline, as text or JSON lines, with times since the lab started.
+struct Timeline {
+    json: bool,
+    start: Instant,
+    at: Vec<(String, f64)>,
+}
+
+impl Timeline {
+    fn new(json: bool) -> Self {
+        Self {
+            json,
+            start: Instant::now(),
+            at: Vec::new(),
+        }
+    }
+
+    fn note(&mut self, event: &str, text: String, mut data: Value) {
+        let t = self.start.elapsed().as_secs_f64();
+        self.at.push((event.to_string(), t));
+        if self.json {
+            data["event"] = json!(event);
+            data["t"] = json!(t);
+            println!("{data}");
+        } else {
+            println!("[{t:>7.2}s] {text}");
+        }
+    }
+
+    fn summary(&self, attack: Attack, complete: bool) {
+        let at = |e: &str| self.at.iter().find(|(x, _)| x == e).map(|(_, t)| *t);
+        let since = |e: &str| Some(at(e)? - at("attack_started")?);
+        let after_end = (|| Some(at("withdrawn")? - at("attack_ended")?))();
+        let s = json!({
+            "event": "summary",
+            "attack": format!("{attack:?}"),
+            "complete": complete,
+            "detect_s": since("detected"),
+            "rule_on_peer_s": since("rule_on_peer"),
+            "withdrawn_after_end_s": after_end,
+        });
+        if self.json {
+            println!("{s}");
+        } else {
+            let f = |v: &Value| v.as_f64().map_or("-".to_string(), |x| format!("{x:.2} s"));
+            println!(
+                "summary: detection {} and rule on the peer {} after the attack started; \
+                 withdrawn {} after it ended",
+                f(&s["detect_s"]),
+                f(&s["rule_on_peer_s"]),
+                f(&s["withdrawn_after_end_s"])
+            );
+        }
+    }
 }
 
 /// The first child that exited before its time: any daemon, or a traffic
@@ -243,12 +517,12 @@ fn wait_for_xdp(lab: &mut Lab) -> Result<()> {
         let out = Command::new("ip")
             .args([
                 "-n",
-                NS_COLLECTOR,
+                &lab.names.collector,
                 "-d",
                 "link",
                 "show",
                 "dev",
-                ROUTER_TO_COLLECTOR.1,
+                &lab.names.cr,
             ])
             .output()?;
         if String::from_utf8_lossy(&out.stdout).contains("prog/xdp") {
@@ -262,24 +536,57 @@ fn wait_for_xdp(lab: &mut Lab) -> Result<()> {
     }
 }
 
-fn topology() -> Result<()> {
-    for ns in NAMESPACES {
+fn topology(n: &Names) -> Result<()> {
+    for ns in n.namespaces() {
         ip(&["netns", "add", ns])?;
         ip(&["-n", ns, "link", "set", "lo", "up"])?;
     }
-    let (rc, cr) = ROUTER_TO_COLLECTOR;
-    let (re, er) = ROUTER_TO_EDGE;
-    veth_pair((rc, NS_ROUTER), (cr, NS_COLLECTOR))?;
-    veth_pair((re, NS_ROUTER), (er, NS_EDGE))?;
+    veth_pair((&n.rc, &n.router), (&n.cr, &n.collector))?;
+    veth_pair((&n.re, &n.router), (&n.er, &n.edge))?;
     for (ns, dev, addr) in [
-        (NS_ROUTER, rc, "198.18.200.1/30"),
-        (NS_COLLECTOR, cr, "198.18.200.2/30"),
-        (NS_ROUTER, re, "198.18.201.1/24"),
-        (NS_EDGE, er, "198.18.201.2/24"),
+        (&n.router, &n.rc, "198.18.200.1/30"),
+        (&n.collector, &n.cr, "198.18.200.2/30"),
+        (&n.router, &n.re, "198.18.201.1/24"),
+        (&n.edge, &n.er, "198.18.201.2/24"),
     ] {
         ip(&["-n", ns, "addr", "add", addr, "dev", dev])?;
         ip(&["-n", ns, "link", "set", dev, "up"])?;
     }
+    // The router forwards between edge and collector and hosts the
+    // customer block (every address of it local: AnyIP); attack sources
+    // are random, so no reverse-path filter.
+    let sysctl = |ns: &str, key: &str, value: &str| {
+        util::run(
+            in_ns(ns, "sysctl")
+                .args(["-qw", &format!("{key}={value}")])
+                .stdout(Stdio::null()),
+        )
+    };
+    sysctl(&n.router, "net.ipv4.ip_forward", "1")?;
+    for dev in ["all", "default", n.re.as_str(), n.rc.as_str()] {
+        sysctl(&n.router, &format!("net.ipv4.conf.{dev}.rp_filter"), "0")?;
+    }
+    ip(&[
+        "-n", &n.router, "route", "add", "local", CUSTOMERS, "dev", "lo",
+    ])?;
+    ip(&[
+        "-n",
+        &n.collector,
+        "route",
+        "add",
+        "default",
+        "via",
+        ROUTER_ADDR,
+    ])?;
+    ip(&[
+        "-n",
+        &n.edge,
+        "route",
+        "add",
+        "default",
+        "via",
+        ROUTER_EDGE_ADDR,
+    ])?;
     Ok(())
 }
 
@@ -289,6 +596,215 @@ fn veth_pair((a, a_ns): (&str, &str), (b, b_ns): (&str, &str)) -> Result<()> {
         "link", "add", a, "netns", a_ns, "type", "veth", "peer", "name", b, "netns", b_ns,
     ];
     ip(&args)
+}
+
+impl Attack {
+    fn target(self) -> &'static str {
+        match self {
+            Self::Carpet => "198.18.202.0/24",
+            _ => VICTIM,
+        }
+    }
+
+    /// hping3 from the edge at ~5 kpps (bounded by count) for `secs`.
+    fn start(self, lab: &Lab, secs: u64) -> Result<Child> {
+        let count = (5000 * secs).to_string();
+        let mut args: Vec<&str> = vec!["-q", "-i", "u200", "-c", &count, "--rand-source"];
+        args.extend_from_slice(match self {
+            Self::Syn => &["-S", "-p", "80"],
+            Self::Udp => &["--udp", "-p", "9999", "-d", "200"],
+            Self::NtpAmp => &["--udp", "-s", "123", "-k", "-p", "4444", "-d", "440"],
+            Self::Icmp => &["--icmp", "-d", "500"],
+            Self::Frag => &["--udp", "-p", "7777", "-d", "1400", "-f", "-m", "512"],
+            Self::Carpet => &[
+                "--udp",
+                "-s",
+                "53",
+                "-k",
+                "-p",
+                "3333",
+                "-d",
+                "300",
+                "--rand-dest",
+            ],
+        });
+        let target = match self {
+            Self::Carpet => "198.18.202.x",
+            _ => VICTIM,
+        };
+        if self == Self::Carpet {
+            // hping3 needs the interface for random destinations.
+            args.extend_from_slice(&["-I", &lab.names.er]);
+        }
+        in_ns(&lab.names.edge, "hping3")
+            .args(&args)
+            .arg(target)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting hping3")
+    }
+}
+
+impl Peer {
+    fn daemon(self) -> &'static str {
+        match self {
+            Self::Gobgp => "gobgpd",
+            Self::Bird => "bird",
+        }
+    }
+
+    /// The rules the daemon holds from us, in its own words (`gobgp -j`,
+    /// `birdc show route`).
+    fn rules(self, edge: &str) -> Vec<String> {
+        match self {
+            Self::Gobgp => ["ipv4-flowspec", "ipv4"]
+                .iter()
+                .flat_map(|family| {
+                    let out = in_ns(edge, "gobgp")
+                        .args(["-j", "global", "rib", "-a", family])
+                        .output();
+                    let text = out.map(|o| o.stdout).unwrap_or_default();
+                    match serde_json::from_slice::<Value>(&text) {
+                        Ok(Value::Object(m)) => m.keys().cloned().collect(),
+                        _ => Vec::new(),
+                    }
+                })
+                .collect(),
+            Self::Bird => ["flowtab4", "master4"]
+                .iter()
+                .flat_map(|table| {
+                    let out = in_ns(edge, "birdc")
+                        .args([
+                            "-s",
+                            &format!("/run/{edge}-bird.ctl"),
+                            "show",
+                            "route",
+                            "table",
+                            table,
+                        ])
+                        .output();
+                    let text = String::from_utf8_lossy(&out.map(|o| o.stdout).unwrap_or_default())
+                        .into_owned();
+                    text.lines()
+                        .filter(|l| l.starts_with("flow4") || l.starts_with("198.18.202."))
+                        .map(|l| l.split_whitespace().take(12).collect::<Vec<_>>().join(" "))
+                        .collect::<Vec<_>>()
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The BGP daemon in the edge namespace, passive, waiting for the sensor.
+fn start_peer(lab: &mut Lab, peer: Peer) -> Result<Peer> {
+    let log = fs::File::create(lab.dir.join("peer.log"))?;
+    let child = match peer {
+        Peer::Gobgp => {
+            let conf = lab.dir.join("gobgpd.toml");
+            let families = ["ipv4-unicast", "ipv4-flowspec"]
+                .iter()
+                .map(|f| {
+                    format!(
+                        "[[neighbors.afi-safis]]\n  [neighbors.afi-safis.config]\n    afi-safi-name = \"{f}\"\n"
+                    )
+                })
+                .collect::<String>();
+            fs::write(
+                &conf,
+                format!(
+                    "[global.config]\n  as = 65000\n  router-id = \"{EDGE_ADDR}\"\n  port = 179\n  \
+                     local-address-list = [\"{EDGE_ADDR}\"]\n\n[[neighbors]]\n  [neighbors.config]\n    \
+                     neighbor-address = \"{COLLECTOR_ADDR}\"\n    peer-as = 65001\n  \
+                     [neighbors.transport.config]\n    passive-mode = true\n    local-address = \"{EDGE_ADDR}\"\n  \
+                     [neighbors.ebgp-multihop.config]\n    enabled = true\n    multihop-ttl = 4\n{families}"
+                ),
+            )?;
+            let mut cmd = in_ns(&lab.names.edge, "gobgpd");
+            cmd.arg("-f")
+                .arg(&conf)
+                .args(["--api-hosts", "127.0.0.1:50051", "--pprof-disable"]);
+            cmd
+        }
+        Peer::Bird => {
+            let conf = lab.dir.join("bird.conf");
+            fs::write(
+                &conf,
+                format!(
+                    "log stderr all;\nrouter id {EDGE_ADDR};\nipv4 table master4;\nflow4 table flowtab4;\n\
+                     protocol device {{ }}\nprotocol bgp sensor {{\n  local {EDGE_ADDR} port 179 as 65000;\n  \
+                     neighbor {COLLECTOR_ADDR} as 65001;\n  passive on;\n  multihop;\n  \
+                     ipv4 {{ import all; export none; }};\n  \
+                     flow4 {{ table flowtab4; import all; export none; }};\n}}\n"
+                ),
+            )?;
+            let mut cmd = in_ns(&lab.names.edge, "bird");
+            cmd.arg("-f")
+                .arg("-c")
+                .arg(&conf)
+                .arg("-s")
+                .arg(format!("/run/{}-bird.ctl", lab.names.edge));
+            cmd
+        }
+    }
+    .stdin(Stdio::null())
+    .stdout(log.try_clone()?)
+    .stderr(log)
+    .spawn()
+    .with_context(|| format!("starting {}", peer.daemon()))?;
+    lab.children.push(("peer", child));
+    Ok(peer)
+}
+
+/// The sensor's configuration in the lab: the customer block is the own
+/// network; thresholds sized for hping3's ~5 kpps at 1:10.
+fn sensor_config(lab: &Lab, _peer: Peer) -> String {
+    format!(
+        r#"[daemon]
+metrics_listen = "127.0.0.1:9810"
+
+[detect]
+own_networks = ["{CUSTOMERS}"]
+poll_interval = "1s"
+smoothing = "1s"
+action = "flowspec_then_blackhole"
+[detect.thresholds]
+all = {{ pps = 4000 }}
+tcp_syn = {{ pps = 1500 }}
+udp = {{ pps = 2000 }}
+icmp = {{ pps = 1500 }}
+fragment = {{ pps = 1500 }}
+[detect.aggregate]
+all = {{ pps = 3000 }}
+udp = {{ pps = 2000 }}
+[detect.release]
+ratio = 0.5
+min_duration = "3s"
+hold = "3s"
+
+[mitigation]
+min_hold = "10s"
+escalate_after = "10m"
+event_log = "{events}"
+
+[bgp]
+router_id = "{COLLECTOR_ADDR}"
+local_asn = 65001
+announce_within = ["{CUSTOMERS}"]
+[[bgp.peers]]
+name = "router"
+address = "{EDGE_ADDR}"
+local_address = "{COLLECTOR_ADDR}"
+peer_asn = 65000
+hold_time = 9
+connect_retry = 1
+connect_retry_max = 2
+families = ["ipv4-flowspec", "ipv4-unicast"]
+next_hop_v4 = "192.0.2.254"
+"#,
+        events = lab.dir.join("events.jsonl").display()
+    )
 }
 
 impl Exporter {
@@ -322,16 +838,16 @@ fn start_exporter(lab: &Lab, exporter: Exporter, sampling: u32) -> Result<Child>
                 &conf,
                 format!(
                     "daemonize: false\npcap_interface: {}\nsampling_rate: {sampling}\n{plugin}",
-                    ROUTER_TO_EDGE.0
+                    lab.names.re
                 ),
             )?;
-            let mut cmd = in_ns(NS_ROUTER, "pmacctd");
+            let mut cmd = in_ns(&lab.names.router, "pmacctd");
             cmd.arg("-f").arg(conf);
             cmd
         }
         Exporter::SoftflowdIpfix => {
-            let mut cmd = in_ns(NS_ROUTER, "softflowd");
-            cmd.args(["-d", "-i", ROUTER_TO_EDGE.0, "-v", "10", "-n"])
+            let mut cmd = in_ns(&lab.names.router, "softflowd");
+            cmd.args(["-d", "-i", &lab.names.re, "-v", "10", "-n"])
                 .arg(format!("{COLLECTOR_ADDR}:4739"))
                 .arg("-s")
                 .arg(sampling.to_string())
