@@ -54,6 +54,21 @@ pub fn sensor_bin() -> PathBuf {
     bin
 }
 
+/// The `xtask` binary (`EDGE_SENSOR_XTASK_BIN`, set by `cargo xtask test`,
+/// or the debug build in the workspace's target directory), for the lab.
+pub fn xtask_bin() -> PathBuf {
+    let bin = std::env::var_os("EDGE_SENSOR_XTASK_BIN").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/xtask"),
+        PathBuf::from,
+    );
+    assert!(
+        bin.exists(),
+        "no xtask binary at {}: run the tests with `cargo xtask test`",
+        bin.display()
+    );
+    bin
+}
+
 /// The shared captures (`../shared/data/pcaps` beside the repository, as
 /// on every developer machine and in CI); panics clearly when missing.
 pub fn shared_captures() -> PathBuf {

@@ -51,7 +51,9 @@ pub fn test(filter: Option<&str>) -> Result<()> {
     step("tests");
     let mut cmd = util::cargo();
     cmd.args(["test", "--workspace", "--no-fail-fast"])
-        .env("EDGE_SENSOR_BIN", &bin);
+        .env("EDGE_SENSOR_BIN", &bin)
+        // The lab suite drives this very xtask (`xtask lab`).
+        .env("EDGE_SENSOR_XTASK_BIN", std::env::current_exe()?);
     with_object(&mut cmd);
     if let Some(filter) = filter {
         cmd.args(["--", filter]);
