@@ -28,6 +28,9 @@ pub struct MitigationConfig {
     /// At most this many mitigations at once; further ones are refused
     /// and logged.
     pub max_active: usize,
+    /// At most this many mitigations on any one router (a router's TCAM is
+    /// the scarce resource; its flow spec `max_rules` also applies).
+    pub max_per_peer: usize,
     /// At most this many new announcements per minute (a detector gone
     /// wrong must not flood the routers).
     pub max_new_per_minute: usize,
@@ -70,6 +73,7 @@ impl Default for MitigationConfig {
             withdraw_on_exit: false,
             never_blackhole: Vec::new(),
             max_active: 500,
+            max_per_peer: 200,
             max_new_per_minute: 60,
             min_prefix_v4: 24,
             min_prefix_v6: 64,
@@ -92,6 +96,9 @@ impl MitigationConfig {
         let bad = |k: &str, m: String| Err((format!("mitigation.{k}"), m));
         if self.max_active == 0 {
             return bad("max_active", "0 would refuse every mitigation".into());
+        }
+        if self.max_per_peer == 0 {
+            return bad("max_per_peer", "0 would refuse every mitigation".into());
         }
         if self.max_new_per_minute == 0 {
             return bad(

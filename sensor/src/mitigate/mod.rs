@@ -45,9 +45,14 @@ pub trait Announcer {
     fn announce(&self, route: Route) -> Result<Announcement, RouteError>;
     fn announce_to(&self, peers: &[&str], route: Route) -> Result<Announcement, RouteError>;
     fn withdraw_key(&self, key: &RouteKey) -> usize;
+    /// The routers, by name.
+    fn peers(&self) -> Vec<String>;
 }
 
 impl Announcer for bgp::Speaker {
+    fn peers(&self) -> Vec<String> {
+        self.config().peers.iter().map(|p| p.name.clone()).collect()
+    }
     fn announce(&self, route: Route) -> Result<Announcement, RouteError> {
         bgp::Speaker::announce(self, route)
     }
@@ -63,6 +68,9 @@ impl Announcer for bgp::Speaker {
 pub struct NoPeers;
 
 impl Announcer for NoPeers {
+    fn peers(&self) -> Vec<String> {
+        Vec::new()
+    }
     fn announce(&self, route: Route) -> Result<Announcement, RouteError> {
         Ok(Announcement {
             key: route.key(),
@@ -437,15 +445,50 @@ impl Mitigator {
         Ok(())
     }
 
+    /// Mitigations a router holds now (other than the one being sent).
+    fn held_by(&self, peer: &str) -> usize {
+        self.active
+            .values()
+            .filter(|m| {
+                m.peers
+                    .iter()
+                    .any(|(p, o)| p == peer && !o.contains("refused"))
+            })
+            .count()
+    }
+
     /// Announces `m` (and its fallback): a blackhole to the routers that
-    /// refused a filter, where a blackhole is allowed.
+    /// refused a filter, where a blackhole is allowed. Routers holding
+    /// `max_per_peer` mitigations already are left out.
     fn send(&self, m: &mut Mitigation, a: &dyn Announcer) {
         m.peers.clear();
         if m.dry_run {
             m.peers.push(("*".into(), "dry run: not announced".into()));
             return;
         }
-        let ann = match a.announce(m.route.clone()) {
+        let all = a.peers();
+        let (full, open): (Vec<String>, Vec<String>) = all
+            .into_iter()
+            .partition(|p| self.held_by(p) >= self.cfg.max_per_peer);
+        for p in &full {
+            m.peers.push((
+                p.clone(),
+                format!(
+                    "refused: it holds {} mitigations (max_per_peer)",
+                    self.cfg.max_per_peer
+                ),
+            ));
+        }
+        if !full.is_empty() && open.is_empty() {
+            return;
+        }
+        let result = if full.is_empty() {
+            a.announce(m.route.clone())
+        } else {
+            let open: Vec<&str> = open.iter().map(String::as_str).collect();
+            a.announce_to(&open, m.route.clone())
+        };
+        let ann = match result {
             Ok(ann) => ann,
             Err(e) => {
                 m.peers.push(("*".into(), format!("refused: {e}")));

@@ -57,6 +57,9 @@ impl Announcer for Routers {
             peers: out,
         })
     }
+    fn peers(&self) -> Vec<String> {
+        vec!["edge1".into(), "edge2".into()]
+    }
     fn withdraw_key(&self, key: &RouteKey) -> usize {
         let mut held = self.held.borrow_mut();
         let before = held.len();
@@ -416,4 +419,29 @@ fn manual_bans_and_unbans() {
     // The blackhole expires on its own after manual_duration.
     assert_eq!(events(&m.tick(3600, &r)), ["mitigation_withdrawn"]);
     assert!(r.held.borrow().is_empty());
+}
+
+#[test]
+fn a_router_at_its_cap_is_left_out_the_others_still_protect() {
+    let r = Routers::default();
+    let mut m = mitigator(MitigationConfig {
+        max_per_peer: 2,
+        ..MitigationConfig::default()
+    });
+    for i in 1..=3u64 {
+        let ip = format!("203.0.113.{}/32", 10 + i);
+        m.on_event(
+            &Event::AttackStarted(attack(i, &ip, GroupAction::Blackhole, 1.0)),
+            0,
+            &r,
+        );
+    }
+    assert_eq!(r.holds("edge1").len(), 2, "edge1 capped at 2");
+    assert_eq!(r.holds("edge2").len(), 2, "edge2 capped at 2");
+    let third = m.active().nth(2).unwrap();
+    assert!(
+        third.peers.iter().all(|(_, o)| o.contains("max_per_peer")),
+        "{:?}",
+        third.peers
+    );
 }
