@@ -287,6 +287,10 @@ pub struct ExporterRow {
     pub sampling_source: &'static str,
     /// Seconds since the last datagram was counted; `null` if never.
     pub last_seen_secs: Option<f64>,
+    /// Datagrams and flow samples (sFlow) or records (flows) per second,
+    /// from two reads (`exporters --interval`); `null` from one read.
+    pub datagrams_per_s: Option<f64>,
+    pub samples_per_s: Option<f64>,
     pub errors: Errors,
 }
 
@@ -312,6 +316,8 @@ impl ExporterRow {
                 crate::telemetry::monotonic_ns().saturating_sub(s.last_seen_ns) as f64 / 1e9
             }),
             errors: Errors(s.errors),
+            datagrams_per_s: None,
+            samples_per_s: None,
         }
     }
 }

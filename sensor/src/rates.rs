@@ -63,6 +63,16 @@ pub fn between(
         .collect()
 }
 
+/// A rate with its unit in human form: `1.23 Mpps`, `456.7 kbps`, `12 pps`.
+pub fn with_unit(v: f64, unit: &str) -> String {
+    match v {
+        v if v >= 1e9 => format!("{:.2} G{unit}", v / 1e9),
+        v if v >= 1e6 => format!("{:.2} M{unit}", v / 1e6),
+        v if v >= 1e3 => format!("{:.1} k{unit}", v / 1e3),
+        v => format!("{v:.0} {unit}"),
+    }
+}
+
 /// A rate in human units: 1.23 M, 456 k, 12.
 pub fn human(v: f64) -> String {
     match v {

@@ -1,5 +1,7 @@
 //! `edge-sensor exporters`.
 
+use std::time::{Duration, Instant};
+
 use anyhow::Result;
 use edge_sensor_common::ParseError;
 
@@ -7,11 +9,41 @@ use super::ExportersArgs;
 use crate::counters::{ExporterRow, Report};
 
 pub fn exporters(args: ExportersArgs) -> Result<()> {
+    if !(0.0..=60.0).contains(&args.interval) {
+        anyhow::bail!("--interval must be between 0 and 60 seconds");
+    }
+    let before = (args.interval > 0.0)
+        .then(|| Report::read_pinned_exporters(&args.pin_path))
+        .transpose()?;
+    let then = Instant::now();
+    if before.is_some() {
+        std::thread::sleep(Duration::from_secs_f64(args.interval));
+    }
     let report = Report::read_pinned_exporters(&args.pin_path)?;
+    let secs = then.elapsed().as_secs_f64();
     let rows: Vec<_> = report
         .exporters
         .iter()
-        .map(|(id, t)| ExporterRow::new(*id, t))
+        .map(|(id, t)| {
+            let mut row = ExporterRow::new(*id, t);
+            if let Some(before) = &before {
+                let old = before
+                    .exporters
+                    .get(id)
+                    .map(|t| t.stats)
+                    .unwrap_or_default();
+                // A counter that went down (map re-created) gives no rate.
+                let rate = |now: u64, then: u64| now.saturating_sub(then) as f64 / secs;
+                row.datagrams_per_s = Some(rate(t.stats.datagrams, old.datagrams));
+                let (now_s, then_s) = if t.stats.samples > 0 {
+                    (t.stats.samples, old.samples)
+                } else {
+                    (t.stats.records, old.records)
+                };
+                row.samples_per_s = Some(rate(now_s, then_s));
+            }
+            row
+        })
         .collect();
     if args.json {
         println!("{}", serde_json::json!({ "exporters": rows }));
@@ -24,13 +56,15 @@ pub fn exporters(args: ExportersArgs) -> Result<()> {
 /// Exporters as an aligned table; errors listed by reason below it.
 pub fn exporter_table(rows: &[ExporterRow]) -> String {
     let mut out = format!(
-        "{:<40} {:>10} {:>5} {:<8} {:>10} {:>10} {:>8} {:>7} {:>8} {:<28} {:>9}\n",
+        "{:<40} {:>10} {:>5} {:<8} {:>10} {:>10} {:>9} {:>9} {:>8} {:>7} {:>8} {:<28} {:>9}\n",
         "EXPORTER",
         "SUB-AGENT",
         "PORT",
         "PROTO",
         "DATAGRAMS",
         "SAMPLES",
+        "DGRAMS/S",
+        "SAMPLES/S",
         "LOST",
         "LOSS%",
         "ERRORS",
@@ -47,13 +81,15 @@ pub fn exporter_table(rows: &[ExporterRow]) -> String {
             .last_seen_secs
             .map_or("-".to_string(), |s| format!("{s:.0}s ago"));
         out.push_str(&format!(
-            "{:<40} {:>10} {:>5} {:<8} {:>10} {:>10} {:>8} {:>7.2} {:>8} {:<28} {:>9}\n",
+            "{:<40} {:>10} {:>5} {:<8} {:>10} {:>10} {:>9} {:>9} {:>8} {:>7.2} {:>8} {:<28} {:>9}\n",
             r.ip.to_string(),
             r.sub_agent,
             r.port,
             r.protocol,
             r.datagrams,
             r.samples,
+            r.datagrams_per_s.map_or("-".into(), |v| format!("{v:.1}")),
+            r.samples_per_s.map_or("-".into(), |v| format!("{v:.1}")),
             r.sequence_gaps,
             r.loss_percent,
             r.errors.total(),

@@ -177,6 +177,10 @@ pub struct TopArgs {
     /// Pin directory of the sensor to read.
     #[arg(long, default_value = DEFAULT_PIN_DIR)]
     pub pin_path: PathBuf,
+    /// The daemon's control socket, asked which destinations are under
+    /// mitigation (the maps alone do not say).
+    #[arg(long, default_value = crate::control::DEFAULT_SOCKET)]
+    pub socket: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -227,6 +231,10 @@ pub struct ExportersArgs {
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
+    /// Seconds between the two reads the per-second rates come from; 0
+    /// reads once (totals only).
+    #[arg(long, default_value_t = 1.0)]
+    pub interval: f64,
     /// Pin directory of the sensor to read.
     #[arg(long, default_value = DEFAULT_PIN_DIR)]
     pub pin_path: PathBuf,

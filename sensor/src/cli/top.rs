@@ -13,7 +13,7 @@ use edge_sensor_common::{Class, DstStats};
 use super::{TopArgs, style::Style};
 use crate::{
     counters::read_pinned_destinations,
-    rates::{self, DstRates, human},
+    rates::{self, DstRates, with_unit},
 };
 
 /// What `top` ranks by.
@@ -83,16 +83,17 @@ pub fn top(args: TopArgs) -> Result<()> {
         let after = read(&args)?;
         let now = Instant::now();
         let mut rows = ranked(&args, rates::between(&before, &after, now - then));
+        let mitigated = mitigated(&args.socket);
         let mut stdout = std::io::stdout().lock();
         if args.json {
-            let out = json(&rows, (now - then).as_secs_f64()).to_string() + "\n";
+            let out = json(&rows, (now - then).as_secs_f64(), &mitigated).to_string() + "\n";
             stdout.write_all(out.as_bytes())?;
         } else if in_place {
             let (height, width) = terminal_size().unwrap_or((24, 80));
             // Fit the screen: a taller frame would scroll, a wider line wrap,
             // and either leave remains of earlier frames behind.
             rows.truncate(height.saturating_sub(3));
-            let plain = table(&rows, after.len(), Style { colour: false });
+            let plain = table(&rows, after.len(), Style { colour: false }, &mitigated);
             let mut lines = vec![title(&args, after.len())];
             lines.extend(plain.lines().map(str::to_owned));
             for line in &mut lines {
@@ -108,7 +109,7 @@ pub fn top(args: TopArgs) -> Result<()> {
             out.push_str("\x1b[K\x1b[J");
             stdout.write_all(out.as_bytes())?;
         } else {
-            stdout.write_all(table(&rows, after.len(), style).as_bytes())?;
+            stdout.write_all(table(&rows, after.len(), style, &mitigated).as_bytes())?;
         }
         stdout.flush()?;
         if !args.watch {
@@ -143,10 +144,36 @@ fn terminal_size() -> Option<(usize, usize)> {
         .then_some((usize::from(size.ws_row), usize::from(size.ws_col)))
 }
 
-fn json(rows: &[DstRates], interval: f64) -> serde_json::Value {
+/// What the running daemon mitigates, if it answers (`None`: unknown; the
+/// maps alone do not say).
+fn mitigated(socket: &std::path::Path) -> Option<Vec<ipnet::IpNet>> {
+    let answer = crate::control::request(
+        socket,
+        &crate::control::Request::Mitigations,
+        Duration::from_millis(500),
+    )
+    .ok()?;
+    let crate::control::Response::Ok { body } = answer else {
+        return None;
+    };
+    Some(
+        body["mitigations"]
+            .as_array()?
+            .iter()
+            .filter_map(|m| m["victim"].as_str()?.parse().ok())
+            .collect(),
+    )
+}
+
+fn is_mitigated(ip: &std::net::IpAddr, m: &Option<Vec<ipnet::IpNet>>) -> Option<bool> {
+    m.as_ref().map(|nets| nets.iter().any(|n| n.contains(ip)))
+}
+
+fn json(rows: &[DstRates], interval: f64, m: &Option<Vec<ipnet::IpNet>>) -> serde_json::Value {
     let dst = |r: &DstRates| {
         serde_json::json!({
             "ip": r.ip,
+            "mitigated": is_mitigated(&r.ip, m),
             "pps": r.pps(Class::All), "bps": r.bps(Class::All),
             "tcp_pps": r.pps(Class::Tcp), "tcp_syn_pps": r.pps(Class::TcpSyn),
             "udp_pps": r.pps(Class::Udp), "icmp_pps": r.pps(Class::Icmp),
@@ -157,25 +184,32 @@ fn json(rows: &[DstRates], interval: f64) -> serde_json::Value {
     serde_json::json!({ "interval_s": interval, "destinations": rows.iter().map(dst).collect::<Vec<_>>() })
 }
 
-fn table(rows: &[DstRates], tracked: usize, style: Style) -> String {
+fn table(rows: &[DstRates], tracked: usize, style: Style, m: &Option<Vec<ipnet::IpNet>>) -> String {
     let mut out = style.header(&format!(
-        "{:<40} {:>10} {:>11} {:>10} {:>10} {:>10} {:>10} {:>10}",
-        "DESTINATION", "PPS", "BPS", "TCP", "SYN", "UDP", "ICMP", "FRAG"
+        "{:<40} {:>11} {:>11} {:>11} {:>11} {:>11} {:>11} {:>11} {:>3}",
+        "DESTINATION", "PPS", "BPS", "TCP", "SYN", "UDP", "ICMP", "FRAG", "MIT"
     ));
     out.push('\n');
+    let pps = |v: f64| with_unit(v, "pps");
     for r in rows {
         out.push_str(&format!(
-            "{:<40} {:>10} {:>11} {:>10} {:>10} {:>10} {:>10} {:>10}\n",
+            "{:<40} {:>11} {:>11} {:>11} {:>11} {:>11} {:>11} {:>11} {:>3}\n",
             r.ip.to_string(),
-            human(r.pps(Class::All)),
-            format!("{}b", human(r.bps(Class::All))),
-            human(r.pps(Class::Tcp)),
-            human(r.pps(Class::TcpSyn)),
-            human(r.pps(Class::Udp)),
-            human(r.pps(Class::Icmp)),
-            human(r.pps(Class::Fragment)),
+            pps(r.pps(Class::All)),
+            with_unit(r.bps(Class::All), "bps"),
+            pps(r.pps(Class::Tcp)),
+            pps(r.pps(Class::TcpSyn)),
+            pps(r.pps(Class::Udp)),
+            pps(r.pps(Class::Icmp)),
+            pps(r.pps(Class::Fragment)),
+            match is_mitigated(&r.ip, m) {
+                Some(true) => "*",
+                Some(false) => "",
+                None => "?",
+            },
         ));
     }
+    // MIT: `*` under mitigation, `?` when the daemon did not answer.
     out.push_str(&format!("{tracked} destinations tracked\n"));
     out
 }
