@@ -74,6 +74,11 @@ pub struct LabArgs {
     /// The timeline as JSON lines.
     #[arg(long)]
     json: bool,
+    /// Run FastNetMon Community beside the sensor on the same sFlow stream
+    /// (the sensor passes the datagrams on) with the same threshold, and
+    /// put its ban in the timeline.
+    #[arg(long)]
+    fastnetmon: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -272,8 +277,13 @@ pub fn lab(args: LabArgs) -> Result<()> {
 
     topology(&lab.names)?;
     let peer = start_peer(&mut lab, args.peer)?;
+    if args.fastnetmon && args.exporter != Exporter::PmacctSflow {
+        bail!(
+            "--fastnetmon compares on sFlow (--exporter pmacct-sflow): the sensor's daemon owns the flow ports"
+        );
+    }
     let config = lab.dir.join("edge-sensor.toml");
-    fs::write(&config, sensor_config(&lab, args.peer))?;
+    fs::write(&config, sensor_config(&lab, args.fastnetmon))?;
     let sensor_log = fs::File::create(lab.dir.join("sensor.log"))?;
     let socket = lab.dir.join("control.sock");
     let sensor = in_ns(&lab.names.collector, bin.to_str().context("binary path")?)
@@ -306,6 +316,15 @@ pub fn lab(args: LabArgs) -> Result<()> {
         json!({}),
     );
 
+    let bans = lab.dir.join("fastnetmon-bans");
+    if args.fastnetmon {
+        start_fastnetmon(&mut lab, &bans)?;
+        tl.note(
+            "fastnetmon",
+            "FastNetMon Community on the same sFlow stream".into(),
+            json!({}),
+        );
+    }
     let exporter = start_exporter(&lab, args.exporter, args.sampling)?;
     lab.children.push(("exporter", exporter));
     let traffic = in_ns(&lab.names.edge, "ping")
@@ -343,6 +362,7 @@ pub fn lab(args: LabArgs) -> Result<()> {
     let attack_end = attack_at + Duration::from_secs(args.attack_for);
     let mut attack: Option<Child> = None;
     let (mut detected, mut ruled, mut ended, mut withdrawn) = (false, false, false, false);
+    let mut banned = !args.fastnetmon;
     let mut last_top = Instant::now();
     let end = Instant::now() + Duration::from_secs(args.duration);
     while Instant::now() < end && !INTERRUPTED.load(Ordering::SeqCst) {
@@ -386,6 +406,19 @@ pub fn lab(args: LabArgs) -> Result<()> {
                     "match": first["fingerprint"]["match"]}),
             );
         }
+        if !banned
+            && attack.is_some()
+            && fs::read_to_string(&bans).is_ok_and(|b| b.contains(" ban"))
+        {
+            banned = true;
+            let line = fs::read_to_string(&bans).unwrap_or_default();
+            let first = line.lines().next().unwrap_or("").trim().to_string();
+            tl.note(
+                "fastnetmon_ban",
+                format!("FastNetMon bans: {first}"),
+                json!({ "line": first }),
+            );
+        }
         let rules = peer.rules(&lab.names.edge);
         if !ruled && !rules.is_empty() {
             ruled = true;
@@ -402,6 +435,8 @@ pub fn lab(args: LabArgs) -> Result<()> {
                 format!("{} has no rule left", args.peer.daemon()),
                 json!({}),
             );
+        }
+        if withdrawn && (banned || tl.start.elapsed() > attack_end + Duration::from_secs(30)) {
             break;
         }
         if !args.json && last_top.elapsed() >= Duration::from_secs(5) {
@@ -486,6 +521,7 @@ impl Timeline {
             "detect_s": since("detected"),
             "rule_on_peer_s": since("rule_on_peer"),
             "withdrawn_after_end_s": after_end,
+            "fastnetmon_ban_s": since("fastnetmon_ban"),
         });
         if self.json {
             println!("{s}");
@@ -498,6 +534,12 @@ impl Timeline {
                 f(&s["rule_on_peer_s"]),
                 f(&s["withdrawn_after_end_s"])
             );
+            if !s["fastnetmon_ban_s"].is_null() {
+                println!(
+                    "         FastNetMon banned {} after the attack started",
+                    f(&s["fastnetmon_ban_s"])
+                );
+            }
         }
     }
 }
@@ -697,6 +739,70 @@ impl Peer {
     }
 }
 
+/// FastNetMon Community in the collector namespace (unprivileged), on the
+/// sFlow port, banning above 2 kpps (the sensor's UDP threshold), its
+/// defaults otherwise (20 packets of evidence, 5 s averages); its notify
+/// script records each ban in `bans`.
+fn start_fastnetmon(lab: &mut Lab, bans: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = lab.dir.join("fastnetmon");
+    fs::create_dir_all(&dir)?;
+    // It runs as nobody and writes its files here.
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o777))?;
+    fs::set_permissions(&lab.dir, fs::Permissions::from_mode(0o755))?;
+    fs::write(bans, "")?;
+    fs::set_permissions(bans, fs::Permissions::from_mode(0o666))?;
+    let notify = dir.join("notify.sh");
+    fs::write(
+        &notify,
+        format!(
+            "#!/bin/sh\n# ip direction pps action\necho \"$1 $2 $3 $4\" >> {}\n",
+            bans.display()
+        ),
+    )?;
+    fs::set_permissions(&notify, fs::Permissions::from_mode(0o755))?;
+    let d = dir.display();
+    fs::write(dir.join("networks_list"), format!("{CUSTOMERS}\n"))?;
+    fs::write(dir.join("networks_whitelist"), "")?;
+    fs::write(
+        dir.join("fastnetmon.conf"),
+        format!(
+            "logging_level = info\nlogging_local_syslog_logging = off\n\
+             logging_remote_syslog_logging = off\ndisable_usage_report = on\n\
+             enable_ban = on\nenable_ban_ipv6 = on\n\
+             process_incoming_traffic = on\nprocess_outgoing_traffic = off\n\
+             ban_details_records_count = 20\nban_time = 1900\nunban_only_if_attack_finished = on\n\
+             networks_list_path = {d}/networks_list\nwhite_list_path = {d}/networks_whitelist\n\
+             check_period = 1\nenable_connection_tracking = on\n\
+             ban_for_pps = on\nban_for_bandwidth = off\nban_for_flows = off\nthreshold_pps = 2000\n\
+             mirror_afpacket = off\nmirror_afxdp = off\npcap = off\nnetflow = off\n\
+             sflow = on\nsflow_port = 6343\nsflow_host = 0.0.0.0\n\
+             average_calculation_time = 5\nspeed_calculation_delay = 1\n\
+             exabgp = off\ngobgp = off\ninfluxdb = off\ngraphite = off\n\
+             monitor_local_ip_addresses = off\n\
+             cli_stats_file_path = {d}/fastnetmon.dat\ncli_stats_ipv6_file_path = {d}/fastnetmon_ipv6.dat\n\
+             enable_api = off\nprometheus = off\nnotify_script_path = {notify}\n",
+            notify = notify.display()
+        ),
+    )?;
+    let log = fs::File::create(dir.join("stderr.log"))?;
+    let child = in_ns(&lab.names.collector, "setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
+        .arg("/usr/sbin/fastnetmon")
+        .arg("--configuration_file")
+        .arg(dir.join("fastnetmon.conf"))
+        .arg("--log_file")
+        .arg(dir.join("fastnetmon.log"))
+        .arg("--disable_pid_logic")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .context("starting fastnetmon")?;
+    lab.children.push(("fastnetmon", child));
+    Ok(())
+}
+
 /// The BGP daemon in the edge namespace, passive, waiting for the sensor.
 fn start_peer(lab: &mut Lab, peer: Peer) -> Result<Peer> {
     let log = fs::File::create(lab.dir.join("peer.log"))?;
@@ -759,10 +865,13 @@ fn start_peer(lab: &mut Lab, peer: Peer) -> Result<Peer> {
 
 /// The sensor's configuration in the lab: the customer block is the own
 /// network; thresholds sized for hping3's ~5 kpps at 1:10.
-fn sensor_config(lab: &Lab, _peer: Peer) -> String {
+fn sensor_config(lab: &Lab, pass_telemetry: bool) -> String {
     format!(
         r#"[daemon]
 metrics_listen = "127.0.0.1:9810"
+
+[telemetry]
+pass_telemetry = {pass_telemetry}
 
 [detect]
 own_networks = ["{CUSTOMERS}"]
