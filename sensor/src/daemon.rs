@@ -55,6 +55,7 @@ static NO_PEERS: NoPeers = NoPeers;
 pub async fn serve(
     sensor: &mut Sensor,
     config: Config,
+    flows: FlowState,
     reload: impl Fn() -> Result<Config>,
 ) -> Result<&'static str> {
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
@@ -71,7 +72,7 @@ pub async fn serve(
         Err(e) => tracing::error!("{e}: `edge-sensor ban/attacks/status` will not reach it"),
     }
     let metrics = start_metrics(&config).await;
-    let mut d = Daemon::new(sensor, config, metrics)?;
+    let mut d = Daemon::new(sensor, config, flows, metrics)?;
 
     let mut publish = tokio::time::interval(Duration::from_secs(1));
     let mut poll = tokio::time::interval(d.poll_interval());
@@ -190,6 +191,37 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// The daemon's NetFlow v9 / IPFIX decoder with the templates saved before
+/// a restart, their plans already in the kernel: prepared before XDP is
+/// attached, so the first data datagram is decoded there.
+pub struct FlowState {
+    decoder: UserDecoder,
+    templates: TemplateState,
+    synced: u64,
+}
+
+impl FlowState {
+    pub fn prepare(sensor: &mut Sensor, config: &Config) -> Self {
+        let ports: Vec<_> = config.telemetry.ports().collect();
+        let mut decoder = UserDecoder::new(&ports, &config.exporters.allow, false)
+            .with_sampling(config.exporters.sampling_rules())
+            .behind_kernel();
+        let templates = TemplateState::load(config, &mut decoder);
+        let mut synced = 0;
+        if templates.restored > 0 {
+            synced = decoder.templates().generation();
+            if let Err(e) = sensor.sync_flow(decoder.templates()) {
+                tracing::error!("restoring the kernel's template plans: {}", error_chain(&e));
+            }
+        }
+        Self {
+            decoder,
+            templates,
+            synced,
+        }
+    }
+}
+
 /// Everything the loop owns.
 struct Daemon<'s> {
     sensor: &'s mut Sensor,
@@ -209,19 +241,17 @@ struct Daemon<'s> {
 }
 
 impl<'s> Daemon<'s> {
-    fn new(sensor: &'s mut Sensor, config: Config, metrics: Option<Metrics>) -> Result<Self> {
-        let ports: Vec<_> = config.telemetry.ports().collect();
-        let mut decoder = UserDecoder::new(&ports, &config.exporters.allow, false)
-            .with_sampling(config.exporters.sampling_rules())
-            .behind_kernel();
-        let templates = TemplateState::load(&config, &mut decoder);
-        let mut synced = 0;
-        if templates.restored > 0 {
-            synced = decoder.templates().generation();
-            if let Err(e) = sensor.sync_flow(decoder.templates()) {
-                tracing::error!("restoring the kernel's template plans: {}", error_chain(&e));
-            }
-        }
+    fn new(
+        sensor: &'s mut Sensor,
+        config: Config,
+        flows: FlowState,
+        metrics: Option<Metrics>,
+    ) -> Result<Self> {
+        let FlowState {
+            decoder,
+            templates,
+            synced,
+        } = flows;
         let ring = match sensor.take_watch_ring() {
             Ok(r) => Some(r),
             Err(e) => {

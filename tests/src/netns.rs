@@ -71,6 +71,35 @@ impl NetNs {
         cmd
     }
 
+    /// Starts `program args...` here in a process group of its own (so
+    /// stopping it stops whatever it forks), output discarded; killed with
+    /// its group when the guard goes.
+    pub fn spawn<S: AsRef<std::ffi::OsStr>>(
+        &self,
+        program: &str,
+        args: impl IntoIterator<Item = S>,
+    ) -> crate::Guarded {
+        use std::os::unix::process::CommandExt;
+        self.command(program)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .map(crate::Guarded)
+            .unwrap_or_else(|e| panic!("start {program}: {e}"))
+    }
+
+    /// pmacct's `pmacctd` here with `config` (written to `dir`), started
+    /// and given two seconds to open its capture.
+    pub fn start_pmacctd(&self, dir: &std::path::Path, config: &str) -> crate::Guarded {
+        let conf = dir.join("pmacctd.conf");
+        std::fs::write(&conf, config).expect("write pmacctd.conf");
+        let probe = self.spawn("pmacctd", [std::ffi::OsStr::new("-f"), conf.as_os_str()]);
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        probe
+    }
+
     /// Runs `f` on a thread inside this namespace (sockets it opens live there).
     pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
         let file = File::open(self.path()).expect("open the namespace");

@@ -11,7 +11,6 @@ use std::{
     ffi::OsStr,
     net::IpAddr,
     path::PathBuf,
-    process::Stdio,
     time::{Duration, Instant},
 };
 
@@ -136,71 +135,38 @@ graceful_restart = 60
 
     /// pmacct's sfprobe on the router's veth, 1 in 10 packets.
     fn start_probe(&mut self) {
-        let conf = self.dir.join("pmacctd.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "daemonize: false\npcap_interface: {}\npcap_filter: not udp port 6343 and not tcp port 179\n\
-                 sampling_rate: 10\nplugins: sfprobe\nsfprobe_receiver: {}:6343\n\
-                 sfprobe_agentip: {}\n",
-                self.link.a_if, self.link.b_addr, self.link.a_addr
-            ),
-        )
-        .unwrap();
-        use std::os::unix::process::CommandExt;
-        let probe = self
-            .link
-            .a
-            .command("pmacctd")
-            .arg("-f")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .map(Guarded)
-            .expect("start pmacctd");
-        self.probe = Some(probe);
-        std::thread::sleep(Duration::from_secs(2));
+        let config = format!(
+            "daemonize: false\npcap_interface: {}\npcap_filter: not udp port 6343 and not tcp port 179\n\
+             sampling_rate: 10\nplugins: sfprobe\nsfprobe_receiver: {}:6343\n\
+             sfprobe_agentip: {}\n",
+            self.link.a_if, self.link.b_addr, self.link.a_addr
+        );
+        self.probe = Some(self.link.a.start_pmacctd(&self.dir, &config));
     }
 
-    /// An NTP-amplification-like flood to `dst`: UDP from port 123, 400
-    /// bytes, ~5 kpps for `secs` seconds (bounded by count), in the background.
+    /// hping3 at ~5 kpps for `secs` seconds (bounded by count) to `dst`
+    /// with `kind` options, in the background.
+    fn hping3(&self, dst: IpAddr, secs: u64, kind: &[&str]) -> Guarded {
+        let count = (5000 * secs).to_string();
+        let mut args = vec!["-q", "-i", "u200", "-c", &count];
+        args.extend_from_slice(kind);
+        let dst = dst.to_string();
+        args.push(&dst);
+        self.link.a.spawn("hping3", args)
+    }
+
+    /// An NTP-amplification-like flood: UDP from port 123, 400 bytes.
     fn flood(&self, dst: IpAddr, secs: u64) -> Guarded {
-        use std::os::unix::process::CommandExt;
-        let count = (5000 * secs).to_string();
-        self.link
-            .a
-            .command("hping3")
-            .args([
-                "-q", "--udp", "-s", "123", "-k", "-p", "5555", "-d", "400", "-i", "u200", "-c",
-            ])
-            .arg(&count)
-            .arg(dst.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .map(Guarded)
-            .expect("start hping3")
+        self.hping3(
+            dst,
+            secs,
+            &["--udp", "-s", "123", "-k", "-p", "5555", "-d", "400"],
+        )
     }
 
-    /// A SYN flood to `dst` port 80 from random sources, ~5 kpps.
+    /// A SYN flood to port 80 from random sources.
     fn syn_flood(&self, dst: IpAddr, secs: u64) -> Guarded {
-        use std::os::unix::process::CommandExt;
-        let count = (5000 * secs).to_string();
-        self.link
-            .a
-            .command("hping3")
-            .args(["-q", "-S", "-p", "80", "--rand-source", "-i", "u200", "-c"])
-            .arg(&count)
-            .arg(dst.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .map(Guarded)
-            .expect("start hping3")
+        self.hping3(dst, secs, &["-S", "-p", "80", "--rand-source"])
     }
 
     /// The gobgpd flow spec rules for `dst`.

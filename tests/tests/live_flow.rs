@@ -44,18 +44,22 @@ fn run_case(exporter: Exporter) {
     let sensor_log = dir.join("sensor.log");
     let sensor = start_sensor(&link.b, &link.b_if, pin.path(), &sensor_log);
     std::thread::sleep(Duration::from_millis(500)); // its sockets
-    let tcpdump = link
-        .a
-        .command("tcpdump")
-        .args(["-i", &link.a_if, "-U", "-s", "0", "-w"])
-        .arg(&capture)
-        .args(["udp", "dst", "port", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .map(Guarded)
-        .expect("start tcpdump");
+    let tcpdump = link.a.spawn(
+        "tcpdump",
+        [
+            "-i",
+            &link.a_if,
+            "-U",
+            "-s",
+            "0",
+            "-w",
+            capture.to_str().unwrap(),
+            "udp",
+            "dst",
+            "port",
+            &port.to_string(),
+        ],
+    );
     let collector = format!("{}:{port}", link.b_addr);
     let ctl = dir.join("sf.ctl");
     let probe = match exporter {
@@ -89,30 +93,16 @@ fn run_case(exporter: Exporter) {
             .spawn()
             .map(Guarded)
             .expect("start softflowd"),
-        Exporter::PmacctNfprobe => {
-            let conf = dir.join("pmacctd.conf");
-            std::fs::write(
-                &conf,
-                format!(
-                    "daemonize: false\npcap_interface: {}\npcap_filter: not udp port {port}\n\
+        Exporter::PmacctNfprobe => link.a.start_pmacctd(
+            &dir,
+            &format!(
+                "daemonize: false\npcap_interface: {}\npcap_filter: not udp port {port}\n\
                      plugins: nfprobe\nnfprobe_receiver: {collector}\nnfprobe_version: 10\n\
                      nfprobe_source_ip: {}\n\
                      nfprobe_timeouts: tcp=2:udp=2:icmp=2:general=2:maxlife=3:expint=1\n",
-                    link.a_if, link.a_addr
-                ),
-            )
-            .unwrap();
-            link.a
-                .command("pmacctd")
-                .arg("-f")
-                .arg(&conf)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .process_group(0)
-                .spawn()
-                .map(Guarded)
-                .expect("start pmacctd")
-        }
+                link.a_if, link.a_addr
+            ),
+        ),
     };
     std::thread::sleep(Duration::from_secs(1));
 

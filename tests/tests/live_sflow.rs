@@ -5,11 +5,11 @@
 //! captured on the router's side (the collector never sees them: they are
 //! consumed in its kernel).
 
-use std::{net::UdpSocket, os::unix::process::CommandExt, process::Stdio, time::Duration};
+use std::{net::UdpSocket, process::Stdio, time::Duration};
 
 use edge_sensor::counters::Report;
 use edge_sensor_tests::{
-    Guarded, PinDir,
+    PinDir,
     engines::as_truth,
     netns::{Link, start_sensor},
     require_root, require_tool, tshark,
@@ -36,41 +36,31 @@ fn pmacct_sflow_is_counted_in_the_kernel_exactly_as_tshark_decodes_it() {
     let sensor_log = dir.join("sensor.log");
     let sensor = start_sensor(&link.b, &link.b_if, pin.path(), &sensor_log);
 
-    let tcpdump = link
-        .a
-        .command("tcpdump")
-        .args(["-i", &link.a_if, "-U", "-s", "0", "-w"])
-        .arg(&capture)
-        .args(["udp", "dst", "port", "6343"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .map(Guarded)
-        .expect("start tcpdump");
-    let conf = dir.join("pmacctd.conf");
-    std::fs::write(
-        &conf,
-        format!(
+    let tcpdump = link.a.spawn(
+        "tcpdump",
+        [
+            "-i",
+            &link.a_if,
+            "-U",
+            "-s",
+            "0",
+            "-w",
+            capture.to_str().unwrap(),
+            "udp",
+            "dst",
+            "port",
+            "6343",
+        ],
+    );
+    let pmacctd = link.a.start_pmacctd(
+        &dir,
+        &format!(
             "daemonize: false\npcap_interface: {}\npcap_filter: not udp port 6343\n\
              sampling_rate: 1\nplugins: sfprobe\nsfprobe_receiver: {}:6343\n\
              sfprobe_agentip: {}\nsfprobe_agentsubid: 7\n",
             link.a_if, link.b_addr, link.a_addr
         ),
-    )
-    .unwrap();
-    let pmacctd = link
-        .a
-        .command("pmacctd")
-        .arg("-f")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .map(Guarded)
-        .expect("start pmacctd");
-    std::thread::sleep(Duration::from_secs(2));
+    );
 
     let dst = link.b_addr.to_string();
     let traffic: [&[&str]; 3] = [

@@ -62,6 +62,8 @@ pub fn run(args: RunArgs) -> Result<()> {
         "XDP program loaded"
     );
 
+    // Saved templates become plans before the program sees a datagram.
+    let flows = daemon::FlowState::prepare(&mut sensor, &config);
     let mut links = Vec::new();
     for iface in &config.xdp.interfaces {
         match xdp::attach(sensor.program_mut(), iface, config.xdp.mode) {
@@ -78,7 +80,8 @@ pub fn run(args: RunArgs) -> Result<()> {
         .build()
         .context("starting the async runtime")?;
     let reload = || load(&args);
-    let signal_name = runtime.block_on(daemon::serve(&mut sensor, config.clone(), reload))?;
+    let signal_name =
+        runtime.block_on(daemon::serve(&mut sensor, config.clone(), flows, reload))?;
     tracing::info!("{signal_name} received: detaching");
     detach_all(&mut sensor, links);
     Ok(())
