@@ -1,6 +1,7 @@
 //! Project tasks: `cargo xtask <task>`. See `cargo xtask --help`.
 
 mod bench;
+mod bench_timing;
 mod ebpf;
 mod lab;
 mod run;
