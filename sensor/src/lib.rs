@@ -11,6 +11,7 @@ pub mod counters;
 pub mod decode;
 pub mod pcap;
 pub mod rates;
+pub mod recv;
 pub mod state;
 pub mod telemetry;
 pub mod xdp;

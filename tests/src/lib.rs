@@ -7,6 +7,7 @@
 pub mod engines;
 pub mod frame;
 pub mod netns;
+pub mod replay;
 pub mod sflow;
 pub mod tshark;
 pub mod tshark_flow;

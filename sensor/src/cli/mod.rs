@@ -1,5 +1,6 @@
 //! The `edge-sensor` command line.
 
+mod collect;
 mod decode;
 mod exporters;
 mod run;
@@ -34,6 +35,37 @@ pub enum Command {
     /// Decode captures (pcap/pcapng) with the XDP program or the userspace
     /// decoder, and print per destination and per exporter totals.
     Decode(DecodeArgs),
+    /// Collect telemetry from UDP sockets (recvmmsg) with the userspace
+    /// decoder, for comparison with the kernel path; writes a report on
+    /// SIGINT/SIGTERM (and on SIGUSR1, without stopping).
+    Collect(CollectArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CollectArgs {
+    /// Decode in userspace from sockets (the only engine here; the kernel
+    /// path is `edge-sensor run`).
+    #[arg(long)]
+    pub user: bool,
+    /// Configuration file: ports (unless --port) and exporter allow-list.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Port to collect on, as KIND/PORT (sflow/6343, ipfix/4739,
+    /// netflow/2055); repeatable; replaces the configured ports.
+    #[arg(long = "port")]
+    pub ports: Vec<collect::PortSpec>,
+    /// Datagrams per recvmmsg call.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Socket receive buffer in bytes (default: the system's).
+    #[arg(long)]
+    pub rcvbuf: Option<usize>,
+    /// Write the report (JSON) here instead of printing it.
+    #[arg(long)]
+    pub json_report: Option<PathBuf>,
+    /// Leave the per-destination rows out of the report (counts stay).
+    #[arg(long)]
+    pub summary_only: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -116,6 +148,7 @@ pub fn main() -> ExitCode {
         Command::Exporters(args) => exporters::exporters(args),
         Command::Decode(args) => decode::decode(args),
         Command::Top(args) => top::top(args),
+        Command::Collect(args) => collect::collect(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
