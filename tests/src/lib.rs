@@ -4,6 +4,7 @@
 //! Every test here needs root (loading BPF programs, creating namespaces). A
 //! test run without it fails loudly: nothing skips itself into green.
 
+pub mod bench;
 pub mod engines;
 pub mod frame;
 pub mod netns;

@@ -2,8 +2,8 @@
 //! captures, sent at a controlled rate (batches paced with `sendmmsg`), and
 //! the truth of what was sent.
 //!
-//! The stream is deterministic: datagram `i` is capture datagram `i mod n`,
-//! with (optionally) the IPv4 destination of every sampled Ethernet/IPv4
+//! The stream is deterministic: every capture datagram once, then the ones
+//! that carry data (not templates) in a loop, with (optionally) the IPv4 destination of every sampled Ethernet/IPv4
 //! header in an sFlow flow sample rewritten to `base + k mod count`, `k`
 //! numbering those headers along the stream. So the truth is simply the
 //! userspace decoder run over datagrams `0..sent` again, byte for byte the
@@ -11,9 +11,9 @@
 
 use std::{
     io,
-    mem::zeroed,
-    net::{Ipv4Addr, SocketAddr, UdpSocket},
-    os::fd::AsRawFd,
+    mem::{size_of, zeroed},
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket},
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
     path::Path,
     time::{Duration, Instant},
 };
@@ -34,6 +34,8 @@ struct Template {
     /// Offsets of the IPv4 headers (inside sampled packet headers) whose
     /// destination may be rewritten.
     ipv4_headers: Vec<usize>,
+    /// NetFlow v9 / IPFIX: it carries a template or options template set.
+    defines_templates: bool,
 }
 
 /// Destinations to spread the samples over: `base`, `base + 1`, ...
@@ -43,14 +45,47 @@ pub struct Spread {
     pub count: u32,
 }
 
-/// A replayable stream of telemetry datagrams.
+/// One pass over capture datagrams (by index), with what each carries.
+#[derive(Debug, Clone, Default)]
+struct Cycle {
+    order: Vec<usize>,
+    /// Rewritable headers before each datagram of the cycle, and in all.
+    slots_before: Vec<u64>,
+    slots: u64,
+    /// sFlow flow samples / flow records in each datagram of the cycle.
+    samples: Vec<u64>,
+}
+
+impl Cycle {
+    fn new(order: Vec<usize>, templates: &[Template]) -> Self {
+        let mut slots_before = Vec::with_capacity(order.len());
+        let mut slots = 0;
+        for &t in &order {
+            slots_before.push(slots);
+            slots += templates[t].ipv4_headers.len() as u64;
+        }
+        Self {
+            order,
+            slots_before,
+            slots,
+            samples: Vec::new(),
+        }
+    }
+
+    fn len(&self) -> u64 {
+        self.order.len() as u64
+    }
+}
+
+/// A replayable stream of telemetry datagrams: the whole capture once,
+/// then (as exporters do) its data again and again, templates left out
+/// (they are refreshed every few minutes, not with every datagram).
 #[derive(Debug, Clone)]
 pub struct Workload {
     pub kind: TelemetryKind,
     templates: Vec<Template>,
-    /// Rewritable headers before each template, and in a whole cycle.
-    slots_before: Vec<u64>,
-    slots_per_cycle: u64,
+    first: Cycle,
+    steady: Cycle,
     spread: Option<Spread>,
 }
 
@@ -81,6 +116,7 @@ impl Workload {
                     templates.push(Template {
                         payload: p.to_vec(),
                         ipv4_headers,
+                        defines_templates: defines_templates(p),
                     });
                 }
             }
@@ -90,19 +126,62 @@ impl Workload {
             "no {} datagrams in {captures:?}",
             kind.name()
         );
-        let mut slots_before = Vec::with_capacity(templates.len());
-        let mut total = 0u64;
-        for t in &templates {
-            slots_before.push(total);
-            total += t.ipv4_headers.len() as u64;
+        let all: Vec<usize> = (0..templates.len()).collect();
+        let mut data: Vec<usize> = all
+            .iter()
+            .copied()
+            .filter(|&t| !templates[t].defines_templates)
+            .collect();
+        if data.is_empty() {
+            data = all.clone();
         }
-        Self {
+        let mut workload = Self {
             kind,
+            first: Cycle::new(all, &templates),
+            steady: Cycle::new(data, &templates),
             templates,
-            slots_before,
-            slots_per_cycle: total,
             spread: None,
+        };
+        workload.profile();
+        workload
+    }
+
+    /// What each datagram carries, from the decoder over the first cycle
+    /// and one steady cycle.
+    fn profile(&mut self) {
+        let src: SocketAddr = "192.0.2.1:50000".parse().unwrap();
+        let mut decoder = UserDecoder::new(&[(1, self.kind)], &[], false);
+        let mut counts = Vec::new();
+        let mut buf = Vec::new();
+        let mut last = 0;
+        for i in 0..self.first.len() + self.steady.len() {
+            self.datagram(i, &mut buf);
+            decoder.datagram(&Datagram {
+                src: src.ip(),
+                src_port: src.port(),
+                port: 1,
+                kind: self.kind,
+                payload: &buf,
+            });
+            let now = samples_of(&decoder);
+            counts.push(now - last);
+            last = now;
         }
+        self.steady.samples = counts.split_off(self.first.order.len());
+        self.first.samples = counts;
+    }
+
+    /// sFlow flow samples (or flow records) in datagrams `0..sent`.
+    pub fn expected_samples(&self, sent: u64) -> u64 {
+        let n = self.first.len();
+        let first: u64 = self.first.samples.iter().take(sent.min(n) as usize).sum();
+        if sent <= n {
+            return first;
+        }
+        let (rest, m) = (sent - n, self.steady.len());
+        let per_cycle: u64 = self.steady.samples.iter().sum();
+        let partial: u64 = self.steady.samples.iter().take((rest % m) as usize).sum();
+        first + rest / m * per_cycle + partial
     }
 
     /// Rewrites the sampled IPv4 destinations over `spread`.
@@ -112,28 +191,51 @@ impl Workload {
         self
     }
 
-    /// Capture datagrams in one cycle of the stream.
+    /// Datagrams in the repeated cycle of the stream.
     pub fn cycle_len(&self) -> usize {
-        self.templates.len()
+        self.steady.order.len()
     }
 
     /// Sampled IPv4 headers whose destination is rewritten, per cycle.
     pub fn rewritable_per_cycle(&self) -> u64 {
-        self.slots_per_cycle
+        self.steady.slots
+    }
+
+    /// Datagrams needed for `count` distinct spread destinations.
+    pub fn datagrams_for_destinations(&self, count: u64) -> u64 {
+        assert!(self.steady.slots > 0, "nothing to spread");
+        if count <= self.first.slots {
+            let k = self
+                .first
+                .slots_before
+                .iter()
+                .filter(|&&b| b < count)
+                .count();
+            return k as u64;
+        }
+        let rest = count - self.first.slots;
+        self.first.len() + rest.div_ceil(self.steady.slots) * self.steady.len()
     }
 
     /// Datagram `i` of the stream, into `out`.
     pub fn datagram(&self, i: u64, out: &mut Vec<u8>) {
-        let n = self.templates.len() as u64;
-        let t = &self.templates[(i % n) as usize];
+        let (template, first_slot) = if i < self.first.len() {
+            let k = i as usize;
+            (self.first.order[k], self.first.slots_before[k])
+        } else {
+            let (j, m) = (i - self.first.len(), self.steady.len());
+            let k = (j % m) as usize;
+            let slot = self.first.slots + j / m * self.steady.slots + self.steady.slots_before[k];
+            (self.steady.order[k], slot)
+        };
+        let t = &self.templates[template];
         out.clear();
         out.extend_from_slice(&t.payload);
         let Some(spread) = self.spread else {
             return;
         };
-        let first = (i / n) * self.slots_per_cycle + self.slots_before[(i % n) as usize];
         for (j, &ip) in t.ipv4_headers.iter().enumerate() {
-            let k = (first + j as u64) % u64::from(spread.count);
+            let k = (first_slot + j as u64) % u64::from(spread.count);
             let dst = Ipv4Addr::from(u32::from(spread.base).wrapping_add(k as u32));
             out[ip + 16..ip + 20].copy_from_slice(&dst.octets());
             out[ip + 10..ip + 12].fill(0);
@@ -161,6 +263,22 @@ impl Workload {
     }
 }
 
+/// sFlow flow samples plus v9/IPFIX/v5 flow records counted so far.
+pub fn samples_of(decoder: &UserDecoder) -> u64 {
+    decoder
+        .report
+        .exporters
+        .iter()
+        .map(|(id, t)| {
+            if id.protocol() == "sflow" {
+                t.stats.samples
+            } else {
+                t.stats.records
+            }
+        })
+        .sum()
+}
+
 /// What a replay sent.
 #[derive(Debug, Clone, Copy)]
 pub struct Sent {
@@ -177,6 +295,27 @@ impl Sent {
     }
 }
 
+/// How the datagrams leave the sender.
+#[derive(Debug, Clone)]
+pub enum Via {
+    /// A connected UDP socket (the kernel's UDP/IP output path).
+    Socket,
+    /// Whole Ethernet frames written to `iface` with an AF_PACKET socket
+    /// that bypasses the qdisc: the same datagrams for a fraction of the
+    /// sender's CPU, so that one core can offer more than it could
+    /// through the UDP stack.
+    Raw(RawLink),
+}
+
+/// The addresses of the frames [`Via::Raw`] builds.
+#[derive(Debug, Clone)]
+pub struct RawLink {
+    pub iface: String,
+    pub src_mac: [u8; 6],
+    pub dst_mac: [u8; 6],
+    pub src: SocketAddrV4,
+}
+
 /// Sends datagrams `0..` of `workload` to `dst` at `rate` datagrams per
 /// second for `duration` (or until `limit` datagrams), in paced batches.
 /// When the sender falls more than 10 ms behind its schedule it does not
@@ -189,14 +328,30 @@ pub fn send(
     duration: Duration,
     limit: Option<u64>,
 ) -> io::Result<Sent> {
-    let bind: SocketAddr = if dst.is_ipv4() {
-        "0.0.0.0:0".parse().unwrap()
-    } else {
-        "[::]:0".parse().unwrap()
+    send_via(&Via::Socket, workload, dst, rate, duration, limit)
+}
+
+/// [`send`], through `via`.
+pub fn send_via(
+    via: &Via,
+    workload: &Workload,
+    dst: SocketAddr,
+    rate: f64,
+    duration: Duration,
+    limit: Option<u64>,
+) -> io::Result<Sent> {
+    let mut sink = match via {
+        Via::Socket => Sink::socket(dst)?,
+        Via::Raw(link) => match dst {
+            SocketAddr::V4(dst) => Sink::raw(link, dst)?,
+            SocketAddr::V6(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "raw sending builds IPv4 frames only",
+                ));
+            }
+        },
     };
-    let socket = UdpSocket::bind(bind)?;
-    socket.connect(dst)?;
-    let src = socket.local_addr()?;
     let limit = limit.unwrap_or(u64::MAX);
     let mut bufs: Vec<Vec<u8>> = (0..BATCH).map(|_| Vec::with_capacity(2048)).collect();
     let interval = Duration::from_secs_f64(BATCH as f64 / rate);
@@ -222,7 +377,7 @@ pub fn send(
         for (k, buf) in bufs.iter_mut().take(n).enumerate() {
             workload.datagram(next + k as u64, buf);
         }
-        send_all(&socket, &bufs[..n])?;
+        sink.send(&bufs[..n])?;
         bytes += bufs[..n].iter().map(|b| b.len() as u64).sum::<u64>();
         next += n as u64;
     }
@@ -230,12 +385,128 @@ pub fn send(
         datagrams: next,
         bytes,
         elapsed: start.elapsed(),
-        src,
+        src: sink.src,
     })
 }
 
+/// Where a batch goes.
+struct Sink {
+    fd: OwnedFd,
+    src: SocketAddr,
+    /// Raw: the Ethernet/IPv4/UDP headers to put before each payload.
+    raw: Option<(RawLink, SocketAddrV4)>,
+    frames: Vec<Vec<u8>>,
+    ip_id: u16,
+}
+
+impl Sink {
+    fn socket(dst: SocketAddr) -> io::Result<Self> {
+        let bind: SocketAddr = if dst.is_ipv4() {
+            "0.0.0.0:0".parse().unwrap()
+        } else {
+            "[::]:0".parse().unwrap()
+        };
+        let socket = UdpSocket::bind(bind)?;
+        socket.connect(dst)?;
+        let src = socket.local_addr()?;
+        Ok(Self {
+            fd: socket.into(),
+            src,
+            raw: None,
+            frames: Vec::new(),
+            ip_id: 0,
+        })
+    }
+
+    fn raw(link: &RawLink, dst: SocketAddrV4) -> io::Result<Self> {
+        let name = std::ffi::CString::new(link.iface.as_str())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "interface name"))?;
+        // SAFETY: a valid C string.
+        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        if ifindex == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // Protocol 0: this socket sends only, it receives nothing.
+        // SAFETY: plain socket(2).
+        let raw_fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+        if raw_fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a fresh descriptor we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw_fd) };
+        // SAFETY: sockaddr_ll is plain old data.
+        let mut sll: libc::sockaddr_ll = unsafe { zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_ifindex = ifindex as i32;
+        // SAFETY: a valid sockaddr_ll of the size given.
+        let rc = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&sll as *const libc::sockaddr_ll).cast(),
+                size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let one: libc::c_int = 1;
+        // SAFETY: a c_int option of the right size.
+        unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_QDISC_BYPASS,
+                (&one as *const libc::c_int).cast(),
+                size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        Ok(Self {
+            fd,
+            src: SocketAddr::V4(link.src),
+            raw: Some((link.clone(), dst)),
+            frames: (0..BATCH).map(|_| Vec::with_capacity(2048)).collect(),
+            ip_id: 0,
+        })
+    }
+
+    fn send(&mut self, payloads: &[Vec<u8>]) -> io::Result<()> {
+        let Some((link, dst)) = &self.raw else {
+            return send_all(self.fd.as_raw_fd(), payloads);
+        };
+        for (frame, payload) in self.frames.iter_mut().zip(payloads) {
+            self.ip_id = self.ip_id.wrapping_add(1);
+            udp_frame(frame, link, *dst, self.ip_id, payload);
+        }
+        send_all(self.fd.as_raw_fd(), &self.frames[..payloads.len()])
+    }
+}
+
+/// Ethernet + IPv4 (RFC 791, checksummed) + UDP (RFC 768, checksum 0:
+/// none, as IPv4 allows) around `payload`.
+fn udp_frame(out: &mut Vec<u8>, link: &RawLink, dst: SocketAddrV4, id: u16, payload: &[u8]) {
+    out.clear();
+    out.extend_from_slice(&link.dst_mac);
+    out.extend_from_slice(&link.src_mac);
+    out.extend_from_slice(&0x0800u16.to_be_bytes());
+    let ip_len = (20 + 8 + payload.len()) as u16;
+    let ip_at = out.len();
+    out.extend_from_slice(&[0x45, 0]);
+    out.extend_from_slice(&ip_len.to_be_bytes());
+    out.extend_from_slice(&id.to_be_bytes());
+    out.extend_from_slice(&[0x40, 0, 64, 17, 0, 0]); // DF, TTL 64, UDP
+    out.extend_from_slice(&link.src.ip().octets());
+    out.extend_from_slice(&dst.ip().octets());
+    let sum = ipv4_checksum(&out[ip_at..ip_at + 20]);
+    out[ip_at + 10..ip_at + 12].copy_from_slice(&sum.to_be_bytes());
+    out.extend_from_slice(&link.src.port().to_be_bytes());
+    out.extend_from_slice(&dst.port().to_be_bytes());
+    out.extend_from_slice(&(8 + payload.len() as u16).to_be_bytes());
+    out.extend_from_slice(&[0, 0]);
+    out.extend_from_slice(payload);
+}
+
 /// Every buffer, with as few `sendmmsg` calls as the kernel allows.
-fn send_all(socket: &UdpSocket, bufs: &[Vec<u8>]) -> io::Result<()> {
+fn send_all(fd: i32, bufs: &[Vec<u8>]) -> io::Result<()> {
     let mut iovecs: Vec<libc::iovec> = bufs
         .iter()
         .map(|b| libc::iovec {
@@ -259,10 +530,11 @@ fn send_all(socket: &UdpSocket, bufs: &[Vec<u8>]) -> io::Result<()> {
     let mut done = 0;
     while done < headers.len() {
         // SAFETY: `headers[done..]` are initialised and point into `bufs`
-        // through `iovecs`, all alive for the call; the socket is connected.
+        // through `iovecs`, all alive for the call; the socket is connected
+        // (UDP) or bound to an interface (AF_PACKET).
         let n = unsafe {
             libc::sendmmsg(
-                socket.as_raw_fd(),
+                fd,
                 headers[done..].as_mut_ptr(),
                 (headers.len() - done) as libc::c_uint,
                 0,
@@ -283,6 +555,30 @@ fn send_all(socket: &UdpSocket, bufs: &[Vec<u8>]) -> io::Result<()> {
         done += n as usize;
     }
     Ok(())
+}
+
+/// Whether a NetFlow v9 (RFC 3954 §5: flowset IDs 0, 1) or IPFIX (RFC
+/// 7011 §3.3.2: set IDs 2, 3) message carries a template set.
+fn defines_templates(p: &[u8]) -> bool {
+    let (mut off, template_ids) = match p.get(..2) {
+        Some([0, 9]) => (20, [0u16, 1]),
+        Some([0, 10]) => (16, [2, 3]),
+        _ => return false,
+    };
+    while let (Some(id), Some(len)) = (be16(p, off), be16(p, off + 2)) {
+        if template_ids.contains(&id) {
+            return true;
+        }
+        if len < 4 {
+            return false;
+        }
+        off += usize::from(len);
+    }
+    false
+}
+
+fn be16(p: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes(p.get(at..at + 2)?.try_into().ok()?))
 }
 
 /// RFC 1071 checksum of an IPv4 header (checksum field zeroed).

@@ -24,7 +24,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use super::CollectArgs;
 use crate::{
     config::Config,
-    counters::Report,
+    counters::{ExporterRow, Report},
     recv::BatchReceiver,
     state,
     telemetry::{Datagram, UserDecoder},
@@ -187,10 +187,18 @@ fn write_report(args: &CollectArgs, decoders: &[Shared], started: Instant) -> Re
         consumed += decoder.global.consumed_datagrams;
     }
     let usage = rusage();
-    let mut body = report.to_json();
-    if args.summary_only {
-        body["destinations"] = json!([]);
-    }
+    let body = if args.summary_only {
+        // Without building a row per destination (a million of them would
+        // cost more memory than the counters).
+        let exporters: Vec<_> = report
+            .exporters
+            .iter()
+            .map(|(id, t)| ExporterRow::new(*id, t))
+            .collect();
+        json!({ "destinations": [], "exporters": exporters })
+    } else {
+        report.to_json()
+    };
     let value = json!({
         "engine": "user",
         "elapsed_s": started.elapsed().as_secs_f64(),
