@@ -628,19 +628,33 @@ pub fn pin_process(pid: u32, cpu: usize) {
 
 /// Pins the threaded-NAPI kernel threads of `iface` (`napi/IFACE-N`).
 pub fn pin_napi_threads(iface: &str, cpu: usize) {
+    for pid in napi_threads(iface) {
+        set_affinity(pid as i32, cpu);
+        set_nice(pid as i32, NICE);
+    }
+}
+
+/// The threaded-NAPI kernel threads of `iface`: where the veth's receive
+/// path runs (XDP, or the IP/UDP stack up to the socket).
+pub fn napi_threads(iface: &str) -> Vec<u32> {
     // Thread names are cut at 15 bytes.
     let full = format!("napi/{iface}-");
     let prefix = &full[..full.len().min(15)];
-    for p in fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-            continue;
-        };
-        let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-        if comm.trim().starts_with(prefix) {
-            set_affinity(pid, cpu);
-            set_nice(pid, NICE);
-        }
-    }
+    fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|p| p.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim().starts_with(prefix))
+        })
+        .collect()
+}
+
+/// CPU seconds of the receive path of `iface` so far (its NAPI threads).
+pub fn napi_cpu_s(iface: &str) -> f64 {
+    napi_threads(iface).into_iter().map(proc_cpu_s).sum()
 }
 
 /// Gives the thread `tid` (0: the caller) the nice value `nice`: every

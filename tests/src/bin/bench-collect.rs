@@ -33,7 +33,7 @@ use edge_sensor_tests::{
 };
 use serde_json::{Value, json};
 
-/// Seconds of sending per rate step.
+/// Seconds of sending per rate step (a failed step is tried twice).
 const STEP: Duration = Duration::from_secs(2);
 /// Loss allowed for a rate to count as sustained.
 const MAX_LOSS: f64 = 0.001;
@@ -309,16 +309,30 @@ impl Bench {
             "generator_max_rate": generator_max,
             "max_sustained_rate": best.as_ref().map(|b| b["sent_rate"].clone()),
             "cpu_s_per_million_samples": best.as_ref().map(|b| b["cpu_s_per_million_samples"].clone()),
+            "collector_cpu_s_per_million_samples": best.as_ref().map(|b| b["collector_cpu_s_per_million_samples"].clone()),
             "limited_by_generator": limited_by_generator,
             "best": best,
             "steps": steps,
         })
     }
 
+    /// One rate, tried twice when the first try loses: a single scheduling
+    /// hiccup of a shared machine should not decide the result.
     fn step(&self, cand: &Candidate, workload: &Workload, port: u16, rate: f64) -> Value {
+        let first = self.try_rate(cand, workload, port, rate);
+        if first["sustained"].as_bool().unwrap_or(false) {
+            return first;
+        }
+        let mut second = self.try_rate(cand, workload, port, rate);
+        second["first_try_loss"] = first["loss"].clone();
+        second
+    }
+
+    fn try_rate(&self, cand: &Candidate, workload: &Workload, port: u16, rate: f64) -> Value {
         let (before, _) = cand.snapshot(false);
         let udp_before = bench::udp_counters(&self.link.b.path());
         let softirq_before = bench::softirq_s();
+        let napi_before = bench::napi_cpu_s(&self.link.b_if);
         let sent = self.send(workload, port, rate, None);
         std::thread::sleep(settle(cand.kind));
         let (after, _) = cand.snapshot(false);
@@ -335,6 +349,12 @@ impl Bench {
         };
         let loss = (1.0 - accounted).max(0.0);
         let cpu = after.cpu_s - before.cpu_s;
+        let napi = bench::napi_cpu_s(&self.link.b_if) - napi_before;
+        // Everything the collector's core did: the receive path (NAPI
+        // thread, where XDP runs; the program's own time is inside it) and
+        // the candidate's process.
+        let prog = after.prog_run_s.unwrap_or(0.0) - before.prog_run_s.unwrap_or(0.0);
+        let collector = cpu - prog + napi;
         let mut step = json!({
             "offered_rate": rate,
             "sent": sent.datagrams,
@@ -347,6 +367,10 @@ impl Bench {
             "sustained": loss < MAX_LOSS,
             "cpu_s": cpu,
             "cpu_s_per_million_samples": cpu / (expected as f64 / 1e6),
+            "napi_cpu_s": napi,
+            "collector_cpu_s": collector,
+            "collector_cpu_s_per_million_samples": collector / (expected as f64 / 1e6),
+            "collector_core_busy": collector / sent.elapsed.as_secs_f64(),
             "softirq_s_machine": bench::softirq_s() - softirq_before,
             "udp_in_datagrams": udp("InDatagrams"),
             "udp_rcvbuf_errors": udp("RcvbufErrors"),
@@ -561,6 +585,14 @@ fn fmt_f(v: &Value, digits: usize) -> String {
     v.as_f64().map_or("-".into(), |x| format!("{x:.digits$}"))
 }
 
+fn cpu_cell(search: &Value) -> String {
+    format!(
+        "{}, {}",
+        fmt_f(&search["cpu_s_per_million_samples"], 2),
+        fmt_f(&search["collector_cpu_s_per_million_samples"], 2)
+    )
+}
+
 fn markdown(r: &Value) -> String {
     let mut s = String::new();
     let m = &r["machine"];
@@ -590,7 +622,7 @@ fn markdown(r: &Value) -> String {
         setup["ipfix_capture"].as_str().unwrap_or(""),
         setup["ipfix_records_per_datagram"].as_f64().unwrap_or(0.0),
     );
-    s += "| candidate | sFlow datagrams/s sustained | CPU s / M samples (sFlow) | IPFIX datagrams/s sustained | CPU s / M records (IPFIX) | counters vs truth |\n";
+    s += "| candidate | sFlow datagrams/s sustained | sFlow CPU s / M samples: candidate, whole collector core | IPFIX datagrams/s sustained | IPFIX CPU s / M records: candidate, whole collector core | counters vs truth |\n";
     s += "|---|---:|---:|---:|---:|---|\n";
     for c in r["candidates"].as_array().into_iter().flatten() {
         let cell = |w: &str| {
@@ -629,9 +661,9 @@ fn markdown(r: &Value) -> String {
             "| {} | {} | {} | {} | {} | {} |\n",
             c["name"].as_str().unwrap_or(""),
             cell("sflow"),
-            fmt_f(&c["sflow"]["cpu_s_per_million_samples"], 3),
+            cpu_cell(&c["sflow"]),
             cell("ipfix"),
-            fmt_f(&c["ipfix"]["cpu_s_per_million_samples"], 3),
+            cpu_cell(&c["ipfix"]),
             acc
         );
     }
@@ -678,7 +710,7 @@ fn markdown(r: &Value) -> String {
         s += &format!("| {label} | {} | {} |\n", ratio("sflow"), ratio("ipfix"));
     }
     s += &format!(
-        "\nThe generator (one core, sendmmsg over the veth) reached at most {} sFlow and {} IPFIX \
+        "\nThe generator (one core, AF_PACKET sendmmsg of whole frames into the veth) reached at most {} sFlow and {} IPFIX \
          datagrams/s in this run. During the XDP steps {} sFlow datagrams were passed to the \
          stack (and {} delivered to a socket); the IPFIX ones passed on purpose are the \
          template datagrams the daemon learns from ({}).\n",
@@ -688,15 +720,42 @@ fn markdown(r: &Value) -> String {
         xdp["sflow"]["udp_delivered_total"],
         xdp["ipfix"]["xdp_passed_datagrams_total"],
     );
+    for c in r["candidates"].as_array().into_iter().flatten() {
+        for (w, label) in [("sflow", "sFlow"), ("ipfix", "IPFIX")] {
+            let search = &c[w];
+            if !search["limited_by_generator"].as_bool().unwrap_or(false) {
+                continue;
+            }
+            let best = &search["best"];
+            let (rate, busy) = (
+                best["sent_rate"].as_f64().unwrap_or(0.0),
+                best["collector_core_busy"].as_f64().unwrap_or(0.0),
+            );
+            if busy > 0.0 {
+                s += &format!(
+                    "{} {label}: at {:.0} datagrams/s the collector core was {:.0} % busy; \
+                     linear extrapolation (not a measurement) puts one core's capacity near \
+                     {:.0} datagrams/s.\n",
+                    c["name"].as_str().unwrap_or(""),
+                    rate,
+                    busy * 100.0,
+                    rate / busy.max(1e-9)
+                );
+            }
+        }
+    }
     s += &format!(
-        "Load average of the (shared) machine: {} before, {} after.\n",
+        "\nLoad average of the (shared) machine: {} before, {} after.\n",
         r["load_average"]["before"].as_str().unwrap_or(""),
         r["load_average"]["after"].as_str().unwrap_or("")
     );
-    s += "\nCPU: XDP = the program's run time (bpf_stats) + the daemon process; userspace and \
-          FastNetMon = their process (user + system). The kernel's IP/UDP receive path that \
-          the socket candidates need runs in the NAPI thread and is not charged to them \
-          (it is in `softirq_s_machine` in the JSON).\n\n";
+    s += "\nCPU, at the highest sustained step, per million samples (sFlow) or flow records \
+          (IPFIX) sent: *candidate* = XDP: the program's run time (bpf_stats) + the daemon \
+          process; userspace and FastNetMon: their process (user + system). *Whole collector \
+          core* = the candidate's process + the veth's NAPI thread, where the receive path \
+          runs (XDP itself, or the IP/UDP stack up to the socket for the others). At low \
+          load every figure carries fixed costs (timers, wake-ups), so compare at similar \
+          rates (every step is in the JSON).\n\n";
     s += "### Memory by tracked destinations\n\n";
     s += "| candidate | destinations | tracked | memory |\n|---|---:|---:|---|\n";
     for m in r["memory"].as_array().into_iter().flatten() {
