@@ -71,7 +71,7 @@ fn main() {
             .expect("usage: bench-collect OUT_DIR"),
     );
     require_root();
-    for tool in ["bpftool", "setpriv", "fastnetmon"] {
+    for tool in ["bpftool", "ethtool", "setpriv", "fastnetmon"] {
         require_tool(tool);
     }
     std::fs::create_dir_all(&out).unwrap();
@@ -141,19 +141,32 @@ fn main() {
 }
 
 impl Bench {
-    /// Threaded NAPI on the collector's veth (GRO on, so the veth has a
-    /// NAPI even without XDP), its thread pinned to the collector's CPU.
+    /// The collector's receive path on the collector's CPU: threaded NAPI
+    /// on its veth, GRO on (so the veth has a NAPI even without XDP), and
+    /// TSO off on the sender's veth (else veth hands the frames to the
+    /// receiver's backlog on the *sender's* CPU instead of its NAPI).
     fn prepare_link(&self) {
-        let b = &self.link.b;
-        let ok = std::process::Command::new("ip")
-            .args(["netns", "exec", &b.name, "sh", "-c"])
-            .arg(format!(
-                "ethtool -K {0} gro on >/dev/null 2>&1; echo 1 > /sys/class/net/{0}/threaded",
-                self.link.b_if
-            ))
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "cannot switch {} to threaded NAPI", self.link.b_if);
+        let (a, b) = (&self.link.a, &self.link.b);
+        for (ns, script) in [
+            (
+                &b.name,
+                format!(
+                    "ethtool -K {0} gro on && echo 1 > /sys/class/net/{0}/threaded",
+                    self.link.b_if
+                ),
+            ),
+            (&a.name, format!("ethtool -K {} tso off", self.link.a_if)),
+        ] {
+            let out = std::process::Command::new("ip")
+                .args(["netns", "exec", ns, "sh", "-c", &script])
+                .output()
+                .expect("ip netns exec");
+            assert!(
+                out.status.success(),
+                "{script}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
     }
 
     fn start(&self, kind: Kind, opts: &StartOptions) -> Candidate {
