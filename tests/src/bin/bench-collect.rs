@@ -600,9 +600,13 @@ fn fmt_f(v: &Value, digits: usize) -> String {
 
 fn cpu_cell(search: &Value) -> String {
     format!(
-        "{}, {}",
+        "{}, {} ({:.0} %)",
         fmt_f(&search["cpu_s_per_million_samples"], 2),
-        fmt_f(&search["collector_cpu_s_per_million_samples"], 2)
+        fmt_f(&search["collector_cpu_s_per_million_samples"], 2),
+        search["best"]["collector_core_busy"]
+            .as_f64()
+            .unwrap_or(0.0)
+            * 100.0
     )
 }
 
@@ -635,7 +639,7 @@ fn markdown(r: &Value) -> String {
         setup["ipfix_capture"].as_str().unwrap_or(""),
         setup["ipfix_records_per_datagram"].as_f64().unwrap_or(0.0),
     );
-    s += "| candidate | sFlow datagrams/s sustained | sFlow CPU s / M samples: candidate, whole collector core | IPFIX datagrams/s sustained | IPFIX CPU s / M records: candidate, whole collector core | counters vs truth |\n";
+    s += "| candidate | sFlow datagrams/s sustained | sFlow CPU s / M samples: candidate, whole collector core (core busy) | IPFIX datagrams/s sustained | IPFIX CPU s / M records: candidate, whole collector core (core busy) | counters vs truth |\n";
     s += "|---|---:|---:|---:|---:|---|\n";
     for c in r["candidates"].as_array().into_iter().flatten() {
         let cell = |w: &str| {
@@ -768,7 +772,10 @@ fn markdown(r: &Value) -> String {
           core* = the candidate's process + the veth's NAPI thread, where the receive path \
           runs (XDP itself, or the IP/UDP stack up to the socket for the others). At low \
           load every figure carries fixed costs (timers, wake-ups), so compare at similar \
-          rates (every step is in the JSON).\n\n";
+          rates (every step is in the JSON). A socket candidate that loses datagrams while its \
+          core is mostly idle is limited by its socket buffer and scheduling delays, not by \
+          CPU: FastNetMon 1.2.4 has no setting for its buffer (it logs the system default, \
+          212992 bytes), which is why the userspace path is shown with both.\n\n";
     s += "### Memory by tracked destinations\n\n";
     s += "| candidate | destinations | tracked | memory |\n|---|---:|---:|---|\n";
     for m in r["memory"].as_array().into_iter().flatten() {
@@ -796,6 +803,11 @@ fn markdown(r: &Value) -> String {
         };
         s += &format!("| {name} | {} | {tracked} | {mem} |\n", m["destinations"]);
     }
+    s += "\nXDP: the destination map is a per-CPU LRU hash sized by `xdp.destinations`, \
+          allocated in full at load; an LRU map starts evicting slightly before it is full, \
+          hence `tracked` a little under the size. Userspace: a map that grows with the \
+          destinations seen. FastNetMon: counters preallocated for every address of \
+          `networks_list` (IPv4), whatever the traffic.\n";
     s
 }
 
