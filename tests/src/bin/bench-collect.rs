@@ -275,7 +275,14 @@ impl Bench {
                 break;
             }
             let saturated = step["generator_saturated"].as_bool().unwrap();
-            best = Some(step);
+            // An overloaded generator may send less at a higher offered
+            // rate: the best step is the fastest one actually sent.
+            if best
+                .as_ref()
+                .is_none_or(|b| b["sent_rate"].as_f64() < step["sent_rate"].as_f64())
+            {
+                best = Some(step);
+            }
             if saturated {
                 break;
             }
