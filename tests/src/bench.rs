@@ -93,6 +93,27 @@ pub struct StartOptions {
     pub summary_only: bool,
 }
 
+/// Candidates run in process groups of their own (so they can be stopped
+/// whole), which a Ctrl-C at the terminal does not reach: they die with
+/// the benchmark instead.
+trait DieWithParent {
+    fn die_with_parent(&mut self) -> &mut Self;
+}
+
+impl DieWithParent for Command {
+    fn die_with_parent(&mut self) -> &mut Self {
+        // SAFETY: prctl is async-signal-safe; nothing else runs in the child.
+        unsafe {
+            self.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            })
+        }
+    }
+}
+
 /// A running candidate.
 pub struct Candidate {
     pub kind: Kind,
@@ -157,6 +178,7 @@ impl Candidate {
                     .stdout(Stdio::null())
                     .stderr(log)
                     .process_group(0)
+                    .die_with_parent()
                     .spawn()
                     .expect("start edge-sensor run");
                 cand.pin = Some(pin);
@@ -175,6 +197,7 @@ impl Candidate {
                 .stdout(Stdio::null())
                 .stderr(log)
                 .process_group(0)
+                .die_with_parent()
                 .spawn()
                 .expect("start edge-sensor collect"),
             Kind::FastNetMon => {
@@ -184,7 +207,9 @@ impl Candidate {
                 fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777))
                     .unwrap();
                 ns.command("setpriv")
+                    // Again after the change of user, which clears it.
                     .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+                    .arg("--pdeathsig=KILL")
                     .arg("/usr/sbin/fastnetmon")
                     .arg("--configuration_file")
                     .arg(dir.join("fastnetmon.conf"))
@@ -194,6 +219,7 @@ impl Candidate {
                     .stdout(Stdio::null())
                     .stderr(log)
                     .process_group(0)
+                    .die_with_parent()
                     .spawn()
                     .expect("start fastnetmon")
             }

@@ -310,9 +310,9 @@ impl Bench {
                 }
             }
         }
-        let limited_by_generator = best
-            .as_ref()
-            .is_some_and(|b| b["generator_saturated"].as_bool().unwrap());
+        // No rate failed on the way up: the generator's limit (or the
+        // ladder's cap) ended the search, not the candidate.
+        let limited_by_generator = best.is_some() && bad.is_none();
         let total = |k: &str| {
             steps
                 .iter()
