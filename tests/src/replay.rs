@@ -316,6 +316,31 @@ pub struct RawLink {
     pub src: SocketAddrV4,
 }
 
+/// Raw frames from the sender's veth of `link` to the collector's, from
+/// the sender's address and source port 40000.
+pub fn raw_via(link: &crate::netns::Link) -> Via {
+    let mac = |ns: &crate::netns::NetNs, iface: &str| -> [u8; 6] {
+        let v: serde_json::Value =
+            serde_json::from_str(&ns.ip_output(&["-j", "link", "show", "dev", iface]))
+                .expect("ip -j link");
+        let text = v[0]["address"].as_str().expect("a MAC address");
+        let bytes: Vec<u8> = text
+            .split(':')
+            .map(|b| u8::from_str_radix(b, 16).expect("a hex byte"))
+            .collect();
+        bytes.try_into().expect("6 bytes")
+    };
+    let std::net::IpAddr::V4(src) = link.a_addr else {
+        unreachable!("the link's addresses are IPv4")
+    };
+    Via::Raw(RawLink {
+        iface: link.a_if.clone(),
+        src_mac: mac(&link.a, &link.a_if),
+        dst_mac: mac(&link.b, &link.b_if),
+        src: SocketAddrV4::new(src, 40_000),
+    })
+}
+
 /// Sends datagrams `0..` of `workload` to `dst` at `rate` datagrams per
 /// second for `duration` (or until `limit` datagrams), in paced batches.
 /// When the sender falls more than 10 ms behind its schedule it does not

@@ -1,7 +1,8 @@
 //! The benchmark's building blocks, checked for correctness: the replay
 //! generator sends real capture datagrams (sFlow with its sampled
 //! destinations spread over many addresses, and IPFIX with its templates)
-//! at a low rate from one namespace to `edge-sensor collect --user` in
+//! (through a UDP socket, and as whole frames written with AF_PACKET) at a
+//! low rate from one namespace to `edge-sensor collect --user` in
 //! another, and the collector's per-destination and per-exporter totals
 //! equal the truth (the userspace decoder over exactly the datagrams sent).
 
@@ -74,6 +75,7 @@ fn replayed_captures_are_counted_by_collect_user_exactly_as_sent() {
         TelemetryKind::Ipfix,
     );
     let to = |port| SocketAddr::new(link.b_addr, port);
+    let raw = replay::raw_via(&link);
     let (sent_sflow, sent_ipfix) = link.a.run(|| {
         let s = replay::send(
             &sflow,
@@ -83,7 +85,9 @@ fn replayed_captures_are_counted_by_collect_user_exactly_as_sent() {
             Some(3000),
         )
         .expect("replay sFlow");
-        let i = replay::send(
+        // IPFIX as whole frames (AF_PACKET), as the benchmark sends.
+        let i = replay::send_via(
+            &raw,
             &ipfix,
             to(ipfix_port),
             2000.0,

@@ -82,6 +82,20 @@ pub fn collect(args: CollectArgs) -> Result<()> {
     if ports.is_empty() {
         bail!("no port to listen on: pass --port KIND/PORT or set them in the config");
     }
+    // Handlers first: a SIGUSR1 that came before them would kill the
+    // process (its default action) once the sockets are visible.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let (mut term, mut int, mut usr1) = {
+        let _context = runtime.enter();
+        (
+            signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+            signal(SignalKind::user_defined1()).context("installing the SIGUSR1 handler")?,
+        )
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let mut decoders: Vec<Shared> = Vec::new();
@@ -109,15 +123,7 @@ pub fn collect(args: CollectArgs) -> Result<()> {
         threads.push(thread);
     }
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
     runtime.block_on(async {
-        let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-        let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-        let mut usr1 =
-            signal(SignalKind::user_defined1()).context("installing the SIGUSR1 handler")?;
         loop {
             tokio::select! {
                 _ = term.recv() => break,

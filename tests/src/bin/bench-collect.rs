@@ -28,7 +28,7 @@ use edge_sensor_common::TelemetryKind;
 use edge_sensor_tests::{
     bench::{self, Candidate, IPFIX_PORT, Kind, SFLOW_PORT, StartOptions},
     netns::Link,
-    replay::{self, RawLink, Sent, Spread, Via, Workload},
+    replay::{self, Sent, Spread, Via, Workload},
     require_root, require_tool, shared_captures,
 };
 use serde_json::{Value, json};
@@ -81,7 +81,7 @@ fn main() {
     let sflow_capture = "lab/pmacct-1.7.7_sfprobe_v5_rate1.pcap";
     let ipfix_capture = "lab/softflowd-1.1.0_v10.pcap";
     let link = Link::new();
-    let via = raw_via(&link);
+    let via = replay::raw_via(&link);
     let bench = Bench {
         link,
         via,
@@ -462,30 +462,6 @@ impl Bench {
         cand.stop();
         out
     }
-}
-
-/// Raw frames from the sender's veth to the collector's, from the sender's
-/// address and a fixed source port.
-fn raw_via(link: &Link) -> Via {
-    let mac = |ns: &edge_sensor_tests::netns::NetNs, iface: &str| -> [u8; 6] {
-        let v: Value =
-            serde_json::from_str(&ns.ip_output(&["-j", "link", "show", "dev", iface])).unwrap();
-        let text = v[0]["address"].as_str().expect("a MAC address").to_owned();
-        let bytes: Vec<u8> = text
-            .split(':')
-            .map(|b| u8::from_str_radix(b, 16).unwrap())
-            .collect();
-        bytes.try_into().expect("6 bytes")
-    };
-    let std::net::IpAddr::V4(src) = link.a_addr else {
-        unreachable!("the link's addresses are IPv4")
-    };
-    Via::Raw(RawLink {
-        iface: link.a_if.clone(),
-        src_mac: mac(&link.a, &link.a_if),
-        dst_mac: mac(&link.b, &link.b_if),
-        src: std::net::SocketAddrV4::new(src, 40_000),
-    })
 }
 
 /// How long after sending the candidate's counters are complete: the XDP
