@@ -65,11 +65,25 @@ struct Bench {
 }
 
 fn main() {
-    let out = PathBuf::from(
-        std::env::args()
-            .nth(1)
-            .expect("usage: bench-collect OUT_DIR"),
-    );
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let out = match args.as_slice() {
+        // report.md and report.svg again from report.json.
+        [flag, dir] if flag == "--render" => {
+            let dir = PathBuf::from(dir);
+            let report: Value = serde_json::from_slice(
+                &std::fs::read(dir.join("report.json")).expect("report.json"),
+            )
+            .expect("report.json is JSON");
+            std::fs::write(dir.join("report.md"), markdown(&report)).unwrap();
+            std::fs::write(dir.join("report.svg"), svg(&report)).unwrap();
+            return;
+        }
+        [dir] if !dir.starts_with('-') => PathBuf::from(dir),
+        _ => {
+            eprintln!("usage: bench-collect OUT_DIR | bench-collect --render DIR");
+            std::process::exit(2);
+        }
+    };
     require_root();
     for tool in ["bpftool", "ethtool", "setpriv", "fastnetmon"] {
         require_tool(tool);
@@ -802,7 +816,7 @@ fn svg(r: &Value) -> String {
         .iter()
         .flat_map(|c| [rate(c, "sflow"), rate(c, "ipfix")])
         .fold(1.0, f64::max);
-    let (w, h, left, bottom, top) = (720.0, 360.0, 90.0, 60.0, 40.0);
+    let (w, h, left, bottom, top) = (720.0, 380.0, 90.0, 80.0, 40.0);
     let plot_h = h - bottom - top;
     let group_w = (w - left - 20.0) / 2.0;
     let colors = ["#d9480f", "#1c7ed6", "#74c0fc", "#868e96"];
@@ -850,14 +864,16 @@ fn svg(r: &Value) -> String {
             h - bottom + 20.0
         );
     }
+    // Two legend entries per row.
     for (i, c) in cands.iter().enumerate() {
-        let x = 10.0 + 180.0 * i as f64;
+        let x = 10.0 + 350.0 * (i % 2) as f64;
+        let y = h - 32.0 + 16.0 * (i / 2) as f64;
         s += &format!(
             "<rect x=\"{x}\" y=\"{}\" width=\"12\" height=\"12\" fill=\"{}\"/><text x=\"{}\" y=\"{}\">{}</text>\n",
-            h - 22.0,
+            y - 10.0,
             colors[i % 4],
             x + 16.0,
-            h - 12.0,
+            y,
             c["name"].as_str().unwrap_or("")
         );
     }
