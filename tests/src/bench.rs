@@ -67,8 +67,8 @@ impl Kind {
 pub struct Snapshot {
     /// Telemetry datagrams the candidate counted (XDP: every exporter's
     /// datagrams, kernel and daemon; user: datagrams decoded; FastNetMon:
-    /// IPFIX datagrams from its counters, none for sFlow: it has no such
-    /// counter).
+    /// its `ipfix_total_packets`, kept for the record: it stays 0 in 1.2.4,
+    /// which has no sFlow datagram counter either).
     pub datagrams: Option<u64>,
     /// sFlow flow samples / IPFIX flow records (FastNetMon: "simple
     /// packets" processed, one per sample or flow record).
