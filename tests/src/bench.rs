@@ -4,7 +4,7 @@
 //!
 //! * [`Candidate::Xdp`]: `edge-sensor run` attached natively to the
 //!   collector's veth; counts from the pinned maps; CPU = the program's run
-//!   time (`kernel.bpf_stats_enabled`) plus the daemon's process time.
+//!   time (BPF run-time statistics) plus the daemon's process time.
 //! * [`Candidate::User`]: `edge-sensor collect --user` (sockets, recvmmsg,
 //!   the userspace decoder); its own report (SIGUSR1); CPU from /proc.
 //! * [`Candidate::FastNetMon`]: Debian's `/usr/sbin/fastnetmon` (Community),

@@ -90,7 +90,7 @@ fn main() {
     }
     std::fs::create_dir_all(&out).unwrap();
     let started = Instant::now();
-    let _stats = BpfStats::enable();
+    let _stats = enable_bpf_stats();
     let captures = shared_captures();
     let sflow_capture = "lab/pmacct-1.7.7_sfprobe_v5_rate1.pcap";
     let ipfix_capture = "lab/softflowd-1.1.0_v10.pcap";
@@ -569,24 +569,12 @@ fn chrono_like_now() -> String {
         .unwrap_or_default()
 }
 
-/// `kernel.bpf_stats_enabled` on for the run (the program's run time is
-/// only accounted while it is), restored on drop.
-struct BpfStats(String);
-
-impl BpfStats {
-    const PATH: &str = "/proc/sys/kernel/bpf_stats_enabled";
-
-    fn enable() -> Self {
-        let before = std::fs::read_to_string(Self::PATH).unwrap_or_else(|_| "0".into());
-        std::fs::write(Self::PATH, "1").expect("enable kernel.bpf_stats_enabled");
-        Self(before.trim().to_owned())
-    }
-}
-
-impl Drop for BpfStats {
-    fn drop(&mut self) {
-        let _ = std::fs::write(Self::PATH, &self.0);
-    }
+/// BPF run-time statistics on while the returned descriptor is held
+/// (BPF_ENABLE_STATS): the kernel drops it with the process, however the
+/// benchmark ends, and the machine-wide sysctl is never touched.
+fn enable_bpf_stats() -> std::os::fd::OwnedFd {
+    aya::sys::enable_stats(aya::sys::Stats::RunTime)
+        .unwrap_or_else(|e| panic!("BPF_ENABLE_STATS (run time): {e}"))
 }
 
 fn fmt_rate(v: &Value) -> String {
@@ -766,7 +754,7 @@ fn markdown(r: &Value) -> String {
         r["load_average"]["after"].as_str().unwrap_or("")
     );
     s += "\nCPU, at the highest sustained step, per million samples (sFlow) or flow records \
-          (IPFIX) sent: *candidate* = XDP: the program's run time (bpf_stats) + the daemon \
+          (IPFIX) sent: *candidate* = XDP: the program's run time (BPF_ENABLE_STATS) + the daemon \
           process; userspace and FastNetMon: their process (user + system). *Whole collector \
           core* = the candidate's process + the veth's NAPI thread, where the receive path \
           runs (XDP itself, or the IP/UDP stack up to the socket for the others). At low \
