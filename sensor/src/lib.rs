@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod mitigate;
 pub mod pcap;
 pub mod rates;
+pub mod recv;
 pub mod state;
 pub mod telemetry;
 pub mod xdp;

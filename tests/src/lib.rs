@@ -4,11 +4,13 @@
 //! Every test here needs root (loading BPF programs, creating namespaces). A
 //! test run without it fails loudly: nothing skips itself into green.
 
+pub mod bench;
 pub mod bgp;
 pub mod engines;
 pub mod filled;
 pub mod frame;
 pub mod netns;
+pub mod replay;
 pub mod sflow;
 pub mod tshark;
 pub mod tshark_flow;

@@ -1,8 +1,15 @@
-//! `cargo xtask bench`: the benchmarks, measured side by side in one run and
-//! reported as ratios (target/bench/*.md, *.json). Not a test: nothing here
-//! passes or fails on speed.
+//! `cargo xtask bench`: the benchmarks, measured side by side in one run
+//! (target/bench/report.{md,json,svg}, decode.{md,json}). Not a test:
+//! nothing here passes or fails on speed.
+//!
+//! 1. Collectors (`bench-collect`): the XDP path, the userspace path of the
+//!    same binary and FastNetMon Community, fed real captures by the replay
+//!    generator over a veth: sustained rate, CPU per sample, counter
+//!    accuracy, memory by tracked destinations.
+//! 2. Decode cost (`bench-decode`): the XDP program (BPF_PROG_TEST_RUN) and
+//!    the userspace decoder on the same datagrams, receive costs excluded.
 
-use std::fs;
+use std::{fs, path::Path, process::Command};
 
 use anyhow::{Context, Result, bail};
 
@@ -14,41 +21,68 @@ use crate::{
 pub fn bench() -> Result<()> {
     util::setup()?;
     if !util::is_root() {
-        bail!("the benchmarks run the XDP program (BPF_PROG_TEST_RUN): run as root");
+        bail!("the benchmarks load XDP programs and create network namespaces: run as root");
     }
     let object = ebpf::build()?;
-    run::build(true)?;
+    let sensor = run::build(true)?;
     let dir = run::target_dir().join("bench");
     fs::create_dir_all(&dir)?;
-    let json = dir.join("decode.json");
-    let out = util::cargo()
-        .args([
-            "run",
-            "--quiet",
-            "--release",
-            "--package",
-            "edge-sensor-tests",
-            "--bin",
-            "bench-decode",
-            "--",
-        ])
-        .arg(&json)
-        .env("EDGE_SENSOR_EBPF_OBJECT", &object)
+
+    let collect = bench_bin("bench-collect", &object)
+        .arg(&dir)
+        .env("EDGE_SENSOR_BIN", &sensor)
+        .status()
+        .context("running bench-collect")?;
+    if !collect.success() {
+        bail!("bench-collect failed ({collect})");
+    }
+
+    let out = bench_bin("bench-decode", &object)
+        .arg(dir.join("decode.json"))
         .output()
         .context("running bench-decode")?;
     eprint!("{}", String::from_utf8_lossy(&out.stderr));
     if !out.status.success() {
         bail!("bench-decode failed");
     }
-    let markdown = String::from_utf8_lossy(&out.stdout);
-    print!("{markdown}");
-    fs::write(dir.join("decode.md"), markdown.as_bytes())?;
-    eprintln!(
-        "bench: report in {}",
-        dir.join("decode.md")
-            .strip_prefix(root())
-            .unwrap_or(&dir)
-            .display()
-    );
+    let decode = String::from_utf8_lossy(&out.stdout);
+    print!("{decode}");
+    fs::write(dir.join("decode.md"), decode.as_bytes())?;
+    // Item 3: time to detection and to the rule on the router, beside
+    // FastNetMon's ban, in the lab.
+    let timing = crate::bench_timing::timing(&sensor, &dir)?;
+    print!("{timing}");
+    let report = dir.join("report.md");
+    let mut md = fs::read_to_string(&report).context("bench-collect wrote no report.md")?;
+    md.push('\n');
+    md.push_str(&decode);
+    md.push_str("\n## Time to detection and to the rule on the router\n\n");
+    md.push_str(&timing);
+    fs::write(&report, md)?;
+    eprintln!("bench: report in {}", shown(&report));
     Ok(())
+}
+
+/// `cargo run --release` of one of the benchmark binaries.
+fn bench_bin(name: &str, object: &Path) -> Command {
+    let mut cmd = util::cargo();
+    cmd.args([
+        "run",
+        "--quiet",
+        "--release",
+        "--package",
+        "edge-sensor-tests",
+        "--bin",
+        name,
+        "--",
+    ])
+    .env("EDGE_SENSOR_EBPF_OBJECT", object);
+    cmd
+}
+
+fn shown(path: &Path) -> String {
+    path.strip_prefix(root())
+        .unwrap_or(path)
+        .display()
+        .to_string()
 }

@@ -1,6 +1,7 @@
 //! The `edge-sensor` command line.
 
 mod ask;
+mod collect;
 mod decode;
 mod exporters;
 mod maps;
@@ -56,6 +57,10 @@ pub enum Command {
     Ban(BanArgs),
     /// Withdraw a mitigation (by id) or every one for an address.
     Unban(UnbanArgs),
+    /// Collect telemetry from UDP sockets (recvmmsg) with the userspace
+    /// decoder, for comparison with the kernel path; writes a report on
+    /// SIGINT/SIGTERM (and on SIGUSR1, without stopping).
+    Collect(CollectArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -152,6 +157,33 @@ pub struct MetricsArgs {
     /// (BPF_ENABLE_STATS; costs a few nanoseconds per packet).
     #[arg(long)]
     pub bpf_stats: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CollectArgs {
+    /// Decode in userspace from sockets (the only engine here; the kernel
+    /// path is `edge-sensor run`).
+    #[arg(long)]
+    pub user: bool,
+    /// Configuration file: ports (unless --port) and exporter allow-list.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Port to collect on, as KIND/PORT (sflow/6343, ipfix/4739,
+    /// netflow/2055); repeatable; replaces the configured ports.
+    #[arg(long = "port")]
+    pub ports: Vec<collect::PortSpec>,
+    /// Datagrams per recvmmsg call.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Socket receive buffer in bytes (default: the system's).
+    #[arg(long)]
+    pub rcvbuf: Option<usize>,
+    /// Write the report (JSON) here instead of printing it.
+    #[arg(long)]
+    pub json_report: Option<PathBuf>,
+    /// Leave the per-destination rows out of the report (counts stay).
+    #[arg(long)]
+    pub summary_only: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -257,6 +289,7 @@ pub fn main() -> ExitCode {
         Command::Status(args) => ask::status(args),
         Command::Ban(args) => ask::ban(args),
         Command::Unban(args) => ask::unban(args),
+        Command::Collect(args) => collect::collect(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
