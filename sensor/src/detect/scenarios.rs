@@ -130,6 +130,23 @@ fn web(dst: &str, pps: f64) -> Vec<Flow> {
     ]
 }
 
+/// `web_pps` of web traffic to `victim`, plus `flood` at the polls where
+/// `during` holds: the traffic of most scenarios.
+fn web_and_flood(
+    victim: &str,
+    web_pps: f64,
+    during: impl Fn(u32) -> bool,
+    flood: Vec<Flow>,
+) -> impl Fn(u32) -> Vec<Flow> {
+    move |p| {
+        let mut f = web(victim, web_pps);
+        if during(p) {
+            f.extend_from_slice(&flood);
+        }
+        f
+    }
+}
+
 struct Sim {
     det: Detector,
     dt: Duration,
@@ -285,6 +302,13 @@ impl Sim {
         }
     }
 
+    /// The one attack started so far and its poll; fails with the story
+    /// when there is none or more than one.
+    fn only_start(&self) -> (u32, &Attack) {
+        let started = self.started();
+        assert_eq!(started.len(), 1, "{}", self.story());
+        started[0]
+    }
     fn started(&self) -> Vec<(u32, &Attack)> {
         self.of(|e| matches!(e, Event::AttackStarted(_)))
     }
@@ -354,23 +378,16 @@ fn with(extra: &str) -> String {
 fn syn_flood_is_named_and_fingerprinted_within_two_polls_and_released_once() {
     let victim = "198.18.1.10";
     let mut sim = Sim::new(BASE);
-    let attack = |p: u32| (21..=60).contains(&p);
-    sim.run(90, |p| {
-        let mut f = web(victim, 2000.0);
-        if attack(p) {
-            f.push(
-                flow(victim, 200_000.0, ipproto::TCP)
-                    .dport(80)
-                    .flags(SYN)
-                    .len(60),
-            );
-        }
-        f
-    });
+    let syn = flow(victim, 200_000.0, ipproto::TCP)
+        .dport(80)
+        .flags(SYN)
+        .len(60);
+    sim.run(
+        90,
+        web_and_flood(victim, 2000.0, |p| (21..=60).contains(&p), vec![syn]),
+    );
     let story = sim.story();
-    let started = sim.started();
-    assert_eq!(started.len(), 1, "{story}");
-    let (poll, a) = started[0];
+    let (poll, a) = sim.only_start();
     // Crossing at poll 21; the victim was not sampled yet, so the start
     // waits one poll for the evidence.
     assert!((21..=22).contains(&poll), "{story}");
@@ -449,9 +466,7 @@ fn ntp_amplification_on_a_busy_dns_server_is_fingerprinted_at_the_crossing_poll(
         f
     });
     let story = sim.story();
-    let started = sim.started();
-    assert_eq!(started.len(), 1, "{story}");
-    let (poll, a) = started[0];
+    let (poll, a) = sim.only_start();
     assert_eq!(
         poll, 31,
         "watched before: decided at the crossing poll\n{story}"
@@ -506,9 +521,7 @@ thresholds = { all = { pps = 50000 } }
     let mut sim = Sim::new(&with(group));
     sim.run(520, traffic);
     let story = sim.story();
-    let started = sim.started();
-    assert_eq!(started.len(), 1, "{story}");
-    let a = started[0].1;
+    let (_, a) = sim.only_start();
     assert_eq!(a.host_group, "web");
     assert_eq!(a.class, AttackClass::TcpFlood, "not a SYN flood: {story}");
     let fp = &a.fingerprint;
@@ -563,9 +576,7 @@ baseline = { k = 4.0, window = "2m", floor = { all = { pps = 5000 } } }
         f
     });
     let story = sim.story();
-    let started = sim.started();
-    assert_eq!(started.len(), 1, "{story}");
-    let (poll, a) = started[0];
+    let (poll, a) = sim.only_start();
     assert!((251..=252).contains(&poll), "{story}");
     assert_eq!(a.trigger.class, TrafficClass::All);
     assert!(a.trigger.threshold < 30_000.0, "adaptive: {:?}", a.trigger);
@@ -597,10 +608,9 @@ thresholds = { udp = { pps = 100000 }, all = { pps = 1000000 } }
     let mut sim = Sim::new(&cfg);
     sim.run(60, ramp);
     let story = sim.story();
-    let started = sim.started();
-    assert_eq!(started.len(), 1, "{story}");
-    assert!((45..=47).contains(&started[0].0), "{story}");
-    assert_eq!(started[0].1.class, AttackClass::UdpFlood);
+    let (poll, a) = sim.only_start();
+    assert!((45..=47).contains(&poll), "{story}");
+    assert_eq!(a.class, AttackClass::UdpFlood);
 
     // With a baseline the threshold follows the ramp (mean + 3 sd stays
     // ahead of a linear ramp), until the ceiling: 300 kpps at poll 145.
@@ -616,10 +626,9 @@ baseline = { k = 3.0, window = "20s", floor = { udp = { pps = 20000 } }, ceiling
     let mut sim = Sim::new(&cfg);
     sim.run(160, ramp);
     let story = sim.story();
-    let started = sim.started();
-    assert_eq!(started.len(), 1, "{story}");
-    assert!((145..=147).contains(&started[0].0), "{story}");
-    assert_eq!(started[0].1.trigger.threshold, 300_000.0);
+    let (poll, a) = sim.only_start();
+    assert!((145..=147).contains(&poll), "{story}");
+    assert_eq!(a.trigger.threshold, 300_000.0);
 }
 
 #[test]
@@ -651,9 +660,7 @@ aggregate = { all = { pps = 300000 }, udp = { pps = 150000 } }
         f
     });
     let story = sim.story();
-    let started = sim.started();
-    assert_eq!(started.len(), 1, "{story}");
-    let (poll, a) = started[0];
+    let (poll, a) = sim.only_start();
     assert!((11..=12).contains(&poll), "{story}");
     assert_eq!(a.scope, Scope::Aggregate);
     assert_eq!(a.victim, "198.18.3.0/24".parse::<IpNet>().unwrap());
@@ -679,17 +686,10 @@ aggregate = { all = { pps = 300000 }, udp = { pps = 150000 } }
 fn ipv6_udp_flood() {
     let victim = "2001:db8:1::10";
     let mut sim = Sim::new(BASE);
-    sim.run(20, |p| {
-        let mut f = web(victim, 500.0);
-        if p >= 11 {
-            f.push(flow(victim, 300_000.0, ipproto::UDP).len(512));
-        }
-        f
-    });
+    let udp = flow(victim, 300_000.0, ipproto::UDP).len(512);
+    sim.run(20, web_and_flood(victim, 500.0, |p| p >= 11, vec![udp]));
     let story = sim.story();
-    let started = sim.started();
-    assert_eq!(started.len(), 1, "{story}");
-    let (poll, a) = started[0];
+    let (poll, a) = sim.only_start();
     assert!((11..=12).contains(&poll), "{story}");
     assert_eq!(a.victim, "2001:db8:1::10/128".parse::<IpNet>().unwrap());
     assert_eq!(a.class, AttackClass::UdpFlood, "random ports: {story}");
@@ -708,21 +708,14 @@ fn ipv6_udp_flood() {
 fn a_counter_reset_mid_attack_gives_no_absurd_rate_and_no_flapping() {
     let victim: IpAddr = "198.18.1.10".parse().unwrap();
     let mut sim = Sim::new(BASE);
-    let flood = |p: u32| {
-        let mut f = web("198.18.1.10", 2000.0);
-        if (11..=60).contains(&p) {
-            f.push(
-                flow("198.18.1.10", 200_000.0, ipproto::TCP)
-                    .dport(80)
-                    .flags(SYN),
-            );
-        }
-        f
-    };
-    sim.run(25, flood);
+    let syn = flow("198.18.1.10", 200_000.0, ipproto::TCP)
+        .dport(80)
+        .flags(SYN);
+    let flood = web_and_flood("198.18.1.10", 2000.0, |p| (11..=60).contains(&p), vec![syn]);
+    sim.run(25, &flood);
     // The maps are re-created: every counter restarts from a small value.
     sim.totals.clear();
-    sim.run(5, flood);
+    sim.run(5, &flood);
     // The victim is evicted for one poll, then comes back from zero.
     let mut without = sim.counters();
     without.remove(&victim);
@@ -741,7 +734,7 @@ fn a_counter_reset_mid_attack_gives_no_absurd_rate_and_no_flapping() {
     // The reset is one gap; the eviction is silence, and the return from
     // zero a plain rate.
     assert_eq!(sim.det.stats().counter_gaps, 1, "{:?}", sim.det.stats());
-    sim.run(20, flood);
+    sim.run(20, &flood);
     assert_eq!(sim.started().len(), 1, "{}", sim.story());
     assert_eq!(sim.ended().len(), 1, "{}", sim.story());
 }
@@ -751,13 +744,9 @@ fn pulse_waves_are_one_attack_not_many() {
     let victim = "198.18.1.77";
     let mut sim = Sim::new(BASE);
     // 3 s on, 4 s off, for a minute.
-    sim.run(80, |p| {
-        let mut f = web(victim, 1000.0);
-        if (10..70).contains(&p) && p % 7 < 3 {
-            f.push(flow(victim, 500_000.0, ipproto::UDP).sport(11211).len(1400));
-        }
-        f
-    });
+    let memcached = flow(victim, 500_000.0, ipproto::UDP).sport(11211).len(1400);
+    let pulse = |p: u32| (10..70).contains(&p) && p % 7 < 3;
+    sim.run(80, web_and_flood(victim, 1000.0, pulse, vec![memcached]));
     let story = sim.story();
     assert_eq!(sim.started().len(), 1, "{story}");
     assert_eq!(
@@ -796,46 +785,31 @@ fn decisions_stay_within_two_polls_at_100ms() {
     let mut sim = Sim::new(&cfg);
     // Just above the threshold: the smoothed rate would take several polls;
     // the two-interval rule decides at the second.
-    sim.run(40, |p| {
-        let mut f = web(victim, 1000.0);
-        if p >= 21 {
-            f.push(flow(victim, 12_000.0, ipproto::ICMP).len(84));
-        }
-        f
-    });
+    let icmp = flow(victim, 12_000.0, ipproto::ICMP).len(84);
+    sim.run(40, web_and_flood(victim, 1000.0, |p| p >= 21, vec![icmp]));
     let story = sim.story();
-    let started = sim.started();
-    assert_eq!(started.len(), 1, "{story}");
-    assert!((21..=22).contains(&started[0].0), "{story}");
-    assert_eq!(started[0].1.class, AttackClass::IcmpFlood);
-    assert_eq!(started[0].1.fingerprint.flow.protocols, vec![ipproto::ICMP]);
+    let (poll, a) = sim.only_start();
+    assert!((21..=22).contains(&poll), "{story}");
+    assert_eq!(a.class, AttackClass::IcmpFlood);
+    assert_eq!(a.fingerprint.flow.protocols, vec![ipproto::ICMP]);
 }
 
 #[test]
 fn fragment_flood_is_ip_fragmentation_with_a_fragment_match() {
     let victim = "198.18.1.50";
     let mut sim = Sim::new(BASE);
-    sim.run(20, |p| {
-        let mut f = web(victim, 1000.0);
-        if p >= 11 {
-            f.push(
-                flow(victim, 20_000.0, ipproto::UDP)
-                    .dport(7777)
-                    .len(1500)
-                    .frag(Frag::First),
-            );
-            f.push(
-                flow(victim, 40_000.0, ipproto::UDP)
-                    .len(1500)
-                    .frag(Frag::Later),
-            );
-        }
-        f
-    });
+    let fragments = vec![
+        flow(victim, 20_000.0, ipproto::UDP)
+            .dport(7777)
+            .len(1500)
+            .frag(Frag::First),
+        flow(victim, 40_000.0, ipproto::UDP)
+            .len(1500)
+            .frag(Frag::Later),
+    ];
+    sim.run(20, web_and_flood(victim, 1000.0, |p| p >= 11, fragments));
     let story = sim.story();
-    let started = sim.started();
-    assert_eq!(started.len(), 1, "{story}");
-    let a = started[0].1;
+    let (_, a) = sim.only_start();
     assert_eq!(a.class, AttackClass::IpFragmentation, "{story}");
     assert_eq!(
         a.fingerprint.flow.fragment,
@@ -853,20 +827,11 @@ fn fragment_flood_is_ip_fragmentation_with_a_fragment_match() {
 fn a_single_source_flood_names_its_source_and_events_serialize() {
     let victim = "198.18.1.60";
     let mut sim = Sim::new(BASE);
-    sim.run(15, |p| {
-        let mut f = web(victim, 1000.0);
-        if p >= 6 {
-            f.push(
-                flow(victim, 150_000.0, ipproto::UDP)
-                    .from("203.0.113.9")
-                    .len(1000),
-            );
-        }
-        f
-    });
-    let started = sim.started();
-    assert_eq!(started.len(), 1, "{}", sim.story());
-    let a = started[0].1;
+    let udp = flow(victim, 150_000.0, ipproto::UDP)
+        .from("203.0.113.9")
+        .len(1000);
+    sim.run(15, web_and_flood(victim, 1000.0, |p| p >= 6, vec![udp]));
+    let (_, a) = sim.only_start();
     assert_eq!(
         a.fingerprint.flow.source,
         Some("203.0.113.9/32".parse().unwrap())
@@ -901,12 +866,10 @@ thresholds = { udp = { pps = 200000 }, all = { pps = 1000000 } }
         f
     });
     let story = sim.story();
-    let started = sim.started();
-    assert_eq!(started.len(), 1, "{story}");
+    let (poll, a) = sim.only_start();
     // Crossing at 31: the smoothed rate (147 kpps) is not over yet, the
     // two-interval rule decides at 32.
-    assert!((31..=32).contains(&started[0].0), "{story}");
-    let a = started[0].1;
+    assert!((31..=32).contains(&poll), "{story}");
     assert_eq!(
         a.class,
         AttackClass::UdpAmplification { port: 123 },
@@ -1031,18 +994,11 @@ fn without_samples_the_counters_still_decide_and_fingerprint() {
     let victim = "198.18.1.30";
     let mut sim = Sim::new(BASE);
     sim.sampling = false;
-    sim.run(20, |p| {
-        let mut f = web(victim, 2000.0);
-        if p >= 11 {
-            f.push(flow(victim, 200_000.0, ipproto::TCP).dport(80).flags(SYN));
-        }
-        f
-    });
+    let syn = flow(victim, 200_000.0, ipproto::TCP).dport(80).flags(SYN);
+    sim.run(20, web_and_flood(victim, 2000.0, |p| p >= 11, vec![syn]));
     let story = sim.story();
-    let started = sim.started();
-    assert_eq!(started.len(), 1, "{story}");
-    assert!((11..=12).contains(&started[0].0), "{story}");
-    let a = started[0].1;
+    let (poll, a) = sim.only_start();
+    assert!((11..=12).contains(&poll), "{story}");
     assert_eq!(a.class, AttackClass::TcpSynFlood);
     let fp = &a.fingerprint;
     assert_eq!(fp.basis, Basis::Counters);
@@ -1110,12 +1066,7 @@ aggregate = { all = { pps = 300000 } }
         }
         f
     });
-    let story = sim.story();
-    let started = sim.started();
-    assert_eq!(started.len(), 1, "{story}");
-    assert_eq!(started[0].1.scope, Scope::Host);
-    assert_eq!(
-        started[0].1.victim,
-        "198.18.3.7/32".parse::<IpNet>().unwrap()
-    );
+    let (_, a) = sim.only_start();
+    assert_eq!(a.scope, Scope::Host);
+    assert_eq!(a.victim, "198.18.3.7/32".parse::<IpNet>().unwrap());
 }
