@@ -374,6 +374,15 @@ fn with(extra: &str) -> String {
     format!("{BASE}{extra}")
 }
 
+/// [`BASE`] plus one host group `name` on `prefix` with `settings` (one
+/// TOML line each).
+fn with_group(name: &str, prefix: &str, settings: &[&str]) -> String {
+    with(&format!(
+        "\n[[host_groups]]\nname = \"{name}\"\nprefixes = [\"{prefix}\"]\n{}\n",
+        settings.join("\n")
+    ))
+}
+
 #[test]
 fn syn_flood_is_named_and_fingerprinted_within_two_polls_and_released_once() {
     let victim = "198.18.1.10";
@@ -499,12 +508,7 @@ fn ntp_amplification_on_a_busy_dns_server_is_fingerprinted_at_the_crossing_poll(
 #[test]
 fn flash_crowd_is_broad_without_baseline_and_silent_with_it() {
     let victim = "198.18.4.80";
-    let group = r#"
-[[host_groups]]
-name = "web"
-prefixes = ["198.18.4.0/24"]
-thresholds = { all = { pps = 50000 } }
-"#;
+    let thresholds = "thresholds = { all = { pps = 50000 } }";
     // 20 kpps of web traffic with +-10 % wobble; from poll 400 a flash
     // crowd ramps to 4x over 30 s and stays for a minute.
     let traffic = |p: u32| {
@@ -518,7 +522,7 @@ thresholds = { all = { pps = 50000 } }
         web(victim, 20_000.0 * wobble * crowd)
     };
 
-    let mut sim = Sim::new(&with(group));
+    let mut sim = Sim::new(&with_group("web", "198.18.4.0/24", &[thresholds]));
     sim.run(520, traffic);
     let story = sim.story();
     let (_, a) = sim.only_start();
@@ -534,7 +538,7 @@ thresholds = { all = { pps = 50000 } }
     assert!(fp.hits_normal >= 0.8, "{fp}");
 
     let baseline = r#"baseline = { k = 4.0, window = "2m", floor = { all = { pps = 5000 } }, ceiling = { all = { pps = 500000 } } }"#;
-    let mut sim = Sim::new(&with(&format!("{group}{baseline}\n")));
+    let mut sim = Sim::new(&with_group("web", "198.18.4.0/24", &[thresholds, baseline]));
     sim.run(450, traffic);
     // At the crowd's peak the host is far above its adaptive threshold
     // (learnt from 20 kpps +- 10 %) and sampled: only its shape, that of
@@ -557,14 +561,13 @@ thresholds = { all = { pps = 50000 } }
 #[test]
 fn baseline_protects_a_busy_host_from_an_attack_below_the_static_threshold() {
     let victim = "198.18.4.81";
-    let cfg = with(
-        r#"
-[[host_groups]]
-name = "web"
-prefixes = ["198.18.4.0/24"]
-thresholds = { all = { pps = 50000 } }
-baseline = { k = 4.0, window = "2m", floor = { all = { pps = 5000 } } }
-"#,
+    let cfg = with_group(
+        "web",
+        "198.18.4.0/24",
+        &[
+            "thresholds = { all = { pps = 50000 } }",
+            r#"baseline = { k = 4.0, window = "2m", floor = { all = { pps = 5000 } } }"#,
+        ],
     );
     let mut sim = Sim::new(&cfg);
     sim.run(300, |p| {
@@ -597,14 +600,8 @@ fn slow_ramp_fires_at_the_static_crossing_or_rides_the_baseline_to_its_ceiling()
     // UDP limit here) at poll 45.
     let ramp =
         |p: u32| vec![flow(victim, 10_000.0 + 2_000.0 * f64::from(p), ipproto::UDP).len(200)];
-    let cfg = with(
-        r#"
-[[host_groups]]
-name = "ramp"
-prefixes = ["198.18.5.0/24"]
-thresholds = { udp = { pps = 100000 }, all = { pps = 1000000 } }
-"#,
-    );
+    let thresholds = "thresholds = { udp = { pps = 100000 }, all = { pps = 1000000 } }";
+    let cfg = with_group("ramp", "198.18.5.0/24", &[thresholds]);
     let mut sim = Sim::new(&cfg);
     sim.run(60, ramp);
     let story = sim.story();
@@ -614,15 +611,8 @@ thresholds = { udp = { pps = 100000 }, all = { pps = 1000000 } }
 
     // With a baseline the threshold follows the ramp (mean + 3 sd stays
     // ahead of a linear ramp), until the ceiling: 300 kpps at poll 145.
-    let cfg = with(
-        r#"
-[[host_groups]]
-name = "ramp"
-prefixes = ["198.18.5.0/24"]
-thresholds = { udp = { pps = 100000 }, all = { pps = 1000000 } }
-baseline = { k = 3.0, window = "20s", floor = { udp = { pps = 20000 } }, ceiling = { udp = { pps = 300000 } }, flash_crowd_similarity = 0.0 }
-"#,
-    );
+    let baseline = r#"baseline = { k = 3.0, window = "20s", floor = { udp = { pps = 20000 } }, ceiling = { udp = { pps = 300000 } }, flash_crowd_similarity = 0.0 }"#;
+    let cfg = with_group("ramp", "198.18.5.0/24", &[thresholds, baseline]);
     let mut sim = Sim::new(&cfg);
     sim.run(160, ramp);
     let story = sim.story();
@@ -633,15 +623,14 @@ baseline = { k = 3.0, window = "20s", floor = { udp = { pps = 20000 } }, ceiling
 
 #[test]
 fn carpet_bombing_a_24_is_one_aggregate_attack_on_the_block() {
-    let cfg = with(
-        r#"
-[[host_groups]]
-name = "hosting"
-prefixes = ["198.18.3.0/24"]
-action = "flowspec_then_blackhole"
-thresholds = { all = { pps = 20000 } }
-aggregate = { all = { pps = 300000 }, udp = { pps = 150000 } }
-"#,
+    let cfg = with_group(
+        "hosting",
+        "198.18.3.0/24",
+        &[
+            r#"action = "flowspec_then_blackhole""#,
+            "thresholds = { all = { pps = 20000 } }",
+            "aggregate = { all = { pps = 300000 }, udp = { pps = 150000 } }",
+        ],
     );
     let hosts: Vec<String> = (1..=254).map(|i| format!("198.18.3.{i}")).collect();
     let mut sim = Sim::new(&cfg);
@@ -849,13 +838,10 @@ fn amplification_is_named_under_more_normal_udp_than_attack() {
     // UDP) receives 120 kpps of NTP: the reflected traffic is only 55 % of
     // its UDP, but nearly all of the excess over normal.
     let victim = "198.18.6.53";
-    let cfg = with(
-        r#"
-[[host_groups]]
-name = "resolvers"
-prefixes = ["198.18.6.0/24"]
-thresholds = { udp = { pps = 200000 }, all = { pps = 1000000 } }
-"#,
+    let cfg = with_group(
+        "resolvers",
+        "198.18.6.0/24",
+        &["thresholds = { udp = { pps = 200000 }, all = { pps = 1000000 } }"],
     );
     let mut sim = Sim::new(&cfg);
     sim.run(40, |p| {
@@ -1043,14 +1029,13 @@ fn the_watch_list_is_capped_victims_first_then_by_ratio() {
 
 #[test]
 fn a_single_host_flood_is_not_also_an_attack_on_its_block() {
-    let cfg = with(
-        r#"
-[[host_groups]]
-name = "hosting"
-prefixes = ["198.18.3.0/24"]
-thresholds = { all = { pps = 20000 } }
-aggregate = { all = { pps = 300000 } }
-"#,
+    let cfg = with_group(
+        "hosting",
+        "198.18.3.0/24",
+        &[
+            "thresholds = { all = { pps = 20000 } }",
+            "aggregate = { all = { pps = 300000 } }",
+        ],
     );
     let mut sim = Sim::new(&cfg);
     sim.run(30, |p| {
