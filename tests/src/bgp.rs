@@ -703,3 +703,21 @@ pub fn hold_timer_expires_when_the_peer_freezes<'a>(
         speaker.shutdown(true).await;
     });
 }
+
+/// Runs `body` in `ns` with a speaker (`config`) whose session to `peer`
+/// is up, then shuts the speaker down (withdrawing, with a Cease).
+pub fn with_session<T: Send>(
+    ns: &NetNs,
+    peer: &Daemon,
+    config: BgpConfig,
+    establish_within: Duration,
+    body: impl AsyncFnOnce(&Speaker) -> T + Send,
+) -> T {
+    in_namespace(ns, async move || {
+        let speaker = Speaker::start(config).unwrap();
+        wait_established(&speaker, 1, establish_within, peer);
+        let out = body(&speaker).await;
+        speaker.shutdown(true).await;
+        out
+    })
+}
