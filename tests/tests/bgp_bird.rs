@@ -37,6 +37,18 @@ fn wait_established(speaker: &Speaker, count: u64, bird: &Bird) {
     bgp::wait_established(speaker, count, ESTABLISH, bird);
 }
 
+/// Runs `body` with a speaker (AS `local_asn`, `extra` lines in the
+/// peer) whose session to Bird is up, then shuts the speaker down.
+fn session<T: Send>(
+    ns: &NetNs,
+    bird: &Bird,
+    local_asn: u32,
+    extra: &str,
+    body: impl AsyncFnOnce(&Speaker) -> T + Send,
+) -> T {
+    bgp::with_session(ns, bird, speaker_config(local_asn, extra), ESTABLISH, body)
+}
+
 /// The block BIRD prints for the route whose first line starts with
 /// `network`.
 fn block<'a>(routes: &'a [String], network: &str) -> Option<&'a String> {
@@ -73,71 +85,66 @@ fn extcomm_of_each_action() -> [&'static str; 8] {
 fn flowspec_each_action_arrives_and_is_withdrawn() {
     let ns = setup();
     let bird = Bird::start(&ns, &bird_config(65001, ""));
-    bgp::with_session(
-        &ns,
-        &bird,
-        speaker_config(65001, ""),
-        ESTABLISH,
-        async |speaker| {
-            let rules = rules_with_each_action(extcomm_of_each_action());
-            for (route, ..) in &rules {
-                assert!(speaker.announce(route.clone()).unwrap().accepted_by_all());
-            }
-            let many = rule_with_many_components();
-            speaker.announce(many.clone()).unwrap();
-            // IPv6 with an offset prefix and a flow label (RFC 8956). The offset
-            // is a whole octet: BIRD 2.0.12 reads patterns at non-octet offsets
-            // unshifted (fixed upstream in BIRD commit 072821e5); our bit-exact
-            // encoding of those is checked against RFC 8956 §3.8.2 in the unit
-            // tests.
-            let v6_offset = discard(
-                IpFamily::Ipv6,
-                vec![
-                    dst("2001:db8:1::/48"),
-                    Component::SourcePrefix(FlowPrefix::V6 {
-                        prefix: "::1234:5678:9a00:0/104".parse().unwrap(),
-                        offset: 64,
-                    }),
-                    Component::IpProtocol(vec![NumericMatch::eq(17)]),
-                    Component::FlowLabel(vec![NumericMatch::eq(0xabcde)]),
-                ],
-            );
-            speaker.announce(v6_offset.clone()).unwrap();
+    session(&ns, &bird, 65001, "", async |speaker| {
+        let rules = rules_with_each_action(extcomm_of_each_action());
+        for (route, ..) in &rules {
+            assert!(speaker.announce(route.clone()).unwrap().accepted_by_all());
+        }
+        let many = rule_with_many_components();
+        speaker.announce(many.clone()).unwrap();
+        // IPv6 with an offset prefix and a flow label (RFC 8956). The offset
+        // is a whole octet: BIRD 2.0.12 reads patterns at non-octet offsets
+        // unshifted (fixed upstream in BIRD commit 072821e5); our bit-exact
+        // encoding of those is checked against RFC 8956 §3.8.2 in the unit
+        // tests.
+        let v6_offset = discard(
+            IpFamily::Ipv6,
+            vec![
+                dst("2001:db8:1::/48"),
+                Component::SourcePrefix(FlowPrefix::V6 {
+                    prefix: "::1234:5678:9a00:0/104".parse().unwrap(),
+                    offset: 64,
+                }),
+                Component::IpProtocol(vec![NumericMatch::eq(17)]),
+                Component::FlowLabel(vec![NumericMatch::eq(0xabcde)]),
+            ],
+        );
+        speaker.announce(v6_offset.clone()).unwrap();
 
-            let arrived = wait_for(WAIT, || {
-                let v4 = bird.routes("flowtab4");
-                let v6 = bird.routes("flowtab6");
-                (v4.len() == 9 && v6.len() == 9).then_some((v4, v6))
-            });
-            let (v4, v6) = arrived.unwrap_or_else(|| {
-                panic!(
-                    "BIRD did not get all rules:\n{}\n{}\n{:#?}",
-                    bird.cli(&["show", "route", "table", "flowtab4", "all"]),
-                    bird.cli(&["show", "route", "table", "flowtab6", "all"]),
-                    speaker.status()
-                )
-            });
-            for (route, table, n, ec) in &rules {
-                let routes = if *table == Table::Flow4 { &v4 } else { &v6 };
-                let network = network(*table, *n);
-                let b = block(routes, &network)
-                    .unwrap_or_else(|| panic!("{network} not in {routes:#?}"));
-                assert!(
-                    b.contains(&format!("BGP.ext_community: {ec}\n")),
-                    "{route}: want {ec} in\n{b}"
-                );
-                assert!(b.contains("BGP.as_path: 65001\n"), "{b}");
-            }
-            let b = block(
+        let arrived = wait_for(WAIT, || {
+            let v4 = bird.routes("flowtab4");
+            let v6 = bird.routes("flowtab6");
+            (v4.len() == 9 && v6.len() == 9).then_some((v4, v6))
+        });
+        let (v4, v6) = arrived.unwrap_or_else(|| {
+            panic!(
+                "BIRD did not get all rules:\n{}\n{}\n{:#?}",
+                bird.cli(&["show", "route", "table", "flowtab4", "all"]),
+                bird.cli(&["show", "route", "table", "flowtab6", "all"]),
+                speaker.status()
+            )
+        });
+        for (route, table, n, ec) in &rules {
+            let routes = if *table == Table::Flow4 { &v4 } else { &v6 };
+            let network = network(*table, *n);
+            let b =
+                block(routes, &network).unwrap_or_else(|| panic!("{network} not in {routes:#?}"));
+            assert!(
+                b.contains(&format!("BGP.ext_community: {ec}\n")),
+                "{route}: want {ec} in\n{b}"
+            );
+            assert!(b.contains("BGP.as_path: 65001\n"), "{b}");
+        }
+        let b = block(
             &v4,
             "flow4 { dst 192.0.2.0/24; src 198.51.100.0/24; proto 6; dport 1024..2047; tcp flags 0x2/0x2; length >= 512; dscp 46; }",
         )
         .unwrap_or_else(|| panic!("{v4:#?}"));
-            assert!(
-                b.contains("BGP.ext_community: (generic, 0x80060000, 0x0)"),
-                "{b}"
-            );
-            assert!(
+        assert!(
+            b.contains("BGP.ext_community: (generic, 0x80060000, 0x0)"),
+            "{b}"
+        );
+        assert!(
             block(
                 &v6,
                 "flow6 { dst 2001:db8:1::/48; src ::1234:5678:9a00:0/104 offset 64; next header 17; label 703710; }"
@@ -146,17 +153,16 @@ fn flowspec_each_action_arrives_and_is_withdrawn() {
             "{v6:#?}"
         );
 
-            for (route, ..) in &rules {
-                assert_eq!(speaker.withdraw(route), 1);
-            }
-            speaker.withdraw(&many);
-            speaker.withdraw(&v6_offset);
-            let gone = wait_until(WAIT, || {
-                bird.routes_in(Table::Flow4) == 0 && bird.routes_in(Table::Flow6) == 0
-            });
-            assert!(gone, "{:#?}", bird.routes("flowtab4"));
-        },
-    );
+        for (route, ..) in &rules {
+            assert_eq!(speaker.withdraw(route), 1);
+        }
+        speaker.withdraw(&many);
+        speaker.withdraw(&v6_offset);
+        let gone = wait_until(WAIT, || {
+            bird.routes_in(Table::Flow4) == 0 && bird.routes_in(Table::Flow6) == 0
+        });
+        assert!(gone, "{:#?}", bird.routes("flowtab4"));
+    });
     bird.assert_logged("edge-sensor test shutdown");
 }
 
@@ -164,11 +170,11 @@ fn flowspec_each_action_arrives_and_is_withdrawn() {
 fn rtbh_v4_v6_with_communities_and_next_hops() {
     let ns = setup();
     let bird = Bird::start(&ns, &bird_config(65001, ""));
-    bgp::with_session(
+    session(
         &ns,
         &bird,
-        speaker_config(65001, r#"blackhole_communities = ["65001:666"]"#),
-        ESTABLISH,
+        65001,
+        r#"blackhole_communities = ["65001:666"]"#,
         async |speaker| {
             let v4 = Route::blackhole("192.0.2.66".parse().unwrap());
             let v6 = Route::blackhole("2001:db8::66".parse().unwrap());
@@ -208,54 +214,48 @@ fn rtbh_v4_v6_with_communities_and_next_hops() {
 fn peer_reset_reconnect_reannounce_and_route_refresh() {
     let ns = setup();
     let bird = Bird::start(&ns, &bird_config(65001, ""));
-    bgp::with_session(
-        &ns,
-        &bird,
-        speaker_config(65001, ""),
-        ESTABLISH,
-        async |speaker| {
-            speaker.announce(discard_v4("192.0.2.1/32")).unwrap();
-            speaker
-                .announce(Route::blackhole("2001:db8::1".parse().unwrap()))
-                .unwrap();
-            let there = || {
-                (block(&bird.routes("flowtab4"), "flow4 { dst 192.0.2.1/32; }").is_some()
-                    && block(&bird.routes("master6"), "2001:db8::1/128").is_some())
-                .then_some(())
-            };
-            assert!(wait_for(WAIT, there).is_some());
+    session(&ns, &bird, 65001, "", async |speaker| {
+        speaker.announce(discard_v4("192.0.2.1/32")).unwrap();
+        speaker
+            .announce(Route::blackhole("2001:db8::1".parse().unwrap()))
+            .unwrap();
+        let there = || {
+            (block(&bird.routes("flowtab4"), "flow4 { dst 192.0.2.1/32; }").is_some()
+                && block(&bird.routes("master6"), "2001:db8::1/128").is_some())
+            .then_some(())
+        };
+        assert!(wait_for(WAIT, there).is_some());
 
-            bird.cli(&["restart", "sensor"]);
-            let reset_seen = wait_for(WAIT, || {
-                speaker.status()[0]
-                    .last_notification_received
-                    .clone()
-                    .filter(|n| n.starts_with("6/"))
-            });
-            assert!(reset_seen.is_some(), "{:#?}", speaker.status());
-            wait_established(speaker, 2, &bird);
-            assert!(
-                wait_for(WAIT, there).is_some(),
-                "not re-announced: {:#?}",
-                speaker.status()
-            );
+        bird.cli(&["restart", "sensor"]);
+        let reset_seen = wait_for(WAIT, || {
+            speaker.status()[0]
+                .last_notification_received
+                .clone()
+                .filter(|n| n.starts_with("6/"))
+        });
+        assert!(reset_seen.is_some(), "{:#?}", speaker.status());
+        wait_established(speaker, 2, &bird);
+        assert!(
+            wait_for(WAIT, there).is_some(),
+            "not re-announced: {:#?}",
+            speaker.status()
+        );
 
-            let before = speaker.status()[0].routes_announced;
-            bird.cli(&["reload", "in", "sensor"]);
-            let refreshed = wait_for(WAIT, || {
-                let s = &speaker.status()[0];
-                (s.route_refreshes_received >= 1 && s.routes_announced > before).then_some(())
-            });
-            assert!(
-                refreshed.is_some(),
-                "{:#?}\n{}",
-                speaker.status(),
-                bird.log()
-            );
-            assert!(established(speaker));
-            assert!(wait_for(WAIT, there).is_some());
-        },
-    );
+        let before = speaker.status()[0].routes_announced;
+        bird.cli(&["reload", "in", "sensor"]);
+        let refreshed = wait_for(WAIT, || {
+            let s = &speaker.status()[0];
+            (s.route_refreshes_received >= 1 && s.routes_announced > before).then_some(())
+        });
+        assert!(
+            refreshed.is_some(),
+            "{:#?}\n{}",
+            speaker.status(),
+            bird.log()
+        );
+        assert!(established(speaker));
+        assert!(wait_for(WAIT, there).is_some());
+    });
 }
 
 /// BIRD stops (SIGTERM) and starts again with empty tables: the speaker
@@ -288,21 +288,15 @@ fn hold_timer_expires_when_the_peer_freezes() {
 fn ibgp_session_sends_local_pref_and_empty_as_path() {
     let ns = setup();
     let bird = Bird::start(&ns, &bird_config(65000, ""));
-    bgp::with_session(
-        &ns,
-        &bird,
-        speaker_config(65000, "local_pref = 300"),
-        ESTABLISH,
-        async |speaker| {
-            speaker.announce(discard_v4("192.0.2.8/32")).unwrap();
-            let routes = wait_for(WAIT, || {
-                Some(bird.routes("flowtab4")).filter(|r| r.len() == 1)
-            })
-            .expect("the rule arrives");
-            assert!(routes[0].contains("BGP.local_pref: 300\n"), "{}", routes[0]);
-            assert!(routes[0].contains("BGP.as_path:\n"), "{}", routes[0]);
-        },
-    );
+    session(&ns, &bird, 65000, "local_pref = 300", async |speaker| {
+        speaker.announce(discard_v4("192.0.2.8/32")).unwrap();
+        let routes = wait_for(WAIT, || {
+            Some(bird.routes("flowtab4")).filter(|r| r.len() == 1)
+        })
+        .expect("the rule arrives");
+        assert!(routes[0].contains("BGP.local_pref: 300\n"), "{}", routes[0]);
+        assert!(routes[0].contains("BGP.as_path:\n"), "{}", routes[0]);
+    });
 }
 
 /// TCP-MD5 (RFC 2385) with BIRD's `password`: the right key establishes,

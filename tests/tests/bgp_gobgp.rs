@@ -48,6 +48,18 @@ fn wait_established(speaker: &Speaker, count: u64, gobgp: &Gobgpd) {
     bgp::wait_established(speaker, count, ESTABLISH, gobgp);
 }
 
+/// Runs `body` with a speaker (AS `local_asn`, `extra` lines in the
+/// peer) whose session to Gobgpd is up, then shuts the speaker down.
+fn session<T: Send>(
+    ns: &NetNs,
+    gobgp: &Gobgpd,
+    local_asn: u32,
+    extra: &str,
+    body: impl AsyncFnOnce(&Speaker) -> T + Send,
+) -> T {
+    bgp::with_session(ns, gobgp, speaker_config(local_asn, extra), ESTABLISH, body)
+}
+
 /// The path attribute of `type` of the one path gobgp holds for `key`.
 fn attr(rib: &serde_json::Map<String, Value>, key: &str, r#type: u8) -> Option<Value> {
     let paths = rib
@@ -99,76 +111,70 @@ fn extcomm_of_each_action() -> [Value; 8] {
 fn flowspec_each_action_arrives_and_is_withdrawn() {
     let ns = setup();
     let gobgp = passive_gobgpd(&ns, 65001);
-    bgp::with_session(
-        &ns,
-        &gobgp,
-        speaker_config(65001, ""),
-        ESTABLISH,
-        async |speaker| {
-            let rules = rules_with_each_action(extcomm_of_each_action());
-            for (route, ..) in &rules {
-                let a = speaker.announce(route.clone()).unwrap();
-                assert!(a.accepted_by_all(), "{route}: {a:?}");
-            }
-            // A rule with many components and both operator kinds.
-            let many = rule_with_many_components();
-            assert!(speaker.announce(many.clone()).unwrap().accepted_by_all());
-            let many_key = "[destination: 192.0.2.0/24][source: 198.51.100.0/24][protocol: ==tcp][destination-port: >=1024&<=2047][tcp-flags: =S][packet-length: >=512][dscp: ==46]";
+    session(&ns, &gobgp, 65001, "", async |speaker| {
+        let rules = rules_with_each_action(extcomm_of_each_action());
+        for (route, ..) in &rules {
+            let a = speaker.announce(route.clone()).unwrap();
+            assert!(a.accepted_by_all(), "{route}: {a:?}");
+        }
+        // A rule with many components and both operator kinds.
+        let many = rule_with_many_components();
+        assert!(speaker.announce(many.clone()).unwrap().accepted_by_all());
+        let many_key = "[destination: 192.0.2.0/24][source: 198.51.100.0/24][protocol: ==tcp][destination-port: >=1024&<=2047][tcp-flags: =S][packet-length: >=512][dscp: ==46]";
 
-            let arrived = wait_for(WAIT, || {
-                let v4 = gobgp.rib("ipv4-flowspec");
-                let v6 = gobgp.rib("ipv6-flowspec");
-                (v4.len() == 9 && v6.len() == 8).then_some((v4, v6))
-            });
-            let (v4, v6) = arrived.unwrap_or_else(|| {
-                panic!(
-                    "gobgp did not get all rules: {}\n{}\n{:#?}",
-                    gobgp.cli(&["global", "rib", "-a", "ipv4-flowspec"]),
-                    gobgp.cli(&["global", "rib", "-a", "ipv6-flowspec"]),
-                    speaker.status()
-                )
-            });
-            for (route, table, n, ec) in &rules {
-                let rib = if *table == Table::Flow4 { &v4 } else { &v6 };
-                let got = extcomms(rib, &key(*table, *n));
-                if ec.is_null() {
-                    // gobgp 3.10 has no decoder for traffic-rate-packets
-                    // (0x800c): it must still hold the route with one
-                    // extended community.
-                    assert_eq!(got.as_array().map(Vec::len), Some(1), "{route}: {got}");
-                } else {
-                    assert_eq!(&got, ec, "{route}");
-                }
+        let arrived = wait_for(WAIT, || {
+            let v4 = gobgp.rib("ipv4-flowspec");
+            let v6 = gobgp.rib("ipv6-flowspec");
+            (v4.len() == 9 && v6.len() == 8).then_some((v4, v6))
+        });
+        let (v4, v6) = arrived.unwrap_or_else(|| {
+            panic!(
+                "gobgp did not get all rules: {}\n{}\n{:#?}",
+                gobgp.cli(&["global", "rib", "-a", "ipv4-flowspec"]),
+                gobgp.cli(&["global", "rib", "-a", "ipv6-flowspec"]),
+                speaker.status()
+            )
+        });
+        for (route, table, n, ec) in &rules {
+            let rib = if *table == Table::Flow4 { &v4 } else { &v6 };
+            let got = extcomms(rib, &key(*table, *n));
+            if ec.is_null() {
+                // gobgp 3.10 has no decoder for traffic-rate-packets
+                // (0x800c): it must still hold the route with one
+                // extended community.
+                assert_eq!(got.as_array().map(Vec::len), Some(1), "{route}: {got}");
+            } else {
+                assert_eq!(&got, ec, "{route}");
             }
-            assert_eq!(
-                extcomms(&v4, many_key),
-                json!([{"type":128,"subtype":6,"as":0,"rate":0}])
-            );
-            // eBGP: AS_PATH is our AS.
-            let as_path = attr(&v4, many_key, 2).expect("AS_PATH");
-            assert_eq!(as_path["as_paths"][0]["asns"], json!([65001]), "{as_path}");
+        }
+        assert_eq!(
+            extcomms(&v4, many_key),
+            json!([{"type":128,"subtype":6,"as":0,"rate":0}])
+        );
+        // eBGP: AS_PATH is our AS.
+        let as_path = attr(&v4, many_key, 2).expect("AS_PATH");
+        assert_eq!(as_path["as_paths"][0]["asns"], json!([65001]), "{as_path}");
 
-            for (route, ..) in &rules {
-                assert_eq!(speaker.withdraw(route), 1);
-            }
-            speaker.withdraw(&many);
-            let gone = wait_for(WAIT, || {
-                (gobgp.rib("ipv4-flowspec").is_empty() && gobgp.rib("ipv6-flowspec").is_empty())
-                    .then_some(())
-            });
-            assert!(
-                gone.is_some(),
-                "{}",
-                gobgp.cli(&["global", "rib", "-a", "ipv4-flowspec"])
-            );
-            let s = &speaker.status()[0];
-            assert_eq!(s.adj_rib_out, 0);
-            assert!(
-                s.routes_announced >= 17 && s.routes_withdrawn >= 17,
-                "{s:?}"
-            );
-        },
-    );
+        for (route, ..) in &rules {
+            assert_eq!(speaker.withdraw(route), 1);
+        }
+        speaker.withdraw(&many);
+        let gone = wait_for(WAIT, || {
+            (gobgp.rib("ipv4-flowspec").is_empty() && gobgp.rib("ipv6-flowspec").is_empty())
+                .then_some(())
+        });
+        assert!(
+            gone.is_some(),
+            "{}",
+            gobgp.cli(&["global", "rib", "-a", "ipv4-flowspec"])
+        );
+        let s = &speaker.status()[0];
+        assert_eq!(s.adj_rib_out, 0);
+        assert!(
+            s.routes_announced >= 17 && s.routes_withdrawn >= 17,
+            "{s:?}"
+        );
+    });
     // gobgpd logs the RFC 9003 text of our Cease.
     gobgp.assert_logged("edge-sensor test shutdown");
 }
@@ -177,11 +183,11 @@ fn flowspec_each_action_arrives_and_is_withdrawn() {
 fn rtbh_v4_v6_with_communities_and_next_hops() {
     let ns = setup();
     let gobgp = passive_gobgpd(&ns, 65001);
-    bgp::with_session(
+    session(
         &ns,
         &gobgp,
-        speaker_config(65001, r#"blackhole_communities = ["65001:666"]"#),
-        ESTABLISH,
+        65001,
+        r#"blackhole_communities = ["65001:666"]"#,
         async |speaker| {
             let v4 = Route::blackhole("192.0.2.66".parse().unwrap());
             let v6 = Route::blackhole("2001:db8::66".parse().unwrap());
@@ -226,47 +232,41 @@ fn rtbh_v4_v6_with_communities_and_next_hops() {
 fn peer_reset_reconnect_and_reannounce() {
     let ns = setup();
     let gobgp = passive_gobgpd(&ns, 65001);
-    bgp::with_session(
-        &ns,
-        &gobgp,
-        speaker_config(65001, ""),
-        ESTABLISH,
-        async |speaker| {
-            let route = discard_v4("192.0.2.1/32");
-            let rtbh = Route::blackhole("2001:db8::1".parse().unwrap());
-            speaker.announce(route.clone()).unwrap();
-            speaker.announce(rtbh.clone()).unwrap();
-            let there = || {
-                (gobgp
-                    .rib("ipv4-flowspec")
-                    .contains_key("[destination: 192.0.2.1/32]")
-                    && gobgp.rib("ipv6").contains_key("2001:db8::1/128"))
-                .then_some(())
-            };
-            assert!(wait_for(WAIT, there).is_some());
+    session(&ns, &gobgp, 65001, "", async |speaker| {
+        let route = discard_v4("192.0.2.1/32");
+        let rtbh = Route::blackhole("2001:db8::1".parse().unwrap());
+        speaker.announce(route.clone()).unwrap();
+        speaker.announce(rtbh.clone()).unwrap();
+        let there = || {
+            (gobgp
+                .rib("ipv4-flowspec")
+                .contains_key("[destination: 192.0.2.1/32]")
+                && gobgp.rib("ipv6").contains_key("2001:db8::1/128"))
+            .then_some(())
+        };
+        assert!(wait_for(WAIT, there).is_some());
 
-            gobgp.cli(&["neighbor", "127.0.0.2", "reset"]);
-            let reset_seen = wait_for(WAIT, || {
-                let s = &speaker.status()[0];
-                s.last_notification_received
-                    .as_deref()
-                    .filter(|n| n.starts_with("6/4"))
-                    .map(str::to_owned)
-            });
-            assert!(reset_seen.is_some(), "{:#?}", speaker.status());
-            let again = wait_for(Duration::from_secs(40), || {
-                (speaker.status()[0].established_count >= 2 && established(speaker)).then_some(())
-            });
-            assert!(again.is_some(), "{:#?}\n{}", speaker.status(), gobgp.log());
-            assert!(
-                wait_for(WAIT, there).is_some(),
-                "not re-announced: {:#?}",
-                speaker.status()
-            );
+        gobgp.cli(&["neighbor", "127.0.0.2", "reset"]);
+        let reset_seen = wait_for(WAIT, || {
+            let s = &speaker.status()[0];
+            s.last_notification_received
+                .as_deref()
+                .filter(|n| n.starts_with("6/4"))
+                .map(str::to_owned)
+        });
+        assert!(reset_seen.is_some(), "{:#?}", speaker.status());
+        let again = wait_for(Duration::from_secs(40), || {
+            (speaker.status()[0].established_count >= 2 && established(speaker)).then_some(())
+        });
+        assert!(again.is_some(), "{:#?}\n{}", speaker.status(), gobgp.log());
+        assert!(
+            wait_for(WAIT, there).is_some(),
+            "not re-announced: {:#?}",
+            speaker.status()
+        );
 
-            assert!(established(speaker));
-        },
-    );
+        assert!(established(speaker));
+    });
 }
 
 /// gobgpd stops (SIGTERM: Cease) and starts again with an empty RIB: the
@@ -304,35 +304,29 @@ fn hold_timer_expires_when_the_peer_freezes() {
 fn ibgp_session_sends_local_pref_and_empty_as_path() {
     let ns = setup();
     let gobgp = passive_gobgpd(&ns, 65000);
-    bgp::with_session(
-        &ns,
-        &gobgp,
-        speaker_config(65000, "local_pref = 200"),
-        ESTABLISH,
-        async |speaker| {
-            let st = speaker.status()[0].clone();
-            let n = st.negotiated.expect("negotiated");
-            assert!(n.four_octet_as && n.route_refresh);
-            assert_eq!(n.families.len(), 4, "{n:?}");
-            assert_eq!(n.peer_asn, 65000);
-            let json = serde_json::to_value(speaker.status()).unwrap();
-            assert_eq!(json[0]["state"], "established");
+    session(&ns, &gobgp, 65000, "local_pref = 200", async |speaker| {
+        let st = speaker.status()[0].clone();
+        let n = st.negotiated.expect("negotiated");
+        assert!(n.four_octet_as && n.route_refresh);
+        assert_eq!(n.families.len(), 4, "{n:?}");
+        assert_eq!(n.peer_asn, 65000);
+        let json = serde_json::to_value(speaker.status()).unwrap();
+        assert_eq!(json[0]["state"], "established");
 
-            speaker.announce(discard_v4("192.0.2.8/32")).unwrap();
-            let rib = wait_for(WAIT, || {
-                Some(gobgp.rib("ipv4-flowspec")).filter(|r| r.len() == 1)
-            })
-            .unwrap();
-            let key = "[destination: 192.0.2.8/32]";
-            let local_pref = attr(&rib, key, 5).expect("LOCAL_PREF");
-            assert_eq!(local_pref["value"], 200);
-            let as_path = attr(&rib, key, 2).expect("AS_PATH");
-            assert!(
-                as_path["as_paths"].as_array().is_none_or(Vec::is_empty),
-                "{as_path}"
-            );
-        },
-    );
+        speaker.announce(discard_v4("192.0.2.8/32")).unwrap();
+        let rib = wait_for(WAIT, || {
+            Some(gobgp.rib("ipv4-flowspec")).filter(|r| r.len() == 1)
+        })
+        .unwrap();
+        let key = "[destination: 192.0.2.8/32]";
+        let local_pref = attr(&rib, key, 5).expect("LOCAL_PREF");
+        assert_eq!(local_pref["value"], 200);
+        let as_path = attr(&rib, key, 2).expect("AS_PATH");
+        assert!(
+            as_path["as_paths"].as_array().is_none_or(Vec::is_empty),
+            "{as_path}"
+        );
+    });
 }
 
 /// TCP-MD5 (RFC 2385): with the right key the session comes up; with a
