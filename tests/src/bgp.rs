@@ -721,3 +721,36 @@ pub fn with_session<T: Send>(
         out
     })
 }
+
+/// How the tests of one kind of peer reach it: the peer's name in the
+/// speaker's config and how long its session may take to come up.
+pub struct PeerKind {
+    pub name: &'static str,
+    pub establish_within: Duration,
+}
+
+impl PeerKind {
+    /// [`speaker_config`] towards this peer.
+    pub fn speaker_config(&self, local_asn: u32, extra: &str) -> BgpConfig {
+        speaker_config(self.name, local_asn, extra)
+    }
+
+    /// [`wait_established`] within this peer's time.
+    pub fn wait_established(&self, speaker: &Speaker, count: u64, peer: &Daemon) {
+        wait_established(speaker, count, self.establish_within, peer);
+    }
+
+    /// [`with_session`] for a speaker of AS `local_asn` with `extra` lines
+    /// in the peer.
+    pub fn session<T: Send>(
+        &self,
+        ns: &NetNs,
+        peer: &Daemon,
+        local_asn: u32,
+        extra: &str,
+        body: impl AsyncFnOnce(&Speaker) -> T + Send,
+    ) -> T {
+        let config = self.speaker_config(local_asn, extra);
+        with_session(ns, peer, config, self.establish_within, body)
+    }
+}

@@ -6,47 +6,29 @@
 
 use std::time::Duration;
 
-use edge_sensor::bgp::{BgpConfig, Component, FlowPrefix, IpFamily, NumericMatch, Route, Speaker};
+use edge_sensor::bgp::{Component, FlowPrefix, IpFamily, NumericMatch, Route, Speaker};
 use edge_sensor_tests::{
     bgp::{
-        self, Bird, Peer, Table, WAIT, bird_config, discard, discard_v4, dst, each_action,
-        established, in_namespace, rule_with_many_components, rules_with_each_action, wait_for,
-        wait_until, wrong_md5_key_never_establishes,
+        self, Bird, Peer, PeerKind, Table, WAIT, bird_config, discard, discard_v4, dst,
+        each_action, established, in_namespace, rule_with_many_components, rules_with_each_action,
+        wait_for, wait_until, wrong_md5_key_never_establishes,
     },
     netns::NetNs,
     require_root, require_tool,
 };
 
-/// How long the session may take to come up (BIRD waits `error wait
-/// time` before it accepts again).
-const ESTABLISH: Duration = Duration::from_secs(30);
+/// BIRD as the speaker's peer; its session may take up to 30 s to come
+/// up (BIRD waits `error wait time` before it accepts again).
+const BIRD: PeerKind = PeerKind {
+    name: "bird",
+    establish_within: Duration::from_secs(30),
+};
 
 fn setup() -> NetNs {
     require_root();
     require_tool("bird");
     require_tool("birdc");
     NetNs::new("esbd")
-}
-
-/// The speaker's config towards BIRD, plus `extra` lines in the peer.
-fn speaker_config(local_asn: u32, extra: &str) -> BgpConfig {
-    bgp::speaker_config("bird", local_asn, extra)
-}
-
-fn wait_established(speaker: &Speaker, count: u64, bird: &Bird) {
-    bgp::wait_established(speaker, count, ESTABLISH, bird);
-}
-
-/// Runs `body` with a speaker (AS `local_asn`, `extra` lines in the
-/// peer) whose session to Bird is up, then shuts the speaker down.
-fn session<T: Send>(
-    ns: &NetNs,
-    bird: &Bird,
-    local_asn: u32,
-    extra: &str,
-    body: impl AsyncFnOnce(&Speaker) -> T + Send,
-) -> T {
-    bgp::with_session(ns, bird, speaker_config(local_asn, extra), ESTABLISH, body)
 }
 
 /// The block BIRD prints for the route whose first line starts with
@@ -85,7 +67,7 @@ fn extcomm_of_each_action() -> [&'static str; 8] {
 fn flowspec_each_action_arrives_and_is_withdrawn() {
     let ns = setup();
     let bird = Bird::start(&ns, &bird_config(65001, ""));
-    session(&ns, &bird, 65001, "", async |speaker| {
+    BIRD.session(&ns, &bird, 65001, "", async |speaker| {
         let rules = rules_with_each_action(extcomm_of_each_action());
         for (route, ..) in &rules {
             assert!(speaker.announce(route.clone()).unwrap().accepted_by_all());
@@ -170,7 +152,7 @@ fn flowspec_each_action_arrives_and_is_withdrawn() {
 fn rtbh_v4_v6_with_communities_and_next_hops() {
     let ns = setup();
     let bird = Bird::start(&ns, &bird_config(65001, ""));
-    session(
+    BIRD.session(
         &ns,
         &bird,
         65001,
@@ -214,7 +196,7 @@ fn rtbh_v4_v6_with_communities_and_next_hops() {
 fn peer_reset_reconnect_reannounce_and_route_refresh() {
     let ns = setup();
     let bird = Bird::start(&ns, &bird_config(65001, ""));
-    session(&ns, &bird, 65001, "", async |speaker| {
+    BIRD.session(&ns, &bird, 65001, "", async |speaker| {
         speaker.announce(discard_v4("192.0.2.1/32")).unwrap();
         speaker
             .announce(Route::blackhole("2001:db8::1".parse().unwrap()))
@@ -234,7 +216,7 @@ fn peer_reset_reconnect_reannounce_and_route_refresh() {
                 .filter(|n| n.starts_with("6/"))
         });
         assert!(reset_seen.is_some(), "{:#?}", speaker.status());
-        wait_established(speaker, 2, &bird);
+        BIRD.wait_established(speaker, 2, &bird);
         assert!(
             wait_for(WAIT, there).is_some(),
             "not re-announced: {:#?}",
@@ -267,9 +249,9 @@ fn peer_restart_gets_every_route_back() {
     bgp::peer_restart_gets_every_route_back(
         &ns,
         &mut bird,
-        speaker_config(65001, ""),
+        BIRD.speaker_config(65001, ""),
         Table::Flow6,
-        ESTABLISH,
+        BIRD.establish_within,
     );
 }
 
@@ -279,7 +261,12 @@ fn peer_restart_gets_every_route_back() {
 fn hold_timer_expires_when_the_peer_freezes() {
     let ns = setup();
     let bird = Bird::start(&ns, &bird_config(65001, ""));
-    bgp::hold_timer_expires_when_the_peer_freezes(&ns, &bird, speaker_config(65001, ""), ESTABLISH);
+    bgp::hold_timer_expires_when_the_peer_freezes(
+        &ns,
+        &bird,
+        BIRD.speaker_config(65001, ""),
+        BIRD.establish_within,
+    );
 }
 
 /// iBGP to BIRD: LOCAL_PREF and an empty AS_PATH, which is also what lets
@@ -288,7 +275,7 @@ fn hold_timer_expires_when_the_peer_freezes() {
 fn ibgp_session_sends_local_pref_and_empty_as_path() {
     let ns = setup();
     let bird = Bird::start(&ns, &bird_config(65000, ""));
-    session(&ns, &bird, 65000, "local_pref = 300", async |speaker| {
+    BIRD.session(&ns, &bird, 65000, "local_pref = 300", async |speaker| {
         speaker.announce(discard_v4("192.0.2.8/32")).unwrap();
         let routes = wait_for(WAIT, || {
             Some(bird.routes("flowtab4")).filter(|r| r.len() == 1)
@@ -306,12 +293,12 @@ fn tcp_md5_protects_the_session() {
     let ns = setup();
     let bird = Bird::start(&ns, &bird_config(65001, "password \"s3cret-key\";"));
     in_namespace(&ns, async || {
-        wrong_md5_key_never_establishes("bird", || bird.session_state(), "Established".into())
+        wrong_md5_key_never_establishes(BIRD.name, || bird.session_state(), "Established".into())
             .await;
 
         let right =
-            Speaker::start(speaker_config(65001, r#"md5_password = "s3cret-key""#)).unwrap();
-        wait_established(&right, 1, &bird);
+            Speaker::start(BIRD.speaker_config(65001, r#"md5_password = "s3cret-key""#)).unwrap();
+        BIRD.wait_established(&right, 1, &bird);
         let up = wait_until(WAIT, || bird.session_state() == "Established");
         assert!(up, "{}", bird.cli(&["show", "protocols", "all", "sensor"]));
         right.shutdown(true).await;

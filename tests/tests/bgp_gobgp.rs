@@ -6,10 +6,10 @@
 
 use std::time::Duration;
 
-use edge_sensor::bgp::{BgpConfig, Route, Speaker};
+use edge_sensor::bgp::{Route, Speaker};
 use edge_sensor_tests::{
     bgp::{
-        self, Gobgpd, Table, WAIT, discard_v4, each_action, established, gobgpd_config,
+        self, Gobgpd, PeerKind, Table, WAIT, discard_v4, each_action, established, gobgpd_config,
         in_namespace, rule_with_many_components, rules_with_each_action, wait_for, wait_until,
         wrong_md5_key_never_establishes,
     },
@@ -18,8 +18,12 @@ use edge_sensor_tests::{
 };
 use serde_json::{Value, json};
 
-/// How long the session may take to come up.
-const ESTABLISH: Duration = WAIT;
+/// gobgpd as the speaker's peer; its session may take up to [`WAIT`] to
+/// come up.
+const GOBGP: PeerKind = PeerKind {
+    name: "gobgp",
+    establish_within: WAIT,
+};
 
 fn setup() -> NetNs {
     require_root();
@@ -37,27 +41,6 @@ fn passive_gobgpd(ns: &NetNs, peer_as: u32) -> Gobgpd<'_> {
             "[neighbors.transport.config]\n    passive-mode = true",
         ),
     )
-}
-
-/// The speaker's config towards gobgpd, plus `extra` lines in the peer.
-fn speaker_config(local_asn: u32, extra: &str) -> BgpConfig {
-    bgp::speaker_config("gobgp", local_asn, extra)
-}
-
-fn wait_established(speaker: &Speaker, count: u64, gobgp: &Gobgpd) {
-    bgp::wait_established(speaker, count, ESTABLISH, gobgp);
-}
-
-/// Runs `body` with a speaker (AS `local_asn`, `extra` lines in the
-/// peer) whose session to Gobgpd is up, then shuts the speaker down.
-fn session<T: Send>(
-    ns: &NetNs,
-    gobgp: &Gobgpd,
-    local_asn: u32,
-    extra: &str,
-    body: impl AsyncFnOnce(&Speaker) -> T + Send,
-) -> T {
-    bgp::with_session(ns, gobgp, speaker_config(local_asn, extra), ESTABLISH, body)
 }
 
 /// The path attribute of `type` of the one path gobgp holds for `key`.
@@ -111,7 +94,7 @@ fn extcomm_of_each_action() -> [Value; 8] {
 fn flowspec_each_action_arrives_and_is_withdrawn() {
     let ns = setup();
     let gobgp = passive_gobgpd(&ns, 65001);
-    session(&ns, &gobgp, 65001, "", async |speaker| {
+    GOBGP.session(&ns, &gobgp, 65001, "", async |speaker| {
         let rules = rules_with_each_action(extcomm_of_each_action());
         for (route, ..) in &rules {
             let a = speaker.announce(route.clone()).unwrap();
@@ -183,7 +166,7 @@ fn flowspec_each_action_arrives_and_is_withdrawn() {
 fn rtbh_v4_v6_with_communities_and_next_hops() {
     let ns = setup();
     let gobgp = passive_gobgpd(&ns, 65001);
-    session(
+    GOBGP.session(
         &ns,
         &gobgp,
         65001,
@@ -232,7 +215,7 @@ fn rtbh_v4_v6_with_communities_and_next_hops() {
 fn peer_reset_reconnect_and_reannounce() {
     let ns = setup();
     let gobgp = passive_gobgpd(&ns, 65001);
-    session(&ns, &gobgp, 65001, "", async |speaker| {
+    GOBGP.session(&ns, &gobgp, 65001, "", async |speaker| {
         let route = discard_v4("192.0.2.1/32");
         let rtbh = Route::blackhole("2001:db8::1".parse().unwrap());
         speaker.announce(route.clone()).unwrap();
@@ -278,9 +261,9 @@ fn peer_restart_gets_every_route_back() {
     bgp::peer_restart_gets_every_route_back(
         &ns,
         &mut gobgp,
-        speaker_config(65001, ""),
+        GOBGP.speaker_config(65001, ""),
         Table::Flow4,
-        ESTABLISH,
+        GOBGP.establish_within,
     );
 }
 
@@ -293,8 +276,8 @@ fn hold_timer_expires_when_the_peer_freezes() {
     bgp::hold_timer_expires_when_the_peer_freezes(
         &ns,
         &gobgp,
-        speaker_config(65001, ""),
-        ESTABLISH,
+        GOBGP.speaker_config(65001, ""),
+        GOBGP.establish_within,
     );
 }
 
@@ -304,7 +287,7 @@ fn hold_timer_expires_when_the_peer_freezes() {
 fn ibgp_session_sends_local_pref_and_empty_as_path() {
     let ns = setup();
     let gobgp = passive_gobgpd(&ns, 65000);
-    session(&ns, &gobgp, 65000, "local_pref = 200", async |speaker| {
+    GOBGP.session(&ns, &gobgp, 65000, "local_pref = 200", async |speaker| {
         let st = speaker.status()[0].clone();
         let n = st.negotiated.expect("negotiated");
         assert!(n.four_octet_as && n.route_refresh);
@@ -346,11 +329,11 @@ fn tcp_md5_protects_the_session() {
         ),
     );
     in_namespace(&ns, async || {
-        wrong_md5_key_never_establishes("gobgp", || gobgp.session_state(), 6).await;
+        wrong_md5_key_never_establishes(GOBGP.name, || gobgp.session_state(), 6).await;
 
         let right =
-            Speaker::start(speaker_config(65001, r#"md5_password = "s3cret-key""#)).unwrap();
-        wait_established(&right, 1, &gobgp);
+            Speaker::start(GOBGP.speaker_config(65001, r#"md5_password = "s3cret-key""#)).unwrap();
+        GOBGP.wait_established(&right, 1, &gobgp);
         assert_eq!(gobgp.session_state(), 6);
         right.shutdown(true).await;
     });
@@ -377,8 +360,8 @@ fn graceful_restart_keeps_rules_until_the_next_end_of_rib() {
     let kept = discard_v4("192.0.2.9/32");
     let ended = discard_v4("192.0.2.10/32");
     in_namespace(&ns, async || {
-        let speaker = Speaker::start(speaker_config(65001, "graceful_restart = 60")).unwrap();
-        wait_established(&speaker, 1, &gobgp);
+        let speaker = Speaker::start(GOBGP.speaker_config(65001, "graceful_restart = 60")).unwrap();
+        GOBGP.wait_established(&speaker, 1, &gobgp);
         assert!(
             speaker.status()[0]
                 .negotiated
@@ -406,9 +389,9 @@ fn graceful_restart_keeps_rules_until_the_next_end_of_rib() {
 
     // A new speaker (as after a sensor restart) wants only the first rule.
     in_namespace(&ns, async || {
-        let speaker = Speaker::start(speaker_config(65001, "graceful_restart = 60")).unwrap();
+        let speaker = Speaker::start(GOBGP.speaker_config(65001, "graceful_restart = 60")).unwrap();
         speaker.announce(kept.clone()).unwrap();
-        wait_established(&speaker, 1, &gobgp);
+        GOBGP.wait_established(&speaker, 1, &gobgp);
         let after = wait_for(WAIT, || {
             let rib = gobgp.rib("ipv4-flowspec");
             (rib.len() == 1).then_some(rib)
@@ -431,7 +414,8 @@ fn passive_speaker_accepts_the_routers_connection() {
         ),
     );
     in_namespace(&ns, async || {
-        let speaker = Speaker::start(speaker_config(65001, "passive = true\nport = 179")).unwrap();
+        let speaker =
+            Speaker::start(GOBGP.speaker_config(65001, "passive = true\nport = 179")).unwrap();
         let ok = wait_for(Duration::from_secs(40), || {
             established(&speaker).then_some(())
         });
@@ -467,21 +451,27 @@ fn ipv6_transport_with_md5() {
         "    neighbor-address = \"2001:db8:ff::2\"\n    auth-password = \"v6-key\"\n",
     );
     let gobgp = Gobgpd::start(&ns, &config);
-    let mut speaker_cfg = speaker_config(65001, r#"md5_password = "v6-key""#);
+    let mut speaker_cfg = GOBGP.speaker_config(65001, r#"md5_password = "v6-key""#);
     speaker_cfg.peers[0].address = "2001:db8:ff::1".parse().unwrap();
     speaker_cfg.peers[0].local_address = Some("2001:db8:ff::2".parse().unwrap());
-    bgp::with_session(&ns, &gobgp, speaker_cfg, ESTABLISH, async |speaker| {
-        speaker.announce(discard_v4("192.0.2.77/32")).unwrap();
-        speaker
-            .announce(Route::blackhole("2001:db8::77".parse().unwrap()))
-            .unwrap();
-        let both = wait_for(WAIT, || {
-            (gobgp
-                .rib("ipv4-flowspec")
-                .contains_key("[destination: 192.0.2.77/32]")
-                && gobgp.rib("ipv6").contains_key("2001:db8::77/128"))
-            .then_some(())
-        });
-        assert!(both.is_some(), "{:#?}", speaker.status());
-    });
+    bgp::with_session(
+        &ns,
+        &gobgp,
+        speaker_cfg,
+        GOBGP.establish_within,
+        async |speaker| {
+            speaker.announce(discard_v4("192.0.2.77/32")).unwrap();
+            speaker
+                .announce(Route::blackhole("2001:db8::77".parse().unwrap()))
+                .unwrap();
+            let both = wait_for(WAIT, || {
+                (gobgp
+                    .rib("ipv4-flowspec")
+                    .contains_key("[destination: 192.0.2.77/32]")
+                    && gobgp.rib("ipv6").contains_key("2001:db8::77/128"))
+                .then_some(())
+            });
+            assert!(both.is_some(), "{:#?}", speaker.status());
+        },
+    );
 }
