@@ -3,6 +3,10 @@
 //! loopback, ports 179/50051 and no clash with parallel tests), asked what
 //! they hold through their own CLIs (`gobgp -j`, `birdc`).
 //!
+//! What both interop suites share lives here too: the speaker's config,
+//! rule builders, the table of every action, and whole scenarios (peer
+//! restart, hold timer expiry) run against either peer through [`Peer`].
+//!
 //! The daemon listens on 127.0.0.1:179 (passive: it never dials out unless
 //! a test says so); the speaker connects from 127.0.0.2.
 
@@ -207,6 +211,7 @@ pub enum Table {
 /// What the shared interop scenarios need of a peer: the daemon (start,
 /// stop, signals, log) and how many routes it holds in a table.
 pub trait Peer<'a>: DerefMut<Target = Daemon<'a>> {
+    /// How many routes the peer holds in `table` now.
     fn routes_in(&self, table: Table) -> usize;
 }
 
@@ -511,6 +516,7 @@ pub fn dst(s: &str) -> Component {
     Component::DestinationPrefix(FlowPrefix::new(s.parse().unwrap()))
 }
 
+/// The flow spec of `family` on `components` (RFC 8955 §4).
 pub fn rule(family: IpFamily, components: Vec<Component>) -> FlowSpec {
     FlowSpec::new(family, components).unwrap()
 }
