@@ -4,20 +4,26 @@
 //! the peer freezes (SIGSTOP), route refresh, shutdown, TCP-MD5, graceful
 //! restart and passive mode. What arrived is read back with `gobgp -j`.
 
-use std::{net::Ipv4Addr, time::Duration};
+use std::time::Duration;
 
-use edge_sensor::bgp::{
-    Action, BgpConfig, BitmaskMatch, Component, FlowPrefix, FlowSpec, IpFamily, NumericMatch,
-    NumericOp, Route, SessionState, Speaker, flowspec::tcp_flags,
-};
+use edge_sensor::bgp::{Route, Speaker};
 use edge_sensor_tests::{
-    bgp::{Gobgpd, gobgpd_config, in_namespace, wait_for},
+    bgp::{
+        self, Gobgpd, PeerKind, Table, WAIT, discard_v4, each_action, established, gobgpd_config,
+        in_namespace, rule_with_many_components, rules_with_each_action, wait_for, wait_until,
+        wrong_md5_key_never_establishes,
+    },
     netns::NetNs,
     require_root, require_tool,
 };
 use serde_json::{Value, json};
 
-const WAIT: Duration = Duration::from_secs(15);
+/// gobgpd as the speaker's peer; its session may take up to [`WAIT`] to
+/// come up.
+const GOBGP: PeerKind = PeerKind {
+    name: "gobgp",
+    establish_within: WAIT,
+};
 
 fn setup() -> NetNs {
     require_root();
@@ -26,60 +32,19 @@ fn setup() -> NetNs {
     NetNs::new("esgb")
 }
 
-/// The speaker's config: AS `local_asn` from 127.0.0.2 to gobgpd
-/// (AS 65000) on 127.0.0.1, hold time 9 s, reconnect after 1 s, plus
-/// `extra` lines in the peer.
-fn speaker_config(local_asn: u32, extra: &str) -> BgpConfig {
-    BgpConfig::from_toml(&format!(
-        r#"
-router_id = "127.0.0.2"
-local_asn = {local_asn}
-announce_within = ["192.0.2.0/24", "2001:db8::/32"]
-shutdown_message = "edge-sensor test shutdown"
-
-[[peers]]
-name = "gobgp"
-address = "127.0.0.1"
-local_address = "127.0.0.2"
-peer_asn = 65000
-hold_time = 9
-connect_retry = 1
-connect_retry_max = 2
-families = ["ipv4-unicast", "ipv6-unicast", "ipv4-flowspec", "ipv6-flowspec"]
-next_hop_v4 = "192.0.2.254"
-next_hop_v6 = "2001:db8::fe"
-{extra}
-"#
-    ))
-    .expect("speaker config")
+/// gobgpd with a passive neighbor 127.0.0.2 of AS `peer_as`.
+fn passive_gobgpd(ns: &NetNs, peer_as: u32) -> Gobgpd<'_> {
+    Gobgpd::start(
+        ns,
+        &gobgpd_config(
+            peer_as,
+            "[neighbors.transport.config]\n    passive-mode = true",
+        ),
+    )
 }
 
-fn established(speaker: &Speaker) -> bool {
-    speaker.status()[0].state == SessionState::Established
-}
-
-fn wait_established(speaker: &Speaker, count: u64) {
-    let ok = wait_for(WAIT, || {
-        let s = &speaker.status()[0];
-        (s.state == SessionState::Established && s.established_count >= count).then_some(())
-    });
-    assert!(
-        ok.is_some(),
-        "session not established: {:#?}",
-        speaker.status()
-    );
-}
-
-fn dst(s: &str) -> Component {
-    Component::DestinationPrefix(FlowPrefix::new(s.parse().unwrap()))
-}
-
-fn rule(family: IpFamily, components: Vec<Component>) -> FlowSpec {
-    FlowSpec::new(family, components).unwrap()
-}
-
-/// The extended communities of the one path gobgp holds for `key`.
-fn extcomms(rib: &serde_json::Map<String, Value>, key: &str) -> Value {
+/// The path attribute of `type` of the one path gobgp holds for `key`.
+fn attr(rib: &serde_json::Map<String, Value>, key: &str, r#type: u8) -> Option<Value> {
     let paths = rib
         .get(key)
         .unwrap_or_else(|| panic!("{key} not in {rib:#?}"));
@@ -87,145 +52,56 @@ fn extcomms(rib: &serde_json::Map<String, Value>, key: &str) -> Value {
         .as_array()
         .unwrap()
         .iter()
-        .find(|a| a["type"] == 16)
+        .find(|a| a["type"] == r#type)
+        .cloned()
+}
+
+/// The extended communities of the one path gobgp holds for `key`.
+fn extcomms(rib: &serde_json::Map<String, Value>, key: &str) -> Value {
+    attr(rib, key, 16)
         .map(|a| a["value"].clone())
         .unwrap_or(Value::Null)
 }
 
-/// One rule per action, IPv4 and IPv6, with the text gobgp gives its NLRI
-/// and the JSON it gives its extended community.
-fn rules_with_each_action() -> Vec<(Route, &'static str, &'static str, Value)> {
-    let v4 = |last: u8| rule(IpFamily::Ipv4, vec![dst(&format!("192.0.2.{last}/32"))]);
-    let v6 = |last: u8| rule(IpFamily::Ipv6, vec![dst(&format!("2001:db8::{last}/128"))]);
-    let actions = [
-        (
-            Action::DISCARD,
-            json!([{"type":128,"subtype":6,"as":0,"rate":0}]),
-        ),
-        (
-            Action::TrafficRateBytes {
-                id: 65001,
-                rate: 125000.0,
-            },
-            json!([{"type":128,"subtype":6,"as":65001,"rate":125000}]),
-        ),
-        (
-            Action::TrafficAction {
-                sample: true,
-                terminal: true,
-            },
-            json!([{"type":128,"subtype":7,"terminal":true,"sample":true}]),
-        ),
-        (
-            Action::RedirectAs2 {
-                asn: 65000,
-                local: 100,
-            },
-            json!([{"type":128,"subtype":8,"value":"65000:100"}]),
-        ),
-        (
-            Action::RedirectIpv4 {
-                addr: Ipv4Addr::new(192, 0, 2, 1),
-                local: 7,
-            },
-            json!([{"type":129,"subtype":8,"value":"192.0.2.1:7"}]),
-        ),
-        (
-            Action::RedirectAs4 {
-                asn: 4_200_000_000,
-                local: 9,
-            },
-            // gobgp writes a 4-octet AS in asdot: 64086 * 65536 + 59904.
-            json!([{"type":130,"subtype":8,"value":"64086.59904:9"}]),
-        ),
-        (
-            Action::TrafficMarking { dscp: 46 },
-            json!([{"type":128,"subtype":9,"value":46}]),
-        ),
-        (
-            Action::TrafficRatePackets {
-                id: 0,
-                rate: 1000.0,
-            },
-            json!(null),
-        ),
-    ];
-    let keys4 = [
-        "[destination: 192.0.2.10/32]",
-        "[destination: 192.0.2.11/32]",
-        "[destination: 192.0.2.12/32]",
-        "[destination: 192.0.2.13/32]",
-        "[destination: 192.0.2.14/32]",
-        "[destination: 192.0.2.15/32]",
-        "[destination: 192.0.2.16/32]",
-        "[destination: 192.0.2.17/32]",
-    ];
-    let keys6 = [
-        "[destination: 2001:db8::10/128/0]",
-        "[destination: 2001:db8::11/128/0]",
-        "[destination: 2001:db8::12/128/0]",
-        "[destination: 2001:db8::13/128/0]",
-        "[destination: 2001:db8::14/128/0]",
-        "[destination: 2001:db8::15/128/0]",
-        "[destination: 2001:db8::16/128/0]",
-        "[destination: 2001:db8::17/128/0]",
-    ];
-    let mut out = Vec::new();
-    for (i, (action, ec)) in actions.into_iter().enumerate() {
-        out.push((
-            Route::flowspec(v4(10 + i as u8), vec![action]).unwrap(),
-            "ipv4-flowspec",
-            keys4[i],
-            ec.clone(),
-        ));
-        out.push((
-            Route::flowspec(v6(10 + i as u8), vec![action]).unwrap(),
-            "ipv6-flowspec",
-            keys6[i],
-            ec,
-        ));
+/// gobgp's text for the NLRI of a rule of `rules_with_each_action`.
+fn key(table: Table, n: u8) -> String {
+    match table {
+        Table::Flow4 => format!("[destination: 192.0.2.{n}/32]"),
+        _ => format!("[destination: 2001:db8::{n}/128/0]"),
     }
-    out
+}
+
+/// The JSON gobgp gives the extended community of each action, in the
+/// order of `each_action`.
+fn extcomm_of_each_action() -> [Value; 8] {
+    let expected = [
+        json!([{"type":128,"subtype":6,"as":0,"rate":0}]),
+        json!([{"type":128,"subtype":6,"as":65001,"rate":125000}]),
+        // gobgp 3.10 has no decoder for traffic-rate-packets (0x800c).
+        json!(null),
+        json!([{"type":128,"subtype":7,"terminal":true,"sample":true}]),
+        json!([{"type":128,"subtype":8,"value":"65000:100"}]),
+        json!([{"type":129,"subtype":8,"value":"192.0.2.1:7"}]),
+        // gobgp writes a 4-octet AS in asdot: 64086 * 65536 + 59904.
+        json!([{"type":130,"subtype":8,"value":"64086.59904:9"}]),
+        json!([{"type":128,"subtype":9,"value":46}]),
+    ];
+    assert_eq!(expected.len(), each_action().len());
+    expected
 }
 
 #[test]
 fn flowspec_each_action_arrives_and_is_withdrawn() {
     let ns = setup();
-    let gobgp = Gobgpd::start(
-        &ns,
-        &gobgpd_config(
-            65001,
-            "[neighbors.transport.config]\n    passive-mode = true",
-        ),
-    );
-    in_namespace(&ns, async || {
-        let speaker = Speaker::start(speaker_config(65001, "")).unwrap();
-        wait_established(&speaker, 1);
-        let rules = rules_with_each_action();
+    let gobgp = passive_gobgpd(&ns, 65001);
+    GOBGP.session(&ns, &gobgp, 65001, "", async |speaker| {
+        let rules = rules_with_each_action(extcomm_of_each_action());
         for (route, ..) in &rules {
             let a = speaker.announce(route.clone()).unwrap();
             assert!(a.accepted_by_all(), "{route}: {a:?}");
         }
         // A rule with many components and both operator kinds.
-        let many = Route::flowspec(
-            rule(
-                IpFamily::Ipv4,
-                vec![
-                    dst("192.0.2.0/24"),
-                    Component::SourcePrefix(FlowPrefix::new("198.51.100.0/24".parse().unwrap())),
-                    Component::IpProtocol(vec![NumericMatch::eq(6)]),
-                    Component::DestinationPort({
-                        let [a, b] = NumericMatch::range(1024, 2047);
-                        vec![a, b]
-                    }),
-                    Component::TcpFlags(vec![BitmaskMatch::all(tcp_flags::SYN)]),
-                    Component::PacketLength(vec![NumericMatch::or(NumericOp::Ge, 512)]),
-                    Component::Dscp(vec![NumericMatch::eq(46)]),
-                ],
-            ),
-            vec![Action::DISCARD],
-        )
-        .unwrap();
+        let many = rule_with_many_components();
         assert!(speaker.announce(many.clone()).unwrap().accepted_by_all());
         let many_key = "[destination: 192.0.2.0/24][source: 198.51.100.0/24][protocol: ==tcp][destination-port: >=1024&<=2047][tcp-flags: =S][packet-length: >=512][dscp: ==46]";
 
@@ -242,9 +118,9 @@ fn flowspec_each_action_arrives_and_is_withdrawn() {
                 speaker.status()
             )
         });
-        for (route, family, key, ec) in &rules {
-            let rib = if *family == "ipv4-flowspec" { &v4 } else { &v6 };
-            let got = extcomms(rib, key);
+        for (route, table, n, ec) in &rules {
+            let rib = if *table == Table::Flow4 { &v4 } else { &v6 };
+            let got = extcomms(rib, &key(*table, *n));
             if ec.is_null() {
                 // gobgp 3.10 has no decoder for traffic-rate-packets
                 // (0x800c): it must still hold the route with one
@@ -259,13 +135,7 @@ fn flowspec_each_action_arrives_and_is_withdrawn() {
             json!([{"type":128,"subtype":6,"as":0,"rate":0}])
         );
         // eBGP: AS_PATH is our AS.
-        let as_path = v4[many_key][0]["attrs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|a| a["type"] == 2)
-            .cloned()
-            .unwrap();
+        let as_path = attr(&v4, many_key, 2).expect("AS_PATH");
         assert_eq!(as_path["as_paths"][0]["asns"], json!([65001]), "{as_path}");
 
         for (route, ..) in &rules {
@@ -287,69 +157,55 @@ fn flowspec_each_action_arrives_and_is_withdrawn() {
             s.routes_announced >= 17 && s.routes_withdrawn >= 17,
             "{s:?}"
         );
-        speaker.shutdown(true).await;
     });
     // gobgpd logs the RFC 9003 text of our Cease.
-    let logged = wait_for(WAIT, || {
-        gobgp
-            .log()
-            .contains("edge-sensor test shutdown")
-            .then_some(())
-    });
-    assert!(logged.is_some(), "{}", gobgp.log());
+    gobgp.assert_logged("edge-sensor test shutdown");
 }
 
 #[test]
 fn rtbh_v4_v6_with_communities_and_next_hops() {
     let ns = setup();
-    let gobgp = Gobgpd::start(
+    let gobgp = passive_gobgpd(&ns, 65001);
+    GOBGP.session(
         &ns,
-        &gobgpd_config(
-            65001,
-            "[neighbors.transport.config]\n    passive-mode = true",
-        ),
+        &gobgp,
+        65001,
+        r#"blackhole_communities = ["65001:666"]"#,
+        async |speaker| {
+            let v4 = Route::blackhole("192.0.2.66".parse().unwrap());
+            let v6 = Route::blackhole("2001:db8::66".parse().unwrap());
+            assert!(speaker.announce(v4.clone()).unwrap().accepted_by_all());
+            assert!(speaker.announce(v6.clone()).unwrap().accepted_by_all());
+            let got = wait_for(WAIT, || {
+                let a = gobgp.rib("ipv4");
+                let b = gobgp.rib("ipv6");
+                (a.contains_key("192.0.2.66/32") && b.contains_key("2001:db8::66/128"))
+                    .then_some((a, b))
+            });
+            let (a, b) = got.unwrap_or_else(|| panic!("{:#?}", speaker.status()));
+            for (rib, key, nh) in [
+                (&a, "192.0.2.66/32", "192.0.2.254"),
+                (&b, "2001:db8::66/128", "2001:db8::fe"),
+            ] {
+                let attrs = rib[key][0]["attrs"].as_array().unwrap().clone();
+                let communities = attrs.iter().find(|x| x["type"] == 8).expect("COMMUNITIES");
+                // 65535:666 BLACKHOLE, 65535:65281 NO_EXPORT, 65001:666.
+                assert_eq!(
+                    communities["communities"],
+                    json!([0xffff_029a_u32, 0xffff_ff01_u32, (65001u32 << 16) | 666]),
+                    "{key}: {communities}"
+                );
+                let text = serde_json::to_string(&attrs).unwrap();
+                assert!(text.contains(nh), "{key}: next hop {nh} not in {text}");
+            }
+            speaker.withdraw(&v4);
+            speaker.withdraw(&v6);
+            let gone = wait_for(WAIT, || {
+                (gobgp.rib("ipv4").is_empty() && gobgp.rib("ipv6").is_empty()).then_some(())
+            });
+            assert!(gone.is_some());
+        },
     );
-    in_namespace(&ns, async || {
-        let speaker = Speaker::start(speaker_config(
-            65001,
-            r#"blackhole_communities = ["65001:666"]"#,
-        ))
-        .unwrap();
-        wait_established(&speaker, 1);
-        let v4 = Route::blackhole("192.0.2.66".parse().unwrap());
-        let v6 = Route::blackhole("2001:db8::66".parse().unwrap());
-        assert!(speaker.announce(v4.clone()).unwrap().accepted_by_all());
-        assert!(speaker.announce(v6.clone()).unwrap().accepted_by_all());
-        let got = wait_for(WAIT, || {
-            let a = gobgp.rib("ipv4");
-            let b = gobgp.rib("ipv6");
-            (a.contains_key("192.0.2.66/32") && b.contains_key("2001:db8::66/128"))
-                .then_some((a, b))
-        });
-        let (a, b) = got.unwrap_or_else(|| panic!("{:#?}", speaker.status()));
-        for (rib, key, nh) in [
-            (&a, "192.0.2.66/32", "192.0.2.254"),
-            (&b, "2001:db8::66/128", "2001:db8::fe"),
-        ] {
-            let attrs = rib[key][0]["attrs"].as_array().unwrap().clone();
-            let communities = attrs.iter().find(|x| x["type"] == 8).expect("COMMUNITIES");
-            // 65535:666 BLACKHOLE, 65535:65281 NO_EXPORT, 65001:666.
-            assert_eq!(
-                communities["communities"],
-                json!([0xffff_029a_u32, 0xffff_ff01_u32, (65001u32 << 16) | 666]),
-                "{key}: {communities}"
-            );
-            let text = serde_json::to_string(&attrs).unwrap();
-            assert!(text.contains(nh), "{key}: next hop {nh} not in {text}");
-        }
-        speaker.withdraw(&v4);
-        speaker.withdraw(&v6);
-        let gone = wait_for(WAIT, || {
-            (gobgp.rib("ipv4").is_empty() && gobgp.rib("ipv6").is_empty()).then_some(())
-        });
-        assert!(gone.is_some());
-        speaker.shutdown(true).await;
-    });
 }
 
 /// gobgp `neighbor reset` (Cease / Administrative Reset): the speaker sees
@@ -358,21 +214,9 @@ fn rtbh_v4_v6_with_communities_and_next_hops() {
 #[test]
 fn peer_reset_reconnect_and_reannounce() {
     let ns = setup();
-    let gobgp = Gobgpd::start(
-        &ns,
-        &gobgpd_config(
-            65001,
-            "[neighbors.transport.config]\n    passive-mode = true",
-        ),
-    );
-    in_namespace(&ns, async || {
-        let speaker = Speaker::start(speaker_config(65001, "")).unwrap();
-        wait_established(&speaker, 1);
-        let route = Route::flowspec(
-            rule(IpFamily::Ipv4, vec![dst("192.0.2.1/32")]),
-            vec![Action::DISCARD],
-        )
-        .unwrap();
+    let gobgp = passive_gobgpd(&ns, 65001);
+    GOBGP.session(&ns, &gobgp, 65001, "", async |speaker| {
+        let route = discard_v4("192.0.2.1/32");
         let rtbh = Route::blackhole("2001:db8::1".parse().unwrap());
         speaker.announce(route.clone()).unwrap();
         speaker.announce(rtbh.clone()).unwrap();
@@ -395,7 +239,7 @@ fn peer_reset_reconnect_and_reannounce() {
         });
         assert!(reset_seen.is_some(), "{:#?}", speaker.status());
         let again = wait_for(Duration::from_secs(40), || {
-            (speaker.status()[0].established_count >= 2 && established(&speaker)).then_some(())
+            (speaker.status()[0].established_count >= 2 && established(speaker)).then_some(())
         });
         assert!(again.is_some(), "{:#?}\n{}", speaker.status(), gobgp.log());
         assert!(
@@ -404,8 +248,7 @@ fn peer_reset_reconnect_and_reannounce() {
             speaker.status()
         );
 
-        assert!(established(&speaker));
-        speaker.shutdown(true).await;
+        assert!(established(speaker));
     });
 }
 
@@ -414,48 +257,14 @@ fn peer_reset_reconnect_and_reannounce() {
 #[test]
 fn peer_restart_gets_every_route_back() {
     let ns = setup();
-    let mut gobgp = Gobgpd::start(
+    let mut gobgp = passive_gobgpd(&ns, 65001);
+    bgp::peer_restart_gets_every_route_back(
         &ns,
-        &gobgpd_config(
-            65001,
-            "[neighbors.transport.config]\n    passive-mode = true",
-        ),
+        &mut gobgp,
+        GOBGP.speaker_config(65001, ""),
+        Table::Flow4,
+        GOBGP.establish_within,
     );
-    let gobgp_ref = &mut gobgp;
-    in_namespace(&ns, async move || {
-        let speaker = Speaker::start(speaker_config(65001, "")).unwrap();
-        wait_established(&speaker, 1);
-        for i in 1..=5u8 {
-            let r = Route::flowspec(
-                rule(
-                    IpFamily::Ipv4,
-                    vec![
-                        dst(&format!("192.0.2.{i}/32")),
-                        Component::IpProtocol(vec![NumericMatch::eq(17)]),
-                    ],
-                ),
-                vec![Action::DISCARD],
-            )
-            .unwrap();
-            speaker.announce(r).unwrap();
-        }
-        speaker
-            .announce(Route::blackhole("192.0.2.99".parse().unwrap()))
-            .unwrap();
-        let all = |g: &Gobgpd| {
-            (g.rib("ipv4-flowspec").len() == 5 && g.rib("ipv4").len() == 1).then_some(())
-        };
-        assert!(wait_for(WAIT, || all(gobgp_ref)).is_some());
-
-        gobgp_ref.restart();
-        wait_established(&speaker, 2);
-        assert!(
-            wait_for(WAIT, || all(gobgp_ref)).is_some(),
-            "not all routes back after the restart: {:#?}",
-            speaker.status()
-        );
-        speaker.shutdown(true).await;
-    });
 }
 
 /// gobgpd frozen (SIGSTOP): no KEEPALIVE arrives, our hold timer (9 s)
@@ -463,61 +272,13 @@ fn peer_restart_gets_every_route_back() {
 #[test]
 fn hold_timer_expires_when_the_peer_freezes() {
     let ns = setup();
-    let gobgp = Gobgpd::start(
+    let gobgp = passive_gobgpd(&ns, 65001);
+    bgp::hold_timer_expires_when_the_peer_freezes(
         &ns,
-        &gobgpd_config(
-            65001,
-            "[neighbors.transport.config]\n    passive-mode = true",
-        ),
+        &gobgp,
+        GOBGP.speaker_config(65001, ""),
+        GOBGP.establish_within,
     );
-    in_namespace(&ns, async || {
-        let speaker = Speaker::start(speaker_config(65001, "")).unwrap();
-        wait_established(&speaker, 1);
-        assert_eq!(
-            speaker.status()[0].negotiated.as_ref().unwrap().hold_time,
-            9
-        );
-        speaker
-            .announce(
-                Route::flowspec(
-                    rule(IpFamily::Ipv4, vec![dst("192.0.2.7/32")]),
-                    vec![Action::DISCARD],
-                )
-                .unwrap(),
-            )
-            .unwrap();
-        assert!(
-            wait_for(WAIT, || (gobgp.rib("ipv4-flowspec").len() == 1)
-                .then_some(()))
-            .is_some()
-        );
-
-        gobgp.signal(libc::SIGSTOP);
-        let frozen_at = std::time::Instant::now();
-        let expired = wait_for(Duration::from_secs(20), || {
-            let s = &speaker.status()[0];
-            s.last_notification_sent
-                .as_deref()
-                .filter(|n| n.starts_with("4/0"))
-                .map(|_| frozen_at.elapsed())
-        });
-        gobgp.signal(libc::SIGCONT);
-        let took =
-            expired.unwrap_or_else(|| panic!("hold timer did not expire: {:#?}", speaker.status()));
-        // Keepalives every 3 s were the last sign of life: expiry within
-        // 9 s of the last one, so 6-10 s after the freeze.
-        assert!(
-            took >= Duration::from_secs(5) && took <= Duration::from_secs(11),
-            "{took:?}"
-        );
-
-        wait_established(&speaker, 2);
-        let back = wait_for(Duration::from_secs(20), || {
-            (gobgp.rib("ipv4-flowspec").len() == 1).then_some(())
-        });
-        assert!(back.is_some(), "{:#?}", speaker.status());
-        speaker.shutdown(true).await;
-    });
 }
 
 /// iBGP: empty AS_PATH and LOCAL_PREF; the negotiated capabilities show in
@@ -525,16 +286,8 @@ fn hold_timer_expires_when_the_peer_freezes() {
 #[test]
 fn ibgp_session_sends_local_pref_and_empty_as_path() {
     let ns = setup();
-    let gobgp = Gobgpd::start(
-        &ns,
-        &gobgpd_config(
-            65000,
-            "[neighbors.transport.config]\n    passive-mode = true",
-        ),
-    );
-    in_namespace(&ns, async || {
-        let speaker = Speaker::start(speaker_config(65000, "local_pref = 200")).unwrap();
-        wait_established(&speaker, 1);
+    let gobgp = passive_gobgpd(&ns, 65000);
+    GOBGP.session(&ns, &gobgp, 65000, "local_pref = 200", async |speaker| {
         let st = speaker.status()[0].clone();
         let n = st.negotiated.expect("negotiated");
         assert!(n.four_octet_as && n.route_refresh);
@@ -543,31 +296,19 @@ fn ibgp_session_sends_local_pref_and_empty_as_path() {
         let json = serde_json::to_value(speaker.status()).unwrap();
         assert_eq!(json[0]["state"], "established");
 
-        speaker
-            .announce(
-                Route::flowspec(
-                    rule(IpFamily::Ipv4, vec![dst("192.0.2.8/32")]),
-                    vec![Action::DISCARD],
-                )
-                .unwrap(),
-            )
-            .unwrap();
+        speaker.announce(discard_v4("192.0.2.8/32")).unwrap();
         let rib = wait_for(WAIT, || {
             Some(gobgp.rib("ipv4-flowspec")).filter(|r| r.len() == 1)
         })
         .unwrap();
-        let attrs = rib["[destination: 192.0.2.8/32]"][0]["attrs"]
-            .as_array()
-            .unwrap()
-            .clone();
-        let local_pref = attrs.iter().find(|a| a["type"] == 5).expect("LOCAL_PREF");
+        let key = "[destination: 192.0.2.8/32]";
+        let local_pref = attr(&rib, key, 5).expect("LOCAL_PREF");
         assert_eq!(local_pref["value"], 200);
-        let as_path = attrs.iter().find(|a| a["type"] == 2).expect("AS_PATH");
+        let as_path = attr(&rib, key, 2).expect("AS_PATH");
         assert!(
             as_path["as_paths"].as_array().is_none_or(Vec::is_empty),
             "{as_path}"
         );
-        speaker.shutdown(true).await;
     });
 }
 
@@ -588,15 +329,11 @@ fn tcp_md5_protects_the_session() {
         ),
     );
     in_namespace(&ns, async || {
-        let wrong = Speaker::start(speaker_config(65001, r#"md5_password = "wrong-key""#)).unwrap();
-        tokio::time::sleep(Duration::from_secs(4)).await;
-        assert!(!established(&wrong), "{:#?}", wrong.status());
-        assert_ne!(gobgp.session_state(), 6);
-        wrong.shutdown(false).await;
+        wrong_md5_key_never_establishes(GOBGP.name, || gobgp.session_state(), 6).await;
 
         let right =
-            Speaker::start(speaker_config(65001, r#"md5_password = "s3cret-key""#)).unwrap();
-        wait_established(&right, 1);
+            Speaker::start(GOBGP.speaker_config(65001, r#"md5_password = "s3cret-key""#)).unwrap();
+        GOBGP.wait_established(&right, 1, &gobgp);
         assert_eq!(gobgp.session_state(), 6);
         right.shutdown(true).await;
     });
@@ -620,19 +357,11 @@ fn graceful_restart_keeps_rules_until_the_next_end_of_rib() {
             "    afi-safi-name = \"ipv4-flowspec\"\n  [neighbors.afi-safis.mp-graceful-restart.config]\n    enabled = true\n",
         ),
     );
-    let kept = Route::flowspec(
-        rule(IpFamily::Ipv4, vec![dst("192.0.2.9/32")]),
-        vec![Action::DISCARD],
-    )
-    .unwrap();
-    let ended = Route::flowspec(
-        rule(IpFamily::Ipv4, vec![dst("192.0.2.10/32")]),
-        vec![Action::DISCARD],
-    )
-    .unwrap();
+    let kept = discard_v4("192.0.2.9/32");
+    let ended = discard_v4("192.0.2.10/32");
     in_namespace(&ns, async || {
-        let speaker = Speaker::start(speaker_config(65001, "graceful_restart = 60")).unwrap();
-        wait_established(&speaker, 1);
+        let speaker = Speaker::start(GOBGP.speaker_config(65001, "graceful_restart = 60")).unwrap();
+        GOBGP.wait_established(&speaker, 1, &gobgp);
         assert!(
             speaker.status()[0]
                 .negotiated
@@ -642,11 +371,7 @@ fn graceful_restart_keeps_rules_until_the_next_end_of_rib() {
         );
         speaker.announce(kept.clone()).unwrap();
         speaker.announce(ended.clone()).unwrap();
-        assert!(
-            wait_for(WAIT, || (gobgp.rib("ipv4-flowspec").len() == 2)
-                .then_some(()))
-            .is_some()
-        );
+        assert!(wait_until(WAIT, || gobgp.rib("ipv4-flowspec").len() == 2));
         speaker.shutdown(false).await;
     });
     // The session is down, both rules still there, marked stale.
@@ -664,9 +389,9 @@ fn graceful_restart_keeps_rules_until_the_next_end_of_rib() {
 
     // A new speaker (as after a sensor restart) wants only the first rule.
     in_namespace(&ns, async || {
-        let speaker = Speaker::start(speaker_config(65001, "graceful_restart = 60")).unwrap();
+        let speaker = Speaker::start(GOBGP.speaker_config(65001, "graceful_restart = 60")).unwrap();
         speaker.announce(kept.clone()).unwrap();
-        wait_established(&speaker, 1);
+        GOBGP.wait_established(&speaker, 1, &gobgp);
         let after = wait_for(WAIT, || {
             let rib = gobgp.rib("ipv4-flowspec");
             (rib.len() == 1).then_some(rib)
@@ -689,7 +414,8 @@ fn passive_speaker_accepts_the_routers_connection() {
         ),
     );
     in_namespace(&ns, async || {
-        let speaker = Speaker::start(speaker_config(65001, "passive = true\nport = 179")).unwrap();
+        let speaker =
+            Speaker::start(GOBGP.speaker_config(65001, "passive = true\nport = 179")).unwrap();
         let ok = wait_for(Duration::from_secs(40), || {
             established(&speaker).then_some(())
         });
@@ -697,13 +423,9 @@ fn passive_speaker_accepts_the_routers_connection() {
         speaker
             .announce(Route::blackhole("192.0.2.5".parse().unwrap()))
             .unwrap();
-        assert!(
-            wait_for(WAIT, || gobgp
-                .rib("ipv4")
-                .contains_key("192.0.2.5/32")
-                .then_some(()))
-            .is_some()
-        );
+        assert!(wait_until(WAIT, || gobgp
+            .rib("ipv4")
+            .contains_key("192.0.2.5/32")));
         speaker.shutdown(true).await;
     });
 }
@@ -729,32 +451,27 @@ fn ipv6_transport_with_md5() {
         "    neighbor-address = \"2001:db8:ff::2\"\n    auth-password = \"v6-key\"\n",
     );
     let gobgp = Gobgpd::start(&ns, &config);
-    let mut speaker_cfg = speaker_config(65001, r#"md5_password = "v6-key""#);
+    let mut speaker_cfg = GOBGP.speaker_config(65001, r#"md5_password = "v6-key""#);
     speaker_cfg.peers[0].address = "2001:db8:ff::1".parse().unwrap();
     speaker_cfg.peers[0].local_address = Some("2001:db8:ff::2".parse().unwrap());
-    in_namespace(&ns, async || {
-        let speaker = Speaker::start(speaker_cfg).unwrap();
-        wait_established(&speaker, 1);
-        speaker
-            .announce(
-                Route::flowspec(
-                    rule(IpFamily::Ipv4, vec![dst("192.0.2.77/32")]),
-                    vec![Action::DISCARD],
-                )
-                .unwrap(),
-            )
-            .unwrap();
-        speaker
-            .announce(Route::blackhole("2001:db8::77".parse().unwrap()))
-            .unwrap();
-        let both = wait_for(WAIT, || {
-            (gobgp
-                .rib("ipv4-flowspec")
-                .contains_key("[destination: 192.0.2.77/32]")
-                && gobgp.rib("ipv6").contains_key("2001:db8::77/128"))
-            .then_some(())
-        });
-        assert!(both.is_some(), "{:#?}", speaker.status());
-        speaker.shutdown(true).await;
-    });
+    bgp::with_session(
+        &ns,
+        &gobgp,
+        speaker_cfg,
+        GOBGP.establish_within,
+        async |speaker| {
+            speaker.announce(discard_v4("192.0.2.77/32")).unwrap();
+            speaker
+                .announce(Route::blackhole("2001:db8::77".parse().unwrap()))
+                .unwrap();
+            let both = wait_for(WAIT, || {
+                (gobgp
+                    .rib("ipv4-flowspec")
+                    .contains_key("[destination: 192.0.2.77/32]")
+                    && gobgp.rib("ipv6").contains_key("2001:db8::77/128"))
+                .then_some(())
+            });
+            assert!(both.is_some(), "{:#?}", speaker.status());
+        },
+    );
 }

@@ -139,12 +139,17 @@ impl ComponentKind {
 
 impl fmt::Display for ComponentKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = serde_json::to_value(self)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
-        f.write_str(&name)
+        f.write_str(&serde_name(self))
     }
+}
+
+/// The name serde gives a unit variant (its `rename_all` form), so the
+/// text shown to operators is the one they write in the config.
+fn serde_name(value: &impl Serialize) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 /// The lt/gt/eq bits of a numeric operator (RFC 8955 §4.2.1.1).
@@ -989,11 +994,7 @@ impl ActionKind {
 
 impl fmt::Display for ActionKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = serde_json::to_value(self)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
-        f.write_str(&name)
+        f.write_str(&serde_name(self))
     }
 }
 

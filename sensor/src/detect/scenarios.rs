@@ -130,6 +130,23 @@ fn web(dst: &str, pps: f64) -> Vec<Flow> {
     ]
 }
 
+/// `web_pps` of web traffic to `victim`, plus `flood` at the polls where
+/// `during` holds: the traffic of most scenarios.
+fn web_and_flood(
+    victim: &str,
+    web_pps: f64,
+    during: impl Fn(u32) -> bool,
+    flood: Vec<Flow>,
+) -> impl Fn(u32) -> Vec<Flow> {
+    move |p| {
+        let mut f = web(victim, web_pps);
+        if during(p) {
+            f.extend_from_slice(&flood);
+        }
+        f
+    }
+}
+
 struct Sim {
     det: Detector,
     dt: Duration,
@@ -285,6 +302,13 @@ impl Sim {
         }
     }
 
+    /// The one attack started so far and its poll; fails with the story
+    /// when there is none or more than one.
+    fn only_start(&self) -> (u32, &Attack) {
+        let started = self.started();
+        assert_eq!(started.len(), 1, "{}", self.story());
+        started[0]
+    }
     fn started(&self) -> Vec<(u32, &Attack)> {
         self.of(|e| matches!(e, Event::AttackStarted(_)))
     }
@@ -350,27 +374,29 @@ fn with(extra: &str) -> String {
     format!("{BASE}{extra}")
 }
 
+/// [`BASE`] plus one host group `name` on `prefix` with `settings` (one
+/// TOML line each).
+fn with_group(name: &str, prefix: &str, settings: &[&str]) -> String {
+    with(&format!(
+        "\n[[host_groups]]\nname = \"{name}\"\nprefixes = [\"{prefix}\"]\n{}\n",
+        settings.join("\n")
+    ))
+}
+
 #[test]
 fn syn_flood_is_named_and_fingerprinted_within_two_polls_and_released_once() {
     let victim = "198.18.1.10";
     let mut sim = Sim::new(BASE);
-    let attack = |p: u32| (21..=60).contains(&p);
-    sim.run(90, |p| {
-        let mut f = web(victim, 2000.0);
-        if attack(p) {
-            f.push(
-                flow(victim, 200_000.0, ipproto::TCP)
-                    .dport(80)
-                    .flags(SYN)
-                    .len(60),
-            );
-        }
-        f
-    });
+    let syn = flow(victim, 200_000.0, ipproto::TCP)
+        .dport(80)
+        .flags(SYN)
+        .len(60);
+    sim.run(
+        90,
+        web_and_flood(victim, 2000.0, |p| (21..=60).contains(&p), vec![syn]),
+    );
     let story = sim.story();
-    let started = sim.started();
-    assert_eq!(started.len(), 1, "{story}");
-    let (poll, a) = started[0];
+    let (poll, a) = sim.only_start();
     // Crossing at poll 21; the victim was not sampled yet, so the start
     // waits one poll for the evidence.
     assert!((21..=22).contains(&poll), "{story}");
@@ -449,9 +475,7 @@ fn ntp_amplification_on_a_busy_dns_server_is_fingerprinted_at_the_crossing_poll(
         f
     });
     let story = sim.story();
-    let started = sim.started();
-    assert_eq!(started.len(), 1, "{story}");
-    let (poll, a) = started[0];
+    let (poll, a) = sim.only_start();
     assert_eq!(
         poll, 31,
         "watched before: decided at the crossing poll\n{story}"
@@ -484,12 +508,7 @@ fn ntp_amplification_on_a_busy_dns_server_is_fingerprinted_at_the_crossing_poll(
 #[test]
 fn flash_crowd_is_broad_without_baseline_and_silent_with_it() {
     let victim = "198.18.4.80";
-    let group = r#"
-[[host_groups]]
-name = "web"
-prefixes = ["198.18.4.0/24"]
-thresholds = { all = { pps = 50000 } }
-"#;
+    let thresholds = "thresholds = { all = { pps = 50000 } }";
     // 20 kpps of web traffic with +-10 % wobble; from poll 400 a flash
     // crowd ramps to 4x over 30 s and stays for a minute.
     let traffic = |p: u32| {
@@ -503,12 +522,10 @@ thresholds = { all = { pps = 50000 } }
         web(victim, 20_000.0 * wobble * crowd)
     };
 
-    let mut sim = Sim::new(&with(group));
+    let mut sim = Sim::new(&with_group("web", "198.18.4.0/24", &[thresholds]));
     sim.run(520, traffic);
     let story = sim.story();
-    let started = sim.started();
-    assert_eq!(started.len(), 1, "{story}");
-    let a = started[0].1;
+    let (_, a) = sim.only_start();
     assert_eq!(a.host_group, "web");
     assert_eq!(a.class, AttackClass::TcpFlood, "not a SYN flood: {story}");
     let fp = &a.fingerprint;
@@ -521,7 +538,7 @@ thresholds = { all = { pps = 50000 } }
     assert!(fp.hits_normal >= 0.8, "{fp}");
 
     let baseline = r#"baseline = { k = 4.0, window = "2m", floor = { all = { pps = 5000 } }, ceiling = { all = { pps = 500000 } } }"#;
-    let mut sim = Sim::new(&with(&format!("{group}{baseline}\n")));
+    let mut sim = Sim::new(&with_group("web", "198.18.4.0/24", &[thresholds, baseline]));
     sim.run(450, traffic);
     // At the crowd's peak the host is far above its adaptive threshold
     // (learnt from 20 kpps +- 10 %) and sampled: only its shape, that of
@@ -544,14 +561,13 @@ thresholds = { all = { pps = 50000 } }
 #[test]
 fn baseline_protects_a_busy_host_from_an_attack_below_the_static_threshold() {
     let victim = "198.18.4.81";
-    let cfg = with(
-        r#"
-[[host_groups]]
-name = "web"
-prefixes = ["198.18.4.0/24"]
-thresholds = { all = { pps = 50000 } }
-baseline = { k = 4.0, window = "2m", floor = { all = { pps = 5000 } } }
-"#,
+    let cfg = with_group(
+        "web",
+        "198.18.4.0/24",
+        &[
+            "thresholds = { all = { pps = 50000 } }",
+            r#"baseline = { k = 4.0, window = "2m", floor = { all = { pps = 5000 } } }"#,
+        ],
     );
     let mut sim = Sim::new(&cfg);
     sim.run(300, |p| {
@@ -563,9 +579,7 @@ baseline = { k = 4.0, window = "2m", floor = { all = { pps = 5000 } } }
         f
     });
     let story = sim.story();
-    let started = sim.started();
-    assert_eq!(started.len(), 1, "{story}");
-    let (poll, a) = started[0];
+    let (poll, a) = sim.only_start();
     assert!((251..=252).contains(&poll), "{story}");
     assert_eq!(a.trigger.class, TrafficClass::All);
     assert!(a.trigger.threshold < 30_000.0, "adaptive: {:?}", a.trigger);
@@ -586,53 +600,37 @@ fn slow_ramp_fires_at_the_static_crossing_or_rides_the_baseline_to_its_ceiling()
     // UDP limit here) at poll 45.
     let ramp =
         |p: u32| vec![flow(victim, 10_000.0 + 2_000.0 * f64::from(p), ipproto::UDP).len(200)];
-    let cfg = with(
-        r#"
-[[host_groups]]
-name = "ramp"
-prefixes = ["198.18.5.0/24"]
-thresholds = { udp = { pps = 100000 }, all = { pps = 1000000 } }
-"#,
-    );
+    let thresholds = "thresholds = { udp = { pps = 100000 }, all = { pps = 1000000 } }";
+    let cfg = with_group("ramp", "198.18.5.0/24", &[thresholds]);
     let mut sim = Sim::new(&cfg);
     sim.run(60, ramp);
     let story = sim.story();
-    let started = sim.started();
-    assert_eq!(started.len(), 1, "{story}");
-    assert!((45..=47).contains(&started[0].0), "{story}");
-    assert_eq!(started[0].1.class, AttackClass::UdpFlood);
+    let (poll, a) = sim.only_start();
+    assert!((45..=47).contains(&poll), "{story}");
+    assert_eq!(a.class, AttackClass::UdpFlood);
 
     // With a baseline the threshold follows the ramp (mean + 3 sd stays
     // ahead of a linear ramp), until the ceiling: 300 kpps at poll 145.
-    let cfg = with(
-        r#"
-[[host_groups]]
-name = "ramp"
-prefixes = ["198.18.5.0/24"]
-thresholds = { udp = { pps = 100000 }, all = { pps = 1000000 } }
-baseline = { k = 3.0, window = "20s", floor = { udp = { pps = 20000 } }, ceiling = { udp = { pps = 300000 } }, flash_crowd_similarity = 0.0 }
-"#,
-    );
+    let baseline = r#"baseline = { k = 3.0, window = "20s", floor = { udp = { pps = 20000 } }, ceiling = { udp = { pps = 300000 } }, flash_crowd_similarity = 0.0 }"#;
+    let cfg = with_group("ramp", "198.18.5.0/24", &[thresholds, baseline]);
     let mut sim = Sim::new(&cfg);
     sim.run(160, ramp);
     let story = sim.story();
-    let started = sim.started();
-    assert_eq!(started.len(), 1, "{story}");
-    assert!((145..=147).contains(&started[0].0), "{story}");
-    assert_eq!(started[0].1.trigger.threshold, 300_000.0);
+    let (poll, a) = sim.only_start();
+    assert!((145..=147).contains(&poll), "{story}");
+    assert_eq!(a.trigger.threshold, 300_000.0);
 }
 
 #[test]
 fn carpet_bombing_a_24_is_one_aggregate_attack_on_the_block() {
-    let cfg = with(
-        r#"
-[[host_groups]]
-name = "hosting"
-prefixes = ["198.18.3.0/24"]
-action = "flowspec_then_blackhole"
-thresholds = { all = { pps = 20000 } }
-aggregate = { all = { pps = 300000 }, udp = { pps = 150000 } }
-"#,
+    let cfg = with_group(
+        "hosting",
+        "198.18.3.0/24",
+        &[
+            r#"action = "flowspec_then_blackhole""#,
+            "thresholds = { all = { pps = 20000 } }",
+            "aggregate = { all = { pps = 300000 }, udp = { pps = 150000 } }",
+        ],
     );
     let hosts: Vec<String> = (1..=254).map(|i| format!("198.18.3.{i}")).collect();
     let mut sim = Sim::new(&cfg);
@@ -651,9 +649,7 @@ aggregate = { all = { pps = 300000 }, udp = { pps = 150000 } }
         f
     });
     let story = sim.story();
-    let started = sim.started();
-    assert_eq!(started.len(), 1, "{story}");
-    let (poll, a) = started[0];
+    let (poll, a) = sim.only_start();
     assert!((11..=12).contains(&poll), "{story}");
     assert_eq!(a.scope, Scope::Aggregate);
     assert_eq!(a.victim, "198.18.3.0/24".parse::<IpNet>().unwrap());
@@ -679,17 +675,10 @@ aggregate = { all = { pps = 300000 }, udp = { pps = 150000 } }
 fn ipv6_udp_flood() {
     let victim = "2001:db8:1::10";
     let mut sim = Sim::new(BASE);
-    sim.run(20, |p| {
-        let mut f = web(victim, 500.0);
-        if p >= 11 {
-            f.push(flow(victim, 300_000.0, ipproto::UDP).len(512));
-        }
-        f
-    });
+    let udp = flow(victim, 300_000.0, ipproto::UDP).len(512);
+    sim.run(20, web_and_flood(victim, 500.0, |p| p >= 11, vec![udp]));
     let story = sim.story();
-    let started = sim.started();
-    assert_eq!(started.len(), 1, "{story}");
-    let (poll, a) = started[0];
+    let (poll, a) = sim.only_start();
     assert!((11..=12).contains(&poll), "{story}");
     assert_eq!(a.victim, "2001:db8:1::10/128".parse::<IpNet>().unwrap());
     assert_eq!(a.class, AttackClass::UdpFlood, "random ports: {story}");
@@ -708,21 +697,14 @@ fn ipv6_udp_flood() {
 fn a_counter_reset_mid_attack_gives_no_absurd_rate_and_no_flapping() {
     let victim: IpAddr = "198.18.1.10".parse().unwrap();
     let mut sim = Sim::new(BASE);
-    let flood = |p: u32| {
-        let mut f = web("198.18.1.10", 2000.0);
-        if (11..=60).contains(&p) {
-            f.push(
-                flow("198.18.1.10", 200_000.0, ipproto::TCP)
-                    .dport(80)
-                    .flags(SYN),
-            );
-        }
-        f
-    };
-    sim.run(25, flood);
+    let syn = flow("198.18.1.10", 200_000.0, ipproto::TCP)
+        .dport(80)
+        .flags(SYN);
+    let flood = web_and_flood("198.18.1.10", 2000.0, |p| (11..=60).contains(&p), vec![syn]);
+    sim.run(25, &flood);
     // The maps are re-created: every counter restarts from a small value.
     sim.totals.clear();
-    sim.run(5, flood);
+    sim.run(5, &flood);
     // The victim is evicted for one poll, then comes back from zero.
     let mut without = sim.counters();
     without.remove(&victim);
@@ -741,7 +723,7 @@ fn a_counter_reset_mid_attack_gives_no_absurd_rate_and_no_flapping() {
     // The reset is one gap; the eviction is silence, and the return from
     // zero a plain rate.
     assert_eq!(sim.det.stats().counter_gaps, 1, "{:?}", sim.det.stats());
-    sim.run(20, flood);
+    sim.run(20, &flood);
     assert_eq!(sim.started().len(), 1, "{}", sim.story());
     assert_eq!(sim.ended().len(), 1, "{}", sim.story());
 }
@@ -751,13 +733,9 @@ fn pulse_waves_are_one_attack_not_many() {
     let victim = "198.18.1.77";
     let mut sim = Sim::new(BASE);
     // 3 s on, 4 s off, for a minute.
-    sim.run(80, |p| {
-        let mut f = web(victim, 1000.0);
-        if (10..70).contains(&p) && p % 7 < 3 {
-            f.push(flow(victim, 500_000.0, ipproto::UDP).sport(11211).len(1400));
-        }
-        f
-    });
+    let memcached = flow(victim, 500_000.0, ipproto::UDP).sport(11211).len(1400);
+    let pulse = |p: u32| (10..70).contains(&p) && p % 7 < 3;
+    sim.run(80, web_and_flood(victim, 1000.0, pulse, vec![memcached]));
     let story = sim.story();
     assert_eq!(sim.started().len(), 1, "{story}");
     assert_eq!(
@@ -796,46 +774,31 @@ fn decisions_stay_within_two_polls_at_100ms() {
     let mut sim = Sim::new(&cfg);
     // Just above the threshold: the smoothed rate would take several polls;
     // the two-interval rule decides at the second.
-    sim.run(40, |p| {
-        let mut f = web(victim, 1000.0);
-        if p >= 21 {
-            f.push(flow(victim, 12_000.0, ipproto::ICMP).len(84));
-        }
-        f
-    });
+    let icmp = flow(victim, 12_000.0, ipproto::ICMP).len(84);
+    sim.run(40, web_and_flood(victim, 1000.0, |p| p >= 21, vec![icmp]));
     let story = sim.story();
-    let started = sim.started();
-    assert_eq!(started.len(), 1, "{story}");
-    assert!((21..=22).contains(&started[0].0), "{story}");
-    assert_eq!(started[0].1.class, AttackClass::IcmpFlood);
-    assert_eq!(started[0].1.fingerprint.flow.protocols, vec![ipproto::ICMP]);
+    let (poll, a) = sim.only_start();
+    assert!((21..=22).contains(&poll), "{story}");
+    assert_eq!(a.class, AttackClass::IcmpFlood);
+    assert_eq!(a.fingerprint.flow.protocols, vec![ipproto::ICMP]);
 }
 
 #[test]
 fn fragment_flood_is_ip_fragmentation_with_a_fragment_match() {
     let victim = "198.18.1.50";
     let mut sim = Sim::new(BASE);
-    sim.run(20, |p| {
-        let mut f = web(victim, 1000.0);
-        if p >= 11 {
-            f.push(
-                flow(victim, 20_000.0, ipproto::UDP)
-                    .dport(7777)
-                    .len(1500)
-                    .frag(Frag::First),
-            );
-            f.push(
-                flow(victim, 40_000.0, ipproto::UDP)
-                    .len(1500)
-                    .frag(Frag::Later),
-            );
-        }
-        f
-    });
+    let fragments = vec![
+        flow(victim, 20_000.0, ipproto::UDP)
+            .dport(7777)
+            .len(1500)
+            .frag(Frag::First),
+        flow(victim, 40_000.0, ipproto::UDP)
+            .len(1500)
+            .frag(Frag::Later),
+    ];
+    sim.run(20, web_and_flood(victim, 1000.0, |p| p >= 11, fragments));
     let story = sim.story();
-    let started = sim.started();
-    assert_eq!(started.len(), 1, "{story}");
-    let a = started[0].1;
+    let (_, a) = sim.only_start();
     assert_eq!(a.class, AttackClass::IpFragmentation, "{story}");
     assert_eq!(
         a.fingerprint.flow.fragment,
@@ -853,20 +816,11 @@ fn fragment_flood_is_ip_fragmentation_with_a_fragment_match() {
 fn a_single_source_flood_names_its_source_and_events_serialize() {
     let victim = "198.18.1.60";
     let mut sim = Sim::new(BASE);
-    sim.run(15, |p| {
-        let mut f = web(victim, 1000.0);
-        if p >= 6 {
-            f.push(
-                flow(victim, 150_000.0, ipproto::UDP)
-                    .from("203.0.113.9")
-                    .len(1000),
-            );
-        }
-        f
-    });
-    let started = sim.started();
-    assert_eq!(started.len(), 1, "{}", sim.story());
-    let a = started[0].1;
+    let udp = flow(victim, 150_000.0, ipproto::UDP)
+        .from("203.0.113.9")
+        .len(1000);
+    sim.run(15, web_and_flood(victim, 1000.0, |p| p >= 6, vec![udp]));
+    let (_, a) = sim.only_start();
     assert_eq!(
         a.fingerprint.flow.source,
         Some("203.0.113.9/32".parse().unwrap())
@@ -884,13 +838,10 @@ fn amplification_is_named_under_more_normal_udp_than_attack() {
     // UDP) receives 120 kpps of NTP: the reflected traffic is only 55 % of
     // its UDP, but nearly all of the excess over normal.
     let victim = "198.18.6.53";
-    let cfg = with(
-        r#"
-[[host_groups]]
-name = "resolvers"
-prefixes = ["198.18.6.0/24"]
-thresholds = { udp = { pps = 200000 }, all = { pps = 1000000 } }
-"#,
+    let cfg = with_group(
+        "resolvers",
+        "198.18.6.0/24",
+        &["thresholds = { udp = { pps = 200000 }, all = { pps = 1000000 } }"],
     );
     let mut sim = Sim::new(&cfg);
     sim.run(40, |p| {
@@ -901,12 +852,10 @@ thresholds = { udp = { pps = 200000 }, all = { pps = 1000000 } }
         f
     });
     let story = sim.story();
-    let started = sim.started();
-    assert_eq!(started.len(), 1, "{story}");
+    let (poll, a) = sim.only_start();
     // Crossing at 31: the smoothed rate (147 kpps) is not over yet, the
     // two-interval rule decides at 32.
-    assert!((31..=32).contains(&started[0].0), "{story}");
-    let a = started[0].1;
+    assert!((31..=32).contains(&poll), "{story}");
     assert_eq!(
         a.class,
         AttackClass::UdpAmplification { port: 123 },
@@ -1031,18 +980,11 @@ fn without_samples_the_counters_still_decide_and_fingerprint() {
     let victim = "198.18.1.30";
     let mut sim = Sim::new(BASE);
     sim.sampling = false;
-    sim.run(20, |p| {
-        let mut f = web(victim, 2000.0);
-        if p >= 11 {
-            f.push(flow(victim, 200_000.0, ipproto::TCP).dport(80).flags(SYN));
-        }
-        f
-    });
+    let syn = flow(victim, 200_000.0, ipproto::TCP).dport(80).flags(SYN);
+    sim.run(20, web_and_flood(victim, 2000.0, |p| p >= 11, vec![syn]));
     let story = sim.story();
-    let started = sim.started();
-    assert_eq!(started.len(), 1, "{story}");
-    assert!((11..=12).contains(&started[0].0), "{story}");
-    let a = started[0].1;
+    let (poll, a) = sim.only_start();
+    assert!((11..=12).contains(&poll), "{story}");
     assert_eq!(a.class, AttackClass::TcpSynFlood);
     let fp = &a.fingerprint;
     assert_eq!(fp.basis, Basis::Counters);
@@ -1087,14 +1029,13 @@ fn the_watch_list_is_capped_victims_first_then_by_ratio() {
 
 #[test]
 fn a_single_host_flood_is_not_also_an_attack_on_its_block() {
-    let cfg = with(
-        r#"
-[[host_groups]]
-name = "hosting"
-prefixes = ["198.18.3.0/24"]
-thresholds = { all = { pps = 20000 } }
-aggregate = { all = { pps = 300000 } }
-"#,
+    let cfg = with_group(
+        "hosting",
+        "198.18.3.0/24",
+        &[
+            "thresholds = { all = { pps = 20000 } }",
+            "aggregate = { all = { pps = 300000 } }",
+        ],
     );
     let mut sim = Sim::new(&cfg);
     sim.run(30, |p| {
@@ -1110,12 +1051,7 @@ aggregate = { all = { pps = 300000 } }
         }
         f
     });
-    let story = sim.story();
-    let started = sim.started();
-    assert_eq!(started.len(), 1, "{story}");
-    assert_eq!(started[0].1.scope, Scope::Host);
-    assert_eq!(
-        started[0].1.victim,
-        "198.18.3.7/32".parse::<IpNet>().unwrap()
-    );
+    let (_, a) = sim.only_start();
+    assert_eq!(a.scope, Scope::Host);
+    assert_eq!(a.victim, "198.18.3.7/32".parse::<IpNet>().unwrap());
 }
