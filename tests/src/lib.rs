@@ -71,6 +71,24 @@ pub fn xtask_bin() -> PathBuf {
     bin
 }
 
+/// The JSON Schema `tests/schemas/NAME.json` (documented in docs/json.md).
+pub fn json_schema(name: &str) -> serde_json::Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("schemas/{name}.json"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Asserts `doc` is valid under the schema `name`, listing every error.
+pub fn assert_json_schema(name: &str, doc: &serde_json::Value) {
+    let validator = jsonschema::validator_for(&json_schema(name))
+        .unwrap_or_else(|e| panic!("schema {name} is not a valid JSON Schema: {e}"));
+    let errors: Vec<String> = validator
+        .iter_errors(doc)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{name}: {errors:#?}\n{doc:#}");
+}
+
 /// The shared captures (`../shared/data/pcaps` beside the repository, as
 /// on every developer machine and in CI); panics clearly when missing.
 pub fn shared_captures() -> PathBuf {

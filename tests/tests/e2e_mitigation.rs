@@ -200,7 +200,14 @@ graceful_restart = 60
             String::from_utf8_lossy(&out.stderr),
             self.log()
         );
-        serde_json::from_slice(&out.stdout).expect("JSON")
+        let doc: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        // The documented schema of each read-only command's answer.
+        if let [cmd] = args
+            && ["status", "attacks", "mitigations", "bgp"].contains(cmd)
+        {
+            edge_sensor_tests::assert_json_schema(cmd, &doc);
+        }
+        doc
     }
 
     fn log(&self) -> String {

@@ -5,7 +5,7 @@
 //! or dropping one fails here.
 
 use std::{
-    path::{Path, PathBuf},
+    path::Path,
     sync::atomic::{AtomicBool, Ordering},
     time::Duration,
 };
@@ -18,24 +18,12 @@ use edge_sensor_tests::{
 };
 use serde_json::Value;
 
-fn schemas() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas")
-}
-
 fn schema(name: &str) -> Value {
-    let path = schemas().join(format!("{name}.json"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    edge_sensor_tests::json_schema(name)
 }
 
 fn assert_valid(name: &str, doc: &Value) {
-    let validator = jsonschema::validator_for(&schema(name))
-        .unwrap_or_else(|e| panic!("schema {name} is not a valid JSON Schema: {e}"));
-    let errors: Vec<String> = validator
-        .iter_errors(doc)
-        .map(|e| format!("{} at {}", e, e.instance_path()))
-        .collect();
-    assert!(errors.is_empty(), "{name}: {errors:#?}\n{doc:#}");
+    edge_sensor_tests::assert_json_schema(name, doc);
 }
 
 fn assert_invalid(name: &str, doc: &Value) {
