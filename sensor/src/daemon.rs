@@ -17,7 +17,7 @@ use std::{
 
 use anyhow::{Context, Result};
 use aya::maps::{MapData, RingBuf};
-use edge_sensor_common::{DST_STATS, DstStats, GLOBAL_STATS, LAYOUT_VERSION, TelemetryKind};
+use edge_sensor_common::{Class, DST_STATS, DstStats, GLOBAL_STATS, LAYOUT_VERSION, TelemetryKind};
 use serde_json::json;
 use tokio::{
     net::UdpSocket,
@@ -47,6 +47,8 @@ use crate::{
 const MAX_SAMPLES_PER_POLL: usize = 200_000;
 /// Ended attacks `edge-sensor attacks` shows.
 const RECENT_ATTACKS: usize = 100;
+/// Destinations in the metrics' top list.
+const TOP_DESTINATIONS: usize = 20;
 
 static NO_PEERS: NoPeers = NoPeers;
 
@@ -155,6 +157,11 @@ async fn start_metrics(config: &Config) -> Option<Metrics> {
             "Active mitigations, by kind.",
         ),
         (
+            "edge_sensor_mitigation",
+            metrics::Kind::Gauge,
+            "One series per active mitigation (value: seconds since it was created).",
+        ),
+        (
             "edge_sensor_bgp_peer_established",
             metrics::Kind::Gauge,
             "1 while the BGP session to the peer is established.",
@@ -238,6 +245,8 @@ struct Daemon<'s> {
     metrics: Option<Metrics>,
     started: Instant,
     watch_errors: u64,
+    /// The last poll's counters, for the top destinations' rates.
+    last: Option<(Instant, BTreeMap<IpAddr, DstStats>)>,
 }
 
 impl<'s> Daemon<'s> {
@@ -303,6 +312,7 @@ impl<'s> Daemon<'s> {
             metrics,
             started: Instant::now(),
             watch_errors: 0,
+            last: None,
             config,
         };
         // Mitigations from before a restart go out again at once.
@@ -389,9 +399,9 @@ impl<'s> Daemon<'s> {
     fn poll(&mut self) {
         let took = Instant::now();
         let now_unix = unix_now();
-        if let Some(detector) = &mut self.detector {
-            let counters = match read_destinations(self.sensor, &self.decoder.report) {
-                Ok(c) => c,
+        let counters = if self.detector.is_some() || self.metrics.is_some() {
+            match read_destinations(self.sensor, &self.decoder.report) {
+                Ok(c) => Some(c),
                 Err(e) => {
                     tracing::error!("reading the counters: {e:#}");
                     if let Some(m) = &self.metrics {
@@ -399,7 +409,11 @@ impl<'s> Daemon<'s> {
                     }
                     return;
                 }
-            };
+            }
+        } else {
+            None
+        };
+        if let (Some(detector), Some(counters)) = (&mut self.detector, &counters) {
             let mut samples = Vec::new();
             if let Some(ring) = &mut self.ring {
                 for s in Sensor::read_watch(ring, MAX_SAMPLES_PER_POLL) {
@@ -409,7 +423,7 @@ impl<'s> Daemon<'s> {
                     }
                 }
             }
-            let events = detector.poll(self.started.elapsed(), &counters, &samples);
+            let events = detector.poll(self.started.elapsed(), counters, &samples);
             if let Err(e) = self.sensor.set_watched(detector.watched()) {
                 tracing::error!("updating the watched destinations: {}", error_chain(&e));
             }
@@ -429,6 +443,15 @@ impl<'s> Daemon<'s> {
         }
         self.save_mitigations();
         self.update_metrics(took.elapsed());
+        if let (Some(m), Some(now)) = (&self.metrics, counters) {
+            if let Some((then, before)) = &self.last {
+                let mut top = crate::rates::between(before, &now, then.elapsed());
+                top.sort_by(|a, b| b.pps(Class::All).total_cmp(&a.pps(Class::All)));
+                top.truncate(TOP_DESTINATIONS);
+                m.set_top_destinations(&top, now.len());
+            }
+            self.last = Some((Instant::now(), now));
+        }
     }
 
     fn on_event(&mut self, ev: &Event, now_unix: u64) {
@@ -498,6 +521,21 @@ impl<'s> Daemon<'s> {
         for (k, v) in kinds {
             m.set("edge_sensor_mitigations_active", &[("kind", k)], v);
         }
+        let now = unix_now();
+        m.replace(
+            "edge_sensor_mitigation",
+            self.mitigator.active().map(|mi| {
+                (
+                    vec![
+                        ("id", mi.id.to_string()),
+                        ("victim", mi.victim.to_string()),
+                        ("kind", format!("{:?}", mi.kind).to_lowercase()),
+                        ("manual", mi.manual.to_string()),
+                    ],
+                    now.saturating_sub(mi.created) as f64,
+                )
+            }),
+        );
         if let Some(s) = &self.speaker {
             for p in s.status() {
                 let up = matches!(p.state, crate::bgp::SessionState::Established);

@@ -69,7 +69,7 @@ impl<'l> Lab<'l> {
             format!(
                 r#"
 [daemon]
-metrics_listen = ""
+metrics_listen = "127.0.0.1:9810"
 
 [detect]
 own_networks = ["{own}"]
@@ -210,6 +210,20 @@ graceful_restart = 60
         doc
     }
 
+    /// The daemon's Prometheus exposition (in the collector namespace).
+    fn metrics(&self) -> String {
+        self.link.b.run(|| {
+            use std::io::{Read, Write};
+            let mut s = std::net::TcpStream::connect("127.0.0.1:9810").expect("metrics endpoint");
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            let mut text = String::new();
+            let _ = s.read_to_string(&mut text);
+            text
+        })
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("sensor.log")).unwrap_or_default()
     }
@@ -304,6 +318,24 @@ fn a_flood_gets_a_precise_rule_on_the_router_which_goes_when_the_flood_ends() {
     );
     let mitigations = lab.ask("mitigations");
     assert_eq!(mitigations["mitigations"][0]["kind"], "flowspec");
+    // The daemon's metrics: the mitigation, the peer, the victim's rate.
+    let metrics = lab.metrics();
+    let victim = format!("{}", lab.victim);
+    let line = |prefix: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(prefix) && l.contains(&victim))
+            .map(str::to_owned)
+    };
+    assert!(line("edge_sensor_mitigation{").is_some(), "{metrics}");
+    assert!(
+        metrics.contains("edge_sensor_bgp_peer_established{peer=\"gobgp\"} 1"),
+        "{metrics}"
+    );
+    let pps = line("edge_sensor_destination_pps{")
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no rate for the victim: {metrics}"));
+    assert!(pps > 1000.0, "victim at {pps} pps: {metrics}");
     let bgp = lab.ask("bgp");
     let peer = &bgp["peers"][0];
     assert_eq!(peer["state"], "established", "{bgp}");
