@@ -247,6 +247,9 @@ struct Daemon<'s> {
     watch_errors: u64,
     /// The last poll's counters, for the top destinations' rates.
     last: Option<(Instant, BTreeMap<IpAddr, DstStats>)>,
+    /// When the maps' fill levels and the program's run counts were last
+    /// read (counting a large map's keys takes a while: not every poll).
+    maps_read: Option<Instant>,
 }
 
 impl<'s> Daemon<'s> {
@@ -313,6 +316,7 @@ impl<'s> Daemon<'s> {
             started: Instant::now(),
             watch_errors: 0,
             last: None,
+            maps_read: None,
             config,
         };
         // Mitigations from before a restart go out again at once.
@@ -486,9 +490,25 @@ impl<'s> Daemon<'s> {
         }
     }
 
-    fn update_metrics(&self, took: Duration) {
+    fn update_metrics(&mut self, took: Duration) {
         let Some(m) = &self.metrics else { return };
         m.set_poll(took, unix_now() as f64);
+        if self
+            .maps_read
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(10))
+        {
+            self.maps_read = Some(Instant::now());
+            match crate::xdp::inspect::list(&self.config.xdp.pin_path) {
+                Ok(maps) => {
+                    m.set_maps(&maps);
+                    if let Some(id) = maps.iter().find(|x| x.name == DST_STATS).map(|x| x.id) {
+                        let (programs, runs, time) = metrics::pinned::programs_using(id);
+                        m.set_programs(programs, runs, time, metrics::pinned::bpf_stats_enabled());
+                    }
+                }
+                Err(e) => tracing::warn!("metrics: reading the pinned maps: {e}"),
+            }
+        }
         if let Some(map) = self.sensor.ebpf().map(GLOBAL_STATS)
             && let Ok(g) = counters::read_global(map)
         {

@@ -336,6 +336,11 @@ fn a_flood_gets_a_precise_rule_on_the_router_which_goes_when_the_flood_ends() {
         .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .unwrap_or_else(|| panic!("no rate for the victim: {metrics}"));
     assert!(pps > 1000.0, "victim at {pps} pps: {metrics}");
+    assert!(
+        metrics.contains("edge_sensor_map_entries{map=\"DST_STATS\"}"),
+        "map fill levels: {metrics}"
+    );
+    assert!(metrics.contains("edge_sensor_xdp_programs 1"), "{metrics}");
     let bgp = lab.ask("bgp");
     let peer = &bgp["peers"][0];
     assert_eq!(peer["state"], "established", "{bgp}");

@@ -100,7 +100,7 @@ impl PinnedPoller {
 
 /// Loaded programs that use map `map_id`: how many, their runs and run
 /// time summed (the kernel counts only while `bpf_stats_enabled`).
-fn programs_using(map_id: u32) -> (usize, u64, Duration) {
+pub(crate) fn programs_using(map_id: u32) -> (usize, u64, Duration) {
     let mut found = (0, 0, Duration::ZERO);
     for info in loaded_programs().filter_map(Result::ok) {
         let uses = info
@@ -117,6 +117,6 @@ fn programs_using(map_id: u32) -> (usize, u64, Duration) {
     found
 }
 
-fn bpf_stats_enabled() -> bool {
+pub(crate) fn bpf_stats_enabled() -> bool {
     std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").is_ok_and(|v| v.trim() == "1")
 }
