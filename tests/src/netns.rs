@@ -90,6 +90,19 @@ impl NetNs {
             .unwrap_or_else(|e| panic!("start {program}: {e}"))
     }
 
+    /// tcpdump on `iface` here, writing the UDP datagrams to `port` into
+    /// `file` (unbuffered, whole packets).
+    pub fn capture(&self, iface: &str, file: &std::path::Path, port: u16) -> crate::Guarded {
+        let file = file.to_str().expect("a UTF-8 capture path");
+        let port = port.to_string();
+        self.spawn(
+            "tcpdump",
+            [
+                "-i", iface, "-U", "-s", "0", "-w", file, "udp", "dst", "port", &port,
+            ],
+        )
+    }
+
     /// pmacct's `pmacctd` here with `config` (written to `dir`), started
     /// and given two seconds to open its capture.
     pub fn start_pmacctd(&self, dir: &std::path::Path, config: &str) -> crate::Guarded {

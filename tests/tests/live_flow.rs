@@ -44,22 +44,7 @@ fn run_case(exporter: Exporter) {
     let sensor_log = dir.join("sensor.log");
     let sensor = start_sensor(&link.b, &link.b_if, pin.path(), &sensor_log);
     std::thread::sleep(Duration::from_millis(500)); // its sockets
-    let tcpdump = link.a.spawn(
-        "tcpdump",
-        [
-            "-i",
-            &link.a_if,
-            "-U",
-            "-s",
-            "0",
-            "-w",
-            capture.to_str().unwrap(),
-            "udp",
-            "dst",
-            "port",
-            &port.to_string(),
-        ],
-    );
+    let tcpdump = link.a.capture(&link.a_if, &capture, port);
     let collector = format!("{}:{port}", link.b_addr);
     let ctl = dir.join("sf.ctl");
     let probe = match exporter {

@@ -36,22 +36,7 @@ fn pmacct_sflow_is_counted_in_the_kernel_exactly_as_tshark_decodes_it() {
     let sensor_log = dir.join("sensor.log");
     let sensor = start_sensor(&link.b, &link.b_if, pin.path(), &sensor_log);
 
-    let tcpdump = link.a.spawn(
-        "tcpdump",
-        [
-            "-i",
-            &link.a_if,
-            "-U",
-            "-s",
-            "0",
-            "-w",
-            capture.to_str().unwrap(),
-            "udp",
-            "dst",
-            "port",
-            "6343",
-        ],
-    );
+    let tcpdump = link.a.capture(&link.a_if, &capture, 6343);
     let pmacctd = link.a.start_pmacctd(
         &dir,
         &format!(

@@ -1077,8 +1077,8 @@ mod tests {
         f
     }
 
-    #[test]
-    fn templates_are_saved_restored_and_expire() {
+    /// A cache that learnt template 256 (destination, packets) of domain 7.
+    fn learnt_template_256() -> (TemplateCache, TemplateKey) {
         let t = template(
             256,
             &[
@@ -1093,6 +1093,12 @@ mod tests {
             domain: 7,
             id: 256,
         };
+        (cache, key)
+    }
+
+    #[test]
+    fn templates_are_saved_restored_and_expire() {
+        let (mut cache, key) = learnt_template_256();
         let saved = cache.saved();
         let json = serde_json::to_string(&saved).unwrap();
         let saved: SavedTemplates = serde_json::from_str(&json).unwrap();
@@ -1411,20 +1417,7 @@ mod tests {
 
     #[test]
     fn templates_are_withdrawn_and_scoped_per_domain() {
-        let t = template(
-            256,
-            &[
-                (ie::DESTINATION_IPV4_ADDRESS, 4, None),
-                (ie::PACKET_DELTA_COUNT, 4, None),
-            ],
-        );
-        let mut cache = TemplateCache::new();
-        decode(&mut cache, &ipfix(&[(2, t)]));
-        let key = TemplateKey {
-            exporter: EXPORTER,
-            domain: 7,
-            id: 256,
-        };
+        let (mut cache, key) = learnt_template_256();
         assert!(cache.template(&key).is_some());
         assert!(cache.template(&TemplateKey { domain: 8, ..key }).is_none());
         decode(&mut cache, &ipfix(&[(2, vec![1, 0, 0, 0])])); // field count 0: withdrawal
