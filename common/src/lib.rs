@@ -9,9 +9,11 @@
 //! a running sensor: bump [`LAYOUT_VERSION`], which names the pin directory.
 #![no_std]
 
+pub mod count;
 pub mod maps;
 pub mod parse;
 pub mod proto;
+pub mod sequence;
 pub mod telemetry;
 
 pub use maps::*;

@@ -104,12 +104,12 @@ pub static WATCH_STATS: PerCpuArray<WatchStats> = PerCpuArray::with_max_entries(
 pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
 
 /// This CPU's copy of the datagram being parsed and the walk's state (see
-/// `sflow::Scratch`).
+/// `scratch.rs`).
 #[map]
-static SCRATCH: PerCpuArray<crate::sflow::Scratch> = PerCpuArray::with_max_entries(1, 0);
+static SCRATCH: PerCpuArray<crate::scratch::Scratch> = PerCpuArray::with_max_entries(1, 0);
 
 #[inline(always)]
-pub fn scratch() -> Option<*mut crate::sflow::Scratch> {
+pub fn scratch() -> Option<*mut crate::scratch::Scratch> {
     SCRATCH.get_ptr_mut(0)
 }
 

@@ -13,16 +13,16 @@ use core::ffi::c_void;
 
 use aya_ebpf::helpers::bpf_loop;
 use edge_sensor_common::{
-    MAX_NETFLOW5_RECORDS, NETFLOW5_HEADER, NETFLOW5_RECORD, ParseError, RateSource,
-    SAMPLING_DEFAULT, SAMPLING_OVERRIDE, WatchKind,
+    ExporterKey, FORMAT_NETFLOW5, MAX_NETFLOW5_RECORDS, NETFLOW5_HEADER, NETFLOW5_RECORD,
+    ParseError, RateSource, SAMPLING_DEFAULT, SAMPLING_OVERRIDE, WatchKind,
 };
 
 use crate::{
-    count,
-    read::{Data, fits},
+    count::{self, Source},
+    read::{self, Data, fits},
     sampled,
-    sflow::{LoopCtx, Scratch},
-    watch,
+    scratch::{self, LoopCtx, Scratch},
+    sequence,
 };
 
 /// The header fields that matter.
@@ -34,6 +34,34 @@ pub struct Header {
     pub engine: u32,
     /// Sampling interval; 0: unsampled or unknown.
     pub interval: u32,
+}
+
+/// Parses and counts the NetFlow v5 datagram in this CPU's scratch entry; 1
+/// when all of it was accounted for. A global function (see `main.rs`).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn edge_sensor_netflow5() -> i64 {
+    let Some(s) = scratch::get() else {
+        return 0;
+    };
+    let header = match header(&s.data, s.walk.end) {
+        Ok(h) => h,
+        Err(e) => {
+            count::unparsed(&s.dgram, Some(e));
+            return 0;
+        }
+    };
+    let key = ExporterKey {
+        addr: read::addr_bytes(s.dgram.src),
+        sub_agent: header.engine,
+        port: s.dgram.dst_port,
+        kind: s.dgram.kind,
+        _pad: 0,
+    };
+    let (gaps, resets) = sequence::check(&key, header.sequence, header.uptime_ms, header.count);
+    walk(s, &header);
+    count::exporter(&key, &s.dgram, &s.walk, gaps, resets, FORMAT_NETFLOW5);
+    i64::from(s.walk.fatal == 0)
 }
 
 /// Reads the header of a datagram of `end` bytes whose version word is 5.
@@ -55,7 +83,7 @@ pub fn header(d: &Data, end: u32) -> Result<Header, ParseError> {
 /// Walks the records; errors and the number of records read land in the
 /// scratch entry's walk.
 #[inline(always)]
-pub fn walk(s: &mut Scratch, h: &Header) {
+fn walk(s: &mut Scratch, h: &Header) {
     let end = s.walk.end;
     let present = (end - NETFLOW5_HEADER) / NETFLOW5_RECORD;
     let n = if h.count > MAX_NETFLOW5_RECORDS {
@@ -77,11 +105,11 @@ pub fn walk(s: &mut Scratch, h: &Header) {
     } else {
         (1, RateSource::Unsampled)
     };
-    w.rate = rate;
     w.rate_used = rate;
     w.rate_source = source as u8;
-    w.samples_left = n;
     w.reset_results();
+    s.netflow5.rate = rate;
+    s.netflow5.records_left = n;
     let mut loop_ctx = LoopCtx {
         scratch: s as *mut Scratch,
     };
@@ -107,11 +135,16 @@ pub fn walk(s: &mut Scratch, h: &Header) {
 /// One record (`bpf_loop` callback): returns 1 when none is left.
 extern "C" fn record(_index: u64, ctx: *mut c_void) -> i64 {
     // SAFETY: bpf_loop passes back the `LoopCtx` given in `walk`.
-    let Scratch { walk: w, data: d } = unsafe { &mut *(*ctx.cast::<LoopCtx>()).scratch };
-    if w.samples_left == 0 {
+    let Scratch {
+        walk: w,
+        netflow5: n,
+        data: d,
+        ..
+    } = unsafe { &mut *(*ctx.cast::<LoopCtx>()).scratch };
+    if n.records_left == 0 {
         return 1;
     }
-    w.samples_left -= 1;
+    n.records_left -= 1;
     let r = w.off;
     w.off = r + NETFLOW5_RECORD;
     w.records += 1;
@@ -120,15 +153,14 @@ extern "C" fn record(_index: u64, ctx: *mut c_void) -> i64 {
         u32::from(d.u8(r + 38)),
         u32::from(d.u8(r + 37)),
     );
-    let rate = u64::from(w.rate);
+    let rate = u64::from(n.rate);
     let packets = u64::from(d.be32(r + 16)) * rate;
     let bytes = u64::from(d.be32(r + 20)) * rate;
-    count::destination(&pkt, packets, bytes);
-    let src = watch::Source {
+    let src = Source {
         kind: WatchKind::NetFlow5,
         at: r,
         len: NETFLOW5_RECORD,
     };
-    watch::sample(w, pkt.dst, src, packets, bytes);
+    count::sample(&pkt, packets, bytes, w.watching, src);
     0
 }

@@ -46,6 +46,19 @@ pub fn datagram_len(len: u32) -> u32 {
     x as u32 + 1
 }
 
+/// `v` in a register the verifier knows to lie in `0..=0xffff`. A 16-bit
+/// big-endian field is loaded and byte-swapped; kernels before 6.19 or so
+/// forget a swapped register's bounds, and refuse to add it to a packet
+/// pointer ("math between pkt pointer and register with unbounded min
+/// value"). The mask is inline assembly so LLVM cannot drop it as redundant.
+#[inline(always)]
+pub fn bounded16(v: u16) -> u16 {
+    let mut x = u64::from(v);
+    // SAFETY: a register-only AND; no memory, no side effects.
+    unsafe { core::arch::asm!("{0} &= 0xffff", inout(reg) x) };
+    x as u16
+}
+
 /// Whether `n` bytes at `at` end at or before `limit`.
 #[inline(always)]
 pub fn fits(at: u32, n: u32, limit: u32) -> bool {
@@ -88,6 +101,25 @@ impl Data {
                 self.u8(at + 3),
             ])
         }
+    }
+
+    /// The unsigned big-endian integer of `len` bytes at `at` (1 to 8; the
+    /// first 8 of a longer field; 0 for `len` 0), without a branch per
+    /// length: one unaligned 64-bit load, a byte swap and a shift. Bytes past
+    /// the field (up to 7, inside the buffer's slack) are shifted out.
+    #[inline(always)]
+    pub fn be_uint(&self, at: u32, len: u32) -> u64 {
+        if len == 0 {
+            return 0;
+        }
+        let src = self.0.as_ptr().wrapping_add((at & MASK) as usize);
+        let raw: u64;
+        // SAFETY: src + 8 <= MAX_DATAGRAM + WATCH_SNAP (masked offset plus
+        // slack); BPF loads need no alignment. Inline assembly: LLVM would
+        // split an unaligned load into eight.
+        unsafe { core::arch::asm!("{t} = *(u64 *)({s} + 0)", s = in(reg) src, t = out(reg) raw) };
+        let shift = if len >= 8 { 0 } else { (8 - len) * 8 };
+        u64::from_be(raw) >> shift
     }
 
     #[inline(always)]

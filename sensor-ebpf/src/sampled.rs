@@ -10,7 +10,10 @@ use edge_sensor_common::{
     MAX_IPV6_EXT_HEADERS, MAX_MPLS_LABELS, MAX_SAMPLED_HEADER, MAX_VLAN_TAGS,
 };
 
-use crate::read::{Addr, Data, fits};
+use crate::{
+    read::{Addr, Data, fits},
+    scratch,
+};
 
 use edge_sensor_common::proto::{
     ethertype::{IPV4 as ETH_P_IPV4, IPV6 as ETH_P_IPV6, MPLS_MC, MPLS_UC, QINQ, QINQ_OLD, VLAN},
@@ -66,6 +69,32 @@ impl View<'_> {
     }
 }
 
+/// Parses the sampled header of an sFlow raw header record (see [`parse`])
+/// into the sFlow walk's `raw` packet; `false` when it holds no IP
+/// destination.
+#[inline(always)]
+pub fn parse_into_raw(start: u32, len: u32, protocol: u32) -> bool {
+    edge_sensor_sampled(u64::from(start), u64::from(len), u64::from(protocol)) != 0
+}
+
+/// [`parse_into_raw`]'s work, as a global BPF function: every path through
+/// VLAN tags, MPLS labels and IPv6 extension headers is verified here once,
+/// instead of multiplying the paths of the sFlow walk that calls it.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn edge_sensor_sampled(start: u64, len: u64, protocol: u64) -> i64 {
+    let Some(s) = scratch::get() else {
+        return 0;
+    };
+    match parse(&s.data, start as u32, len as u32, protocol as u32) {
+        Some(pkt) => {
+            s.sflow.raw = pkt;
+            1
+        }
+        None => 0,
+    }
+}
+
 /// Parses the sampled header of sFlow `header_protocol` `protocol` that
 /// occupies `len` bytes at `start` of the datagram (only the first
 /// [`MAX_SAMPLED_HEADER`] are looked at); `None` when it holds no IP
@@ -79,7 +108,7 @@ pub fn parse(d: &Data, start: u32, len: u32, protocol: u32) -> Option<Packet> {
     };
     let v = View { d, start, len };
     let (ethertype, ip_off) = match protocol {
-        sflow_header::ETHERNET => link_layer(&v)?,
+        sflow_header::ETHERNET => link_layer_call(start, len)?,
         sflow_header::IPV4 => (ETH_P_IPV4, 0),
         sflow_header::IPV6 => (ETH_P_IPV6, 0),
         _ => return None,
@@ -88,6 +117,37 @@ pub fn parse(d: &Data, start: u32, len: u32, protocol: u32) -> Option<Packet> {
         ETH_P_IPV4 => ipv4(&v, ip_off),
         ETH_P_IPV6 => ipv6(&v, ip_off),
         _ => None,
+    }
+}
+
+/// [`link_layer`] through [`edge_sensor_link_layer`].
+#[inline(always)]
+fn link_layer_call(start: u32, len: u32) -> Option<(u16, u32)> {
+    let r = edge_sensor_link_layer(u64::from(start), u64::from(len));
+    if r < 0 {
+        return None;
+    }
+    Some(((r >> 32) as u16, r as u32))
+}
+
+/// The link layer of the sampled header of `len` bytes at `start`, as a
+/// global BPF function: its paths (VLAN tags x MPLS labels) would otherwise
+/// multiply those of the IP layers after it. `ethertype << 32 | offset`,
+/// or -1 when there is no IP layer.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn edge_sensor_link_layer(start: u64, len: u64) -> i64 {
+    let Some(s) = scratch::get() else {
+        return -1;
+    };
+    let v = View {
+        d: &s.data,
+        start: start as u32,
+        len: len as u32,
+    };
+    match link_layer(&v) {
+        Some((ethertype, off)) => (i64::from(ethertype) << 32) | i64::from(off),
+        None => -1,
     }
 }
 

@@ -1,7 +1,7 @@
 //! sFlow version 5 (sflow.org/sflow_version_5.txt) parsed in the kernel.
 //!
-//! The datagram is copied once into this CPU's scratch entry ([`Scratch`]),
-//! then walked there: datagram header -> samples -> flow records -> the
+//! The datagram is copied once into this CPU's scratch entry
+//! (`scratch.rs`), then walked there: datagram header -> samples -> flow records -> the
 //! sampled packet's header. Every length is checked against the structure
 //! that contains it; a length that lies stops the walk at that level and is
 //! counted, never trusted.
@@ -22,20 +22,18 @@
 
 use core::ffi::c_void;
 
-use aya_ebpf::{
-    helpers::{bpf_loop, bpf_xdp_load_bytes},
-    programs::XdpContext,
-};
+use aya_ebpf::helpers::bpf_loop;
 use edge_sensor_common::{
-    MAX_DATAGRAM, MAX_RECORDS, MAX_SAMPLES, MAX_SAMPLING_RATE, MAX_STRIPPED, ParseError, Plan,
-    PlanKey, RateKey, RateSource, SAMPLING_OVERRIDE, WatchKind,
+    ExporterKey, FORMAT_SFLOW5, MAX_RECORDS, MAX_SAMPLES, MAX_SAMPLING_RATE, MAX_STRIPPED,
+    ParseError, RateSource, SAMPLING_OVERRIDE, WatchKind,
 };
 
 use crate::{
-    count, maps,
+    count::{self, Source},
     read::{self, Addr, Data, fits},
-    sampled::{self, Packet},
-    watch,
+    sampled,
+    scratch::{self, LoopCtx, Scratch, SflowWalk, Walk},
+    sequence,
 };
 
 /// Datagram header fields (sFlow v5 §5.1 `sample_datagram_v5`).
@@ -50,149 +48,38 @@ pub struct Header {
     pub samples_off: u32,
 }
 
-/// This CPU's working memory for one datagram.
-#[repr(C)]
-pub struct Scratch {
-    pub walk: Walk,
-    pub data: Data,
-}
-
-/// The walk's state and results.
-#[repr(C)]
-pub struct Walk {
-    /// Cursor, and the datagram's length (offsets are into the datagram).
-    pub(crate) off: u32,
-    pub(crate) end: u32,
-    /// End of the flow sample whose records are walked; 0 between samples.
-    pub(crate) sample_end: u32,
-    /// Its sampling rate.
-    pub(crate) rate: u32,
-    /// Samples still to read (announced, capped at MAX_SAMPLES).
-    pub(crate) samples_left: u32,
-    /// Records of the current flow sample still to read (capped at MAX_RECORDS).
-    pub(crate) records_left: u32,
-    /// The current flow sample announced more than MAX_RECORDS records.
-    pub(crate) records_over: u8,
-    /// All announced samples were read.
-    pub(crate) done: u8,
-    /// Some error means the datagram was not fully accounted for.
-    pub fatal: u8,
-    /// The current sample's first raw header record and first
-    /// sampled_ipv4/ipv6 record gave a packet.
-    have_raw: u8,
-    have_ip: u8,
-    /// `Settings::watching` when the datagram arrived.
-    pub(crate) watching: u8,
-    /// The v9/IPFIX walk's format (a `WatchKind`).
-    pub(crate) flow_kind: u8,
-    /// Where `rate_used` came from (a `RateSource`).
-    pub(crate) rate_source: u8,
-    _pad: [u8; 3],
-    /// The sampling rate applied to the last sample or record counted.
-    pub(crate) rate_used: u32,
-    /// The configured rule for the datagram's source (`SamplingRule`).
-    pub(crate) rule_rate: u32,
-    pub(crate) rule_mode: u32,
-    pub(crate) raw_len: u32,
-    ip_len: u32,
-    /// Where the raw header record and the sampled_ipv4/ipv6 record lie
-    /// (from their `data_format`).
-    raw_off: u32,
-    raw_rec_len: u32,
-    ip_off: u32,
-    /// The destination `watch::sample` was called for.
-    pub(crate) watch_dst: Addr,
-    raw: Packet,
-    ip: Packet,
-    /// Results.
-    pub samples: u32,
-    pub records: u32,
-    pub max_drops: u32,
-    pub errors: [u32; ParseError::COUNT],
-    /// NetFlow v9 / IPFIX walk (`flow.rs`): the cursor within the current
-    /// set, its template's plan, and the keys of the plans and rates.
-    pub(crate) rec_off: u32,
-    pub(crate) clean: u32,
-    pub(crate) plan: Plan,
-    pub(crate) plan_key: PlanKey,
-    pub(crate) rate_key: RateKey,
-}
-
-impl Walk {
-    /// Clears the results of the previous datagram.
-    #[inline(always)]
-    pub(crate) fn reset_results(&mut self) {
-        self.fatal = 0;
-        self.samples = 0;
-        self.records = 0;
-        self.max_drops = 0;
-        for i in 0..ParseError::COUNT {
-            self.errors[i] = 0;
-        }
-    }
-
-    #[inline(always)]
-    pub fn error(&mut self, e: ParseError) {
-        let i = e as usize;
-        if i < ParseError::COUNT {
-            self.errors[i] += 1;
-        }
-        if e.is_fatal() {
-            self.fatal = 1;
-        }
-    }
-}
-
-/// What the `bpf_loop` callback gets: the scratch entry. Passing it (rather
-/// than looking it up again) also tells the compiler the callback writes
-/// through it, so nothing read after the loop is a stale copy.
-#[repr(C)]
-pub(crate) struct LoopCtx {
-    pub(crate) scratch: *mut Scratch,
-}
-
 /// Steps one walk may take: every sample header and record, and one more
 /// to see that no sample is left.
 pub(crate) const MAX_STEPS: u32 = MAX_SAMPLES * (MAX_RECORDS + 1) + 1;
 
-/// Copies the datagram of `len` bytes at frame offset `off` into this CPU's
-/// scratch entry. `Err` with the reason when it cannot be parsed at all.
-#[inline(always)]
-pub fn copy(
-    ctx: &XdpContext,
-    off: u32,
-    len: u32,
-    src: Addr,
-) -> Result<&'static mut Scratch, ParseError> {
-    if len == 0 {
-        return Err(ParseError::TruncatedHeader);
-    }
-    if len > MAX_DATAGRAM as u32 {
-        return Err(ParseError::DatagramTooLarge);
-    }
-    let scratch = maps::scratch().ok_or(ParseError::TruncatedHeader)?;
-    // SAFETY: this CPU's entry; nothing else runs on this CPU meanwhile.
-    let scratch = unsafe { &mut *scratch };
-    // SAFETY: `data` holds MAX_DATAGRAM bytes and 0 < len <= that.
-    let rc = unsafe {
-        bpf_xdp_load_bytes(
-            ctx.ctx,
-            off,
-            scratch.data.0.as_mut_ptr().cast(),
-            read::datagram_len(len),
-        )
+/// Parses and counts the sFlow datagram in this CPU's scratch entry; 1 when
+/// all of it was accounted for. A global function: verified once, on its
+/// own (see `main.rs`).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn edge_sensor_sflow() -> i64 {
+    let Some(s) = scratch::get() else {
+        return 0;
     };
-    if rc != 0 {
-        return Err(ParseError::TruncatedHeader);
-    }
-    scratch.walk.end = len;
-    scratch.walk.watching = maps::settings().watching;
-    let rule = maps::sampling_rule(src);
-    scratch.walk.rule_rate = rule.rate;
-    scratch.walk.rule_mode = rule.mode;
-    scratch.walk.rate_used = 0;
-    scratch.walk.rate_source = RateSource::Unknown as u8;
-    Ok(scratch)
+    let header = match header(&s.data, s.walk.end) {
+        Ok(h) => h,
+        Err(e) => {
+            count::unparsed(&s.dgram, Some(e));
+            return 0;
+        }
+    };
+    let key = ExporterKey {
+        addr: read::addr_bytes(header.agent),
+        sub_agent: header.sub_agent,
+        port: s.dgram.dst_port,
+        kind: s.dgram.kind,
+        _pad: 0,
+    };
+    let (gaps, resets) = sequence::check(&key, header.sequence, header.uptime_ms, 1);
+    walk(s, &header);
+    sequence::agent_drops(&key, s.walk.max_drops);
+    count::exporter(&key, &s.dgram, &s.walk, gaps, resets, FORMAT_SFLOW5);
+    i64::from(s.walk.fatal == 0)
 }
 
 /// Reads the datagram header (the datagram is `end` bytes).
@@ -225,20 +112,19 @@ pub fn header(d: &Data, end: u32) -> Result<Header, ParseError> {
 
 /// Walks the samples of the datagram in `s` whose header is `h`.
 #[inline(always)]
-pub fn walk(s: &mut Scratch, h: &Header) {
-    let w = &mut s.walk;
-    w.off = h.samples_off;
-    w.sample_end = 0;
-    w.rate = 0;
-    w.samples_left = if h.num_samples > MAX_SAMPLES {
+fn walk(s: &mut Scratch, h: &Header) {
+    s.walk.off = h.samples_off;
+    s.walk.reset_results();
+    let f = &mut s.sflow;
+    f.sample_end = 0;
+    f.rate = 0;
+    f.samples_left = if h.num_samples > MAX_SAMPLES {
         MAX_SAMPLES
     } else {
         h.num_samples
     };
-    w.records_left = 0;
-    w.records_over = 0;
-    w.done = 0;
-    w.reset_results();
+    f.records_left = 0;
+    f.records_over = 0;
     let mut loop_ctx = LoopCtx {
         scratch: s as *mut Scratch,
     };
@@ -265,23 +151,28 @@ pub fn walk(s: &mut Scratch, h: &Header) {
 extern "C" fn step(_index: u64, ctx: *mut c_void) -> i64 {
     // SAFETY: bpf_loop passes back the `LoopCtx` given in `walk`, whose
     // pointer is this CPU's scratch entry.
-    let Scratch { walk: w, data: d } = unsafe { &mut *(*ctx.cast::<LoopCtx>()).scratch };
-    if w.sample_end == 0 {
-        sample_header(w, d)
+    let Scratch {
+        walk: w,
+        sflow: f,
+        data: d,
+        ..
+    } = unsafe { &mut *(*ctx.cast::<LoopCtx>()).scratch };
+    if f.sample_end == 0 {
+        sample_header(w, f, d)
     } else {
-        record(w, d);
+        record(w, f, d);
         0
     }
 }
 
 /// Reads the next sample's header; enters a flow sample, skips any other.
 #[inline(always)]
-fn sample_header(w: &mut Walk, d: &Data) -> i64 {
-    if w.samples_left == 0 {
+fn sample_header(w: &mut Walk, f: &mut SflowWalk, d: &Data) -> i64 {
+    if f.samples_left == 0 {
         w.done = 1;
         return 1;
     }
-    w.samples_left -= 1;
+    f.samples_left -= 1;
     let off = w.off;
     if !fits(off, 8, w.end) {
         w.error(ParseError::MissingSamples);
@@ -323,81 +214,75 @@ fn sample_header(w: &mut Walk, d: &Data) -> i64 {
         w.error(ParseError::SamplingRateTooHigh);
         return 0;
     }
-    w.have_raw = 0;
-    w.have_ip = 0;
+    f.have_raw = 0;
+    f.have_ip = 0;
     if w.rule_mode == SAMPLING_OVERRIDE {
-        w.rate = w.rule_rate;
+        f.rate = w.rule_rate;
         w.rate_source = RateSource::ConfigOverride as u8;
     } else {
-        w.rate = rate;
+        f.rate = rate;
         w.rate_source = RateSource::Sample as u8;
     }
-    w.rate_used = w.rate;
-    w.records_left = if num_records > MAX_RECORDS {
+    w.rate_used = f.rate;
+    f.records_left = if num_records > MAX_RECORDS {
         MAX_RECORDS
     } else {
         num_records
     };
-    w.records_over = u8::from(num_records > MAX_RECORDS);
+    f.records_over = u8::from(num_records > MAX_RECORDS);
     w.off = body + fixed;
-    w.sample_end = next;
-    if w.records_left == 0 {
-        sample_done(w);
+    f.sample_end = next;
+    if f.records_left == 0 {
+        sample_done(w, f);
     }
     0
 }
 
 /// After a flow sample's last record: counts what it describes.
 #[inline(always)]
-fn sample_done(w: &mut Walk) {
-    w.off = w.sample_end;
-    w.sample_end = 0;
-    if w.records_over != 0 {
+fn sample_done(w: &mut Walk, f: &mut SflowWalk) {
+    w.off = f.sample_end;
+    f.sample_end = 0;
+    if f.records_over != 0 {
         w.error(ParseError::TooManyRecords);
     }
-    let rate = u64::from(w.rate);
-    if w.have_raw != 0 {
-        let bytes = u64::from(w.raw_len) * rate;
-        count::destination(&w.raw, rate, bytes);
-        let src = watch::Source {
-            kind: WatchKind::SflowRecord,
-            at: w.raw_off,
-            len: w.raw_rec_len,
-        };
-        watch::sample(w, w.raw.dst, src, rate, bytes);
-    } else if w.have_ip != 0 {
-        let bytes = u64::from(w.ip_len) * rate;
-        count::destination(&w.ip, rate, bytes);
-        // The record's own header says how long it is (40 or 64 bytes).
-        let src = watch::Source {
-            kind: WatchKind::SflowRecord,
-            at: w.ip_off,
-            len: 64,
-        };
-        watch::sample(w, w.ip.dst, src, rate, bytes);
+    let rate = u64::from(f.rate);
+    // The raw header wins; the sampled_ipv4/ipv6 record's own header says
+    // how long it is (40 or 64 bytes).
+    let (pkt, len, at, rec_len) = if f.have_raw != 0 {
+        (&f.raw, f.raw_len, f.raw_off, f.raw_rec_len)
+    } else if f.have_ip != 0 {
+        (&f.ip, f.ip_len, f.ip_off, 64)
     } else {
         w.error(ParseError::NoDestination);
-    }
+        return;
+    };
+    let src = Source {
+        kind: WatchKind::SflowRecord,
+        at,
+        len: rec_len,
+    };
+    count::sample(pkt, rate, u64::from(len) * rate, w.watching, src);
 }
 
 /// Reads one record of the current flow sample, and counts the sample after
 /// its last record. A record whose length lies ends the sample, uncounted.
 #[inline(always)]
-fn record(w: &mut Walk, d: &Data) {
-    w.records_left -= 1;
+fn record(w: &mut Walk, f: &mut SflowWalk, d: &Data) {
+    f.records_left -= 1;
     let off = w.off;
-    let end = w.sample_end;
-    if !record_ok(w, d, off, end) {
+    let end = f.sample_end;
+    if !record_ok(w, f, d, off, end) {
         w.error(ParseError::BadRecordLength);
         w.off = end;
-        w.sample_end = 0;
-    } else if w.records_left == 0 {
-        sample_done(w);
+        f.sample_end = 0;
+    } else if f.records_left == 0 {
+        sample_done(w, f);
     }
 }
 
 #[inline(always)]
-fn record_ok(w: &mut Walk, d: &Data, off: u32, end: u32) -> bool {
+fn record_ok(w: &mut Walk, f: &mut SflowWalk, d: &Data, off: u32, end: u32) -> bool {
     if !fits(off, 8, end) {
         return false;
     }
@@ -411,9 +296,9 @@ fn record_ok(w: &mut Walk, d: &Data, off: u32, end: u32) -> bool {
     let rec_end = body + len;
     w.off = rec_end;
     match format {
-        1 => raw_header(w, d, body, rec_end),
-        3 => sampled_ipv4(w, d, body, rec_end),
-        4 => sampled_ipv6(w, d, body, rec_end),
+        1 => raw_header(f, d, body, rec_end),
+        3 => sampled_ipv4(f, d, body, rec_end),
+        4 => sampled_ipv6(f, d, body, rec_end),
         _ => true,
     }
 }
@@ -422,7 +307,7 @@ fn record_ok(w: &mut Walk, d: &Data, off: u32, end: u32) -> bool {
 /// header_length, then the header bytes. `false` when the record is too
 /// short for what it announces.
 #[inline(always)]
-fn raw_header(w: &mut Walk, d: &Data, body: u32, end: u32) -> bool {
+fn raw_header(f: &mut SflowWalk, d: &Data, body: u32, end: u32) -> bool {
     if !fits(body, 16, end) {
         return false;
     }
@@ -430,42 +315,41 @@ fn raw_header(w: &mut Walk, d: &Data, body: u32, end: u32) -> bool {
     if header_len > end - (body + 16) {
         return false;
     }
-    if w.have_raw != 0 {
+    if f.have_raw != 0 {
         return true;
     }
     let frame_len = d.be32(body + 4);
     let stripped = d.be32(body + 8);
-    if let Some(pkt) = sampled::parse(d, body + 16, header_len, d.be32(body)) {
-        w.raw = pkt;
-        w.raw_len = if stripped <= MAX_STRIPPED && stripped < frame_len {
+    if sampled::parse_into_raw(body + 16, header_len, d.be32(body)) {
+        f.raw_len = if stripped <= MAX_STRIPPED && stripped < frame_len {
             frame_len - stripped
         } else {
             frame_len
         };
-        w.have_raw = 1;
+        f.have_raw = 1;
         // The whole record, from its format: userspace reads
         // header_protocol, frame_length and stripped from it again.
-        w.raw_off = body - 8;
-        w.raw_rec_len = end - (body - 8);
+        f.raw_off = body - 8;
+        f.raw_rec_len = end - (body - 8);
     }
     true
 }
 
 /// sampled_ipv4 (format 3): length, protocol, src, dst, ports, tcp_flags, tos.
 #[inline(always)]
-fn sampled_ipv4(w: &mut Walk, d: &Data, body: u32, end: u32) -> bool {
+fn sampled_ipv4(f: &mut SflowWalk, d: &Data, body: u32, end: u32) -> bool {
     if !fits(body, 32, end) {
         return false;
     }
-    if w.have_ip == 0 {
-        w.ip = sampled::from_ip_record(
+    if f.have_ip == 0 {
+        f.ip = sampled::from_ip_record(
             d.addr4_mapped(body + 12),
             d.be32(body + 4),
             d.be32(body + 24),
         );
-        w.ip_len = d.be32(body);
-        w.have_ip = 1;
-        w.ip_off = body - 8;
+        f.ip_len = d.be32(body);
+        f.have_ip = 1;
+        f.ip_off = body - 8;
     }
     true
 }
@@ -473,15 +357,15 @@ fn sampled_ipv4(w: &mut Walk, d: &Data, body: u32, end: u32) -> bool {
 /// sampled_ipv6 (format 4): length, protocol, src(16), dst(16), ports,
 /// tcp_flags, priority.
 #[inline(always)]
-fn sampled_ipv6(w: &mut Walk, d: &Data, body: u32, end: u32) -> bool {
+fn sampled_ipv6(f: &mut SflowWalk, d: &Data, body: u32, end: u32) -> bool {
     if !fits(body, 56, end) {
         return false;
     }
-    if w.have_ip == 0 {
-        w.ip = sampled::from_ip_record(d.addr16(body + 24), d.be32(body + 4), d.be32(body + 48));
-        w.ip_len = d.be32(body);
-        w.have_ip = 1;
-        w.ip_off = body - 8;
+    if f.have_ip == 0 {
+        f.ip = sampled::from_ip_record(d.addr16(body + 24), d.be32(body + 4), d.be32(body + 48));
+        f.ip_len = d.be32(body);
+        f.have_ip = 1;
+        f.ip_off = body - 8;
     }
     true
 }

@@ -14,6 +14,7 @@ pub mod replay;
 pub mod sflow;
 pub mod tshark;
 pub mod tshark_flow;
+pub mod verifier;
 
 use std::{
     path::{Path, PathBuf},

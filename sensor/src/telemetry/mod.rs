@@ -22,7 +22,10 @@ use edge_sensor_common::{
 };
 use ipnet::IpNet;
 
-use edge_sensor_common::proto::{ipproto, tcp_flags};
+use edge_sensor_common::{
+    proto::{ipproto, tcp_flags},
+    sequence,
+};
 use sampling::SamplingRules;
 use template::{FlowError, Session, TemplateCache};
 
@@ -383,7 +386,7 @@ impl UserDecoder {
     /// than 2^31, a reset when it goes backwards (or repeats). sFlow numbers
     /// datagrams (`advance` 1), NetFlow v5 flow records (`advance` = count).
     fn sequence(&mut self, key: ExporterKey, seq: u32, uptime_ms: u32, advance: u32) -> (u32, u32) {
-        let last = seq.wrapping_add(advance).wrapping_sub(1);
+        let last = sequence::last_used(seq, advance);
         let Some(state) = self.agents.get_mut(&key) else {
             self.agents.insert(
                 key,
@@ -396,18 +399,14 @@ impl UserDecoder {
             );
             return (0, 0);
         };
-        let delta = seq.wrapping_sub(state.last_sequence.wrapping_add(1));
+        let previous_last = state.last_sequence;
         state.last_sequence = last;
         state.uptime_ms = uptime_ms;
         if state.flags & AGENT_RESYNC != 0 {
             state.flags = 0;
             return (0, 0);
         }
-        match delta {
-            0 => (0, 0),
-            d if d < 0x8000_0000 => (d, 0),
-            _ => (0, 1),
-        }
+        sequence::gap(previous_last, seq)
     }
 }
 

@@ -1,7 +1,7 @@
 //! The sampled packet header, as the XDP program reads it
 //! (`sensor-ebpf/src/sampled.rs`), and how one sample is counted.
 
-use edge_sensor_common::{Class, DstStats, MAX_IPV6_EXT_HEADERS, MAX_MPLS_LABELS, MAX_VLAN_TAGS};
+use edge_sensor_common::{DstStats, MAX_IPV6_EXT_HEADERS, MAX_MPLS_LABELS, MAX_VLAN_TAGS};
 
 use edge_sensor_common::proto::{
     ethertype::{IPV4 as ETH_P_IPV4, IPV6 as ETH_P_IPV6, MPLS_MC, MPLS_UC, QINQ, QINQ_OLD, VLAN},
@@ -200,20 +200,8 @@ pub fn from_ip_record(dst: [u8; 16], proto: u32, flags: u32) -> Packet {
 }
 
 /// Adds `packets` and `bytes` (already scaled by the sampling rate) of
-/// packets like `pkt` (the kernel's `count::destination`).
+/// packets like `pkt` (the kernel's `count::sample`, through the same
+/// `DstStats::add_sample`).
 pub fn count(stats: &mut DstStats, pkt: &Packet, packets: u64, bytes: u64) {
-    let class = Class::of_protocol(pkt.proto);
-    let mut add = |c: Class| {
-        let i = c as usize;
-        stats.packets[i] = stats.packets[i].wrapping_add(packets);
-        stats.bytes[i] = stats.bytes[i].wrapping_add(bytes);
-    };
-    add(Class::All);
-    add(class);
-    if pkt.syn {
-        add(Class::TcpSyn);
-    }
-    if pkt.fragment {
-        add(Class::Fragment);
-    }
+    stats.add_sample(pkt.proto, pkt.syn, pkt.fragment, packets, bytes);
 }

@@ -590,8 +590,8 @@ impl TemplateCache {
         };
         Some(Flow {
             dst,
-            packets: packets.saturating_mul(u64::from(rate)),
-            octets: octets.saturating_mul(u64::from(rate)),
+            packets: edge_sensor_common::count::scale(packets, rate),
+            octets: edge_sensor_common::count::scale(octets, rate),
             protocol: field_or_section(ie::PROTOCOL_IDENTIFIER, |p| u64::from(p.proto)) as u8,
             tcp_flags: field_or_section(ie::TCP_CONTROL_BITS, |p| u64::from(p.tcp_flags)) as u16,
             fragment,

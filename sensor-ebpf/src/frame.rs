@@ -22,6 +22,8 @@ const IPV6_HLEN: usize = 40;
 const UDP_HLEN: usize = 8;
 
 /// A UDP datagram to one of our telemetry ports.
+#[repr(C)]
+#[derive(Clone, Copy)]
 pub struct Datagram {
     /// Source address (IPv4 mapped into IPv6).
     pub src: read::Addr,
@@ -29,12 +31,13 @@ pub struct Datagram {
     pub src_port: u16,
     /// Destination port, host byte order.
     pub dst_port: u16,
-    /// What the port carries: a `TelemetryKind` as `u8`.
-    pub kind: u8,
-    /// Offset of the UDP payload from the start of the frame.
-    pub payload_off: usize,
     /// UDP payload length (from the UDP header, checked against the frame).
     pub payload_len: u16,
+    /// What the port carries: a `TelemetryKind` as `u8`.
+    pub kind: u8,
+    pub _pad: u8,
+    /// Offset of the UDP payload from the start of the frame.
+    pub payload_off: u32,
 }
 
 /// A pointer to a `T` at `off` bytes into the frame, if the frame holds it all.
@@ -104,7 +107,7 @@ pub fn telemetry_datagram(ctx: &XdpContext) -> Option<Datagram> {
     let udp = unsafe { &*udp };
     let dst_port = u16::from_be_bytes([udp[2], udp[3]]);
     let kind = maps::telemetry_kind(dst_port)?;
-    let udp_len = u16::from_be_bytes([udp[4], udp[5]]);
+    let udp_len = read::bounded16(u16::from_be_bytes([udp[4], udp[5]]));
     if usize::from(udp_len) < UDP_HLEN {
         return None;
     }
@@ -117,8 +120,9 @@ pub fn telemetry_datagram(ctx: &XdpContext) -> Option<Datagram> {
         src,
         src_port: u16::from_be_bytes([udp[0], udp[1]]),
         dst_port,
-        kind,
-        payload_off,
         payload_len: udp_len - UDP_HLEN as u16,
+        kind,
+        _pad: 0,
+        payload_off: payload_off as u32,
     })
 }

@@ -1,0 +1,184 @@
+//! This CPU's working memory for one datagram: the datagram's bytes, the
+//! facts of the frame that carried it, and the walk's state, grouped by
+//! format.
+//!
+//! Everything a stage needs lives here, in map memory, not on the stack:
+//! the verifier does not track map contents, so every stage (a `bpf_loop`
+//! callback or a global function, see `main.rs`) starts from the same state
+//! whatever the datagram, and is verified once instead of once per path
+//! that reaches it.
+
+use aya_ebpf::{helpers::bpf_xdp_load_bytes, programs::XdpContext};
+use edge_sensor_common::{MAX_DATAGRAM, ParseError, Plan, PlanKey, RateKey, RateSource};
+
+use crate::{
+    frame::Datagram,
+    maps,
+    read::{self, Data},
+    sampled::Packet,
+};
+
+#[repr(C)]
+pub struct Scratch {
+    /// The frame's facts (source, ports, lengths).
+    pub dgram: Datagram,
+    pub walk: Walk,
+    pub sflow: SflowWalk,
+    pub template: TemplateWalk,
+    pub netflow5: Netflow5Walk,
+    pub data: Data,
+}
+
+/// State and results every format shares.
+#[repr(C)]
+pub struct Walk {
+    /// Cursor, and the end of what is walked (offsets into the datagram).
+    pub off: u32,
+    pub end: u32,
+    /// The walk reached its end (every sample or set was read).
+    pub done: u8,
+    /// Some error means the datagram was not fully accounted for.
+    pub fatal: u8,
+    /// `Settings::watching` when the datagram arrived.
+    pub watching: u8,
+    /// Where `rate_used` came from (a `RateSource`).
+    pub rate_source: u8,
+    /// The sampling rate applied to the last sample or record counted.
+    pub rate_used: u32,
+    /// The configured rule for the datagram's source (`SamplingRule`).
+    pub rule_rate: u32,
+    pub rule_mode: u32,
+    /// Results.
+    pub samples: u32,
+    pub records: u32,
+    pub max_drops: u32,
+    pub errors: [u32; ParseError::COUNT],
+}
+
+impl Walk {
+    /// Clears the results of the previous datagram.
+    #[inline(always)]
+    pub fn reset_results(&mut self) {
+        self.fatal = 0;
+        self.done = 0;
+        self.samples = 0;
+        self.records = 0;
+        self.max_drops = 0;
+        for i in 0..ParseError::COUNT {
+            self.errors[i] = 0;
+        }
+    }
+
+    #[inline(always)]
+    pub fn error(&mut self, e: ParseError) {
+        let i = e as usize;
+        if i < ParseError::COUNT {
+            self.errors[i] += 1;
+        }
+        if e.is_fatal() {
+            self.fatal = 1;
+        }
+    }
+}
+
+/// sFlow (`sflow.rs`): the flow sample being walked and what its records gave.
+#[repr(C)]
+pub struct SflowWalk {
+    /// End of the flow sample whose records are walked; 0 between samples.
+    pub sample_end: u32,
+    /// Its sampling rate.
+    pub rate: u32,
+    /// Samples still to read (announced, capped at MAX_SAMPLES).
+    pub samples_left: u32,
+    /// Records of the current flow sample still to read (capped at MAX_RECORDS).
+    pub records_left: u32,
+    /// The current flow sample announced more than MAX_RECORDS records.
+    pub records_over: u8,
+    /// The current sample's first raw header record and first
+    /// sampled_ipv4/ipv6 record gave a packet.
+    pub have_raw: u8,
+    pub have_ip: u8,
+    pub _pad: u8,
+    pub raw_len: u32,
+    pub ip_len: u32,
+    /// Where the raw header record and the sampled_ipv4/ipv6 record lie
+    /// (from their `data_format`).
+    pub raw_off: u32,
+    pub raw_rec_len: u32,
+    pub ip_off: u32,
+    pub raw: Packet,
+    pub ip: Packet,
+}
+
+/// NetFlow v9 / IPFIX (`template.rs`): the set being walked, its
+/// template's plan, and the keys of the plans and rates.
+#[repr(C)]
+pub struct TemplateWalk {
+    /// Records of the current set still to count, and where the next lies.
+    pub records_left: u32,
+    pub rec_off: u32,
+    /// The datagram's format (a `WatchKind`: NetFlow9 or Ipfix).
+    pub kind: u8,
+    pub _pad: [u8; 7],
+    pub plan: Plan,
+    pub plan_key: PlanKey,
+    pub rate_key: RateKey,
+}
+
+/// NetFlow v5 (`netflow5.rs`): records left and the header's rate.
+#[repr(C)]
+pub struct Netflow5Walk {
+    pub records_left: u32,
+    pub rate: u32,
+}
+
+/// This CPU's scratch entry.
+#[inline(always)]
+pub fn get() -> Option<&'static mut Scratch> {
+    // SAFETY: this CPU's entry; nothing else runs on this CPU meanwhile.
+    maps::scratch().map(|p| unsafe { &mut *p })
+}
+
+/// What a `bpf_loop` callback gets: the scratch entry. Passing it (rather
+/// than looking it up again) also tells the compiler the callback writes
+/// through it, so nothing read after the loop is a stale copy.
+#[repr(C)]
+pub struct LoopCtx {
+    pub scratch: *mut Scratch,
+}
+
+/// Copies the datagram `dgram` into this CPU's scratch entry and readies the
+/// walk. `Err` with the reason when it cannot be parsed at all.
+#[inline(always)]
+pub fn copy(ctx: &XdpContext, dgram: &Datagram) -> Result<&'static mut Scratch, ParseError> {
+    let len = u32::from(dgram.payload_len);
+    if len == 0 {
+        return Err(ParseError::TruncatedHeader);
+    }
+    if len > MAX_DATAGRAM as u32 {
+        return Err(ParseError::DatagramTooLarge);
+    }
+    let scratch = get().ok_or(ParseError::TruncatedHeader)?;
+    // SAFETY: `data` holds MAX_DATAGRAM bytes and 0 < len <= that.
+    let rc = unsafe {
+        bpf_xdp_load_bytes(
+            ctx.ctx,
+            dgram.payload_off,
+            scratch.data.0.as_mut_ptr().cast(),
+            read::datagram_len(len),
+        )
+    };
+    if rc != 0 {
+        return Err(ParseError::TruncatedHeader);
+    }
+    scratch.dgram = *dgram;
+    let w = &mut scratch.walk;
+    w.end = len;
+    w.watching = maps::settings().watching;
+    let rule = maps::sampling_rule(dgram.src);
+    w.rule_rate = rule.rate;
+    w.rule_mode = rule.mode;
+    w.rate_used = 0;
+    w.rate_source = RateSource::Unknown as u8;
+    Ok(scratch)
+}

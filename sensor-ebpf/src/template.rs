@@ -1,0 +1,385 @@
+//! NetFlow v9 (RFC 3954) and IPFIX (RFC 7011) data sets, decoded in the
+//! kernel with plans userspace compiled from the templates (`FLOW_PLANS`).
+//!
+//! The kernel takes a datagram only when it is clean: a well-formed header,
+//! every set a data set whose template has a plan, at most
+//! [`MAX_FLOW_SETS`] sets and [`MAX_FLOW_RECORDS`] records. Anything else —
+//! templates, options data, unknown templates, odd lengths — goes to
+//! userspace whole (XDP_PASS), where the reference decoder counts it and
+//! compiles new plans. So a datagram is counted by exactly one side, and
+//! nothing is lost while templates are learnt.
+//!
+//! Two flat `bpf_loop` walks over the scratch copy: the first checks the
+//! sets, the second counts their records, each record in a global function
+//! (`edge_sensor_template_record`) verified once on its own. Every field
+//! is read with one load and a shift, whatever its length: no branch per
+//! length for the verifier to multiply, nor for the CPU to predict.
+
+use core::ffi::c_void;
+
+use aya_ebpf::helpers::bpf_loop;
+use edge_sensor_common::{
+    DOMAIN_RATE, ExporterKey, FORMAT_IPFIX, FORMAT_NETFLOW9, FieldLoc, MAX_FLOW_RECORDS,
+    MAX_FLOW_SETS, PlanKey, RateKey, RateSource, SAMPLING_DEFAULT, SAMPLING_OVERRIDE, WatchKind,
+    count::scale, proto::tcp_flags,
+};
+
+use crate::{
+    count::{self, Source},
+    maps,
+    read::{self, Addr, Data, fits},
+    sampled::Packet,
+    scratch::{self, LoopCtx, Scratch, TemplateWalk, Walk},
+    sequence,
+};
+
+/// IPFIX fragmentFlags "More Fragments" (bit 2 from the top).
+const MORE_FRAGMENTS: u64 = 0x20;
+
+/// Counts the v9 (`version` 9) or IPFIX (10) datagram in this CPU's scratch
+/// entry when it is clean and every template has a plan; 1 when counted
+/// here, 0 when passed on for userspace. Sequence numbers are checked here
+/// for every datagram, taken or passed, since only the kernel sees them
+/// all. A global function (see `main.rs`).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn edge_sensor_template(version: u64) -> i64 {
+    let Some(s) = scratch::get() else {
+        return 0;
+    };
+    let v9 = version == 9;
+    let Some((domain, start, end)) = header(&s.data, v9, s.walk.end) else {
+        return 0;
+    };
+    let addr = read::addr_bytes(s.dgram.src);
+    keys(&mut s.template, addr, s.dgram.src_port, domain);
+    s.template.kind = if v9 {
+        WatchKind::NetFlow9 as u8
+    } else {
+        WatchKind::Ipfix as u8
+    };
+    let key = ExporterKey {
+        addr,
+        sub_agent: domain,
+        port: s.dgram.dst_port,
+        kind: s.dgram.kind,
+        _pad: 0,
+    };
+    let clean = check(s, start, end);
+    if clean {
+        walk(s, start);
+    }
+    // NetFlow v9 numbers datagrams (RFC 3954 §5.1); IPFIX numbers data
+    // records (RFC 7011 §3.1), which only a datagram decoded here has
+    // counted, so after one passed on the next sets a new baseline.
+    let d = &s.data;
+    let (gaps, resets) = if v9 {
+        sequence::check(&key, d.be32(12), d.be32(4), 1)
+    } else if clean {
+        sequence::check(&key, d.be32(8), 0, s.walk.records)
+    } else {
+        sequence::resync(&key, d.be32(8));
+        (0, 0)
+    };
+    if clean || gaps != 0 || resets != 0 {
+        if let Some(stats) = maps::exporter_stats(&key) {
+            // SAFETY: a per-CPU value.
+            let st = unsafe { &mut *stats };
+            if clean {
+                st.datagrams += 1;
+                st.bytes += u64::from(s.dgram.payload_len);
+                st.records += u64::from(s.walk.records);
+                st.format = if v9 { FORMAT_NETFLOW9 } else { FORMAT_IPFIX };
+                count::seen(st, &s.walk);
+            }
+            st.sequence_gaps += u64::from(gaps);
+            st.sequence_resets += u64::from(resets);
+        }
+    }
+    i64::from(clean)
+}
+
+/// Message header of a v9 or IPFIX datagram of `len` bytes: the
+/// observation domain / source id, and where the sets start and end.
+/// `None` when malformed (userspace says why).
+#[inline(always)]
+fn header(d: &Data, v9: bool, len: u32) -> Option<(u32, u32, u32)> {
+    if v9 {
+        if !fits(0, 20, len) {
+            return None;
+        }
+        Some((d.be32(16), 20, len))
+    } else {
+        if !fits(0, 16, len) {
+            return None;
+        }
+        let msg_len = u32::from(d.be16(2));
+        if msg_len < 16 || msg_len > len {
+            return None;
+        }
+        Some((d.be32(12), 16, msg_len))
+    }
+}
+
+/// Whether the kernel can take the whole datagram (see the module doc).
+#[inline(always)]
+fn check(s: &mut Scratch, start: u32, end: u32) -> bool {
+    let w = &mut s.walk;
+    w.off = start;
+    w.end = end;
+    w.records = 0;
+    w.done = 0;
+    w.fatal = 1;
+    let mut loop_ctx = LoopCtx {
+        scratch: s as *mut Scratch,
+    };
+    // SAFETY: the callback has bpf_loop's signature; loop_ctx outlives the call.
+    unsafe {
+        bpf_loop(
+            MAX_FLOW_SETS + 1,
+            check_set as *mut c_void,
+            (&mut loop_ctx as *mut LoopCtx).cast(),
+            0,
+        );
+    }
+    s.walk.done != 0 && s.walk.fatal == 0
+}
+
+/// One set of the check (`bpf_loop` callback).
+extern "C" fn check_set(_index: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: bpf_loop passes back the `LoopCtx` given in `check`.
+    let Scratch {
+        walk: w,
+        template: t,
+        data: d,
+        ..
+    } = unsafe { &mut *(*ctx.cast::<LoopCtx>()).scratch };
+    let off = w.off;
+    if !fits(off, 4, w.end) {
+        // No set header left: the walk is over and every set was fine.
+        w.done = 1;
+        w.fatal = 0;
+        return 1;
+    }
+    let id = d.be16(off);
+    let len = u32::from(d.be16(off + 2));
+    if len < 4 || len > w.end - off || id < 256 {
+        return 1;
+    }
+    t.plan_key.template = id;
+    let Some(plan) = maps::flow_plan(&t.plan_key) else {
+        return 1;
+    };
+    let record_len = u32::from(plan.record_len);
+    if record_len == 0 {
+        return 1;
+    }
+    w.records += (len - 4) / record_len;
+    if w.records > MAX_FLOW_RECORDS {
+        return 1;
+    }
+    w.off = off + len;
+    0
+}
+
+/// Counts every record of a datagram [`check`] found clean.
+#[inline(always)]
+fn walk(s: &mut Scratch, start: u32) {
+    s.walk.off = start;
+    s.walk.records = 0;
+    s.template.records_left = 0;
+    let mut loop_ctx = LoopCtx {
+        scratch: s as *mut Scratch,
+    };
+    // SAFETY: as in `check`.
+    unsafe {
+        bpf_loop(
+            MAX_FLOW_SETS + MAX_FLOW_RECORDS + 1,
+            count_step as *mut c_void,
+            (&mut loop_ctx as *mut LoopCtx).cast(),
+            0,
+        );
+    }
+}
+
+/// One step (`bpf_loop` callback): enter the next set, or count one record.
+extern "C" fn count_step(_index: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: bpf_loop passes back the `LoopCtx` given in `walk`.
+    let Scratch {
+        walk: w,
+        template: t,
+        data: d,
+        ..
+    } = unsafe { &mut *(*ctx.cast::<LoopCtx>()).scratch };
+    if t.records_left == 0 {
+        let off = w.off;
+        if !fits(off, 4, w.end) {
+            return 1;
+        }
+        let len = u32::from(d.be16(off + 2));
+        t.plan_key.template = d.be16(off);
+        let Some(plan) = maps::flow_plan(&t.plan_key) else {
+            return 1;
+        };
+        t.plan = plan;
+        let record_len = u32::from(plan.record_len);
+        if record_len == 0 || len < 4 {
+            return 1;
+        }
+        t.records_left = (len - 4) / record_len;
+        t.rec_off = off + 4;
+        w.off = off + len;
+        return 0;
+    }
+    t.records_left -= 1;
+    let r = t.rec_off;
+    t.rec_off = r + u32::from(t.plan.record_len);
+    w.records += 1;
+    edge_sensor_template_record(u64::from(r));
+    0
+}
+
+/// A field of the record at `r`, by its plan location.
+#[inline(always)]
+fn field(d: &Data, r: u32, loc: FieldLoc) -> u64 {
+    d.be_uint(r + u32::from(loc.off), u32::from(loc.len))
+}
+
+/// A rate from a record field: valid from 1 to u32::MAX.
+#[inline(always)]
+fn field_rate(d: &Data, r: u32, loc: FieldLoc) -> Option<u32> {
+    let v = field(d, r, loc);
+    if v >= 1 && v <= u64::from(u32::MAX) {
+        Some(v as u32)
+    } else {
+        None
+    }
+}
+
+/// Counts the record at `r` with the current plan. A global function: the
+/// verifier checks a record once, whatever the walk around it.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn edge_sensor_template_record(r: u64) -> i64 {
+    let Some(s) = scratch::get() else {
+        return 0;
+    };
+    let Scratch {
+        walk: w,
+        template: t,
+        data: d,
+        ..
+    } = s;
+    let r = r as u32;
+    let p = t.plan;
+    // Dual-stack templates carry both addresses; IPv4 wins unless it is
+    // 0.0.0.0 and IPv6 is set (as the userspace decoder decides).
+    let v6 = if p.dst_v6.len == 16 {
+        Some(d.addr16(r + u32::from(p.dst_v6.off)))
+    } else {
+        None
+    };
+    let dst: Addr = if p.dst_v4.len == 4 {
+        let at = r + u32::from(p.dst_v4.off);
+        match v6 {
+            Some(a) if d.be_uint(at, 4) == 0 && (a[0] | a[1]) != 0 => a,
+            _ => d.addr4_mapped(at),
+        }
+    } else {
+        match v6 {
+            Some(a) => a,
+            None => return 0,
+        }
+    };
+    let packets = field(d, r, p.packets);
+    let octets = field(d, r, p.octets);
+    let proto = field(d, r, p.protocol) as u8;
+    let flags = field(d, r, p.tcp_flags) as u8;
+    let fragment =
+        field(d, r, p.fragment_offset) != 0 || field(d, r, p.fragment_flags) & MORE_FRAGMENTS != 0;
+    // A configured override; else the record's own rate, then its
+    // sampler's, then the domain's; else a configured default, else 1.
+    let rate = if w.rule_mode == SAMPLING_OVERRIDE {
+        w.rate_source = RateSource::ConfigOverride as u8;
+        w.rule_rate
+    } else if let Some(v) = field_rate(d, r, p.sampling_interval) {
+        w.rate_source = RateSource::Record as u8;
+        v
+    } else if let Some(v) = field_rate(d, r, p.sampler_random_interval) {
+        w.rate_source = RateSource::Record as u8;
+        v
+    } else {
+        learnt_rate(w, t, d, r)
+    };
+    w.rate_used = rate;
+    let pkt = Packet {
+        dst,
+        proto,
+        syn: proto == edge_sensor_common::proto::ipproto::TCP && tcp_flags::is_syn(flags),
+        fragment,
+    };
+    let kind = if t.kind == WatchKind::NetFlow9 as u8 {
+        WatchKind::NetFlow9
+    } else {
+        WatchKind::Ipfix
+    };
+    let src = Source {
+        kind,
+        at: r,
+        len: u32::from(p.record_len),
+    };
+    count::sample(
+        &pkt,
+        scale(packets, rate),
+        scale(octets, rate),
+        w.watching,
+        src,
+    );
+    0
+}
+
+/// The rate options data gave the record's sampler, else its domain; else
+/// the configured default, else 1 (unsampled).
+#[inline(always)]
+fn learnt_rate(w: &mut Walk, t: &mut TemplateWalk, d: &Data, r: u32) -> u32 {
+    if t.plan.sampler.len != 0 {
+        t.rate_key.sampler = field(d, r, t.plan.sampler);
+        if let Some(rate) = maps::flow_rate(&t.rate_key) {
+            w.rate_source = RateSource::Options as u8;
+            return rate;
+        }
+    }
+    t.rate_key.sampler = DOMAIN_RATE;
+    match maps::flow_rate(&t.rate_key) {
+        Some(rate) => {
+            w.rate_source = RateSource::Options as u8;
+            rate
+        }
+        None if w.rule_mode == SAMPLING_DEFAULT => {
+            w.rate_source = RateSource::ConfigDefault as u8;
+            w.rule_rate
+        }
+        None => {
+            w.rate_source = RateSource::Unsampled as u8;
+            1
+        }
+    }
+}
+
+/// The keys of plans and rates for a datagram from `addr`:`src_port`.
+#[inline(always)]
+fn keys(t: &mut TemplateWalk, addr: [u8; 16], src_port: u16, domain: u32) {
+    t.plan_key = PlanKey {
+        addr,
+        domain,
+        template: 0,
+        src_port,
+    };
+    t.rate_key = RateKey {
+        addr,
+        domain,
+        src_port,
+        _pad: 0,
+        sampler: DOMAIN_RATE,
+    };
+}
