@@ -119,7 +119,9 @@ impl DstStats {
 pub struct ExporterKey {
     /// Agent (or source) address, network byte order, IPv4 mapped into IPv6.
     pub addr: [u8; 16],
-    /// sFlow sub-agent id (0 for the other protocols, for now).
+    /// Part of the map ABI: the sFlow sub-agent id, the NetFlow v5
+    /// engine (`engine_type << 8 | engine_id`), the v9 source id or the
+    /// IPFIX observation domain; 0 for a datagram that could not be parsed.
     pub sub_agent: u32,
     /// Destination UDP port the datagram was sent to (host byte order).
     pub port: u16,
@@ -454,7 +456,7 @@ impl WatchKind {
 /// One sampled packet (or flow record) of a watched destination, as the
 /// kernel counted it: the raw bytes it was counted from plus what userspace
 /// needs to decode them again. The kernel does not parse more than it counts;
-/// the daemon's reference decoder reads ports, flags and lengths from `snap`.
+/// the daemon's userspace decoder reads ports, flags and lengths from `snap`.
 #[repr(C, align(8))]
 #[derive(Clone, Copy, Debug)]
 #[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]

@@ -1,6 +1,6 @@
 //! What the telemetry parsers count, why they give up, and how far they walk.
 //!
-//! The kernel parser and the userspace reference decoder share these
+//! The kernel parser and the userspace decoder share these
 //! definitions, so both count the same thing for the same datagram.
 
 /// Traffic classes of a sampled packet. A packet is counted in `All`, in

@@ -5,7 +5,7 @@
 //! every set a data set whose template has a plan, at most
 //! [`MAX_FLOW_SETS`] sets and [`MAX_FLOW_RECORDS`] records. Anything else —
 //! templates, options data, unknown templates, odd lengths — goes to
-//! userspace whole (XDP_PASS), where the reference decoder counts it and
+//! userspace whole (XDP_PASS), where the userspace decoder counts it and
 //! compiles new plans. So a datagram is counted by exactly one side, and
 //! nothing is lost while templates are learnt.
 //!

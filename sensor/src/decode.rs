@@ -3,7 +3,7 @@
 //! * `xdp`: every frame runs through the real XDP program with
 //!   BPF_PROG_TEST_RUN, against its real (unpinned) maps, which are read at
 //!   the end.
-//! * `user`: every frame goes through the userspace reference decoder.
+//! * `user`: every frame goes through the userspace decoder.
 
 use std::path::Path;
 
@@ -25,7 +25,7 @@ use crate::{
 pub enum Engine {
     /// The XDP program, through BPF_PROG_TEST_RUN (needs root or CAP_BPF).
     Xdp,
-    /// The userspace reference decoder.
+    /// The userspace decoder.
     User,
 }
 
@@ -35,7 +35,7 @@ const DECODE_DESTINATIONS: u32 = 1 << 16;
 const MAX_TEST_RUN_FRAME: usize = 3500;
 
 /// The datagrams the kernel leaves to the daemon uncounted: NetFlow v9 and
-/// IPFIX ones it did not take (`sensor-ebpf/src/flow.rs`).
+/// IPFIX ones it did not take (`sensor-ebpf/src/template.rs`).
 pub fn passed_to_daemon(d: &frame::Datagram<'_>) -> bool {
     d.kind != TelemetryKind::Sflow
         && (2..=MAX_DATAGRAM).contains(&d.payload.len())

@@ -1,6 +1,6 @@
 //! `edge-sensor collect --user`: the userspace path, for comparison with the
 //! kernel's. UDP sockets read with `recvmmsg` in batches feed the userspace
-//! reference decoder (which counts exactly what the XDP program counts); on
+//! userspace decoder (which counts exactly what the XDP program counts); on
 //! SIGINT/SIGTERM (and on SIGUSR1, without stopping) the report is written:
 //! per destination totals, datagrams, the CPU time the process used.
 

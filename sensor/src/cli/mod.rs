@@ -218,7 +218,7 @@ pub struct TopArgs {
 #[derive(Debug, clap::Args)]
 pub struct DecodeArgs {
     /// Which decoder: the real XDP program (through BPF_PROG_TEST_RUN) or
-    /// the userspace reference decoder.
+    /// the userspace decoder.
     #[arg(long, value_enum, default_value_t = crate::decode::Engine::Xdp)]
     pub engine: crate::decode::Engine,
     /// Machine-readable output.

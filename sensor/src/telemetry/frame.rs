@@ -1,4 +1,4 @@
-//! Frame parsing as the XDP program does it (`sensor-ebpf/src/packet.rs`):
+//! Frame parsing as the XDP program does it (`sensor-ebpf/src/frame.rs`):
 //! Ethernet with up to two VLAN tags, IPv4 (no fragments) or IPv6 (UDP as
 //! the first next header), UDP to a telemetry port, the whole datagram
 //! present.

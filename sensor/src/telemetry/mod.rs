@@ -1,9 +1,27 @@
-//! The userspace reference decoder of the telemetry formats.
+//! The userspace decoder of the telemetry formats.
 //!
 //! It counts exactly what the XDP program counts, with the same bounds and
-//! the same error reasons (`common::parse`), in safe Rust. It serves as the
-//! `--engine user` path of `edge-sensor decode` and as the oracle the kernel
-//! parser is tested against, datagram by datagram.
+//! the same error reasons (`common::parse`), in safe Rust. It runs in
+//! production (the v9/IPFIX templates and options the kernel passes on,
+//! every datagram of a template without a kernel plan, the samples of
+//! watched destinations, and the whole stream when the kernel refuses the
+//! program), serves as the `--engine user` path of `edge-sensor decode`,
+//! and is the oracle the kernel parser is tested against, datagram by
+//! datagram.
+//!
+//! Kernel and userspace twins carry matching names; the arithmetic they
+//! must agree on lives once, in `common`:
+//!
+//! | what | kernel (`sensor-ebpf/src/`) | userspace (`telemetry/`) | shared (`common/src/`) |
+//! |---|---|---|---|
+//! | the frame: Ethernet, VLAN, IP, UDP | `frame.rs` | `frame.rs` | `proto.rs` |
+//! | sFlow v5 datagrams, samples, records | `sflow.rs` | `sflow.rs` | `parse.rs` (bounds, errors) |
+//! | a sampled packet header | `sampled.rs` | `sampled.rs` | `proto.rs` |
+//! | NetFlow v5 | `netflow5.rs` | `netflow5.rs` | `parse.rs` |
+//! | NetFlow v9 / IPFIX data records | `template.rs` (with plans) | `template.rs` (templates, plans) | `maps.rs` (`Plan`) |
+//! | a sample into per-destination counters | `count.rs` | `sampled.rs` (`count`) | `count.rs` |
+//! | exporter sequence numbers | `sequence.rs` | `mod.rs` (`sequence`) | `sequence.rs` |
+//! | the watched-sample stream | `watch.rs` | `watch.rs` | `maps.rs` (`WatchSample`) |
 
 pub mod frame;
 pub mod netflow5;

@@ -1,5 +1,6 @@
 //! NetFlow v9 (RFC 3954) and IPFIX (RFC 7011): template-described flow
-//! records, decoded in userspace.
+//! records, decoded in userspace; the kernel's twin (`sensor-ebpf/src/template.rs`)
+//! decodes data sets with the plans compiled here.
 //!
 //! Both formats announce the layout of their data records in (options)
 //! templates, scoped to (exporter, observation domain / source id, template
@@ -7,8 +8,8 @@
 //! learns sampling rates from options data, and turns data records into
 //! [`Flow`]s already scaled by their sampling rate.
 //!
-//! It is the reference the kernel's template plans will be tested against
-//! and the path for data sets the kernel has no plan for yet.
+//! It is the reference the kernel's template plans are tested against and
+//! the path for data sets the kernel has no plan for.
 
 use std::{
     collections::HashMap,
@@ -961,7 +962,7 @@ impl TemplateCache {
 
     /// Whether the kernel would take this whole message (every set a data
     /// set with a plan, sets and records within its bounds): the rule of
-    /// `sensor-ebpf/src/flow.rs`, applied to the templates known now.
+    /// `sensor-ebpf/src/template.rs`, applied to the templates known now.
     pub fn kernel_takes(&self, exporter: Session, msg: &[u8]) -> bool {
         self.kernel_records(exporter, msg).is_some()
     }

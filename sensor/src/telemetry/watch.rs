@@ -3,7 +3,7 @@
 //!
 //! The kernel ships the bytes it counted a sample from (an sFlow flow record,
 //! a v9/IPFIX data record, a NetFlow v5 record) with the packets and bytes it
-//! counted; here the reference decoders read what a Flow Spec match needs:
+//! counted; here the userspace decoders read what a Flow Spec match needs:
 //! source, protocol, ports, TCP flags, fragment bits, packet length.
 
 use std::net::IpAddr;

@@ -1,6 +1,6 @@
 //! `cargo xtask bench` (decode part): nanoseconds per datagram and per
 //! sample of the XDP program (BPF_PROG_TEST_RUN with `repeat`, timed by the
-//! kernel) against the userspace reference decoder, on the same datagrams,
+//! kernel) against the userspace decoder, on the same datagrams,
 //! in one run. Prints Markdown; writes JSON to the path given as argument.
 
 use std::{path::PathBuf, time::Instant};
@@ -114,7 +114,7 @@ fn main() {
 
     let mut rows = Vec::new();
     for set in &sets {
-        // Samples per pass, from the reference decoder.
+        // Samples per pass, from the userspace decoder.
         let mut probe = UserDecoder::new(&ports, &[], false);
         for f in &set.frames {
             probe.frame(f);
@@ -159,7 +159,7 @@ fn main() {
 
     println!("## Decode cost: XDP program vs userspace decoder\n");
     println!(
-        "XDP: BPF_PROG_TEST_RUN, {XDP_REPEAT} repeats per datagram (kernel-timed mean). Userspace: the reference decoder, {USER_PASSES} passes, same frames, same process. Neither includes receive costs (driver, socket).\n"
+        "XDP: BPF_PROG_TEST_RUN, {XDP_REPEAT} repeats per datagram (kernel-timed mean). Userspace: the userspace decoder, {USER_PASSES} passes, same frames, same process. Neither includes receive costs (driver, socket).\n"
     );
     println!(
         "| datagrams | count | samples/datagram | XDP ns/datagram | user ns/datagram | XDP ns/sample | user ns/sample | user / XDP |"
