@@ -55,7 +55,7 @@ pub extern "C" fn edge_sensor_watch(
     // it is submitted.
     unsafe {
         (*rec).dst = key.addr;
-        (*rec).exporter = plan_key.addr;
+        read::copy16(&raw mut (*rec).exporter, &plan_key.addr);
         (*rec).packets = packets;
         (*rec).bytes = bytes;
         (*rec).domain = plan_key.domain;
@@ -67,7 +67,11 @@ pub extern "C" fn edge_sensor_watch(
         (*rec).template = plan_key.template;
         (*rec).src_port = plan_key.src_port;
         (*rec).kind = ((meta >> meta::KIND_SHIFT) & 0xf) as u8;
-        (*rec)._pad = [0; 3];
+        // Volatile, byte by byte: LLVM calls `memset` for an unaligned
+        // 3-byte store (see `copy16`).
+        for i in 0..3 {
+            core::ptr::write_volatile(&raw mut (*rec)._pad[i], 0);
+        }
         s.data.snapshot(at, &raw mut (*rec).snap);
         (*stats).streamed += 1;
     }

@@ -53,6 +53,8 @@ pub struct Verdict {
     pub stopped_at: Option<String>,
     /// Processed instructions per function, most first (a trace was asked for).
     pub by_function: Vec<(String, u64)>,
+    /// Stack bytes per function, in program order (`stack depth` line).
+    pub stack_by_function: Vec<(String, u64)>,
     /// The errno of a refused load.
     pub errno: Option<i32>,
 }
@@ -67,6 +69,8 @@ pub struct LogSummary {
     pub peak_states: Option<u64>,
     pub reason: Option<String>,
     pub stopped_at: Option<String>,
+    /// `stack depth 104+56+0+...`: one figure per function, in program order.
+    pub stack_depths: Vec<u64>,
 }
 
 /// Reads the statistics line (`processed N insns (limit 1000000)
@@ -88,6 +92,16 @@ pub fn summarize(log: &str) -> LogSummary {
         out.insns = word_after("processed");
         out.states = word_after("total_states");
         out.peak_states = word_after("peak_states");
+    }
+    if let Some(depths) = lines
+        .iter()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("stack depth "))
+    {
+        out.stack_depths = depths
+            .split('+')
+            .filter_map(|d| d.trim().parse().ok())
+            .collect();
     }
     let before = &lines[..stats_at.unwrap_or(lines.len())];
     out.stopped_at = before
@@ -205,6 +219,17 @@ pub fn verify_object(object: &[u8], trace: bool) -> anyhow::Result<Vec<Verdict>>
         } else {
             Vec::new()
         };
+        let names = function_names(function, &names_by_type);
+        let depths = if summary.stack_depths.is_empty() {
+            &stats.stack_depths
+        } else {
+            &summary.stack_depths
+        };
+        let stack_by_function = names
+            .iter()
+            .map(|(_, n)| n.clone())
+            .zip(depths.iter().copied())
+            .collect();
         verdicts.push(Verdict {
             program: name.clone(),
             verified: result.is_ok(),
@@ -218,20 +243,20 @@ pub fn verify_object(object: &[u8], trace: bool) -> anyhow::Result<Vec<Verdict>>
                 .then(|| summary.stopped_at.clone())
                 .flatten(),
             by_function,
+            stack_by_function,
             errno: result.err(),
         });
     }
     Ok(verdicts)
 }
 
-/// Processed instructions per function: every instruction line of the
-/// trace, placed by its index among the functions' starts (`func_info`).
-fn attribute(
-    log: &str,
+/// The functions of a linked program by their first instruction, in
+/// program order (the verifier's subprogram order).
+fn function_names(
     function: &aya_obj::Function,
     names_by_type: &HashMap<u32, String>,
-) -> Vec<(String, u64)> {
-    let starts: BTreeMap<u64, String> = function
+) -> BTreeMap<u64, String> {
+    function
         .func_info
         .func_info
         .iter()
@@ -242,7 +267,17 @@ fn attribute(
                 .unwrap_or_else(|| format!("func@{}", fi.insn_off));
             (u64::from(fi.insn_off), demangle(&name))
         })
-        .collect();
+        .collect()
+}
+
+/// Processed instructions per function: every instruction line of the
+/// trace, placed by its index among the functions' starts (`func_info`).
+fn attribute(
+    log: &str,
+    function: &aya_obj::Function,
+    names_by_type: &HashMap<u32, String>,
+) -> Vec<(String, u64)> {
+    let starts = function_names(function, names_by_type);
     let mut counts: HashMap<String, u64> = HashMap::new();
     for line in log.lines() {
         if let Some(i) = instruction_index(line) {

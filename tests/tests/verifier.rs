@@ -96,6 +96,12 @@ fn every_program_verifies_under_its_instruction_budget() {
             if let Some(at) = &v.stopped_at {
                 println!("  stopped at: {at}");
             }
+            let stack: Vec<_> = v
+                .stack_by_function
+                .iter()
+                .map(|(f, d)| format!("{f}={d}"))
+                .collect();
+            println!("  stack bytes by function: {}", stack.join(" "));
             println!("  processed instructions by function (traced):");
             for (function, n) in v.by_function.iter().take(8) {
                 println!("    {n:>9}  {function}");
