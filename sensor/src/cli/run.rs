@@ -64,11 +64,11 @@ pub fn run(args: RunArgs) -> Result<()> {
     };
 
     let started = if forced {
-        tracing::warn!(
-            "xdp.mode = userspace: no XDP program; {}",
-            fastpath::FALLBACK_WARNING
-        );
-        Started::userspace(&opts, "xdp.mode = userspace".into())
+        tracing::warn!("xdp.mode = userspace: no XDP program; {}", fastpath::COST);
+        let maps = Sensor::open(&opts)
+            .map_err(|e| tracing::warn!("{}", error_chain(&e)))
+            .ok();
+        Started::userspace(maps, "xdp.mode = userspace".into())
     } else {
         match start_xdp(&config, &opts)? {
             Ok(started) => started,
@@ -81,17 +81,8 @@ pub fn run(args: RunArgs) -> Result<()> {
                     );
                 }
                 tracing::error!("{block}");
-                tracing::warn!("{}", fastpath::FALLBACK_WARNING);
-                let reason = why.short();
-                match maps {
-                    Some(sensor) => Started {
-                        sensor: Some(sensor),
-                        links: Vec::new(),
-                        fast: FastPath::Userspace { reason },
-                        flows: None,
-                    },
-                    None => Started::userspace(&opts, reason),
-                }
+                tracing::warn!("{}; {}", fastpath::COST, fastpath::HOW_TO_REFUSE);
+                Started::userspace(maps, why.short())
             }
         }
     };
@@ -132,20 +123,15 @@ struct Started {
 }
 
 impl Started {
-    /// The userspace collector, with the maps where they can be created
+    /// The userspace collector, with the maps where they could be created
     /// (for `top`, `exporters`, `maps` and the map metrics).
-    fn userspace(opts: &LoadOptions, reason: String) -> Self {
-        let sensor = match Sensor::open(opts) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                tracing::warn!(
-                    "no pinned maps ({}): `top`, `exporters` and `maps` will not see the \
-                     userspace collector's counts; `status`, `attacks` and the metrics will",
-                    error_chain(&e)
-                );
-                None
-            }
-        };
+    fn userspace(sensor: Option<Sensor>, reason: String) -> Self {
+        if sensor.is_none() {
+            tracing::warn!(
+                "no pinned maps: `top`, `exporters` and `maps` will not see the userspace \
+                 collector's counts; `status`, `attacks` and the metrics will"
+            );
+        }
         Self {
             sensor,
             links: Vec::new(),

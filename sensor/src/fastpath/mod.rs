@@ -144,12 +144,14 @@ pub fn kernel_release() -> String {
         .into_owned()
 }
 
-/// What the fallback costs and how to turn it off: the warning at start.
-pub const FALLBACK_WARNING: &str = "running on the userspace collector: the telemetry ports are \
-     read with recvmmsg sockets and every datagram is decoded in this process; detection, \
-     mitigation, the CLI and the metrics work as usual, at a CPU cost per datagram that XDP \
-     does not have (see `edge-sensor collect --user` for a measure). Set xdp.fallback = \"none\" \
-     to refuse to start instead";
+/// What the userspace collector costs: the warning at start.
+pub const COST: &str = "running on the userspace collector: the telemetry ports are read with \
+     recvmmsg sockets and every datagram is decoded in this process; detection, mitigation, the \
+     CLI and the metrics work as usual, at a CPU cost per datagram that XDP does not have (see \
+     `edge-sensor collect --user` for a measure)";
+
+/// How to turn the fallback off: after [`COST`] when it was not asked for.
+pub const HOW_TO_REFUSE: &str = "set xdp.fallback = \"none\" to refuse to start instead";
 
 #[cfg(test)]
 mod tests {
