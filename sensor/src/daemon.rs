@@ -773,6 +773,12 @@ impl<'s> Daemon<'s> {
         if new.bgp != self.config.bgp {
             tracing::warn!("SIGHUP: [bgp] changes take effect at the next restart");
         }
+        if new.xdp != self.config.xdp {
+            tracing::warn!(
+                "SIGHUP: [xdp] changes (interfaces, mode, fallback, ...) take effect at the next \
+                 restart"
+            );
+        }
         let keep_bgp = self.config.bgp.clone();
         self.config = new;
         self.config.bgp = keep_bgp;
