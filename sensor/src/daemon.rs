@@ -780,8 +780,10 @@ impl<'s> Daemon<'s> {
             );
         }
         let keep_bgp = self.config.bgp.clone();
+        let keep_xdp = self.config.xdp.clone();
         self.config = new;
         self.config.bgp = keep_bgp;
+        self.config.xdp = keep_xdp;
         tracing::info!("SIGHUP: configuration reloaded");
     }
 
