@@ -153,6 +153,9 @@ pub struct XdpConfig {
     pub pin_path: PathBuf,
     /// Destinations tracked at once (LRU: the least recently seen go first).
     pub destinations: u32,
+    /// What runs when the kernel refuses the program or an interface
+    /// cannot take it.
+    pub fallback: Fallback,
 }
 
 impl Default for XdpConfig {
@@ -162,6 +165,7 @@ impl Default for XdpConfig {
             mode: AttachMode::Auto,
             pin_path: PathBuf::from(DEFAULT_PIN_DIR),
             destinations: DEFAULT_MAX_DESTINATIONS,
+            fallback: Fallback::Userspace,
         }
     }
 }
@@ -178,6 +182,21 @@ pub enum AttachMode {
     Native,
     /// Generic (skb) mode: works on every interface, slower.
     Skb,
+    /// No XDP: the userspace collector (`recvmmsg` sockets) counts the
+    /// telemetry, as after a fallback; costs CPU per datagram.
+    Userspace,
+}
+
+/// `xdp.fallback`: when the XDP program cannot run (refused by the verifier,
+/// no XDP on an interface in the requested mode, no BPF at all).
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Fallback {
+    /// Keep protecting: run the userspace collector, with a warning.
+    #[default]
+    Userspace,
+    /// Refuse to start (exit non-zero).
+    None,
 }
 
 impl fmt::Display for AttachMode {
@@ -186,6 +205,7 @@ impl fmt::Display for AttachMode {
             Self::Auto => "auto",
             Self::Native => "native",
             Self::Skb => "skb",
+            Self::Userspace => "userspace",
         })
     }
 }
@@ -454,6 +474,20 @@ mod tests {
         );
         assert_eq!(c.xdp.pin_path, PathBuf::from("/sys/fs/bpf/edge-sensor/v2"));
         assert_eq!(c.xdp.mode, AttachMode::Auto);
+        assert_eq!(c.xdp.fallback, Fallback::Userspace);
+    }
+
+    #[test]
+    fn the_fast_path_settings_parse() {
+        let c = Config::from_toml("[xdp]\nmode = \"userspace\"\nfallback = \"none\"\n").unwrap();
+        assert_eq!(
+            (c.xdp.mode, c.xdp.fallback),
+            (AttachMode::Userspace, Fallback::None)
+        );
+        let e = Config::from_toml("[xdp]\nfallback = \"kernel\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("fallback") && e.contains("userspace"), "{e}");
     }
 
     #[test]
@@ -487,6 +521,7 @@ mod tests {
             ("[xdp]\ninterfaces = [\"\"]\n", "xdp.interfaces[0]"),
             ("[xdp]\npin_path = \"relative\"\n", "xdp.pin_path"),
             ("[xdp]\nmode = \"turbo\"\n", "mode"),
+            ("[xdp]\nfallback = \"skb\"\n", "fallback"),
             ("[xdp]\ndestinations = 10\n", "xdp.destinations"),
             (
                 "[exporters]\nallow = [\"198.18.0.1/24\"]\n",

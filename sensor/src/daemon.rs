@@ -1,7 +1,9 @@
-//! `edge-sensor run`'s loop, once the XDP program is attached.
+//! `edge-sensor run`'s loop, once the XDP program is attached (or the
+//! userspace collector stands in for it: [`FastPath`]).
 //!
 //! One task owns all state and takes, in turn: NetFlow v9 / IPFIX datagrams
-//! the kernel passed on (templates, data it has no plan for), the poll tick
+//! the kernel passed on (templates, data it has no plan for; with the
+//! userspace collector, every telemetry datagram), the poll tick
 //! (counters -> detector -> mitigations -> BGP), the publish tick (the
 //! daemon's own counts into the pinned maps), control socket requests,
 //! SIGHUP (reload) and SIGTERM/SIGINT (stop). The BGP sessions run in tasks
@@ -10,17 +12,18 @@
 
 use std::{
     collections::{BTreeMap, VecDeque},
-    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
     time::{Duration, Instant, SystemTime},
 };
 
 use anyhow::{Context, Result};
 use aya::maps::{MapData, RingBuf};
-use edge_sensor_common::{Class, DST_STATS, DstStats, GLOBAL_STATS, LAYOUT_VERSION, TelemetryKind};
+use edge_sensor_common::{
+    Class, DST_STATS, DstStats, GLOBAL_STATS, GlobalStats, LAYOUT_VERSION, WatchStats,
+};
 use serde_json::json;
 use tokio::{
-    net::UdpSocket,
     signal::unix::{SignalKind, signal},
     sync::mpsc,
 };
@@ -32,6 +35,7 @@ use crate::{
     counters::{self, Report},
     decode::passed_to_daemon,
     detect::{Attack, Detector, Event},
+    fastpath::{FastPath, sockets},
     metrics::{self, Metrics},
     mitigate::{Announcer, Mitigation, Mitigator, NoPeers, log::EventLog},
     state,
@@ -54,8 +58,12 @@ static NO_PEERS: NoPeers = NoPeers;
 
 /// Until SIGTERM/SIGINT; returns the signal's name. `reload` re-reads the
 /// configuration for SIGHUP (the file, with the command line's overrides).
+/// `sensor` is the object's maps (and program); the userspace collector may
+/// run without them (no BPF at all): then only the pinned-map readers of
+/// the CLI go without its counts.
 pub async fn serve(
-    sensor: &mut Sensor,
+    sensor: Option<&mut Sensor>,
+    fast: FastPath,
     config: Config,
     flows: FlowState,
     reload: impl Fn() -> Result<Config>,
@@ -63,7 +71,12 @@ pub async fn serve(
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
-    let mut datagrams = flow_sockets(&config).await;
+    let ports: Vec<_> = config.telemetry.ports().collect();
+    let mut datagrams = if fast.is_userspace() {
+        sockets::collector(&ports)?
+    } else {
+        sockets::passed_on(&ports).await
+    };
     let (control_tx, mut control_rx) = mpsc::channel::<Pending>(64);
     match control::bind(&config.daemon.control_socket) {
         Ok(listener) => {
@@ -74,7 +87,7 @@ pub async fn serve(
         Err(e) => tracing::error!("{e}: `edge-sensor ban/attacks/status` will not reach it"),
     }
     let metrics = start_metrics(&config).await;
-    let mut d = Daemon::new(sensor, config, flows, metrics)?;
+    let mut d = Daemon::new(sensor, fast, config, flows, metrics)?;
 
     let mut publish = tokio::time::interval(Duration::from_secs(1));
     let mut poll = tokio::time::interval(d.poll_interval());
@@ -91,7 +104,12 @@ pub async fn serve(
                 }
                 Err(e) => tracing::error!("SIGHUP: {e:#}: keeping the running configuration"),
             },
-            Some((payload, src, port)) = datagrams.recv() => d.datagram(&payload, src, port),
+            Some(batch) = datagrams.recv() => {
+                for (payload, src, port) in batch {
+                    d.datagram(&payload, src, port);
+                }
+                d.sync_plans();
+            }
             _ = publish.tick() => d.publish(),
             _ = poll.tick() => d.poll(),
             Some((request, reply)) = control_rx.recv() => {
@@ -101,45 +119,6 @@ pub async fn serve(
     };
     d.stop().await;
     Ok(signal)
-}
-
-/// The UDP sockets on the flow ports: what XDP passes on arrives there.
-async fn flow_sockets(config: &Config) -> mpsc::Receiver<(Vec<u8>, SocketAddr, u16)> {
-    let (tx, rx) = mpsc::channel(4096);
-    for (port, kind) in config.telemetry.ports() {
-        if kind == TelemetryKind::Sflow {
-            continue;
-        }
-        // Dual-stack where IPv6 exists; IPv4 alone where it is disabled.
-        let bound = match UdpSocket::bind((Ipv6Addr::UNSPECIFIED, port)).await {
-            Ok(socket) => Ok(socket),
-            Err(_) => UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port)).await,
-        };
-        match bound {
-            Ok(socket) => {
-                let tx = tx.clone();
-                tokio::spawn(async move {
-                    let mut buf = vec![0u8; 65536];
-                    while let Ok((n, src)) = socket.recv_from(&mut buf).await {
-                        if tx.send((buf[..n].to_vec(), src, port)).await.is_err() {
-                            break;
-                        }
-                    }
-                });
-                tracing::info!(
-                    port,
-                    "listening for {} datagrams the kernel passes on",
-                    kind.name()
-                );
-            }
-            Err(e) => tracing::warn!(
-                port,
-                "cannot bind UDP port {port} ({e}): NetFlow v9/IPFIX templates arriving there \
-                 cannot be learnt, so their data will not be counted"
-            ),
-        }
-    }
-    rx
 }
 
 async fn start_metrics(config: &Config) -> Option<Metrics> {
@@ -174,7 +153,14 @@ async fn start_metrics(config: &Config) -> Option<Metrics> {
         (
             "edge_sensor_watch_samples_total",
             metrics::Kind::Counter,
-            "Samples of watched destinations the kernel streamed, and lost.",
+            "Samples of watched destinations the kernel (or the userspace collector) streamed, \
+             and lost.",
+        ),
+        (
+            "edge_sensor_fast_path",
+            metrics::Kind::Gauge,
+            "The path counting the telemetry: 1 for the one in use (xdp, or userspace: the \
+             collector after a fallback or by xdp.mode = userspace), 0 for the other.",
         ),
     ] {
         let _ = m.describe(name, kind, help);
@@ -208,14 +194,21 @@ pub struct FlowState {
 }
 
 impl FlowState {
-    pub fn prepare(sensor: &mut Sensor, config: &Config) -> Self {
+    /// Behind the XDP program `kernel` (its plans restored), or, with
+    /// `None`, as the userspace collector's decoder, which sees everything
+    /// (and so checks every sequence number itself).
+    pub fn prepare(kernel: Option<&mut Sensor>, config: &Config) -> Self {
         let ports: Vec<_> = config.telemetry.ports().collect();
         let mut decoder = UserDecoder::new(&ports, &config.exporters.allow, false)
-            .with_sampling(config.exporters.sampling_rules())
-            .behind_kernel();
+            .with_sampling(config.exporters.sampling_rules());
+        if kernel.is_some() {
+            decoder = decoder.behind_kernel();
+        }
         let templates = TemplateState::load(config, &mut decoder);
         let mut synced = 0;
-        if templates.restored > 0 {
+        if let Some(sensor) = kernel
+            && templates.restored > 0
+        {
             synced = decoder.templates().generation();
             if let Err(e) = sensor.sync_flow(decoder.templates()) {
                 tracing::error!("restoring the kernel's template plans: {}", error_chain(&e));
@@ -231,7 +224,8 @@ impl FlowState {
 
 /// Everything the loop owns.
 struct Daemon<'s> {
-    sensor: &'s mut Sensor,
+    sensor: Option<&'s mut Sensor>,
+    fast: FastPath,
     config: Config,
     decoder: UserDecoder,
     templates: TemplateState,
@@ -254,7 +248,8 @@ struct Daemon<'s> {
 
 impl<'s> Daemon<'s> {
     fn new(
-        sensor: &'s mut Sensor,
+        mut sensor: Option<&'s mut Sensor>,
+        fast: FastPath,
         config: Config,
         flows: FlowState,
         metrics: Option<Metrics>,
@@ -264,15 +259,19 @@ impl<'s> Daemon<'s> {
             templates,
             synced,
         } = flows;
-        let ring = match sensor.take_watch_ring() {
-            Ok(r) => Some(r),
-            Err(e) => {
-                tracing::error!(
-                    "watch ring: {}: fingerprints from counters only",
-                    error_chain(&e)
-                );
-                None
-            }
+        // The userspace collector streams its own samples (the decoder's).
+        let ring = match sensor.as_deref_mut() {
+            Some(sensor) if !fast.is_userspace() => match sensor.take_watch_ring() {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::error!(
+                        "watch ring: {}: fingerprints from counters only",
+                        error_chain(&e)
+                    );
+                    None
+                }
+            },
+            _ => None,
         };
         let detector = match &config.detect {
             Some(c) => Some(Detector::new(c.clone()).context("detect")?),
@@ -303,6 +302,7 @@ impl<'s> Daemon<'s> {
         .with_context(|| format!("event log {:?}", config.mitigation.event_log))?;
         let mut d = Self {
             sensor,
+            fast,
             decoder,
             templates,
             synced,
@@ -368,31 +368,51 @@ impl<'s> Daemon<'s> {
             kind,
             payload,
         };
-        // Only what the kernel left uncounted; it counted the rest.
-        if !passed_to_daemon(&datagram) {
+        // Behind XDP, only what the kernel left uncounted; it counted the rest.
+        if !self.fast.is_userspace() && !passed_to_daemon(&datagram) {
             return;
         }
         self.decoder.datagram(&datagram);
-        self.sync_plans();
     }
 
     /// New or changed templates and rates become kernel plans; resent
-    /// identical ones cost nothing.
+    /// identical ones cost nothing. (No program, no plans.)
     fn sync_plans(&mut self) {
         let generation = self.decoder.templates().generation();
-        if generation == self.synced {
+        if generation == self.synced || self.fast.is_userspace() {
             return;
         }
         self.synced = generation;
-        if let Err(e) = self.sensor.sync_flow(self.decoder.templates()) {
+        if let Some(sensor) = self.sensor.as_deref_mut()
+            && let Err(e) = sensor.sync_flow(self.decoder.templates())
+        {
             tracing::error!("updating the kernel's template plans: {}", error_chain(&e));
         }
+    }
+
+    /// The datagram totals: the kernel's, or the collector's own.
+    fn global(&self) -> Option<GlobalStats> {
+        if self.fast.is_userspace() {
+            return Some(self.decoder.global);
+        }
+        let map = self.sensor.as_deref()?.ebpf().map(GLOBAL_STATS)?;
+        counters::read_global(map).ok()
+    }
+
+    /// Samples of watched destinations streamed and lost.
+    fn watch_stats(&self) -> Option<WatchStats> {
+        if self.fast.is_userspace() {
+            return Some(self.decoder.watch_stats());
+        }
+        self.sensor.as_deref()?.watch_stats().ok()
     }
 
     /// Every second: the daemon's counts into the pinned maps, templates
     /// expired and saved.
     fn publish(&mut self) {
-        if let Err(e) = self.sensor.publish_user(&self.decoder.report) {
+        if let Some(sensor) = self.sensor.as_deref_mut()
+            && let Err(e) = sensor.publish_user(&self.decoder.report)
+        {
             tracing::error!("publishing userspace counters: {}", error_chain(&e));
         }
         self.templates.tick(&mut self.decoder);
@@ -404,7 +424,8 @@ impl<'s> Daemon<'s> {
         let took = Instant::now();
         let now_unix = unix_now();
         let counters = if self.detector.is_some() || self.metrics.is_some() {
-            match read_destinations(self.sensor, &self.decoder.report) {
+            let kernel = self.sensor.as_deref().filter(|_| !self.fast.is_userspace());
+            match read_destinations(kernel, &self.decoder.report) {
                 Ok(c) => Some(c),
                 Err(e) => {
                     tracing::error!("reading the counters: {e:#}");
@@ -418,7 +439,7 @@ impl<'s> Daemon<'s> {
             None
         };
         if let (Some(detector), Some(counters)) = (&mut self.detector, &counters) {
-            let mut samples = Vec::new();
+            let mut samples = self.decoder.take_samples();
             if let Some(ring) = &mut self.ring {
                 for s in Sensor::read_watch(ring, MAX_SAMPLES_PER_POLL) {
                     match watch::decode(&s, self.decoder.templates()) {
@@ -428,7 +449,11 @@ impl<'s> Daemon<'s> {
                 }
             }
             let events = detector.poll(self.started.elapsed(), counters, &samples);
-            if let Err(e) = self.sensor.set_watched(detector.watched()) {
+            if self.fast.is_userspace() {
+                self.decoder.set_watched(detector.watched());
+            } else if let Some(sensor) = self.sensor.as_deref_mut()
+                && let Err(e) = sensor.set_watched(detector.watched())
+            {
                 tracing::error!("updating the watched destinations: {}", error_chain(&e));
             }
             for ev in &events {
@@ -493,9 +518,18 @@ impl<'s> Daemon<'s> {
     fn update_metrics(&mut self, took: Duration) {
         let Some(m) = &self.metrics else { return };
         m.set_poll(took, unix_now() as f64);
-        if self
-            .maps_read
-            .is_none_or(|t| t.elapsed() >= Duration::from_secs(10))
+        for mode in ["xdp", "userspace"] {
+            let on = self.fast.mode() == mode;
+            m.set(
+                "edge_sensor_fast_path",
+                &[("mode", mode)],
+                if on { 1.0 } else { 0.0 },
+            );
+        }
+        if self.sensor.is_some()
+            && self
+                .maps_read
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(10))
         {
             self.maps_read = Some(Instant::now());
             match crate::xdp::inspect::list(&self.config.xdp.pin_path) {
@@ -509,23 +543,29 @@ impl<'s> Daemon<'s> {
                 Err(e) => tracing::warn!("metrics: reading the pinned maps: {e}"),
             }
         }
-        if let Some(map) = self.sensor.ebpf().map(GLOBAL_STATS)
-            && let Ok(g) = counters::read_global(map)
-        {
+        if let Some(g) = self.global() {
             m.set_global(&g);
         }
-        if let Ok(mut report) = Report::exporters_from_maps(
-            self.sensor
-                .ebpf()
-                .map(edge_sensor_common::EXPORTER_STATS)
-                .expect("map"),
-            self.sensor
-                .ebpf()
-                .map(edge_sensor_common::AGENT_STATE)
-                .expect("map"),
-        ) {
-            report.merge(&self.decoder.report);
-            m.set_exporters(&report);
+        let kernel = match self.sensor.as_deref() {
+            Some(sensor) if !self.fast.is_userspace() => Some(Report::exporters_from_maps(
+                sensor
+                    .ebpf()
+                    .map(edge_sensor_common::EXPORTER_STATS)
+                    .expect("map"),
+                sensor
+                    .ebpf()
+                    .map(edge_sensor_common::AGENT_STATE)
+                    .expect("map"),
+            )),
+            _ => None,
+        };
+        match kernel {
+            Some(Ok(mut report)) => {
+                report.merge(&self.decoder.report);
+                m.set_exporters(&report);
+            }
+            Some(Err(_)) => {}
+            None => m.set_exporters(&self.decoder.report),
         }
         let attacks = self.detector.as_ref().map_or(0, |d| d.attacks().len());
         m.set("edge_sensor_attacks_active", &[], attacks as f64);
@@ -571,7 +611,7 @@ impl<'s> Daemon<'s> {
                 );
             }
         }
-        if let Ok(w) = self.sensor.watch_stats() {
+        if let Some(w) = self.watch_stats() {
             m.set(
                 "edge_sensor_watch_samples_total",
                 &[("what", "streamed")],
@@ -668,11 +708,7 @@ impl<'s> Daemon<'s> {
     }
 
     fn status(&self) -> serde_json::Value {
-        let global = self
-            .sensor
-            .ebpf()
-            .map(GLOBAL_STATS)
-            .and_then(|m| counters::read_global(m).ok());
+        let global = self.global();
         let peers: Vec<_> = self
             .speaker
             .as_ref()
@@ -693,6 +729,7 @@ impl<'s> Daemon<'s> {
             "uptime_secs": self.started.elapsed().as_secs(),
             "pin_path": self.config.xdp.pin_path,
             "interfaces": self.config.xdp.interfaces,
+            "fast_path": self.fast.to_json(),
             "telemetry": global.map(|g| json!({
                 "datagrams": g.telemetry_datagrams, "rejected": g.rejected_datagrams,
                 "consumed": g.consumed_datagrams, "passed": g.passed_datagrams})),
@@ -709,14 +746,15 @@ impl<'s> Daemon<'s> {
 
     /// SIGHUP: what can change without dropping sessions or mitigations.
     fn reconfigure(&mut self, new: Config) {
-        if let Err(e) = self
-            .sensor
-            .set_exporters(&new.exporters.allow, new.telemetry.pass_telemetry)
-            .and_then(|()| self.sensor.set_sampling(&new.exporters.sampling_rules()))
+        if let Some(sensor) = self.sensor.as_deref_mut()
+            && let Err(e) = sensor
+                .set_exporters(&new.exporters.allow, new.telemetry.pass_telemetry)
+                .and_then(|()| sensor.set_sampling(&new.exporters.sampling_rules()))
         {
             tracing::error!("SIGHUP: exporter settings: {}", error_chain(&e));
         }
         self.decoder.set_sampling(new.exporters.sampling_rules());
+        self.decoder.set_allow(&new.exporters.allow);
         if new.detect != self.config.detect {
             match new.detect.clone().map(Detector::new).transpose() {
                 Ok(detector) => {
@@ -735,9 +773,17 @@ impl<'s> Daemon<'s> {
         if new.bgp != self.config.bgp {
             tracing::warn!("SIGHUP: [bgp] changes take effect at the next restart");
         }
+        if new.xdp != self.config.xdp {
+            tracing::warn!(
+                "SIGHUP: [xdp] changes (interfaces, mode, fallback, ...) take effect at the next \
+                 restart"
+            );
+        }
         let keep_bgp = self.config.bgp.clone();
+        let keep_xdp = self.config.xdp.clone();
         self.config = new;
         self.config.bgp = keep_bgp;
+        self.config.xdp = keep_xdp;
         tracing::info!("SIGHUP: configuration reloaded");
     }
 
@@ -765,10 +811,16 @@ fn mitigations_file(dir: &Path) -> PathBuf {
     dir.join("mitigations.json")
 }
 
-/// Kernel counters plus what the daemon decoded itself.
-fn read_destinations(sensor: &Sensor, user: &Report) -> Result<BTreeMap<IpAddr, DstStats>> {
-    let map = sensor.ebpf().map(DST_STATS).context("DST_STATS")?;
-    let mut all = counters::destinations_from_map(map)?;
+/// Kernel counters (none without the program) plus what the daemon
+/// decoded itself.
+fn read_destinations(kernel: Option<&Sensor>, user: &Report) -> Result<BTreeMap<IpAddr, DstStats>> {
+    let mut all = match kernel {
+        Some(sensor) => {
+            let map = sensor.ebpf().map(DST_STATS).context("DST_STATS")?;
+            counters::destinations_from_map(map)?
+        }
+        None => BTreeMap::new(),
+    };
     for (ip, s) in &user.destinations {
         all.entry(*ip).or_default().accumulate(s);
     }

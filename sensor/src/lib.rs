@@ -13,6 +13,7 @@ pub mod counters;
 pub mod daemon;
 pub mod decode;
 pub mod detect;
+pub mod fastpath;
 pub mod metrics;
 pub mod mitigate;
 pub mod pcap;

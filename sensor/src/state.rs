@@ -27,6 +27,19 @@ pub fn templates_file(dir: &Path) -> PathBuf {
 /// Writes `value` as JSON to `path`, atomically; creates the directory
 /// (mode 0700: it may name the operator's routers and networks).
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), StateError> {
+    let bytes = serde_json::to_vec_pretty(value).map_err(|e| StateError::Invalid {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    write_bytes(path, &bytes)
+}
+
+/// Writes `text` to `path`, as [`write_json`] does (for a verifier log).
+pub fn write_text(path: &Path, text: &str) -> Result<(), StateError> {
+    write_bytes(path, text.as_bytes())
+}
+
+fn write_bytes(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
     let io_err = |source| StateError::Io {
         path: path.to_owned(),
         source,
@@ -40,14 +53,10 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), StateError
             .create(dir)
             .map_err(io_err)?;
     }
-    let bytes = serde_json::to_vec_pretty(value).map_err(|e| StateError::Invalid {
-        path: path.to_owned(),
-        message: e.to_string(),
-    })?;
     let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
     let result = (|| {
         let mut f = fs::File::create(&tmp)?;
-        f.write_all(&bytes)?;
+        f.write_all(bytes)?;
         f.sync_all()?;
         fs::rename(&tmp, path)?;
         // The rename itself is durable once the directory is synced.

@@ -251,6 +251,53 @@ pub fn start_sensor_with(
     log: &std::path::Path,
     extra: &[&std::ffi::OsStr],
 ) -> crate::Guarded {
+    let sensor = spawn_sensor(ns, iface, pin, log, extra);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !ns.has_xdp(iface) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "edge-sensor did not attach: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    sensor
+}
+
+/// [`start_sensor_with`] for a sensor without XDP (the userspace collector:
+/// `--mode userspace`, or the fallback): returns once its control socket is
+/// there, which it opens after the collector's sockets (panics after 60 s,
+/// time enough for a verifier to refuse a large program, or if it exits).
+pub fn start_sensor_userspace(
+    ns: &NetNs,
+    iface: &str,
+    pin: &std::path::Path,
+    log: &std::path::Path,
+    extra: &[&std::ffi::OsStr],
+) -> crate::Guarded {
+    // A socket left by a killed predecessor is not this one's.
+    let _ = std::fs::remove_file(log.with_extension("sock"));
+    let mut sensor = spawn_sensor(ns, iface, pin, log, extra);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !log.with_extension("sock").exists() {
+        let exited = sensor.0.try_wait().ok().flatten();
+        assert!(
+            std::time::Instant::now() < deadline && exited.is_none(),
+            "edge-sensor did not start ({exited:?}): {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    sensor
+}
+
+fn spawn_sensor(
+    ns: &NetNs,
+    iface: &str,
+    pin: &std::path::Path,
+    log: &std::path::Path,
+    extra: &[&std::ffi::OsStr],
+) -> crate::Guarded {
     use std::os::unix::process::CommandExt;
     let log_file = std::fs::OpenOptions::new()
         .create(true)
@@ -272,15 +319,5 @@ pub fn start_sensor_with(
         .process_group(0)
         .spawn()
         .expect("start edge-sensor");
-    let sensor = crate::Guarded(child);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    while !ns.has_xdp(iface) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "edge-sensor did not attach: {}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    sensor
+    crate::Guarded(child)
 }

@@ -6,6 +6,8 @@
 //! withdrawn when the flood is over. Also: a sensor killed with SIGKILL
 //! mid-attack and restarted keeps the mitigation; a router restart gets it
 //! back; a flood to an address outside the own networks announces nothing.
+//! And the main case again on the userspace collector (`--mode userspace`,
+//! what runs when the kernel refuses the program): no XDP at all.
 
 use std::{
     ffi::OsStr,
@@ -17,7 +19,7 @@ use std::{
 use edge_sensor_tests::{
     Guarded, PinDir,
     bgp::{Gobgpd, gobgpd_config, wait_for},
-    netns::{Link, start_sensor_with},
+    netns::{Link, start_sensor_userspace, start_sensor_with},
     require_root, require_tool, sensor_bin, unique_name,
 };
 use serde_json::Value;
@@ -35,6 +37,8 @@ struct Lab<'l> {
     sensor: Option<Guarded>,
     probe: Option<Guarded>,
     victim: IpAddr,
+    /// The sensor runs the userspace collector instead of XDP.
+    userspace: bool,
 }
 
 /// The tools first, then the namespaces.
@@ -48,6 +52,10 @@ fn link() -> Link {
 
 impl<'l> Lab<'l> {
     fn new(link: &'l Link) -> Self {
+        Self::with(link, false)
+    }
+
+    fn with(link: &'l Link, userspace: bool) -> Self {
         let gobgp = Gobgpd::start(
             &link.b,
             &gobgpd_config(
@@ -116,6 +124,7 @@ graceful_restart = 60
             sensor: None,
             probe: None,
             victim,
+            userspace,
         };
         lab.start_sensor();
         lab.start_probe();
@@ -124,12 +133,19 @@ graceful_restart = 60
 
     fn start_sensor(&mut self) {
         let config = self.dir.join("sensor.toml");
-        self.sensor = Some(start_sensor_with(
+        let mut args = vec![OsStr::new("--config"), config.as_os_str()];
+        let start = if self.userspace {
+            args.extend([OsStr::new("--mode"), OsStr::new("userspace")]);
+            start_sensor_userspace
+        } else {
+            start_sensor_with
+        };
+        self.sensor = Some(start(
             &self.link.b,
             &self.link.b_if,
             self.pin.path(),
             &self.dir.join("sensor.log"),
-            &[OsStr::new("--config"), config.as_os_str()],
+            &args,
         ));
     }
 
@@ -368,6 +384,64 @@ fn a_flood_gets_a_precise_rule_on_the_router_which_goes_when_the_flood_ends() {
             .unwrap()
             .is_empty()
     );
+}
+
+#[test]
+fn on_the_userspace_collector_a_flood_gets_the_same_precise_rule() {
+    let link = link();
+    let lab = Lab::with(&link, true);
+    assert!(
+        !lab.link.b.has_xdp(&lab.link.b_if),
+        "no XDP in userspace mode"
+    );
+    let status = lab.ask("status");
+    assert_eq!(status["fast_path"]["mode"], "userspace", "{status}");
+    assert_eq!(
+        status["fast_path"]["reason"], "xdp.mode = userspace",
+        "{status}"
+    );
+    let start = Instant::now();
+    let flood = lab.flood(lab.victim, 12);
+    let (rule, took) = lab.wait_rule(start, RULE_WITHIN);
+    eprintln!("e2e (userspace): rule on gobgpd {took:?} after the flood started: {rule}");
+    // As narrow as behind XDP: the collector streams the watched samples.
+    assert!(rule.contains("protocol: ==udp"), "{rule}");
+    assert!(rule.contains("source-port: ==123"), "{rule}");
+    let attacks = lab.ask("attacks");
+    assert_eq!(
+        attacks["current"][0]["class"],
+        serde_json::json!({"type": "udp_amplification", "port": 123}),
+        "{attacks}"
+    );
+    let metrics = lab.metrics();
+    assert!(
+        metrics.contains("edge_sensor_fast_path{mode=\"userspace\"} 1")
+            && metrics.contains("edge_sensor_fast_path{mode=\"xdp\"} 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.lines().any(|l| l
+            .starts_with("edge_sensor_watch_samples_total{what=\"streamed\"}")
+            && !l.ends_with(" 0")),
+        "samples of the victim streamed: {metrics}"
+    );
+    // The collector's counts, in status and in the pinned maps (`top`).
+    let status = lab.ask("status");
+    assert!(
+        status["telemetry"]["datagrams"].as_u64() > Some(0),
+        "{status}"
+    );
+    let top = lab.ask_with(&["top", "--pin-path", &lab.pin.path().display().to_string()]);
+    assert!(
+        top["destinations"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|d| d["ip"] == lab.victim.to_string()),
+        "the victim in top: {top}"
+    );
+    flood.stop(libc::SIGTERM);
+    lab.wait_no_rule(Duration::from_secs(30));
 }
 
 #[test]

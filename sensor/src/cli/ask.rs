@@ -231,12 +231,34 @@ pub fn status(args: AskArgs) -> Result<()> {
                 .unwrap_or_default(),
             s(&b["pin_path"])
         );
+        let fast = &b["fast_path"];
+        let userspace = fast["mode"] == "userspace";
+        if userspace {
+            let _ = writeln!(
+                out,
+                "fast path   userspace collector (recvmmsg): {}",
+                s(&fast["reason"])
+            );
+        } else {
+            let attached: Vec<String> = fast["attached"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|a| format!("{} {}", s(&a["interface"]), s(&a["mode"])))
+                .collect();
+            let _ = writeln!(out, "fast path   xdp ({})", attached.join(", "));
+        }
         let t = &b["telemetry"];
         let _ = writeln!(
             out,
-            "telemetry   {} datagrams: {} consumed in the kernel, {} passed on, {} rejected",
+            "telemetry   {} datagrams: {} consumed {}, {} passed on, {} rejected",
             s(&t["datagrams"]),
             s(&t["consumed"]),
+            if userspace {
+                "by the collector"
+            } else {
+                "in the kernel"
+            },
             s(&t["passed"]),
             s(&t["rejected"])
         );

@@ -15,7 +15,7 @@ use std::{path::PathBuf, process::ExitCode};
 use clap::{Parser, Subcommand};
 use edge_sensor_common::DEFAULT_PIN_DIR;
 
-use crate::config::AttachMode;
+use crate::config::{AttachMode, Fallback};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -240,9 +240,13 @@ pub struct RunArgs {
     /// Interface to attach to (repeatable); overrides `xdp.interfaces`.
     #[arg(long = "iface", short = 'i')]
     pub ifaces: Vec<String>,
-    /// Attach mode; overrides `xdp.mode` (default: native, falling back to skb).
+    /// Attach mode; overrides `xdp.mode` (default: native, falling back to
+    /// skb; `userspace`: no XDP, the userspace collector).
     #[arg(long, value_enum)]
     pub mode: Option<AttachMode>,
+    /// When XDP cannot run; overrides `xdp.fallback` (default: userspace).
+    #[arg(long, value_enum)]
+    pub fallback: Option<Fallback>,
     /// Pin directory; overrides `xdp.pin_path`.
     #[arg(long)]
     pub pin_path: Option<PathBuf>,

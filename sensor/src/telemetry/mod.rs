@@ -31,12 +31,15 @@ pub mod sflow;
 pub mod template;
 pub mod watch;
 
-use std::{collections::HashMap, net::IpAddr};
+use std::{
+    collections::{BTreeSet, HashMap, HashSet},
+    net::IpAddr,
+};
 
 use edge_sensor_common::{
     AGENT_RESYNC, AgentState, ExporterKey, ExporterStats, FORMAT_IPFIX, FORMAT_NETFLOW5,
     FORMAT_NETFLOW9, FORMAT_SFLOW5, GlobalStats, MAX_DATAGRAM, ParseError, RateSource,
-    SAMPLING_OVERRIDE, TelemetryKind,
+    SAMPLING_OVERRIDE, TelemetryKind, WatchStats,
 };
 use ipnet::IpNet;
 
@@ -50,8 +53,43 @@ use template::{FlowError, Session, TemplateCache};
 use crate::{
     addr,
     counters::{ExporterId, Report},
+    detect::Sample,
 };
 pub use frame::Datagram;
+
+/// Samples of watched destinations at most buffered between two reads: a
+/// flood cannot grow them without bound (the rest are counted lost).
+pub const MAX_PENDING_SAMPLES: usize = 200_000;
+
+/// What the XDP program streams on `WATCH_SAMPLES`, done in userspace: the
+/// destinations to watch, their samples until read, what was streamed and
+/// lost.
+#[derive(Debug, Clone, Default)]
+struct Watch {
+    destinations: HashSet<IpAddr>,
+    samples: Vec<Sample>,
+    stats: WatchStats,
+}
+
+impl Watch {
+    /// Keeps a sample of `pkt` if its destination is watched.
+    fn offer(&mut self, pkt: &sampled::Packet, packet_len: u64, packets: u64, bytes: u64) {
+        if self.destinations.is_empty() {
+            return;
+        }
+        let dst = addr::from_key(pkt.dst);
+        if !self.destinations.contains(&dst) {
+            return;
+        }
+        if self.samples.len() >= MAX_PENDING_SAMPLES {
+            self.stats.lost += 1;
+            return;
+        }
+        self.stats.streamed += 1;
+        self.samples
+            .push(watch::sample(dst, pkt, packet_len, packets, bytes));
+    }
+}
 
 /// What happens to a frame: the XDP verdicts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +113,9 @@ pub struct UserDecoder {
     /// Check NetFlow v9 / IPFIX sequence numbers: off in the daemon, which
     /// sees only what the kernel passes on (the kernel checks them all).
     flow_sequences: bool,
+    /// The samples of watched destinations (the userspace collector's
+    /// `WATCH_SAMPLES`).
+    watch: Watch,
     pub report: Report,
     pub global: GlobalStats,
 }
@@ -89,6 +130,7 @@ impl UserDecoder {
             templates: TemplateCache::new(),
             rules: SamplingRules::default(),
             flow_sequences: true,
+            watch: Watch::default(),
             report: Report::default(),
             global: GlobalStats::default(),
         }
@@ -141,6 +183,33 @@ impl UserDecoder {
     pub fn behind_kernel(mut self) -> Self {
         self.flow_sequences = false;
         self
+    }
+
+    /// Replaces the exporter allow-list (SIGHUP).
+    pub fn set_allow(&mut self, allow: &[IpNet]) {
+        self.allow = allow.to_vec();
+    }
+
+    /// Makes the decoder keep samples of exactly these destinations, as
+    /// the kernel does for those in `WATCHED`.
+    pub fn set_watched(&mut self, watched: &BTreeSet<IpAddr>) {
+        if watched.len() != self.watch.destinations.len()
+            || !watched
+                .iter()
+                .all(|ip| self.watch.destinations.contains(ip))
+        {
+            self.watch.destinations = watched.iter().copied().collect();
+        }
+    }
+
+    /// The samples of watched destinations kept since the last call.
+    pub fn take_samples(&mut self) -> Vec<Sample> {
+        std::mem::take(&mut self.watch.samples)
+    }
+
+    /// Samples kept and lost (the buffer was full), since the start.
+    pub fn watch_stats(&self) -> WatchStats {
+        self.watch.stats
     }
 
     /// The v9/IPFIX templates and sampling learnt so far.
@@ -216,10 +285,17 @@ impl UserDecoder {
         let stated = (header.interval != 0).then_some((header.interval, RateSource::Header));
         let (rate, source) = self.rules.apply(d.src, stated);
         let destinations = &mut self.report.destinations;
+        let watch = &mut self.watch;
         let walk = netflow5::walk(p, &header, rate, |pkt, packets, bytes| {
             sampled::count(
                 destinations.entry(addr::from_key(pkt.dst)).or_default(),
                 &pkt,
+                packets,
+                bytes,
+            );
+            watch.offer(
+                &pkt,
+                bytes.checked_div(packets).unwrap_or(0),
                 packets,
                 bytes,
             );
@@ -262,10 +338,16 @@ impl UserDecoder {
                 proto: f.protocol,
                 syn: f.protocol == ipproto::TCP && tcp_flags::is_syn(f.tcp_flags as u8),
                 fragment: f.fragment,
-                ..sampled::Packet::default()
+                src: f.src.map_or([0; 16], addr::to_key),
+                src_port: f.src_port,
+                dst_port: f.dst_port,
+                tcp_flags: f.tcp_flags as u8,
+                later_fragment: false,
             };
             let stats = self.report.destinations.entry(f.dst).or_default();
             sampled::count(stats, &pkt, f.packets, f.octets);
+            let mean = f.octets.checked_div(f.packets).unwrap_or(0);
+            self.watch.offer(&pkt, mean, f.packets, f.octets);
         }
         let summary = match result {
             Ok(summary) => summary,
@@ -352,9 +434,16 @@ impl UserDecoder {
             .filter(|r| r.mode == SAMPLING_OVERRIDE)
             .map(|r| r.rate);
         let destinations = &mut self.report.destinations;
+        let watch = &mut self.watch;
         let walk = sflow::walk(d.payload, &header, override_rate, |pkt, packets, bytes| {
             let stats = destinations.entry(addr::from_key(pkt.dst)).or_default();
             sampled::count(stats, &pkt, packets, bytes);
+            watch.offer(
+                &pkt,
+                bytes.checked_div(packets).unwrap_or(0),
+                packets,
+                bytes,
+            );
         });
         if let Some(state) = self.agents.get_mut(&id.to_key()) {
             state.agent_drops = state.agent_drops.max(walk.max_drops);
@@ -464,5 +553,96 @@ fn source_id(d: &Datagram<'_>) -> ExporterId {
         sub_agent: 0,
         port: d.port,
         kind: d.kind as u8,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use edge_sensor_common::{WATCH_SNAP, WatchKind, WatchSample};
+
+    use super::*;
+
+    /// A sampled_header record: Ethernet + IPv4 + UDP 198.51.100.9:123 ->
+    /// `dst`:5555, 400-byte frame.
+    fn sflow_record(dst: [u8; 4]) -> Vec<u8> {
+        let mut frame = vec![0u8; 12];
+        frame.extend_from_slice(&[0x08, 0x00]);
+        let mut ip = vec![0x45, 0, 1, 0x82, 0, 0, 0, 0, 64, 17, 0, 0];
+        ip.extend_from_slice(&[198, 51, 100, 9]);
+        ip.extend_from_slice(&dst);
+        frame.extend_from_slice(&ip);
+        frame.extend_from_slice(&123u16.to_be_bytes());
+        frame.extend_from_slice(&5555u16.to_be_bytes());
+        frame.extend_from_slice(&[0, 8, 0, 0]);
+        let mut rec = Vec::new();
+        rec.extend_from_slice(&1u32.to_be_bytes());
+        rec.extend_from_slice(&((16 + frame.len()) as u32).to_be_bytes());
+        rec.extend_from_slice(&1u32.to_be_bytes()); // Ethernet
+        rec.extend_from_slice(&404u32.to_be_bytes()); // frame length
+        rec.extend_from_slice(&4u32.to_be_bytes()); // stripped (FCS)
+        rec.extend_from_slice(&(frame.len() as u32).to_be_bytes());
+        rec.extend_from_slice(&frame);
+        rec
+    }
+
+    /// An sFlow v5 datagram of one flow sample (rate 10) holding `record`.
+    fn sflow_datagram(record: &[u8]) -> Vec<u8> {
+        let mut d = Vec::new();
+        for v in [5u32, 1] {
+            d.extend_from_slice(&v.to_be_bytes());
+        }
+        d.extend_from_slice(&[192, 0, 2, 1]);
+        for v in [0u32, 1, 1000, 1] {
+            d.extend_from_slice(&v.to_be_bytes());
+        }
+        let mut sample = Vec::new();
+        for v in [1u32, 1, 10, 100, 0, 1, 2, 1] {
+            sample.extend_from_slice(&v.to_be_bytes());
+        }
+        sample.extend_from_slice(record);
+        d.extend_from_slice(&1u32.to_be_bytes());
+        d.extend_from_slice(&(sample.len() as u32).to_be_bytes());
+        d.extend_from_slice(&sample);
+        d
+    }
+
+    #[test]
+    fn watched_destinations_get_the_samples_the_kernel_would_stream() {
+        let victim: IpAddr = "203.0.113.5".parse().unwrap();
+        let other: IpAddr = "203.0.113.6".parse().unwrap();
+        let ports = [(6343, TelemetryKind::Sflow)];
+        let mut decoder = UserDecoder::new(&ports, &[], false);
+        fn datagram(payload: &[u8]) -> Datagram<'_> {
+            Datagram {
+                src: "192.0.2.1".parse().unwrap(),
+                src_port: 40000,
+                port: 6343,
+                kind: TelemetryKind::Sflow,
+                payload,
+            }
+        }
+        let record = sflow_record([203, 0, 113, 5]);
+        // Not watched yet: counted, no sample.
+        decoder.datagram(&datagram(&sflow_datagram(&record)));
+        assert!(decoder.take_samples().is_empty());
+        decoder.set_watched(&BTreeSet::from([victim]));
+        decoder.datagram(&datagram(&sflow_datagram(&record)));
+        decoder.datagram(&datagram(&sflow_datagram(&sflow_record([203, 0, 113, 6]))));
+        let samples = decoder.take_samples();
+        assert_eq!(samples.len(), 1, "{samples:?}");
+        // What the daemon decodes from the kernel's stream of the same record.
+        let mut streamed: WatchSample = bytemuck::Zeroable::zeroed();
+        streamed.kind = WatchKind::SflowRecord as u8;
+        streamed.dst = addr::to_key(victim);
+        streamed.packets = 10;
+        streamed.bytes = 4000;
+        streamed.len = record.len().min(WATCH_SNAP) as u32;
+        streamed.snap[..record.len()].copy_from_slice(&record);
+        let kernel = watch::decode(&streamed, &TemplateCache::new()).unwrap();
+        assert_eq!(samples[0], kernel);
+        assert_eq!((kernel.src_port, kernel.packet_len), (123, 400));
+        assert_eq!(decoder.watch_stats().streamed, 1);
+        assert!(!samples.iter().any(|s| s.dst == other));
+        assert!(decoder.take_samples().is_empty());
     }
 }

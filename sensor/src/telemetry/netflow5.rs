@@ -2,7 +2,9 @@
 //! (`sensor-ebpf/src/netflow5.rs`): a 24-byte header and `count` fixed
 //! 48-byte records, each scaled by the header's sampling interval.
 
-use edge_sensor_common::{MAX_NETFLOW5_RECORDS, NETFLOW5_HEADER, NETFLOW5_RECORD, ParseError};
+use edge_sensor_common::{
+    MAX_NETFLOW5_RECORDS, NETFLOW5_HEADER, NETFLOW5_RECORD, ParseError, proto::ipproto,
+};
 
 use super::sampled::{self, Packet};
 
@@ -58,11 +60,18 @@ pub fn walk(d: &[u8], h: &Header, rate: u32, mut on_flow: impl FnMut(Packet, u64
     for i in 0..n {
         let r = (NETFLOW5_HEADER + i * NETFLOW5_RECORD) as usize;
         let dst: [u8; 4] = d[r + 4..r + 8].try_into().expect("4 bytes");
-        let pkt = sampled::from_ip_record(
+        let mut pkt = sampled::from_ip_record(
             std::net::Ipv4Addr::from(dst).to_ipv6_mapped().octets(),
             u32::from(d[r + 38]),
             u32::from(d[r + 37]),
         );
+        // Not counted; for the fingerprint of a watched destination.
+        let src: [u8; 4] = d[r..r + 4].try_into().expect("4 bytes");
+        pkt.src = std::net::Ipv4Addr::from(src).to_ipv6_mapped().octets();
+        if matches!(d[r + 38], ipproto::TCP | ipproto::UDP) {
+            pkt.src_port = u16::from_be_bytes([d[r + 32], d[r + 33]]);
+            pkt.dst_port = u16::from_be_bytes([d[r + 34], d[r + 35]]);
+        }
         on_flow(
             pkt,
             u64::from(be32(d, r + 16)) * rate,

@@ -239,10 +239,14 @@ fn sampled_ipv4(d: &[u8], out: &mut Described, body: usize, end: usize) -> bool 
         dst[10] = 0xff;
         dst[11] = 0xff;
         dst[12..].copy_from_slice(&r[12..16]);
-        out.ip = Some((
-            sampled::from_ip_record(dst, be32(&r, 4), be32(&r, 24)),
-            be32(&r, 0),
-        ));
+        let mut pkt = sampled::from_ip_record(dst, be32(&r, 4), be32(&r, 24));
+        // Not counted; for the fingerprint of a watched destination.
+        pkt.src[10] = 0xff;
+        pkt.src[11] = 0xff;
+        pkt.src[12..].copy_from_slice(&r[8..12]);
+        pkt.src_port = be32(&r, 16) as u16;
+        pkt.dst_port = be32(&r, 20) as u16;
+        out.ip = Some((pkt, be32(&r, 0)));
     }
     true
 }
@@ -255,16 +259,20 @@ fn sampled_ipv6(d: &[u8], out: &mut Described, body: usize, end: usize) -> bool 
     if out.ip.is_some() {
         return true;
     }
-    let (Some(a), Some(dst), Some(flags)) = (
+    let (Some(a), Some(src), Some(dst), Some(ports), Some(flags)) = (
         bytes::<8>(d, body, end),
+        bytes::<16>(d, body + 8, end),
         bytes::<16>(d, body + 24, end),
+        bytes::<8>(d, body + 40, end),
         bytes::<4>(d, body + 48, end),
     ) else {
         return false;
     };
-    out.ip = Some((
-        sampled::from_ip_record(dst, be32(&a, 4), be32(&flags, 0)),
-        be32(&a, 0),
-    ));
+    let mut pkt = sampled::from_ip_record(dst, be32(&a, 4), be32(&flags, 0));
+    // Not counted; for the fingerprint of a watched destination.
+    pkt.src = src;
+    pkt.src_port = be32(&ports, 0) as u16;
+    pkt.dst_port = be32(&ports, 4) as u16;
+    out.ip = Some((pkt, be32(&a, 0)));
     true
 }

@@ -81,7 +81,19 @@ pub fn decode(s: &WatchSample, templates: &TemplateCache) -> Result<Sample, Watc
         }
         None => return Err(WatchError::Kind(s.kind)),
     };
-    let dst = addr::from_key(s.dst);
+    Ok(sample(
+        addr::from_key(s.dst),
+        &pkt,
+        packet_len,
+        s.packets,
+        s.bytes,
+    ))
+}
+
+/// The fingerprint's view of a counted packet or record for `dst`: what the
+/// kernel's stream gives after [`decode`], and what the userspace collector
+/// takes straight from its decoder.
+pub fn sample(dst: IpAddr, pkt: &Packet, packet_len: u64, packets: u64, bytes: u64) -> Sample {
     let src = if pkt.src == [0; 16] {
         match dst {
             IpAddr::V4(_) => IpAddr::from([0u8; 4]),
@@ -90,7 +102,7 @@ pub fn decode(s: &WatchSample, templates: &TemplateCache) -> Result<Sample, Watc
     } else {
         addr::from_key(pkt.src)
     };
-    Ok(Sample {
+    Sample {
         dst,
         src,
         protocol: pkt.proto,
@@ -100,9 +112,9 @@ pub fn decode(s: &WatchSample, templates: &TemplateCache) -> Result<Sample, Watc
         fragment: pkt.fragment,
         later_fragment: pkt.later_fragment,
         packet_len: u16::try_from(packet_len).unwrap_or(u16::MAX),
-        packets: s.packets,
-        bytes: s.bytes,
-    })
+        packets,
+        bytes,
+    }
 }
 
 /// An sFlow flow record from its `data_format` (sFlow v5 §5.2).

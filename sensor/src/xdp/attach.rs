@@ -25,6 +25,8 @@ impl std::fmt::Display for AttachedMode {
 pub enum AttachError {
     #[error("interface {iface}: {message}")]
     BadName { iface: String, message: String },
+    #[error("xdp.mode = userspace: nothing to attach")]
+    Userspace,
     #[error("attaching to {iface} in {mode} mode: {source}")]
     Attach {
         iface: String,
@@ -64,6 +66,7 @@ pub fn attach(
             })
     };
     let attached = match mode {
+        AttachMode::Userspace => return Err(AttachError::Userspace),
         AttachMode::Native => try_mode(xdp, AttachedMode::Native)?,
         AttachMode::Skb => try_mode(xdp, AttachedMode::Skb)?,
         AttachMode::Auto => match try_mode(xdp, AttachedMode::Native) {

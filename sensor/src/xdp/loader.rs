@@ -29,7 +29,7 @@ use edge_sensor_common::{
 };
 use ipnet::IpNet;
 
-use super::{EBPF_OBJECT, pins};
+use super::{EBPF_OBJECT, pins, verifier};
 use crate::{
     addr,
     telemetry::{sampling::SamplingRules, template::TemplateCache},
@@ -105,11 +105,32 @@ pub enum LoadError {
     MissingProgram,
     #[error("verifying/loading program {XDP_PROGRAM}: {0}")]
     Program(#[source] ProgramError),
+    #[error("the kernel's verifier refused program {XDP_PROGRAM}: {}", .0.reason())]
+    Refused(Box<Refusal>),
     #[error("map {name}: {source}")]
     Map {
         name: &'static str,
         source: MapError,
     },
+}
+
+/// A program the verifier refused: the system call's error and its log.
+#[derive(Debug)]
+pub struct Refusal {
+    pub error: io::Error,
+    /// The log as aya kept it (its tail when it was long).
+    pub log: String,
+    pub summary: verifier::Summary,
+}
+
+impl Refusal {
+    /// The verifier's reason, else the system call's error.
+    pub fn reason(&self) -> String {
+        self.summary
+            .reason
+            .clone()
+            .unwrap_or_else(|| self.error.to_string())
+    }
 }
 
 /// The loaded (not yet attached) XDP program and its maps.
@@ -125,6 +146,15 @@ impl Sensor {
     /// Loads the embedded object: checks and pins the counter maps, loads
     /// (verifies) the program and fills the telemetry port table.
     pub fn load(opts: &LoadOptions) -> Result<Self, LoadError> {
+        let mut sensor = Self::open(opts)?;
+        sensor.load_program()?;
+        Ok(sensor)
+    }
+
+    /// Creates (or reuses) and pins the maps and fills the tables, without
+    /// loading the program: maps need no verifier, so a sensor whose
+    /// program is refused still has them for its userspace collector.
+    pub fn open(opts: &LoadOptions) -> Result<Self, LoadError> {
         if EBPF_OBJECT.is_empty() {
             return Err(LoadError::NoObject);
         }
@@ -140,9 +170,22 @@ impl Sensor {
                 loader.map_pin_path(spec.name, path);
             }
         }
-        let mut ebpf = loader.load(EBPF_OBJECT).map_err(LoadError::Object)?;
+        let ebpf = loader.load(EBPF_OBJECT).map_err(LoadError::Object)?;
+        let mut sensor = Self {
+            ebpf,
+            settings: Settings::default(),
+            watched: BTreeSet::new(),
+        };
+        sensor.set_ports(&opts.ports)?;
+        sensor.set_exporters(&opts.allow, opts.pass_telemetry)?;
+        sensor.set_sampling(&opts.sampling)?;
+        Ok(sensor)
+    }
 
-        let program: &mut Xdp = ebpf
+    /// Loads (verifies) the program; a refusal comes with its log summarised.
+    pub fn load_program(&mut self) -> Result<(), LoadError> {
+        let program: &mut Xdp = self
+            .ebpf
             .program_mut(XDP_PROGRAM)
             .ok_or(LoadError::MissingProgram)?
             .try_into()
@@ -153,26 +196,27 @@ impl Sensor {
         let mut attempts = 0;
         loop {
             match program.load() {
-                Ok(()) => break,
+                Ok(()) => return Ok(()),
                 Err(ProgramError::LoadError { io_error, .. })
                     if io_error.raw_os_error() == Some(libc::EAGAIN) && attempts < 5 =>
                 {
                     attempts += 1;
                     tracing::debug!(attempts, "program load interrupted by a signal: again");
                 }
+                Err(ProgramError::LoadError {
+                    io_error,
+                    verifier_log,
+                }) => {
+                    let log = verifier_log.to_string();
+                    return Err(LoadError::Refused(Box::new(Refusal {
+                        error: io_error,
+                        summary: verifier::summarize(&log),
+                        log,
+                    })));
+                }
                 Err(e) => return Err(LoadError::Program(e)),
             }
         }
-
-        let mut sensor = Self {
-            ebpf,
-            settings: Settings::default(),
-            watched: BTreeSet::new(),
-        };
-        sensor.set_ports(&opts.ports)?;
-        sensor.set_exporters(&opts.allow, opts.pass_telemetry)?;
-        sensor.set_sampling(&opts.sampling)?;
-        Ok(sensor)
     }
 
     /// Sets the exporter allow-list (empty: any) and `pass_telemetry`.

@@ -4,6 +4,7 @@ pub mod attach;
 pub mod inspect;
 pub mod loader;
 pub mod pins;
+pub mod verifier;
 
 pub use attach::{AttachedMode, attach};
 pub use loader::{LoadOptions, Sensor};
