@@ -17,6 +17,8 @@ use std::{
     os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
 };
 
+use edge_sensor::xdp::verifier::{stack_depths, summarize};
+
 use aya_obj::{
     Object,
     generated::{bpf_attr, bpf_cmd, bpf_map_type},
@@ -59,76 +61,6 @@ pub struct Verdict {
     pub errno: Option<i32>,
 }
 
-/// Summary of a verifier log: the statistics, and on refusal the reason and
-/// the last instruction.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct LogSummary {
-    pub stats_line: Option<String>,
-    pub insns: Option<u64>,
-    pub states: Option<u64>,
-    pub peak_states: Option<u64>,
-    pub reason: Option<String>,
-    pub stopped_at: Option<String>,
-    /// `stack depth 104+56+0+...`: one figure per function, in program order.
-    pub stack_depths: Vec<u64>,
-}
-
-/// Reads the statistics line (`processed N insns (limit 1000000)
-/// max_states_per_insn M total_states T peak_states P mark_read R`), the
-/// last instruction line (`123: (bf) r1 = r6`) and the last message before
-/// the statistics that is neither an instruction nor a register state.
-pub fn summarize(log: &str) -> LogSummary {
-    let mut out = LogSummary::default();
-    let lines: Vec<&str> = log.lines().collect();
-    let stats_at = lines.iter().rposition(|l| l.starts_with("processed "));
-    if let Some(i) = stats_at {
-        let line = lines[i].trim();
-        out.stats_line = Some(line.to_owned());
-        let word_after = |key: &str| -> Option<u64> {
-            let mut words = line.split_whitespace();
-            words.find(|w| *w == key)?;
-            words.next()?.parse().ok()
-        };
-        out.insns = word_after("processed");
-        out.states = word_after("total_states");
-        out.peak_states = word_after("peak_states");
-    }
-    if let Some(depths) = lines
-        .iter()
-        .rev()
-        .find_map(|l| l.trim().strip_prefix("stack depth "))
-    {
-        out.stack_depths = depths
-            .split('+')
-            .filter_map(|d| d.trim().parse().ok())
-            .collect();
-    }
-    let before = &lines[..stats_at.unwrap_or(lines.len())];
-    out.stopped_at = before
-        .iter()
-        .rev()
-        .find(|l| is_instruction(l))
-        .map(|l| l.trim().to_owned());
-    out.reason = before
-        .iter()
-        .rev()
-        .map(|l| l.trim())
-        .find(|l| {
-            !l.is_empty()
-                && !is_instruction(l)
-                && !l.starts_with(';')
-                && !l.starts_with("verification time")
-                && !l.starts_with("stack depth")
-                && !l.starts_with("mark_precise")
-                && !l.starts_with("from ")
-                && !l.contains("R1=")
-                && !l.contains("R10=")
-                && !l.contains("frame")
-        })
-        .map(str::to_owned);
-    out
-}
-
 /// `123: (bf) r1 = r6` (an instruction), not `123: R1=...` (a state).
 fn instruction_index(line: &str) -> Option<u64> {
     let (index, rest) = line.trim_start().split_once(": ")?;
@@ -136,10 +68,6 @@ fn instruction_index(line: &str) -> Option<u64> {
         return None;
     }
     index.parse().ok()
-}
-
-fn is_instruction(line: &str) -> bool {
-    instruction_index(line).is_some()
 }
 
 /// Verifies every program of `object` (an aya XDP object) and says what the
@@ -209,7 +137,7 @@ pub fn verify_object(object: &[u8], trace: bool) -> anyhow::Result<Vec<Verdict>>
             _ => (result, String::new()),
         };
         let summary = summarize(&log);
-        let stats = if summary.stats_line.is_some() {
+        let stats = if summary.stats.is_some() {
             summary.clone()
         } else {
             summarize(&stats_log)
@@ -220,10 +148,9 @@ pub fn verify_object(object: &[u8], trace: bool) -> anyhow::Result<Vec<Verdict>>
             Vec::new()
         };
         let names = function_names(function, &names_by_type);
-        let depths = if summary.stack_depths.is_empty() {
-            &stats.stack_depths
-        } else {
-            &summary.stack_depths
+        let depths = match stack_depths(&log) {
+            d if d.is_empty() => stack_depths(&stats_log),
+            d => d,
         };
         let stack_by_function = names
             .iter()
@@ -233,10 +160,10 @@ pub fn verify_object(object: &[u8], trace: bool) -> anyhow::Result<Vec<Verdict>>
         verdicts.push(Verdict {
             program: name.clone(),
             verified: result.is_ok(),
-            insns: stats.insns,
-            states: stats.states,
-            peak_states: stats.peak_states,
-            stats_line: stats.stats_line,
+            insns: stats.processed_insns(),
+            states: stats.total_states(),
+            peak_states: stats.peak_states(),
+            stats_line: stats.stats,
             reason: result.is_err().then(|| summary.reason.clone()).flatten(),
             stopped_at: result
                 .is_err()
@@ -435,44 +362,6 @@ fn load_program(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_refusal_over_the_limit() {
-        let log = "\
-1234: (79) r1 = *(u64 *)(r10 -8)      ; R1_w=scalar() R10=fp0
-1235: (0f) r2 += r1
-BPF program is too large. Processed 1000001 insn
-verification time 9862066 usec
-stack depth 104+0+0
-processed 1000001 insns (limit 1000000) max_states_per_insn 16 total_states 48584 peak_states 108178 mark_read 0
-";
-        let s = summarize(log);
-        assert_eq!(s.insns, Some(1_000_001));
-        assert_eq!(s.states, Some(48_584));
-        assert_eq!(s.peak_states, Some(108_178));
-        assert_eq!(
-            s.reason.as_deref(),
-            Some("BPF program is too large. Processed 1000001 insn")
-        );
-        assert_eq!(s.stopped_at.as_deref(), Some("1235: (0f) r2 += r1"));
-    }
-
-    #[test]
-    fn a_refusal_on_pointer_math() {
-        let log = "\
-174: (dc) r3 = be16 r3                ; R3_w=scalar()
-175: (0f) r2 += r3
-math between pkt pointer and register with unbounded min value
-processed 571 insns (limit 1000000) max_states_per_insn 0 total_states 30 peak_states 30 mark_read 12
-";
-        let s = summarize(log);
-        assert_eq!(s.insns, Some(571));
-        assert_eq!(
-            s.reason.as_deref(),
-            Some("math between pkt pointer and register with unbounded min value")
-        );
-        assert_eq!(s.stopped_at.as_deref(), Some("175: (0f) r2 += r3"));
-    }
 
     #[test]
     fn demangles_our_paths() {

@@ -110,6 +110,40 @@ pub fn summarize(log: &str) -> Summary {
     }
 }
 
+impl Summary {
+    /// `processed N insns`: the instructions the verifier processed.
+    pub fn processed_insns(&self) -> Option<u64> {
+        self.stat("processed")
+    }
+
+    /// `total_states N`.
+    pub fn total_states(&self) -> Option<u64> {
+        self.stat("total_states")
+    }
+
+    /// `peak_states N`.
+    pub fn peak_states(&self) -> Option<u64> {
+        self.stat("peak_states")
+    }
+
+    /// The number after `key` in the statistics line.
+    fn stat(&self, key: &str) -> Option<u64> {
+        let mut words = self.stats.as_deref()?.split_whitespace();
+        words.find(|w| *w == key)?;
+        words.next()?.parse().ok()
+    }
+}
+
+/// `stack depth 104+56+0+...`: the stack bytes of each function of the
+/// program, in program order (empty when the log lacks the line).
+pub fn stack_depths(log: &str) -> Vec<u64> {
+    log.lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("stack depth "))
+        .map(|d| d.split('+').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_default()
+}
+
 impl fmt::Display for Summary {
     /// One line per known part: for the error block of `edge-sensor run`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -206,5 +240,17 @@ processed 77 insns (limit 1000000) max_states_per_insn 0 total_states 5 peak_sta
     fn an_empty_or_truncated_log_says_so() {
         assert_eq!(summarize(""), Summary::default());
         assert!(summarize("").to_string().contains("(not in the log)"));
+    }
+
+    #[test]
+    fn statistics_and_stack_depths_as_numbers() {
+        let log = "stack depth 104+56+0+40\nprocessed 18666 insns (limit 1000000) max_states_per_insn 8 total_states 819 peak_states 717 mark_read 15\n";
+        let s = summarize(log);
+        assert_eq!(s.processed_insns(), Some(18_666));
+        assert_eq!(s.total_states(), Some(819));
+        assert_eq!(s.peak_states(), Some(717));
+        assert_eq!(stack_depths(log), vec![104, 56, 0, 40]);
+        assert_eq!(summarize("").processed_insns(), None);
+        assert!(stack_depths("").is_empty());
     }
 }
