@@ -7,52 +7,24 @@
 //! walk, it alone cost ~900K processed instructions on 6.18).
 
 use aya_ebpf::helpers::bpf_ktime_get_ns;
-use edge_sensor_common::{DstKey, ExporterKey, ExporterStats, ParseError, WatchKind};
+use edge_sensor_common::{DstKey, ExporterKey, ExporterStats, ParseError};
 
 use crate::{
     frame::Datagram,
     maps,
+    meta::{self, Source},
+    packet::Packet,
     read::{self, Addr},
-    sampled::Packet,
     scratch::Walk,
     watch,
 };
-
-/// Where the sample's bytes lie, for the watched-destination stream: `len`
-/// bytes at `at` of the datagram, of kind `kind`.
-pub struct Source {
-    pub kind: WatchKind,
-    pub at: u32,
-    pub len: u32,
-}
-
-/// The packed third argument of [`edge_sensor_count`] and
-/// `edge_sensor_watch`: protocol, flags, and where the sample's bytes lie.
-/// BPF functions take five scalar arguments.
-pub(crate) mod meta {
-    pub const SYN: u64 = 1 << 8;
-    pub const FRAGMENT: u64 = 1 << 9;
-    pub const KIND_SHIFT: u32 = 12;
-    pub const LEN_SHIFT: u32 = 16;
-    pub const AT_SHIFT: u32 = 32;
-}
 
 /// Counts `packets` and `bytes` (already scaled by the sampling rate) of
 /// packets like `pkt` for its destination, and streams the sample if the
 /// destination is watched (`watching`: `Settings::watching`).
 #[inline(always)]
 pub fn sample(pkt: &Packet, packets: u64, bytes: u64, watching: u8, src: Source) {
-    let len = if src.len > 0xffff { 0xffff } else { src.len };
-    let mut m = u64::from(pkt.proto)
-        | (u64::from(src.kind as u8) << meta::KIND_SHIFT)
-        | (u64::from(len) << meta::LEN_SHIFT)
-        | (u64::from(src.at) << meta::AT_SHIFT);
-    if pkt.syn {
-        m |= meta::SYN;
-    }
-    if pkt.fragment {
-        m |= meta::FRAGMENT;
-    }
+    let m = meta::pack(pkt, src);
     edge_sensor_count(pkt.dst[0], pkt.dst[1], m, packets, bytes);
     // Called here, not from `edge_sensor_count`: one call deep fewer (6.1
     // allows 512 bytes of stack over the whole chain, each frame rounded up
@@ -65,13 +37,7 @@ pub fn sample(pkt: &Packet, packets: u64, bytes: u64, watching: u8, src: Source)
 /// [`sample`]'s work, as a global BPF function (see the module doc).
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub extern "C" fn edge_sensor_count(
-    dst0: u64,
-    dst1: u64,
-    meta: u64,
-    packets: u64,
-    bytes: u64,
-) -> i64 {
+pub extern "C" fn edge_sensor_count(dst0: u64, dst1: u64, m: u64, packets: u64, bytes: u64) -> i64 {
     let dst: Addr = [dst0, dst1];
     let key = DstKey {
         addr: read::addr_bytes(dst),
@@ -80,9 +46,9 @@ pub extern "C" fn edge_sensor_count(
         // SAFETY: a per-CPU value: no other CPU writes it.
         let s = unsafe { &mut *stats };
         s.add_sample(
-            meta as u8,
-            meta & meta::SYN != 0,
-            meta & meta::FRAGMENT != 0,
+            meta::proto(m),
+            meta::syn(m),
+            meta::fragment(m),
             packets,
             bytes,
         );

@@ -32,7 +32,9 @@
 mod count;
 mod frame;
 mod maps;
+mod meta;
 mod netflow5;
+mod packet;
 mod read;
 mod sampled;
 mod scratch;

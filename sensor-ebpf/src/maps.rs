@@ -103,16 +103,6 @@ pub static WATCH_STATS: PerCpuArray<WatchStats> = PerCpuArray::with_max_entries(
 #[map]
 pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
 
-/// This CPU's copy of the datagram being parsed and the walk's state (see
-/// `scratch.rs`).
-#[map]
-static SCRATCH: PerCpuArray<crate::scratch::Scratch> = PerCpuArray::with_max_entries(1, 0);
-
-#[inline(always)]
-pub fn scratch() -> Option<*mut crate::scratch::Scratch> {
-    SCRATCH.get_ptr_mut(0)
-}
-
 /// Zeroed values to create entries from: never written. Keeps 100+ byte
 /// structs off the 512-byte stack.
 #[map]

@@ -18,7 +18,8 @@ use edge_sensor_common::{
 };
 
 use crate::{
-    count::{self, Source},
+    count,
+    meta::Source,
     read::{self, Data, fits},
     sampled,
     scratch::{self, LoopCtx, Scratch},

@@ -11,6 +11,7 @@ use edge_sensor_common::{
 };
 
 use crate::{
+    packet::Packet,
     read::{Addr, Data, fits},
     scratch,
 };
@@ -19,20 +20,6 @@ use edge_sensor_common::proto::{
     ethertype::{IPV4 as ETH_P_IPV4, IPV6 as ETH_P_IPV6, MPLS_MC, MPLS_UC, QINQ, QINQ_OLD, VLAN},
     ipproto, sflow_header, tcp_flags,
 };
-
-/// What a sampled packet says about itself.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct Packet {
-    /// Destination (IPv4 mapped into IPv6).
-    pub dst: Addr,
-    /// IP protocol (after IPv6 extension headers).
-    pub proto: u8,
-    /// TCP SYN without ACK.
-    pub syn: bool,
-    /// An IP fragment (first or later).
-    pub fragment: bool,
-}
 
 /// The sampled header: `len` bytes at `start` of the datagram.
 struct View<'a> {

@@ -8,14 +8,14 @@
 //! whatever the datagram, and is verified once instead of once per path
 //! that reaches it.
 
-use aya_ebpf::{helpers::bpf_xdp_load_bytes, programs::XdpContext};
+use aya_ebpf::{helpers::bpf_xdp_load_bytes, macros::map, maps::PerCpuArray, programs::XdpContext};
 use edge_sensor_common::{MAX_DATAGRAM, ParseError, Plan, PlanKey, RateKey, RateSource};
 
 use crate::{
     frame::Datagram,
     maps,
+    packet::Packet,
     read::{self, Data},
-    sampled::Packet,
 };
 
 #[repr(C)]
@@ -135,11 +135,16 @@ pub struct Netflow5Walk {
     pub rate: u32,
 }
 
+/// The scratch entries, one per CPU. Declared here rather than in
+/// `maps.rs`, with the type it holds.
+#[map]
+static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
 /// This CPU's scratch entry.
 #[inline(always)]
 pub fn get() -> Option<&'static mut Scratch> {
     // SAFETY: this CPU's entry; nothing else runs on this CPU meanwhile.
-    maps::scratch().map(|p| unsafe { &mut *p })
+    SCRATCH.get_ptr_mut(0).map(|p| unsafe { &mut *p })
 }
 
 /// What a `bpf_loop` callback gets: the scratch entry. Passing it (rather

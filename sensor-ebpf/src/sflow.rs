@@ -29,7 +29,8 @@ use edge_sensor_common::{
 };
 
 use crate::{
-    count::{self, Source},
+    count,
+    meta::Source,
     read::{self, Addr, Data, fits},
     sampled,
     scratch::{self, LoopCtx, Scratch, SflowWalk, Walk},

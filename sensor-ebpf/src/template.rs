@@ -25,10 +25,10 @@ use edge_sensor_common::{
 };
 
 use crate::{
-    count::{self, Source},
-    maps,
+    count, maps,
+    meta::Source,
+    packet::Packet,
     read::{self, Addr, Data, fits},
-    sampled::Packet,
     scratch::{self, LoopCtx, Scratch, TemplateWalk, Walk},
     sequence,
 };

@@ -11,24 +11,17 @@
 use edge_sensor_common::{DstKey, WATCH_SNAP, WatchSample};
 
 use crate::{
-    count::meta,
-    maps,
+    maps, meta,
     read::{self, Addr},
     scratch,
 };
 
 /// Streams the sample counted for `dst0, dst1` if that destination is
-/// watched; `meta` says where its bytes lie (see `count::meta`). A global
+/// watched; `m` says where its bytes lie (see `meta.rs`). A global
 /// function, like `edge_sensor_count`, verified once on its own.
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub extern "C" fn edge_sensor_watch(
-    dst0: u64,
-    dst1: u64,
-    meta: u64,
-    packets: u64,
-    bytes: u64,
-) -> i64 {
+pub extern "C" fn edge_sensor_watch(dst0: u64, dst1: u64, m: u64, packets: u64, bytes: u64) -> i64 {
     let dst: Addr = [dst0, dst1];
     let key = DstKey {
         addr: read::addr_bytes(dst),
@@ -47,8 +40,8 @@ pub extern "C" fn edge_sensor_watch(
         unsafe { (*stats).lost += 1 };
         return 0;
     };
-    let len = ((meta >> meta::LEN_SHIFT) & 0xffff) as u32;
-    let at = (meta >> meta::AT_SHIFT) as u32;
+    let len = meta::len(m);
+    let at = meta::at(m);
     let plan_key = &s.template.plan_key;
     let rec = entry.as_mut_ptr();
     // SAFETY: `rec` is the reserved record, written field by field before
@@ -66,7 +59,7 @@ pub extern "C" fn edge_sensor_watch(
         };
         (*rec).template = plan_key.template;
         (*rec).src_port = plan_key.src_port;
-        (*rec).kind = ((meta >> meta::KIND_SHIFT) & 0xf) as u8;
+        (*rec).kind = meta::kind(m);
         // Volatile, byte by byte: LLVM calls `memset` for an unaligned
         // 3-byte store (see `copy16`).
         for i in 0..3 {

@@ -153,8 +153,8 @@ pub fn verify_object(object: &[u8], trace: bool) -> anyhow::Result<Vec<Verdict>>
             d => d,
         };
         let stack_by_function = names
-            .iter()
-            .map(|(_, n)| n.clone())
+            .values()
+            .cloned()
             .zip(depths.iter().copied())
             .collect();
         verdicts.push(Verdict {

@@ -4,6 +4,7 @@ mod bench;
 mod bench_timing;
 mod ebpf;
 mod lab;
+mod modules;
 mod run;
 mod test;
 mod util;
@@ -49,6 +50,11 @@ enum Task {
     },
     /// Benchmarks, measured side by side in one run, reported as ratios.
     Bench,
+    /// The module dependency graph of a crate and its cycles (default: the XDP program).
+    Modules {
+        #[arg(default_value = "sensor-ebpf/src")]
+        src: String,
+    },
     /// A self-contained lab: router and collector namespaces, a real sFlow
     /// exporter, the sensor on the collector's veth, live counters.
     Lab(lab::LabArgs),
@@ -69,6 +75,7 @@ fn main() -> ExitCode {
         Task::Test { filter } => test::test(filter.as_deref()),
         Task::Lab(args) => lab::lab(args),
         Task::Bench => bench::bench(),
+        Task::Modules { src } => modules::print(&util::root(), &src),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
