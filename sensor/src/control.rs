@@ -36,6 +36,12 @@ pub enum Request {
     Attacks,
     Mitigations,
     Bgp,
+    /// The routes quarantined per peer (flap protection).
+    BgpQuarantine,
+    /// Clears a peer's quarantine: its routes may be sent to it again.
+    ClearQuarantine {
+        peer: String,
+    },
     /// A manual mitigation for `ip`: a Flow Spec filter (`flowspec`, in
     /// the `ban` command's match syntax) or a blackhole; for `duration`
     /// seconds, or until unbanned.

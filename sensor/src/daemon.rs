@@ -151,6 +151,17 @@ async fn start_metrics(config: &Config) -> Option<Metrics> {
             "Routes in the peer's Adj-RIB-Out.",
         ),
         (
+            "edge_sensor_bgp_peer_flap_resets",
+            metrics::Kind::Gauge,
+            "Sessions the peer reset soon after our UPDATEs (flap protection).",
+        ),
+        (
+            "edge_sensor_bgp_route_quarantined",
+            metrics::Kind::Gauge,
+            "One series per route quarantined for a peer, with the router's reason (value: \
+             unix time of the quarantine).",
+        ),
+        (
             "edge_sensor_watch_samples_total",
             metrics::Kind::Counter,
             "Samples of watched destinations the kernel (or the userspace collector) streamed, \
@@ -281,7 +292,15 @@ impl<'s> Daemon<'s> {
             }
         };
         let speaker = match &config.bgp {
-            Some(b) => Some(Speaker::start(b.clone()).context("bgp")?),
+            Some(b) => {
+                let mut s = Speaker::start(b.clone()).context("bgp")?;
+                match s.load_quarantine(&config.daemon.state_dir) {
+                    Ok(0) => {}
+                    Ok(n) => tracing::warn!("BGP: {n} quarantined routes kept from before"),
+                    Err(e) => tracing::error!("BGP quarantine: {e}: starting without it"),
+                }
+                Some(s)
+            }
             None => {
                 if detector.is_some() {
                     tracing::warn!("no [bgp] section: mitigations are decided and logged only");
@@ -460,6 +479,7 @@ impl<'s> Daemon<'s> {
                 self.on_event(ev, now_unix);
             }
         }
+        self.on_quarantine();
         let records = {
             let a: &dyn Announcer = match &self.speaker {
                 Some(s) => s,
@@ -503,6 +523,23 @@ impl<'s> Daemon<'s> {
         };
         for r in self.mitigator.on_event(ev, now_unix, a) {
             self.events.record(r);
+        }
+    }
+
+    /// Routes the speaker quarantined: their mitigations fall back; the
+    /// quarantine is saved.
+    fn on_quarantine(&mut self) {
+        let Some(s) = &self.speaker else { return };
+        for ev in s.quarantine_events() {
+            for r in self
+                .mitigator
+                .on_quarantine(&ev.peer, &ev.route, &ev.reason, s)
+            {
+                self.events.record(r);
+            }
+        }
+        if let Err(e) = s.save_quarantine() {
+            tracing::error!("saving the BGP quarantine: {e}");
         }
     }
 
@@ -609,7 +646,25 @@ impl<'s> Daemon<'s> {
                     &[("peer", &p.name)],
                     p.adj_rib_out as f64,
                 );
+                m.set(
+                    "edge_sensor_bgp_peer_flap_resets",
+                    &[("peer", &p.name)],
+                    p.flap.resets as f64,
+                );
             }
+            let quarantined = s.quarantine().into_iter().flat_map(|(peer, list)| {
+                list.into_iter().map(move |q| {
+                    (
+                        vec![
+                            ("peer", peer.clone()),
+                            ("route", q.route.to_string()),
+                            ("reason", q.reason),
+                        ],
+                        q.since as f64,
+                    )
+                })
+            });
+            m.replace("edge_sensor_bgp_route_quarantined", quarantined);
         }
         if let Some(w) = self.watch_stats() {
             m.set(
@@ -650,6 +705,26 @@ impl<'s> Daemon<'s> {
                 "configured": self.speaker.is_some(),
                 "peers": self.speaker.as_ref().map(Speaker::status).unwrap_or_default(),
             })),
+            Request::BgpQuarantine => ok(json!({
+                "configured": self.speaker.is_some(),
+                "quarantine": self.speaker.as_ref().map(Speaker::quarantine).unwrap_or_default(),
+            })),
+            Request::ClearQuarantine { peer } => {
+                let Some(s) = &self.speaker else {
+                    return err("no BGP peers configured".into());
+                };
+                match s.clear_quarantine(&peer) {
+                    Ok(cleared) => {
+                        self.events.record(json!({"event": "quarantine_cleared",
+                            "peer": peer, "routes": cleared}));
+                        if let Err(e) = s.save_quarantine() {
+                            tracing::error!("saving the BGP quarantine: {e}");
+                        }
+                        ok(json!({"peer": peer, "cleared": cleared}))
+                    }
+                    Err(e) => err(e.to_string()),
+                }
+            }
             Request::Ban {
                 ip,
                 flowspec,

@@ -21,6 +21,7 @@
 //! hold_time = 90
 //! connect_retry = 5              # seconds, doubling up to connect_retry_max
 //! connect_retry_max = 120
+//! probation = 5                  # seconds a new route is watched for resets
 //! families = ["ipv4-flowspec", "ipv4-unicast", "ipv6-unicast"]
 //! next_hop_v4 = "192.0.2.1"      # RTBH next hops, never martian
 //! next_hop_v6 = "100::1"
@@ -120,6 +121,11 @@ pub struct PeerConfig {
     /// The most seconds between reconnects.
     #[serde(default = "default_connect_retry_max")]
     pub connect_retry_max: u64,
+    /// Seconds a newly sent route must stay without the router resetting
+    /// the session before it is trusted; a reset sooner makes it a
+    /// suspect (flap protection, see `bgp::flap`).
+    #[serde(default = "default_probation")]
+    pub probation: u64,
     /// The families to negotiate and send.
     #[serde(default = "default_families")]
     pub families: Vec<Family>,
@@ -188,6 +194,10 @@ fn default_connect_retry() -> u64 {
 fn default_connect_retry_max() -> u64 {
     120
 }
+fn default_probation() -> u64 {
+    5
+}
+
 fn default_families() -> Vec<Family> {
     vec![
         Family::Ipv4FlowSpec,
@@ -259,6 +269,9 @@ impl BgpConfig {
             }
             if p.connect_retry == 0 {
                 return Err(invalid(key("connect_retry"), "must be at least 1 second"));
+            }
+            if p.probation == 0 {
+                return Err(invalid(key("probation"), "must be at least 1 second"));
             }
             if p.connect_retry_max < p.connect_retry {
                 return Err(invalid(

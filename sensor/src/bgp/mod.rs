@@ -17,6 +17,7 @@
 pub mod attribute;
 pub mod capability;
 pub mod config;
+pub mod flap;
 pub mod flowspec;
 pub mod message;
 pub mod rib;
@@ -30,9 +31,11 @@ pub mod update;
 mod tests;
 
 use std::{
+    collections::BTreeMap,
     net::IpAddr,
+    path::{Path, PathBuf},
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use serde::Serialize;
@@ -43,6 +46,7 @@ use tokio::{
 
 pub use capability::{Family, Negotiated};
 pub use config::{BgpConfig, BgpConfigError, FlowSpecSupport, PeerConfig};
+pub use flap::{QuarantineEvent, Quarantined};
 pub use flowspec::{
     Action, ActionKind, BitmaskMatch, Component, ComponentKind, FlowPrefix, FlowSpec,
     FlowSpecError, IpFamily, NumericMatch, NumericOp,
@@ -69,6 +73,8 @@ pub enum RejectReason {
     MaxRules { max: usize },
     #[error("the route cannot be encoded for this peer: {message}")]
     Encoding { message: String },
+    #[error("quarantined for this router, which reset the session over it: {router_reason}")]
+    Quarantined { router_reason: String },
 }
 
 /// What one peer did with an announced route.
@@ -138,6 +144,33 @@ pub struct PeerStatus {
     pub last_error: Option<String>,
     pub last_notification_sent: Option<String>,
     pub last_notification_received: Option<String>,
+    /// Flap protection: quarantined routes, suspects, back-off.
+    pub flap: FlapStatus,
+}
+
+/// A peer's flap protection state (see [`flap`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct FlapStatus {
+    /// Routes never sent to this router again (`edge-sensor bgp --quarantine`).
+    pub quarantined: usize,
+    /// Routes held back after a reset, sent one at a time.
+    pub suspects: usize,
+    /// Sessions that ended in a reset after our UPDATEs.
+    pub resets: u64,
+    pub last_reset: Option<String>,
+    /// The current reconnect back-off, seconds.
+    pub backoff_secs: f64,
+    /// Seconds until the next connection attempt (while waiting).
+    pub reconnect_in_secs: Option<f64>,
+}
+
+/// Errors of the quarantine file and operations.
+#[derive(Debug, thiserror::Error)]
+pub enum QuarantineError {
+    #[error("no BGP peer named `{0}`")]
+    NoSuchPeer(String),
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
 }
 
 struct Peer {
@@ -162,6 +195,11 @@ impl Peer {
             && !n.families.contains(&family)
         {
             return Err(RejectReason::FamilyNotNegotiated { family });
+        }
+        if let Some(q) = self.shared.flap().is_quarantined(route) {
+            return Err(RejectReason::Quarantined {
+                router_reason: q.reason.clone(),
+            });
         }
         if let Route::FlowSpec { rule, actions } = route {
             let support = &cfg.flowspec;
@@ -204,6 +242,20 @@ impl Peer {
             (rib.len(), rib.flowspec_rules(), rib.keys())
         };
         let s = self.shared.stats().clone();
+        let flap = {
+            let f = self.shared.flap();
+            FlapStatus {
+                quarantined: f.quarantine.len(),
+                suspects: f.suspects.len(),
+                resets: f.resets,
+                last_reset: f.last_reset.clone(),
+                backoff_secs: f.backoff.as_secs_f64(),
+                reconnect_in_secs: f
+                    .next_attempt
+                    .filter(|_| s.state == SessionState::Idle)
+                    .map(|t| t.saturating_duration_since(Instant::now()).as_secs_f64()),
+            }
+        };
         let unsent_routes = match (&s.negotiated, s.state) {
             (Some(n), SessionState::Established) => keys
                 .iter()
@@ -241,6 +293,7 @@ impl Peer {
             last_error: s.last_error,
             last_notification_sent: s.last_notification_sent,
             last_notification_received: s.last_notification_received,
+            flap,
         }
     }
 }
@@ -261,6 +314,8 @@ pub struct Speaker {
     /// Serialises announce/withdraw so the per-peer RIB updates and change
     /// notifications of one call are not interleaved with another's.
     ops: Mutex<()>,
+    /// Where the quarantine is kept (`None`: not kept).
+    quarantine_file: Option<PathBuf>,
 }
 
 impl Speaker {
@@ -281,6 +336,7 @@ impl Speaker {
                     refused_capabilities: Mutex::default(),
                     rib: Mutex::default(),
                     stats: Mutex::default(),
+                    flap: Mutex::default(),
                 });
                 let (changes_tx, changes_rx) = mpsc::unbounded_channel();
                 let (stop_tx, stop_rx) = watch::channel(None);
@@ -288,6 +344,8 @@ impl Speaker {
                     shared: shared.clone(),
                     changes: changes_rx,
                     stop: stop_rx,
+                    unproven: Vec::new(),
+                    reset: None,
                 };
                 let handle = runtime.spawn(task.run());
                 Peer {
@@ -302,7 +360,95 @@ impl Speaker {
             config,
             peers,
             ops: Mutex::new(()),
+            quarantine_file: None,
         })
+    }
+
+    /// Keeps the quarantine in `state_dir` (see [`Speaker::save_quarantine`])
+    /// and loads what is there, for the configured peers. Call before
+    /// announcing.
+    pub fn load_quarantine(&mut self, state_dir: &Path) -> Result<usize, QuarantineError> {
+        let path = flap::quarantine_file(state_dir);
+        self.quarantine_file = Some(path.clone());
+        let saved: BTreeMap<String, Vec<Quarantined>> =
+            crate::state::read_json(&path)?.unwrap_or_default();
+        let mut n = 0;
+        for peer in &self.peers {
+            if let Some(list) = saved.get(&peer.shared.config.name) {
+                let mut f = peer.shared.flap();
+                for q in list {
+                    if f.is_quarantined(&q.route).is_none() {
+                        f.quarantine.push(q.clone());
+                        n += 1;
+                    }
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// Writes the quarantine file if the quarantine changed.
+    pub fn save_quarantine(&self) -> Result<(), QuarantineError> {
+        let Some(path) = &self.quarantine_file else {
+            return Ok(());
+        };
+        let mut dirty = false;
+        for peer in &self.peers {
+            dirty |= std::mem::take(&mut peer.shared.flap().dirty);
+        }
+        if dirty {
+            crate::state::write_json(path, &self.quarantine())?;
+        }
+        Ok(())
+    }
+
+    /// Every peer's quarantined routes.
+    pub fn quarantine(&self) -> BTreeMap<String, Vec<Quarantined>> {
+        self.peers
+            .iter()
+            .map(|p| {
+                (
+                    p.shared.config.name.clone(),
+                    p.shared.flap().quarantine.clone(),
+                )
+            })
+            .collect()
+    }
+
+    /// Routes quarantined since the last call (the caller falls back).
+    pub fn quarantine_events(&self) -> Vec<QuarantineEvent> {
+        let mut out = Vec::new();
+        for p in &self.peers {
+            let events = std::mem::take(&mut p.shared.flap().events);
+            out.extend(events.into_iter().map(|(route, reason)| QuarantineEvent {
+                peer: p.shared.config.name.clone(),
+                route,
+                reason,
+            }));
+        }
+        out
+    }
+
+    /// Clears a peer's quarantine (and its suspects and back-off); returns
+    /// the routes that were quarantined. They may be announced again.
+    pub fn clear_quarantine(&self, peer: &str) -> Result<Vec<Quarantined>, QuarantineError> {
+        let p = self
+            .peers
+            .iter()
+            .find(|p| p.shared.config.name == peer)
+            .ok_or_else(|| QuarantineError::NoSuchPeer(peer.to_string()))?;
+        let mut f = p.shared.flap();
+        let cleared = std::mem::take(&mut f.quarantine);
+        f.suspects.clear();
+        f.struck.clear();
+        f.attempts.clear();
+        f.dirty = true;
+        tracing::info!(
+            peer,
+            routes = cleared.len(),
+            "BGP quarantine cleared by the operator"
+        );
+        Ok(cleared)
     }
 
     pub fn config(&self) -> &BgpConfig {

@@ -13,6 +13,7 @@
 //! absent: withdraw), so nothing queued while down is lost or stale.
 
 use std::{
+    collections::BTreeSet,
     io,
     net::Ipv4Addr,
     sync::{Arc, Mutex},
@@ -29,6 +30,7 @@ use tokio::{
 use super::{
     capability::{Capability, Family, Negotiated},
     config::PeerConfig,
+    flap::{self, Flap, Reset, STABLE_AFTER},
     message::{Message, MessageError, Notification, Open, Update, error_code},
     rib::AdjRibOut,
     route::{Route, RouteKey},
@@ -111,6 +113,9 @@ pub(crate) struct PeerShared {
     pub refused_capabilities: Mutex<Vec<Capability>>,
     pub rib: Mutex<AdjRibOut>,
     pub stats: Mutex<Stats>,
+    /// Quarantine, suspects and back-off (see [`super::flap`]). Lock
+    /// order: `rib` before `flap`.
+    pub flap: Mutex<Flap>,
 }
 
 impl PeerShared {
@@ -120,6 +125,24 @@ impl PeerShared {
 
     pub fn rib(&self) -> std::sync::MutexGuard<'_, AdjRibOut> {
         self.rib.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn flap(&self) -> std::sync::MutexGuard<'_, Flap> {
+        self.flap.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Quarantines `route` for this peer: out of the Adj-RIB-Out, refused
+    /// from now on, reported as an event.
+    pub fn quarantine(&self, route: Route, reason: String) {
+        tracing::warn!(peer = %self.config.name, %route, reason = %reason,
+            "BGP route quarantined: the router reset the session over it; not sent to it again");
+        {
+            let mut rib = self.rib();
+            if rib.get(&route.key()) == Some(&route) {
+                rib.remove(&route.key());
+            }
+        }
+        self.flap().quarantine(route, reason);
     }
 
     fn set_state(&self, state: SessionState) {
@@ -251,6 +274,10 @@ pub(crate) struct Task {
     pub shared: Arc<PeerShared>,
     pub changes: mpsc::UnboundedReceiver<RouteKey>,
     pub stop: watch::Receiver<Option<Stop>>,
+    /// Routes sent this session that have not proven themselves yet.
+    pub unproven: Vec<(Route, Instant)>,
+    /// How the last session ended, when that may be our UPDATEs' fault.
+    pub reset: Option<Reset>,
 }
 
 impl Task {
@@ -296,11 +323,18 @@ impl Task {
                         stream,
                         buf: Vec::new(),
                     };
-                    let established_before = self.shared.stats().established_count;
+                    self.shared.flap().attempts.push_back(Instant::now());
+                    self.unproven.clear();
+                    self.reset = None;
                     let end = self.session(conn).await;
-                    if self.shared.stats().established_count > established_before {
+                    let up = self.shared.stats().established_at.map(|t| t.elapsed());
+                    if up.is_some_and(|u| u >= STABLE_AFTER) {
                         // It worked for a while: start over from the short wait.
                         backoff = initial;
+                        self.shared.flap().attempts.clear();
+                    }
+                    if up.is_some() && matches!(end, End::Down) {
+                        self.blame();
                     }
                     end
                 }
@@ -314,7 +348,18 @@ impl Task {
             if let End::Stopped = end {
                 break;
             }
-            let wait = jittered(backoff);
+            let wait = {
+                let mut flap = self.shared.flap();
+                let now = Instant::now();
+                let wait = jittered(backoff).max(flap.damp_wait(now));
+                flap.backoff = backoff;
+                flap.next_attempt = Some(now + wait);
+                wait
+            };
+            if wait > backoff {
+                tracing::info!(peer = %cfg.name, wait = ?wait,
+                    "BGP peer oscillating: next connection delayed (DampPeerOscillations)");
+            }
             backoff = (backoff * 2).min(max);
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
@@ -322,6 +367,108 @@ impl Task {
             }
         }
         self.shared.set_state(SessionState::Idle);
+    }
+
+    fn probation(&self) -> Duration {
+        Duration::from_secs(self.shared.config.probation)
+    }
+
+    /// After a session ended: a reset soon after our UPDATEs is blamed on
+    /// the unproven routes (see [`super::flap`]).
+    fn blame(&mut self) {
+        let Some(reset) = self.reset.take() else {
+            return;
+        };
+        let now = Instant::now();
+        let window = self.probation() + Duration::from_secs(2);
+        let unproven: Vec<Route> = self
+            .unproven
+            .drain(..)
+            .filter(|(_, t)| now.duration_since(*t) < window)
+            .map(|(r, _)| r)
+            .collect();
+        let name = self.shared.config.name.clone();
+        let four_octet = self
+            .shared
+            .stats()
+            .negotiated
+            .as_ref()
+            .is_none_or(|n| n.four_octet_as);
+        let params = self.shared.params(four_octet);
+        let why = reset.text();
+        let culprit = {
+            let mut flap = self.shared.flap();
+            flap.last_reset = Some(why.clone());
+            flap::blame(&mut flap, &reset, &unproven, |r| {
+                update::announce(r, &params)
+                    .ok()
+                    .map(|u| Message::Update(u).encode())
+            })
+        };
+        match culprit {
+            Some(route) => {
+                self.shared.quarantine(route, why);
+                // Found: the other suspects go out at once next time.
+                self.shared.flap().suspects.clear();
+            }
+            None if unproven.is_empty() => {
+                tracing::info!(peer = %name, "BGP session reset ({why}), not after new routes")
+            }
+            None => {
+                let list: Vec<String> = unproven.iter().map(ToString::to_string).collect();
+                tracing::warn!(peer = %name, suspects = ?list,
+                    "BGP session reset ({why}) after these routes: held back on the next session and sent one at a time");
+            }
+        }
+    }
+
+    /// Routes on probation that stayed long enough are proven.
+    fn prove(&mut self) {
+        let probation = self.probation();
+        let (done, rest): (Vec<_>, Vec<_>) = self
+            .unproven
+            .drain(..)
+            .partition(|(_, t)| t.elapsed() >= probation);
+        self.unproven = rest;
+        if !done.is_empty() {
+            let mut flap = self.shared.flap();
+            for (r, _) in done {
+                flap.struck.remove(&r.key());
+                flap.proven.insert(r.key(), r);
+            }
+        }
+    }
+
+    /// The next suspect to send on probation (in the Adj-RIB-Out, of a
+    /// family the session carries).
+    fn next_suspect(&self, sendable: &[Family]) -> Option<Route> {
+        let mut flap = self.shared.flap();
+        while let Some(key) = flap.suspects.pop_first() {
+            if !sendable.contains(&key.family()) {
+                continue;
+            }
+            if let Some(r) = self.shared.rib().get(&key).cloned() {
+                return Some(r);
+            }
+        }
+        None
+    }
+
+    /// A write failed on an established session: a NOTIFICATION the peer
+    /// sent before closing may still be readable; otherwise the connection
+    /// dropped.
+    async fn write_failed(&mut self, conn: &mut Conn, e: ConnError) -> End {
+        if matches!(e, ConnError::Io(_) | ConnError::Closed)
+            && let Ok(Ok(Message::Notification(n))) =
+                tokio::time::timeout(Duration::from_millis(300), conn.recv()).await
+        {
+            return self.unexpected(conn, Ok(Message::Notification(n)), 3).await;
+        }
+        if matches!(e, ConnError::Io(_) | ConnError::Closed) {
+            self.reset = Some(Reset::Dropped(e.to_string()));
+        }
+        self.shared.error(e.to_string());
+        End::Down
     }
 
     /// One connection from OPEN to its end.
@@ -413,10 +560,15 @@ impl Task {
         let params = shared.params(negotiated.four_octet_as);
         // Changes queued before now are covered by the full table.
         while self.changes.try_recv().is_ok() {}
+        // Suspects of an earlier reset are held back and sent one at a time.
+        let held: BTreeSet<RouteKey> = shared.flap().suspects.clone();
+        if !held.is_empty() {
+            tracing::info!(peer = %cfg.name, held = held.len(),
+                "holding back the routes suspected of the last reset: sending them one at a time");
+        }
         for family in &sendable {
-            if let Err(e) = self.send_family(&mut conn, *family, &params).await {
-                shared.error(e.to_string());
-                return End::Down;
+            if let Err(e) = self.send_family(&mut conn, *family, &params, &held).await {
+                return self.write_failed(&mut conn, e).await;
             }
         }
         for family in &sendable {
@@ -424,10 +576,10 @@ impl Task {
                 .send_update(&mut conn, Update::end_of_rib(*family))
                 .await
             {
-                shared.error(e.to_string());
-                return End::Down;
+                return self.write_failed(&mut conn, e).await;
             }
         }
+        let mut probe = tokio::time::interval(Duration::from_millis(500));
 
         let hold_timer = tokio::time::sleep(if hold.is_zero() {
             Duration::MAX / 4
@@ -451,12 +603,12 @@ impl Task {
                         Ok(Message::RouteRefresh(rr)) => {
                             shared.stats().route_refreshes_received += 1;
                             // RFC 2918 §4: re-advertise the family's Adj-RIB-Out.
+                            let held = shared.flap().suspects.clone();
                             if let Some(family) = Family::from_codes(rr.afi, rr.safi)
                                 && sendable.contains(&family)
-                                && let Err(e) = self.send_family(&mut conn, family, &params).await
+                                && let Err(e) = self.send_family(&mut conn, family, &params, &held).await
                             {
-                                shared.error(e.to_string());
-                                return End::Down;
+                                return self.write_failed(&mut conn, e).await;
                             }
                         }
                         other => return self.unexpected(&mut conn, other, 3).await,
@@ -464,8 +616,18 @@ impl Task {
                 }
                 _ = keepalive.tick(), if !hold.is_zero() => {
                     if let Err(e) = conn.send(&Message::Keepalive).await {
-                        shared.error(e.to_string());
-                        return End::Down;
+                        return self.write_failed(&mut conn, e).await;
+                    }
+                }
+                _ = probe.tick() => {
+                    self.prove();
+                    if self.unproven.is_empty()
+                        && let Some(route) = self.next_suspect(&sendable)
+                    {
+                        tracing::info!(peer = %cfg.name, %route, "sending a suspect route on probation");
+                        if let Err(e) = self.send_route(&mut conn, &route, &params).await {
+                            return self.write_failed(&mut conn, e).await;
+                        }
                     }
                 }
                 () = &mut hold_timer => {
@@ -478,12 +640,13 @@ impl Task {
                     }
                     let route = shared.rib().get(&key).cloned();
                     let r = match route {
+                        // Held back: sent when its probation turn comes.
+                        Some(_) if shared.flap().suspects.contains(&key) => Ok(()),
                         Some(route) => self.send_route(&mut conn, &route, &params).await,
                         None => self.send_withdraw(&mut conn, &key).await,
                     };
                     if let Err(e) = r {
-                        shared.error(e.to_string());
-                        return End::Down;
+                        return self.write_failed(&mut conn, e).await;
                     }
                 }
                 _ = self.stop.changed() => {
@@ -550,6 +713,12 @@ impl Task {
                         .extend(refused);
                 }
                 let text = n.to_string();
+                if fsm_subcode == 3 && n.code == error_code::UPDATE_MESSAGE {
+                    self.reset = Some(Reset::UpdateError {
+                        text: text.clone(),
+                        data: n.data.clone(),
+                    });
+                }
                 tracing::warn!(peer = %self.shared.config.name, "NOTIFICATION received: {text}");
                 {
                     let mut s = self.shared.stats();
@@ -568,6 +737,9 @@ impl Task {
                 self.fail(conn, e.notification(), &why).await
             }
             Err(e) => {
+                if fsm_subcode == 3 && matches!(e, ConnError::Io(_) | ConnError::Closed) {
+                    self.reset = Some(Reset::Dropped(e.to_string()));
+                }
                 self.shared.error(e.to_string());
                 End::Down
             }
@@ -604,9 +776,10 @@ impl Task {
         conn: &mut Conn,
         family: Family,
         params: &SessionParams,
+        held: &BTreeSet<RouteKey>,
     ) -> Result<(), ConnError> {
         let routes = self.shared.rib().family(family);
-        for route in routes {
+        for route in routes.into_iter().filter(|r| !held.contains(&r.key())) {
             self.send_route(conn, &route, params).await?;
         }
         Ok(())
@@ -624,6 +797,11 @@ impl Task {
             Ok(u) => {
                 self.send_update(conn, u).await?;
                 self.shared.stats().routes_announced += 1;
+                let key = route.key();
+                self.unproven.retain(|(r, _)| r.key() != key);
+                if self.shared.flap().proven.get(&key) != Some(route) {
+                    self.unproven.push((route.clone(), Instant::now()));
+                }
             }
             Err(e) => self.shared.error(format!("not sending {route}: {e}")),
         }
@@ -631,6 +809,8 @@ impl Task {
     }
 
     async fn send_withdraw(&mut self, conn: &mut Conn, key: &RouteKey) -> Result<(), ConnError> {
+        self.unproven.retain(|(r, _)| &r.key() != key);
+        self.shared.flap().proven.remove(key);
         self.send_update(conn, update::withdraw(key)).await?;
         self.shared.stats().routes_withdrawn += 1;
         Ok(())

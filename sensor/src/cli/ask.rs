@@ -6,7 +6,7 @@ use std::{fmt::Write as _, time::Duration};
 use anyhow::{Result, bail};
 use serde_json::Value;
 
-use super::{AskArgs, BanArgs, UnbanArgs};
+use super::{AskArgs, BanArgs, BgpAction, BgpArgs, UnbanArgs};
 use crate::{
     control::{self, Request, Response},
     detect::config::parse_duration,
@@ -163,13 +163,73 @@ pub fn mitigations(args: AskArgs) -> Result<()> {
     Ok(())
 }
 
+/// `YYYY-MM-DD HH:MM:SS` (UTC) of unix seconds.
+fn utc_time(t: u64) -> String {
+    let (days, secs) = ((t / 86400) as i64, t % 86400);
+    // Civil from days (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
 fn route_text(r: &Value) -> String {
     serde_json::from_value::<crate::bgp::Route>(r.clone())
         .map(|r| r.to_string())
         .unwrap_or_else(|_| r.to_string())
 }
 
-pub fn bgp(args: AskArgs) -> Result<()> {
+pub fn bgp(bgp: BgpArgs) -> Result<()> {
+    let args = bgp.ask;
+    if let Some(BgpAction::ClearQuarantine { peer }) = bgp.action {
+        let body = ask(&args.socket, &Request::ClearQuarantine { peer })?;
+        print(args.json, &body, |b| {
+            let n = b["cleared"].as_array().map_or(0, Vec::len);
+            format!("{}: {n} routes out of quarantine\n", s(&b["peer"]))
+        });
+        return Ok(());
+    }
+    if bgp.quarantine {
+        let body = ask(&args.socket, &Request::BgpQuarantine)?;
+        print(args.json, &body, |b| {
+            let mut out = String::new();
+            if b["configured"] == false {
+                out.push_str("no BGP peers configured ([bgp] section)\n");
+                return out;
+            }
+            let _ = writeln!(
+                out,
+                "{:<12} {:<20} {:<60}  ROUTER'S REASON",
+                "PEER", "SINCE", "ROUTE"
+            );
+            for (peer, list) in b["quarantine"].as_object().into_iter().flatten() {
+                for q in list.as_array().into_iter().flatten() {
+                    let since = q["since"].as_u64().map_or("-".into(), utc_time);
+                    let _ = writeln!(
+                        out,
+                        "{:<12} {:<20} {:<60}  {}",
+                        peer,
+                        since,
+                        route_text(&q["route"]),
+                        s(&q["reason"])
+                    );
+                }
+            }
+            out
+        });
+        return Ok(());
+    }
     let body = ask(&args.socket, &Request::Bgp)?;
     print(args.json, &body, |b| {
         let mut out = String::new();
@@ -203,6 +263,24 @@ pub fn bgp(args: AskArgs) -> Result<()> {
             if let Some(fams) = p["negotiated"]["families"].as_array() {
                 let f: Vec<String> = fams.iter().map(s).collect();
                 let _ = writeln!(out, "{:<12} families {}", "", f.join(", "));
+            }
+            let flap = &p["flap"];
+            if flap["quarantined"].as_u64().unwrap_or(0) > 0
+                || flap["resets"].as_u64().unwrap_or(0) > 0
+            {
+                let _ = writeln!(
+                    out,
+                    "{:<12} flap: {} quarantined, {} suspects, {} resets, back-off {:.0}s{}, last reset: {}",
+                    "",
+                    s(&flap["quarantined"]),
+                    s(&flap["suspects"]),
+                    s(&flap["resets"]),
+                    flap["backoff_secs"].as_f64().unwrap_or(0.0),
+                    flap["reconnect_in_secs"]
+                        .as_f64()
+                        .map_or(String::new(), |t| format!(" (next try in {t:.0}s)")),
+                    s(&flap["last_reset"]),
+                );
             }
         }
         out

@@ -50,7 +50,7 @@ pub enum Command {
     /// Active mitigations and where they were announced (asks the daemon).
     Mitigations(AskArgs),
     /// BGP peers: state, uptime, capabilities, routes (asks the daemon).
-    Bgp(AskArgs),
+    Bgp(BgpArgs),
     /// The daemon at a glance.
     Status(AskArgs),
     /// Mitigate an address by hand: a Flow Spec filter or a blackhole.
@@ -71,6 +71,27 @@ pub struct AskArgs {
     /// The daemon's control socket.
     #[arg(long, default_value = crate::control::DEFAULT_SOCKET)]
     pub socket: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BgpArgs {
+    #[command(subcommand)]
+    pub action: Option<BgpAction>,
+    /// The routes quarantined per peer (routers that reset the session
+    /// over them are never sent them again).
+    #[arg(long)]
+    pub quarantine: bool,
+    #[command(flatten)]
+    pub ask: AskArgs,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum BgpAction {
+    /// Clear a peer's quarantine: its routes may be sent to it again.
+    ClearQuarantine {
+        /// The peer's name, as in [[bgp.peers]].
+        peer: String,
+    },
 }
 
 #[derive(Debug, clap::Args)]

@@ -510,6 +510,14 @@ impl Mitigator {
                 m.fallback = Some(hole);
                 m.fallback_peers = refused;
             }
+        } else if m.kind == Kind::Flowspec && m.fallback.is_some() && !m.fallback_peers.is_empty() {
+            // A router that refuses the filter now (e.g. quarantined it)
+            // gets the blackhole too.
+            for p in refused {
+                if !m.fallback_peers.contains(&p) {
+                    m.fallback_peers.push(p);
+                }
+            }
         }
         if let Some(hole) = m.fallback.clone() {
             let peers: Vec<&str> = m.fallback_peers.iter().map(String::as_str).collect();
@@ -532,6 +540,51 @@ impl Mitigator {
                     .push(("*".into(), format!("blackhole refused: {e}"))),
             }
         }
+    }
+
+    /// The speaker quarantined `route` for `peer` (the router reset the
+    /// session over it, `reason`): every mitigation using it is announced
+    /// again, so that router refuses it and gets the fallback (a blackhole
+    /// of the victim, where allowed).
+    pub fn on_quarantine(
+        &mut self,
+        peer: &str,
+        route: &Route,
+        reason: &str,
+        a: &dyn Announcer,
+    ) -> Vec<Record> {
+        let ids: Vec<u64> = self
+            .active
+            .values()
+            .filter(|m| &m.route == route || m.fallback.as_ref() == Some(route))
+            .map(|m| m.id)
+            .collect();
+        let mut out = Vec::new();
+        for id in ids {
+            let mut m = self.active.remove(&id).expect("present");
+            if &m.route == route && !m.dry_run {
+                self.send(&mut m, a);
+            }
+            let fallback = m
+                .fallback
+                .as_ref()
+                .filter(|f| *f != route)
+                .filter(|_| {
+                    m.fallback_peers.is_empty() || m.fallback_peers.iter().any(|p| p == peer)
+                })
+                .map(ToString::to_string);
+            tracing::warn!(mitigation = id, peer, %route, reason, fallback = ?fallback,
+                "mitigation rule quarantined for a router");
+            out.push(json!({"event": "mitigation_quarantined", "peer": peer,
+                "route": route, "router_reason": reason, "fallback": fallback, "mitigation": m}));
+            self.active.insert(id, m);
+            self.dirty = true;
+        }
+        if out.is_empty() {
+            out.push(json!({"event": "route_quarantined", "peer": peer,
+                "route": route, "router_reason": reason}));
+        }
+        out
     }
 
     fn updated(&mut self, attack: &Attack, now: u64, a: &dyn Announcer) -> Vec<Record> {
