@@ -153,7 +153,7 @@ async fn start_metrics(config: &Config) -> Option<Metrics> {
         (
             "edge_sensor_bgp_peer_flap_resets",
             metrics::Kind::Gauge,
-            "Sessions the peer reset soon after our UPDATEs (flap protection).",
+            "Sessions the peer ended with an UPDATE error NOTIFICATION or a dropped connection.",
         ),
         (
             "edge_sensor_bgp_route_quarantined",

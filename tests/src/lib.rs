@@ -11,6 +11,7 @@ pub mod filled;
 pub mod frame;
 pub mod netns;
 pub mod replay;
+pub mod scripted;
 pub mod sflow;
 pub mod tshark;
 pub mod tshark_flow;

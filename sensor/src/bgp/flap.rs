@@ -89,7 +89,7 @@ pub(crate) struct Flap {
     pub struck: BTreeSet<RouteKey>,
     /// Routes that stayed at the router for the probation time.
     pub proven: BTreeMap<RouteKey, Route>,
-    /// Sessions that ended in a reset blamed on our UPDATEs.
+    /// Sessions that ended in an UPDATE error NOTIFICATION or a drop.
     pub resets: u64,
     pub last_reset: Option<String>,
     /// Start of recent connections (for the per-minute cap).
@@ -128,7 +128,8 @@ impl Flap {
     /// Counts a connection now; how long to wait before it so that at most
     /// [`MAX_ATTEMPTS_PER_MINUTE`] happen in a minute.
     pub fn damp_wait(&mut self, now: Instant) -> Duration {
-        let minute = Duration::from_secs(60);
+        // A minute, and a margin for the time a connection takes.
+        let minute = Duration::from_secs(61);
         while self
             .attempts
             .front()
@@ -157,7 +158,6 @@ pub(crate) fn blame(
     if unproven.is_empty() {
         return None;
     }
-    flap.resets += 1;
     if let Reset::UpdateError { data, .. } = reset
         && data.len() >= 4
     {
@@ -196,4 +196,111 @@ pub fn unix_now() -> u64 {
 /// The quarantine file in a state dir.
 pub fn quarantine_file(state_dir: &Path) -> PathBuf {
     state_dir.join("bgp-quarantine.json")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hole(last: u8) -> Route {
+        Route::blackhole(std::net::IpAddr::from([192, 0, 2, last]))
+    }
+
+    fn notification() -> Reset {
+        Reset::UpdateError {
+            text: "3/9".into(),
+            data: Vec::new(),
+        }
+    }
+
+    fn dropped() -> Reset {
+        Reset::Dropped("reset".into())
+    }
+
+    #[test]
+    fn no_new_route_no_blame() {
+        let mut f = Flap::default();
+        assert_eq!(blame(&mut f, &dropped(), &[], |_| None), None);
+        assert!(f.suspects.is_empty());
+    }
+
+    #[test]
+    fn an_update_error_after_one_new_route_names_it() {
+        let mut f = Flap::default();
+        let r = hole(1);
+        assert_eq!(
+            blame(&mut f, &notification(), std::slice::from_ref(&r), |_| None),
+            Some(r)
+        );
+    }
+
+    #[test]
+    fn a_drop_after_one_new_route_needs_a_second_strike() {
+        let mut f = Flap::default();
+        let r = hole(1);
+        assert_eq!(
+            blame(&mut f, &dropped(), std::slice::from_ref(&r), |_| None),
+            None
+        );
+        assert!(f.suspects.contains(&r.key()));
+        f.suspects.clear(); // sent on probation
+        assert_eq!(
+            blame(&mut f, &dropped(), std::slice::from_ref(&r), |_| None),
+            Some(r)
+        );
+    }
+
+    #[test]
+    fn several_new_routes_become_suspects_unless_the_data_names_one() {
+        let mut f = Flap::default();
+        let routes = [hole(1), hole(2), hole(3)];
+        assert_eq!(blame(&mut f, &notification(), &routes, |_| None), None);
+        assert_eq!(f.suspects.len(), 3);
+
+        let mut f = Flap::default();
+        let named = Reset::UpdateError {
+            text: "3/9".into(),
+            data: vec![0x20, 192, 0, 2, 2],
+        };
+        let encoded = |r: &Route| match r {
+            Route::Blackhole { prefix } => {
+                let mut b = vec![0xaa, 0x20];
+                if let std::net::IpAddr::V4(a) = prefix.addr() {
+                    b.extend_from_slice(&a.octets());
+                }
+                Some(b)
+            }
+            _ => None,
+        };
+        assert_eq!(blame(&mut f, &named, &routes, encoded), Some(hole(2)));
+        assert!(f.suspects.is_empty());
+    }
+
+    #[test]
+    fn quarantine_once_with_an_event() {
+        let mut f = Flap::default();
+        f.suspects.insert(hole(1).key());
+        f.quarantine(hole(1), "3/9".into());
+        f.quarantine(hole(1), "3/9".into());
+        assert_eq!(f.quarantine.len(), 1);
+        assert_eq!(f.events.len(), 1);
+        assert!(f.suspects.is_empty() && f.dirty);
+        assert!(f.is_quarantined(&hole(1)).is_some());
+        assert!(f.is_quarantined(&hole(2)).is_none());
+    }
+
+    #[test]
+    fn at_most_five_connections_a_minute() {
+        let mut f = Flap::default();
+        let t0 = Instant::now();
+        for i in 0..5 {
+            let now = t0 + Duration::from_secs(i);
+            assert_eq!(f.damp_wait(now), Duration::ZERO);
+            f.attempts.push_back(now);
+        }
+        let now = t0 + Duration::from_secs(5);
+        assert_eq!(f.damp_wait(now), Duration::from_secs(56));
+        // After the oldest left the window, one more.
+        assert_eq!(f.damp_wait(t0 + Duration::from_secs(61)), Duration::ZERO);
+    }
 }

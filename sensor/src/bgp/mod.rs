@@ -155,7 +155,8 @@ pub struct FlapStatus {
     pub quarantined: usize,
     /// Routes held back after a reset, sent one at a time.
     pub suspects: usize,
-    /// Sessions that ended in a reset after our UPDATEs.
+    /// Sessions that ended in an UPDATE error NOTIFICATION or a dropped
+    /// connection (whether blamed on a route or not).
     pub resets: u64,
     pub last_reset: Option<String>,
     /// The current reconnect back-off, seconds.

@@ -377,6 +377,14 @@ impl Task {
     /// the unproven routes (see [`super::flap`]).
     fn blame(&mut self) {
         let Some(reset) = self.reset.take() else {
+            // Not the router's refusal (hold timer, Cease...): a suspect
+            // on probation is still one.
+            let mut flap = self.shared.flap();
+            for (r, _) in self.unproven.drain(..) {
+                if flap.struck.contains(&r.key()) {
+                    flap.suspects.insert(r.key());
+                }
+            }
             return;
         };
         let now = Instant::now();
@@ -398,6 +406,7 @@ impl Task {
         let why = reset.text();
         let culprit = {
             let mut flap = self.shared.flap();
+            flap.resets += 1;
             flap.last_reset = Some(why.clone());
             flap::blame(&mut flap, &reset, &unproven, |r| {
                 update::announce(r, &params)
