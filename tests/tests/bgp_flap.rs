@@ -142,6 +142,10 @@ async fn check_quarantined(speaker: &Speaker, peer: &ScriptedPeer, bad: &Route, 
     );
     drop(log);
     let status = &speaker.status()[0];
+    edge_sensor_tests::assert_json_schema(
+        "bgp",
+        &serde_json::json!({"configured": true, "peers": speaker.status()}),
+    );
     assert_eq!(status.state, SessionState::Established, "{status:#?}");
     assert_eq!(status.flap.quarantined, 1, "{status:#?}");
     let q = &speaker.quarantine()["scripted"];
@@ -292,8 +296,8 @@ fn a_peer_that_always_resets_is_reconnected_to_under_6_times_a_minute() {
         .expect("a first connection");
         let first = peer.log().connections[0];
         tokio::time::sleep(Duration::from_secs(61).saturating_sub(first.elapsed())).await;
-        let log = peer.log();
-        let minute: Vec<Duration> = log
+        let minute: Vec<Duration> = peer
+            .log()
             .connections
             .iter()
             .map(|t| t.duration_since(first))
@@ -306,7 +310,6 @@ fn a_peer_that_always_resets_is_reconnected_to_under_6_times_a_minute() {
         );
         assert!(minute.len() < 6, "{minute:?}");
         assert!(minute.len() >= 3, "still trying: {minute:?}");
-        drop(log);
         speaker.shutdown(false).await;
     });
 }

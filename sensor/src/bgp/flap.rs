@@ -21,9 +21,10 @@
 //! when announced again (`RejectReason::Quarantined`), so the mitigation
 //! falls back (e.g. to RTBH); the speaker reports it as an event.
 //!
-//! Reconnects after a session that did not stay up `STABLE_AFTER` double
-//! the wait (with jitter), and no more than [`MAX_ATTEMPTS_PER_MINUTE`]
-//! connections are made a minute (RFC 4271 §8.1.1 DampPeerOscillations).
+//! Reconnects after a session that ended in such a reset before it stayed
+//! up [`STABLE_AFTER`] double the wait (with jitter), and no more than
+//! [`MAX_ATTEMPTS_PER_MINUTE`] connections are made a minute (RFC 4271
+//! §8.1.1 DampPeerOscillations).
 
 use std::{
     collections::{BTreeMap, BTreeSet, VecDeque},
@@ -37,8 +38,9 @@ use super::route::{Route, RouteKey};
 
 /// A session up this long was stable: the back-off starts over.
 pub const STABLE_AFTER: Duration = Duration::from_secs(30);
-/// At most this many connections to one router in any minute after
-/// sessions that did not last (DampPeerOscillations).
+/// At most this many sessions to one router that were established and
+/// then reset, in any minute (DampPeerOscillations): after them the next
+/// connection waits.
 pub const MAX_ATTEMPTS_PER_MINUTE: usize = 5;
 
 /// One route a router will not be sent again, and why.
@@ -92,7 +94,8 @@ pub(crate) struct Flap {
     /// Sessions that ended in an UPDATE error NOTIFICATION or a drop.
     pub resets: u64,
     pub last_reset: Option<String>,
-    /// Start of recent connections (for the per-minute cap).
+    /// Start of recent sessions that were established and then reset
+    /// (for the per-minute cap).
     pub attempts: VecDeque<Instant>,
     /// The current back-off and when the next attempt is due.
     pub backoff: Duration,

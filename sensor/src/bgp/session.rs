@@ -323,15 +323,23 @@ impl Task {
                         stream,
                         buf: Vec::new(),
                     };
-                    self.shared.flap().attempts.push_back(Instant::now());
+                    let started = Instant::now();
                     self.unproven.clear();
                     self.reset = None;
                     let end = self.session(conn).await;
                     let up = self.shared.stats().established_at.map(|t| t.elapsed());
-                    if up.is_some_and(|u| u >= STABLE_AFTER) {
-                        // It worked for a while: start over from the short wait.
-                        backoff = initial;
+                    let stable = up.is_some_and(|u| u >= STABLE_AFTER);
+                    if stable {
                         self.shared.flap().attempts.clear();
+                    } else if up.is_some() && self.reset.is_some() {
+                        // An oscillation: counted for the per-minute cap.
+                        self.shared.flap().attempts.push_back(started);
+                    }
+                    if stable || (up.is_some() && self.reset.is_none()) {
+                        // It worked for a while, or ended for another
+                        // reason than a reset (Cease, hold timer): start
+                        // over from the short wait. Resets keep doubling it.
+                        backoff = initial;
                     }
                     if up.is_some() && matches!(end, End::Down) {
                         self.blame();

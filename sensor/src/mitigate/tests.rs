@@ -17,6 +17,8 @@ use crate::{
 #[derive(Default)]
 struct Routers {
     held: RefCell<Vec<(String, Route)>>,
+    /// Routes a router's session quarantined (refused from then on).
+    quarantined: RefCell<Vec<(String, Route)>>,
 }
 
 impl Routers {
@@ -38,7 +40,18 @@ impl Announcer for Routers {
         let mut out = Vec::new();
         for &p in peers {
             let refuse = p == "edge2" && matches!(route, Route::FlowSpec { .. });
-            if refuse {
+            if self
+                .quarantined
+                .borrow()
+                .contains(&(p.to_string(), route.clone()))
+            {
+                out.push((
+                    p.to_string(),
+                    Outcome::Refused(RejectReason::Quarantined {
+                        router_reason: "3/9".into(),
+                    }),
+                ));
+            } else if refuse {
                 out.push((
                     p.to_string(),
                     Outcome::Refused(RejectReason::FamilyNotConfigured {
@@ -443,5 +456,35 @@ fn a_router_at_its_cap_is_left_out_the_others_still_protect() {
         third.peers.iter().all(|(_, o)| o.contains("max_per_peer")),
         "{:?}",
         third.peers
+    );
+}
+
+#[test]
+fn a_quarantined_filter_falls_back_to_a_blackhole_on_that_router() {
+    let r = Routers::default();
+    let mut m = mitigator(MitigationConfig::default());
+    let a = attack(1, "203.0.113.5/32", GroupAction::Flowspec, 0.97);
+    m.on_event(&Event::AttackStarted(a), 1000, &r);
+    let filter = r.holds("edge1")[0].clone();
+    let hole = Route::blackhole("203.0.113.5".parse().unwrap());
+    // edge1's session quarantined the filter: the speaker took it out.
+    r.withdraw_key(&filter.key());
+    r.quarantined
+        .borrow_mut()
+        .push(("edge1".into(), filter.clone()));
+    let out = m.on_quarantine("edge1", &filter, "NOTIFICATION 3/9", &r);
+    assert_eq!(events(&out), ["mitigation_quarantined"]);
+    assert_eq!(out[0]["router_reason"], "NOTIFICATION 3/9");
+    assert_eq!(out[0]["fallback"], "blackhole 203.0.113.5/32");
+    assert_eq!(r.holds("edge1"), std::slice::from_ref(&hole));
+    assert_eq!(r.holds("edge2"), [hole]);
+    let active = m.active().next().unwrap();
+    assert_eq!(active.fallback_peers, ["edge2", "edge1"]);
+    assert!(m.take_changed().is_some());
+    // A quarantined route no mitigation uses: reported all the same.
+    let other = Route::blackhole("203.0.113.9".parse().unwrap());
+    assert_eq!(
+        events(&m.on_quarantine("edge1", &other, "dropped", &r)),
+        ["route_quarantined"]
     );
 }
