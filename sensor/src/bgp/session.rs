@@ -459,8 +459,9 @@ impl Task {
     /// The next suspect to send on probation (in the Adj-RIB-Out, of a
     /// family the session carries).
     fn next_suspect(&self, sendable: &[Family]) -> Option<Route> {
-        let mut flap = self.shared.flap();
-        while let Some(key) = flap.suspects.pop_first() {
+        loop {
+            // One lock at a time: `rib` is taken before `flap` elsewhere.
+            let key = self.shared.flap().suspects.pop_first()?;
             if !sendable.contains(&key.family()) {
                 continue;
             }
@@ -468,7 +469,6 @@ impl Task {
                 return Some(r);
             }
         }
-        None
     }
 
     /// A write failed on an established session: a NOTIFICATION the peer
