@@ -570,6 +570,23 @@ fn the_operator_bans_unbans_reloads_and_stops_without_losing_rules() {
         lab.log()
     );
     let sessions = established();
+    // Flap protection: nothing quarantined on a router that behaves; the
+    // operator's commands answer.
+    assert_eq!(lab.ask("bgp")["peers"][0]["flap"]["quarantined"], 0);
+    let quarantine = lab.ask_with(&["bgp", "--quarantine"]);
+    assert_eq!(quarantine["configured"], true, "{quarantine}");
+    assert!(
+        quarantine["quarantine"]
+            .as_object()
+            .is_some_and(|q| q.values().all(|l| l.as_array().is_some_and(Vec::is_empty))),
+        "{quarantine}"
+    );
+    let peer = lab.ask("bgp")["peers"][0]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let cleared = lab.ask_with(&["bgp", "clear-quarantine", &peer]);
+    assert_eq!(cleared["cleared"], serde_json::json!([]), "{cleared}");
     // A manual blackhole: on the router at once, with the RTBH community.
     let other: IpAddr = match lab.victim {
         IpAddr::V4(v) => {

@@ -66,10 +66,10 @@ pub enum Command {
 #[derive(Debug, clap::Args)]
 pub struct AskArgs {
     /// Machine-readable output.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub json: bool,
     /// The daemon's control socket.
-    #[arg(long, default_value = crate::control::DEFAULT_SOCKET)]
+    #[arg(long, global = true, default_value = crate::control::DEFAULT_SOCKET)]
     pub socket: PathBuf,
 }
 
