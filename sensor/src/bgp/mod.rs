@@ -28,6 +28,8 @@ pub mod tcp;
 pub mod update;
 
 #[cfg(test)]
+mod receive_tests;
+#[cfg(test)]
 mod tests;
 
 use std::{

@@ -656,14 +656,9 @@ fn check_attribute(
         // RFC 8092 §6: a non-zero multiple of 12.
         code::LARGE_COMMUNITIES => (v.is_empty() || !v.len().is_multiple_of(12))
             .then_some((Reason::MalformedLargeCommunities, Withdraw)),
-        code::MP_REACH_NLRI => {
-            mp_reach(a, ctx, f, parsed);
-            None
-        }
-        code::MP_UNREACH_NLRI => {
-            mp_unreach(a, ctx, f, parsed);
-            None
-        }
+        // §7.11, §7.12: parsed, checked and kept there.
+        code::MP_REACH_NLRI => return mp_reach(a, ctx, f, parsed),
+        code::MP_UNREACH_NLRI => return mp_unreach(a, ctx, f, parsed),
         _ => None,
     };
     match error {
