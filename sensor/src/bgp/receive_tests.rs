@@ -978,3 +978,48 @@ next_hop_v4 = "192.0.2.254"
         speaker.shutdown(false).await;
     }
 }
+
+/// The mutants are not all rejected at the door: a fixed stream of them
+/// reaches every approach of RFC 7606 §2 (and plain Ok), so the property
+/// tests exercise the whole check.
+#[test]
+fn mutants_reach_every_approach() {
+    let ctx = ReceiveContext {
+        ibgp: false,
+        ..ebgp()
+    };
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut tally = std::collections::BTreeMap::<String, usize>::new();
+    for _ in 0..20_000 {
+        let seed = &seeds()[next() as usize % seeds().len()];
+        let (i, x) = (next() as usize, next() as u8);
+        let m = match next() % 4 {
+            0 => Mutation::Flip(i, x | 1),
+            1 => Mutation::Length(x, i, (x % 7) as i8 - 3),
+            2 => Mutation::Flags(i, x),
+            _ => Mutation::Truncate(i),
+        };
+        let key = match receive_frame(&mutate(seed, &[m], true), &ctx) {
+            None => "framing".to_owned(),
+            Some(v) => format!("{:?}", v.approach()),
+        };
+        *tally.entry(key).or_default() += 1;
+    }
+    eprintln!("{tally:?}");
+    for k in [
+        "framing",
+        "None",
+        "Some(AttributeDiscard)",
+        "Some(TreatAsWithdraw)",
+        "Some(AfiSafiDisable)",
+        "Some(SessionReset)",
+    ] {
+        assert!(tally.get(k).is_some_and(|n| *n >= 20), "{k}: {tally:?}");
+    }
+}
