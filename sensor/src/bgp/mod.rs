@@ -13,6 +13,11 @@
 //! names its reason so the caller can fall back (e.g. to RTBH). Every
 //! UPDATE is decoded back before it is sent: a malformed flow spec NLRI
 //! would make the router reset the session and drop every mitigation on it.
+//!
+//! What a peer sends is checked as RFC 7606 says ([`receive`]): an error
+//! resets the session with the right NOTIFICATION, disables the family,
+//! or is treated as a withdrawal or discarded, and is counted per peer and
+//! per reason ([`PeerStatus::update_errors`]).
 
 pub mod attribute;
 pub mod capability;

@@ -94,6 +94,11 @@ impl fmt::Display for Approach {
 /// `edge-sensor bgp` and `edge_sensor_bgp_update_errors_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, thiserror::Error)]
 pub enum Reason {
+    /// Withdrawn Routes Length or Total Path Attribute Length past the
+    /// message: found while framing ([`Message::decode`], NOTIFICATION
+    /// 3/1, RFC 4271 §6.3 kept by RFC 7606 §4), counted by the session.
+    #[error("withdrawn routes or path attribute length past the message")]
+    UpdateLengths,
     /// An attribute runs past the path attribute list, or fewer octets
     /// than an attribute header remain (RFC 7606 §4).
     #[error("attribute length overruns the attribute list")]
@@ -184,6 +189,7 @@ impl Reason {
     /// The kebab-case name (as serialized).
     pub fn name(self) -> &'static str {
         match self {
+            Self::UpdateLengths => "update-lengths",
             Self::AttributeListOverrun => "attribute-list-overrun",
             Self::AttributeFlags => "attribute-flags",
             Self::DuplicateMpAttribute => "duplicate-mp-attribute",

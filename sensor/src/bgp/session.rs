@@ -472,6 +472,17 @@ impl Task {
                             // The receive side (a later issue) keeps the
                             // routes of Ok / AttributeDiscard verdicts here.
                         }
+                        // Withdrawn Routes or Total Path Attribute Length
+                        // past the message (RFC 4271 §6.3, RFC 7606 §4).
+                        Err(ConnError::Protocol(e)) if e.code == error_code::UPDATE_MESSAGE => {
+                            {
+                                let mut s = shared.stats();
+                                s.updates_received += 1;
+                                *s.update_errors.entry(Reason::UpdateLengths).or_insert(0) += 1;
+                                s.last_update_error = Some(format!("received UPDATE in error: {e}"));
+                            }
+                            return self.unexpected(&mut conn, Err(ConnError::Protocol(e)), 3).await;
+                        }
                         Ok(Message::RouteRefresh(rr)) => {
                             shared.stats().route_refreshes_received += 1;
                             // RFC 2918 §4: re-advertise the family's Adj-RIB-Out.
