@@ -502,7 +502,10 @@ pub fn check(update: &Update, ctx: &ReceiveContext) -> UpdateVerdict {
     // End-of-RIB (RFC 4724 §2).
     if f.errors.is_empty() && parsed.announced.is_empty() && parsed.withdrawn.is_empty() {
         match parsed.attributes.as_slice() {
-            [] if update.withdrawn.is_empty() && update.nlri.is_empty() => {
+            [] if update.path_attributes.is_empty()
+                && update.withdrawn.is_empty()
+                && update.nlri.is_empty() =>
+            {
                 parsed.end_of_rib = Some(Family::Ipv4Unicast.codes());
             }
             [PathAttribute::MpUnreach { family, nlri }] if nlri.is_empty() => {

@@ -448,6 +448,15 @@ fn verdict_contents() {
     assert!(p.attributes.iter().any(|a| matches!(a,
         super::attribute::PathAttribute::Other { flags, code: 99, .. } if flags & PARTIAL != 0)));
 
+    // Only an ignored attribute is no End-of-RIB.
+    let UpdateVerdict::Ok(p) = check(
+        &update(Vec::new(), &[attr(O, 98, &[1])], Vec::new()),
+        &ebgp(),
+    ) else {
+        panic!()
+    };
+    assert_eq!(p.end_of_rib, None);
+
     // End-of-RIB markers (RFC 4724 §2).
     for family in Family::ALL {
         let UpdateVerdict::Ok(ReceivedUpdate { end_of_rib, .. }) =
