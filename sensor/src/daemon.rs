@@ -151,6 +151,11 @@ async fn start_metrics(config: &Config) -> Option<Metrics> {
             "Routes in the peer's Adj-RIB-Out.",
         ),
         (
+            "edge_sensor_bgp_update_errors_total",
+            metrics::Kind::Counter,
+            "Errors in UPDATEs received from the peer, by reason (RFC 7606).",
+        ),
+        (
             "edge_sensor_watch_samples_total",
             metrics::Kind::Counter,
             "Samples of watched destinations the kernel (or the userspace collector) streamed, \
@@ -609,6 +614,13 @@ impl<'s> Daemon<'s> {
                     &[("peer", &p.name)],
                     p.adj_rib_out as f64,
                 );
+                for (reason, n) in &p.update_errors {
+                    m.set(
+                        "edge_sensor_bgp_update_errors_total",
+                        &[("peer", &p.name), ("reason", reason.name())],
+                        *n as f64,
+                    );
+                }
             }
         }
         if let Some(w) = self.watch_stats() {

@@ -13,12 +13,18 @@
 //! names its reason so the caller can fall back (e.g. to RTBH). Every
 //! UPDATE is decoded back before it is sent: a malformed flow spec NLRI
 //! would make the router reset the session and drop every mitigation on it.
+//!
+//! What a peer sends is checked as RFC 7606 says ([`receive`]): an error
+//! resets the session with the right NOTIFICATION, disables the family,
+//! or is treated as a withdrawal or discarded, and is counted per peer and
+//! per reason ([`PeerStatus::update_errors`]).
 
 pub mod attribute;
 pub mod capability;
 pub mod config;
 pub mod flowspec;
 pub mod message;
+pub mod receive;
 pub mod rib;
 pub mod route;
 pub mod rtbh;
@@ -26,6 +32,8 @@ pub mod session;
 pub mod tcp;
 pub mod update;
 
+#[cfg(test)]
+mod receive_tests;
 #[cfg(test)]
 mod tests;
 
@@ -138,6 +146,13 @@ pub struct PeerStatus {
     pub last_error: Option<String>,
     pub last_notification_sent: Option<String>,
     pub last_notification_received: Option<String>,
+    /// Errors in received UPDATEs, per reason (RFC 7606; the names of
+    /// [`receive::Reason`]).
+    pub update_errors: std::collections::BTreeMap<receive::Reason, u64>,
+    /// Families ignored for the rest of the session after a malformed
+    /// MP_REACH/MP_UNREACH (RFC 7606 §2), as `afi/safi`.
+    pub afi_safi_disabled: Vec<String>,
+    pub last_update_error: Option<String>,
 }
 
 struct Peer {
@@ -241,6 +256,16 @@ impl Peer {
             last_error: s.last_error,
             last_notification_sent: s.last_notification_sent,
             last_notification_received: s.last_notification_received,
+            update_errors: s.update_errors,
+            afi_safi_disabled: s
+                .afi_safi_disabled
+                .iter()
+                .map(|(afi, safi)| match Family::from_codes(*afi, *safi) {
+                    Some(f) => f.to_string(),
+                    None => format!("{afi}/{safi}"),
+                })
+                .collect(),
+            last_update_error: s.last_update_error,
         }
     }
 }

@@ -204,6 +204,23 @@ pub fn bgp(args: AskArgs) -> Result<()> {
                 let f: Vec<String> = fams.iter().map(s).collect();
                 let _ = writeln!(out, "{:<12} families {}", "", f.join(", "));
             }
+            if let Some(errs) = p["update_errors"].as_object()
+                && !errs.is_empty()
+            {
+                let e: Vec<String> = errs.iter().map(|(k, v)| format!("{k} {}", s(v))).collect();
+                let _ = writeln!(
+                    out,
+                    "{:<12} received UPDATE errors (RFC 7606): {}",
+                    "",
+                    e.join(", ")
+                );
+            }
+            if let Some(fams) = p["afi_safi_disabled"].as_array()
+                && !fams.is_empty()
+            {
+                let f: Vec<String> = fams.iter().map(s).collect();
+                let _ = writeln!(out, "{:<12} disabled families {}", "", f.join(", "));
+            }
         }
         out
     });
