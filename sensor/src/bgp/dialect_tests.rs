@@ -472,3 +472,114 @@ fn max_components_is_enforced() {
         Err(Refusal::TooManyComponents { max: 1, .. })
     ));
 }
+
+// ---- configuration --------------------------------------------------------
+
+fn config(
+    families: &str,
+    flowspec: &str,
+) -> Result<crate::bgp::BgpConfig, crate::bgp::BgpConfigError> {
+    crate::bgp::BgpConfig::from_toml(&format!(
+        r#"
+router_id = "192.0.2.10"
+local_asn = 65001
+announce_within = ["192.0.2.0/24", "2001:db8::/32"]
+
+[[peers]]
+name = "edge1"
+address = "198.51.100.1"
+peer_asn = 65001
+families = [{families}]
+next_hop_v4 = "192.0.2.1"
+next_hop_v6 = "100::1"
+
+[peers.flowspec]
+{flowspec}
+"#
+    ))
+}
+
+#[test]
+fn no_dialect_is_generic_as_before() {
+    let c = config(r#""ipv4-flowspec", "ipv6-flowspec""#, "").unwrap();
+    assert_eq!(
+        c.peers[0].flowspec.dialect(),
+        Dialect::profile(Profile::Generic)
+    );
+}
+
+#[test]
+fn overrides_apply_on_top_of_the_profile() {
+    let c = config(
+        r#""ipv4-flowspec", "ipv4-unicast""#,
+        r#"dialect = "ocnos"
+actions = ["discard", "traffic-rate-bytes"]
+operators = "eq-and-ranges"
+max_components = 6"#,
+    )
+    .unwrap();
+    let d = c.peers[0].flowspec.dialect();
+    assert_eq!(d.profile, Profile::Ocnos);
+    assert_eq!(d.actions, vec![A::Discard, A::TrafficRateBytes]);
+    assert_eq!(d.operators, Operators::EqAndRanges);
+    assert_eq!(d.max_components, Some(6));
+    assert!(!d.ipv6, "the rest stays OcNOS");
+
+    let c = config(
+        r#""ipv4-flowspec", "ipv6-flowspec""#,
+        r#"dialect = "bird"
+ipv6_offsets = false
+flow_label = false
+redirect = ["as2", "ipv4"]
+components = ["destination-prefix", "ip-protocol", "flow-label"]"#,
+    )
+    .unwrap();
+    let d = c.peers[0].flowspec.dialect();
+    assert!(!d.ipv6_offsets);
+    assert!(!d.flow_label(), "flow_label wins over components");
+    assert_eq!(d.components, vec![K::DestinationPrefix, K::IpProtocol]);
+    assert_eq!(
+        d.redirect,
+        vec![RedirectEncoding::As2, RedirectEncoding::Ipv4]
+    );
+}
+
+#[test]
+fn config_refuses_unknown_profiles_keys_and_contradictions() {
+    let e = config(r#""ipv4-flowspec""#, r#"dialect = "cisco""#).unwrap_err();
+    assert!(
+        e.message.contains("cisco") && e.message.contains("iosxr"),
+        "{e}"
+    );
+    let e = config(r#""ipv4-flowspec""#, "ipv6_offset = false").unwrap_err();
+    assert!(e.message.contains("ipv6_offset"), "{e}");
+    let e = config(r#""ipv4-flowspec""#, r#"redirect = ["as8"]"#).unwrap_err();
+    assert!(e.message.contains("as8"), "{e}");
+    // OcNOS documents no IPv6 flow spec.
+    let e = config(
+        r#""ipv4-flowspec", "ipv6-flowspec""#,
+        r#"dialect = "ocnos""#,
+    )
+    .unwrap_err();
+    assert_eq!(e.key, "bgp.peers[edge1].families");
+    assert!(
+        e.message.contains("ocnos") && e.message.contains("flowspec.ipv6"),
+        "{e}"
+    );
+    // ... unless the operator says so.
+    config(
+        r#""ipv4-flowspec", "ipv6-flowspec""#,
+        "dialect = \"ocnos\"\nipv6 = true",
+    )
+    .unwrap();
+    let e = config(
+        r#""ipv4-flowspec""#,
+        "actions = [\"redirect\"]\nredirect = []",
+    )
+    .unwrap_err();
+    assert_eq!(e.key, "bgp.peers[edge1].flowspec.redirect");
+    let e = config(r#""ipv4-flowspec""#, r#"components = ["ip-protocol"]"#).unwrap_err();
+    assert_eq!(e.key, "bgp.peers[edge1].flowspec.components");
+    let e = config(r#""ipv4-flowspec""#, "actions = []").unwrap_err();
+    assert_eq!(e.key, "bgp.peers[edge1].flowspec.actions");
+}

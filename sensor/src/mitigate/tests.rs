@@ -497,7 +497,7 @@ fn ocnos_gets_only_what_it_documents_and_the_blackhole_otherwise() {
         &r,
     );
     let mit = m.active().next().unwrap().clone();
-    assert_eq!(r.routers.holds("edge1"), [mit.route.clone()]);
+    assert_eq!(r.routers.holds("edge1"), std::slice::from_ref(&mit.route));
     assert!(
         mit.sent
             .iter()
@@ -582,7 +582,7 @@ fn a_component_a_router_lacks_is_dropped_only_when_the_policy_allows_widening() 
             .all(|c| c.kind() != crate::bgp::ComponentKind::SourcePort)
     );
     assert_eq!(r.routers.holds("edge1"), [sent.route.clone().unwrap()]);
-    assert_eq!(r.routers.holds("edge2"), [mit.route.clone()]);
+    assert_eq!(r.routers.holds("edge2"), std::slice::from_ref(&mit.route));
     // Withdrawn: both the adapted and the original rule.
     m.unban("203.0.113.5", &r).unwrap();
     assert!(r.routers.held.borrow().is_empty());
