@@ -35,8 +35,8 @@
 //! [bgp.peers.flowspec]
 //! dialect = "ocnos"              # built-in profile (see bgp::dialect)
 //! actions = ["discard", "traffic-rate-bytes"]  # override: policer checked in the lab
-//! # also: components, operators, ipv4, ipv6, ipv6_offsets, flow_label,
-//! #       redirect = ["as2", "ipv4", "as4"], max_components
+//! # also: components, operators, single_value, ipv4, ipv6, ipv6_offsets,
+//! #       flow_label, redirect = ["as2", "ipv4", "as4"], max_components
 //! max_rules = 1000
 //! ```
 
@@ -178,6 +178,9 @@ pub struct FlowSpecSupport {
     /// `all`, `eq-and-ranges` or `eq` (RFC 8955 §4.2.1.1).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub operators: Option<Operators>,
+    /// Components matched on a single `==` value only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub single_value: Option<Vec<ComponentKind>>,
     /// IPv6 prefix offsets (RFC 8956 §3.1).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ipv6_offsets: Option<bool>,
@@ -205,6 +208,7 @@ impl Default for FlowSpecSupport {
             ipv6: None,
             components: None,
             operators: None,
+            single_value: None,
             ipv6_offsets: None,
             flow_label: None,
             actions: None,
@@ -230,6 +234,9 @@ impl FlowSpecSupport {
         }
         if let Some(v) = self.operators {
             d.operators = v;
+        }
+        if let Some(v) = &self.single_value {
+            d.single_value = v.clone();
         }
         if let Some(v) = self.ipv6_offsets {
             d.ipv6_offsets = v;

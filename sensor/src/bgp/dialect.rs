@@ -134,6 +134,13 @@ pub struct Dialect {
     /// (RFC 8956 §3.7) is.
     pub components: Vec<ComponentKind>,
     pub operators: Operators,
+    /// Components matched on a single `==` value only (for `ip-protocol`,
+    /// also the pair tcp, udp); a longer list is a component the router
+    /// cannot match.
+    pub single_value: Vec<ComponentKind>,
+    /// The fragment bits (RFC 8955 §4.2.2.12: DF 0x01, IsF 0x02, FF 0x04,
+    /// LF 0x08) the router can match.
+    pub fragment_bits: u16,
     /// IPv6 prefix offsets other than 0 (RFC 8956 §3.1).
     pub ipv6_offsets: bool,
     /// Actions taken; `discard` is traffic-rate-bytes 0 (RFC 8955 §7.1).
@@ -147,6 +154,9 @@ pub struct Dialect {
 }
 
 use ComponentKind as C;
+
+/// DF, IsF, FF and LF.
+pub const ALL_FRAGMENT_BITS: u16 = 0x0f;
 
 /// RFC 8955 §4.2.2 types 1-12: what an IPv4 implementation of the base
 /// specification knows.
@@ -177,6 +187,8 @@ impl Dialect {
             ipv6,
             components: components.to_vec(),
             operators: Operators::All,
+            single_value: Vec::new(),
+            fragment_bits: ALL_FRAGMENT_BITS,
             ipv6_offsets: false,
             actions: actions.to_vec(),
             redirect: Vec::new(),
@@ -246,17 +258,20 @@ impl Dialect {
                     ],
                 )
             },
-            // Cisco IOS XR "Implementing BGP Flowspec", Supported Matching
-            // Criteria and Actions: IPv4 types 1-12; actions traffic-rate
-            // 0x8006 (police / drop at 0), redirect VRF (route target) and
-            // traffic-marking 0x8009 (set dscp); "multiple action
+            // Cisco ASR 9000 (IOS XR) Routing Configuration Guide 5.3.x,
+            // "Implementing BGP Flowspec": Supported Matching Criteria are
+            // IPv4 types 1-12; Traffic Filtering Actions are traffic-rate
+            // 0x8006 (police, drop at 0), redirect-vrf 0x8008 ("the same
+            // encoding as the Route Target extended community [RFC4360]",
+            // type 0x8008 only: 2-octet AS), traffic-marking 0x8009 (set
+            // dscp) and redirect IP next hop 0x0800; "multiple action
             // combinations can be specified without restrictions". No
-            // traffic-action, no packet rate; IPv6 is not in the table cited.
-            // https://www.cisco.com/c/en/us/td/docs/routers/asr9000/software/routing/configuration/guide/b-routing-cg-asr9000/implementing-bgp-flowspec.html
-            // (mirror of the NCS 6000 6.4.x guide read: https://www.easymanua.ls/cisco/ncs-6000-series/manual?p=128)
+            // traffic-action, no packet rate; IPv6 is not in that table.
+            // https://www.manualslib.com/manual/1311082/Cisco-Asr-9000-Series.html?page=240
+            // (also the NCS 6000 6.4.x guide: https://www.easymanua.ls/cisco/ncs-6000-series/manual?p=128)
             Profile::Iosxr => Dialect {
-                redirect: R::ALL.to_vec(),
-                source: "https://www.cisco.com/c/en/us/td/docs/routers/asr9000/software/routing/configuration/guide/b-routing-cg-asr9000/implementing-bgp-flowspec.html",
+                redirect: vec![R::As2],
+                source: "https://www.manualslib.com/manual/1311082/Cisco-Asr-9000-Series.html?page=240",
                 ..base(
                     true,
                     false,
@@ -285,15 +300,23 @@ impl Dialect {
                     &[A::Discard, A::TrafficRateBytes, A::Redirect],
                 )
             },
-            // Nokia SR OS Unicast Routing Protocols Guide, "Using flow
-            // routes to create dynamic filter entries": IPv4 and IPv6 flow
-            // routes become ip-filter / ipv6-filter entries (fSpec-0). The
-            // page names no action list beyond filtering, so only drop and
+            // Nokia SR OS Unicast Routing Protocols Guide, "BGP FlowSpec":
+            // "FlowSpec is supported for both IPv4 and IPv6" (flow-ipv4,
+            // flow-ipv6). Subcomponent table (IPv4): types 1-12, with IP
+            // Protocol "no support for multiple values other than TCP or
+            // UDP", ICMP Type, ICMP Code and DSCP "only a single value",
+            // Fragment "no support for matching DF bit, first-fragment or
+            // last-fragment". The flow routes become filter entries
+            // ("Using flow routes to create dynamic filter entries"); the
+            // pages read name no action list beyond that, so only drop and
             // rate-limit (traffic-rate); no redirect, marking, offsets or
             // flow label.
+            // https://infocenter.nokia.com/public/7750SR225R1A/topic/com.nokia.Unicast_Guide/bgp_flowspec-ai9exj5yj3.html
             // https://infocenter.nokia.com/public/7750SR222R1A/topic/com.nokia.Unicast_Guide/using_flow_rout-d497e10999.html
             Profile::Sros => Dialect {
-                source: "https://infocenter.nokia.com/public/7750SR222R1A/topic/com.nokia.Unicast_Guide/using_flow_rout-d497e10999.html",
+                single_value: vec![C::IpProtocol, C::IcmpType, C::IcmpCode, C::Dscp],
+                fragment_bits: super::flowspec::fragment::IS_F,
+                source: "https://infocenter.nokia.com/public/7750SR225R1A/topic/com.nokia.Unicast_Guide/bgp_flowspec-ai9exj5yj3.html",
                 ..base(
                     true,
                     true,
@@ -301,10 +324,12 @@ impl Dialect {
                     &[A::Discard, A::TrafficRateBytes],
                 )
             },
-            // FRR user guide, "Flowspec": IPv4 and IPv6 flowspec
-            // (draft-ietf-idr-flow-spec-v6); policy-based routing applies
-            // redirect VRF / redirect IP, rate-limit and DSCP marking. No
-            // flow label, no offsets, no packet rate, no sample.
+            // FRR user guide, "Flowspec" (doc/user/flowspec.rst): IPv4, and
+            // IPv6 with "the same set of combinations as defined for IPv4"
+            // (so no flow label, no offsets); actions redirect VRF (route
+            // target, and an IPv6 RT per RFC 5701), redirect IP, rate-limit
+            // and DSCP marking through policy routing. No packet rate, no
+            // sample.
             // https://docs.frrouting.org/en/latest/flowspec.html
             Profile::Frr => Dialect {
                 redirect: R::ALL.to_vec(),
@@ -562,6 +587,10 @@ pub fn adapt(
             dropped.push(kind);
             continue;
         }
+        if !matchable(c, dialect) {
+            dropped.push(kind);
+            continue;
+        }
         match numeric_terms(c) {
             Some(terms) => match fit_operators(terms, dialect.operators) {
                 Fit::AsIs => kept.push(c.clone()),
@@ -659,6 +688,33 @@ fn nonzero_offset(p: &FlowPrefix) -> Option<u8> {
     match *p {
         FlowPrefix::V6 { offset, .. } if offset != 0 => Some(offset),
         _ => None,
+    }
+}
+
+/// Whether the router can match `c` at all, per its single-value and
+/// fragment-bit limits.
+fn matchable(c: &Component, d: &Dialect) -> bool {
+    if let Component::Fragment(terms) = c {
+        return terms.iter().all(|t| t.bits & !d.fragment_bits == 0);
+    }
+    if !d.single_value.contains(&c.kind()) {
+        return true;
+    }
+    let Some(terms) = numeric_terms(c) else {
+        return true;
+    };
+    let eqs: Option<Vec<u64>> = terms
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.op == NumericOp::Eq && (i == 0 || !t.and)).then_some(t.value))
+        .collect();
+    match eqs.as_deref() {
+        Some([_]) => true,
+        // "TCP or UDP" (SR OS), in either order.
+        Some([a, b]) if c.kind() == ComponentKind::IpProtocol => {
+            matches!((a, b), (6, 17) | (17, 6))
+        }
+        _ => false,
     }
 }
 

@@ -112,15 +112,17 @@ fn junos_table_is_its_documentation() {
     assert!(!d.ipv6);
 }
 
-/// IOS XR: types 1-12, traffic-rate, redirect, set dscp; no sample, no
-/// packet rate.
+/// IOS XR: types 1-12, traffic-rate, redirect-vrf 0x8008, set dscp; no
+/// sample, no packet rate.
 #[test]
 fn iosxr_table_is_its_documentation() {
     let d = Dialect::profile(Profile::Iosxr);
-    assert!(d.source.contains("cisco.com"));
+    assert!(d.source.contains("Cisco-Asr-9000"));
     assert_eq!(d.components, RFC8955_COMPONENTS.to_vec());
     assert!(d.action(A::TrafficMarking) && d.action(A::Redirect));
+    assert_eq!(d.redirect, vec![RedirectEncoding::As2], "type 0x8008 only");
     assert!(!d.action(A::TrafficAction) && !d.action(A::TrafficRatePackets));
+    assert!(!d.ipv6);
 }
 
 /// EOS 4.21.3F: RFC 5575 and RFC 7674 (IPv4, rate/drop, redirect).
@@ -136,14 +138,51 @@ fn eos_table_is_its_documentation() {
     assert_eq!(d.redirect, RedirectEncoding::ALL.to_vec(), "RFC 7674");
 }
 
-/// SR OS: IPv4 and IPv6 flow routes become filter entries; drop and rate.
+/// SR OS: IPv4 and IPv6; types 1-12 with single values for ICMP type and
+/// code and DSCP, protocol single or "TCP or UDP", no DF/FF/LF fragment
+/// matches; drop and rate.
 #[test]
 fn sros_table_is_its_documentation() {
     let d = Dialect::profile(Profile::Sros);
     assert!(d.source.contains("nokia.com"));
     assert!(d.ipv4 && d.ipv6);
+    assert_eq!(d.components, RFC8955_COMPONENTS.to_vec());
+    assert_eq!(
+        d.single_value,
+        vec![K::IpProtocol, K::IcmpType, K::IcmpCode, K::Dscp]
+    );
+    assert_eq!(d.fragment_bits, crate::bgp::flowspec::fragment::IS_F);
     assert!(!d.flow_label() && !d.ipv6_offsets);
     assert_eq!(d.actions, vec![A::Discard, A::TrafficRateBytes]);
+}
+
+#[test]
+fn sros_single_values_and_fragment_bits() {
+    use crate::bgp::{BitmaskMatch, flowspec::fragment};
+    let d = Dialect::profile(Profile::Sros);
+    let ok = v4_rule(vec![
+        Component::IpProtocol(vec![NumericMatch::eq(6), NumericMatch::eq(17)]),
+        Component::Dscp(vec![NumericMatch::eq(46)]),
+        Component::Fragment(vec![BitmaskMatch::all(fragment::IS_F)]),
+    ]);
+    d.accepts(&ok, &[Action::DISCARD]).unwrap();
+    for c in [
+        Component::IpProtocol(vec![NumericMatch::eq(1), NumericMatch::eq(17)]),
+        Component::Dscp(vec![NumericMatch::eq(10), NumericMatch::eq(46)]),
+        Component::Fragment(vec![BitmaskMatch::all(fragment::FF)]),
+    ] {
+        let kind = c.kind();
+        let rule = v4_rule(vec![c]);
+        assert!(
+            matches!(
+                adapt(&rule, &[Action::DISCARD], &d, &NoWidening),
+                Err(Refusal::Widening { component, .. }) if component == kind
+            ),
+            "{kind}"
+        );
+        let out = adapt(&rule, &[Action::DISCARD], &d, &Wide).unwrap();
+        assert_eq!(out.rule.components().len(), 1, "{kind}");
+    }
 }
 
 /// FRR: IPv4 and IPv6; redirect, rate-limit, marking; no flow label.
