@@ -233,28 +233,31 @@ impl Dialect {
                     &[A::Discard],
                 )
             },
-            // Junos `routing-options flow`: match destination, source,
-            // protocol, port, destination-port, source-port, icmp-type,
-            // icmp-code, tcp-flags, packet-length, dscp, fragment; then
-            // discard, rate-limit, sample, next-term (traffic-action),
-            // routing-instance <target community> (redirect; Junos target
-            // communities take all three RT forms). No mark, no flow label,
-            // no packet rate on that page; IPv6 flow routes are not on it
-            // either (enable with `flowspec.ipv6 = true` after checking the
-            // release).
+            // Junos `routing-options flow` (IPv4) and `rib inet6.0 flow`
+            // (IPv6, `family inet6 flow`): match destination and source (IPv6
+            // with `prefix-offset`), protocol, port, destination-port,
+            // source-port, icmp-type/icmp6-type, icmp-code/icmp6-code,
+            // tcp-flags, packet-length, dscp, fragment, and (IPv6)
+            // flow-label; then discard, rate-limit, mark, sample and
+            // next-term (traffic-action), routing-instance <route target>
+            // (redirect; Junos route targets take all three RFC 4360 /
+            // RFC 5668 forms), redirect IP. No packet rate.
             // https://www.juniper.net/documentation/us/en/software/junos/cli-reference/topics/ref/statement/flow-edit-routing-options.html
+            // https://www.juniper.net/documentation/us/en/software/junos/cli-reference/topics/ref/statement/flow-ipv6-edit-routing-options.html
             Profile::Junos => Dialect {
+                ipv6_offsets: true,
                 redirect: R::ALL.to_vec(),
-                source: "https://www.juniper.net/documentation/us/en/software/junos/cli-reference/topics/ref/statement/flow-edit-routing-options.html",
+                source: "https://www.juniper.net/documentation/us/en/software/junos/cli-reference/topics/ref/statement/flow-ipv6-edit-routing-options.html",
                 ..base(
                     true,
-                    false,
-                    &RFC8955_COMPONENTS,
+                    true,
+                    &ComponentKind::ALL,
                     &[
                         A::Discard,
                         A::TrafficRateBytes,
                         A::TrafficAction,
                         A::Redirect,
+                        A::TrafficMarking,
                     ],
                 )
             },

@@ -92,24 +92,26 @@ fn ocnos_table_is_its_documentation() {
     }
 }
 
-/// Junos `flow` statement: the 12 RFC 8955 match conditions; discard,
-/// rate-limit, sample/next-term, routing-instance; no mark on that page.
+/// Junos `flow` (IPv4) and `flow (IPv6)` statements: every component, the
+/// flow label and prefix offsets in IPv6; discard, rate-limit, mark,
+/// sample/next-term, routing-instance; no packet rate.
 #[test]
 fn junos_table_is_its_documentation() {
     let d = Dialect::profile(Profile::Junos);
     assert!(d.source.contains("juniper.net"));
-    assert_eq!(d.components, RFC8955_COMPONENTS.to_vec());
+    assert!(d.ipv4 && d.ipv6 && d.ipv6_offsets && d.flow_label());
+    assert_eq!(d.components, ComponentKind::ALL.to_vec());
     assert_eq!(
         d.actions,
         vec![
             A::Discard,
             A::TrafficRateBytes,
             A::TrafficAction,
-            A::Redirect
+            A::Redirect,
+            A::TrafficMarking
         ]
     );
-    assert!(!d.action(A::TrafficMarking) && !d.action(A::TrafficRatePackets));
-    assert!(!d.ipv6);
+    assert!(!d.action(A::TrafficRatePackets));
 }
 
 /// IOS XR: types 1-12, traffic-rate, redirect-vrf 0x8008, set dscp; no
