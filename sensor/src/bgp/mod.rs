@@ -22,6 +22,7 @@
 pub mod attribute;
 pub mod capability;
 pub mod config;
+pub mod dialect;
 pub mod flowspec;
 pub mod message;
 pub mod receive;
@@ -51,6 +52,7 @@ use tokio::{
 
 pub use capability::{Family, Negotiated};
 pub use config::{BgpConfig, BgpConfigError, FlowSpecSupport, PeerConfig};
+pub use dialect::{Dialect, Profile, Refusal};
 pub use flowspec::{
     Action, ActionKind, BitmaskMatch, Component, ComponentKind, FlowPrefix, FlowSpec,
     FlowSpecError, IpFamily, NumericMatch, NumericOp,
@@ -77,6 +79,10 @@ pub enum RejectReason {
     MaxRules { max: usize },
     #[error("the route cannot be encoded for this peer: {message}")]
     Encoding { message: String },
+    /// Anything else the router's dialect does not take (see
+    /// [`dialect::adapt`] for the rule it would take instead).
+    #[error("{refusal}")]
+    Dialect { refusal: Refusal },
 }
 
 /// What one peer did with an announced route.
@@ -180,23 +186,27 @@ impl Peer {
         }
         if let Route::FlowSpec { rule, actions } = route {
             let support = &cfg.flowspec;
+            let dialect = support.dialect();
             if let Some(c) = rule
                 .components()
                 .iter()
                 .map(Component::kind)
-                .find(|k| !support.components.contains(k))
+                .find(|&k| !dialect.component(k))
             {
                 return Err(RejectReason::ComponentNotSupported { component: c });
             }
             for a in actions {
                 let kind = a.kind();
-                let ok = support.actions.contains(&kind)
+                let ok = dialect.action(kind)
                     || (kind == ActionKind::Discard
-                        && support.actions.contains(&ActionKind::TrafficRateBytes));
+                        && dialect.action(ActionKind::TrafficRateBytes));
                 if !ok {
                     return Err(RejectReason::ActionNotSupported { action: kind });
                 }
             }
+            dialect
+                .accepts(rule, actions)
+                .map_err(|refusal| RejectReason::Dialect { refusal })?;
             if !rib.contains(&route.key()) && rib.flowspec_rules() >= support.max_rules {
                 return Err(RejectReason::MaxRules {
                     max: support.max_rules,

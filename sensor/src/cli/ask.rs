@@ -154,6 +154,32 @@ pub fn mitigations(args: AskArgs) -> Result<()> {
                 "",
                 peers.join("; "),
             );
+            // Per router, the rule actually sent (adapted to its dialect).
+            for sent in m["sent"].as_array().into_iter().flatten() {
+                let what = match sent["refused"].as_str() {
+                    Some(why) => format!("no rule: {why}"),
+                    None => {
+                        let changes: Vec<String> = sent["changes"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .map(s)
+                            .collect();
+                        let mut t = route_text(&sent["route"]);
+                        if !changes.is_empty() {
+                            let _ = write!(t, " ({})", changes.join("; "));
+                        }
+                        t
+                    }
+                };
+                let _ = writeln!(
+                    out,
+                    "{:>62}{} [{}]: {what}",
+                    "",
+                    s(&sent["peer"]),
+                    s(&sent["dialect"]),
+                );
+            }
         }
         if list.is_empty() {
             out.push_str("(no active mitigation)\n");
