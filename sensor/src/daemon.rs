@@ -162,6 +162,11 @@ async fn start_metrics(config: &Config) -> Option<Metrics> {
              unix time of the quarantine).",
         ),
         (
+            "edge_sensor_bgp_update_errors_total",
+            metrics::Kind::Counter,
+            "Errors in UPDATEs received from the peer, by reason (RFC 7606).",
+        ),
+        (
             "edge_sensor_watch_samples_total",
             metrics::Kind::Counter,
             "Samples of watched destinations the kernel (or the userspace collector) streamed, \
@@ -651,6 +656,13 @@ impl<'s> Daemon<'s> {
                     &[("peer", &p.name)],
                     p.flap.resets as f64,
                 );
+                for (reason, n) in &p.update_errors {
+                    m.set(
+                        "edge_sensor_bgp_update_errors_total",
+                        &[("peer", &p.name), ("reason", reason.name())],
+                        *n as f64,
+                    );
+                }
             }
             let quarantined = s.quarantine().into_iter().flat_map(|(peer, list)| {
                 list.into_iter().map(move |q| {

@@ -144,6 +144,12 @@ fn flowspec_each_action_arrives_and_is_withdrawn() {
             bird.routes_in(Table::Flow4) == 0 && bird.routes_in(Table::Flow6) == 0
         });
         assert!(gone, "{:#?}", bird.routes("flowtab4"));
+        // What BIRD sent (End-of-RIB at least) passed the RFC 7606 checks.
+        let s = &speaker.status()[0];
+        assert!(
+            s.updates_received >= 1 && s.update_errors.is_empty(),
+            "{s:?}"
+        );
     });
     bird.assert_logged("edge-sensor test shutdown");
 }

@@ -110,6 +110,8 @@ connect_retry_max = 2
 families = ["ipv4-flowspec", "ipv4-unicast"]
 next_hop_v4 = "192.0.2.254"
 graceful_restart = 60
+[bgp.peers.flowspec]
+dialect = "gobgp"
 "#,
                 events = dir.join("events.jsonl").display()
             ),
@@ -334,6 +336,12 @@ fn a_flood_gets_a_precise_rule_on_the_router_which_goes_when_the_flood_ends() {
     );
     let mitigations = lab.ask("mitigations");
     assert_eq!(mitigations["mitigations"][0]["kind"], "flowspec");
+    // The rule sent to the router, per its dialect: GoBGP takes it as it is.
+    let sent = &mitigations["mitigations"][0]["sent"][0];
+    assert_eq!(sent["peer"], "gobgp", "{mitigations}");
+    assert_eq!(sent["dialect"], "gobgp", "{mitigations}");
+    assert_eq!(sent["route"], mitigations["mitigations"][0]["route"]);
+    assert_eq!(sent["changes"], serde_json::json!([]), "{mitigations}");
     // The daemon's metrics: the mitigation, the peer, the victim's rate.
     let metrics = lab.metrics();
     let victim = format!("{}", lab.victim);

@@ -172,10 +172,12 @@ fn metrics_equal_the_maps_and_the_dashboard_queries_only_them() {
         f.send(&small);
     }
 
-    // Still: counters equal the maps read directly.
+    // Still: counters equal the maps read directly. The exporter reads the
+    // maps and the program's statistics one after the other, each refresh:
+    // wait for a refresh that began after the last run.
     let still = scrape_until(addr, Duration::from_secs(15), |s| {
         value(s, "edge_sensor_exporter_datagrams_total", &[]) == Some((2 * ROUNDS) as f64)
-            && value(s, "edge_sensor_xdp_program_runs_total", &[]).is_some()
+            && value(s, "edge_sensor_xdp_program_runs_total", &[]) == Some((2 * ROUNDS) as f64)
     });
     let report = Report::read_pinned_exporters(f.path()).unwrap();
     let (id, totals) = report.exporters.iter().next().unwrap();

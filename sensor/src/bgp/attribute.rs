@@ -274,7 +274,12 @@ impl PathAttribute {
         Ok(out)
     }
 
-    fn decode_one(fl: u8, code: u8, v: &[u8], four_octet: bool) -> Result<Self, AttributeError> {
+    pub(crate) fn decode_one(
+        fl: u8,
+        code: u8,
+        v: &[u8],
+        four_octet: bool,
+    ) -> Result<Self, AttributeError> {
         let bad_len = || AttributeError::BadLength { code, len: v.len() };
         Ok(match code {
             code::ORIGIN => match v {

@@ -34,10 +34,10 @@
 //! graceful_restart = 120         # optional: routers keep rules while we restart
 //!
 //! [bgp.peers.flowspec]
-//! components = ["destination-prefix", "source-prefix", "ip-protocol", "port",
-//!               "destination-port", "source-port", "tcp-flags", "packet-length",
-//!               "dscp", "fragment"]
-//! actions = ["discard", "traffic-rate-bytes"]
+//! dialect = "ocnos"              # built-in profile (see bgp::dialect)
+//! actions = ["discard", "traffic-rate-bytes"]  # override: policer checked in the lab
+//! # also: components, operators, single_value, ipv4, ipv6, ipv6_offsets,
+//! #       flow_label, redirect = ["as2", "ipv4", "as4"], max_components
 //! max_rules = 1000
 //! ```
 
@@ -52,6 +52,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     attribute::Community,
     capability::Family,
+    dialect::{Dialect, Operators, Profile, RedirectEncoding},
     flowspec::{ActionKind, ComponentKind},
     rtbh,
 };
@@ -162,12 +163,45 @@ pub struct PeerConfig {
     pub flowspec: FlowSpecSupport,
 }
 
-/// `[bgp.peers.flowspec]`.
+/// `[bgp.peers.flowspec]`: the router's dialect (a built-in profile, see
+/// [`super::dialect`]) and per-feature overrides on top of it. Every
+/// override left out keeps the profile's value.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FlowSpecSupport {
-    pub components: Vec<ComponentKind>,
-    pub actions: Vec<ActionKind>,
+    /// `generic` (everything, the default), `ocnos`, `junos`, `iosxr`,
+    /// `eos`, `sros`, `frr`, `bird` or `gobgp`.
+    pub dialect: Profile,
+    /// IPv4 Flow Spec (RFC 8955) taken.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipv4: Option<bool>,
+    /// IPv6 Flow Spec (RFC 8956) taken.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<bool>,
+    /// The components taken (replaces the profile's list).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub components: Option<Vec<ComponentKind>>,
+    /// `all`, `eq-and-ranges` or `eq` (RFC 8955 §4.2.1.1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operators: Option<Operators>,
+    /// Components matched on a single `==` value only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub single_value: Option<Vec<ComponentKind>>,
+    /// IPv6 prefix offsets (RFC 8956 §3.1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipv6_offsets: Option<bool>,
+    /// The flow label component (RFC 8956 §3.7); wins over `components`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flow_label: Option<bool>,
+    /// The actions taken (replaces the profile's list).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actions: Option<Vec<ActionKind>>,
+    /// Redirect encodings taken: `as2`, `ipv4`, `as4` (RFC 8955 §7.4).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redirect: Option<Vec<RedirectEncoding>>,
+    /// The most components in one rule.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_components: Option<usize>,
     /// The most rules (both families) the router takes from us.
     pub max_rules: usize,
 }
@@ -175,10 +209,57 @@ pub struct FlowSpecSupport {
 impl Default for FlowSpecSupport {
     fn default() -> Self {
         Self {
-            components: ComponentKind::ALL.to_vec(),
-            actions: ActionKind::ALL.to_vec(),
+            dialect: Profile::Generic,
+            ipv4: None,
+            ipv6: None,
+            components: None,
+            operators: None,
+            single_value: None,
+            ipv6_offsets: None,
+            flow_label: None,
+            actions: None,
+            redirect: None,
+            max_components: None,
             max_rules: 1000,
         }
+    }
+}
+
+impl FlowSpecSupport {
+    /// The profile with the overrides applied.
+    pub fn dialect(&self) -> Dialect {
+        let mut d = Dialect::profile(self.dialect);
+        if let Some(v) = self.ipv4 {
+            d.ipv4 = v;
+        }
+        if let Some(v) = self.ipv6 {
+            d.ipv6 = v;
+        }
+        if let Some(v) = &self.components {
+            d.components = v.clone();
+        }
+        if let Some(v) = self.operators {
+            d.operators = v;
+        }
+        if let Some(v) = &self.single_value {
+            d.single_value = v.clone();
+        }
+        if let Some(v) = self.ipv6_offsets {
+            d.ipv6_offsets = v;
+        }
+        if let Some(v) = self.flow_label {
+            d.set_flow_label(v);
+        }
+        if let Some(v) = &self.actions {
+            d.actions = v.clone();
+        }
+        if let Some(v) = &self.redirect {
+            d.redirect = v.clone();
+        }
+        if let Some(v) = self.max_components {
+            d.max_components = Some(v);
+        }
+        d
     }
 }
 
@@ -335,19 +416,7 @@ impl BgpConfig {
                 .iter()
                 .any(|f| matches!(f, Family::Ipv4FlowSpec | Family::Ipv6FlowSpec));
             if has_flowspec {
-                if !p
-                    .flowspec
-                    .components
-                    .contains(&ComponentKind::DestinationPrefix)
-                {
-                    return Err(invalid(
-                        key("flowspec.components"),
-                        "must include destination-prefix: every rule we send has one",
-                    ));
-                }
-                if p.flowspec.actions.is_empty() {
-                    return Err(invalid(key("flowspec.actions"), "name at least one action"));
-                }
+                check_dialect(&p.flowspec, &p.families, &key)?;
             }
         }
         Ok(())
@@ -359,6 +428,58 @@ impl PeerConfig {
     pub fn local_asn(&self, global: &BgpConfig) -> u32 {
         self.local_asn.unwrap_or(global.local_asn)
     }
+}
+
+/// A dialect that cannot carry our rules, or that contradicts the families.
+fn check_dialect(
+    fs: &FlowSpecSupport,
+    families: &[Family],
+    key: &dyn Fn(&str) -> String,
+) -> Result<(), BgpConfigError> {
+    let d = fs.dialect();
+    let name = d.profile;
+    if !d.component(ComponentKind::DestinationPrefix) {
+        return Err(invalid(
+            key("flowspec.components"),
+            "must include destination-prefix: every rule we send has one",
+        ));
+    }
+    if d.actions.is_empty() {
+        return Err(invalid(key("flowspec.actions"), "name at least one action"));
+    }
+    if d.action(ActionKind::Redirect) && d.redirect.is_empty() {
+        return Err(invalid(
+            key("flowspec.redirect"),
+            "redirect is an accepted action: name at least one encoding (as2, ipv4, as4)",
+        ));
+    }
+    if fs.max_components == Some(0) {
+        return Err(invalid(
+            key("flowspec.max_components"),
+            "must be at least 1",
+        ));
+    }
+    for (family, ok) in [
+        (Family::Ipv4FlowSpec, d.ipv4),
+        (Family::Ipv6FlowSpec, d.ipv6),
+    ] {
+        if families.contains(&family) && !ok {
+            return Err(invalid(
+                key("families"),
+                format!(
+                    "{family} is configured, but the {name} dialect has none ({}); \
+                     remove it, or override with flowspec.{} = true",
+                    d.source,
+                    if family == Family::Ipv4FlowSpec {
+                        "ipv4"
+                    } else {
+                        "ipv6"
+                    }
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn check_asn(key: &str, asn: u32) -> Result<(), BgpConfigError> {

@@ -13,13 +13,20 @@
 //! names its reason so the caller can fall back (e.g. to RTBH). Every
 //! UPDATE is decoded back before it is sent: a malformed flow spec NLRI
 //! would make the router reset the session and drop every mitigation on it.
+//!
+//! What a peer sends is checked as RFC 7606 says ([`receive`]): an error
+//! resets the session with the right NOTIFICATION, disables the family,
+//! or is treated as a withdrawal or discarded, and is counted per peer and
+//! per reason ([`PeerStatus::update_errors`]).
 
 pub mod attribute;
 pub mod capability;
 pub mod config;
+pub mod dialect;
 pub mod flap;
 pub mod flowspec;
 pub mod message;
+pub mod receive;
 pub mod rib;
 pub mod route;
 pub mod rtbh;
@@ -27,6 +34,8 @@ pub mod session;
 pub mod tcp;
 pub mod update;
 
+#[cfg(test)]
+mod receive_tests;
 #[cfg(test)]
 mod tests;
 
@@ -46,6 +55,7 @@ use tokio::{
 
 pub use capability::{Family, Negotiated};
 pub use config::{BgpConfig, BgpConfigError, FlowSpecSupport, PeerConfig};
+pub use dialect::{Dialect, Profile, Refusal};
 pub use flap::{QuarantineEvent, Quarantined};
 pub use flowspec::{
     Action, ActionKind, BitmaskMatch, Component, ComponentKind, FlowPrefix, FlowSpec,
@@ -75,6 +85,10 @@ pub enum RejectReason {
     Encoding { message: String },
     #[error("quarantined for this router, which reset the session over it: {router_reason}")]
     Quarantined { router_reason: String },
+    /// Anything else the router's dialect does not take (see
+    /// [`dialect::adapt`] for the rule it would take instead).
+    #[error("{refusal}")]
+    Dialect { refusal: Refusal },
 }
 
 /// What one peer did with an announced route.
@@ -144,6 +158,13 @@ pub struct PeerStatus {
     pub last_error: Option<String>,
     pub last_notification_sent: Option<String>,
     pub last_notification_received: Option<String>,
+    /// Errors in received UPDATEs, per reason (RFC 7606; the names of
+    /// [`receive::Reason`]).
+    pub update_errors: std::collections::BTreeMap<receive::Reason, u64>,
+    /// Families ignored for the rest of the session after a malformed
+    /// MP_REACH/MP_UNREACH (RFC 7606 §2), as `afi/safi`.
+    pub afi_safi_disabled: Vec<String>,
+    pub last_update_error: Option<String>,
     /// Flap protection: quarantined routes, suspects, back-off.
     pub flap: FlapStatus,
 }
@@ -204,23 +225,27 @@ impl Peer {
         }
         if let Route::FlowSpec { rule, actions } = route {
             let support = &cfg.flowspec;
+            let dialect = support.dialect();
             if let Some(c) = rule
                 .components()
                 .iter()
                 .map(Component::kind)
-                .find(|k| !support.components.contains(k))
+                .find(|&k| !dialect.component(k))
             {
                 return Err(RejectReason::ComponentNotSupported { component: c });
             }
             for a in actions {
                 let kind = a.kind();
-                let ok = support.actions.contains(&kind)
+                let ok = dialect.action(kind)
                     || (kind == ActionKind::Discard
-                        && support.actions.contains(&ActionKind::TrafficRateBytes));
+                        && dialect.action(ActionKind::TrafficRateBytes));
                 if !ok {
                     return Err(RejectReason::ActionNotSupported { action: kind });
                 }
             }
+            dialect
+                .accepts(rule, actions)
+                .map_err(|refusal| RejectReason::Dialect { refusal })?;
             if !rib.contains(&route.key()) && rib.flowspec_rules() >= support.max_rules {
                 return Err(RejectReason::MaxRules {
                     max: support.max_rules,
@@ -295,6 +320,16 @@ impl Peer {
             last_notification_sent: s.last_notification_sent,
             last_notification_received: s.last_notification_received,
             flap,
+            update_errors: s.update_errors,
+            afi_safi_disabled: s
+                .afi_safi_disabled
+                .iter()
+                .map(|(afi, safi)| match Family::from_codes(*afi, *safi) {
+                    Some(f) => f.to_string(),
+                    None => format!("{afi}/{safi}"),
+                })
+                .collect(),
+            last_update_error: s.last_update_error,
         }
     }
 }

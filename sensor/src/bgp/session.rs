@@ -13,7 +13,7 @@
 //! absent: withdraw), so nothing queued while down is lost or stale.
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeMap, BTreeSet},
     io,
     net::Ipv4Addr,
     sync::{Arc, Mutex},
@@ -32,6 +32,7 @@ use super::{
     config::PeerConfig,
     flap::{self, Flap, Reset, STABLE_AFTER},
     message::{Message, MessageError, Notification, Open, Update, error_code},
+    receive::{self, Approach, Reason, ReceiveContext, UpdateVerdict},
     rib::AdjRibOut,
     route::{Route, RouteKey},
     tcp,
@@ -81,6 +82,12 @@ pub(crate) struct Stats {
     pub last_error: Option<String>,
     pub last_notification_sent: Option<String>,
     pub last_notification_received: Option<String>,
+    /// Errors in received UPDATEs per reason (RFC 7606), over all sessions.
+    pub update_errors: BTreeMap<Reason, u64>,
+    /// Families ignored for the rest of this session (RFC 7606 §2 AFI/SAFI
+    /// disable, RFC 4760 §7).
+    pub afi_safi_disabled: Vec<(u16, u8)>,
+    pub last_update_error: Option<String>,
 }
 
 impl Default for Stats {
@@ -98,6 +105,9 @@ impl Default for Stats {
             last_error: None,
             last_notification_sent: None,
             last_notification_received: None,
+            update_errors: BTreeMap::new(),
+            afi_safi_disabled: Vec::new(),
+            last_update_error: None,
         }
     }
 }
@@ -565,7 +575,13 @@ impl Task {
             s.established_at = Some(Instant::now());
             s.established_count += 1;
             s.negotiated = Some(negotiated.clone());
+            s.afi_safi_disabled.clear();
         }
+        let receive_ctx = ReceiveContext {
+            four_octet: negotiated.four_octet_as,
+            ibgp: cfg.peer_asn == shared.local_asn,
+            families: negotiated.families.clone(),
+        };
         tracing::info!(peer = %cfg.name, families = ?negotiated.families, hold = negotiated.hold_time,
             "BGP session established");
         let sendable: Vec<Family> = cfg
@@ -616,7 +632,25 @@ impl Task {
                     }
                     match msg {
                         Ok(Message::Keepalive) => {}
-                        Ok(Message::Update(_)) => shared.stats().updates_received += 1,
+                        Ok(Message::Update(u)) => {
+                            let verdict = receive::check(&u, &receive_ctx);
+                            if let Some((n, why)) = self.received(&verdict) {
+                                return self.fail(&mut conn, n, &why).await;
+                            }
+                            // The receive side (a later issue) keeps the
+                            // routes of Ok / AttributeDiscard verdicts here.
+                        }
+                        // Withdrawn Routes or Total Path Attribute Length
+                        // past the message (RFC 4271 §6.3, RFC 7606 §4).
+                        Err(ConnError::Protocol(e)) if e.code == error_code::UPDATE_MESSAGE => {
+                            {
+                                let mut s = shared.stats();
+                                s.updates_received += 1;
+                                *s.update_errors.entry(Reason::UpdateLengths).or_insert(0) += 1;
+                                s.last_update_error = Some(format!("received UPDATE in error: {e}"));
+                            }
+                            return self.unexpected(&mut conn, Err(ConnError::Protocol(e)), 3).await;
+                        }
                         Ok(Message::RouteRefresh(rr)) => {
                             shared.stats().route_refreshes_received += 1;
                             // RFC 2918 §4: re-advertise the family's Adj-RIB-Out.
@@ -761,6 +795,35 @@ impl Task {
                 End::Down
             }
         }
+    }
+
+    /// Counts a received UPDATE and its errors per reason; records an
+    /// AFI/SAFI disable; returns the NOTIFICATION to reset with, if any.
+    fn received(&self, verdict: &UpdateVerdict) -> Option<(Notification, String)> {
+        let peer = &self.shared.config.name;
+        let mut s = self.shared.stats();
+        s.updates_received += 1;
+        for e in verdict.errors() {
+            *s.update_errors.entry(e.reason).or_insert(0) += 1;
+        }
+        let approach = verdict.approach()?;
+        let errors: Vec<String> = verdict.errors().iter().map(|e| e.to_string()).collect();
+        let text = format!("received UPDATE in error: {}", errors.join("; "));
+        s.last_update_error = Some(text.clone());
+        match verdict {
+            UpdateVerdict::SessionReset { notification, .. } => {
+                return Some((notification.clone(), text));
+            }
+            UpdateVerdict::AfiSafiDisable { afi, safi, .. } => {
+                if !s.afi_safi_disabled.contains(&(*afi, *safi)) {
+                    s.afi_safi_disabled.push((*afi, *safi));
+                }
+                tracing::warn!(%peer, afi, safi, "{text}: AFI/SAFI disabled for this session");
+            }
+            _ if approach == Approach::TreatAsWithdraw => tracing::info!(%peer, "{text}"),
+            _ => tracing::debug!(%peer, "{text}"),
+        }
+        None
     }
 
     /// Sends `n`, records why, closes.

@@ -1128,7 +1128,7 @@ fn config_doc_example_parses() {
         }
     }
     let c = super::BgpConfig::from_toml(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
-    assert_eq!(c.peers[0].flowspec.actions.len(), 2);
+    assert_eq!(c.peers[0].flowspec.dialect().actions.len(), 2);
     assert_eq!(c.peers[0].graceful_restart, Some(120));
 }
 

@@ -154,6 +154,32 @@ pub fn mitigations(args: AskArgs) -> Result<()> {
                 "",
                 peers.join("; "),
             );
+            // Per router, the rule actually sent (adapted to its dialect).
+            for sent in m["sent"].as_array().into_iter().flatten() {
+                let what = match sent["refused"].as_str() {
+                    Some(why) => format!("no rule: {why}"),
+                    None => {
+                        let changes: Vec<String> = sent["changes"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .map(s)
+                            .collect();
+                        let mut t = route_text(&sent["route"]);
+                        if !changes.is_empty() {
+                            let _ = write!(t, " ({})", changes.join("; "));
+                        }
+                        t
+                    }
+                };
+                let _ = writeln!(
+                    out,
+                    "{:>62}{} [{}]: {what}",
+                    "",
+                    s(&sent["peer"]),
+                    s(&sent["dialect"]),
+                );
+            }
         }
         if list.is_empty() {
             out.push_str("(no active mitigation)\n");
@@ -281,6 +307,23 @@ pub fn bgp(bgp: BgpArgs) -> Result<()> {
                         .map_or(String::new(), |t| format!(" (next try in {t:.0}s)")),
                     s(&flap["last_reset"]),
                 );
+            }
+            if let Some(errs) = p["update_errors"].as_object()
+                && !errs.is_empty()
+            {
+                let e: Vec<String> = errs.iter().map(|(k, v)| format!("{k} {}", s(v))).collect();
+                let _ = writeln!(
+                    out,
+                    "{:<12} received UPDATE errors (RFC 7606): {}",
+                    "",
+                    e.join(", ")
+                );
+            }
+            if let Some(fams) = p["afi_safi_disabled"].as_array()
+                && !fams.is_empty()
+            {
+                let f: Vec<String> = fams.iter().map(s).collect();
+                let _ = writeln!(out, "{:<12} disabled families {}", "", f.join(", "));
             }
         }
         out

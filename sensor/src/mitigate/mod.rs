@@ -32,7 +32,11 @@ use serde_json::json;
 pub use config::MitigationConfig;
 
 use crate::{
-    bgp::{self, Action, Announcement, Outcome, Route, RouteError, RouteKey},
+    bgp::{
+        self, Action, Announcement, ComponentKind, Dialect, FlowSpec, Outcome, Profile, Route,
+        RouteError, RouteKey,
+        dialect::{self, Widening},
+    },
     detect::{Action as GroupAction, Attack, Event, Scope},
 };
 
@@ -47,11 +51,25 @@ pub trait Announcer {
     fn withdraw_key(&self, key: &RouteKey) -> usize;
     /// The routers, by name.
     fn peers(&self) -> Vec<String>;
+    /// Each router's Flow Spec dialect (default: `generic` for all).
+    fn dialects(&self) -> Vec<(String, Dialect)> {
+        self.peers()
+            .into_iter()
+            .map(|p| (p, Dialect::profile(Profile::Generic)))
+            .collect()
+    }
 }
 
 impl Announcer for bgp::Speaker {
     fn peers(&self) -> Vec<String> {
         self.config().peers.iter().map(|p| p.name.clone()).collect()
+    }
+    fn dialects(&self) -> Vec<(String, Dialect)> {
+        self.config()
+            .peers
+            .iter()
+            .map(|p| (p.name.clone(), p.flowspec.dialect()))
+            .collect()
     }
     fn announce(&self, route: Route) -> Result<Announcement, RouteError> {
         bgp::Speaker::announce(self, route)
@@ -124,16 +142,65 @@ pub struct Mitigation {
     pub escalate_at: Option<u64>,
     /// Per peer: what it did with the route.
     pub peers: Vec<(String, String)>,
+    /// Flow spec mitigations: per router, the rule actually sent (adapted
+    /// to its dialect) or why none was.
+    #[serde(default)]
+    pub sent: Vec<SentRule>,
     pub dry_run: bool,
+}
+
+/// What one router was given for a flow spec mitigation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SentRule {
+    pub peer: String,
+    /// Its dialect's profile.
+    pub dialect: Profile,
+    /// The rule sent (`None`: refused, see `refused`).
+    pub route: Option<Route>,
+    /// How it differs from the mitigation's rule (empty: the same).
+    pub changes: Vec<String>,
+    /// Why this router got no rule (it gets the blackhole fallback where
+    /// one is allowed).
+    pub refused: Option<String>,
 }
 
 impl Mitigation {
     fn keys(&self) -> Vec<RouteKey> {
         let mut keys = vec![self.route.key()];
+        for r in self.sent.iter().filter_map(|s| s.route.as_ref()) {
+            if !keys.contains(&r.key()) {
+                keys.push(r.key());
+            }
+        }
         if let Some(f) = &self.fallback {
             keys.push(f.key());
         }
         keys
+    }
+}
+
+/// Whether a rule may be widened for a router that cannot match one of its
+/// components. The wider rule still covers the attack (it matches a
+/// superset) and the destination (the victim) is never dropped, so
+/// `min_coverage` holds; but the fingerprint only knows the normal traffic
+/// the whole match hits, so the wider rule's hit is unknown: allowed only
+/// when `max_normal_hit` accepts any (1.0), else refused (the router then
+/// gets the RTBH fallback).
+struct PolicyWidening {
+    max_normal_hit: f64,
+}
+
+impl Widening for PolicyWidening {
+    fn allow(&self, _wider: &FlowSpec, dropped: ComponentKind) -> Result<(), String> {
+        if self.max_normal_hit >= 1.0 {
+            Ok(())
+        } else {
+            Err(format!(
+                "the normal traffic a rule without {dropped} would hit is unknown, \
+                 and max_normal_hit is {}",
+                self.max_normal_hit
+            ))
+        }
     }
 }
 
@@ -278,6 +345,7 @@ impl Mitigator {
                 && attack.action == GroupAction::FlowspecThenBlackhole)
                 .then(|| now + self.cfg.escalate_after.as_secs()),
             peers: Vec::new(),
+            sent: Vec::new(),
             dry_run: self.cfg.dry_run,
         };
         self.admit(m, now, a)
@@ -482,24 +550,93 @@ impl Mitigator {
         if !full.is_empty() && open.is_empty() {
             return;
         }
-        let result = if full.is_empty() {
-            a.announce(m.route.clone())
-        } else {
-            let open: Vec<&str> = open.iter().map(String::as_str).collect();
-            a.announce_to(&open, m.route.clone())
-        };
-        let ann = match result {
-            Ok(ann) => ann,
-            Err(e) => {
-                m.peers.push(("*".into(), format!("refused: {e}")));
-                return;
-            }
-        };
         let mut refused = Vec::new();
-        for (peer, outcome) in &ann.peers {
-            m.peers.push((peer.clone(), outcome_text(outcome)));
-            if matches!(outcome, Outcome::Refused(_)) {
-                refused.push(peer.clone());
+        if let Route::FlowSpec { rule, actions } = m.route.clone() {
+            // Per router, the best rule its dialect takes; routers given
+            // the same rule share one announcement.
+            let judge = PolicyWidening {
+                max_normal_hit: if m.manual {
+                    0.0
+                } else {
+                    self.cfg.max_normal_hit
+                },
+            };
+            m.sent.clear();
+            let mut groups: Vec<(Route, Vec<String>)> = Vec::new();
+            for (peer, d) in a.dialects().into_iter().filter(|(p, _)| open.contains(p)) {
+                match dialect::adapt(&rule, &actions, &d, &judge) {
+                    Ok(adapted) => {
+                        let route = Route::FlowSpec {
+                            rule: adapted.rule,
+                            actions: adapted.actions,
+                        };
+                        match groups.iter_mut().find(|(r, _)| *r == route) {
+                            Some((_, peers)) => peers.push(peer.clone()),
+                            None => groups.push((route.clone(), vec![peer.clone()])),
+                        }
+                        m.sent.push(SentRule {
+                            peer,
+                            dialect: d.profile,
+                            route: Some(route),
+                            changes: adapted.changes.iter().map(ToString::to_string).collect(),
+                            refused: None,
+                        });
+                    }
+                    Err(why) => {
+                        m.peers.push((peer.clone(), format!("refused: {why}")));
+                        refused.push(peer.clone());
+                        m.sent.push(SentRule {
+                            peer,
+                            dialect: d.profile,
+                            route: None,
+                            changes: Vec::new(),
+                            refused: Some(why.to_string()),
+                        });
+                    }
+                }
+            }
+            for (route, peers) in groups {
+                let names: Vec<&str> = peers.iter().map(String::as_str).collect();
+                match a.announce_to(&names, route) {
+                    Ok(ann) => {
+                        for (peer, outcome) in &ann.peers {
+                            m.peers.push((peer.clone(), outcome_text(outcome)));
+                            if let Outcome::Refused(r) = outcome {
+                                refused.push(peer.clone());
+                                if let Some(s) = m.sent.iter_mut().find(|s| s.peer == *peer) {
+                                    s.route = None;
+                                    s.refused = Some(r.to_string());
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        for peer in peers {
+                            m.peers.push((peer.clone(), format!("refused: {e}")));
+                            refused.push(peer);
+                        }
+                    }
+                }
+            }
+        } else {
+            let result = if full.is_empty() {
+                a.announce(m.route.clone())
+            } else {
+                let open: Vec<&str> = open.iter().map(String::as_str).collect();
+                a.announce_to(&open, m.route.clone())
+            };
+            let ann = match result {
+                Ok(ann) => ann,
+                Err(e) => {
+                    m.peers.push(("*".into(), format!("refused: {e}")));
+                    return;
+                }
+            };
+            for (peer, outcome) in &ann.peers {
+                m.peers.push((peer.clone(), outcome_text(outcome)));
+                if matches!(outcome, Outcome::Refused(_)) {
+                    refused.push(peer.clone());
+                }
             }
         }
         if m.kind == Kind::Flowspec && !refused.is_empty() && m.fallback.is_none() {
@@ -556,13 +693,21 @@ impl Mitigator {
         let ids: Vec<u64> = self
             .active
             .values()
-            .filter(|m| &m.route == route || m.fallback.as_ref() == Some(route))
+            .filter(|m| uses(m, peer, route) || m.fallback.as_ref() == Some(route))
             .map(|m| m.id)
             .collect();
+        // The rule sent to that router (adapted to its dialect) or the
+        // mitigation's own.
+        fn uses(m: &Mitigation, peer: &str, route: &Route) -> bool {
+            &m.route == route
+                || m.sent
+                    .iter()
+                    .any(|s| s.peer == peer && s.route.as_ref() == Some(route))
+        }
         let mut out = Vec::new();
         for id in ids {
             let mut m = self.active.remove(&id).expect("present");
-            if &m.route == route && !m.dry_run {
+            if uses(&m, peer, route) && !m.dry_run {
                 self.send(&mut m, a);
             }
             let fallback = m
@@ -613,15 +758,18 @@ impl Mitigator {
             ];
         }
         let mut m = self.active.remove(&id).expect("present");
-        let old = m.route.key();
-        // The new rule goes out before the old one is withdrawn: no gap.
+        let old = m.keys();
+        // The new rules go out before the old ones are withdrawn: no gap.
         m.kind = kind;
         m.route = route;
         m.reason = reason;
         m.class = Some(attack.class.to_string());
         self.send(&mut m, a);
-        if !m.dry_run && m.route.key() != old {
-            a.withdraw_key(&old);
+        if !m.dry_run {
+            let new = m.keys();
+            for key in old.iter().filter(|k| !new.contains(k)) {
+                a.withdraw_key(key);
+            }
         }
         let rec = json!({"event": "mitigation_updated", "mitigation": m});
         self.active.insert(id, m);
@@ -733,6 +881,7 @@ impl Mitigator {
             ended: None,
             escalate_at: None,
             peers: Vec::new(),
+            sent: Vec::new(),
             dry_run: self.cfg.dry_run,
         };
         let id = m.id;

@@ -488,3 +488,145 @@ fn a_quarantined_filter_falls_back_to_a_blackhole_on_that_router() {
         ["route_quarantined"]
     );
 }
+
+/// `edge1` speaks `dialect`; `edge2` is generic. Records what each got.
+struct Dialects {
+    routers: Routers,
+    dialect: Dialect,
+}
+
+impl Announcer for Dialects {
+    fn announce(&self, route: Route) -> Result<Announcement, RouteError> {
+        self.announce_to(&["edge1", "edge2"], route)
+    }
+    fn announce_to(&self, peers: &[&str], route: Route) -> Result<Announcement, RouteError> {
+        let mut out = Vec::new();
+        for &p in peers {
+            let mut held = self.routers.held.borrow_mut();
+            held.retain(|(q, r)| !(q == p && r.key() == route.key()));
+            held.push((p.to_string(), route.clone()));
+            out.push((p.to_string(), Outcome::Accepted));
+        }
+        Ok(Announcement {
+            key: route.key(),
+            peers: out,
+        })
+    }
+    fn peers(&self) -> Vec<String> {
+        vec!["edge1".into(), "edge2".into()]
+    }
+    fn dialects(&self) -> Vec<(String, Dialect)> {
+        vec![
+            ("edge1".into(), self.dialect.clone()),
+            ("edge2".into(), Dialect::profile(Profile::Generic)),
+        ]
+    }
+    fn withdraw_key(&self, key: &RouteKey) -> usize {
+        self.routers.withdraw_key(key)
+    }
+}
+
+#[test]
+fn ocnos_gets_only_what_it_documents_and_the_blackhole_otherwise() {
+    let r = Dialects {
+        routers: Routers::default(),
+        dialect: Dialect::profile(Profile::Ocnos),
+    };
+    // IPv4 discard: OcNOS takes it as it is.
+    let mut m = mitigator(MitigationConfig::default());
+    m.on_event(
+        &Event::AttackStarted(attack(1, "203.0.113.5/32", GroupAction::Flowspec, 0.97)),
+        0,
+        &r,
+    );
+    let mit = m.active().next().unwrap().clone();
+    assert_eq!(r.routers.holds("edge1"), std::slice::from_ref(&mit.route));
+    assert!(
+        mit.sent
+            .iter()
+            .all(|s| s.refused.is_none() && s.changes.is_empty())
+    );
+    // IPv6: no IPv6 flow spec on OcNOS; the blackhole there, the rule on edge2.
+    m.on_event(
+        &Event::AttackStarted(attack(2, "2001:db8::5/128", GroupAction::Flowspec, 0.97)),
+        0,
+        &r,
+    );
+    let mit = m.active().nth(1).unwrap().clone();
+    let hole = Route::blackhole("2001:db8::5".parse().unwrap());
+    assert!(r.routers.holds("edge1").contains(&hole));
+    assert!(r.routers.holds("edge2").contains(&mit.route));
+    let edge1 = mit.sent.iter().find(|s| s.peer == "edge1").unwrap();
+    assert!(edge1.route.is_none());
+    assert!(
+        edge1.refused.as_deref().unwrap().contains("IPv6"),
+        "{edge1:?}"
+    );
+    assert_eq!(mit.fallback_peers, ["edge1"]);
+    // A policer: not documented for OcNOS, refused there.
+    let mut m = mitigator(MitigationConfig {
+        rate_limit_bps: Some(Rate(8e6)),
+        ..MitigationConfig::default()
+    });
+    m.on_event(
+        &Event::AttackStarted(attack(3, "203.0.113.6/32", GroupAction::Flowspec, 0.97)),
+        0,
+        &r,
+    );
+    let mit = m.active().next().unwrap();
+    assert_eq!(mit.fallback_peers, ["edge1"]);
+}
+
+#[test]
+fn a_component_a_router_lacks_is_dropped_only_when_the_policy_allows_widening() {
+    let mut d = Dialect::profile(Profile::Generic);
+    d.components
+        .retain(|&k| k != crate::bgp::ComponentKind::SourcePort);
+    let r = Dialects {
+        routers: Routers::default(),
+        dialect: d,
+    };
+    // Default max_normal_hit: the wider rule's normal hit is unknown.
+    let mut m = mitigator(MitigationConfig::default());
+    m.on_event(
+        &Event::AttackStarted(attack(1, "203.0.113.5/32", GroupAction::Flowspec, 0.97)),
+        0,
+        &r,
+    );
+    let mit = m.active().next().unwrap().clone();
+    assert_eq!(mit.fallback_peers, ["edge1"]);
+    let why = mit.sent[0].refused.clone().unwrap();
+    assert!(
+        why.contains("source-port") && why.contains("max_normal_hit"),
+        "{why}"
+    );
+    m.unban("203.0.113.5", &r).unwrap();
+    assert!(r.routers.held.borrow().is_empty(), "every rule withdrawn");
+    // An operator who accepts any normal hit: the wider rule goes out.
+    let mut m = mitigator(MitigationConfig {
+        max_normal_hit: 1.0,
+        ..MitigationConfig::default()
+    });
+    m.on_event(
+        &Event::AttackStarted(attack(2, "203.0.113.5/32", GroupAction::Flowspec, 0.97)),
+        0,
+        &r,
+    );
+    let mit = m.active().next().unwrap().clone();
+    assert!(mit.fallback.is_none());
+    let sent = &mit.sent[0];
+    assert_eq!(sent.changes, ["dropped source-port"]);
+    let Some(Route::FlowSpec { rule, .. }) = &sent.route else {
+        panic!("{sent:?}")
+    };
+    assert!(
+        rule.components()
+            .iter()
+            .all(|c| c.kind() != crate::bgp::ComponentKind::SourcePort)
+    );
+    assert_eq!(r.routers.holds("edge1"), [sent.route.clone().unwrap()]);
+    assert_eq!(r.routers.holds("edge2"), std::slice::from_ref(&mit.route));
+    // Withdrawn: both the adapted and the original rule.
+    m.unban("203.0.113.5", &r).unwrap();
+    assert!(r.routers.held.borrow().is_empty());
+}
