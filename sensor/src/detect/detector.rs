@@ -1117,7 +1117,10 @@ const BACKGROUND_SLACK: f64 = 1.25;
 /// mean of those it has (a new destination's history is its idle past, one
 /// interval of zero).
 fn track_typical(typical: &mut Option<(f64, u32)>, rate: f64, calm: bool, alpha: f64) -> bool {
-    let surge = typical.is_some_and(|(t, _)| rate > SURGE_FACTOR * t);
+    // A destination without history was idle: its first traffic is a
+    // surge, not its normal mix (a flood starting from nothing must not be
+    // learnt as what the destination normally gets).
+    let surge = rate > SURGE_FACTOR * typical.map_or(0.0, |(t, _)| t);
     if calm {
         *typical = Some(match *typical {
             Some((t, n)) => {
@@ -1276,4 +1279,23 @@ fn class_share(m: &FlowMatch, rates: &Table) -> Option<(f64, NormalBasis)> {
         share = share.min(pps(TrafficClass::Fragment));
     }
     Some(((share / all).clamp(0.0, 1.0), NormalBasis::ClassShares))
+}
+
+#[cfg(test)]
+mod typical_tests {
+    use super::track_typical;
+
+    #[test]
+    fn a_destination_s_first_traffic_is_a_surge_then_its_typical_rate() {
+        let mut typical = None;
+        // First interval: no history (idle), so any traffic is a surge.
+        assert!(track_typical(&mut typical, 3_000.0, true, 0.1));
+        assert_eq!(typical, Some((3_000.0, 1)));
+        // Steady afterwards: not a surge; doubling is.
+        assert!(!track_typical(&mut typical, 3_100.0, true, 0.1));
+        assert!(track_typical(&mut typical, 9_000.0, true, 0.1));
+        // Idle stays idle.
+        let mut idle = None;
+        assert!(!track_typical(&mut idle, 0.0, true, 0.1));
+    }
 }
