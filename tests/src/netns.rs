@@ -273,7 +273,7 @@ pub fn start_sensor_with(
         .spawn()
         .expect("start edge-sensor");
     let sensor = crate::Guarded(child);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let deadline = std::time::Instant::now() + crate::patience(std::time::Duration::from_secs(15));
     while !ns.has_xdp(iface) {
         assert!(
             std::time::Instant::now() < deadline,

@@ -35,6 +35,11 @@ impl fmt::Display for Accel {
 /// Guest memory: the program keeps a 1M-entry per-CPU LRU map.
 const MEMORY: &str = "3G";
 
+/// How much longer the tests wait for things under TCG (see
+/// `edge_sensor_tests::patience`): verifying takes about 12 times longer
+/// there than natively, but the waits cover more than verifying.
+const TCG_PATIENCE: u32 = 4;
+
 /// Lines on qemu's output that mean KVM cannot run this guest here (nested
 /// KVM on some hosts dies on the first `lock cmpxchg16b`).
 const KVM_BROKEN: &[&str] = &[
@@ -61,8 +66,13 @@ fn command(kernel: &Path, initrd: &Path, accel: Accel, probe: bool) -> Command {
         Accel::Kvm => cmd.args(["-accel", "kvm", "-cpu", "host"]),
         Accel::Tcg => cmd.args(["-accel", "tcg", "-cpu", "max"]),
     };
-    // Unknown `KEY=value` words reach /init's environment.
+    // Unknown `KEY=value` words reach /init's environment, and so the tests.
     let mut append = String::from("console=ttyS0 loglevel=4 panic=-1");
+    if accel == Accel::Tcg {
+        // Emulated, a program takes several times longer to verify: the
+        // tests' waits for a daemon to attach are stretched to match.
+        append.push_str(&format!(" EDGE_SENSOR_TEST_PATIENCE={TCG_PATIENCE}"));
+    }
     if probe {
         append.push_str(" ES_PROBE=1");
     }
