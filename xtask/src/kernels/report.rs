@@ -118,6 +118,8 @@ pub struct StepOutcome {
     pub failed: u32,
     /// Names of the failed tests.
     pub failures: Vec<String>,
+    /// `test: first line of its panic message`, for each panic.
+    pub panics: Vec<String>,
     pub secs: Option<f64>,
 }
 
@@ -129,6 +131,7 @@ impl StepOutcome {
             passed: 0,
             failed: 0,
             failures: Vec::new(),
+            panics: Vec::new(),
             secs: None,
         }
     }
@@ -165,9 +168,12 @@ impl Transcript {
         };
         let mut current: Option<usize> = None;
         let mut in_failure_list = false;
+        // The test whose panic message comes on the next line.
+        let mut panicked: Option<String> = None;
         for line in text.lines() {
             if let Some(marker) = Marker::find(line) {
                 in_failure_list = false;
+                panicked = None;
                 match marker {
                     Marker::Kernel(r) => t.release = Some(r),
                     Marker::Begin(target) => {
@@ -203,6 +209,17 @@ impl Transcript {
                 t.programs.push(v);
             }
             let step = &mut t.steps[i];
+            if let Some(test) = panicked.take() {
+                let message: String = line.trim().chars().take(200).collect();
+                step.panics.push(format!("{test}: {message}"));
+            }
+            // `thread 'NAME' (ID) panicked at FILE:LINE:COL:`
+            if let Some((_, rest)) = line.split_once("thread '")
+                && let Some((test, after)) = rest.split_once('\'')
+                && after.contains(" panicked at ")
+            {
+                panicked = Some(test.to_owned());
+            }
             if let Some((passed, failed)) = libtest_summary(line) {
                 step.passed += passed;
                 step.failed += failed;
@@ -324,7 +341,12 @@ impl KernelRun {
             }
         }
         for s in &self.steps {
-            if s.status != StepStatus::Passed && !s.failures.is_empty() {
+            if s.status == StepStatus::Passed {
+                continue;
+            }
+            if !s.panics.is_empty() {
+                out.push(format!("{}: {}", s.target, s.panics.join("; ")));
+            } else if !s.failures.is_empty() {
                 out.push(format!("{}: {}", s.target, s.failures.join(", ")));
             }
         }
@@ -415,7 +437,7 @@ fn header() -> Vec<String> {
         .to_vec();
     h.extend(STEPS[1..].iter().map(|s| s.target.to_owned()));
     h.push("time".into());
-    h.push("".into());
+    h.push("kernel verdict".into());
     h
 }
 
@@ -523,6 +545,7 @@ pub fn json(runs: &[KernelRun], made: &str) -> Value {
                         "passed": s.passed,
                         "failed": s.failed,
                         "failures": s.failures,
+                        "panics": s.panics,
                         "seconds": s.secs.map(|x| (x * 10.0).round() / 10.0),
                     })
                 }).collect::<Vec<_>>(),
@@ -569,6 +592,9 @@ mod tests {
 @@edge-sensor kernel 6.1.0-50-cloud-amd64
 @@edge-sensor begin verifier
 test every_program ... VERIFIER prog=edge_sensor insns=900 states=80 result=over-budget
+
+thread 'every_program' (93) panicked at tests/tests/verifier.rs:31:21:
+edge_sensor: over the budget
 FAILED
 
 failures:
@@ -588,6 +614,10 @@ test result: ok. 3 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; fini
         assert_eq!(t.programs[0].result, VerifierResult::OverBudget);
         assert_eq!(t.steps[0].status, StepStatus::Failed(StepExit::Code(101)));
         assert_eq!(t.steps[0].failures, vec!["every_program"]);
+        assert_eq!(
+            t.steps[0].panics,
+            vec!["every_program: edge_sensor: over the budget"]
+        );
         assert_eq!((t.steps[1].passed, t.steps[1].failed), (3, 0));
         assert_eq!(t.steps[1].status, StepStatus::Passed);
         assert!(matches!(t.steps[2].status, StepStatus::Skipped(_)));
