@@ -13,7 +13,10 @@ use std::{
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 
-use super::archive::{Archive, ImagePackage};
+use super::{
+    archive::{Archive, ImagePackage},
+    matrix::{Spec, Version},
+};
 
 /// Modules the tests need where the kernel does not build them in: veth
 /// for the netns tests.
@@ -76,6 +79,18 @@ impl Kernel {
         let _ = fs::remove_dir_all(&dir);
         fs::rename(&partial, &dir)?;
         Self::load(&dir)?.context("the kernel just cached cannot be read back")
+    }
+
+    /// The newest kernel in the cache that `spec` accepts: the stand-in when
+    /// the archive cannot be reached.
+    pub fn newest_cached(cache: &Path, spec: &Spec) -> Option<Self> {
+        fs::read_dir(cache)
+            .ok()?
+            .filter_map(|e| Self::load(&e.ok()?.path()).ok().flatten())
+            .filter_map(|k| Some((Version::parse(&k.version)?, k)))
+            .filter(|(v, k)| spec.matches(v, &k.release))
+            .max_by(|a, b| a.0.cmp(&b.0))
+            .map(|(_, k)| k)
     }
 
     /// The kernel cached in `dir`, if complete.

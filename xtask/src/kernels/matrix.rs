@@ -76,16 +76,20 @@ impl Spec {
     pub fn pick<'a>(&self, images: &'a [ImagePackage]) -> Option<&'a ImagePackage> {
         images
             .iter()
-            .filter(|i| i.complete)
-            .filter(|i| match self {
-                Self::Host => false,
-                Self::Newest => true,
-                Self::Series { series, tag } => {
-                    i.version.within(series)
-                        && tag.as_ref().is_none_or(|t| i.release.contains(t.as_str()))
-                }
-            })
+            .filter(|i| i.complete && self.matches(&i.version, &i.release))
             .max_by(|a, b| a.version.cmp(&b.version))
+    }
+
+    /// Whether a kernel of upstream `version` and `release` fits this spec
+    /// (`newest` fits any).
+    pub fn matches(&self, version: &Version, release: &str) -> bool {
+        match self {
+            Self::Host => false,
+            Self::Newest => true,
+            Self::Series { series, tag } => {
+                version.within(series) && tag.as_ref().is_none_or(|t| release.contains(t.as_str()))
+            }
+        }
     }
 }
 

@@ -235,10 +235,18 @@ fn guest_runs(
 ) -> Result<(Vec<KernelRun>, Option<Accel>)> {
     let cache = cache_dir()?;
     std::fs::create_dir_all(&cache)?;
-    let archive = Archive::open(&cache)?;
-    let images = archive.images()?;
+    // Without the archive, the cache stands in (a run without network).
+    let archive = Archive::open(&cache).and_then(|a| Ok((a.images()?, a)));
+    if let Err(e) = &archive {
+        eprintln!("xtask: kernels: warning: {e}; using the cached kernels");
+    }
     let mut runs = Vec::new();
     let mut kernels: Vec<Kernel> = Vec::new();
+    let mut add = |kernel: Kernel| {
+        if !kernels.iter().any(|k| k.release == kernel.release) {
+            kernels.push(kernel);
+        }
+    };
     for spec in specs {
         let unnamed = |why: String| {
             KernelRun::not_run(
@@ -250,18 +258,33 @@ fn guest_runs(
                 why,
             )
         };
-        let Some(image) = spec.pick(&images) else {
+        let cached = || Kernel::newest_cached(&cache, spec);
+        let (images, archive) = match &archive {
+            Ok(found) => found,
+            Err(e) => {
+                match cached() {
+                    Some(kernel) => add(kernel),
+                    None => runs.push(unnamed(format!("nothing cached, and {e}"))),
+                }
+                continue;
+            }
+        };
+        let Some(image) = spec.pick(images) else {
             runs.push(unnamed(format!(
                 "the archive offers no cloud image of {spec} with all its packages"
             )));
             continue;
         };
-        if kernels.iter().any(|k| k.release == image.release) {
-            continue;
-        }
-        match Kernel::ensure(&cache, &archive, image) {
-            Ok(kernel) => kernels.push(kernel),
-            Err(e) => runs.push(unnamed(format!("{e:#}"))),
+        match (Kernel::ensure(&cache, archive, image), cached()) {
+            (Ok(kernel), _) => add(kernel),
+            (Err(e), Some(kernel)) => {
+                eprintln!(
+                    "xtask: kernels: warning: {}: {e:#}; running the cached {} instead",
+                    image.package, kernel.release
+                );
+                add(kernel);
+            }
+            (Err(e), None) => runs.push(unnamed(format!("{e:#}"))),
         }
     }
     if kernels.is_empty() {

@@ -157,6 +157,10 @@ pub fn choose_accel(kernel: &Path, initrd: &Path) -> Accel {
         (None, Ok(ended)) => format!("the probe guest ended without booting ({ended:?})"),
         (None, Err(e)) => format!("qemu did not start: {e}"),
     };
-    eprintln!("xtask: kernels: KVM does not work here ({why}): guests run under TCG (slower)");
+    eprintln!(
+        "xtask: kernels: KVM does not work here ({why}, {:.0} s probe): guests run under TCG \
+         (slower)",
+        started.elapsed().as_secs_f64()
+    );
     Accel::Tcg
 }

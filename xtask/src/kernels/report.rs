@@ -437,7 +437,7 @@ fn header() -> Vec<String> {
         .to_vec();
     h.extend(STEPS[1..].iter().map(|s| s.target.to_owned()));
     h.push("time".into());
-    h.push("kernel verdict".into());
+    h.push("verdict".into());
     h
 }
 
