@@ -70,7 +70,9 @@ pub fn test(filter: Option<&str>, host_only: bool) -> Result<()> {
     match (host_tests, matrix) {
         (Ok(()), matrix) => matrix,
         (Err(host), Ok(())) => Err(host),
-        (Err(host), Err(matrix)) => Err(host.context(format!("and the kernel matrix: {matrix:#}"))),
+        (Err(host), Err(matrix)) => Err(anyhow::anyhow!(
+            "{host:#}; and the kernel matrix: {matrix:#}"
+        )),
     }
 }
 

@@ -31,7 +31,7 @@ use self::{
     image::Kernel,
     matrix::{Spec, Version},
     qemu::Accel,
-    report::{KernelLabel, KernelRun},
+    report::{KernelLabel, KernelRun, RunEnd},
     suite::{Payload, STEPS},
 };
 use crate::{ebpf, run, util};
@@ -44,7 +44,7 @@ pub struct KernelsArgs {
     /// A kernel to run instead of the default matrix: `host`, `newest`, a
     /// series (`6.18`), a version (`6.18.15`), optionally `+deb13`.
     /// Repeatable.
-    #[arg(long = "kernel", value_name = "VER")]
+    #[arg(long = "kernel", value_name = "VER", num_args = 1..)]
     kernels: Vec<String>,
     #[command(flatten)]
     options: Options,
@@ -344,14 +344,20 @@ fn boot_one(
     );
     let log = out.join(format!("{}.log", kernel.release));
     match qemu::boot(&kernel.vmlinuz, initrd, accel, per_kernel.min(left), &log) {
-        Ok(boot) => KernelRun::from_transcript(
-            label,
-            &accel.to_string(),
-            boot.seconds,
-            !matches!(boot.ended, Ended::TimedOut),
-            &boot.transcript,
-            Some(log),
-        ),
+        Ok(boot) => {
+            let mut run = KernelRun::from_transcript(
+                label,
+                &accel.to_string(),
+                boot.seconds,
+                !matches!(boot.ended, Ended::TimedOut),
+                &boot.transcript,
+                Some(log),
+            );
+            if let Some(booted) = run.booted.as_ref().filter(|b| **b != kernel.release) {
+                run.end = RunEnd::Broken(format!("the guest ran {booted}, not {}", kernel.release));
+            }
+            run
+        }
         Err(e) => KernelRun::not_run(label, format!("{e:#}")),
     }
 }

@@ -35,6 +35,10 @@ impl fmt::Display for Accel {
 /// Guest memory: the program keeps a 1M-entry per-CPU LRU map.
 const MEMORY: &str = "3G";
 
+/// A working KVM boots the probe guest in a few seconds; a broken one may
+/// hang silently.
+const PROBE_LIMIT: Duration = Duration::from_secs(30);
+
 /// How much longer the tests wait for things under TCG (see
 /// `edge_sensor_tests::patience`): verifying takes about 12 times longer
 /// there than natively, but the waits cover more than verifying.
@@ -133,7 +137,7 @@ pub fn choose_accel(kernel: &Path, initrd: &Path) -> Accel {
     let started = Instant::now();
     let probe = bounded::run(
         command(kernel, initrd, Accel::Kvm, true),
-        Duration::from_secs(60),
+        PROBE_LIMIT,
         |line| {
             if Marker::find(line) == Some(Marker::ProbeOk) {
                 booted = true;
@@ -153,7 +157,10 @@ pub fn choose_accel(kernel: &Path, initrd: &Path) -> Accel {
     }
     let why = match (broken, probe) {
         (Some(b), _) => format!("qemu said \"{b}\""),
-        (None, Ok(Ended::TimedOut)) => "the probe guest did not boot within 60 s".into(),
+        (None, Ok(Ended::TimedOut)) => format!(
+            "the probe guest did not boot within {} s",
+            PROBE_LIMIT.as_secs()
+        ),
         (None, Ok(ended)) => format!("the probe guest ended without booting ({ended:?})"),
         (None, Err(e)) => format!("qemu did not start: {e}"),
     };

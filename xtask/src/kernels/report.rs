@@ -148,6 +148,8 @@ pub struct KernelRun {
     pub programs: Vec<ProgramVerdict>,
     pub steps: Vec<StepOutcome>,
     pub log: Option<PathBuf>,
+    /// The release the runner said it ran on.
+    pub booted: Option<String>,
 }
 
 /// What a transcript says.
@@ -299,6 +301,7 @@ impl KernelRun {
             programs: t.programs,
             steps,
             log,
+            booted: t.release,
         }
     }
 
@@ -311,6 +314,7 @@ impl KernelRun {
             programs: Vec::new(),
             steps: STEPS.iter().map(|s| StepOutcome::new(s.target)).collect(),
             log: None,
+            booted: None,
         }
     }
 
