@@ -294,7 +294,7 @@ fn guest_runs(
     let initrd = out.join("initramfs.cpio");
     initramfs::build(payload, &kernels, &out.join("stage"), &initrd)
         .context("building the guests' initramfs")?;
-    let accel = qemu::choose_accel(&kernels[0].vmlinuz, &initrd);
+    let accel = qemu::choose_accel(&kernels[0].vmlinuz, &initrd, &cache);
 
     // Newest first: newer kernels verify the program, so they run the
     // longest tests; the short refusals fill in beside them.

@@ -116,8 +116,10 @@ pub fn boot(
 }
 
 /// KVM if /dev/kvm is there and a probe guest boots with it, else TCG.
-/// `EDGE_SENSOR_ACCEL=kvm|tcg` skips the probe.
-pub fn choose_accel(kernel: &Path, initrd: &Path) -> Accel {
+/// `EDGE_SENSOR_ACCEL=kvm|tcg` skips the probe. A failed probe is
+/// remembered in `cache` for the host's kernel release, so that later runs
+/// on this machine do not wait for it again.
+pub fn choose_accel(kernel: &Path, initrd: &Path, cache: &Path) -> Accel {
     match std::env::var("EDGE_SENSOR_ACCEL").as_deref() {
         Ok("kvm") => return Accel::Kvm,
         Ok("tcg") => return Accel::Tcg,
@@ -130,6 +132,17 @@ pub fn choose_accel(kernel: &Path, initrd: &Path) -> Accel {
         .is_ok();
     if !usable {
         eprintln!("xtask: kernels: no usable /dev/kvm: guests run under TCG (slower)");
+        return Accel::Tcg;
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let memo = cache.join(format!("kvm-broken-on-{}", host.trim()));
+    if let Ok(why) = std::fs::read_to_string(&memo) {
+        eprintln!(
+            "xtask: kernels: KVM did not work on this host's kernel when probed ({}; remove {} \
+             to probe again): guests run under TCG (slower)",
+            why.trim(),
+            memo.display()
+        );
         return Accel::Tcg;
     }
     let mut booted = false;
@@ -155,6 +168,8 @@ pub fn choose_accel(kernel: &Path, initrd: &Path) -> Accel {
         );
         return Accel::Kvm;
     }
+    // Only KVM's own failures are remembered, not a qemu that did not start.
+    let remember = broken.is_some() || matches!(probe, Ok(Ended::TimedOut));
     let why = match (broken, probe) {
         (Some(b), _) => format!("qemu said \"{b}\""),
         (None, Ok(Ended::TimedOut)) => format!(
@@ -169,5 +184,8 @@ pub fn choose_accel(kernel: &Path, initrd: &Path) -> Accel {
          (slower)",
         started.elapsed().as_secs_f64()
     );
+    if remember && let Err(e) = std::fs::write(&memo, &why) {
+        eprintln!("xtask: kernels: warning: {}: {e}", memo.display());
+    }
     Accel::Tcg
 }
