@@ -43,6 +43,19 @@ pub fn require_tool(name: &str) {
     assert!(found, "{name} is not installed: run scripts/setup");
 }
 
+/// `limit` stretched by `EDGE_SENSOR_TEST_PATIENCE` (a factor, default 1)
+/// for runs on slow machines: the kernel matrix's emulated guests verify a
+/// program several times slower than the host does. Only waits for
+/// something to happen are stretched, never what the test expects.
+pub fn patience(limit: std::time::Duration) -> std::time::Duration {
+    let factor = std::env::var("EDGE_SENSOR_TEST_PATIENCE")
+        .ok()
+        .and_then(|f| f.parse::<f64>().ok())
+        .filter(|f| f.is_finite() && *f >= 1.0)
+        .unwrap_or(1.0);
+    limit.mul_f64(factor)
+}
+
 /// The `edge-sensor` binary under test (`EDGE_SENSOR_BIN`, set by `cargo
 /// xtask test`, or the debug build in the workspace's target directory).
 pub fn sensor_bin() -> PathBuf {

@@ -252,7 +252,7 @@ pub fn start_sensor_with(
     extra: &[&std::ffi::OsStr],
 ) -> crate::Guarded {
     let sensor = spawn_sensor(ns, iface, pin, log, extra);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let deadline = std::time::Instant::now() + crate::patience(std::time::Duration::from_secs(15));
     while !ns.has_xdp(iface) {
         assert!(
             std::time::Instant::now() < deadline,
@@ -278,7 +278,7 @@ pub fn start_sensor_userspace(
     // A socket left by a killed predecessor is not this one's.
     let _ = std::fs::remove_file(log.with_extension("sock"));
     let mut sensor = spawn_sensor(ns, iface, pin, log, extra);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let deadline = std::time::Instant::now() + crate::patience(std::time::Duration::from_secs(60));
     while !log.with_extension("sock").exists() {
         let exited = sensor.0.try_wait().ok().flatten();
         assert!(

@@ -13,7 +13,7 @@ use std::{
 use edge_sensor_tests::{
     PinDir,
     netns::{Link, NetNs},
-    require_root, sensor_bin,
+    patience, require_root, sensor_bin,
 };
 use serde_json::Value;
 
@@ -67,6 +67,7 @@ impl Drop for Running {
 }
 
 fn wait_bounded(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let limit = patience(limit);
     let deadline = Instant::now() + limit;
     loop {
         if let Some(status) = child.try_wait().expect("wait") {
@@ -82,6 +83,7 @@ fn wait_bounded(child: &mut Child, limit: Duration) -> std::process::ExitStatus 
 
 /// Polls `cond` every 50 ms for at most `limit`.
 fn eventually(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let limit = patience(limit);
     let deadline = Instant::now() + limit;
     while !cond() {
         assert!(

@@ -3,6 +3,7 @@
 mod bench;
 mod bench_timing;
 mod ebpf;
+mod kernels;
 mod lab;
 mod modules;
 mod run;
@@ -43,10 +44,25 @@ enum Task {
         #[arg(long)]
         release: bool,
     },
-    /// Everything: format and lint checks, unit, verifier, XDP test-run and netns tests.
+    /// Everything: format and lint checks, unit, verifier, XDP test-run and
+    /// netns tests, then the kernel matrix (see `kernels`).
     Test {
-        /// Only run tests whose name contains this.
+        /// Only run tests whose name contains this (skips the kernel matrix).
         filter: Option<String>,
+        /// Run the kernel-dependent tests on the host's kernel only, not on
+        /// Debian's kernels under qemu (also: EDGE_SENSOR_KERNELS=host).
+        #[arg(long)]
+        host_only: bool,
+    },
+    /// The kernel-dependent tests on Debian's packaged kernels under qemu and
+    /// on the host's kernel; a kernel x program table (target/kernels/).
+    Kernels(kernels::KernelsArgs),
+    /// Inside a test guest: runs the kernel-dependent tests (started by the
+    /// guest's /init).
+    #[command(hide = true)]
+    KernelGuest {
+        #[arg(long)]
+        bin_dir: PathBuf,
     },
     /// Benchmarks, measured side by side in one run, reported as ratios.
     Bench,
@@ -72,7 +88,9 @@ fn main() -> ExitCode {
             config,
             release,
         } => run::build_and_load(&iface, mode.as_deref(), config.as_deref(), release),
-        Task::Test { filter } => test::test(filter.as_deref()),
+        Task::Test { filter, host_only } => test::test(filter.as_deref(), host_only),
+        Task::Kernels(args) => kernels::kernels(args),
+        Task::KernelGuest { bin_dir } => kernels::guest(&bin_dir),
         Task::Lab(args) => lab::lab(args),
         Task::Bench => bench::bench(),
         Task::Modules { src } => modules::print(&util::root(), &src),

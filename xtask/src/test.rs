@@ -1,15 +1,15 @@
-//! `cargo xtask test`: everything CI runs.
+//! `cargo xtask test`: everything CI runs, the kernel matrix last.
 
 use std::process::Command;
 
 use anyhow::{Result, bail};
 
 use crate::{
-    ebpf, modules, run,
+    ebpf, kernels, modules, run,
     util::{self, root},
 };
 
-pub fn test(filter: Option<&str>) -> Result<()> {
+pub fn test(filter: Option<&str>, host_only: bool) -> Result<()> {
     util::setup()?;
     if !util::is_root() {
         bail!(
@@ -63,7 +63,22 @@ pub fn test(filter: Option<&str>) -> Result<()> {
     if let Some(filter) = filter {
         cmd.args(["--", filter]);
     }
-    util::run(&mut cmd)
+    let host_tests = util::run(&mut cmd);
+    if filter.is_some() {
+        return host_tests;
+    }
+
+    // Run even when the host's tests failed: the matrix tells on which
+    // kernels the program loads, which is what a failure here often needs.
+    step("kernel matrix");
+    let matrix = kernels::for_test(&object, host_only);
+    match (host_tests, matrix) {
+        (Ok(()), matrix) => matrix,
+        (Err(host), Ok(())) => Err(host),
+        (Err(host), Err(matrix)) => Err(anyhow::anyhow!(
+            "{host:#}; and the kernel matrix: {matrix:#}"
+        )),
+    }
 }
 
 fn step(name: &str) {
