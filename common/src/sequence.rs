@@ -28,9 +28,49 @@ pub fn gap(previous_last: u32, seq: u32) -> (u32, u32) {
     }
 }
 
+impl crate::AgentState {
+    /// The state after an exporter's first datagram.
+    #[inline(always)]
+    pub fn first(seq: u32, uptime_ms: u32, advance: u32) -> Self {
+        Self {
+            last_sequence: last_used(seq, advance),
+            agent_drops: 0,
+            uptime_ms,
+            flags: 0,
+        }
+    }
+
+    /// Takes the exporter's next datagram (numbers `seq` onwards, `advance`
+    /// of them): `(gaps, resets)` since the previous one, none after a
+    /// resynchronisation mark ([`crate::AGENT_RESYNC`]).
+    #[inline(always)]
+    pub fn observe(&mut self, seq: u32, uptime_ms: u32, advance: u32) -> (u32, u32) {
+        let previous_last = self.last_sequence;
+        self.last_sequence = last_used(seq, advance);
+        self.uptime_ms = uptime_ms;
+        if self.flags & crate::AGENT_RESYNC != 0 {
+            self.flags = 0;
+            return (0, 0);
+        }
+        gap(previous_last, seq)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn observe_counts_and_resynchronises() {
+        let mut s = crate::AgentState::first(100, 5, 1);
+        assert_eq!(s.observe(101, 6, 1), (0, 0));
+        assert_eq!(s.observe(105, 7, 1), (3, 0));
+        s.flags = crate::AGENT_RESYNC;
+        assert_eq!(s.observe(1, 8, 1), (0, 0));
+        assert_eq!(s.flags, 0);
+        assert_eq!(s.observe(1, 9, 1), (0, 1));
+        assert_eq!(s.uptime_ms, 9);
+    }
 
     #[test]
     fn gaps_resets_and_wrap() {

@@ -56,11 +56,12 @@ pub extern "C" fn edge_sensor_count(dst0: u64, dst1: u64, m: u64, packets: u64, 
     0
 }
 
-/// The exporter key of a datagram whose own header names no agent.
+/// The key of exporter `addr` (its agent or source address) and
+/// `sub_agent` for a datagram that arrived as `dgram`.
 #[inline(always)]
-pub fn source_key(dgram: &Datagram, sub_agent: u32) -> ExporterKey {
+pub fn exporter_key(dgram: &Datagram, addr: [u8; 16], sub_agent: u32) -> ExporterKey {
     ExporterKey {
-        addr: read::addr_bytes(dgram.src),
+        addr,
         sub_agent,
         port: dgram.dst_port,
         kind: dgram.kind,
@@ -71,7 +72,8 @@ pub fn source_key(dgram: &Datagram, sub_agent: u32) -> ExporterKey {
 /// Counts a datagram that could not be parsed, under its source address.
 #[inline(always)]
 pub fn unparsed(dgram: &Datagram, error: Option<ParseError>) {
-    if let Some(stats) = maps::exporter_stats(&source_key(dgram, 0)) {
+    if let Some(stats) = maps::exporter_stats(&exporter_key(dgram, read::addr_bytes(dgram.src), 0))
+    {
         // SAFETY: a per-CPU value.
         let s = unsafe { &mut *stats };
         s.datagrams += 1;

@@ -13,8 +13,8 @@ use core::ffi::c_void;
 
 use aya_ebpf::helpers::bpf_loop;
 use edge_sensor_common::{
-    ExporterKey, FORMAT_NETFLOW5, MAX_NETFLOW5_RECORDS, NETFLOW5_HEADER, NETFLOW5_RECORD,
-    ParseError, RateSource, SAMPLING_DEFAULT, SAMPLING_OVERRIDE, WatchKind,
+    FORMAT_NETFLOW5, MAX_NETFLOW5_RECORDS, NETFLOW5_HEADER, NETFLOW5_RECORD, ParseError,
+    RateSource, SAMPLING_DEFAULT, SAMPLING_OVERRIDE, WatchKind,
 };
 
 use crate::{
@@ -52,13 +52,7 @@ pub extern "C" fn edge_sensor_netflow5() -> i64 {
             return 0;
         }
     };
-    let key = ExporterKey {
-        addr: read::addr_bytes(s.dgram.src),
-        sub_agent: header.engine,
-        port: s.dgram.dst_port,
-        kind: s.dgram.kind,
-        _pad: 0,
-    };
+    let key = count::exporter_key(&s.dgram, read::addr_bytes(s.dgram.src), header.engine);
     let (gaps, resets) = sequence::check(&key, header.sequence, header.uptime_ms, header.count);
     walk(s, &header);
     count::exporter(&key, &s.dgram, &s.walk, gaps, resets, FORMAT_NETFLOW5);

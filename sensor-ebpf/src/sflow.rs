@@ -24,8 +24,8 @@ use core::ffi::c_void;
 
 use aya_ebpf::helpers::bpf_loop;
 use edge_sensor_common::{
-    ExporterKey, FORMAT_SFLOW5, MAX_RECORDS, MAX_SAMPLES, MAX_SAMPLING_RATE, MAX_STRIPPED,
-    ParseError, RateSource, SAMPLING_OVERRIDE, WatchKind,
+    FORMAT_SFLOW5, MAX_RECORDS, MAX_SAMPLES, MAX_SAMPLING_RATE, MAX_STRIPPED, ParseError,
+    RateSource, SAMPLING_OVERRIDE, WatchKind,
 };
 
 use crate::{
@@ -69,13 +69,7 @@ pub extern "C" fn edge_sensor_sflow() -> i64 {
             return 0;
         }
     };
-    let key = ExporterKey {
-        addr: read::addr_bytes(header.agent),
-        sub_agent: header.sub_agent,
-        port: s.dgram.dst_port,
-        kind: s.dgram.kind,
-        _pad: 0,
-    };
+    let key = count::exporter_key(&s.dgram, read::addr_bytes(header.agent), header.sub_agent);
     let (gaps, resets) = sequence::check(&key, header.sequence, header.uptime_ms, 1);
     walk(s, &header);
     sequence::agent_drops(&key, s.walk.max_drops);

@@ -19,9 +19,9 @@ use core::ffi::c_void;
 
 use aya_ebpf::helpers::bpf_loop;
 use edge_sensor_common::{
-    DOMAIN_RATE, ExporterKey, FORMAT_IPFIX, FORMAT_NETFLOW9, FieldLoc, MAX_FLOW_RECORDS,
-    MAX_FLOW_SETS, PlanKey, RateKey, RateSource, SAMPLING_DEFAULT, SAMPLING_OVERRIDE, WatchKind,
-    count::scale, proto::tcp_flags,
+    DOMAIN_RATE, FORMAT_IPFIX, FORMAT_NETFLOW9, FieldLoc, MAX_FLOW_RECORDS, MAX_FLOW_SETS, PlanKey,
+    RateKey, RateSource, SAMPLING_DEFAULT, SAMPLING_OVERRIDE, WatchKind, count::scale,
+    proto::tcp_flags,
 };
 
 use crate::{
@@ -58,13 +58,7 @@ pub extern "C" fn edge_sensor_template(version: u64) -> i64 {
     } else {
         WatchKind::Ipfix as u8
     };
-    let key = ExporterKey {
-        addr,
-        sub_agent: domain,
-        port: s.dgram.dst_port,
-        kind: s.dgram.kind,
-        _pad: 0,
-    };
+    let key = count::exporter_key(&s.dgram, addr, domain);
     let clean = check(s, start, end);
     if clean {
         walk(s, start);

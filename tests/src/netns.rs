@@ -251,17 +251,31 @@ pub fn start_sensor_with(
     log: &std::path::Path,
     extra: &[&std::ffi::OsStr],
 ) -> crate::Guarded {
-    let sensor = spawn_sensor(ns, iface, pin, log, extra);
-    let deadline = std::time::Instant::now() + crate::patience(std::time::Duration::from_secs(15));
-    while !ns.has_xdp(iface) {
+    let mut sensor = spawn_sensor(ns, iface, pin, log, extra);
+    wait_started(&mut sensor, log, 15, "attach", || ns.has_xdp(iface));
+    sensor
+}
+
+/// Waits (bounded: `secs`, stretched under emulation) until `ready`,
+/// failing with the sensor's log when it does not get there or exits.
+fn wait_started(
+    sensor: &mut crate::Guarded,
+    log: &std::path::Path,
+    secs: u64,
+    what: &str,
+    ready: impl Fn() -> bool,
+) {
+    let deadline =
+        std::time::Instant::now() + crate::patience(std::time::Duration::from_secs(secs));
+    while !ready() {
+        let exited = sensor.0.try_wait().ok().flatten();
         assert!(
-            std::time::Instant::now() < deadline,
-            "edge-sensor did not attach: {}",
+            std::time::Instant::now() < deadline && exited.is_none(),
+            "edge-sensor did not {what} ({exited:?}): {}",
             std::fs::read_to_string(log).unwrap_or_default()
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    sensor
 }
 
 /// [`start_sensor_with`] for a sensor without XDP (the userspace collector:
@@ -278,16 +292,9 @@ pub fn start_sensor_userspace(
     // A socket left by a killed predecessor is not this one's.
     let _ = std::fs::remove_file(log.with_extension("sock"));
     let mut sensor = spawn_sensor(ns, iface, pin, log, extra);
-    let deadline = std::time::Instant::now() + crate::patience(std::time::Duration::from_secs(60));
-    while !log.with_extension("sock").exists() {
-        let exited = sensor.0.try_wait().ok().flatten();
-        assert!(
-            std::time::Instant::now() < deadline && exited.is_none(),
-            "edge-sensor did not start ({exited:?}): {}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_started(&mut sensor, log, 60, "start", || {
+        log.with_extension("sock").exists()
+    });
     sensor
 }
 

@@ -73,10 +73,11 @@ fn wait_bounded(child: &mut Child, limit: Duration) -> std::process::ExitStatus 
         if let Some(status) = child.try_wait().expect("wait") {
             return status;
         }
-        assert!(
-            Instant::now() < deadline,
-            "edge-sensor did not exit within {limit:?}"
-        );
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("edge-sensor did not exit within {limit:?}");
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -214,14 +215,30 @@ fn explicit_native_mode_fails_clearly_where_native_xdp_is_missing() {
     require_root();
     let ns = NetNs::new("es-lo");
     let pin = PinDir::new();
-    let out = ns
+    let mut out = ns
         .command(sensor_bin())
-        .args(["run", "--iface", "lo", "--mode", "native", "--pin-path"])
+        // Without a fallback: by default the sensor would carry on with its
+        // userspace collector (tests/tests/fast_path.rs).
+        .args([
+            "run",
+            "--iface",
+            "lo",
+            "--mode",
+            "native",
+            "--fallback",
+            "none",
+        ])
+        .arg("--pin-path")
         .arg(pin.path())
-        .output()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("run edge-sensor");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    // Bounded: a sensor that carried on instead would never exit.
+    let status = wait_bounded(&mut out, Duration::from_secs(60));
+    let mut err = String::new();
+    out.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(!status.success());
     assert!(err.contains("native mode") && err.contains("lo"), "{err}");
     assert!(!ns.has_xdp("lo"));
 }

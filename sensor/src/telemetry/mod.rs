@@ -43,10 +43,7 @@ use edge_sensor_common::{
 };
 use ipnet::IpNet;
 
-use edge_sensor_common::{
-    proto::{ipproto, tcp_flags},
-    sequence,
-};
+use edge_sensor_common::proto::{ipproto, tcp_flags};
 use sampling::SamplingRules;
 use template::{FlowError, Session, TemplateCache};
 
@@ -493,27 +490,14 @@ impl UserDecoder {
     /// than 2^31, a reset when it goes backwards (or repeats). sFlow numbers
     /// datagrams (`advance` 1), NetFlow v5 flow records (`advance` = count).
     fn sequence(&mut self, key: ExporterKey, seq: u32, uptime_ms: u32, advance: u32) -> (u32, u32) {
-        let last = sequence::last_used(seq, advance);
-        let Some(state) = self.agents.get_mut(&key) else {
-            self.agents.insert(
-                key,
-                AgentState {
-                    last_sequence: last,
-                    agent_drops: 0,
-                    uptime_ms,
-                    flags: 0,
-                },
-            );
-            return (0, 0);
-        };
-        let previous_last = state.last_sequence;
-        state.last_sequence = last;
-        state.uptime_ms = uptime_ms;
-        if state.flags & AGENT_RESYNC != 0 {
-            state.flags = 0;
-            return (0, 0);
+        match self.agents.get_mut(&key) {
+            Some(state) => state.observe(seq, uptime_ms, advance),
+            None => {
+                self.agents
+                    .insert(key, AgentState::first(seq, uptime_ms, advance));
+                (0, 0)
+            }
         }
-        sequence::gap(previous_last, seq)
     }
 }
 
