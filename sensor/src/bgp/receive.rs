@@ -756,6 +756,38 @@ fn mp_nlri(afi: u16, safi: u8, mut b: &[u8]) -> Result<(Vec<Nlri>, bool), ()> {
     .map(|p| (p.into_iter().map(Nlri::Prefix).collect(), false))
 }
 
+/// The AFI/SAFI of an MP_REACH/MP_UNREACH attribute `a`, if it can be read
+/// and was negotiated. Too short for them: only a reset is left (RFC 4760
+/// §7: 3/9). Not negotiated: its routes are ignored (treat-as-withdraw).
+fn mp_family(
+    a: &RawAttribute<'_>,
+    ctx: &ReceiveContext,
+    f: &mut Findings,
+    malformed: Reason,
+) -> Option<(u16, u8)> {
+    let v = a.value;
+    if v.len() < 3 {
+        f.reset(
+            malformed,
+            Some(a.code),
+            update_subcode::OPTIONAL_ATTRIBUTE_ERROR,
+            a.whole.to_vec(),
+        );
+        return None;
+    }
+    let (afi, safi) = (u16::from_be_bytes([v[0], v[1]]), v[2]);
+    let family = Family::from_codes(afi, safi);
+    if family.is_none_or(|fam| !ctx.families.contains(&fam)) {
+        f.add(
+            Reason::FamilyNotNegotiated,
+            Some(a.code),
+            Approach::TreatAsWithdraw,
+        );
+        return None;
+    }
+    Some((afi, safi))
+}
+
 /// MP_REACH_NLRI (RFC 4760 §3, RFC 7606 §7.11).
 fn mp_reach(
     a: &RawAttribute<'_>,
@@ -765,27 +797,10 @@ fn mp_reach(
 ) {
     let v = a.value;
     let c = code::MP_REACH_NLRI;
-    if v.len() < 3 {
-        // Not even the AFI/SAFI: only a reset is left (RFC 4760 §7: 3/9).
-        f.reset(
-            Reason::MalformedMpReach,
-            Some(c),
-            update_subcode::OPTIONAL_ATTRIBUTE_ERROR,
-            a.whole.to_vec(),
-        );
+    let Some((afi, safi)) = mp_family(a, ctx, f, Reason::MalformedMpReach) else {
         return;
-    }
-    let (afi, safi) = (u16::from_be_bytes([v[0], v[1]]), v[2]);
+    };
     let family = Family::from_codes(afi, safi);
-    if family.is_none_or(|fam| !ctx.families.contains(&fam)) {
-        // Not negotiated: its routes are ignored.
-        f.add(
-            Reason::FamilyNotNegotiated,
-            Some(c),
-            Approach::TreatAsWithdraw,
-        );
-        return;
-    }
     let nh_len = usize::from(*v.get(3).unwrap_or(&0));
     // The next hop must fit before the reserved octet, and have a length
     // that fits the family; a Flow Spec next hop is ignored whatever its
@@ -831,25 +846,9 @@ fn mp_unreach(
 ) {
     let v = a.value;
     let c = code::MP_UNREACH_NLRI;
-    if v.len() < 3 {
-        f.reset(
-            Reason::MalformedMpUnreach,
-            Some(c),
-            update_subcode::OPTIONAL_ATTRIBUTE_ERROR,
-            a.whole.to_vec(),
-        );
+    let Some((afi, safi)) = mp_family(a, ctx, f, Reason::MalformedMpUnreach) else {
         return;
-    }
-    let (afi, safi) = (u16::from_be_bytes([v[0], v[1]]), v[2]);
-    let family = Family::from_codes(afi, safi);
-    if family.is_none_or(|fam| !ctx.families.contains(&fam)) {
-        f.add(
-            Reason::FamilyNotNegotiated,
-            Some(c),
-            Approach::TreatAsWithdraw,
-        );
-        return;
-    }
+    };
     let nlri = &v[3..];
     match mp_nlri(afi, safi, nlri) {
         Err(()) => f.disable(Reason::MalformedMpNlri, c, (afi, safi)),
