@@ -722,9 +722,7 @@ mod session {
     };
 
     use super::*;
-    use crate::bgp::{
-        BgpConfig, PeerStatus, SessionState, Speaker, capability::Capability, message::Open,
-    };
+    use crate::bgp::{PeerStatus, SessionState, Speaker, capability::Capability, message::Open};
 
     const TIMEOUT: Duration = Duration::from_secs(10);
     const FAMILIES: [Family; 3] = [
@@ -733,28 +731,10 @@ mod session {
         Family::Ipv6FlowSpec,
     ];
 
+    /// A speaker whose one peer is our listener; a long hold time, so the
+    /// session outlives the slow rounds of mutants.
     async fn speaker_and_peer() -> (Speaker, TcpListener) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let config = BgpConfig::from_toml(&format!(
-            r#"
-router_id = "192.0.2.10"
-local_asn = 65001
-announce_within = ["192.0.2.0/24", "2001:db8::/32"]
-[[peers]]
-name = "scripted"
-address = "127.0.0.1"
-port = {port}
-peer_asn = 65000
-hold_time = 30
-connect_retry = 1
-connect_retry_max = 1
-families = ["ipv4-flowspec", "ipv4-unicast", "ipv6-flowspec"]
-next_hop_v4 = "192.0.2.254"
-"#
-        ))
-        .unwrap();
-        (Speaker::start(config).unwrap(), listener)
+        crate::bgp::tests::scripted::speaker_and_peer_holding(30).await
     }
 
     /// The next message that is not a KEEPALIVE.

@@ -1305,7 +1305,7 @@ async fn speaker_enforces_max_rules() {
 
 // ---- Session against a scripted peer: faults real daemons don't make ----
 
-mod scripted {
+pub(super) mod scripted {
     use std::time::Duration;
 
     use tokio::{
@@ -1320,6 +1320,11 @@ mod scripted {
 
     /// A speaker whose one peer is our listener on 127.0.0.1.
     async fn speaker_and_peer() -> (Speaker, TcpListener) {
+        speaker_and_peer_holding(9).await
+    }
+
+    /// [`speaker_and_peer`] with the hold time `hold_time`.
+    pub(in crate::bgp) async fn speaker_and_peer_holding(hold_time: u16) -> (Speaker, TcpListener) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let config = super::super::BgpConfig::from_toml(&format!(
@@ -1332,7 +1337,7 @@ name = "scripted"
 address = "127.0.0.1"
 port = {port}
 peer_asn = 65000
-hold_time = 9
+hold_time = {hold_time}
 connect_retry = 1
 connect_retry_max = 1
 families = ["ipv4-flowspec", "ipv4-unicast", "ipv6-flowspec"]

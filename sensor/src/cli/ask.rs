@@ -230,8 +230,7 @@ pub fn bgp(bgp: BgpArgs) -> Result<()> {
         let body = ask(&args.socket, &Request::BgpQuarantine)?;
         print(args.json, &body, |b| {
             let mut out = String::new();
-            if b["configured"] == false {
-                out.push_str("no BGP peers configured ([bgp] section)\n");
+            if !bgp_configured(b, &mut out) {
                 return out;
             }
             let _ = writeln!(
@@ -259,8 +258,7 @@ pub fn bgp(bgp: BgpArgs) -> Result<()> {
     let body = ask(&args.socket, &Request::Bgp)?;
     print(args.json, &body, |b| {
         let mut out = String::new();
-        if b["configured"] == false {
-            out.push_str("no BGP peers configured ([bgp] section)\n");
+        if !bgp_configured(b, &mut out) {
             return out;
         }
         let _ = writeln!(
@@ -472,4 +470,14 @@ pub fn unban(args: UnbanArgs) -> Result<()> {
         println!("{} mitigation(s) withdrawn", s(&body["withdrawn"]));
     }
     Ok(())
+}
+
+/// Whether the daemon's answer `b` comes from a speaker; if not, says so in
+/// `out`.
+fn bgp_configured(b: &serde_json::Value, out: &mut String) -> bool {
+    if b["configured"] == false {
+        out.push_str("no BGP peers configured ([bgp] section)\n");
+        return false;
+    }
+    true
 }
