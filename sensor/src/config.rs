@@ -6,17 +6,20 @@
 
 use std::{
     collections::BTreeMap,
-    fmt, fs,
+    fs,
     path::{Path, PathBuf},
 };
 
+pub use crate::xdp::attach::{AttachMode, validate_iface_name};
 use crate::{
-    bgp::BgpConfig, detect::DetectConfig, mitigate::MitigationConfig,
-    telemetry::sampling::SamplingRules,
+    bgp::BgpConfig,
+    detect::DetectConfig,
+    mitigate::MitigationConfig,
+    telemetry::{self, sampling::SamplingRules},
 };
 use edge_sensor_common::{
-    DEFAULT_MAX_DESTINATIONS, DEFAULT_PIN_DIR, IPFIX_PORT, MAX_ALLOW_PREFIXES, MAX_TELEMETRY_PORTS,
-    NETFLOW_PORT, SFLOW_PORT, TelemetryKind,
+    DEFAULT_MAX_DESTINATIONS, DEFAULT_PIN_DIR, MAX_ALLOW_PREFIXES, MAX_TELEMETRY_PORTS,
+    TelemetryKind,
 };
 use edge_sensor_common::{
     MAX_SAMPLING_RATE, MAX_SAMPLING_RULES, SAMPLING_DEFAULT, SAMPLING_OVERRIDE, SamplingRule,
@@ -170,23 +173,6 @@ impl Default for XdpConfig {
     }
 }
 
-/// How the XDP program is attached to an interface.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum AttachMode {
-    /// Native (driver) mode, falling back to skb (generic) mode where the
-    /// driver has no XDP support.
-    #[default]
-    Auto,
-    /// Native (driver) mode only; attaching fails where the driver lacks it.
-    Native,
-    /// Generic (skb) mode: works on every interface, slower.
-    Skb,
-    /// No XDP: the userspace collector (`recvmmsg` sockets) counts the
-    /// telemetry, as after a fallback; costs CPU per datagram.
-    Userspace,
-}
-
 /// `xdp.fallback`: when the XDP program cannot run (refused by the verifier,
 /// no XDP on an interface in the requested mode, no BPF at all).
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, clap::ValueEnum)]
@@ -197,17 +183,6 @@ pub enum Fallback {
     Userspace,
     /// Refuse to start (exit non-zero).
     None,
-}
-
-impl fmt::Display for AttachMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Auto => "auto",
-            Self::Native => "native",
-            Self::Skb => "skb",
-            Self::Userspace => "userspace",
-        })
-    }
 }
 
 /// UDP ports the telemetry arrives on.
@@ -230,9 +205,9 @@ pub struct TelemetryConfig {
 impl Default for TelemetryConfig {
     fn default() -> Self {
         Self {
-            sflow_ports: vec![SFLOW_PORT],
-            ipfix_ports: vec![IPFIX_PORT],
-            netflow_ports: vec![NETFLOW_PORT],
+            sflow_ports: telemetry::default_ports(TelemetryKind::Sflow),
+            ipfix_ports: telemetry::default_ports(TelemetryKind::Ipfix),
+            netflow_ports: telemetry::default_ports(TelemetryKind::Netflow),
             pass_telemetry: false,
             template_lifetime: 3600,
         }
@@ -437,22 +412,6 @@ impl Config {
         }
         Ok(())
     }
-}
-
-/// Linux interface names: 1 to 15 bytes, no '/', no whitespace, no NUL.
-pub fn validate_iface_name(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > 15 {
-        return Err(format!("interface name {name:?} must be 1 to 15 bytes"));
-    }
-    if name
-        .bytes()
-        .any(|b| b == b'/' || b == 0 || b.is_ascii_whitespace() || b == b':')
-    {
-        return Err(format!(
-            "interface name {name:?} has a character Linux refuses"
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -19,9 +19,7 @@ use std::{
 
 use anyhow::{Context, Result};
 use aya::maps::{MapData, RingBuf};
-use edge_sensor_common::{
-    Class, DST_STATS, DstStats, GLOBAL_STATS, GlobalStats, LAYOUT_VERSION, WatchStats,
-};
+use edge_sensor_common::{Class, DST_STATS, DstStats, GlobalStats, LAYOUT_VERSION, WatchStats};
 use serde_json::json;
 use tokio::{
     signal::unix::{SignalKind, signal},
@@ -32,7 +30,7 @@ use crate::{
     bgp::Speaker,
     config::Config,
     control::{self, Pending, Request, Response},
-    counters::{self, Report},
+    counters::Report,
     decode::passed_to_daemon,
     detect::{Attack, Detector, Event},
     fastpath::{FastPath, sockets},
@@ -419,8 +417,7 @@ impl<'s> Daemon<'s> {
         if self.fast.is_userspace() {
             return Some(self.decoder.global);
         }
-        let map = self.sensor.as_deref()?.ebpf().map(GLOBAL_STATS)?;
-        counters::read_global(map).ok()
+        self.sensor.as_deref()?.global_stats().ok()
     }
 
     /// Samples of watched destinations streamed and lost.
@@ -589,16 +586,7 @@ impl<'s> Daemon<'s> {
             m.set_global(&g);
         }
         let kernel = match self.sensor.as_deref() {
-            Some(sensor) if !self.fast.is_userspace() => Some(Report::exporters_from_maps(
-                sensor
-                    .ebpf()
-                    .map(edge_sensor_common::EXPORTER_STATS)
-                    .expect("map"),
-                sensor
-                    .ebpf()
-                    .map(edge_sensor_common::AGENT_STATE)
-                    .expect("map"),
-            )),
+            Some(sensor) if !self.fast.is_userspace() => Some(sensor.exporters_report()),
             _ => None,
         };
         match kernel {
@@ -902,10 +890,7 @@ fn mitigations_file(dir: &Path) -> PathBuf {
 /// decoded itself.
 fn read_destinations(kernel: Option<&Sensor>, user: &Report) -> Result<BTreeMap<IpAddr, DstStats>> {
     let mut all = match kernel {
-        Some(sensor) => {
-            let map = sensor.ebpf().map(DST_STATS).context("DST_STATS")?;
-            counters::destinations_from_map(map)?
-        }
+        Some(sensor) => sensor.destinations()?,
         None => BTreeMap::new(),
     };
     for (ip, s) in &user.destinations {

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use aya::programs::{TestRun, TestRunOptions};
-use edge_sensor_common::{AGENT_STATE, DST_STATS, EXPORTER_STATS, MAX_DATAGRAM, TelemetryKind};
+use edge_sensor_common::{MAX_DATAGRAM, TelemetryKind};
 
 use crate::{
     config::TelemetryConfig,
@@ -194,13 +194,7 @@ impl Decoder {
         match &self.engine {
             EngineState::User(user) => Ok(user.report.clone()),
             EngineState::Xdp { sensor, daemon } => {
-                let ebpf = sensor.ebpf();
-                let map = |name| {
-                    ebpf.map(name)
-                        .with_context(|| format!("map {name} missing"))
-                };
-                let mut report =
-                    Report::from_maps(map(DST_STATS)?, map(EXPORTER_STATS)?, map(AGENT_STATE)?)?;
+                let mut report = sensor.report()?;
                 report.merge(&daemon.report);
                 Ok(report)
             }

@@ -23,7 +23,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use edge_sensor::counters::Report;
 use edge_sensor_common::{DST_STATS, GLOBAL_STATS, GlobalStats};
 
 use crate::{Guarded, netns::NetNs};
@@ -310,9 +309,9 @@ impl Candidate {
             Kind::Xdp => {
                 let pin = self.pin.as_ref().unwrap();
                 let report = if want_destinations {
-                    Report::read_pinned(pin).expect("read the pinned maps")
+                    edge_sensor::xdp::read::pinned_report(pin).expect("read the pinned maps")
                 } else {
-                    Report::read_pinned_exporters(pin).expect("read the pinned maps")
+                    edge_sensor::xdp::read::pinned_exporters(pin).expect("read the pinned maps")
                 };
                 let global = read_global(pin);
                 let (run_ns, _) = xdp_prog_stats(&self.ns_path, &self.iface);
@@ -336,7 +335,9 @@ impl Candidate {
                 };
                 (
                     snap,
-                    want_destinations.then(|| report.to_json()["destinations"].clone()),
+                    want_destinations.then(|| {
+                        edge_sensor::cli::rows::report_json(&report)["destinations"].clone()
+                    }),
                 )
             }
             Kind::User | Kind::UserTuned => {
@@ -589,7 +590,7 @@ fn read_global(pin: &Path) -> GlobalStats {
         .expect("GLOBAL_STATS is pinned")
         .open(pin)
         .expect("open GLOBAL_STATS");
-    edge_sensor::counters::read_global(&map).expect("read GLOBAL_STATS")
+    edge_sensor::xdp::read::global(&map).expect("read GLOBAL_STATS")
 }
 
 /// user + system CPU seconds of a process (all its threads).

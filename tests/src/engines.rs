@@ -5,8 +5,9 @@
 use std::{collections::BTreeMap, net::IpAddr};
 
 use edge_sensor::{
+    cli::rows::DestinationRow,
     config::TelemetryConfig,
-    counters::{DestinationRow, ExporterTotals, Report},
+    counters::{ExporterTotals, Report},
     decode::{Decoder, Engine},
     telemetry::Verdict,
     telemetry::sampling::SamplingRules,

@@ -6,7 +6,7 @@
 use std::{os::unix::fs::PermissionsExt, path::Path, process::Command};
 
 use aya::maps::{HashMap, MapData};
-use edge_sensor::{counters::read_pinned_destinations, xdp::pins::PINNED_MAPS};
+use edge_sensor::xdp::{pins::PINNED_MAPS, read::pinned_destinations};
 use edge_sensor_common::{DST_STATS, EXPORTER_STATS};
 use edge_sensor_tests::{
     PinDir,
@@ -104,7 +104,7 @@ fn maps_dump_decodes_the_sensors_maps_and_sums_the_cpus() {
     let entries = dump["entries"].as_array().unwrap();
     assert_eq!(entries.len(), 2, "{dump}");
     // The same totals as the library's own reader, and as what was sent.
-    let direct = read_pinned_destinations(f.path()).unwrap();
+    let direct = pinned_destinations(f.path()).unwrap();
     for e in entries {
         let ip = e["key"]["ip"].as_str().unwrap().parse().unwrap();
         let s = &direct[&ip];

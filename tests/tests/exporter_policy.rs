@@ -5,11 +5,11 @@
 use aya::programs::{TestRun, TestRunOptions};
 use edge_sensor::{
     config::TelemetryConfig,
-    counters::{Report, read_global},
+    counters::Report,
     telemetry::{UserDecoder, Verdict},
     xdp::{LoadOptions, Sensor},
 };
-use edge_sensor_common::{AGENT_STATE, DST_STATS, EXPORTER_STATS, GLOBAL_STATS, GlobalStats};
+use edge_sensor_common::GlobalStats;
 use edge_sensor_tests::{
     engines::assert_reports_equal,
     frame::*,
@@ -99,10 +99,9 @@ impl Engines {
     }
 
     fn report(&self) -> (Report, GlobalStats) {
-        let map = |n| self.xdp.ebpf().map(n).expect("map");
-        let xdp = Report::from_maps(map(DST_STATS), map(EXPORTER_STATS), map(AGENT_STATE)).unwrap();
+        let xdp = self.xdp.report().unwrap();
         assert_reports_equal("policy", &xdp, &self.user.report);
-        let global = read_global(map(GLOBAL_STATS)).unwrap();
+        let global = self.xdp.global_stats().unwrap();
         assert_eq!(global, self.user.global, "global counters xdp vs user");
         (xdp, global)
     }

@@ -8,7 +8,7 @@
 
 use std::{os::unix::process::CommandExt, process::Stdio, time::Duration};
 
-use edge_sensor::counters::{Report, read_global};
+use edge_sensor::xdp::read;
 use edge_sensor_tests::{
     Guarded, PinDir,
     engines::as_truth,
@@ -152,7 +152,7 @@ fn run_case(exporter: Exporter) {
                 .expect("GLOBAL_STATS pin"),
         )
         .expect("GLOBAL_STATS");
-        read_global(&map)
+        read::global(&map)
             .expect("read GLOBAL_STATS")
             .consumed_datagrams
     };
@@ -189,7 +189,7 @@ fn run_case(exporter: Exporter) {
     std::thread::sleep(Duration::from_millis(1500));
 
     let truth = tshark_flow::flow_truth(&capture, &[port]);
-    let report = Report::read_pinned(pin.path()).expect("read the pinned maps");
+    let report = read::pinned_report(pin.path()).expect("read the pinned maps");
     // Unsampled: 5 rounds of 20 pings and 2 x 200 hping3 packets.
     let victim = truth.get(&link.b_addr).map_or(0, |t| t.packets);
     assert!(

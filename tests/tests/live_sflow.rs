@@ -7,7 +7,7 @@
 
 use std::{net::UdpSocket, process::Stdio, time::Duration};
 
-use edge_sensor::counters::Report;
+use edge_sensor::xdp::read;
 use edge_sensor_tests::{
     PinDir,
     engines::as_truth,
@@ -77,7 +77,7 @@ fn pmacct_sflow_is_counted_in_the_kernel_exactly_as_tshark_decodes_it() {
     tcpdump.stop(libc::SIGINT);
 
     let truth = tshark::sflow_truth(&capture, 6343);
-    let report = Report::read_pinned(pin.path()).expect("read the pinned maps");
+    let report = read::pinned_report(pin.path()).expect("read the pinned maps");
 
     // The datagrams were consumed in the kernel: the socket got none.
     let mut buf = [0u8; 2048];

@@ -14,10 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use edge_sensor::{
-    counters::{Report, read_global},
-    xdp::{inspect, pins},
-};
+use edge_sensor::xdp::{inspect, pins, read};
 use edge_sensor_common::GLOBAL_STATS;
 use edge_sensor_tests::{
     Guarded,
@@ -179,7 +176,7 @@ fn metrics_equal_the_maps_and_the_dashboard_queries_only_them() {
         value(s, "edge_sensor_exporter_datagrams_total", &[]) == Some((2 * ROUNDS) as f64)
             && value(s, "edge_sensor_xdp_program_runs_total", &[]) == Some((2 * ROUNDS) as f64)
     });
-    let report = Report::read_pinned_exporters(f.path()).unwrap();
+    let report = read::pinned_exporters(f.path()).unwrap();
     let (id, totals) = report.exporters.iter().next().unwrap();
     let exporter = [
         ("exporter", "198.18.7.1"),
@@ -224,7 +221,7 @@ fn metrics_equal_the_maps_and_the_dashboard_queries_only_them() {
         Some(0.0)
     );
 
-    let global = read_global(&pins::spec(GLOBAL_STATS).unwrap().open(f.path()).unwrap()).unwrap();
+    let global = read::global(&pins::spec(GLOBAL_STATS).unwrap().open(f.path()).unwrap()).unwrap();
     assert_eq!(global.telemetry_datagrams, 2 * ROUNDS);
     assert_eq!(
         value(&still, "edge_sensor_xdp_telemetry_datagrams_total", &[]),

@@ -128,7 +128,7 @@ fn replayed_captures_are_counted_by_collect_user_exactly_as_sent() {
         "{}",
         truth.destinations.len()
     );
-    let expected = truth.to_json();
+    let expected = edge_sensor::cli::rows::report_json(&truth);
     assert_eq!(
         got["report"]["destinations"], expected["destinations"],
         "per-destination totals"

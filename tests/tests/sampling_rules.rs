@@ -5,8 +5,9 @@
 use std::net::IpAddr;
 
 use edge_sensor::{
+    cli::rows::ExporterRow,
     config::TelemetryConfig,
-    counters::{ExporterId, ExporterRow, Report},
+    counters::{ExporterId, Report},
     telemetry::sampling::SamplingRules,
 };
 use edge_sensor_common::{

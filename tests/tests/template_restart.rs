@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use edge_sensor::counters::{Report, read_global};
+use edge_sensor::xdp::read;
 use edge_sensor_tests::{
     PinDir,
     netns::{Link, start_sensor},
@@ -89,10 +89,10 @@ fn templates_survive_a_daemon_restart() {
             aya::maps::MapData::from_pin(pin.path().join("GLOBAL_STATS")).expect("pin"),
         )
         .expect("GLOBAL_STATS");
-        read_global(&map).expect("read").consumed_datagrams
+        read::global(&map).expect("read").consumed_datagrams
     };
     let victim_packets = || {
-        Report::read_pinned(pin.path())
+        read::pinned_report(pin.path())
             .expect("read pins")
             .destinations
             .get(&std::net::IpAddr::from(VICTIM))

@@ -9,7 +9,7 @@ use edge_sensor::{
     counters::{ExporterId, Report},
     xdp::{LoadOptions, Sensor},
 };
-use edge_sensor_common::{AGENT_STATE, DST_STATS, EXPORTER_STATS, TelemetryKind};
+use edge_sensor_common::TelemetryKind;
 use edge_sensor_tests::{frame::*, require_root};
 
 const XDP_PASS: u32 = 2;
@@ -25,8 +25,7 @@ fn load() -> Sensor {
 }
 
 fn counters(sensor: &Sensor) -> Report {
-    let map = |name| sensor.ebpf().map(name).expect("map");
-    Report::from_maps(map(DST_STATS), map(EXPORTER_STATS), map(AGENT_STATE)).expect("read maps")
+    sensor.report().expect("read maps")
 }
 
 /// The exporters counted, as (id, datagrams, bytes).

@@ -21,10 +21,13 @@ use edge_sensor_common::TelemetryKind;
 use serde_json::json;
 use tokio::signal::unix::{SignalKind, signal};
 
-use super::CollectArgs;
+use super::{
+    CollectArgs,
+    rows::{ExporterRow, report_json},
+};
 use crate::{
     config::Config,
-    counters::{ExporterRow, Report},
+    counters::Report,
     recv::BatchReceiver,
     state,
     telemetry::{Datagram, UserDecoder},
@@ -203,7 +206,7 @@ fn write_report(args: &CollectArgs, decoders: &[Shared], started: Instant) -> Re
             .collect();
         json!({ "destinations": [], "exporters": exporters })
     } else {
-        report.to_json()
+        report_json(&report)
     };
     let value = json!({
         "engine": "user",

@@ -2,12 +2,12 @@
 
 use anyhow::{Result, bail};
 
-use super::{DecodeArgs, exporters::exporter_table};
-use crate::{
-    config::Config,
-    counters::{DestinationRow, ExporterRow, Report},
-    decode::Decoder,
+use super::{
+    DecodeArgs,
+    exporters::exporter_table,
+    rows::{DestinationRow, ExporterRow, report_json},
 };
+use crate::{config::Config, counters::Report, decode::Decoder};
 
 pub fn decode(args: DecodeArgs) -> Result<()> {
     let config = match &args.config {
@@ -35,7 +35,7 @@ pub fn decode(args: DecodeArgs) -> Result<()> {
         t.stats.last_seen_ns = 0;
     }
     if args.json {
-        println!("{}", report.to_json());
+        println!("{}", report_json(&report));
     } else {
         print!("{}", text(&report, decoder.datagrams, decoder.dropped));
     }

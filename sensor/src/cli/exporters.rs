@@ -6,20 +6,21 @@ use anyhow::Result;
 use edge_sensor_common::ParseError;
 
 use super::ExportersArgs;
-use crate::counters::{ExporterRow, Report};
+use super::rows::ExporterRow;
+use crate::xdp::read;
 
 pub fn exporters(args: ExportersArgs) -> Result<()> {
     if !(0.0..=60.0).contains(&args.interval) {
         anyhow::bail!("--interval must be between 0 and 60 seconds");
     }
     let before = (args.interval > 0.0)
-        .then(|| Report::read_pinned_exporters(&args.pin_path))
+        .then(|| read::pinned_exporters(&args.pin_path))
         .transpose()?;
     let then = Instant::now();
     if before.is_some() {
         std::thread::sleep(Duration::from_secs_f64(args.interval));
     }
-    let report = Report::read_pinned_exporters(&args.pin_path)?;
+    let report = read::pinned_exporters(&args.pin_path)?;
     let secs = then.elapsed().as_secs_f64();
     let rows: Vec<_> = report
         .exporters

@@ -6,6 +6,7 @@ mod decode;
 mod exporters;
 mod maps;
 mod metrics;
+pub mod rows;
 mod run;
 mod style;
 mod top;

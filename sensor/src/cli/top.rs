@@ -12,8 +12,8 @@ use edge_sensor_common::{Class, DstStats};
 
 use super::{TopArgs, style::Style};
 use crate::{
-    counters::read_pinned_destinations,
     rates::{self, DstRates, with_unit},
+    xdp::read,
 };
 
 /// What `top` ranks by.
@@ -47,7 +47,7 @@ impl By {
 }
 
 fn read(args: &TopArgs) -> Result<BTreeMap<IpAddr, DstStats>> {
-    Ok(read_pinned_destinations(&args.pin_path)?)
+    Ok(read::pinned_destinations(&args.pin_path)?)
 }
 
 /// Ranked, filtered, cut to the limit.

@@ -74,6 +74,7 @@ impl Unavailable {
             LoadError::NoObject
             | LoadError::Object(_)
             | LoadError::MissingProgram
+            | LoadError::MissingMap(_)
             | LoadError::Program(_)
             | LoadError::Refused(_) => Ok(Self::Load(e)),
             LoadError::PinDir { .. } | LoadError::Pin(_) | LoadError::Map { .. } => Err(e),

@@ -10,16 +10,12 @@ use std::{
 };
 
 use aya::programs::loaded_programs;
-use edge_sensor_common::{Class, DST_STATS, DstStats, GLOBAL_STATS};
+use edge_sensor_common::{Class, DST_STATS, DstStats};
 
 use super::Metrics;
 use crate::{
-    counters::{Report, read_global, read_pinned_destinations},
     rates,
-    xdp::{
-        inspect,
-        pins::{self, PinError},
-    },
+    xdp::{inspect, pins::PinError, read},
 };
 
 /// Reads the pins under `pin_dir` into a [`Metrics`].
@@ -64,16 +60,12 @@ impl PinnedPoller {
         let maps = inspect::list(dir)?;
         metrics.set_maps(&maps);
 
-        metrics.set_exporters(&Report::read_pinned_exporters(dir)?);
+        metrics.set_exporters(&read::pinned_exporters(dir)?);
 
-        let global = pins::spec(GLOBAL_STATS).expect("pinned").open(dir)?;
-        metrics.set_global(&read_global(&global).map_err(|source| PinError::Map {
-            path: dir.join(GLOBAL_STATS),
-            source,
-        })?);
+        metrics.set_global(&read::pinned_global(dir)?);
 
         let now = Instant::now();
-        let destinations = read_pinned_destinations(dir)?;
+        let destinations = read::pinned_destinations(dir)?;
         if let Some((then, before)) = &self.previous {
             let mut rows = rates::between(before, &destinations, now - *then);
             rows.sort_by(|a, b| {

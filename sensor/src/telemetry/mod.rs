@@ -54,6 +54,28 @@ use crate::{
 };
 pub use frame::Datagram;
 
+/// The well-known port of each telemetry protocol (sFlow 6343, IPFIX 4739,
+/// NetFlow 2055): what a sensor listens on unless configured otherwise.
+pub fn default_ports(kind: TelemetryKind) -> Vec<u16> {
+    vec![match kind {
+        TelemetryKind::Sflow => edge_sensor_common::SFLOW_PORT,
+        TelemetryKind::Ipfix => edge_sensor_common::IPFIX_PORT,
+        TelemetryKind::Netflow => edge_sensor_common::NETFLOW_PORT,
+    }]
+}
+
+/// Every default port with what it carries.
+pub fn default_port_table() -> Vec<(u16, TelemetryKind)> {
+    [
+        TelemetryKind::Sflow,
+        TelemetryKind::Ipfix,
+        TelemetryKind::Netflow,
+    ]
+    .into_iter()
+    .flat_map(|kind| default_ports(kind).into_iter().map(move |p| (p, kind)))
+    .collect()
+}
+
 /// Samples of watched destinations at most buffered between two reads: a
 /// flood cannot grow them without bound (the rest are counted lost).
 pub const MAX_PENDING_SAMPLES: usize = 200_000;

@@ -2,7 +2,53 @@
 
 use aya::programs::{ProgramError, Xdp, XdpMode, xdp::XdpLinkId};
 
-use crate::config::{AttachMode, validate_iface_name};
+use std::fmt;
+
+use serde::Deserialize;
+
+/// How the XDP program is attached to an interface.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum AttachMode {
+    /// Native (driver) mode, falling back to skb (generic) mode where the
+    /// driver has no XDP support.
+    #[default]
+    Auto,
+    /// Native (driver) mode only; attaching fails where the driver lacks it.
+    Native,
+    /// Generic (skb) mode: works on every interface, slower.
+    Skb,
+    /// No XDP: the userspace collector (`recvmmsg` sockets) counts the
+    /// telemetry, as after a fallback; costs CPU per datagram.
+    Userspace,
+}
+
+impl fmt::Display for AttachMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::Native => "native",
+            Self::Skb => "skb",
+            Self::Userspace => "userspace",
+        })
+    }
+}
+
+/// Linux interface names: 1 to 15 bytes, no '/', no whitespace, no NUL.
+pub fn validate_iface_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 15 {
+        return Err(format!("interface name {name:?} must be 1 to 15 bytes"));
+    }
+    if name
+        .bytes()
+        .any(|b| b == b'/' || b == 0 || b.is_ascii_whitespace() || b == b':')
+    {
+        return Err(format!(
+            "interface name {name:?} has a character Linux refuses"
+        ));
+    }
+    Ok(())
+}
 
 /// The mode the program ended up attached in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! Loading the embedded XDP object: pinned maps, program, port table.
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeMap, BTreeSet},
     ffi::CString,
     fs, io,
     net::IpAddr,
@@ -19,8 +19,8 @@ use aya::{
 };
 use edge_sensor_common::{
     AGENT_STATE, AgentState, DEFAULT_MAX_DESTINATIONS, DST_STATS, DstKey, DstStats, EXPORTER_ALLOW,
-    EXPORTER_STATS, ExporterKey, ExporterStats, PortConfig, SETTINGS, Settings, TELEMETRY_PORTS,
-    TelemetryKind, XDP_PROGRAM,
+    EXPORTER_STATS, ExporterKey, ExporterStats, GLOBAL_STATS, GlobalStats, PortConfig, SETTINGS,
+    Settings, TELEMETRY_PORTS, TelemetryKind, XDP_PROGRAM,
 };
 use edge_sensor_common::{
     DOMAIN_RATE, FLOW_PLANS, FLOW_RATES, MAX_WATCHED, Plan, PlanKey, RateKey, SAMPLING_RULES,
@@ -29,9 +29,10 @@ use edge_sensor_common::{
 };
 use ipnet::IpNet;
 
-use super::{EBPF_OBJECT, pins, verifier};
+use super::{EBPF_OBJECT, pins, read, verifier};
 use crate::{
     addr,
+    counters::Report,
     telemetry::{sampling::SamplingRules, template::TemplateCache},
 };
 
@@ -72,7 +73,7 @@ impl LoadOptions {
     pub fn unpinned(max_destinations: u32) -> Self {
         Self {
             pin_dir: None,
-            ports: crate::config::TelemetryConfig::default().ports().collect(),
+            ports: crate::telemetry::default_port_table(),
             max_destinations,
             allow: Vec::new(),
             pass_telemetry: false,
@@ -107,6 +108,8 @@ pub enum LoadError {
     Program(#[source] ProgramError),
     #[error("the kernel's verifier refused program {XDP_PROGRAM}: {}", .0.reason())]
     Refused(Box<Refusal>),
+    #[error("map {0} is missing from the eBPF object")]
+    MissingMap(&'static str),
     #[error("map {name}: {source}")]
     Map {
         name: &'static str,
@@ -232,7 +235,7 @@ impl Sensor {
         let map = self
             .ebpf
             .map_mut(EXPORTER_ALLOW)
-            .ok_or(LoadError::MissingProgram)?;
+            .ok_or(LoadError::MissingMap(EXPORTER_ALLOW))?;
         let mut trie: LpmTrie<_, [u8; 16], u8> = LpmTrie::try_from(map).map_err(trie_err)?;
         let stale: Vec<Key<[u8; 16]>> = trie.keys().filter_map(Result::ok).collect();
         for key in stale {
@@ -252,7 +255,7 @@ impl Sensor {
         let map = self
             .ebpf
             .map_mut(SETTINGS)
-            .ok_or(LoadError::MissingProgram)?;
+            .ok_or(LoadError::MissingMap(SETTINGS))?;
         let mut array: Array<_, Settings> =
             Array::try_from(map).map_err(|source| LoadError::Map {
                 name: SETTINGS,
@@ -273,7 +276,7 @@ impl Sensor {
         let map = self
             .ebpf
             .map_mut(SAMPLING_RULES)
-            .ok_or(LoadError::MissingProgram)?;
+            .ok_or(LoadError::MissingMap(SAMPLING_RULES))?;
         let mut trie: LpmTrie<_, [u8; 16], SamplingRule> =
             LpmTrie::try_from(map).map_err(trie_err)?;
         let stale: Vec<Key<[u8; 16]>> = trie.keys().filter_map(Result::ok).collect();
@@ -300,7 +303,7 @@ impl Sensor {
         let map = self
             .ebpf
             .map_mut(WATCHED)
-            .ok_or(LoadError::MissingProgram)?;
+            .ok_or(LoadError::MissingMap(WATCHED))?;
         let mut table: HashMap<_, DstKey, u8> = HashMap::try_from(map).map_err(map_err)?;
         for gone in self.watched.difference(watch) {
             let key = DstKey {
@@ -340,7 +343,7 @@ impl Sensor {
         let map = self
             .ebpf
             .take_map(WATCH_SAMPLES)
-            .ok_or(LoadError::MissingProgram)?;
+            .ok_or(LoadError::MissingMap(WATCH_SAMPLES))?;
         RingBuf::try_from(map).map_err(|source| LoadError::Map {
             name: WATCH_SAMPLES,
             source,
@@ -372,7 +375,7 @@ impl Sensor {
         let map = self
             .ebpf
             .map(WATCH_STATS)
-            .ok_or(LoadError::MissingProgram)?;
+            .ok_or(LoadError::MissingMap(WATCH_STATS))?;
         let array: PerCpuArray<_, WatchStats> = PerCpuArray::try_from(map).map_err(map_err)?;
         let mut total = WatchStats::default();
         for v in array.get(&0, 0).map_err(map_err)?.iter() {
@@ -391,7 +394,7 @@ impl Sensor {
         let map = self
             .ebpf
             .map_mut(TELEMETRY_PORTS)
-            .ok_or(LoadError::MissingProgram)?;
+            .ok_or(LoadError::MissingMap(TELEMETRY_PORTS))?;
         let mut table: HashMap<_, u16, PortConfig> = HashMap::try_from(map).map_err(map_err)?;
         let stale: Vec<u16> = table
             .keys()
@@ -446,12 +449,12 @@ impl Sensor {
     /// Publishes the daemon's userspace counts (`USER_*` maps) so readers
     /// add them to the kernel's. A full map drops the newest destinations
     /// (logged); nothing else is lost.
-    pub fn publish_user(&mut self, report: &crate::counters::Report) -> Result<(), LoadError> {
+    pub fn publish_user(&mut self, report: &Report) -> Result<(), LoadError> {
         let map_err = |name| move |source| LoadError::Map { name, source };
         let map = self
             .ebpf
             .map_mut(USER_DST_STATS)
-            .ok_or(LoadError::MissingProgram)?;
+            .ok_or(LoadError::MissingMap(USER_DST_STATS))?;
         let mut dst: HashMap<_, DstKey, DstStats> =
             HashMap::try_from(map).map_err(map_err(USER_DST_STATS))?;
         for (ip, stats) in &report.destinations {
@@ -465,7 +468,7 @@ impl Sensor {
         let map = self
             .ebpf
             .map_mut(USER_EXPORTER_STATS)
-            .ok_or(LoadError::MissingProgram)?;
+            .ok_or(LoadError::MissingMap(USER_EXPORTER_STATS))?;
         let mut exp: HashMap<_, ExporterKey, ExporterStats> =
             HashMap::try_from(map).map_err(map_err(USER_EXPORTER_STATS))?;
         for (id, totals) in &report.exporters {
@@ -482,7 +485,7 @@ impl Sensor {
         want: &std::collections::HashMap<K, V>,
     ) -> Result<(), LoadError> {
         let map_err = |source| LoadError::Map { name, source };
-        let map = self.ebpf.map_mut(name).ok_or(LoadError::MissingProgram)?;
+        let map = self.ebpf.map_mut(name).ok_or(LoadError::MissingMap(name))?;
         let mut hash: HashMap<_, K, V> = HashMap::try_from(map).map_err(map_err)?;
         let stale: Vec<K> = hash
             .keys()
@@ -513,7 +516,7 @@ impl Sensor {
         K: Pod,
     {
         let map_err = |source| LoadError::Map { name, source };
-        let map = self.ebpf.map_mut(name).ok_or(LoadError::MissingProgram)?;
+        let map = self.ebpf.map_mut(name).ok_or(LoadError::MissingMap(name))?;
         let mut map = M::try_from(map).map_err(map_err)?;
         for key in map.all_keys().map_err(map_err)? {
             map.remove_key(&key).map_err(map_err)?;
@@ -537,9 +540,48 @@ impl Sensor {
             .expect("the program was checked at load")
     }
 
-    /// The loaded object, for reading its maps.
-    pub fn ebpf(&self) -> &Ebpf {
-        &self.ebpf
+    /// Every counter of the loaded program: destinations and exporters.
+    pub fn report(&self) -> Result<Report, LoadError> {
+        let map_err = |source| LoadError::Map {
+            name: DST_STATS,
+            source,
+        };
+        read::report(
+            self.map(DST_STATS)?,
+            self.map(EXPORTER_STATS)?,
+            self.map(AGENT_STATE)?,
+        )
+        .map_err(map_err)
+    }
+
+    /// The exporters' counters only (cheap: no destination walk).
+    pub fn exporters_report(&self) -> Result<Report, LoadError> {
+        read::exporters_report(self.map(EXPORTER_STATS)?, self.map(AGENT_STATE)?).map_err(
+            |source| LoadError::Map {
+                name: EXPORTER_STATS,
+                source,
+            },
+        )
+    }
+
+    /// Every destination's counters, CPUs summed.
+    pub fn destinations(&self) -> Result<BTreeMap<IpAddr, DstStats>, LoadError> {
+        read::destinations(self.map(DST_STATS)?).map_err(|source| LoadError::Map {
+            name: DST_STATS,
+            source,
+        })
+    }
+
+    /// The program's whole-datagram counters, CPUs summed.
+    pub fn global_stats(&self) -> Result<GlobalStats, LoadError> {
+        read::global(self.map(GLOBAL_STATS)?).map_err(|source| LoadError::Map {
+            name: GLOBAL_STATS,
+            source,
+        })
+    }
+
+    fn map(&self, name: &'static str) -> Result<&Map, LoadError> {
+        self.ebpf.map(name).ok_or(LoadError::MissingMap(name))
     }
 }
 

@@ -4,6 +4,7 @@ pub mod attach;
 pub mod inspect;
 pub mod loader;
 pub mod pins;
+pub mod read;
 pub mod verifier;
 
 pub use attach::{AttachedMode, attach};

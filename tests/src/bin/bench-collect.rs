@@ -267,8 +267,10 @@ impl Bench {
             );
         } else {
             out["datagrams"] = json!(datagrams);
-            out["per_destination"] =
-                compare_rows(&truth.to_json()["destinations"], rows.as_ref().unwrap());
+            out["per_destination"] = compare_rows(
+                &edge_sensor::cli::rows::report_json(&truth)["destinations"],
+                rows.as_ref().unwrap(),
+            );
         }
         out
     }
@@ -447,7 +449,7 @@ impl Bench {
         match kind {
             Kind::Xdp => {
                 let (dst, total, max) = cand.xdp_map_memory();
-                let tracked = edge_sensor::counters::read_pinned_destinations(cand.pin().unwrap())
+                let tracked = edge_sensor::xdp::read::pinned_destinations(cand.pin().unwrap())
                     .map(|d| d.len())
                     .unwrap_or(0);
                 out["dst_map_bytes"] = json!(dst);

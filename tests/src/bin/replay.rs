@@ -94,7 +94,7 @@ fn main() {
     });
     if truth {
         let decoder = workload.truth(sent.datagrams, sent.src, to.port());
-        out["truth"] = decoder.report.to_json();
+        out["truth"] = edge_sensor::cli::rows::report_json(&decoder.report);
     }
     println!("{}", serde_json::to_string_pretty(&out).unwrap());
 }
