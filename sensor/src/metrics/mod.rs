@@ -7,6 +7,7 @@
 //! (BGP peers, mitigations) describe theirs with [`Metrics::describe`] and
 //! set them with [`Metrics::set`] or [`Metrics::replace`].
 
+pub mod daemon;
 pub mod http;
 pub mod pinned;
 pub mod sensor;

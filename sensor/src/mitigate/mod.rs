@@ -82,24 +82,33 @@ impl Announcer for bgp::Speaker {
     }
 }
 
-/// No BGP configured: routes are decided and logged, sent nowhere.
-pub struct NoPeers;
-
-impl Announcer for NoPeers {
+/// The daemon's BGP speaker, if configured. Without one (`None`), routes
+/// are decided and logged, sent nowhere.
+impl Announcer for Option<bgp::Speaker> {
     fn peers(&self) -> Vec<String> {
-        Vec::new()
+        self.as_ref().map(Announcer::peers).unwrap_or_default()
+    }
+    fn dialects(&self) -> Vec<(String, Dialect)> {
+        self.as_ref().map(Announcer::dialects).unwrap_or_default()
     }
     fn announce(&self, route: Route) -> Result<Announcement, RouteError> {
-        Ok(Announcement {
-            key: route.key(),
-            peers: Vec::new(),
-        })
+        match self {
+            Some(speaker) => Announcer::announce(speaker, route),
+            None => Ok(Announcement {
+                key: route.key(),
+                peers: Vec::new(),
+            }),
+        }
     }
-    fn announce_to(&self, _: &[&str], route: Route) -> Result<Announcement, RouteError> {
-        self.announce(route)
+    fn announce_to(&self, peers: &[&str], route: Route) -> Result<Announcement, RouteError> {
+        match self {
+            Some(speaker) => Announcer::announce_to(speaker, peers, route),
+            None => self.announce(route),
+        }
     }
-    fn withdraw_key(&self, _: &RouteKey) -> usize {
-        0
+    fn withdraw_key(&self, key: &RouteKey) -> usize {
+        self.as_ref()
+            .map_or(0, |speaker| Announcer::withdraw_key(speaker, key))
     }
 }
 

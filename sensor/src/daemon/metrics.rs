@@ -1,0 +1,157 @@
+//! The daemon's metrics endpoint and what each poll sets on it (names in
+//! [`crate::metrics::daemon`]).
+
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
+
+use edge_sensor_common::DST_STATS;
+
+use super::{Daemon, unix_now};
+use crate::{
+    config::Config,
+    metrics::{self, Metrics, daemon as names},
+    mitigate,
+};
+
+/// The endpoint, if configured and its address could be bound.
+pub(super) async fn start(config: &Config) -> Option<Metrics> {
+    let addr = config.daemon.metrics_addr()?;
+    let m = Metrics::for_daemon();
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(listener) => {
+            tracing::info!(%addr, "metrics on http://{addr}/metrics");
+            tokio::spawn(metrics::http::serve(listener, m.clone()));
+            Some(m)
+        }
+        Err(e) => {
+            tracing::error!("metrics endpoint {addr}: {e}");
+            None
+        }
+    }
+}
+
+impl Daemon<'_> {
+    pub(super) fn update_metrics(&mut self, took: Duration) {
+        let Some(m) = &self.metrics else { return };
+        m.set_poll(took, unix_now() as f64);
+        for mode in ["xdp", "userspace"] {
+            let on = self.fast.mode() == mode;
+            m.set(
+                names::FAST_PATH,
+                &[("mode", mode)],
+                if on { 1.0 } else { 0.0 },
+            );
+        }
+        if self.sensor.is_some()
+            && self
+                .maps_read
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(10))
+        {
+            self.maps_read = Some(Instant::now());
+            match crate::xdp::inspect::list(&self.config.xdp.pin_path) {
+                Ok(maps) => {
+                    m.set_maps(&maps);
+                    if let Some(id) = maps.iter().find(|x| x.name == DST_STATS).map(|x| x.id) {
+                        let (programs, runs, time) = metrics::pinned::programs_using(id);
+                        m.set_programs(programs, runs, time, metrics::pinned::bpf_stats_enabled());
+                    }
+                }
+                Err(e) => tracing::warn!("metrics: reading the pinned maps: {e}"),
+            }
+        }
+        if let Some(g) = self.global() {
+            m.set_global(&g);
+        }
+        let kernel = match self.sensor.as_deref() {
+            Some(sensor) if !self.fast.is_userspace() => Some(sensor.exporters_report()),
+            _ => None,
+        };
+        match kernel {
+            Some(Ok(mut report)) => {
+                report.merge(&self.decoder.report);
+                m.set_exporters(&report);
+            }
+            Some(Err(_)) => {}
+            None => m.set_exporters(&self.decoder.report),
+        }
+        let attacks = self.detector.as_ref().map_or(0, |d| d.attacks().len());
+        m.set(names::ATTACKS_ACTIVE, &[], attacks as f64);
+        let mut kinds: BTreeMap<&str, f64> =
+            BTreeMap::from([("flowspec", 0.0), ("blackhole", 0.0)]);
+        for mi in self.mitigator.active() {
+            let k = match mi.kind {
+                mitigate::Kind::Flowspec => "flowspec",
+                mitigate::Kind::Blackhole => "blackhole",
+            };
+            *kinds.entry(k).or_default() += 1.0;
+        }
+        for (k, v) in kinds {
+            m.set(names::MITIGATIONS_ACTIVE, &[("kind", k)], v);
+        }
+        let now = unix_now();
+        m.replace(
+            names::MITIGATION,
+            self.mitigator.active().map(|mi| {
+                (
+                    vec![
+                        ("id", mi.id.to_string()),
+                        ("victim", mi.victim.to_string()),
+                        ("kind", format!("{:?}", mi.kind).to_lowercase()),
+                        ("manual", mi.manual.to_string()),
+                    ],
+                    now.saturating_sub(mi.created) as f64,
+                )
+            }),
+        );
+        if let Some(s) = &self.speaker {
+            for p in s.status() {
+                let up = matches!(p.state, crate::bgp::SessionState::Established);
+                m.set(
+                    names::BGP_PEER_ESTABLISHED,
+                    &[("peer", &p.name)],
+                    if up { 1.0 } else { 0.0 },
+                );
+                m.set(
+                    names::BGP_PEER_ROUTES,
+                    &[("peer", &p.name)],
+                    p.adj_rib_out as f64,
+                );
+                m.set(
+                    names::BGP_PEER_FLAP_RESETS,
+                    &[("peer", &p.name)],
+                    p.flap.resets as f64,
+                );
+                for (reason, n) in &p.update_errors {
+                    m.set(
+                        names::BGP_UPDATE_ERRORS,
+                        &[("peer", &p.name), ("reason", reason.name())],
+                        *n as f64,
+                    );
+                }
+            }
+            let quarantined = s.quarantine().into_iter().flat_map(|(peer, list)| {
+                list.into_iter().map(move |q| {
+                    (
+                        vec![
+                            ("peer", peer.clone()),
+                            ("route", q.route.to_string()),
+                            ("reason", q.reason),
+                        ],
+                        q.since as f64,
+                    )
+                })
+            });
+            m.replace(names::BGP_ROUTE_QUARANTINED, quarantined);
+        }
+        if let Some(w) = self.watch_stats() {
+            m.set(
+                names::WATCH_SAMPLES,
+                &[("what", "streamed")],
+                w.streamed as f64,
+            );
+            m.set(names::WATCH_SAMPLES, &[("what", "lost")], w.lost as f64);
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! The control socket's requests (`edge-sensor status`, `attacks`, `ban`,
+//! ...), answered from the loop's state.
+
+use std::net::IpAddr;
+
+use edge_sensor_common::LAYOUT_VERSION;
+use serde_json::json;
+
+use super::{Daemon, unix_now};
+use crate::{
+    bgp::Speaker,
+    control::{Request, Response},
+    detect::Detector,
+};
+
+impl Daemon<'_> {
+    /// A control socket request.
+    pub(super) fn handle(&mut self, request: Request) -> Response {
+        let ok = |body| Response::Ok { body };
+        let err = |message: String| Response::Error { message };
+        match request {
+            Request::Status => ok(self.status()),
+            Request::Attacks => {
+                let current = self
+                    .detector
+                    .as_ref()
+                    .map(Detector::attacks)
+                    .unwrap_or_default();
+                ok(
+                    json!({"detection": self.detector.is_some(), "current": current,
+                    "recent": self.recent.iter().rev().collect::<Vec<_>>()}),
+                )
+            }
+            Request::Mitigations => ok(json!({
+                "dry_run": self.mitigator.config().dry_run,
+                "mitigations": self.mitigator.active().collect::<Vec<_>>(),
+            })),
+            Request::Bgp => ok(json!({
+                "configured": self.speaker.is_some(),
+                "peers": self.speaker.as_ref().map(Speaker::status).unwrap_or_default(),
+            })),
+            Request::BgpQuarantine => ok(json!({
+                "configured": self.speaker.is_some(),
+                "quarantine": self.speaker.as_ref().map(Speaker::quarantine).unwrap_or_default(),
+            })),
+            Request::ClearQuarantine { peer } => {
+                let Some(s) = &self.speaker else {
+                    return err("no BGP peers configured".into());
+                };
+                match s.clear_quarantine(&peer) {
+                    Ok(cleared) => {
+                        self.events.record(json!({"event": "quarantine_cleared",
+                            "peer": peer, "routes": cleared}));
+                        if let Err(e) = s.save_quarantine() {
+                            tracing::error!("saving the BGP quarantine: {e}");
+                        }
+                        ok(json!({"peer": peer, "cleared": cleared}))
+                    }
+                    Err(e) => err(e.to_string()),
+                }
+            }
+            Request::Ban {
+                ip,
+                flowspec,
+                blackhole,
+                duration_secs,
+            } => {
+                let Ok(ip) = ip.parse::<IpAddr>() else {
+                    return err(format!("`{ip}` is not an address"));
+                };
+                let result = self.mitigator.ban(
+                    ip,
+                    flowspec.as_deref(),
+                    blackhole,
+                    duration_secs,
+                    unix_now(),
+                    &self.speaker,
+                );
+                let response = match result {
+                    Ok(m) => {
+                        self.events
+                            .record(json!({"event": "mitigation_announced", "mitigation": m}));
+                        ok(json!({"mitigation": m}))
+                    }
+                    Err(e) => {
+                        self.events.record(json!({"event": "mitigation_refused",
+                            "victim": ip, "reason": e, "manual": true}));
+                        err(e)
+                    }
+                };
+                self.save_mitigations();
+                response
+            }
+            Request::Unban { target } => {
+                let response = match self.mitigator.unban(&target, &self.speaker) {
+                    Ok(records) => {
+                        let body = json!({"withdrawn": records.len()});
+                        for r in records {
+                            self.events.record(r);
+                        }
+                        ok(body)
+                    }
+                    Err(e) => err(e),
+                };
+                self.save_mitigations();
+                response
+            }
+        }
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let global = self.global();
+        let peers: Vec<_> = self
+            .speaker
+            .as_ref()
+            .map(|s| {
+                s.status()
+                    .into_iter()
+                    .map(|p| {
+                        json!({"name": p.name, "address": p.address, "state": p.state,
+                        "uptime_secs": p.uptime_secs, "routes": p.adj_rib_out})
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "layout_version": LAYOUT_VERSION,
+            "pid": std::process::id(),
+            "uptime_secs": self.started.elapsed().as_secs(),
+            "pin_path": self.config.xdp.pin_path,
+            "interfaces": self.config.xdp.interfaces,
+            "fast_path": self.fast.to_json(),
+            "telemetry": global.map(|g| json!({
+                "datagrams": g.telemetry_datagrams, "rejected": g.rejected_datagrams,
+                "consumed": g.consumed_datagrams, "passed": g.passed_datagrams})),
+            "detection": self.detector.as_ref().map(|d| json!({
+                "attacks": d.attacks().len(), "watched": d.watched().len(), "stats": d.stats()})),
+            "mitigations": {
+                "active": self.mitigator.active().count(),
+                "dry_run": self.mitigator.config().dry_run,
+            },
+            "bgp": peers,
+            "watch_decode_errors": self.watch_errors,
+        })
+    }
+}

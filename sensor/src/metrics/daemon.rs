@@ -1,0 +1,99 @@
+//! The daemon's metrics beside the counters' ([`super::sensor`]): attacks,
+//! mitigations, BGP peers, the watch stream and the fast path. Only
+//! `edge-sensor run` sets them (the pinned-map exporter cannot know them).
+//! The daemon's poll sets the values (`daemon::metrics`).
+
+use super::{Kind, Metrics};
+
+pub const ATTACKS_ACTIVE: &str = "edge_sensor_attacks_active";
+pub const MITIGATIONS_ACTIVE: &str = "edge_sensor_mitigations_active";
+pub const MITIGATION: &str = "edge_sensor_mitigation";
+pub const BGP_PEER_ESTABLISHED: &str = "edge_sensor_bgp_peer_established";
+pub const BGP_PEER_ROUTES: &str = "edge_sensor_bgp_peer_routes";
+pub const BGP_PEER_FLAP_RESETS: &str = "edge_sensor_bgp_peer_flap_resets";
+pub const BGP_ROUTE_QUARANTINED: &str = "edge_sensor_bgp_route_quarantined";
+pub const BGP_UPDATE_ERRORS: &str = "edge_sensor_bgp_update_errors_total";
+pub const WATCH_SAMPLES: &str = "edge_sensor_watch_samples_total";
+pub const FAST_PATH: &str = "edge_sensor_fast_path";
+
+/// Every family above with its type and help.
+const FAMILIES: &[(&str, Kind, &str)] = &[
+    (ATTACKS_ACTIVE, Kind::Gauge, "Attacks in progress."),
+    (
+        MITIGATIONS_ACTIVE,
+        Kind::Gauge,
+        "Active mitigations, by kind.",
+    ),
+    (
+        MITIGATION,
+        Kind::Gauge,
+        "One series per active mitigation (value: seconds since it was created).",
+    ),
+    (
+        BGP_PEER_ESTABLISHED,
+        Kind::Gauge,
+        "1 while the BGP session to the peer is established.",
+    ),
+    (
+        BGP_PEER_ROUTES,
+        Kind::Gauge,
+        "Routes in the peer's Adj-RIB-Out.",
+    ),
+    (
+        BGP_PEER_FLAP_RESETS,
+        Kind::Gauge,
+        "Sessions the peer ended with an UPDATE error NOTIFICATION or a dropped connection.",
+    ),
+    (
+        BGP_ROUTE_QUARANTINED,
+        Kind::Gauge,
+        "One series per route quarantined for a peer, with the router's reason (value: \
+         unix time of the quarantine).",
+    ),
+    (
+        BGP_UPDATE_ERRORS,
+        Kind::Counter,
+        "Errors in UPDATEs received from the peer, by reason (RFC 7606).",
+    ),
+    (
+        WATCH_SAMPLES,
+        Kind::Counter,
+        "Samples of watched destinations the kernel (or the userspace collector) streamed, \
+         and lost.",
+    ),
+    (
+        FAST_PATH,
+        Kind::Gauge,
+        "The path counting the telemetry: 1 for the one in use (xdp, or userspace: the \
+         collector after a fallback or by xdp.mode = userspace), 0 for the other.",
+    ),
+];
+
+impl Metrics {
+    /// The registry of `edge-sensor run`: the counters' families and the
+    /// daemon's.
+    pub fn for_daemon() -> Self {
+        let m = Self::for_sensor();
+        for (name, kind, help) in FAMILIES {
+            m.describe(name, *kind, help)
+                .expect("the daemon's metric names are valid");
+        }
+        m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_daemon_family_is_described_once_with_the_sensors() {
+        let m = Metrics::for_daemon();
+        let text = m.render();
+        for (name, kind, _) in FAMILIES {
+            let type_line = format!("# TYPE {name} {}", kind.name());
+            assert_eq!(text.matches(&type_line).count(), 1, "{type_line}");
+        }
+        assert!(text.contains("# TYPE edge_sensor_poll_errors_total counter"));
+    }
+}
