@@ -200,14 +200,10 @@ fn notification_on_one_rule_quarantines_it_and_its_mitigation_falls_back() {
         assert!(fell_back.is_some(), "{:#?}", speaker.status());
         check_quarantined(&speaker, &peer, &bad, "3/9").await;
 
-        eprintln!("{}", records[0]);
-        assert_eq!(records[0]["event"], "mitigation_quarantined");
-        assert!(
-            records[0]["router_reason"]
-                .as_str()
-                .unwrap()
-                .contains("3/9")
-        );
+        let record = records[0].to_json();
+        eprintln!("{record}");
+        assert_eq!(record["event"], "mitigation_quarantined");
+        assert!(record["router_reason"].as_str().unwrap().contains("3/9"));
         let m = mitigator.active().next().unwrap();
         assert_eq!(
             m.fallback,

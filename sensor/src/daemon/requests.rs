@@ -84,8 +84,8 @@ impl Daemon<'_> {
                     }
                     Err(e) => {
                         self.events.record(json!({"event": "mitigation_refused",
-                            "victim": ip, "reason": e, "manual": true}));
-                        err(e)
+                            "victim": ip, "reason": e.to_string(), "manual": true}));
+                        err(e.to_string())
                     }
                 };
                 self.save_mitigations();
@@ -100,7 +100,7 @@ impl Daemon<'_> {
                         }
                         ok(body)
                     }
-                    Err(e) => err(e),
+                    Err(e) => err(e.to_string()),
                 };
                 self.save_mitigations();
                 response

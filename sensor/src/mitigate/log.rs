@@ -37,8 +37,13 @@ impl EventLog {
         })
     }
 
-    /// Records one event (`event` is an object with an `"event"` name).
-    pub fn record(&mut self, mut event: Value) {
+    /// Records one event (`event` serializes to an object with an
+    /// `"event"` name: a mitigation [`super::Record`] or the daemon's own).
+    pub fn record(&mut self, event: impl serde::Serialize) {
+        let Ok(mut event) = serde_json::to_value(event) else {
+            tracing::error!("an event that does not serialize");
+            return;
+        };
         let unix = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());

@@ -5,9 +5,9 @@ use std::{cell::RefCell, net::IpAddr, time::Duration};
 
 use super::*;
 use crate::{
-    bgp::{Outcome, RejectReason},
+    bgp::{Announcement, Dialect, Outcome, Profile, RejectReason, RouteError, RouteKey},
     detect::{
-        AttackClass, Trigger,
+        AttackClass, Scope, Trigger,
         config::{Metric, Rate, TrafficClass},
         fingerprint::{Basis, Fingerprint, FlowMatch, NormalBasis},
     },
@@ -132,10 +132,7 @@ fn mitigator(cfg: MitigationConfig) -> Mitigator {
 }
 
 fn events(records: &[Record]) -> Vec<&str> {
-    records
-        .iter()
-        .map(|r| r["event"].as_str().unwrap())
-        .collect()
+    records.iter().map(Record::name).collect()
 }
 
 #[test]
@@ -226,7 +223,7 @@ fn nothing_outside_the_own_networks_nothing_too_broad_and_limits_hold() {
     );
     assert_eq!(events(&out), ["mitigation_refused"]);
     assert!(
-        out[0]["reason"]
+        out[0].to_json()["reason"]
             .as_str()
             .unwrap()
             .contains("outside the own networks")
@@ -248,7 +245,7 @@ fn nothing_outside_the_own_networks_nothing_too_broad_and_limits_hold() {
         &r,
     );
     assert!(
-        out[0]["reason"]
+        out[0].to_json()["reason"]
             .as_str()
             .unwrap()
             .contains("broader than /28"),
@@ -261,7 +258,7 @@ fn nothing_outside_the_own_networks_nothing_too_broad_and_limits_hold() {
         &r,
     );
     assert!(
-        out[0]["reason"]
+        out[0].to_json()["reason"]
             .as_str()
             .unwrap()
             .contains("single addresses"),
@@ -279,7 +276,10 @@ fn nothing_outside_the_own_networks_nothing_too_broad_and_limits_hold() {
         &r,
     );
     assert!(
-        out[0]["reason"].as_str().unwrap().contains("max_active"),
+        out[0].to_json()["reason"]
+            .as_str()
+            .unwrap()
+            .contains("max_active"),
         "{out:?}"
     );
     // Rate limit of new announcements, per minute.
@@ -394,7 +394,7 @@ fn restored_mitigations_are_announced_adopted_or_withdrawn_later() {
     assert!(m2.tick(1299, &r2).is_empty());
     let out = m2.tick(1300, &r2);
     assert_eq!(events(&out), ["mitigation_withdrawn"]);
-    assert_eq!(out[0]["mitigation"]["victim"], "203.0.113.6/32");
+    assert_eq!(out[0].to_json()["mitigation"]["victim"], "203.0.113.6/32");
     assert_eq!(r2.holds("edge1").len(), 1);
     // A later restore with other own networks drops what is now outside.
     let saved = m2.take_changed().unwrap();
@@ -420,15 +420,28 @@ fn manual_bans_and_unbans() {
     assert!(
         m.ban("198.51.100.1".parse().unwrap(), None, true, None, 0, &r)
             .unwrap_err()
-            .contains("outside the own networks")
+            == BanError::Refused(PolicyError::OutsideOwnNetworks(
+                "198.51.100.1/32".parse().unwrap()
+            ))
     );
-    assert!(
-        m.ban(ip, Some("proto tcp dst-port x"), false, None, 0, &r)
-            .is_err()
+    assert!(matches!(
+        m.ban(ip, Some("proto tcp dst-port x"), false, None, 0, &r),
+        Err(BanError::Match(_))
+    ));
+    assert_eq!(
+        m.ban(ip, Some("proto udp"), true, None, 0, &r).unwrap_err(),
+        BanError::MatchAndBlackhole
     );
     let out = m.unban(&ban.id.to_string(), &r).unwrap();
     assert_eq!(events(&out), ["mitigation_withdrawn"]);
-    assert!(m.unban("203.0.113.200", &r).is_err());
+    assert_eq!(
+        m.unban("203.0.113.200", &r).unwrap_err(),
+        UnbanError::NoneActive("203.0.113.200".into())
+    );
+    assert_eq!(
+        m.unban("edge1", &r).unwrap_err().to_string(),
+        "`edge1` is neither a mitigation id nor an address"
+    );
     // The blackhole expires on its own after manual_duration.
     assert_eq!(events(&m.tick(3600, &r)), ["mitigation_withdrawn"]);
     assert!(r.held.borrow().is_empty());
@@ -474,8 +487,8 @@ fn a_quarantined_filter_falls_back_to_a_blackhole_on_that_router() {
         .push(("edge1".into(), filter.clone()));
     let out = m.on_quarantine("edge1", &filter, "NOTIFICATION 3/9", &r);
     assert_eq!(events(&out), ["mitigation_quarantined"]);
-    assert_eq!(out[0]["router_reason"], "NOTIFICATION 3/9");
-    assert_eq!(out[0]["fallback"], "blackhole 203.0.113.5/32");
+    assert_eq!(out[0].to_json()["router_reason"], "NOTIFICATION 3/9");
+    assert_eq!(out[0].to_json()["fallback"], "blackhole 203.0.113.5/32");
     assert_eq!(r.holds("edge1"), std::slice::from_ref(&hole));
     assert_eq!(r.holds("edge2"), [hole]);
     let active = m.active().next().unwrap();
