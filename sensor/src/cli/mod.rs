@@ -218,7 +218,7 @@ pub struct TopArgs {
     pub limit: usize,
     /// Only IPv4 or only IPv6 destinations.
     #[arg(long, value_enum)]
-    pub family: Option<top::Family>,
+    pub family: Option<top::IpVersion>,
     /// Seconds between the two reads the rates come from.
     #[arg(long, default_value_t = 1.0)]
     pub interval: f64,

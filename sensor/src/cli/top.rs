@@ -28,7 +28,7 @@ pub enum By {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Family {
+pub enum IpVersion {
     V4,
     V6,
 }
@@ -53,8 +53,8 @@ fn read(args: &TopArgs) -> Result<BTreeMap<IpAddr, DstStats>> {
 /// Ranked, filtered, cut to the limit.
 fn ranked(args: &TopArgs, mut rows: Vec<DstRates>) -> Vec<DstRates> {
     rows.retain(|r| match args.family {
-        Some(Family::V4) => r.ip.is_ipv4(),
-        Some(Family::V6) => r.ip.is_ipv6(),
+        Some(IpVersion::V4) => r.ip.is_ipv4(),
+        Some(IpVersion::V6) => r.ip.is_ipv6(),
         None => true,
     });
     rows.sort_by(|a, b| {

@@ -82,8 +82,8 @@ impl Daemon<'_> {
             BTreeMap::from([("flowspec", 0.0), ("blackhole", 0.0)]);
         for mi in self.mitigator.active() {
             let k = match mi.kind {
-                mitigate::Kind::Flowspec => "flowspec",
-                mitigate::Kind::Blackhole => "blackhole",
+                mitigate::MitigationKind::Flowspec => "flowspec",
+                mitigate::MitigationKind::Blackhole => "blackhole",
             };
             *kinds.entry(k).or_default() += 1.0;
         }

@@ -3,7 +3,7 @@
 //! `edge-sensor run` sets them (the pinned-map exporter cannot know them).
 //! The daemon's poll sets the values (`daemon::metrics`).
 
-use super::{Kind, Metrics};
+use super::{MetricType, Metrics};
 
 pub const ATTACKS_ACTIVE: &str = "edge_sensor_attacks_active";
 pub const MITIGATIONS_ACTIVE: &str = "edge_sensor_mitigations_active";
@@ -17,53 +17,53 @@ pub const WATCH_SAMPLES: &str = "edge_sensor_watch_samples_total";
 pub const FAST_PATH: &str = "edge_sensor_fast_path";
 
 /// Every family above with its type and help.
-const FAMILIES: &[(&str, Kind, &str)] = &[
-    (ATTACKS_ACTIVE, Kind::Gauge, "Attacks in progress."),
+const FAMILIES: &[(&str, MetricType, &str)] = &[
+    (ATTACKS_ACTIVE, MetricType::Gauge, "Attacks in progress."),
     (
         MITIGATIONS_ACTIVE,
-        Kind::Gauge,
+        MetricType::Gauge,
         "Active mitigations, by kind.",
     ),
     (
         MITIGATION,
-        Kind::Gauge,
+        MetricType::Gauge,
         "One series per active mitigation (value: seconds since it was created).",
     ),
     (
         BGP_PEER_ESTABLISHED,
-        Kind::Gauge,
+        MetricType::Gauge,
         "1 while the BGP session to the peer is established.",
     ),
     (
         BGP_PEER_ROUTES,
-        Kind::Gauge,
+        MetricType::Gauge,
         "Routes in the peer's Adj-RIB-Out.",
     ),
     (
         BGP_PEER_FLAP_RESETS,
-        Kind::Gauge,
+        MetricType::Gauge,
         "Sessions the peer ended with an UPDATE error NOTIFICATION or a dropped connection.",
     ),
     (
         BGP_ROUTE_QUARANTINED,
-        Kind::Gauge,
+        MetricType::Gauge,
         "One series per route quarantined for a peer, with the router's reason (value: \
          unix time of the quarantine).",
     ),
     (
         BGP_UPDATE_ERRORS,
-        Kind::Counter,
+        MetricType::Counter,
         "Errors in UPDATEs received from the peer, by reason (RFC 7606).",
     ),
     (
         WATCH_SAMPLES,
-        Kind::Counter,
+        MetricType::Counter,
         "Samples of watched destinations the kernel (or the userspace collector) streamed, \
          and lost.",
     ),
     (
         FAST_PATH,
-        Kind::Gauge,
+        MetricType::Gauge,
         "The path counting the telemetry: 1 for the one in use (xdp, or userspace: the \
          collector after a fallback or by xdp.mode = userspace), 0 for the other.",
     ),

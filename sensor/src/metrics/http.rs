@@ -111,7 +111,7 @@ async fn respond(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::Kind;
+    use crate::metrics::MetricType;
 
     async fn request(addr: std::net::SocketAddr, raw: &str) -> String {
         let mut s = TcpStream::connect(addr).await.unwrap();
@@ -130,7 +130,7 @@ mod tests {
             .set_gauge("edge_sensor_test", "A test.", &[("a", "b")], 7.0)
             .unwrap();
         metrics
-            .describe("edge_sensor_c_total", Kind::Counter, "C.")
+            .describe("edge_sensor_c_total", MetricType::Counter, "C.")
             .unwrap();
         let server = tokio::spawn(serve(listener, metrics.clone()));
 

@@ -23,18 +23,18 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:9810";
 
 /// A metric family's type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub enum MetricType {
     /// Only goes up (resets when the process or the map restarts).
     Counter,
     /// Goes up and down.
     Gauge,
 }
 
-impl Kind {
+impl MetricType {
     fn name(self) -> &'static str {
         match self {
-            Kind::Counter => "counter",
-            Kind::Gauge => "gauge",
+            MetricType::Counter => "counter",
+            MetricType::Gauge => "gauge",
         }
     }
 }
@@ -45,7 +45,7 @@ pub type Labels = Vec<(String, String)>;
 #[derive(Debug)]
 struct Family {
     help: String,
-    kind: Kind,
+    kind: MetricType,
     series: BTreeMap<Labels, f64>,
 }
 
@@ -71,7 +71,7 @@ impl Metrics {
     }
 
     /// Registers a family (once; a second call updates its help and type).
-    pub fn describe(&self, name: &str, kind: Kind, help: &str) -> Result<(), InvalidName> {
+    pub fn describe(&self, name: &str, kind: MetricType, help: &str) -> Result<(), InvalidName> {
         if !valid_metric_name(name) {
             return Err(InvalidName(name.to_owned()));
         }
@@ -111,7 +111,7 @@ impl Metrics {
         labels: &[(&str, &str)],
         value: f64,
     ) -> Result<(), InvalidName> {
-        self.describe(name, Kind::Gauge, help)?;
+        self.describe(name, MetricType::Gauge, help)?;
         self.set(name, labels, value);
         Ok(())
     }
@@ -238,7 +238,7 @@ mod tests {
     #[test]
     fn renders_help_type_and_escaped_labels() {
         let m = Metrics::new();
-        m.describe("edge_sensor_x_total", Kind::Counter, "X seen.\nTwice")
+        m.describe("edge_sensor_x_total", MetricType::Counter, "X seen.\nTwice")
             .unwrap();
         m.set("edge_sensor_x_total", &[("peer", "a\"b\\c")], 3.0);
         m.set("edge_sensor_x_total", &[("peer", "z")], 0.5);
@@ -257,7 +257,7 @@ mod tests {
         let m = Metrics::new();
         m.set("nope", &[], 1.0);
         assert!(!m.render().contains("nope"));
-        assert!(m.describe("1bad", Kind::Gauge, "").is_err());
+        assert!(m.describe("1bad", MetricType::Gauge, "").is_err());
         assert!(
             m.set_gauge("edge_sensor_ok", "", &[("bad-label", "x")], 1.0)
                 .is_ok()
@@ -268,7 +268,7 @@ mod tests {
     #[test]
     fn replace_drops_series_that_are_gone() {
         let m = Metrics::new();
-        m.describe("edge_sensor_g", Kind::Gauge, "g").unwrap();
+        m.describe("edge_sensor_g", MetricType::Gauge, "g").unwrap();
         m.replace("edge_sensor_g", [(vec![("d", "a".to_owned())], 1.0)]);
         m.replace("edge_sensor_g", [(vec![("d", "b".to_owned())], 2.0)]);
         assert_eq!(m.get("edge_sensor_g", &[("d", "a")]), None);

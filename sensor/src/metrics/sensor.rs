@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use edge_sensor_common::{Class, GlobalStats, ParseError};
 
-use super::{Kind, Metrics};
+use super::{MetricType, Metrics};
 use crate::{
     counters::{ExporterId, Report},
     rates::DstRates,
@@ -40,118 +40,126 @@ pub const POLL_ERRORS: &str = "edge_sensor_poll_errors_total";
 pub const LAST_POLL: &str = "edge_sensor_last_poll_timestamp_seconds";
 
 /// Every family above with its type and help.
-const FAMILIES: &[(&str, Kind, &str)] = &[
+const FAMILIES: &[(&str, MetricType, &str)] = &[
     (
         EXPORTER_DATAGRAMS,
-        Kind::Counter,
+        MetricType::Counter,
         "Telemetry datagrams received from the exporter.",
     ),
     (
         EXPORTER_BYTES,
-        Kind::Counter,
+        MetricType::Counter,
         "UDP payload bytes of the exporter's telemetry datagrams.",
     ),
     (
         EXPORTER_SAMPLES,
-        Kind::Counter,
+        MetricType::Counter,
         "Flow samples (sFlow) read from the exporter.",
     ),
     (
         EXPORTER_RECORDS,
-        Kind::Counter,
+        MetricType::Counter,
         "Flow records read from the exporter.",
     ),
     (
         EXPORTER_SEQUENCE_GAPS,
-        Kind::Counter,
+        MetricType::Counter,
         "Datagrams lost between received ones, from the exporter's sequence numbers.",
     ),
     (
         EXPORTER_SEQUENCE_RESETS,
-        Kind::Counter,
+        MetricType::Counter,
         "Sequence numbers that went backwards (exporter restart, reordering).",
     ),
     (
         EXPORTER_AGENT_DROPS,
-        Kind::Counter,
+        MetricType::Counter,
         "Samples the agent itself reported dropping (sFlow drops counter).",
     ),
     (
         EXPORTER_PARSE_ERRORS,
-        Kind::Counter,
+        MetricType::Counter,
         "Parse errors by reason.",
     ),
     (
         DESTINATION_PPS,
-        Kind::Gauge,
+        MetricType::Gauge,
         "Estimated packets per second to one of the busiest destinations, by class.",
     ),
     (
         DESTINATION_BPS,
-        Kind::Gauge,
+        MetricType::Gauge,
         "Estimated bits per second to one of the busiest destinations, by class.",
     ),
     (
         DESTINATIONS_TRACKED,
-        Kind::Gauge,
+        MetricType::Gauge,
         "Destinations with counters in the maps.",
     ),
     (
         XDP_TELEMETRY_DATAGRAMS,
-        Kind::Counter,
+        MetricType::Counter,
         "Datagrams to a telemetry port seen by the XDP program.",
     ),
     (
         XDP_REJECTED_DATAGRAMS,
-        Kind::Counter,
+        MetricType::Counter,
         "Telemetry datagrams from outside the exporter allow-list (passed on).",
     ),
     (
         XDP_CONSUMED_DATAGRAMS,
-        Kind::Counter,
+        MetricType::Counter,
         "Telemetry datagrams fully parsed in the kernel and dropped.",
     ),
     (
         XDP_PASSED_DATAGRAMS,
-        Kind::Counter,
+        MetricType::Counter,
         "Telemetry datagrams passed on to the stack after parsing.",
     ),
     (
         XDP_PROGRAMS,
-        Kind::Gauge,
+        MetricType::Gauge,
         "Loaded XDP programs using the pinned maps.",
     ),
     (
         XDP_PROGRAM_RUNS,
-        Kind::Counter,
+        MetricType::Counter,
         "Runs of those programs (counted only while kernel.bpf_stats_enabled is 1).",
     ),
     (
         XDP_PROGRAM_RUN_SECONDS,
-        Kind::Counter,
+        MetricType::Counter,
         "Time spent in those programs (counted only while kernel.bpf_stats_enabled is 1).",
     ),
     (
         BPF_STATS_ENABLED,
-        Kind::Gauge,
+        MetricType::Gauge,
         "1 when the kernel counts BPF program runs (kernel.bpf_stats_enabled, or BPF_ENABLE_STATS held by this process).",
     ),
-    (MAP_ENTRIES, Kind::Gauge, "Entries in the pinned map."),
-    (MAP_MAX_ENTRIES, Kind::Gauge, "Capacity of the pinned map."),
+    (MAP_ENTRIES, MetricType::Gauge, "Entries in the pinned map."),
+    (
+        MAP_MAX_ENTRIES,
+        MetricType::Gauge,
+        "Capacity of the pinned map.",
+    ),
     (
         MAP_MEMORY_BYTES,
-        Kind::Gauge,
+        MetricType::Gauge,
         "Memory the kernel charges for the pinned map (memlock).",
     ),
     (
         POLL_DURATION,
-        Kind::Gauge,
+        MetricType::Gauge,
         "Seconds the last poll of the maps took.",
     ),
-    (POLL_ERRORS, Kind::Counter, "Polls of the maps that failed."),
+    (
+        POLL_ERRORS,
+        MetricType::Counter,
+        "Polls of the maps that failed.",
+    ),
     (
         LAST_POLL,
-        Kind::Gauge,
+        MetricType::Gauge,
         "Unix time of the last successful poll of the maps.",
     ),
 ];

@@ -9,7 +9,7 @@ use crate::bgp::{Profile, Route, RouteKey};
 /// What a mitigation does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Kind {
+pub enum MitigationKind {
     Flowspec,
     Blackhole,
 }
@@ -20,7 +20,7 @@ pub enum Kind {
 pub struct Mitigation {
     pub id: u64,
     pub victim: IpNet,
-    pub kind: Kind,
+    pub kind: MitigationKind,
     pub route: Route,
     /// A blackhole added for routers that refused the filter, or on
     /// escalation, and the peers it went to (empty: all).

@@ -41,7 +41,7 @@ use ipnet::IpNet;
 pub use announcer::Announcer;
 pub use config::MitigationConfig;
 pub use error::{BanError, PolicyError, UnbanError};
-pub use mitigation::{Kind, Mitigation, SentRule};
+pub use mitigation::{Mitigation, MitigationKind, SentRule};
 pub use record::Record;
 
 use crate::{
@@ -193,7 +193,7 @@ impl Mitigator {
             hold_until: now + self.cfg.min_hold.as_secs(),
             expires: None,
             ended: None,
-            escalate_at: (kind == Kind::Flowspec
+            escalate_at: (kind == MitigationKind::Flowspec
                 && attack.action == GroupAction::FlowspecThenBlackhole)
                 .then(|| now + self.cfg.escalate_after.as_secs()),
             peers: Vec::new(),
@@ -229,7 +229,7 @@ impl Mitigator {
 
     /// The kind and route for an attack, per its group's action and the
     /// policy; `Err` when no safe mitigation fits.
-    fn choose(&self, attack: &Attack) -> Result<(Kind, Route, String), PolicyError> {
+    fn choose(&self, attack: &Attack) -> Result<(MitigationKind, Route, String), PolicyError> {
         let fp = &attack.fingerprint;
         let too_big = self
             .cfg
@@ -237,13 +237,13 @@ impl Mitigator {
             .is_some_and(|r| attack.peak_bps > r.0);
         let precise =
             fp.covers_attack >= self.cfg.min_coverage && fp.hits_normal <= self.cfg.max_normal_hit;
-        let blackhole = || -> Result<(Kind, Route, String), PolicyError> {
+        let blackhole = || -> Result<(MitigationKind, Route, String), PolicyError> {
             let ip = self.host(attack)?;
             let route = Route::blackhole(ip);
             self.safe(&route, attack.victim, false)?;
-            Ok((Kind::Blackhole, route, String::new()))
+            Ok((MitigationKind::Blackhole, route, String::new()))
         };
-        let filter = || -> Result<(Kind, Route, String), PolicyError> {
+        let filter = || -> Result<(MitigationKind, Route, String), PolicyError> {
             let rule = rule::flowspec(&fp.flow)?;
             let action = match self.cfg.rate_limit_bps {
                 // traffic-rate-bytes takes bytes per second.
@@ -254,9 +254,9 @@ impl Mitigator {
                 None => Action::DISCARD,
             };
             let route = Route::flowspec(rule, vec![action])?;
-            Ok((Kind::Flowspec, route, String::new()))
+            Ok((MitigationKind::Flowspec, route, String::new()))
         };
-        let with = |r: Result<(Kind, Route, String), PolicyError>, why: String| {
+        let with = |r: Result<(MitigationKind, Route, String), PolicyError>, why: String| {
             r.map(|(k, route, _)| (k, route, why))
         };
         match attack.action {
@@ -311,7 +311,7 @@ impl Mitigator {
             return self.started(attack, now, a);
         };
         let m = &self.active[&id];
-        if m.kind != Kind::Flowspec || m.manual {
+        if m.kind != MitigationKind::Flowspec || m.manual {
             return Vec::new();
         }
         let Ok((kind, route, reason)) = self.choose(attack) else {
@@ -436,9 +436,9 @@ impl Mitigator {
                     None => Action::DISCARD,
                 };
                 let route = Route::flowspec(rule, vec![action]).map_err(PolicyError::from)?;
-                (Kind::Flowspec, route)
+                (MitigationKind::Flowspec, route)
             }
-            (None, _) => (Kind::Blackhole, Route::blackhole(ip)),
+            (None, _) => (MitigationKind::Blackhole, Route::blackhole(ip)),
         };
         let duration = duration_secs.unwrap_or(self.cfg.manual_duration.as_secs());
         let m = Mitigation {

@@ -2,7 +2,7 @@
 //! blackhole where it refuses one), within `max_per_peer`; and a router's
 //! quarantine of a rule.
 
-use super::{Announcer, Kind, Mitigation, Mitigator, Record, SentRule};
+use super::{Announcer, Mitigation, MitigationKind, Mitigator, Record, SentRule};
 use crate::bgp::{
     ComponentKind, FlowSpec, Outcome, Route,
     dialect::{self, Widening},
@@ -160,7 +160,7 @@ impl Mitigator {
                 }
             }
         }
-        if m.kind == Kind::Flowspec && !refused.is_empty() && m.fallback.is_none() {
+        if m.kind == MitigationKind::Flowspec && !refused.is_empty() && m.fallback.is_none() {
             let hole = Route::blackhole(m.victim.addr());
             if m.victim.prefix_len() == m.victim.max_prefix_len()
                 && self.safe(&hole, m.victim, false).is_ok()
@@ -168,7 +168,10 @@ impl Mitigator {
                 m.fallback = Some(hole);
                 m.fallback_peers = refused;
             }
-        } else if m.kind == Kind::Flowspec && m.fallback.is_some() && !m.fallback_peers.is_empty() {
+        } else if m.kind == MitigationKind::Flowspec
+            && m.fallback.is_some()
+            && !m.fallback_peers.is_empty()
+        {
             // A router that refuses the filter now (e.g. quarantined it)
             // gets the blackhole too.
             for p in refused {

@@ -173,18 +173,18 @@ fn coarse_matches_big_attacks_and_blackhole_groups_get_blackholes_where_allowed(
         0,
         &r,
     );
-    assert_eq!(m.active().next().unwrap().kind, Kind::Blackhole);
+    assert_eq!(m.active().next().unwrap().kind, MitigationKind::Blackhole);
     // Too big: blackhole even with a precise match.
     let mut big = attack(2, "203.0.113.6/32", GroupAction::Flowspec, 0.99);
     big.peak_bps = 9e9;
     let out = m.on_event(&Event::AttackStarted(big), 0, &r);
     assert_eq!(events(&out), ["mitigation_announced"], "{out:?}");
-    assert_eq!(m.active().nth(1).unwrap().kind, Kind::Blackhole);
+    assert_eq!(m.active().nth(1).unwrap().kind, MitigationKind::Blackhole);
     // Too big but never_blackhole: the precise filter instead.
     let mut dns = attack(3, "203.0.113.53/32", GroupAction::Flowspec, 0.99);
     dns.peak_bps = 9e9;
     m.on_event(&Event::AttackStarted(dns), 0, &r);
-    assert_eq!(m.active().nth(2).unwrap().kind, Kind::Flowspec);
+    assert_eq!(m.active().nth(2).unwrap().kind, MitigationKind::Flowspec);
     assert!(
         !r.holds("edge2")
             .contains(&Route::blackhole("203.0.113.53".parse().unwrap())),
@@ -414,9 +414,12 @@ fn manual_bans_and_unbans() {
     let ban = m
         .ban(ip, Some("proto udp src-port 53"), false, Some(600), 0, &r)
         .unwrap();
-    assert_eq!((ban.kind, ban.expires), (Kind::Flowspec, Some(600)));
+    assert_eq!(
+        (ban.kind, ban.expires),
+        (MitigationKind::Flowspec, Some(600))
+    );
     let hole = m.ban(ip, None, true, None, 0, &r).unwrap();
-    assert_eq!(hole.kind, Kind::Blackhole);
+    assert_eq!(hole.kind, MitigationKind::Blackhole);
     assert!(
         m.ban("198.51.100.1".parse().unwrap(), None, true, None, 0, &r)
             .unwrap_err()
