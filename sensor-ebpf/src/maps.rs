@@ -81,7 +81,7 @@ pub static SAMPLING_RULES: LpmTrie<[u8; 16], SamplingRule> =
 /// The configured sampling rule for exporter `addr` (mode 0: none).
 #[inline(always)]
 pub fn sampling_rule(addr: crate::read::Addr) -> SamplingRule {
-    match SAMPLING_RULES.get(&Key::new(128, crate::read::addr_bytes(addr))) {
+    match SAMPLING_RULES.get(Key::new(128, crate::read::addr_bytes(addr))) {
         Some(r) => *r,
         None => SamplingRule::default(),
     }
@@ -115,7 +115,7 @@ static ZERO_EXPORTER: Array<ExporterStats> = Array::with_max_entries(1, 0);
 #[inline(always)]
 pub fn telemetry_kind(port: u16) -> Option<u8> {
     TELEMETRY_PORTS
-        .get_ptr(&port)
+        .get_ptr(port)
         .map(|cfg| unsafe { (*cfg).kind })
 }
 
@@ -135,7 +135,7 @@ pub fn exporter_allowed(addr: crate::read::Addr, settings: &Settings) -> bool {
         return true;
     }
     EXPORTER_ALLOW
-        .get(&Key::new(128, crate::read::addr_bytes(addr)))
+        .get(Key::new(128, crate::read::addr_bytes(addr)))
         .is_some()
 }
 

@@ -161,7 +161,7 @@ impl Data {
     /// 64-bit moves in inline assembly: LLVM would split them into bytes.
     #[inline(always)]
     pub fn snapshot(&self, at: u32, out: *mut [u8; WATCH_SNAP]) {
-        const _: () = assert!(WATCH_SNAP % 8 == 0);
+        const _: () = assert!(WATCH_SNAP.is_multiple_of(8));
         let src = self.0.as_ptr().wrapping_add((at & MASK) as usize);
         let dst = out.cast::<u8>();
         macro_rules! words {

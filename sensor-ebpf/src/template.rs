@@ -75,20 +75,20 @@ pub extern "C" fn edge_sensor_template(version: u64) -> i64 {
         sequence::resync(&key, d.be32(8));
         (0, 0)
     };
-    if clean || gaps != 0 || resets != 0 {
-        if let Some(stats) = maps::exporter_stats(&key) {
-            // SAFETY: a per-CPU value.
-            let st = unsafe { &mut *stats };
-            if clean {
-                st.datagrams += 1;
-                st.bytes += u64::from(s.dgram.payload_len);
-                st.records += u64::from(s.walk.records);
-                st.format = if v9 { FORMAT_NETFLOW9 } else { FORMAT_IPFIX };
-                count::seen(st, &s.walk);
-            }
-            st.sequence_gaps += u64::from(gaps);
-            st.sequence_resets += u64::from(resets);
+    if (clean || gaps != 0 || resets != 0)
+        && let Some(stats) = maps::exporter_stats(&key)
+    {
+        // SAFETY: a per-CPU value.
+        let st = unsafe { &mut *stats };
+        if clean {
+            st.datagrams += 1;
+            st.bytes += u64::from(s.dgram.payload_len);
+            st.records += u64::from(s.walk.records);
+            st.format = if v9 { FORMAT_NETFLOW9 } else { FORMAT_IPFIX };
+            count::seen(st, &s.walk);
         }
+        st.sequence_gaps += u64::from(gaps);
+        st.sequence_resets += u64::from(resets);
     }
     i64::from(clean)
 }

@@ -26,7 +26,7 @@ pub extern "C" fn edge_sensor_watch(dst0: u64, dst1: u64, m: u64, packets: u64, 
     let key = DstKey {
         addr: read::addr_bytes(dst),
     };
-    if maps::WATCHED.get_ptr(&key).is_none() {
+    if maps::WATCHED.get_ptr(key).is_none() {
         return 0;
     }
     let Some(s) = scratch::get() else {

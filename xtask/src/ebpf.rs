@@ -22,6 +22,7 @@ use crate::util::{self, root};
 const TARGET: &str = "bpfel-unknown-none";
 const DEBIAN_RUSTC: &str = "/usr/bin/rustc";
 const DEBIAN_CARGO: &str = "/usr/bin/cargo";
+const DEBIAN_CLIPPY: &str = "/usr/bin/cargo-clippy";
 const DEBIAN_BPF_CORE: &str = "/usr/lib/rustlib/bpfel-unknown-none/lib";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,11 +113,53 @@ pub fn build() -> Result<PathBuf> {
 /// Builds the XDP object, with warnings as errors if `deny_warnings`.
 pub fn build_with(deny_warnings: bool) -> Result<PathBuf> {
     let tc = toolchain()?;
+    let mut cmd = cargo(tc, "build")?;
+    // BTF is load-bearing: subprograms and bpf_loop callbacks need func_info.
+    cmd.env(
+        "CARGO_ENCODED_RUSTFLAGS",
+        if deny_warnings {
+            "-Cdebuginfo=2\x1f-Clink-arg=--btf\x1f-Dwarnings"
+        } else {
+            "-Cdebuginfo=2\x1f-Clink-arg=--btf"
+        },
+    );
+    util::run(&mut cmd).context("building the XDP program (sensor-ebpf)")?;
+    let object = object_path();
+    if !object.exists() {
+        bail!(
+            "the eBPF build succeeded but {} is missing",
+            object.display()
+        );
+    }
+    Ok(object)
+}
+
+/// Clippy on the XDP program, for its target, warnings denied. Debian's
+/// clippy (rust-web-clippy) matches Debian's rustc; rustup's would not, so
+/// its `cargo-clippy` is called by path (cargo would find rustup's first).
+pub fn clippy() -> Result<()> {
+    let tc = toolchain()?;
+    let mut cmd = cargo(tc, "clippy")?;
+    cmd.args(["--", "-D", "warnings"]);
+    util::run(&mut cmd).context("clippy on the XDP program (sensor-ebpf)")
+}
+
+/// `cargo <subcommand>` of the eBPF toolchain in sensor-ebpf, for its
+/// target, with the environment a userspace build may have set removed.
+fn cargo(tc: Toolchain, subcommand: &str) -> Result<Command> {
     let root = root();
     let mut cmd;
     match tc {
         Toolchain::Debian { llvm_major } => {
-            cmd = Command::new(DEBIAN_CARGO);
+            if subcommand == "clippy" {
+                if !Path::new(DEBIAN_CLIPPY).exists() {
+                    util::setup()?;
+                }
+                cmd = Command::new(DEBIAN_CLIPPY);
+                cmd.env("CARGO", DEBIAN_CARGO);
+            } else {
+                cmd = Command::new(DEBIAN_CARGO);
+            }
             let path = std::env::var_os("PATH").unwrap_or_default();
             let mut paths = vec![PathBuf::from(format!("/usr/lib/llvm-{llvm_major}/bin"))];
             paths.extend(std::env::split_paths(&path));
@@ -130,19 +173,11 @@ pub fn build_with(deny_warnings: bool) -> Result<PathBuf> {
         }
     }
     cmd.current_dir(root.join("sensor-ebpf"))
-        .args(["build", "--release", "--locked", "--target", TARGET])
+        .args([subcommand, "--release", "--locked", "--target", TARGET])
         .arg("--target-dir")
         .arg(root.join("target/ebpf"))
-        // BTF is load-bearing: subprograms and bpf_loop callbacks need func_info.
-        .env(
-            "CARGO_ENCODED_RUSTFLAGS",
-            if deny_warnings {
-                "-Cdebuginfo=2\x1f-Clink-arg=--btf\x1f-Dwarnings"
-            } else {
-                "-Cdebuginfo=2\x1f-Clink-arg=--btf"
-            },
-        )
         .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("RUSTC_WRAPPER")
         .env_remove("RUSTC_WORKSPACE_WRAPPER")
         .env_remove("RUSTUP_TOOLCHAIN")
@@ -151,13 +186,5 @@ pub fn build_with(deny_warnings: bool) -> Result<PathBuf> {
     if tc == Toolchain::RustupNightly {
         cmd.args(["-Z", "build-std=core"]);
     }
-    util::run(&mut cmd).context("building the XDP program (sensor-ebpf)")?;
-    let object = object_path();
-    if !object.exists() {
-        bail!(
-            "the eBPF build succeeded but {} is missing",
-            object.display()
-        );
-    }
-    Ok(object)
+    Ok(cmd)
 }

@@ -5,6 +5,7 @@ mod bench_timing;
 mod ebpf;
 mod kernels;
 mod lab;
+mod lint;
 mod modules;
 mod run;
 mod test;
@@ -44,6 +45,9 @@ enum Task {
         #[arg(long)]
         release: bool,
     },
+    /// Format, module-graph and clippy checks (the XDP program's too); no
+    /// root needed.
+    Lint,
     /// Everything: format and lint checks, unit, verifier, XDP test-run and
     /// netns tests, then the kernel matrix (see `kernels`).
     Test {
@@ -88,6 +92,7 @@ fn main() -> ExitCode {
             config,
             release,
         } => run::build_and_load(&iface, mode.as_deref(), config.as_deref(), release),
+        Task::Lint => lint::lint(),
         Task::Test { filter, host_only } => test::test(filter.as_deref(), host_only),
         Task::Kernels(args) => kernels::kernels(args),
         Task::KernelGuest { bin_dir } => kernels::guest(&bin_dir),

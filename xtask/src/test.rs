@@ -5,8 +5,9 @@ use std::process::Command;
 use anyhow::{Result, bail};
 
 use crate::{
-    ebpf, kernels, modules, run,
-    util::{self, root},
+    ebpf, kernels,
+    lint::{self, step},
+    run, util,
 };
 
 pub fn test(filter: Option<&str>, host_only: bool) -> Result<()> {
@@ -22,33 +23,7 @@ pub fn test(filter: Option<&str>, host_only: bool) -> Result<()> {
         cmd.env("EDGE_SENSOR_EBPF_OBJECT", &object);
     };
 
-    step("format check");
-    util::run(util::cargo().args(["fmt", "--all", "--", "--check"]))?;
-    let ebpf_fmt = Command::new("rustfmt")
-        .args(["--edition", "2024", "--check"])
-        .arg(root().join("sensor-ebpf/src/main.rs"))
-        .status()?;
-    if !ebpf_fmt.success() {
-        bail!("sensor-ebpf is not formatted: run `rustfmt --edition 2024 sensor-ebpf/src/main.rs`");
-    }
-
-    step("module cycles");
-    // The XDP program's modules form no cycle; the daemon's are next
-    // (issue: "a codebase a newcomer can carry on").
-    modules::check_acyclic(&root(), "sensor-ebpf/src")?;
-
-    step("clippy");
-    let mut clippy = util::cargo();
-    clippy.args([
-        "clippy",
-        "--workspace",
-        "--all-targets",
-        "--",
-        "-D",
-        "warnings",
-    ]);
-    with_object(&mut clippy);
-    util::run(&mut clippy)?;
+    lint::checks(&object)?;
 
     step("build");
     let bin = run::build(false)?;
@@ -79,8 +54,4 @@ pub fn test(filter: Option<&str>, host_only: bool) -> Result<()> {
             "{host:#}; and the kernel matrix: {matrix:#}"
         )),
     }
-}
-
-fn step(name: &str) {
-    eprintln!("xtask: == {name}");
 }
