@@ -140,7 +140,7 @@ impl Decoder {
                     daemon.datagram(&d);
                     if daemon.templates().generation() != before {
                         sensor
-                            .sync_flow(daemon.templates())
+                            .sync_template_plans(daemon.templates())
                             .map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
                     }
                 }

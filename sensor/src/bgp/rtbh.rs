@@ -3,7 +3,7 @@
 //!
 //! A martian next hop is refused outright: FRR 8.4 answers an MP_REACH
 //! with a loopback next hop by resetting the session, which would drop
-//! every mitigation on it (docs/bgp.md §4.4).
+//! every mitigation on it (docs/bgp.md §4.1).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 

@@ -161,7 +161,7 @@ fn ipv6_offset_not_byte_aligned() {
     );
 }
 
-/// Operators from docs/bgp.md §2.2 (checked there against gobgpd, BIRD,
+/// Operators from docs/bgp.md §2.2 (parsed by gobgpd and BIRD,
 /// ExaBGP and FRR): packet length >= 512, port range 1024-2047, TCP SYN.
 #[test]
 fn operator_encodings() {

@@ -47,7 +47,7 @@ impl FlowState {
             && templates.restored > 0
         {
             synced = decoder.templates().generation();
-            if let Err(e) = sensor.sync_flow(decoder.templates()) {
+            if let Err(e) = sensor.sync_template_plans(decoder.templates()) {
                 tracing::error!("restoring the kernel's template plans: {}", error_chain(&e));
             }
         }
@@ -94,7 +94,7 @@ impl Daemon<'_> {
         }
         self.synced = generation;
         if let Some(sensor) = self.sensor.as_deref_mut()
-            && let Err(e) = sensor.sync_flow(self.decoder.templates())
+            && let Err(e) = sensor.sync_template_plans(self.decoder.templates())
         {
             tracing::error!("updating the kernel's template plans: {}", error_chain(&e));
         }

@@ -10,10 +10,10 @@
 //! of their own (`bgp::Speaker`), the control socket and the metrics
 //! endpoint too; none of them owns a decision.
 //!
-//! The rooms: [`flows`] (datagrams the daemon decodes, templates kept across
-//! restarts), [`mitigation`] (events to mitigations, saved state),
-//! [`requests`] (the control socket's questions), [`metrics`] (the
-//! daemon's metrics). This file holds the loop and the poll.
+//! The rooms: `flows` (datagrams the daemon decodes, templates kept across
+//! restarts), `mitigation` (events to mitigations, saved state), `requests`
+//! (the control socket's questions), `metrics` (the daemon's metrics). This
+//! file holds the loop and the poll.
 
 mod flows;
 mod metrics;

@@ -17,7 +17,7 @@
 //! are announced again and withdrawn when no attack on them is seen again.
 //!
 //! The rooms: [`announcer`] (where routes go), [`mitigation`] (what one
-//! mitigation is), [`safety`] (the route-level rules and limits), [`send`]
+//! mitigation is), `safety` (the route-level rules and limits), `send`
 //! (per-router announcement with dialects and fallbacks), [`record`] (the
 //! event log's records), [`error`]; the policy's lifecycle is here.
 

@@ -416,7 +416,7 @@ impl Sensor {
 
     /// Makes `FLOW_PLANS` and `FLOW_RATES` say what `cache` knows: a plan for
     /// every template the kernel can decode, every learnt sampling rate.
-    pub fn sync_flow(&mut self, cache: &TemplateCache) -> Result<(), LoadError> {
+    pub fn sync_template_plans(&mut self, cache: &TemplateCache) -> Result<(), LoadError> {
         let plans: std::collections::HashMap<PlanKey, Plan> = cache
             .plans()
             .filter_map(|(k, plan)| {
