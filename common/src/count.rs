@@ -11,23 +11,33 @@ impl DstStats {
     /// Wraps rather than panics.
     #[inline(always)]
     pub fn add_sample(&mut self, proto: u8, syn: bool, fragment: bool, packets: u64, bytes: u64) {
-        self.add_class(Class::All, packets, bytes);
-        self.add_class(Class::of_protocol(proto), packets, bytes);
-        if syn {
-            self.add_class(Class::TcpSyn, packets, bytes);
-        }
-        if fragment {
-            self.add_class(Class::Fragment, packets, bytes);
-        }
-    }
-
-    #[inline(always)]
-    fn add_class(&mut self, class: Class, packets: u64, bytes: u64) {
-        let i = class as usize;
-        if i < Class::COUNT {
+        for_each_class(proto, syn, fragment, |i| {
             self.packets[i] = self.packets[i].wrapping_add(packets);
             self.bytes[i] = self.bytes[i].wrapping_add(bytes);
+        });
+    }
+}
+
+/// Calls `add` with the index (`< Class::COUNT`) of every class a sample of
+/// IP protocol `proto` counts in: `All`, the protocol's class, `TcpSyn` for
+/// a SYN without ACK, `Fragment` for a fragment. [`DstStats::add_sample`]
+/// adds with plain adds; the kernel, whose counters all CPUs share, with
+/// atomic ones through the same classes.
+#[inline(always)]
+pub fn for_each_class(proto: u8, syn: bool, fragment: bool, mut add: impl FnMut(usize)) {
+    let mut class = |c: Class| {
+        let i = c as usize;
+        if i < Class::COUNT {
+            add(i);
         }
+    };
+    class(Class::All);
+    class(Class::of_protocol(proto));
+    if syn {
+        class(Class::TcpSyn);
+    }
+    if fragment {
+        class(Class::Fragment);
     }
 }
 

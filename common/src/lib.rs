@@ -22,7 +22,7 @@ pub use telemetry::*;
 
 /// Version of the layout of the pinned maps. Part of the default pin path, so a
 /// new binary never reuses maps pinned by an older one with another layout.
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 
 /// Default directory under which the sensor pins its maps.
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/edge-sensor/v2";

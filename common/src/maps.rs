@@ -4,7 +4,8 @@ use core::mem::size_of;
 
 use crate::{Class, ParseError};
 
-/// Per destination counters: `LRU_PERCPU_HASH<DstKey, DstStats>`, pinned.
+/// Per destination counters: `LRU_HASH<DstKey, DstStats>`, one value shared
+/// by all CPUs (the program adds atomically), pinned.
 pub const DST_STATS: &str = "DST_STATS";
 /// Per exporter counters: `LRU_PERCPU_HASH<ExporterKey, ExporterStats>`, pinned.
 pub const EXPORTER_STATS: &str = "EXPORTER_STATS";

@@ -7,7 +7,7 @@
 //! walk, it alone cost ~900K processed instructions on 6.18).
 
 use aya_ebpf::helpers::bpf_ktime_get_ns;
-use edge_sensor_common::{DstKey, ExporterKey, ExporterStats, ParseError};
+use edge_sensor_common::{DstKey, ExporterKey, ExporterStats, ParseError, count::for_each_class};
 
 use crate::{
     frame::Datagram,
@@ -43,15 +43,16 @@ pub extern "C" fn edge_sensor_count(dst0: u64, dst1: u64, m: u64, packets: u64, 
         addr: read::addr_bytes(dst),
     };
     if let Some(stats) = maps::dst_stats(&key) {
-        // SAFETY: a per-CPU value: no other CPU writes it.
-        let s = unsafe { &mut *stats };
-        s.add_sample(
-            meta::proto(m),
-            meta::syn(m),
-            meta::fragment(m),
-            packets,
-            bytes,
-        );
+        // One value shared by every CPU (memory that does not grow with
+        // the core count): atomic adds keep it exact.
+        for_each_class(meta::proto(m), meta::syn(m), meta::fragment(m), |i| {
+            // SAFETY: `stats` points into a live map value and `i` is a
+            // valid index (`for_each_class`).
+            unsafe {
+                read::atomic_add(&raw mut (*stats).packets[i], packets);
+                read::atomic_add(&raw mut (*stats).bytes[i], bytes);
+            }
+        });
     }
     0
 }

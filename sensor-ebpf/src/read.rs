@@ -59,6 +59,25 @@ pub fn bounded16(v: u16) -> u16 {
     x as u16
 }
 
+/// `*counter += v`, atomically: a BPF atomic add without fetch (`lock
+/// *(u64 *)(r + 0) += v`), which every kernel we support has. Inline
+/// assembly because `AtomicU64::fetch_add` does not exist for this target
+/// (it has no compare-and-swap in Rust's target description).
+///
+/// # Safety
+/// `counter` points to an 8-aligned `u64` in a map value.
+#[inline(always)]
+pub unsafe fn atomic_add(counter: *mut u64, v: u64) {
+    // SAFETY: the caller's.
+    unsafe {
+        core::arch::asm!(
+            "lock *(u64 *)({c} + 0) += {v}",
+            c = in(reg) counter,
+            v = in(reg) v,
+        );
+    }
+}
+
 /// Copies 16 bytes (an address) from `src` to `dst`, neither aligned: two
 /// 64-bit moves in inline assembly. LLVM turns an unaligned 16-byte copy
 /// into a call to `memmove`, a subprogram whose frame counts against the

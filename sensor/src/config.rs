@@ -317,8 +317,8 @@ impl Config {
             ));
         }
 
-        // Below this an LRU hash is a toy; above it memory is counted in
-        // gigabytes per CPU (112 bytes per destination per CPU).
+        // Below this an LRU hash is a toy; above it the map alone takes
+        // more than 11 GiB (about 176 bytes per destination).
         if !(1024..=(64 << 20)).contains(&self.xdp.destinations) {
             return Err(invalid(
                 "xdp.destinations",

@@ -62,7 +62,9 @@ fn maps_lists_every_pinned_map_with_its_fill_and_memory() {
         assert!(m["memory_bytes"].as_u64().unwrap() > 0, "{m}");
     }
     let dst = map(&list, DST_STATS);
-    assert_eq!(dst["type"], "lru_percpu_hash");
+    // One value per destination whatever the core count (atomic adds).
+    assert_eq!(dst["type"], "lru_hash");
+    assert_eq!(map(&list, EXPORTER_STATS)["type"], "lru_percpu_hash");
     assert_eq!(
         dst["max_entries"],
         1 << 16,
@@ -88,13 +90,13 @@ fn maps_lists_every_pinned_map_with_its_fill_and_memory() {
     // Right-aligned numbers end under their header.
     assert_eq!(&row[col("ENTRIES") - 1..col("ENTRIES")], "2", "{text}");
     assert!(
-        row.contains("lru_percpu_hash") && row.trim_end().ends_with("ok"),
+        row.contains("lru_hash") && row.trim_end().ends_with("ok"),
         "{row}"
     );
 }
 
 #[test]
-fn maps_dump_decodes_the_sensors_maps_and_sums_the_cpus() {
+fn maps_dump_decodes_the_sensors_maps_and_sums_per_cpu_ones() {
     require_root();
     let f = filled();
     let dump = f.json(&["maps", "dump", DST_STATS]);
@@ -123,16 +125,21 @@ fn maps_dump_decodes_the_sensors_maps_and_sums_the_cpus() {
         ROUNDS * u64::from(RATE)
     );
 
-    // Per CPU: one value per possible CPU, adding up to the sum.
-    let split = f.json(&["maps", "dump", DST_STATS, "--per-cpu"]);
+    // DST_STATS is shared by the CPUs: `--per-cpu` has nothing to split.
+    let shared = f.json(&["maps", "dump", DST_STATS, "--per-cpu"]);
+    assert_eq!(shared["per_cpu"], false);
+    assert_eq!(
+        shared["entries"][0]["value"]["packets"]["all"],
+        ROUNDS * 4 * u64::from(RATE)
+    );
+
+    // A per-CPU map: one value per possible CPU, adding up to the sum.
+    let split = f.json(&["maps", "dump", EXPORTER_STATS, "--per-cpu"]);
     assert_eq!(split["per_cpu"], true);
     let cpus = split["entries"][0]["values"].as_array().unwrap();
     assert_eq!(cpus.len(), aya::util::nr_cpus().unwrap());
-    let total: u64 = cpus
-        .iter()
-        .map(|v| v["packets"]["all"].as_u64().unwrap())
-        .sum();
-    assert_eq!(total, ROUNDS * 4 * u64::from(RATE));
+    let total: u64 = cpus.iter().map(|v| v["datagrams"].as_u64().unwrap()).sum();
+    assert_eq!(total, 2 * ROUNDS);
 
     let exporters = f.json(&["maps", "dump", EXPORTER_STATS]);
     let e = &exporters["entries"][0];
@@ -156,18 +163,24 @@ fn maps_dump_decodes_the_sensors_maps_and_sums_the_cpus() {
     let key = raw["entries"][0]["key"].as_str().unwrap();
     assert!(key.starts_with("00000000000000000000ffffcb0071"), "{key}");
     assert_eq!(
-        raw["entries"][0]["values"].as_array().unwrap()[0]
-            .as_str()
-            .unwrap()
-            .len(),
-        2 * 112
+        raw["entries"][0]["value"].as_str().unwrap().len(),
+        2 * 112,
+        "one shared value, in hex: {raw}"
     );
 
     let out = f.cli(&["maps", "dump", DST_STATS]);
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("key ip=203.0.113.10\n"), "{text}");
     assert!(text.contains("packets.all=20000"), "{text}");
-    assert!(text.contains("2 entries; values summed over"), "{text}");
+    assert!(
+        text.contains("2 entries\n"),
+        "one value each, nothing to sum: {text}"
+    );
+    let exporters = String::from_utf8(f.cli(&["maps", "dump", EXPORTER_STATS]).stdout).unwrap();
+    assert!(
+        exporters.contains("1 entries; values summed over"),
+        "{exporters}"
+    );
 
     let typo = f.cli(&["maps", "dump", "DST_STAT"]);
     assert!(!typo.status.success());
@@ -279,7 +292,7 @@ fn a_pin_of_another_layout_is_named_with_expected_and_found() {
         assert!(
             err.contains("another layout")
                 && err.contains("Hash, key 16 B, value 24 B")
-                && err.contains("LruPerCpuHash, key"),
+                && (err.contains("LruHash, key") || err.contains("LruPerCpuHash, key")),
             "{args:?}: {err}"
         );
         let named = [DST_STATS, EXPORTER_STATS]
@@ -290,5 +303,6 @@ fn a_pin_of_another_layout_is_named_with_expected_and_found() {
     // `maps` still shows what is there.
     let out = cli_at(pin.path(), &["maps"]);
     let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("MISMATCH (expected LruHash"), "{text}");
     assert!(text.contains("MISMATCH (expected LruPerCpuHash"), "{text}");
 }

@@ -9,7 +9,7 @@ use edge_sensor::{
     counters::{ExporterId, Report},
     xdp::{LoadOptions, Sensor},
 };
-use edge_sensor_common::TelemetryKind;
+use edge_sensor_common::{Class, TelemetryKind};
 use edge_sensor_tests::{frame::*, require_root};
 
 const XDP_PASS: u32 = 2;
@@ -290,5 +290,66 @@ fn the_port_table_follows_the_configuration() {
     assert_eq!(
         (rows[0].0.port, rows[0].0.protocol(), rows[0].2),
         (9996, "ipfix", 10)
+    );
+}
+
+/// Every online CPU runs the program on the same destination at once (one
+/// thread pinned per CPU, BPF_PROG_TEST_RUN repeating in the kernel): the
+/// destination's counters, one value shared by all CPUs, must come out
+/// exact. Plain adds on a shared value would lose some of them. (Under the
+/// kernel matrix's single-CPU guests this checks the count only.)
+#[test]
+fn every_cpu_counting_one_destination_at_once_loses_nothing() {
+    use edge_sensor_tests::filled::{RATE, syn_datagram};
+    const REPEAT: u32 = 100_000;
+    const ROUNDS: u32 = 10;
+    const SAMPLES: usize = 5;
+    let sensor = load();
+    let victim = [203, 0, 113, 77];
+    let frame = syn_datagram(victim, SAMPLES);
+    let cpus = aya::util::online_cpus().expect("online CPUs");
+    let start = std::sync::Barrier::new(cpus.len());
+    std::thread::scope(|scope| {
+        for &cpu in &cpus {
+            let (sensor, frame, start) = (&sensor, &frame, &start);
+            scope.spawn(move || {
+                // SAFETY: a zeroed cpu_set_t with one bit set, for this thread.
+                unsafe {
+                    let mut set: libc::cpu_set_t = std::mem::zeroed();
+                    libc::CPU_SET(cpu as usize, &mut set);
+                    assert_eq!(
+                        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set),
+                        0,
+                        "pinning to CPU {cpu}"
+                    );
+                }
+                let mut out = vec![0u8; frame.len() + 256];
+                start.wait();
+                for _ in 0..ROUNDS {
+                    sensor
+                        .program()
+                        .test_run(TestRunOptions {
+                            data_in: Some(frame),
+                            data_out: Some(&mut out),
+                            repeat: REPEAT,
+                            ..Default::default()
+                        })
+                        .unwrap_or_else(|e| panic!("CPU {cpu}: test run: {e:#?}"));
+                }
+            });
+        }
+    });
+    let counted = counters(&sensor).destinations[&IpAddr::from(victim)];
+    let expected =
+        cpus.len() as u64 * u64::from(ROUNDS * REPEAT) * SAMPLES as u64 * u64::from(RATE);
+    eprintln!(
+        "{} CPUs counted {expected} packets into one destination",
+        cpus.len()
+    );
+    assert_eq!(counted.packets[Class::All as usize], expected, "packets");
+    assert_eq!(
+        counted.packets[Class::TcpSyn as usize],
+        expected,
+        "SYN packets"
     );
 }

@@ -503,7 +503,7 @@ impl Sensor {
 
     /// Empties the counter maps and the agents' sequence state.
     pub fn clear_counters(&mut self) -> Result<(), LoadError> {
-        self.clear::<PerCpuHashMap<_, DstKey, DstStats>, DstKey>(DST_STATS)?;
+        self.clear::<HashMap<_, DstKey, DstStats>, DstKey>(DST_STATS)?;
         self.clear::<PerCpuHashMap<_, ExporterKey, ExporterStats>, ExporterKey>(EXPORTER_STATS)?;
         self.clear::<HashMap<_, ExporterKey, AgentState>, ExporterKey>(AGENT_STATE)?;
         self.clear::<HashMap<_, PlanKey, Plan>, PlanKey>(FLOW_PLANS)?;

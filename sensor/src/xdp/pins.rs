@@ -31,7 +31,7 @@ pub struct PinnedMapSpec {
 pub const PINNED_MAPS: &[PinnedMapSpec] = &[
     PinnedMapSpec {
         name: DST_STATS,
-        map_type: MapType::LruPerCpuHash,
+        map_type: MapType::LruHash,
         key_size: size_of::<DstKey>() as u32,
         value_size: size_of::<DstStats>() as u32,
         max_entries: DEFAULT_MAX_DESTINATIONS,

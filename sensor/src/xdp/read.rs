@@ -1,7 +1,8 @@
 //! Reading the counter maps into the [`Report`] data model: the maps of a
 //! loaded program (through [`super::Sensor`]) or the ones pinned under the
 //! pin directory (the CLI and metrics, also while the daemon is down).
-//! Per-CPU values are summed here, so nothing above this module sees CPUs.
+//! Per-CPU values (exporters, global counters) are summed here, so nothing
+//! above this module sees CPUs.
 
 use std::{collections::BTreeMap, net::IpAddr, path::Path};
 
@@ -17,17 +18,13 @@ use crate::{
     counters::{ExporterId, Report},
 };
 
-/// Every destination's counters (per-CPU values summed).
+/// Every destination's counters (`DST_STATS`: one value shared by the
+/// CPUs, the kernel adds atomically; or `USER_DST_STATS`).
 pub fn destinations(map: &Map) -> Result<BTreeMap<IpAddr, DstStats>, MapError> {
-    let dst: PerCpuHashMap<&MapData, DstKey, DstStats> = PerCpuHashMap::try_from(map)?;
-    let mut out = BTreeMap::new();
-    for entry in dst.iter() {
-        let (key, per_cpu) = entry?;
-        let mut total = DstStats::default();
-        per_cpu.iter().for_each(|v| total.accumulate(v));
-        out.insert(addr::from_key(key.addr), total);
-    }
-    Ok(out)
+    let hash: HashMap<&MapData, DstKey, DstStats> = HashMap::try_from(map)?;
+    hash.iter()
+        .map(|e| e.map(|(k, v)| (addr::from_key(k.addr), v)))
+        .collect()
 }
 
 /// The program's whole-datagram counters (`GLOBAL_STATS`), CPUs summed.
@@ -70,14 +67,6 @@ pub fn exporters_report(exporters: &Map, agents: &Map) -> Result<Report, MapErro
     Ok(report)
 }
 
-/// The daemon's per-destination counters (`USER_DST_STATS`, not per CPU).
-pub fn user_destinations(map: &Map) -> Result<BTreeMap<IpAddr, DstStats>, MapError> {
-    let hash: HashMap<&MapData, DstKey, DstStats> = HashMap::try_from(map)?;
-    hash.iter()
-        .map(|e| e.map(|(k, v)| (addr::from_key(k.addr), v)))
-        .collect()
-}
-
 /// Everything pinned under `pin_dir`: the kernel's counters and what the
 /// daemon decoded itself, added.
 pub fn pinned_report(pin_dir: &Path) -> Result<Report, PinError> {
@@ -92,7 +81,7 @@ pub fn pinned_report(pin_dir: &Path) -> Result<Report, PinError> {
 pub fn pinned_user_report(pin_dir: &Path) -> Result<Report, PinError> {
     let mut report = Report::default();
     if let Some(map) = open_if_pinned(pin_dir, USER_DST_STATS)? {
-        report.destinations = user_destinations(&map).map_err(map_error(pin_dir))?;
+        report.destinations = destinations(&map).map_err(map_error(pin_dir))?;
     }
     if let Some(map) = open_if_pinned(pin_dir, USER_EXPORTER_STATS)? {
         let hash: HashMap<&MapData, ExporterKey, ExporterStats> =
@@ -124,7 +113,7 @@ pub fn pinned_exporters(pin_dir: &Path) -> Result<Report, PinError> {
 pub fn pinned_destinations(pin_dir: &Path) -> Result<BTreeMap<IpAddr, DstStats>, PinError> {
     let mut all = destinations(&open(pin_dir, DST_STATS)?).map_err(map_error(pin_dir))?;
     if let Some(map) = open_if_pinned(pin_dir, USER_DST_STATS)? {
-        for (ip, s) in user_destinations(&map).map_err(map_error(pin_dir))? {
+        for (ip, s) in destinations(&map).map_err(map_error(pin_dir))? {
             all.entry(ip).or_default().accumulate(&s);
         }
     }
