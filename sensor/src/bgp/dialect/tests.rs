@@ -3,8 +3,10 @@
 
 use std::net::Ipv4Addr;
 
-use super::*;
-use crate::bgp::flowspec::{Action, ActionKind as A, ComponentKind as K, NumericMatch};
+use super::{profile::RFC8955_COMPONENTS, *};
+use crate::bgp::flowspec::{
+    Action, ActionKind as A, Component, ComponentKind as K, FlowPrefix, NumericMatch, NumericOp,
+};
 
 fn v4_rule(extra: Vec<Component>) -> FlowSpec {
     let mut c = vec![Component::DestinationPrefix(FlowPrefix::new(

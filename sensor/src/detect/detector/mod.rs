@@ -1,0 +1,389 @@
+//! The engine: per-destination state, decisions, and what to sample next.
+//! See the module documentation of [`super`].
+//!
+//! This file holds the state and the poll that drives it, one step per file:
+//! - [`baseline`]: counters to rates, typical rates and surges, baselines
+//!   and adaptive thresholds;
+//! - [`decision`]: thresholds to attacks started, updated, revised, ended;
+//! - [`evidence`]: the samples and counters behind a class and fingerprint;
+//! - [`watch`]: after the decisions, what to sample next and what to forget.
+
+mod baseline;
+mod decision;
+mod evidence;
+mod watch;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+    time::Duration,
+};
+
+use ipnet::IpNet;
+
+use super::{
+    Attack, DestinationView, DetectConfig, DetectConfigError, DetectorStats, Event, FlowMatch,
+    Metric, Sample, Scope, TrafficClass,
+    config::{Action, BaselineConfig, DEFAULT_GROUP, LimitTable},
+    fingerprint::SampleStore,
+    meter::{self, Baseline, Meter, Reading, Table, ZERO},
+};
+use baseline::thresholds_of;
+use decision::reaches;
+
+/// A host group with the global settings folded in.
+#[derive(Debug, Clone)]
+struct Group {
+    name: String,
+    action: Action,
+    thresholds: LimitTable,
+    aggregate: Option<LimitTable>,
+    block_v4: u8,
+    block_v6: u8,
+    baseline: Option<BaselineConfig>,
+}
+
+/// One destination inside the own networks, while it is in the counters
+/// (or something still needs it).
+#[derive(Debug, Clone)]
+pub(super) struct Host {
+    group: usize,
+    /// The aggregate block it is summed into, if its group has aggregates.
+    block: Option<IpNet>,
+    pub(super) meter: Meter,
+    /// Only for hosts whose group has a baseline (boxed: most have none).
+    adaptive: Option<Box<Adaptive>>,
+    /// Rates of the last interval without anomaly: the normal class mix.
+    quiet: Table,
+    /// Long-run average of the whole-traffic pps, and how many intervals
+    /// it has seen; `None` until measured.
+    typical: Option<(f64, u32)>,
+    /// The last measured interval was an anomaly: well above `typical`,
+    /// over a threshold, or under attack. Its samples are evidence, not
+    /// normal traffic.
+    surge: bool,
+    watch_until: Option<Duration>,
+    seen: bool,
+    reading: Reading,
+}
+
+/// A host's baseline and the thresholds it gives.
+#[derive(Debug, Clone)]
+struct Adaptive {
+    baseline: Baseline,
+    thresholds: LimitTable,
+}
+
+impl Host {
+    /// The thresholds in force: adaptive, or the group's static ones.
+    fn thresholds<'a>(&'a self, groups: &'a [Group]) -> &'a LimitTable {
+        self.adaptive
+            .as_ref()
+            .map_or(&groups[self.group].thresholds, |a| &a.thresholds)
+    }
+}
+
+/// A block of a group's hosts, summed for aggregate thresholds.
+#[derive(Debug, Clone)]
+struct Block {
+    group: usize,
+    meter: Meter,
+    quiet: Table,
+    typical: Option<(f64, u32)>,
+    surge: bool,
+    /// This poll's sum of its hosts' rates, and how many were summed.
+    sum: Table,
+    hosts: u32,
+}
+
+/// An attack in progress.
+#[derive(Debug, Clone)]
+struct Active {
+    attack: Attack,
+    started: Duration,
+    last_active: Duration,
+    /// A narrower match the latest evidence keeps giving, and for how many
+    /// polls in a row.
+    candidate: Option<(FlowMatch, u32)>,
+}
+
+/// The detection engine. See the module documentation.
+#[derive(Debug)]
+pub struct Detector {
+    cfg: DetectConfig,
+    groups: Vec<Group>,
+    /// Host group prefixes, most specific first, with their group index.
+    group_prefixes: Vec<(IpNet, usize)>,
+    own: Vec<IpNet>,
+    last_poll: Option<Duration>,
+    pub(super) hosts: BTreeMap<IpAddr, Host>,
+    blocks: BTreeMap<IpNet, Block>,
+    samples: BTreeMap<IpAddr, SampleStore>,
+    attacks: BTreeMap<IpNet, Active>,
+    /// Victims over a threshold whose start waits one poll for samples.
+    pending: BTreeSet<IpNet>,
+    watched: BTreeSet<IpAddr>,
+    next_id: u64,
+    stats: DetectorStats,
+}
+
+impl Detector {
+    /// A detector for a validated configuration.
+    pub fn new(cfg: DetectConfig) -> Result<Self, DetectConfigError> {
+        cfg.validate()?;
+        let global_thresholds = cfg.thresholds.over(&[[None; 2]; 7]);
+        let global_aggregate = cfg.aggregate.over(&[[None; 2]; 7]);
+        let present = |t: &LimitTable| t.iter().flatten().any(Option::is_some);
+        let mut groups = vec![Group {
+            name: DEFAULT_GROUP.to_string(),
+            action: cfg.action,
+            thresholds: global_thresholds,
+            aggregate: present(&global_aggregate).then_some(global_aggregate),
+            block_v4: cfg.aggregate_prefix_v4,
+            block_v6: cfg.aggregate_prefix_v6,
+            baseline: cfg.baseline.clone(),
+        }];
+        let mut group_prefixes = Vec::new();
+        for g in &cfg.host_groups {
+            let aggregate = g.aggregate.over(&global_aggregate);
+            for p in &g.prefixes {
+                group_prefixes.push((*p, groups.len()));
+            }
+            groups.push(Group {
+                name: g.name.clone(),
+                action: g.action.unwrap_or(cfg.action),
+                thresholds: g.thresholds.over(&global_thresholds),
+                aggregate: present(&aggregate).then_some(aggregate),
+                block_v4: g.aggregate_prefix_v4.unwrap_or(cfg.aggregate_prefix_v4),
+                block_v6: g.aggregate_prefix_v6.unwrap_or(cfg.aggregate_prefix_v6),
+                baseline: if g.no_baseline {
+                    None
+                } else {
+                    g.baseline.clone().or_else(|| cfg.baseline.clone())
+                },
+            });
+        }
+        group_prefixes.sort_by(|a, b| b.0.prefix_len().cmp(&a.0.prefix_len()).then(a.0.cmp(&b.0)));
+        let mut own = cfg.own_networks.clone();
+        own.sort_by(|a, b| b.prefix_len().cmp(&a.prefix_len()).then(a.cmp(b)));
+        Ok(Self {
+            cfg,
+            groups,
+            group_prefixes,
+            own,
+            last_poll: None,
+            hosts: BTreeMap::new(),
+            blocks: BTreeMap::new(),
+            samples: BTreeMap::new(),
+            attacks: BTreeMap::new(),
+            pending: BTreeSet::new(),
+            watched: BTreeSet::new(),
+            next_id: 1,
+            stats: DetectorStats::default(),
+        })
+    }
+
+    pub fn config(&self) -> &DetectConfig {
+        &self.cfg
+    }
+
+    /// The host group (index) of `ip` and the length of the prefix that
+    /// matched; `None` outside the own networks.
+    pub(super) fn lookup(&self, ip: IpAddr) -> Option<(usize, u8)> {
+        let own = self.own.iter().find(|n| n.contains(&ip))?;
+        Some(
+            self.group_prefixes
+                .iter()
+                .find(|(n, _)| n.contains(&ip))
+                .map(|(n, g)| (*g, n.prefix_len()))
+                .unwrap_or((0, own.prefix_len())),
+        )
+    }
+
+    fn new_host(&self, ip: IpAddr, base: Option<&edge_sensor_common::DstStats>) -> Option<Host> {
+        let (group, matched) = self.lookup(ip)?;
+        let g = &self.groups[group];
+        let block = g.aggregate.map(|_| {
+            let len = match ip {
+                IpAddr::V4(_) => g.block_v4,
+                IpAddr::V6(_) => g.block_v6,
+            };
+            IpNet::new(ip, len.max(matched))
+                .map(|n| n.trunc())
+                .unwrap_or_else(|_| host_net(ip))
+        });
+        let adaptive = g.baseline.as_ref().map(|_| {
+            let baseline = Baseline::default();
+            Box::new(Adaptive {
+                thresholds: thresholds_of(g, &baseline),
+                baseline,
+            })
+        });
+        Some(Host {
+            group,
+            block,
+            meter: Meter::new(base),
+            adaptive,
+            quiet: ZERO,
+            // Present at the first poll: history unknown, learnt from the
+            // first rate. Appeared later: it was idle (absent from the map).
+            typical: if base.is_some() { None } else { Some((0.0, 1)) },
+            surge: false,
+            watch_until: None,
+            seen: true,
+            reading: Reading::Gap,
+        })
+    }
+
+    /// Destinations the kernel should stream samples of: victims, and those
+    /// at `watch.fraction` of a threshold (or in such a block), for
+    /// `watch.hold` after; at most `watch.max`.
+    pub fn watched(&self) -> &BTreeSet<IpAddr> {
+        &self.watched
+    }
+
+    /// The detector's counters.
+    pub fn stats(&self) -> DetectorStats {
+        DetectorStats {
+            destinations: self.hosts.len() as u64,
+            blocks: self.blocks.len() as u64,
+            watched: self.watched.len() as u64,
+            attacks: self.attacks.len() as u64,
+            ..self.stats
+        }
+    }
+
+    /// The attacks in progress, by victim.
+    pub fn attacks(&self) -> Vec<Attack> {
+        self.attacks.values().map(|a| a.attack.clone()).collect()
+    }
+
+    /// What the detector knows of `ip`; `None` outside the own networks or
+    /// when it is not in the counters.
+    pub fn destination(&self, ip: IpAddr) -> Option<DestinationView> {
+        let h = self.hosts.get(&ip.to_canonical())?;
+        let t = self.host_thresholds(h);
+        let by_class = |f: &dyn Fn(TrafficClass) -> Option<f64>| {
+            TrafficClass::ALL
+                .iter()
+                .filter_map(|&c| f(c).map(|v| (c, v)))
+                .collect::<BTreeMap<_, _>>()
+        };
+        Some(DestinationView {
+            ip,
+            host_group: self.groups[h.group].name.clone(),
+            pps: by_class(&|c| Some(h.meter.smoothed(c, Metric::Pps))),
+            bps: by_class(&|c| Some(h.meter.smoothed(c, Metric::Bps))),
+            compared_pps: by_class(&|c| Some(h.meter.signal(c, Metric::Pps))),
+            compared_bps: by_class(&|c| Some(h.meter.signal(c, Metric::Bps))),
+            threshold_pps: by_class(&|c| t[c.index()][Metric::Pps.index()]),
+            threshold_bps: by_class(&|c| t[c.index()][Metric::Bps.index()]),
+            typical_pps: h.typical.map(|(t, _)| t),
+            watched: self.watched.contains(&ip),
+        })
+    }
+
+    /// Takes one poll: `now` on the caller's monotonic clock, every
+    /// destination's cumulative counters, and the samples of watched
+    /// destinations since the last poll. The first poll only sets the
+    /// baseline of the counters.
+    pub fn poll(
+        &mut self,
+        now: Duration,
+        counters: &BTreeMap<IpAddr, edge_sensor_common::DstStats>,
+        samples: &[Sample],
+    ) -> Vec<Event> {
+        self.stats.polls += 1;
+        let Some(prev) = self.last_poll else {
+            for (ip, stats) in counters {
+                if let Some(h) = self.new_host(*ip, Some(stats)) {
+                    self.hosts.insert(*ip, h);
+                }
+            }
+            self.last_poll = Some(now);
+            return Vec::new();
+        };
+        if now <= prev {
+            self.stats.clock_stalls += 1;
+            tracing::warn!(
+                ?now,
+                ?prev,
+                "detector poll with a clock that did not advance; ignored"
+            );
+            return Vec::new();
+        }
+        self.last_poll = Some(now);
+        let secs = (now - prev).as_secs_f64();
+        let alpha = meter::alpha(secs, self.cfg.smoothing.as_secs_f64());
+
+        self.measure_hosts(counters, secs, alpha);
+        self.follow_hosts(secs);
+        self.take_samples(now, samples);
+        self.measure_blocks(alpha, secs);
+
+        let mut events = Vec::new();
+        // Only victims, pending ones and hosts above a release level can
+        // start, change or end anything.
+        let ratio = self.cfg.release.ratio;
+        let candidates: Vec<IpAddr> = self
+            .hosts
+            .iter()
+            .filter(|(ip, h)| {
+                let net = host_net(**ip);
+                self.attacks.contains_key(&net)
+                    || self.pending.contains(&net)
+                    || reaches(&h.meter, h.thresholds(&self.groups), ratio)
+            })
+            .map(|(ip, _)| *ip)
+            .collect();
+        for ip in candidates {
+            let h = &self.hosts[&ip];
+            let thresholds = *h.thresholds(&self.groups);
+            let signals = h.meter.signals();
+            let group = h.group;
+            self.decide(
+                host_net(ip),
+                Scope::Host,
+                group,
+                &signals,
+                &thresholds,
+                now,
+                &mut events,
+            );
+        }
+        let blocks: Vec<IpNet> = self.blocks.keys().copied().collect();
+        for net in blocks {
+            let b = &self.blocks[&net];
+            let Some(thresholds) = self.groups[b.group].aggregate else {
+                continue;
+            };
+            let signals = b.meter.signals();
+            let group = b.group;
+            self.decide(
+                net,
+                Scope::Aggregate,
+                group,
+                &signals,
+                &thresholds,
+                now,
+                &mut events,
+            );
+        }
+        self.settle(now);
+        self.forget_idle(now);
+        events
+    }
+
+    /// A host's thresholds in force (see [`baseline::thresholds_of`]).
+    pub(super) fn host_thresholds(&self, h: &Host) -> LimitTable {
+        *h.thresholds(&self.groups)
+    }
+}
+
+fn host_net(ip: IpAddr) -> IpNet {
+    IpNet::from(ip)
+}
+
+fn is_host(net: IpNet) -> bool {
+    net.prefix_len() == net.max_prefix_len()
+}

@@ -1,0 +1,508 @@
+//! `cargo xtask lab`: the whole loop on one box.
+//!
+//! Three namespaces joined by veths:
+//!
+//! ```text
+//!   edge 198.18.201.2 ──── 198.18.201.1 router 198.18.200.1 ──── 198.18.200.2 collector
+//!   (traffic and attack      (real exporter samples          (edge-sensor, XDP on
+//!    sources; gobgpd or       its edge-facing veth; hosts      {prefix}-cr; BGP to
+//!    BIRD standing in for     the customer block               the edge's daemon)
+//!    the router's BGP)        198.18.202.0/24)
+//! ```
+//!
+//! Normal traffic (ping) runs to a customer address throughout; at
+//! `--attack-at` a scripted attack (hping3) starts for `--attack-for`
+//! seconds. The lab prints a timeline: attack start, detection (asked of the
+//! sensor), the rule on the peer (read back with the peer's own CLI), attack
+//! end, withdrawal. `--json` prints it as JSON lines for scripts and tests.
+//!
+//! Addresses are from 198.18.0.0/15 (RFC 2544) and exist only inside these
+//! namespaces. The lab refuses to start if any of its names exist, and
+//! removes everything it created on exit, Ctrl-C included.
+//!
+//! This file has the arguments, the clean-up guard and the scenario;
+//! `topology.rs` builds the network, `traffic.rs` runs the attack and the
+//! exporter, `peers.rs` the BGP peer (and FastNetMon), `sensor.rs` the
+//! sensor, `timeline.rs` prints what happened.
+
+mod peers;
+mod sensor;
+mod timeline;
+mod topology;
+mod traffic;
+
+use std::{
+    fs,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::atomic::{AtomicBool, Ordering},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+
+use crate::{run, util};
+use peers::{start_fastnetmon, start_peer};
+use sensor::{sensor_config, wait_for_xdp};
+use timeline::Timeline;
+use topology::topology;
+use traffic::start_exporter;
+
+const COLLECTOR_ADDR: &str = "198.18.200.2";
+const ROUTER_ADDR: &str = "198.18.200.1";
+const ROUTER_EDGE_ADDR: &str = "198.18.201.1";
+const EDGE_ADDR: &str = "198.18.201.2";
+/// The customer block the router hosts (the own network of the lab).
+const CUSTOMERS: &str = "198.18.202.0/24";
+const VICTIM: &str = "198.18.202.10";
+
+#[derive(clap::Args)]
+pub struct LabArgs {
+    /// Exporter running in the router namespace.
+    #[arg(long, value_enum, default_value_t = Exporter::PmacctSflow)]
+    exporter: Exporter,
+    /// The attack to play.
+    #[arg(long, value_enum, default_value_t = Attack::NtpAmp)]
+    attack: Attack,
+    /// The BGP daemon standing in for the router.
+    #[arg(long, value_enum, default_value_t = Peer::Gobgp)]
+    peer: Peer,
+    /// How long to run at most, in seconds (the lab ends earlier once the
+    /// attack is over and its rule withdrawn).
+    #[arg(long, default_value_t = 90)]
+    duration: u64,
+    /// When the attack starts and how long it lasts, in seconds.
+    #[arg(long, default_value_t = 8)]
+    attack_at: u64,
+    #[arg(long, default_value_t = 15)]
+    attack_for: u64,
+    /// Sampling rate of the exporter (1 in N packets).
+    #[arg(long, default_value_t = 10)]
+    sampling: u32,
+    /// Names of the lab's namespaces, veths and pins start with this (at
+    /// most 12 characters), so labs can run side by side.
+    #[arg(long, default_value = "es-lab")]
+    prefix: String,
+    /// Use this edge-sensor binary instead of building one.
+    #[arg(long)]
+    sensor_bin: Option<PathBuf>,
+    /// The timeline as JSON lines.
+    #[arg(long)]
+    json: bool,
+    /// Run FastNetMon Community beside the sensor on the same sFlow stream
+    /// (the sensor passes the datagrams on) with the same threshold, and
+    /// put its ban in the timeline.
+    #[arg(long)]
+    fastnetmon: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Exporter {
+    /// pmacct `pmacctd` with the sfprobe plugin: sFlow v5 to port 6343.
+    PmacctSflow,
+    /// pmacct `pmacctd` with the nfprobe plugin: IPFIX to port 4739.
+    PmacctIpfix,
+    /// softflowd: IPFIX to port 4739.
+    SoftflowdIpfix,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
+enum Attack {
+    /// TCP SYN flood to port 80 from random sources.
+    Syn,
+    /// UDP flood to port 9999 from random sources.
+    Udp,
+    /// NTP reflection: UDP from source port 123, 440-byte packets.
+    NtpAmp,
+    /// ICMP echo flood.
+    Icmp,
+    /// Fragmented UDP (fragments of 512 bytes).
+    Frag,
+    /// Carpet bombing: DNS reflection spread over the whole /24.
+    Carpet,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Peer {
+    Gobgp,
+    Bird,
+}
+
+/// The lab's names.
+struct Names {
+    router: String,
+    collector: String,
+    edge: String,
+    /// Router <-> collector veth ends, router <-> edge veth ends.
+    rc: String,
+    cr: String,
+    re: String,
+    er: String,
+    pins: String,
+}
+
+impl Names {
+    fn new(prefix: &str) -> Result<Self> {
+        if prefix.is_empty()
+            || prefix.len() > 12
+            || !prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
+            bail!("--prefix {prefix:?}: 1 to 12 letters, digits or '-'");
+        }
+        Ok(Self {
+            router: format!("{prefix}-router"),
+            collector: format!("{prefix}-collector"),
+            edge: format!("{prefix}-edge"),
+            rc: format!("{prefix}-rc"),
+            cr: format!("{prefix}-cr"),
+            re: format!("{prefix}-re"),
+            er: format!("{prefix}-er"),
+            pins: format!("/sys/fs/bpf/{prefix}"),
+        })
+    }
+
+    fn namespaces(&self) -> [&str; 3] {
+        [&self.router, &self.collector, &self.edge]
+    }
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_sigint(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// Everything the lab created; removed on drop, by name, ours only.
+struct Lab {
+    names: Names,
+    dir: PathBuf,
+    children: Vec<(&'static str, Child)>,
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for (name, child) in &mut self.children {
+            // Each child leads its own process group: pmacctd forks plugin
+            // processes that outlive a SIGTERM to the parent alone.
+            let group = -(child.id() as i32);
+            // SAFETY: signalling our own child's process group.
+            unsafe { libc::kill(group, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if child.try_wait().ok().flatten().is_none() {
+                eprintln!("lab: {name} did not stop on SIGTERM; killing it");
+            }
+            // SAFETY: as above; whatever is left of the group goes.
+            unsafe { libc::kill(group, libc::SIGKILL) };
+            let _ = child.wait();
+        }
+        for ns in self.names.namespaces() {
+            let _ = Command::new("ip")
+                .args(["netns", "del", ns])
+                .stderr(Stdio::null())
+                .status();
+        }
+        let _ = fs::remove_dir_all(&self.names.pins);
+        if std::env::var_os("EDGE_SENSOR_LAB_KEEP").is_none() {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+        eprintln!(
+            "lab: removed namespaces {}, pins and {}",
+            self.names.namespaces().join(", "),
+            self.dir.display()
+        );
+    }
+}
+
+fn ip(args: &[&str]) -> Result<()> {
+    util::run(Command::new("ip").args(args).stdout(Stdio::null()))
+}
+
+fn in_ns(ns: &str, program: &str) -> Command {
+    // nsenter --net switches only the network namespace; `ip netns exec`
+    // would also remount /sys and hide the bpffs the sensor pins into.
+    let mut cmd = Command::new("nsenter");
+    cmd.arg(format!("--net=/run/netns/{ns}")).arg(program);
+    // Its own process group, so cleanup reaches every process it forks.
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    cmd
+}
+
+pub fn lab(args: LabArgs) -> Result<()> {
+    let names = Names::new(&args.prefix)?;
+    if args.sensor_bin.is_none() {
+        util::setup()?;
+    }
+    if !util::is_root() {
+        bail!("the lab creates network namespaces and loads XDP: run it as root");
+    }
+    for tool in ["hping3", "ping", args.peer.daemon()] {
+        if Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .stdout(Stdio::null())
+            .status()
+            .map_or(true, |s| !s.success())
+        {
+            bail!("{tool} is missing: run scripts/setup");
+        }
+    }
+    let bin = match &args.sensor_bin {
+        Some(b) => b.clone(),
+        None => run::build(false)?,
+    };
+
+    let existing =
+        String::from_utf8_lossy(&Command::new("ip").args(["netns", "list"]).output()?.stdout)
+            .into_owned();
+    for ns in names.namespaces() {
+        if existing
+            .lines()
+            .any(|l| l.split_whitespace().next() == Some(ns))
+        {
+            bail!(
+                "namespace {ns} already exists: another lab is running, or remove it with `ip netns del {ns}`"
+            );
+        }
+    }
+    if fs::metadata(&names.pins).is_ok() {
+        bail!(
+            "{} already exists: another lab is running, or remove it",
+            names.pins
+        );
+    }
+
+    // SAFETY: the handler only stores to an atomic.
+    unsafe { libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t) };
+    let dir = std::env::temp_dir().join(format!(
+        "edge-sensor-lab-{}-{}",
+        args.prefix,
+        std::process::id()
+    ));
+    fs::create_dir_all(&dir)?;
+    let mut lab = Lab {
+        names,
+        dir,
+        children: Vec::new(),
+    };
+    let mut tl = Timeline::new(args.json);
+
+    topology(&lab.names)?;
+    let peer = start_peer(&mut lab, args.peer)?;
+    if args.fastnetmon && args.exporter != Exporter::PmacctSflow {
+        bail!(
+            "--fastnetmon compares on sFlow (--exporter pmacct-sflow): the sensor's daemon owns the flow ports"
+        );
+    }
+    let config = lab.dir.join("edge-sensor.toml");
+    fs::write(&config, sensor_config(&lab, args.fastnetmon))?;
+    let sensor_log = fs::File::create(lab.dir.join("sensor.log"))?;
+    let socket = lab.dir.join("control.sock");
+    let sensor = in_ns(&lab.names.collector, bin.to_str().context("binary path")?)
+        .args([
+            "run",
+            "--iface",
+            &lab.names.cr,
+            "--pin-path",
+            &lab.names.pins,
+        ])
+        .arg("--config")
+        .arg(&config)
+        .arg("--state-dir")
+        .arg(lab.dir.join("state"))
+        .arg("--control-socket")
+        .arg(&socket)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(sensor_log)
+        .spawn()
+        .context("starting edge-sensor")?;
+    lab.children.push(("edge-sensor", sensor));
+    wait_for_xdp(&mut lab)?;
+    tl.note(
+        "sensor",
+        format!(
+            "edge-sensor attached to {} in {}",
+            lab.names.cr, lab.names.collector
+        ),
+        json!({}),
+    );
+
+    let bans = lab.dir.join("fastnetmon-bans");
+    if args.fastnetmon {
+        start_fastnetmon(&mut lab, &bans)?;
+        tl.note(
+            "fastnetmon",
+            "FastNetMon Community on the same sFlow stream".into(),
+            json!({}),
+        );
+    }
+    let exporter = start_exporter(&lab, args.exporter, args.sampling)?;
+    lab.children.push(("exporter", exporter));
+    let traffic = in_ns(&lab.names.edge, "ping")
+        .args(["-q", "-i", "0.05", "-s", "500", "-c"])
+        .arg((args.duration * 20).to_string())
+        .arg(VICTIM)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting ping")?;
+    lab.children.push(("traffic", traffic));
+    tl.note(
+        "ready",
+        format!(
+            "{} exporting from {} (1:{} sampling); normal traffic: ping {EDGE_ADDR} -> {VICTIM}; \
+             peer: {} in {}",
+            args.exporter.name(),
+            lab.names.router,
+            args.sampling,
+            args.peer.daemon(),
+            lab.names.edge
+        ),
+        json!({"exporter": args.exporter.name(), "sampling": args.sampling}),
+    );
+
+    let ask = |what: &str| -> Option<Value> {
+        let out = Command::new(&bin)
+            .args([what, "--json", "--socket"])
+            .arg(&socket)
+            .output()
+            .ok()?;
+        serde_json::from_slice(&out.stdout).ok()
+    };
+    let attack_at = Duration::from_secs(args.attack_at);
+    let attack_end = attack_at + Duration::from_secs(args.attack_for);
+    let mut attack: Option<Child> = None;
+    let (mut detected, mut ruled, mut ended, mut withdrawn) = (false, false, false, false);
+    let mut banned = !args.fastnetmon;
+    let mut last_top = Instant::now();
+    let end = Instant::now() + Duration::from_secs(args.duration);
+    while Instant::now() < end && !INTERRUPTED.load(Ordering::SeqCst) {
+        let t = tl.start.elapsed();
+        if attack.is_none() && !ended && t >= attack_at {
+            attack = Some(args.attack.start(&lab, args.attack_for)?);
+            tl.note(
+                "attack_started",
+                format!("attack {:?} -> {}", args.attack, args.attack.target()),
+                json!({"attack": format!("{:?}", args.attack), "target": args.attack.target()}),
+            );
+        }
+        if !ended && t >= attack_end {
+            if let Some(mut a) = attack.take() {
+                // SAFETY: signalling our own child's process group.
+                unsafe { libc::kill(-(a.id() as i32), libc::SIGTERM) };
+                let _ = a.wait();
+            }
+            ended = true;
+            tl.note("attack_ended", "attack stopped".into(), json!({}));
+        }
+        if attack.is_some()
+            && !detected
+            && let Some(a) = ask("attacks")
+            && let Some(first) = a["current"].as_array().and_then(|l| l.first())
+        {
+            detected = true;
+            tl.note(
+                "detected",
+                format!(
+                    "detected {} on {}: {} (covers {:.0}%)",
+                    class_name(&first["class"]),
+                    first["victim"].as_str().unwrap_or("?"),
+                    first["fingerprint"]["match"],
+                    first["fingerprint"]["covers_attack"]
+                        .as_f64()
+                        .unwrap_or(0.0)
+                        * 100.0
+                ),
+                json!({"class": first["class"], "victim": first["victim"],
+                    "match": first["fingerprint"]["match"]}),
+            );
+        }
+        if !banned
+            && attack.is_some()
+            && fs::read_to_string(&bans).is_ok_and(|b| b.contains(" ban"))
+        {
+            banned = true;
+            let line = fs::read_to_string(&bans).unwrap_or_default();
+            let first = line.lines().next().unwrap_or("").trim().to_string();
+            tl.note(
+                "fastnetmon_ban",
+                format!("FastNetMon bans: {first}"),
+                json!({ "line": first }),
+            );
+        }
+        let rules = peer.rules(&lab.names.edge);
+        if !ruled && !rules.is_empty() {
+            ruled = true;
+            tl.note(
+                "rule_on_peer",
+                format!("on {}: {}", args.peer.daemon(), rules.join(" | ")),
+                json!({"rules": rules}),
+            );
+        }
+        if ruled && ended && !withdrawn && rules.is_empty() {
+            withdrawn = true;
+            tl.note(
+                "withdrawn",
+                format!("{} has no rule left", args.peer.daemon()),
+                json!({}),
+            );
+        }
+        if withdrawn && (banned || tl.start.elapsed() > attack_end + Duration::from_secs(30)) {
+            break;
+        }
+        if !args.json && last_top.elapsed() >= Duration::from_secs(5) {
+            last_top = Instant::now();
+            let top = Command::new(&bin)
+                .args([
+                    "top",
+                    "--limit",
+                    "3",
+                    "--interval",
+                    "1",
+                    "--pin-path",
+                    &lab.names.pins,
+                ])
+                .output()?;
+            print!("{}", String::from_utf8_lossy(&top.stdout));
+        }
+        if let Some((name, status)) = exited(&mut lab) {
+            let log = fs::read_to_string(lab.dir.join("sensor.log")).unwrap_or_default();
+            bail!("{name} exited early ({status}); sensor log:\n{log}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    if let Some(mut a) = attack.take() {
+        // SAFETY: as above.
+        unsafe { libc::kill(-(a.id() as i32), libc::SIGTERM) };
+        let _ = a.wait();
+    }
+    tl.summary(args.attack, detected && ruled && withdrawn);
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        eprintln!("lab: interrupted; cleaning up");
+    } else if !(detected && ruled && withdrawn) {
+        let log = fs::read_to_string(lab.dir.join("sensor.log")).unwrap_or_default();
+        eprintln!("lab: the loop did not complete; sensor log:\n{log}");
+    }
+    Ok(())
+}
+
+fn class_name(c: &Value) -> String {
+    match c["port"].as_u64() {
+        Some(p) => format!("{} (port {p})", c["type"].as_str().unwrap_or("?")),
+        None => c["type"].as_str().unwrap_or("?").to_string(),
+    }
+}
+
+/// The first child that exited before its time: any daemon, or a traffic
+/// generator that failed (one that finished its count is fine).
+fn exited(lab: &mut Lab) -> Option<(&'static str, std::process::ExitStatus)> {
+    lab.children.iter_mut().find_map(|(name, child)| {
+        let status = child.try_wait().ok().flatten()?;
+        (*name != "traffic" || !status.success()).then_some((*name, status))
+    })
+}
