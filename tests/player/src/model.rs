@@ -566,8 +566,12 @@ impl Model {
         let hosts = &self.hosts;
         let normal_sources = &self.normal_sources;
         let seed = self.seed;
+        // First every origin's packets this tick (in a fixed order), so
+        // that each interface's pool can be spread over the whole tick.
+        let mut all_counts: Vec<Vec<(Origin, u64)>> = Vec::with_capacity(self.components.len());
+        let mut tick_totals: Vec<Vec<u64>> =
+            self.counters.iter().map(|c| vec![0; c.len()]).collect();
         for comp in &mut self.components {
-            // Each origin's packets this tick, in a fixed order.
             let mut counts: Vec<(Origin, u64)> = Vec::new();
             let st = &mut comp.stream;
             match &comp.kind {
@@ -588,9 +592,21 @@ impl Model {
                     counts.push((Origin::Attack(*a), st.count_rng.poisson(pps * dt_s)));
                 }
             }
+            tick_totals[st.router as usize][st.iface as usize] +=
+                counts.iter().map(|c| c.1).sum::<u64>();
+            all_counts.push(counts);
+        }
+        let pool_start: Vec<Vec<u64>> = self
+            .counters
+            .iter()
+            .map(|r| r.iter().map(|c| c.pool).collect())
+            .collect();
+        for (comp, counts) in self.components.iter_mut().zip(all_counts) {
+            let st = &mut comp.stream;
             let counters = &mut self.counters[st.router as usize][st.iface as usize];
             let rate = st.sampler.rate();
-            let pool_before = counters.pool;
+            let pool_before = pool_start[st.router as usize][st.iface as usize];
+            let iface_total = tick_totals[st.router as usize][st.iface as usize];
             let tick_total: u64 = counts.iter().map(|c| c.1).sum();
             for (origin, n) in counts {
                 if n == 0 {
@@ -637,7 +653,7 @@ impl Model {
                     // The pool as it stood when this packet passed, with the
                     // tick's packets spread evenly over it.
                     let pool = pool_before
-                        + ((time_ns - start) as f64 / dt as f64 * tick_total as f64) as u64
+                        + ((time_ns - start) as f64 / dt as f64 * iface_total as f64) as u64
                         + 1;
                     samples.push(Sample {
                         time_ns,

@@ -17,6 +17,9 @@ use edge_sensor_player::{
 
 use common::{IPFIX_PORT, SFLOW_PORT, addressing, decoder, feed, scenario};
 
+/// Packets, bytes, TCP, SYN, UDP, ICMP, other.
+type Classes = (u64, u64, u64, u64, u64, u64, u64);
+
 fn play(s: &Scenario) -> (Player, Vec<Datagram>) {
     let mut p = Player::new(s).expect("a valid scenario");
     let all = p.run_all();
@@ -264,7 +267,7 @@ fn tshark_decodes_every_datagram_to_the_truth() {
             (fd.undecoded_sets, fd.no_destination, fd.no_packet_count),
             (0, 0, 0)
         );
-        let mut want: BTreeMap<IpAddr, (u64, u64, u64, u64, u64, u64, u64)> = BTreeMap::new();
+        let mut want: BTreeMap<IpAddr, Classes> = BTreeMap::new();
         for d in &ipfix {
             for s in &d.truth.samples {
                 let e = want.entry(s.packet.dst).or_default();
@@ -482,4 +485,37 @@ fn the_truth_file_has_a_line_per_datagram_and_the_attack_starts() {
         })
         .count();
     assert!(syn_samples > 100);
+}
+
+#[test]
+fn sample_pools_grow_per_data_source_by_about_the_rate_per_sample() {
+    let s = scenario(false, 18);
+    let (player, datagrams) = play(&s);
+    for (r, spec) in s.routers.iter().enumerate() {
+        for iface in 0..spec.interfaces.len() as u32 {
+            let mine: Vec<&edge_sensor_player::Sample> = datagrams
+                .iter()
+                .filter(|d| d.router == r as u32)
+                .flat_map(|d| d.truth.samples.iter())
+                .filter(|x| x.iface == iface)
+                .collect();
+            // In the order the datagrams carry them, the pool never falls.
+            assert!(
+                mine.windows(2).all(|w| w[1].pool >= w[0].pool),
+                "{} if {iface}",
+                spec.name
+            );
+            let last = player.model().counters(r)[iface as usize].pool;
+            assert!(mine.last().unwrap().pool <= last);
+            // Pool per sample taken: about N (drops count as taken).
+            let taken = mine.len() as f64 + mine.last().unwrap().drops as f64;
+            let per = last as f64 / taken;
+            let n = f64::from(spec.sampling_rate);
+            assert!(
+                (per / n - 1.0).abs() < 0.1,
+                "{} if {iface}: {per} per sample at 1:{n}",
+                spec.name
+            );
+        }
+    }
 }
