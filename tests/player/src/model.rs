@@ -546,6 +546,11 @@ impl Model {
         }
     }
 
+    /// Simulated time reached: the end of the last tick played (ns).
+    pub fn now_ns(&self) -> u64 {
+        self.tick * self.tick_ns()
+    }
+
     pub fn is_done(&self) -> bool {
         self.tick >= self.ticks
     }
