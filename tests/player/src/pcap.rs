@@ -43,27 +43,52 @@ pub fn frame(a: &Addressing, d: &Datagram) -> Vec<u8> {
     f
 }
 
-/// Writes `datagrams` as a pcap (microsecond timestamps, LINKTYPE_ETHERNET).
-pub fn write<'a>(
-    mut out: impl Write,
-    a: &Addressing,
-    datagrams: impl IntoIterator<Item = &'a Datagram>,
-) -> std::io::Result<()> {
-    out.write_all(&0xa1b2_c3d4u32.to_le_bytes())?;
-    out.write_all(&2u16.to_le_bytes())?;
-    out.write_all(&4u16.to_le_bytes())?;
-    out.write_all(&[0; 8])?;
-    out.write_all(&65535u32.to_le_bytes())?;
-    out.write_all(&1u32.to_le_bytes())?;
-    for d in datagrams {
+/// A pcap being written (microsecond timestamps, LINKTYPE_ETHERNET), one
+/// datagram at a time.
+pub struct Writer<W: Write> {
+    out: W,
+    addressing: Addressing,
+}
+
+impl<W: Write> Writer<W> {
+    /// Writes the file header.
+    pub fn new(mut out: W, addressing: Addressing) -> std::io::Result<Self> {
+        out.write_all(&0xa1b2_c3d4u32.to_le_bytes())?;
+        out.write_all(&2u16.to_le_bytes())?;
+        out.write_all(&4u16.to_le_bytes())?;
+        out.write_all(&[0; 8])?;
+        out.write_all(&65535u32.to_le_bytes())?;
+        out.write_all(&1u32.to_le_bytes())?;
+        Ok(Self { out, addressing })
+    }
+
+    pub fn datagram(&mut self, d: &Datagram) -> std::io::Result<()> {
+        let a = &self.addressing;
         let f = frame(a, d);
         let secs = a.start_unix_s + d.time_ns / 1_000_000_000;
         let usecs = (d.time_ns % 1_000_000_000) / 1000;
-        out.write_all(&(secs as u32).to_le_bytes())?;
-        out.write_all(&(usecs as u32).to_le_bytes())?;
-        out.write_all(&(f.len() as u32).to_le_bytes())?;
-        out.write_all(&(f.len() as u32).to_le_bytes())?;
-        out.write_all(&f)?;
+        self.out.write_all(&(secs as u32).to_le_bytes())?;
+        self.out.write_all(&(usecs as u32).to_le_bytes())?;
+        self.out.write_all(&(f.len() as u32).to_le_bytes())?;
+        self.out.write_all(&(f.len() as u32).to_le_bytes())?;
+        self.out.write_all(&f)
     }
-    out.flush()
+
+    pub fn finish(mut self) -> std::io::Result<W> {
+        self.out.flush()?;
+        Ok(self.out)
+    }
+}
+
+/// Writes `datagrams` as a whole pcap.
+pub fn write<'a>(
+    out: impl Write,
+    a: &Addressing,
+    datagrams: impl IntoIterator<Item = &'a Datagram>,
+) -> std::io::Result<()> {
+    let mut w = Writer::new(out, *a)?;
+    for d in datagrams {
+        w.datagram(d)?;
+    }
+    w.finish().map(drop)
 }

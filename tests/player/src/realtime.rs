@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{Datagram, Format, Player};
+use crate::{Datagram, Format, Model, Player};
 
 /// Where datagrams go.
 #[derive(Debug, Clone, Copy)]
@@ -43,11 +43,12 @@ pub enum SendError {
 }
 
 /// Plays `player` to the end in (scaled) real time; `on_sent` sees each
-/// datagram after it left. Returns what was sent.
+/// datagram after it left, with the model (to name origins). Returns what
+/// was sent.
 pub fn play(
     player: &mut Player,
     target: &Target,
-    mut on_sent: impl FnMut(&Datagram),
+    mut on_sent: impl FnMut(&Model, &Datagram),
 ) -> Result<Sent, SendError> {
     if !(target.speed > 0.0 && target.speed.is_finite()) {
         return Err(SendError::Speed);
@@ -78,7 +79,7 @@ pub fn play(
             sent.datagrams += 1;
             sent.bytes += d.payload.len() as u64;
             sent.samples += d.truth.samples.len() as u64;
-            on_sent(&d);
+            on_sent(player.model(), &d);
         }
     }
     sent.elapsed = start.elapsed();

@@ -120,7 +120,7 @@ fn a_scenario_played_into_xdp_on_a_veth_is_counted_as_its_truth_says() {
     let (sent, player, datagrams) = link.a.run(move || {
         let mut datagrams = Vec::new();
         let sent =
-            realtime::play(&mut player, &target, |d| datagrams.push(d.clone())).expect("play");
+            realtime::play(&mut player, &target, |_, d| datagrams.push(d.clone())).expect("play");
         (sent, player, datagrams)
     });
     assert_eq!(sent.datagrams, datagrams.len() as u64);

@@ -1,6 +1,8 @@
 //! `edge-sensor-play SCENARIO.toml`: plays a scenario's datagrams onto UDP
 //! destinations in real time (run it inside a namespace to play onto a
-//! veth), or writes them to a capture; optionally writes the truth.
+//! veth), or writes them to a capture as fast as they are generated;
+//! optionally writes the truth as JSON lines. Both stream: a day-long
+//! scenario never sits in memory.
 
 use std::{fs::File, io::BufWriter, net::SocketAddr, path::PathBuf};
 
@@ -28,12 +30,17 @@ struct Args {
     /// Write the truth as JSON lines here.
     #[arg(long)]
     truth: Option<PathBuf>,
-    /// Write a capture here instead of sending (as fast as it is generated).
+    /// Write a capture here instead of sending.
     #[arg(long)]
     pcap: Option<PathBuf>,
     /// Override the scenario's seed.
     #[arg(long)]
     seed: Option<u64>,
+}
+
+fn create(path: &PathBuf) -> Result<BufWriter<File>> {
+    let file = File::create(path).with_context(|| format!("create {}", path.display()))?;
+    Ok(BufWriter::new(file))
 }
 
 fn main() -> Result<()> {
@@ -43,9 +50,11 @@ fn main() -> Result<()> {
         scenario.seed = seed;
     }
     let mut player = Player::new(&scenario)?;
-    let mut datagrams = Vec::new();
-    let sent = if let Some(path) = &args.pcap {
-        datagrams = player.by_ref().collect();
+    let mut truth = match &args.truth {
+        Some(path) => Some(TruthWriter::new(create(path)?, player.model())?),
+        None => None,
+    };
+    if let Some(path) = &args.pcap {
         let a = pcap::Addressing {
             src: "192.0.2.1".parse()?,
             src_port: 50000,
@@ -54,9 +63,24 @@ fn main() -> Result<()> {
             ipfix_port: args.ipfix.port(),
             start_unix_s: scenario.start_unix_s,
         };
-        let file = File::create(path).with_context(|| format!("create {}", path.display()))?;
-        pcap::write(BufWriter::new(file), &a, &datagrams)?;
-        None
+        let mut w = pcap::Writer::new(create(path)?, a)?;
+        let (mut datagrams, mut samples) = (0u64, 0u64);
+        // Bounded: the player ends with its scenario.
+        while let Some(batch) = player.next_tick() {
+            for d in &batch {
+                w.datagram(d)?;
+                if let Some(t) = truth.as_mut() {
+                    t.datagram(player.model(), d)?;
+                }
+                datagrams += 1;
+                samples += d.truth.samples.len() as u64;
+            }
+        }
+        w.finish()?;
+        eprintln!(
+            "wrote {datagrams} datagrams ({samples} samples) to {}",
+            path.display()
+        );
     } else {
         let target = realtime::Target {
             sflow: args.sflow,
@@ -64,27 +88,24 @@ fn main() -> Result<()> {
             bind: args.bind,
             speed: args.speed,
         };
-        let keep = args.truth.is_some();
-        Some(realtime::play(&mut player, &target, |d| {
-            if keep {
-                datagrams.push(d.clone());
+        let mut failed = None;
+        let s = realtime::play(&mut player, &target, |model, d| {
+            if let Some(t) = truth.as_mut()
+                && failed.is_none()
+            {
+                failed = t.datagram(model, d).err();
             }
-        })?)
-    };
-    if let Some(path) = &args.truth {
-        let file = File::create(path).with_context(|| format!("create {}", path.display()))?;
-        let mut w = TruthWriter::new(BufWriter::new(file), player.model())?;
-        for d in &datagrams {
-            w.datagram(player.model(), d)?;
+        })?;
+        if let Some(e) = failed {
+            return Err(e).context("write the truth");
         }
-        w.finish(player.model())?;
-    }
-    match sent {
-        Some(s) => eprintln!(
+        eprintln!(
             "sent {} datagrams ({} bytes, {} samples) in {:.2?}, at most {:.2?} late",
             s.datagrams, s.bytes, s.samples, s.elapsed, s.max_lateness
-        ),
-        None => eprintln!("wrote {} datagrams", datagrams.len()),
+        );
+    }
+    if let Some(t) = truth {
+        t.finish(player.model())?;
     }
     Ok(())
 }
