@@ -72,6 +72,24 @@ pub struct SourceCounters {
     pub in_octets: u64,
 }
 
+/// What the model keeps per origin.
+#[derive(Debug, Clone, Copy, Default)]
+struct OriginState {
+    generated: Generated,
+    /// Packets sent so far: the next packet's index.
+    sent: u64,
+    first_ns: Option<u64>,
+}
+
+/// The index of origin `o`'s state with `hosts` hosts and `crowds` crowds.
+fn slot(hosts: usize, crowds: usize, o: Origin) -> usize {
+    match o {
+        Origin::Normal(h) => h as usize,
+        Origin::FlashCrowd(c) => hosts + c as usize,
+        Origin::Attack(a) => hosts + crowds + a as usize,
+    }
+}
+
 /// A host of the network.
 #[derive(Debug, Clone)]
 pub struct Host {
@@ -111,8 +129,6 @@ enum Kind {
 struct Component {
     kind: Kind,
     stream: Stream,
-    /// Packets sent so far by each origin of this component.
-    sent: BTreeMap<Origin, u64>,
 }
 
 /// The model in motion.
@@ -130,9 +146,15 @@ pub struct Model {
     counters: Vec<Vec<SourceCounters>>,
     /// Per router: the current second and samples exported in it.
     budget: Vec<(u64, u32)>,
-    generated: BTreeMap<Origin, Generated>,
-    per_destination: BTreeMap<IpAddr, Generated>,
-    first_packet_ns: BTreeMap<Origin, u64>,
+    /// Per origin (see [`Model::slot`]): totals, packets sent (the next
+    /// packet's index) and the first packet's time. Vectors, not maps: the
+    /// day-long runs touch every host every tick.
+    origins: Vec<OriginState>,
+    /// Per host: totals of everything sent to it.
+    per_host: Vec<Generated>,
+    /// The host each flash crowd and attack targets.
+    crowd_host: Vec<u32>,
+    attack_host: Vec<u32>,
 }
 
 /// One tick's output.
@@ -398,22 +420,25 @@ impl Model {
                 components.push(Component {
                     kind: Kind::Normal { hosts: on },
                     stream: stream(r as u32, i as u32, key, normal_len),
-                    sent: BTreeMap::new(),
                 });
             }
         }
+        let (mut crowd_host, mut attack_host) = (Vec::new(), Vec::new());
         for (c, crowd) in s.flash_crowds.iter().enumerate() {
-            let h = &hosts[host_of(crowd.target, &format!("flash crowd {}", crowd.id))? as usize];
+            let hi = host_of(crowd.target, &format!("flash crowd {}", crowd.id))?;
+            crowd_host.push(hi);
+            let h = &hosts[hi as usize];
             let port = crowd.dst_port;
             let len = mean_len(|r| crowd_packet(r, crowd.target, crowd.target, port));
             components.push(Component {
                 kind: Kind::Crowd(c as u32),
                 stream: stream(h.router, h.iface, STREAM_CROWD + c as u64 * 8, len),
-                sent: BTreeMap::new(),
             });
         }
         for (a, attack) in s.attacks.iter().enumerate() {
-            let h = &hosts[host_of(attack.target, &format!("attack {}", attack.id))? as usize];
+            let hi = host_of(attack.target, &format!("attack {}", attack.id))?;
+            attack_host.push(hi);
+            let h = &hosts[hi as usize];
             components.push(Component {
                 kind: Kind::Attack(a as u32),
                 stream: stream(
@@ -422,7 +447,6 @@ impl Model {
                     STREAM_ATTACK + a as u64 * 8,
                     f64::from(attack.packet_size()),
                 ),
-                sent: BTreeMap::new(),
             });
         }
         let counters = s
@@ -452,9 +476,13 @@ impl Model {
             ticks,
             counters,
             budget: vec![(0, 0); s.routers.len()],
-            generated: BTreeMap::new(),
-            per_destination: BTreeMap::new(),
-            first_packet_ns: BTreeMap::new(),
+            origins: vec![
+                OriginState::default();
+                s.hosts.count as usize + s.flash_crowds.len() + s.attacks.len()
+            ],
+            per_host: vec![Generated::default(); s.hosts.count as usize],
+            crowd_host,
+            attack_host,
         })
     }
 
@@ -507,25 +535,65 @@ impl Model {
         a.peak_pps().unwrap_or(0.0) * f
     }
 
-    /// Exact generated totals by origin.
-    pub fn generated(&self) -> &BTreeMap<Origin, Generated> {
-        &self.generated
+    /// The index of an origin's state: hosts, then crowds, then attacks.
+    fn slot(&self, o: Origin) -> usize {
+        slot(self.hosts.len(), self.crowd_host.len(), o)
     }
 
-    /// Exact generated totals by destination.
-    pub fn per_destination(&self) -> &BTreeMap<IpAddr, Generated> {
-        &self.per_destination
+    fn origin_at(&self, i: usize) -> Origin {
+        let (h, c) = (self.hosts.len(), self.crowd_host.len());
+        if i < h {
+            Origin::Normal(i as u32)
+        } else if i < h + c {
+            Origin::FlashCrowd((i - h) as u32)
+        } else {
+            Origin::Attack((i - h - c) as u32)
+        }
     }
 
-    /// When each origin's first packet was generated (ns; within its tick,
-    /// the tick's start).
-    pub fn first_packet_ns(&self) -> &BTreeMap<Origin, u64> {
-        &self.first_packet_ns
+    /// Exact generated totals of every origin that sent something.
+    pub fn generated(&self) -> BTreeMap<Origin, Generated> {
+        self.origins
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| o.generated.packets != 0)
+            .map(|(i, o)| (self.origin_at(i), o.generated))
+            .collect()
+    }
+
+    /// Exact generated totals of one origin.
+    pub fn generated_by(&self, o: Origin) -> Generated {
+        self.origins[self.slot(o)].generated
+    }
+
+    /// Exact generated totals of every destination that got something.
+    pub fn per_destination(&self) -> BTreeMap<IpAddr, Generated> {
+        self.per_host
+            .iter()
+            .zip(&self.hosts)
+            .filter(|(g, _)| g.packets != 0)
+            .map(|(g, h)| (h.addr, *g))
+            .collect()
+    }
+
+    /// When an origin's first packet was generated (ns; the start of its
+    /// tick); `None` if it sent none yet.
+    pub fn first_packet_ns(&self, o: Origin) -> Option<u64> {
+        self.origins[self.slot(o)].first_ns
     }
 
     /// The interface counters of router `r`, as of the last tick.
     pub fn counters(&self, r: usize) -> &[SourceCounters] {
         &self.counters[r]
+    }
+
+    /// The host an origin sends to.
+    fn dst_host(&self, o: Origin) -> usize {
+        match o {
+            Origin::Normal(h) => h as usize,
+            Origin::FlashCrowd(c) => self.crowd_host[c as usize] as usize,
+            Origin::Attack(a) => self.attack_host[a as usize] as usize,
+        }
     }
 
     /// The destination address of an origin.
@@ -571,6 +639,10 @@ impl Model {
         let hosts = &self.hosts;
         let normal_sources = &self.normal_sources;
         let seed = self.seed;
+        let (n_hosts, n_crowds) = (self.hosts.len(), self.crowd_host.len());
+        let (crowd_host, attack_host) = (&self.crowd_host, &self.attack_host);
+        let origins = &mut self.origins;
+        let per_host = &mut self.per_host;
         // First every origin's packets this tick (in a fixed order), so
         // that each interface's pool can be spread over the whole tick.
         let mut all_counts: Vec<Vec<(Origin, u64)>> = Vec::with_capacity(self.components.len());
@@ -617,18 +689,17 @@ impl Model {
                 if n == 0 {
                     continue;
                 }
-                self.first_packet_ns.entry(origin).or_insert(start);
-                let sent = comp.sent.entry(origin).or_insert(0);
-                let first_index = *sent;
-                *sent += n;
-                let dst = match origin {
-                    Origin::Normal(h) => hosts[h as usize].addr,
-                    Origin::FlashCrowd(c) => scenario.flash_crowds[c as usize].target,
-                    Origin::Attack(a) => scenario.attacks[a as usize].target,
+                let o = &mut origins[slot(n_hosts, n_crowds, origin)];
+                o.first_ns.get_or_insert(start);
+                let first_index = o.sent;
+                o.sent += n;
+                o.generated.packets += n;
+                let (dst_host, dst) = match origin {
+                    Origin::Normal(h) => (h, hosts[h as usize].addr),
+                    Origin::FlashCrowd(c) => (crowd_host[c as usize], scenario.flash_crowds[c as usize].target),
+                    Origin::Attack(a) => (attack_host[a as usize], scenario.attacks[a as usize].target),
                 };
-                let g = self.generated.entry(origin).or_default();
-                g.packets += n;
-                self.per_destination.entry(dst).or_default().packets += n;
+                per_host[dst_host as usize].packets += n;
                 let mut picked = Vec::new();
                 st.sampler.offer(n, &mut st.skip_rng, |i| picked.push(i));
                 for i in picked {
@@ -680,9 +751,10 @@ impl Model {
         samples.sort_by_key(|s| (s.time_ns, s.router, s.iface, s.origin, s.index));
         // Every sample counts as taken; the agent's budget drops some.
         for s in &samples {
-            let dst = s.packet.dst;
-            self.generated.entry(s.origin).or_default().samples += 1;
-            self.per_destination.entry(dst).or_default().samples += 1;
+            let i = slot(n_hosts, n_crowds, s.origin);
+            self.origins[i].generated.samples += 1;
+            let h = self.dst_host(s.origin);
+            self.per_host[h].samples += 1;
         }
         let mut kept = Vec::with_capacity(samples.len());
         for s in samples {
@@ -695,11 +767,10 @@ impl Model {
             }
             if limit != 0 && b.1 >= limit {
                 self.counters[s.router as usize][s.iface as usize].drops += 1;
-                self.generated.entry(s.origin).or_default().dropped += 1;
-                self.per_destination
-                    .entry(s.packet.dst)
-                    .or_default()
-                    .dropped += 1;
+                let i = slot(n_hosts, n_crowds, s.origin);
+                self.origins[i].generated.dropped += 1;
+                let h = self.dst_host(s.origin);
+                self.per_host[h].dropped += 1;
                 continue;
             }
             b.1 += 1;

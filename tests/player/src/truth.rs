@@ -99,10 +99,7 @@ pub fn attack_starts(model: &Model) -> Vec<AttackStart> {
             target: a.target,
             vector: a.vector,
             start_ns: (a.start_s * 1e9) as u64,
-            first_packet_ns: model
-                .first_packet_ns()
-                .get(&Origin::Attack(i as u32))
-                .copied(),
+            first_packet_ns: model.first_packet_ns(Origin::Attack(i as u32)),
         })
         .collect()
 }
@@ -185,7 +182,7 @@ impl<W: Write> TruthWriter<W> {
     /// per origin (normal traffic summed), and the attacks' starts.
     pub fn finish(mut self, model: &Model) -> std::io::Result<W> {
         let mut by: BTreeMap<String, crate::model::Generated> = BTreeMap::new();
-        for (o, g) in model.generated() {
+        for (o, g) in &model.generated() {
             let key = match o {
                 Origin::Normal(_) => "normal".to_string(),
                 other => model.origin_name(*other),

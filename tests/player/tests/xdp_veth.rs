@@ -254,7 +254,7 @@ fn a_scenario_played_into_xdp_on_a_veth_is_counted_as_its_truth_says() {
         |ip: &IpAddr| f64::from(scenario.routers[router_of(ip).unwrap() as usize].sampling_rate);
     let mut checked = 0;
     let (mut sum_est, mut sum_gen, mut sum_var) = (0.0, 0.0, 0.0);
-    for (ip, g) in player.model().per_destination() {
+    for (ip, g) in &player.model().per_destination() {
         let n = g.packets as f64;
         let rate = rate_of(ip);
         let est = got.get(ip).map_or(0, |v| v[0]) as f64;
