@@ -696,8 +696,13 @@ impl Model {
                 o.generated.packets += n;
                 let (dst_host, dst) = match origin {
                     Origin::Normal(h) => (h, hosts[h as usize].addr),
-                    Origin::FlashCrowd(c) => (crowd_host[c as usize], scenario.flash_crowds[c as usize].target),
-                    Origin::Attack(a) => (attack_host[a as usize], scenario.attacks[a as usize].target),
+                    Origin::FlashCrowd(c) => (
+                        crowd_host[c as usize],
+                        scenario.flash_crowds[c as usize].target,
+                    ),
+                    Origin::Attack(a) => {
+                        (attack_host[a as usize], scenario.attacks[a as usize].target)
+                    }
                 };
                 per_host[dst_host as usize].packets += n;
                 let mut picked = Vec::new();
