@@ -1,13 +1,16 @@
 //! An IPFIX exporter (RFC 7011) of sampled packets: one data record per
 //! sampled packet (packetDeltaCount 1: "every sampled packet is a flow", as
-//! Juniper inline monitoring and pmacct without a cache send), the sampling
+//! Juniper inline monitoring and pmacct without a cache send), or, with
+//! `flow_timeout_ms`, a flow cache aggregating the samples of a 5-tuple
+//! until its active timeout (packetDeltaCount = samples, TCP flags OR-ed,
+//! as routers with sampled NetFlow/IPFIX caches do); the sampling
 //! rate in options data (RFC 7011 §4.1 options, the IEs of RFC 5101/7012:
 //! samplingInterval 34 or samplerRandomInterval 50), templates and options
 //! resent every `template_refresh_s` in a message of their own (so data
 //! messages hold data sets only), and the message sequence number counting
 //! every data record sent before it, options data included (§3.1).
 
-use std::net::IpAddr;
+use std::{collections::HashMap, net::IpAddr};
 
 use crate::{
     Datagram, DatagramTruth,
@@ -80,8 +83,57 @@ pub struct Exporter {
     /// Data records sent so far (the next message's sequence number).
     records: u32,
     next_templates_ns: u64,
-    pending: Vec<Sample>,
+    /// Active timeout of the flow cache (0: no cache, a record per sample).
+    timeout_ns: u64,
+    /// Flows being aggregated, by key, with their expiry order.
+    cache: HashMap<FlowKey, Record>,
+    pending: Vec<Record>,
     oldest_ns: Option<u64>,
+}
+
+/// What a flow cache aggregates by: interface and 5-tuple (ICMP: type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct FlowKey {
+    iface: u32,
+    src: IpAddr,
+    dst: IpAddr,
+    proto: u8,
+    src_port: u16,
+    dst_port: u16,
+}
+
+impl FlowKey {
+    fn of(s: &Sample) -> Self {
+        let (src_port, dst_port, _) = ports_and_flags(&s.packet);
+        Self {
+            iface: s.iface,
+            src: s.packet.src,
+            dst: s.packet.dst,
+            proto: s.packet.proto,
+            src_port,
+            dst_port,
+        }
+    }
+}
+
+/// One data record: the samples it aggregates (one without a flow cache).
+#[derive(Debug, Clone)]
+struct Record {
+    samples: Vec<Sample>,
+    /// When the cache exports it (first sample + active timeout).
+    expires_ns: u64,
+}
+
+/// Ports and flags as the record carries them: ICMP type and code in the
+/// destination port, as exporters do; TCP flags for TCP only.
+fn ports_and_flags(p: &crate::packet::Packet) -> (u16, u16, u16) {
+    if p.proto == ICMP || p.proto == ICMPV6 {
+        (0, u16::from(p.tcp_flags) << 8, 0)
+    } else if p.proto == crate::packet::TCP {
+        (p.src_port, p.dst_port, u16::from(p.tcp_flags))
+    } else {
+        (p.src_port, p.dst_port, 0)
+    }
 }
 
 impl Exporter {
@@ -98,6 +150,8 @@ impl Exporter {
             ifindex: spec.interfaces.clone(),
             records: 0,
             next_templates_ns: 0,
+            timeout_ns: spec.flow_timeout_ms * 1_000_000,
+            cache: HashMap::new(),
             pending: Vec::new(),
             oldest_ns: None,
         }
@@ -185,8 +239,8 @@ impl Exporter {
 
     fn message_len(&self, extra: Option<bool>) -> usize {
         let (mut v4, mut v6) = (0usize, 0usize);
-        for s in &self.pending {
-            if s.packet.dst.is_ipv6() {
+        for r in &self.pending {
+            if r.samples[0].packet.dst.is_ipv6() {
                 v6 += 1
             } else {
                 v4 += 1
@@ -203,8 +257,25 @@ impl Exporter {
             + v6 * record_len(true, self.sampler())
     }
 
-    /// Templates when due, then a timed flush.
+    /// Flows past their active timeout, templates when due, then a timed
+    /// flush.
     pub fn due(&mut self, now_ns: u64, out: &mut Vec<Datagram>) {
+        if !self.cache.is_empty() {
+            let mut expired: Vec<Record> = Vec::new();
+            self.cache.retain(|_, r| {
+                if r.expires_ns <= now_ns {
+                    expired.push(r.clone());
+                    false
+                } else {
+                    true
+                }
+            });
+            // In the order they expired (then by first sample, for ties).
+            expired.sort_by_key(|r| (r.expires_ns, r.samples[0].time_ns, r.samples[0].index));
+            for r in expired {
+                self.export(r, out);
+            }
+        }
         if let Some(oldest) = self.oldest_ns
             && oldest + self.flush_ns <= now_ns
         {
@@ -221,18 +292,50 @@ impl Exporter {
 
     pub fn sample(&mut self, s: &Sample, out: &mut Vec<Datagram>) {
         self.due(s.time_ns, out);
-        if self.message_len(Some(s.packet.dst.is_ipv6())) > self.max_payload {
-            self.flush(s.time_ns, out);
+        if self.timeout_ns == 0 {
+            self.export(
+                Record {
+                    samples: vec![*s],
+                    expires_ns: s.time_ns,
+                },
+                out,
+            );
+            return;
         }
-        self.pending.push(*s);
-        self.oldest_ns.get_or_insert(s.time_ns);
+        let expires_ns = s.time_ns + self.timeout_ns;
+        self.cache
+            .entry(FlowKey::of(s))
+            .or_insert_with(|| Record {
+                samples: Vec::new(),
+                expires_ns,
+            })
+            .samples
+            .push(*s);
+    }
+
+    /// Queues a record for the next message, sending the pending ones
+    /// first if it would not fit.
+    fn export(&mut self, r: Record, out: &mut Vec<Datagram>) {
+        let at = r.expires_ns;
+        if self.message_len(Some(r.samples[0].packet.dst.is_ipv6())) > self.max_payload {
+            self.flush(at, out);
+        }
+        self.pending.push(r);
+        self.oldest_ns.get_or_insert(at);
     }
 
     pub fn advance(&mut self, now_ns: u64, out: &mut Vec<Datagram>) {
         self.due(now_ns, out);
     }
 
+    /// The end: every cached flow, then what is pending.
     pub fn finish(&mut self, now_ns: u64, out: &mut Vec<Datagram>) {
+        let mut rest: Vec<Record> = self.cache.drain().map(|(_, r)| r).collect();
+        rest.sort_by_key(|r| (r.expires_ns, r.samples[0].time_ns, r.samples[0].index));
+        for mut r in rest {
+            r.expires_ns = r.expires_ns.min(now_ns);
+            self.export(r, out);
+        }
         self.flush(now_ns, out);
     }
 
@@ -243,23 +346,24 @@ impl Exporter {
         let mut m = Vec::with_capacity(self.message_len(None));
         self.header(&mut m, time_ns);
         let sampler = self.sampler();
-        // Records grouped in one set per template, in time order within it;
-        // the truth lists them as they appear.
-        let mut order = Vec::new();
+        // Records grouped in one set per template, in export order within
+        // it; the truth lists them as they appear.
+        let (mut order, mut sizes) = (Vec::new(), Vec::new());
         for (id, v6) in [(TEMPLATE_V4, false), (TEMPLATE_V6, true)] {
-            let records: Vec<&Sample> = self
+            let records: Vec<&Record> = self
                 .pending
                 .iter()
-                .filter(|s| s.packet.dst.is_ipv6() == v6)
+                .filter(|r| r.samples[0].packet.dst.is_ipv6() == v6)
                 .collect();
             if records.is_empty() {
                 continue;
             }
             be16(&mut m, id);
             be16(&mut m, (4 + records.len() * record_len(v6, sampler)) as u16);
-            for s in records {
-                self.record(&mut m, s);
-                order.push(*s);
+            for r in records {
+                self.record(&mut m, r);
+                order.extend_from_slice(&r.samples);
+                sizes.push(r.samples.len() as u32);
             }
         }
         let len = m.len() as u16;
@@ -268,6 +372,7 @@ impl Exporter {
         let truth = DatagramTruth {
             sequence: self.records,
             samples: order,
+            records: sizes,
             ..DatagramTruth::default()
         };
         self.records = self.records.wrapping_add(self.pending.len() as u32);
@@ -282,8 +387,11 @@ impl Exporter {
         });
     }
 
-    fn record(&self, m: &mut Vec<u8>, s: &Sample) {
-        let p = &s.packet;
+    /// One data record: the flow's key from its first sample, the samples'
+    /// count, octets and OR-ed TCP flags, first and last times.
+    fn record(&self, m: &mut Vec<u8>, r: &Record) {
+        let first = &r.samples[0];
+        let p = &first.packet;
         match (p.src, p.dst) {
             (IpAddr::V4(a), IpAddr::V4(b)) => {
                 m.extend_from_slice(&a.octets());
@@ -295,22 +403,22 @@ impl Exporter {
             }
             _ => unreachable!("one family per packet"),
         }
-        // ICMP: type and code in the destination port, as exporters do.
-        let (sport, dport, flags) = if p.proto == ICMP || p.proto == ICMPV6 {
-            (0, u16::from(p.tcp_flags) << 8, 0)
-        } else {
-            (p.src_port, p.dst_port, u16::from(p.tcp_flags))
-        };
+        let (sport, dport, _) = ports_and_flags(p);
+        let flags = r
+            .samples
+            .iter()
+            .fold(0u16, |f, s| f | ports_and_flags(&s.packet).2);
+        let octets: u64 = r.samples.iter().map(|s| u64::from(s.packet.ip_len)).sum();
         be16(m, sport);
         be16(m, dport);
         m.push(p.proto);
         be16(m, flags);
-        be64(m, 1);
-        be64(m, u64::from(p.ip_len));
-        be32(m, self.ifindex[s.iface as usize]);
-        let ms = self.start_unix_s * 1000 + s.time_ns / 1_000_000;
-        be64(m, ms);
-        be64(m, ms);
+        be64(m, r.samples.len() as u64);
+        be64(m, octets);
+        be32(m, self.ifindex[first.iface as usize]);
+        let ms = |s: &Sample| self.start_unix_s * 1000 + s.time_ns / 1_000_000;
+        be64(m, ms(first));
+        be64(m, ms(r.samples.last().unwrap_or(first)));
         if self.sampler() {
             m.push(SAMPLER_ID);
         }

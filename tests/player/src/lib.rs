@@ -45,7 +45,8 @@
 //! up to the MTU or sent after `flush_ms`; datagram sequence numbers per
 //! agent, sample sequence numbers per data source; generic interface
 //! counter samples every `counter_interval_s`. IPFIX: one data record per
-//! sampled packet; templates, the options template and the sampling options
+//! sampled packet, or with `flow_timeout_ms` a flow cache aggregating a
+//! 5-tuple's samples until its active timeout; templates, the options template and the sampling options
 //! data (samplingInterval, or samplerId + samplerRandomInterval) in a
 //! message of their own at the start and every `template_refresh_s`;
 //! sequence numbers counting data records; messages up to the MTU.
@@ -54,7 +55,8 @@
 //!
 //! Every [`Datagram`] carries its [`DatagramTruth`]: each sample's origin
 //! (host, flash crowd or attack), which packet of that origin's stream it is,
-//! the packet itself, its rate and pool. [`truth::expected`] turns datagrams
+//! the packet itself, its rate and pool, and for IPFIX which samples each
+//! record aggregates ([`truth::records`]). [`truth::expected`] turns datagrams
 //! into what a collector must count per destination; [`model::Model`] keeps
 //! the exact packets generated per origin and destination and when each
 //! origin's first packet went out; [`truth::TruthWriter`] writes it all as
@@ -102,8 +104,12 @@ pub struct DatagramTruth {
     /// sFlow: the datagram sequence number; IPFIX: the message's sequence
     /// number (data records sent before it).
     pub sequence: u32,
-    /// Flow samples (sFlow) or data records (IPFIX), in datagram order.
+    /// Flow samples (sFlow), or the samples of the data records (IPFIX),
+    /// in datagram order.
     pub samples: Vec<Sample>,
+    /// IPFIX: how many of `samples` each data record aggregates, in order
+    /// (all 1 without a flow cache). Empty for sFlow (one per sample).
+    pub records: Vec<u32>,
     /// sFlow counter samples, in datagram order.
     pub counters: Vec<model::SourceCounters>,
     /// IPFIX: the templates, options template and options data.

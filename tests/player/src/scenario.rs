@@ -103,6 +103,11 @@ pub struct RouterSpec {
     pub template_refresh_s: u64,
     #[serde(default)]
     pub ipfix_sampling: IpfixSampling,
+    /// IPFIX: a flow cache aggregating samples by interface and 5-tuple,
+    /// exported this long after a flow's first sample (0: one record per
+    /// sample).
+    #[serde(default)]
+    pub flow_timeout_ms: u64,
     /// The agent exports at most this many samples a second; the rest are
     /// counted as drops (0: no limit).
     #[serde(default)]

@@ -36,30 +36,58 @@ pub struct Expected {
 }
 
 impl Expected {
-    /// Adds one sample as `format` reports it.
-    pub fn add(&mut self, s: &Sample, format: Format) {
-        let r = u64::from(s.rate);
-        let p = &s.packet;
-        self.samples += 1;
-        self.packets += r;
-        let len = match format {
-            Format::Sflow => p.frame_len(),
-            Format::Ipfix => p.ip_len,
+    /// Adds one record (an sFlow flow sample, or an IPFIX data record of
+    /// one or more samples of a flow) as `format` reports it.
+    pub fn add(&mut self, record: &[Sample], format: Format) {
+        let Some(first) = record.first() else {
+            return;
         };
-        self.bytes += u64::from(len) * r;
+        let r = u64::from(first.rate);
+        let k = record.len() as u64;
+        let p = &first.packet;
+        self.samples += k;
+        let packets = k * r;
+        self.packets += packets;
+        self.bytes += record
+            .iter()
+            .map(|s| {
+                u64::from(match format {
+                    Format::Sflow => s.packet.frame_len(),
+                    Format::Ipfix => s.packet.ip_len,
+                })
+            })
+            .sum::<u64>()
+            * r;
         match p.proto {
             TCP => {
-                self.tcp_packets += r;
-                // SYN without ACK, as the sensor's SYN class.
-                if p.tcp_flags & 0x12 == 0x02 {
-                    self.tcp_syn_packets += r;
+                self.tcp_packets += packets;
+                // SYN without ACK, as the sensor's SYN class; a record's
+                // flags are those of its samples OR-ed.
+                let flags = record.iter().fold(0, |f, s| f | s.packet.tcp_flags);
+                if flags & 0x12 == 0x02 {
+                    self.tcp_syn_packets += packets;
                 }
             }
-            UDP => self.udp_packets += r,
-            ICMP | ICMPV6 => self.icmp_packets += r,
-            _ => self.other_packets += r,
+            UDP => self.udp_packets += packets,
+            ICMP | ICMPV6 => self.icmp_packets += packets,
+            _ => self.other_packets += packets,
         }
     }
+}
+
+/// The records of a datagram, each as its samples: one sample each for
+/// sFlow, the flows of the cache for IPFIX.
+pub fn records(d: &Datagram) -> Vec<&[Sample]> {
+    if d.truth.records.is_empty() {
+        return d.truth.samples.chunks(1).collect();
+    }
+    let mut out = Vec::with_capacity(d.truth.records.len());
+    let mut at = 0;
+    for &n in &d.truth.records {
+        out.push(&d.truth.samples[at..at + n as usize]);
+        at += n as usize;
+    }
+    out
 }
 
 /// Expected counts per destination over `datagrams`.
@@ -68,8 +96,8 @@ pub fn expected<'a>(
 ) -> BTreeMap<IpAddr, Expected> {
     let mut out: BTreeMap<IpAddr, Expected> = BTreeMap::new();
     for d in datagrams {
-        for s in &d.truth.samples {
-            out.entry(s.packet.dst).or_default().add(s, d.format);
+        for r in records(d) {
+            out.entry(r[0].packet.dst).or_default().add(r, d.format);
         }
     }
     out
@@ -174,6 +202,7 @@ impl<W: Write> TruthWriter<W> {
             "templates": d.truth.templates,
             "counter_samples": d.truth.counters.len(),
             "samples": samples,
+            "records": d.truth.records,
         });
         writeln!(self.out, "{line}")
     }

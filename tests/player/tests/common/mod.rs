@@ -14,7 +14,9 @@ pub const IPFIX_PORT: u16 = 4739;
 /// A short scenario exercising every emitter option: sFlow compact with an
 /// IPv4 agent and an agent budget (drops), sFlow expanded with an IPv6 agent
 /// and uniform skips, IPFIX with samplingInterval, IPFIX with samplerId +
-/// samplerRandomInterval; normal traffic, a flash crowd and four attacks.
+/// samplerRandomInterval; the first IPFIX one with a 1 s flow cache (the
+/// ICMP flood from 20 sources behind it aggregates); normal traffic, a flash
+/// crowd and four attacks.
 /// Low rates, so that there are many samples in a few seconds.
 pub fn scenario(v6_hosts: bool, seed: u64) -> Scenario {
     let (prefix, t) = if v6_hosts {
@@ -60,6 +62,7 @@ interfaces = [21]
 sub_agent = 7
 mtu = 1500
 template_refresh_s = 2
+flow_timeout_ms = 1000
 
 [[routers]]
 name = "r-ipfix-sampler"
@@ -108,6 +111,7 @@ target = "{t}3"
 start_s = 1.5
 duration_s = 2.0
 bps = 50e6
+sources = 20
 
 [[attacks]]
 id = "dns"
