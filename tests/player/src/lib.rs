@@ -14,8 +14,9 @@
 //! - **normal traffic**: each host has a mean rate drawn from a Pareto
 //!   distribution (heavy tail: a few hosts carry most packets), scaled so the
 //!   hosts sum to `total_pps`, times a diurnal factor
-//!   `1 + A cos(2π (hour - peak) / 24)` on the scenario's simulated clock;
-//!   remote sources are Zipf-distributed; the mix is TCP downloads, new
+//!   `1 + A cos(2π (hour - peak) / 24)` on the scenario's simulated clock,
+//!   times a per-host log-normal burst factor of mean 1 redrawn every
+//!   `burst_period_s` (`burstiness`, off by default); remote sources are Zipf-distributed; the mix is TCP downloads, new
 //!   connections, QUIC, DNS answers and ICMP;
 //! - **flash crowds**: many legitimate sources opening connections to one
 //!   host's port, ramping up and down;

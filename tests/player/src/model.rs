@@ -152,6 +152,9 @@ pub struct Model {
     origins: Vec<OriginState>,
     /// Per host: totals of everything sent to it.
     per_host: Vec<Generated>,
+    /// Each host's burst factor and the burst period it was drawn for.
+    burst: Vec<f64>,
+    burst_period: Option<u64>,
     /// The host each flash crowd and attack targets.
     crowd_host: Vec<u32>,
     attack_host: Vec<u32>,
@@ -353,6 +356,7 @@ const STREAM_NORMAL: u64 = 1 << 32;
 const STREAM_CROWD: u64 = 2 << 32;
 const STREAM_ATTACK: u64 = 3 << 32;
 const STREAM_HOSTS: u64 = 4 << 32;
+const STREAM_BURST: u64 = 5 << 32;
 
 impl Model {
     pub fn new(scenario: &Scenario) -> Result<Self, Error> {
@@ -481,6 +485,8 @@ impl Model {
                 s.hosts.count as usize + s.flash_crowds.len() + s.attacks.len()
             ],
             per_host: vec![Generated::default(); s.hosts.count as usize],
+            burst: vec![1.0; s.hosts.count as usize],
+            burst_period: None,
             crowd_host,
             attack_host,
         })
@@ -505,6 +511,37 @@ impl Model {
         let hour = (secs / 3600.0).rem_euclid(24.0);
         1.0 + h.diurnal_amplitude
             * (std::f64::consts::TAU * (hour - h.diurnal_peak_hour) / 24.0).cos()
+    }
+
+    /// Draws the hosts' burst factors for the period holding `t_ns` (a
+    /// stream per period, so any period can be recomputed alone).
+    fn refresh_burst(&mut self, t_ns: u64) {
+        let sigma = self.scenario.hosts.burstiness;
+        if sigma == 0.0 {
+            return;
+        }
+        let period = (t_ns as f64 / 1e9 / self.scenario.hosts.burst_period_s) as u64;
+        if self.burst_period == Some(period) {
+            return;
+        }
+        let mut rng = Rng::new(self.seed, STREAM_BURST + period);
+        for f in &mut self.burst {
+            // Log-normal with mean 1: exp(σZ - σ²/2).
+            *f = (sigma * rng.normal() - sigma * sigma / 2.0).exp();
+        }
+        self.burst_period = Some(period);
+    }
+
+    /// The hosts' mean rate of normal traffic at `t_ns` (pps): diurnal
+    /// factor and bursts included.
+    pub fn normal_pps(&mut self, t_ns: u64) -> f64 {
+        self.refresh_burst(t_ns);
+        let d = self.diurnal(t_ns);
+        self.hosts
+            .iter()
+            .zip(&self.burst)
+            .map(|(h, b)| h.pps * b * d)
+            .sum()
     }
 
     /// A flash crowd's rate at `t_s`: ramps at both ends.
@@ -634,6 +671,8 @@ impl Model {
         let mid_s = (start + dt / 2) as f64 / 1e9;
         let dt_s = dt as f64 / 1e9;
         let diurnal = self.diurnal(start + dt / 2);
+        self.refresh_burst(start + dt / 2);
+        let burst = &self.burst;
         let mut samples = Vec::new();
         let scenario = &self.scenario;
         let hosts = &self.hosts;
@@ -654,7 +693,8 @@ impl Model {
             match &comp.kind {
                 Kind::Normal { hosts: on } => {
                     for &h in on {
-                        let n = st.count_rng.poisson(hosts[h as usize].pps * diurnal * dt_s);
+                        let mean = hosts[h as usize].pps * burst[h as usize] * diurnal * dt_s;
+                        let n = st.count_rng.poisson(mean);
                         if n > 0 {
                             counts.push((Origin::Normal(h), n));
                         }
@@ -795,6 +835,42 @@ impl Model {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn burst_factors_have_mean_one_and_change_every_period() {
+        let text = r#"
+seed = 4
+duration_s = 1.0
+[[routers]]
+name = "r"
+agent = "192.0.2.1"
+format = "sflow"
+sampling_rate = 1000
+[hosts]
+count = 20000
+prefix = "10.0.0.0/8"
+total_pps = 1000
+burstiness = 0.8
+burst_period_s = 10.0
+"#;
+        let mut m = Model::new(&Scenario::from_toml(text).unwrap()).unwrap();
+        m.refresh_burst(0);
+        let first = m.burst.clone();
+        let mean = first.iter().sum::<f64>() / first.len() as f64;
+        // Var of the factor: exp(σ²) - 1 = 0.90; SE of the mean 0.0067.
+        assert!((mean - 1.0).abs() < 0.03, "{mean}");
+        let logs: Vec<f64> = first.iter().map(|f| f.ln()).collect();
+        let lm = logs.iter().sum::<f64>() / logs.len() as f64;
+        let sd = (logs.iter().map(|l| (l - lm).powi(2)).sum::<f64>() / logs.len() as f64).sqrt();
+        assert!((sd - 0.8).abs() < 0.02, "{sd}");
+        m.refresh_burst(9_999_999_999);
+        assert_eq!(m.burst, first);
+        m.refresh_burst(10_000_000_000);
+        assert_ne!(m.burst, first);
+        // The same period again gives the same factors.
+        m.refresh_burst(0);
+        assert_eq!(m.burst, first);
+    }
 
     #[test]
     fn host_addresses_start_after_the_network_address() {

@@ -157,6 +157,17 @@ pub struct HostsSpec {
     pub sources: u32,
     #[serde(default = "default_zipf")]
     pub source_zipf: f64,
+    /// Each host's rate is also multiplied by its own log-normal factor of
+    /// mean 1 and this log standard deviation, drawn afresh every
+    /// `burst_period_s` (a download, a backup, a busy hour): 0 turns it off.
+    #[serde(default)]
+    pub burstiness: f64,
+    #[serde(default = "default_burst_period_s")]
+    pub burst_period_s: f64,
+}
+
+fn default_burst_period_s() -> f64 {
+    60.0
 }
 
 fn default_pareto_alpha() -> f64 {
@@ -346,6 +357,9 @@ impl Scenario {
         }
         if !(0.0..1.0).contains(&self.hosts.diurnal_amplitude) || self.hosts.pareto_alpha <= 0.0 {
             return bad("hosts: diurnal_amplitude in [0, 1), pareto_alpha > 0".into());
+        }
+        if !(0.0..=3.0).contains(&self.hosts.burstiness) || self.hosts.burst_period_s <= 0.0 {
+            return bad("hosts: burstiness in [0, 3], burst_period_s > 0".into());
         }
         for a in &self.attacks {
             a.peak_pps()?;
