@@ -166,15 +166,41 @@ fn a_scenario_played_into_xdp_on_a_veth_is_counted_as_its_truth_says() {
         "a thin play: {} destinations, {samples} samples",
         expected.len()
     );
-    let deadline = Instant::now() + patience(Duration::from_secs(10));
+    let deadline = Instant::now() + patience(Duration::from_secs(20));
     let read = || {
         let all = Report::read_pinned(pin.path()).expect("read the pinned maps");
         let user = Report::read_pinned_user(pin.path()).expect("read the user maps");
         (all, user)
     };
+    let sflow_datagrams = datagrams
+        .iter()
+        .filter(|d| d.format == Format::Sflow)
+        .count() as u64;
+    let ipfix_datagrams = datagrams
+        .iter()
+        .filter(|d| d.format == Format::Ipfix)
+        .count() as u64;
+    // Datagrams counted per exporter (kernel and userspace together: the
+    // daemon publishes what it decoded, the IPFIX templates, once a poll).
+    let counted = |r: &Report| {
+        let sum = |f: &dyn Fn(&edge_sensor::counters::ExporterId) -> bool| {
+            r.exporters
+                .iter()
+                .filter(|(id, _)| f(id))
+                .map(|(_, t)| t.stats.datagrams)
+                .sum::<u64>()
+        };
+        (
+            sum(&|id| id.ip == scenario.routers[0].agent),
+            sum(&|id| id.ip == link.a_addr && id.sub_agent == 9),
+        )
+    };
     let (mut all, mut user) = read();
     // Bounded: until the counters match or the deadline.
-    while dst_table(&all.destinations) != expected && Instant::now() < deadline {
+    while (dst_table(&all.destinations) != expected
+        || counted(&all) != (sflow_datagrams, ipfix_datagrams))
+        && Instant::now() < deadline
+    {
         std::thread::sleep(Duration::from_millis(200));
         (all, user) = read();
     }
@@ -230,14 +256,6 @@ fn a_scenario_played_into_xdp_on_a_veth_is_counted_as_its_truth_says() {
     );
 
     // Exporters: every datagram, no sequence gap.
-    let sflow_datagrams = datagrams
-        .iter()
-        .filter(|d| d.format == Format::Sflow)
-        .count() as u64;
-    let ipfix_datagrams = datagrams
-        .iter()
-        .filter(|d| d.format == Format::Ipfix)
-        .count() as u64;
     let sflow = all
         .exporters
         .iter()
