@@ -69,6 +69,43 @@
 //! (ns after the start) and nothing touches a clock or a socket, so a
 //! detector can run on the simulated clock. [`realtime`] paces them onto UDP
 //! sockets; [`pcap`] writes them to a capture.
+//!
+//! ```
+//! use edge_sensor_player::{Origin, Player, Scenario, truth};
+//!
+//! let scenario = Scenario::from_toml(r#"
+//!     seed = 1
+//!     duration_s = 2.0
+//!     [[routers]]
+//!     name = "edge"
+//!     agent = "192.0.2.1"
+//!     format = "sflow"
+//!     sampling_rate = 1000
+//!     [hosts]
+//!     count = 100
+//!     prefix = "198.18.0.0/24"
+//!     total_pps = 10000
+//!     [[attacks]]
+//!     id = "flood"
+//!     vector = "udp_flood"
+//!     target = "198.18.0.7"
+//!     start_s = 1.0
+//!     duration_s = 1.0
+//!     pps = 1000000
+//! "#).unwrap();
+//! let mut player = Player::new(&scenario).unwrap();
+//! let mut datagrams = Vec::new();
+//! // One tick (10 ms) at a time, on the simulated clock.
+//! while let Some(batch) = player.next_tick() {
+//!     datagrams.extend(batch);
+//! }
+//! let victim = "198.18.0.7".parse().unwrap();
+//! let counted = truth::expected(&datagrams)[&victim].packets;
+//! let sent = player.model().generated_by(Origin::Attack(0)).packets;
+//! // A million packets at 1:1000: within 4 standard deviations (sqrt(n N)).
+//! assert!((counted as f64 - sent as f64).abs() < 4.0 * (sent as f64 * 1000.0).sqrt());
+//! assert_eq!(player.model().first_packet_ns(Origin::Attack(0)), Some(1_000_000_000));
+//! ```
 
 pub mod ipfix;
 pub mod model;
