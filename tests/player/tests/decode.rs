@@ -133,7 +133,7 @@ fn userspace_decoder_matches_the_truth(v6: bool) {
     );
     for (ip, e) in &expected {
         // Totals and classes as the decoder's report prints them.
-        let row = edge_sensor::counters::DestinationRow::new(*ip, &report[ip]);
+        let row = edge_sensor::cli::rows::DestinationRow::new(*ip, &report[ip]);
         assert_eq!((row.packets, row.bytes), (e.packets, e.bytes), "{ip}");
         assert_eq!(
             (

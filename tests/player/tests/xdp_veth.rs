@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use edge_sensor::counters::{DestinationRow, Report};
+use edge_sensor::{cli::rows::DestinationRow, counters::Report, xdp::read};
 use edge_sensor_player::{Format, Player, Scenario, realtime, truth};
 use edge_sensor_tests::{
     PinDir,
@@ -168,8 +168,8 @@ fn a_scenario_played_into_xdp_on_a_veth_is_counted_as_its_truth_says() {
     );
     let deadline = Instant::now() + patience(Duration::from_secs(20));
     let read = || {
-        let all = Report::read_pinned(pin.path()).expect("read the pinned maps");
-        let user = Report::read_pinned_user(pin.path()).expect("read the user maps");
+        let all = read::pinned_report(pin.path()).expect("read the pinned maps");
+        let user = read::pinned_user_report(pin.path()).expect("read the user maps");
         (all, user)
     };
     let sflow_datagrams = datagrams
