@@ -72,7 +72,7 @@ pub fn amplification_service(port: u16) -> Option<&'static str> {
 /// the detector: it only carries it in its events.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Action {
+pub enum GroupAction {
     /// Announce the fingerprint as a Flow Spec discard rule (RFC 8955/8956).
     #[default]
     Flowspec,
@@ -84,7 +84,7 @@ pub enum Action {
     Alert,
 }
 
-impl fmt::Display for Action {
+impl fmt::Display for GroupAction {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::Flowspec => "flowspec",
@@ -450,7 +450,7 @@ pub struct HostGroupConfig {
     pub aggregate_prefix_v4: Option<u8>,
     pub aggregate_prefix_v6: Option<u8>,
     /// Defaults to the global action.
-    pub action: Option<Action>,
+    pub action: Option<GroupAction>,
     /// Replaces the global baseline for this group.
     pub baseline: Option<BaselineConfig>,
     /// Turns off a global baseline for this group.
@@ -484,7 +484,7 @@ pub struct DetectConfig {
     /// Block length of aggregate thresholds, IPv6 (default 64).
     pub aggregate_prefix_v6: u8,
     /// Action for destinations in no host group (and the fallback).
-    pub action: Action,
+    pub action: GroupAction,
     pub baseline: Option<BaselineConfig>,
     pub release: ReleaseConfig,
     pub fingerprint: FingerprintConfig,
@@ -520,7 +520,7 @@ impl Default for DetectConfig {
             aggregate: ClassLimits::default(),
             aggregate_prefix_v4: 24,
             aggregate_prefix_v6: 64,
-            action: Action::Flowspec,
+            action: GroupAction::Flowspec,
             baseline: None,
             release: ReleaseConfig::default(),
             fingerprint: FingerprintConfig::default(),

@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, fmt, net::IpAddr};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use super::{Action, AttackClass, Fingerprint, Metric, TrafficClass};
+use super::{AttackClass, Fingerprint, GroupAction, Metric, TrafficClass};
 
 /// Whether an attack is on one host or on a block of a group's hosts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,7 +38,7 @@ pub struct Attack {
     pub class: AttackClass,
     pub host_group: String,
     /// The host group's configured action.
-    pub action: Action,
+    pub action: GroupAction,
     /// Caller's clock at the start, seconds.
     pub started_s: f64,
     pub duration_s: f64,

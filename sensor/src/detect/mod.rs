@@ -128,7 +128,7 @@ mod scenarios;
 
 pub use classify::AttackClass;
 pub use config::{
-    Action, BaselineConfig, ClassLimits, DetectConfig, DetectConfigError, FingerprintConfig,
+    BaselineConfig, ClassLimits, DetectConfig, DetectConfigError, FingerprintConfig, GroupAction,
     HostGroupConfig, Limit, Metric, Rate, ReleaseConfig, TrafficClass, WatchConfig,
 };
 pub use detector::Detector;
@@ -176,13 +176,13 @@ mod tests {
         assert_eq!(c.thresholds.udp.bps, Some(Rate(500e6)));
         assert_eq!(c.host_groups.len(), 2);
         let web = &c.host_groups[0];
-        assert_eq!(web.action, Some(Action::FlowspecThenBlackhole));
+        assert_eq!(web.action, Some(GroupAction::FlowspecThenBlackhole));
         assert_eq!(web.aggregate.udp.pps, Some(Rate(100_000.0)));
         let b = web.baseline.as_ref().unwrap();
         assert_eq!((b.k, b.window), (4.0, Duration::from_secs(600)));
         assert_eq!(b.ceiling.all.pps, Some(Rate(1e6)));
         assert_eq!(b.flash_crowd_similarity, 0.8);
-        assert_eq!(c.host_groups[1].action, Some(Action::Alert));
+        assert_eq!(c.host_groups[1].action, Some(GroupAction::Alert));
         let d = Detector::new(c).unwrap();
         // Most specific prefix wins; outside the own networks: nothing.
         assert_eq!(d.lookup("198.18.2.53".parse().unwrap()), Some((2, 32)));

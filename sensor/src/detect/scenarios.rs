@@ -404,7 +404,7 @@ fn syn_flood_is_named_and_fingerprinted_within_two_polls_and_released_once() {
     assert_eq!(a.scope, Scope::Host);
     assert_eq!(a.class, AttackClass::TcpSynFlood, "{story}");
     assert_eq!(a.host_group, "default");
-    assert_eq!(a.action, Action::Flowspec);
+    assert_eq!(a.action, GroupAction::Flowspec);
     assert_eq!(a.trigger.class, TrafficClass::TcpSyn);
     let fp = &a.fingerprint;
     assert_eq!(fp.basis, Basis::Samples, "{story}");
@@ -654,7 +654,7 @@ fn carpet_bombing_a_24_is_one_aggregate_attack_on_the_block() {
     assert_eq!(a.scope, Scope::Aggregate);
     assert_eq!(a.victim, "198.18.3.0/24".parse::<IpNet>().unwrap());
     assert_eq!(a.host_group, "hosting");
-    assert_eq!(a.action, Action::FlowspecThenBlackhole);
+    assert_eq!(a.action, GroupAction::FlowspecThenBlackhole);
     assert_eq!(
         a.class,
         AttackClass::UdpAmplification { port: 53 },

@@ -46,7 +46,7 @@ pub use record::Record;
 
 use crate::{
     bgp::{Action, Route},
-    detect::{Action as GroupAction, Attack, Event},
+    detect::{Attack, Event, GroupAction},
 };
 
 /// A restored mitigation whose attack is not seen again is withdrawn no

@@ -24,7 +24,7 @@ use ipnet::IpNet;
 use super::{
     Attack, DestinationView, DetectConfig, DetectConfigError, DetectorStats, Event, FlowMatch,
     Metric, Sample, Scope, TrafficClass,
-    config::{Action, BaselineConfig, DEFAULT_GROUP, LimitTable},
+    config::{BaselineConfig, DEFAULT_GROUP, GroupAction, LimitTable},
     fingerprint::SampleStore,
     meter::{self, Baseline, Meter, Reading, Table, ZERO},
 };
@@ -35,7 +35,7 @@ use decision::reaches;
 #[derive(Debug, Clone)]
 struct Group {
     name: String,
-    action: Action,
+    action: GroupAction,
     thresholds: LimitTable,
     aggregate: Option<LimitTable>,
     block_v4: u8,
