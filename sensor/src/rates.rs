@@ -37,30 +37,78 @@ pub fn between(
     after: &BTreeMap<IpAddr, DstStats>,
     elapsed: Duration,
 ) -> Vec<DstRates> {
-    let secs = elapsed.as_secs_f64();
-    if secs <= 0.0 {
+    if elapsed.is_zero() {
         return Vec::new();
     }
-    let zero = DstStats::default();
     after
         .iter()
-        .map(|(ip, now)| {
-            let then = before.get(ip).unwrap_or(&zero);
-            let mut r = DstRates {
-                ip: *ip,
-                pps: [0.0; Class::COUNT],
-                bps: [0.0; Class::COUNT],
-            };
-            for i in 0..Class::COUNT {
-                // A counter that went down was reset: no rate this interval.
-                let packets = now.packets[i].saturating_sub(then.packets[i]);
-                let bytes = now.bytes[i].saturating_sub(then.bytes[i]);
-                r.pps[i] = packets as f64 / secs;
-                r.bps[i] = bytes as f64 * 8.0 / secs;
-            }
-            r
-        })
+        .map(|(ip, now)| of(*ip, before.get(ip), now, elapsed))
         .collect()
+}
+
+/// One destination's rates from its counters `then` (`None`: it appeared,
+/// count from zero) and `now`, `elapsed` (not zero) apart.
+pub fn of(ip: IpAddr, then: Option<&DstStats>, now: &DstStats, elapsed: Duration) -> DstRates {
+    let secs = elapsed.as_secs_f64();
+    let zero = DstStats::default();
+    let then = then.unwrap_or(&zero);
+    let mut r = DstRates {
+        ip,
+        pps: [0.0; Class::COUNT],
+        bps: [0.0; Class::COUNT],
+    };
+    for i in 0..Class::COUNT {
+        // A counter that went down was reset: no rate this interval.
+        let packets = now.packets[i].saturating_sub(then.packets[i]);
+        let bytes = now.bytes[i].saturating_sub(then.bytes[i]);
+        r.pps[i] = packets as f64 / secs;
+        r.bps[i] = bytes as f64 * 8.0 / secs;
+    }
+    r
+}
+
+/// The `n` destinations with the highest packet rate (all classes) among
+/// those offered, kept as they come: no list of every destination's rates.
+#[derive(Debug, Clone)]
+pub struct Top {
+    n: usize,
+    rates: Vec<DstRates>,
+}
+
+impl Top {
+    pub fn new(n: usize) -> Self {
+        Self {
+            n,
+            rates: Vec::with_capacity(n + 1),
+        }
+    }
+
+    pub fn offer(&mut self, r: DstRates) {
+        if self.n == 0 {
+            return;
+        }
+        if self.rates.len() == self.n {
+            let (min_at, min) = self
+                .rates
+                .iter()
+                .enumerate()
+                .min_by(|a, b| a.1.pps(Class::All).total_cmp(&b.1.pps(Class::All)))
+                .map(|(i, m)| (i, m.pps(Class::All)))
+                .expect("n > 0");
+            if r.pps(Class::All) <= min {
+                return;
+            }
+            self.rates.swap_remove(min_at);
+        }
+        self.rates.push(r);
+    }
+
+    /// The top destinations, highest rate first.
+    pub fn into_sorted(mut self) -> Vec<DstRates> {
+        self.rates
+            .sort_by(|a, b| b.pps(Class::All).total_cmp(&a.pps(Class::All)));
+        self.rates
+    }
 }
 
 /// A rate with its unit in human form: `1.23 Mpps`, `456.7 kbps`, `12 pps`.
@@ -124,6 +172,35 @@ mod tests {
         assert_eq!(r[0].pps(Class::All), 0.0);
         assert_eq!(r[0].bps(Class::All), 0.0);
         assert!(between(&before, &after, Duration::ZERO).is_empty());
+    }
+
+    #[test]
+    fn top_keeps_the_highest_packet_rates_as_they_come() {
+        let mut top = Top::new(3);
+        for (n, pps) in [5.0, 1.0, 9.0, 7.0, 2.0, 9.5].into_iter().enumerate() {
+            let mut r = of(
+                IpAddr::from([198, 51, 100, n as u8]),
+                None,
+                &DstStats::default(),
+                Duration::from_secs(1),
+            );
+            r.pps[Class::All as usize] = pps;
+            top.offer(r);
+        }
+        let kept: Vec<f64> = top
+            .into_sorted()
+            .iter()
+            .map(|r| r.pps(Class::All))
+            .collect();
+        assert_eq!(kept, [9.5, 9.0, 7.0]);
+        let mut none = Top::new(0);
+        none.offer(of(
+            IpAddr::from([0; 4]),
+            None,
+            &stats(1, 1),
+            Duration::from_secs(1),
+        ));
+        assert!(none.into_sorted().is_empty());
     }
 
     #[test]

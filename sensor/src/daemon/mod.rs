@@ -21,14 +21,13 @@ mod mitigation;
 mod requests;
 
 use std::{
-    collections::{BTreeMap, VecDeque},
-    net::IpAddr,
+    collections::VecDeque,
     time::{Duration, Instant, SystemTime},
 };
 
 use anyhow::{Context, Result};
 use aya::maps::{MapData, RingBuf};
-use edge_sensor_common::{Class, DstStats, GlobalStats, WatchStats};
+use edge_sensor_common::{DstStats, GlobalStats, WatchStats};
 use tokio::{
     signal::unix::{SignalKind, signal},
     sync::mpsc,
@@ -41,13 +40,14 @@ use crate::{
     bgp::Speaker,
     config::Config,
     control::{self, Pending},
-    counters::Report,
+    counters::Destinations,
     detect::{Attack, Detector},
     fastpath::{FastPath, sockets},
     metrics::Metrics,
     mitigate::{Mitigator, log::EventLog},
+    rates::{self, Top},
     telemetry::{UserDecoder, watch},
-    xdp::{Sensor, attach::error_chain},
+    xdp::{Sensor, attach::error_chain, loader::LoadError},
 };
 
 /// Samples read off the kernel's ring per poll at most (the rest wait).
@@ -138,8 +138,11 @@ struct Daemon<'s> {
     metrics: Option<Metrics>,
     started: Instant,
     watch_errors: u64,
-    /// The last poll's counters, for the top destinations' rates.
-    last: Option<(Instant, BTreeMap<IpAddr, DstStats>)>,
+    /// Every destination's counters at the last poll, updated in place
+    /// (the detector's input, and the top destinations' rates), and when
+    /// they were read.
+    destinations: Destinations,
+    read_at: Option<Instant>,
     /// When the maps' fill levels and the program's run counts were last
     /// read (counting a large map's keys takes a while: not every poll).
     maps_read: Option<Instant>,
@@ -218,7 +221,8 @@ impl<'s> Daemon<'s> {
             metrics,
             started: Instant::now(),
             watch_errors: 0,
-            last: None,
+            destinations: Destinations::default(),
+            read_at: None,
             maps_read: None,
             config,
         };
@@ -253,10 +257,10 @@ impl<'s> Daemon<'s> {
     fn poll(&mut self) {
         let took = Instant::now();
         let now_unix = unix_now();
-        let counters = if self.detector.is_some() || self.metrics.is_some() {
-            let kernel = self.sensor.as_deref().filter(|_| !self.fast.is_userspace());
-            match read_destinations(kernel, &self.decoder.report) {
-                Ok(c) => Some(c),
+        let mut top = None;
+        if self.detector.is_some() || self.metrics.is_some() {
+            match self.read_destinations() {
+                Ok(rates) => top = rates,
                 Err(e) => {
                     tracing::error!("reading the counters: {e:#}");
                     if let Some(m) = &self.metrics {
@@ -265,10 +269,8 @@ impl<'s> Daemon<'s> {
                     return;
                 }
             }
-        } else {
-            None
-        };
-        if let (Some(detector), Some(counters)) = (&mut self.detector, &counters) {
+        }
+        if let Some(detector) = &mut self.detector {
             let mut samples = self.decoder.take_samples();
             if let Some(ring) = &mut self.ring {
                 for s in Sensor::read_watch(ring, MAX_SAMPLES_PER_POLL) {
@@ -278,7 +280,7 @@ impl<'s> Daemon<'s> {
                     }
                 }
             }
-            let events = detector.poll(self.started.elapsed(), counters, &samples);
+            let events = detector.poll(self.started.elapsed(), &self.destinations, &samples);
             if self.fast.is_userspace() {
                 self.decoder.set_watched(detector.watched());
             } else if let Some(sensor) = self.sensor.as_deref_mut()
@@ -297,15 +299,34 @@ impl<'s> Daemon<'s> {
         }
         self.save_mitigations();
         self.update_metrics(took.elapsed());
-        if let (Some(m), Some(now)) = (&self.metrics, counters) {
-            if let Some((then, before)) = &self.last {
-                let mut top = crate::rates::between(before, &now, then.elapsed());
-                top.sort_by(|a, b| b.pps(Class::All).total_cmp(&a.pps(Class::All)));
-                top.truncate(TOP_DESTINATIONS);
-                m.set_top_destinations(&top, now.len());
-            }
-            self.last = Some((Instant::now(), now));
+        if let (Some(m), Some(top)) = (&self.metrics, top) {
+            m.set_top_destinations(&top.into_sorted(), self.destinations.len());
         }
+    }
+
+    /// A new reading of every destination's counters into the table:
+    /// the kernel's (none without the program) plus what the daemon
+    /// decoded itself. Returns the top destinations by rate since the last
+    /// reading, if there was one.
+    fn read_destinations(&mut self) -> Result<Option<Top>> {
+        let now = Instant::now();
+        let elapsed = self.read_at.map(|t| now - t).filter(|e| !e.is_zero());
+        let mut top = Top::new(TOP_DESTINATIONS);
+        let mut each = |ip, before: Option<&DstStats>, after: &DstStats| {
+            if let Some(elapsed) = elapsed {
+                top.offer(rates::of(ip, before, after, elapsed));
+            }
+        };
+        let user = &self.decoder.report.destinations;
+        match self.sensor.as_deref().filter(|_| !self.fast.is_userspace()) {
+            Some(sensor) => sensor.update_destinations(user, &mut self.destinations, &mut each)?,
+            None => {
+                let fresh = user.iter().map(|(ip, s)| Ok::<_, LoadError>((*ip, *s)));
+                self.destinations.update(fresh, &mut each)?;
+            }
+        }
+        self.read_at = Some(now);
+        Ok(elapsed.map(|_| top))
     }
 
     /// SIGHUP: what can change without dropping sessions or mitigations.
@@ -371,17 +392,4 @@ fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-/// Kernel counters (none without the program) plus what the daemon
-/// decoded itself.
-fn read_destinations(kernel: Option<&Sensor>, user: &Report) -> Result<BTreeMap<IpAddr, DstStats>> {
-    let mut all = match kernel {
-        Some(sensor) => sensor.destinations()?,
-        None => BTreeMap::new(),
-    };
-    for (ip, s) in &user.destinations {
-        all.entry(*ip).or_default().accumulate(s);
-    }
-    Ok(all)
 }

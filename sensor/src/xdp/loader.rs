@@ -32,7 +32,7 @@ use ipnet::IpNet;
 use super::{EBPF_OBJECT, pins, read, verifier};
 use crate::{
     addr,
-    counters::Report,
+    counters::{Destinations, Report},
     telemetry::{sampling::SamplingRules, template::TemplateCache},
 };
 
@@ -564,11 +564,28 @@ impl Sensor {
         )
     }
 
-    /// Every destination's counters, CPUs summed.
+    /// Every destination's counters.
     pub fn destinations(&self) -> Result<BTreeMap<IpAddr, DstStats>, LoadError> {
         read::destinations(self.map(DST_STATS)?).map_err(|source| LoadError::Map {
             name: DST_STATS,
             source,
+        })
+    }
+
+    /// A new reading of every destination's counters into `table`, in
+    /// place, with the daemon's own counts (`user`) added: see
+    /// [`read::update_destinations`].
+    pub fn update_destinations(
+        &self,
+        user: &BTreeMap<IpAddr, DstStats>,
+        table: &mut Destinations,
+        each: impl FnMut(IpAddr, Option<&DstStats>, &DstStats),
+    ) -> Result<(), LoadError> {
+        read::update_destinations(self.map(DST_STATS)?, user, table, each).map_err(|source| {
+            LoadError::Map {
+                name: DST_STATS,
+                source,
+            }
         })
     }
 

@@ -4,7 +4,7 @@
 //! Per-CPU values (exporters, global counters) are summed here, so nothing
 //! above this module sees CPUs.
 
-use std::{collections::BTreeMap, net::IpAddr, path::Path};
+use std::{cell::Cell, collections::BTreeMap, net::IpAddr, path::Path};
 
 use aya::maps::{HashMap, Map, MapData, MapError, PerCpuArray, PerCpuHashMap};
 use edge_sensor_common::{
@@ -15,7 +15,7 @@ use edge_sensor_common::{
 use super::pins::{self, PinError};
 use crate::{
     addr,
-    counters::{ExporterId, Report},
+    counters::{Destinations, ExporterId, Report},
 };
 
 /// Every destination's counters (`DST_STATS`: one value shared by the
@@ -25,6 +25,38 @@ pub fn destinations(map: &Map) -> Result<BTreeMap<IpAddr, DstStats>, MapError> {
     hash.iter()
         .map(|e| e.map(|(k, v)| (addr::from_key(k.addr), v)))
         .collect()
+}
+
+/// Takes a new reading of `DST_STATS` (`dst`) into the daemon's `table`,
+/// each destination with what the daemon decoded itself (`user`) added;
+/// `each` as in [`Destinations::update`]. No copy of the map is made: the
+/// table is updated in place as the map is walked.
+pub fn update_destinations(
+    dst: &Map,
+    user: &BTreeMap<IpAddr, DstStats>,
+    table: &mut Destinations,
+    each: impl FnMut(IpAddr, Option<&DstStats>, &DstStats),
+) -> Result<(), MapError> {
+    let hash: HashMap<&MapData, DstKey, DstStats> = HashMap::try_from(dst)?;
+    let user: Vec<(&IpAddr, &DstStats)> = user.iter().collect();
+    // Cells: the kernel walk marks what it merged, and the walk of the
+    // daemon-only destinations after it (chained, so lazily) reads it.
+    let merged: Vec<Cell<bool>> = vec![Cell::new(false); user.len()];
+    let kernel = hash.iter().map(|entry| {
+        let (key, mut stats) = entry?;
+        let ip = addr::from_key(key.addr);
+        if let Ok(i) = user.binary_search_by(|(u, _)| (*u).cmp(&ip)) {
+            stats.accumulate(user[i].1);
+            merged[i].set(true);
+        }
+        Ok((ip, stats))
+    });
+    let only_user = user
+        .iter()
+        .zip(&merged)
+        .filter(|(_, merged)| !merged.get())
+        .map(|((ip, s), _)| Ok((**ip, **s)));
+    table.update(kernel.chain(only_user), each)
 }
 
 /// The program's whole-datagram counters (`GLOBAL_STATS`), CPUs summed.

@@ -3,9 +3,10 @@
 //! adaptive thresholds it gives; blocks sum their hosts for the aggregate
 //! thresholds.
 
-use std::{collections::BTreeMap, net::IpAddr, time::Duration};
+use std::time::Duration;
 
 use super::{Block, Detector, Group, decision::below, host_net};
+use crate::counters::CounterReading;
 use crate::detect::{
     Metric, Sample, TrafficClass,
     config::LimitTable,
@@ -15,26 +16,26 @@ use crate::detect::{
 impl Detector {
     pub(super) fn measure_hosts(
         &mut self,
-        counters: &BTreeMap<IpAddr, edge_sensor_common::DstStats>,
+        counters: &(impl CounterReading + ?Sized),
         secs: f64,
         alpha: f64,
     ) {
-        // Both maps are ordered by address: walk them side by side.
+        // Both are ordered by address: walk them side by side.
         let mut appeared = Vec::new();
         let mut gaps = 0;
         let mut hosts = self.hosts.iter_mut().peekable();
-        for (ip, stats) in counters {
-            while let Some((_, h)) = hosts.next_if(|(known, _)| *known < ip) {
+        for (ip, stats) in counters.in_order() {
+            while let Some((_, h)) = hosts.next_if(|(known, _)| **known < ip) {
                 h.seen = false;
                 h.reading = h.meter.observe(None, secs, alpha);
             }
-            match hosts.next_if(|(known, _)| *known == ip) {
+            match hosts.next_if(|(known, _)| **known == ip) {
                 Some((_, h)) => {
                     h.seen = true;
                     h.reading = h.meter.observe(Some(stats), secs, alpha);
                     gaps += u64::from(h.reading == Reading::Gap);
                 }
-                None => appeared.push((*ip, stats)),
+                None => appeared.push((ip, stats)),
             }
         }
         for (_, h) in hosts {

@@ -21,6 +21,8 @@ use std::{
 
 use ipnet::IpNet;
 
+use crate::counters::CounterReading;
+
 use super::{
     Attack, DestinationView, DetectConfig, DetectConfigError, DetectorStats, Event, FlowMatch,
     Metric, Sample, Scope, TrafficClass,
@@ -290,14 +292,14 @@ impl Detector {
     pub fn poll(
         &mut self,
         now: Duration,
-        counters: &BTreeMap<IpAddr, edge_sensor_common::DstStats>,
+        counters: &(impl CounterReading + ?Sized),
         samples: &[Sample],
     ) -> Vec<Event> {
         self.stats.polls += 1;
         let Some(prev) = self.last_poll else {
-            for (ip, stats) in counters {
-                if let Some(h) = self.new_host(*ip, Some(stats)) {
-                    self.hosts.insert(*ip, h);
+            for (ip, stats) in counters.in_order() {
+                if let Some(h) = self.new_host(ip, Some(stats)) {
+                    self.hosts.insert(ip, h);
                 }
             }
             self.last_poll = Some(now);
