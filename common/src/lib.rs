@@ -12,6 +12,7 @@
 pub mod count;
 pub mod maps;
 pub mod parse;
+pub mod plan;
 pub mod proto;
 pub mod sequence;
 pub mod telemetry;

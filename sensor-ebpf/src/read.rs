@@ -142,37 +142,36 @@ impl Data {
         }
     }
 
-    /// The unsigned big-endian integer of `len` bytes at `at` (1 to 8; the
-    /// first 8 of a longer field; 0 for `len` 0), without a branch per
-    /// length: one unaligned 64-bit load, a byte swap and a shift. Bytes past
-    /// the field (up to 7, inside the buffer's slack) are shifted out.
+    /// The 8 bytes at `at` as a little-endian word (memory order on bpfel),
+    /// with one unaligned load. Bytes past the datagram (up to 7, inside
+    /// the buffer's slack) are whatever the buffer holds: callers shift or
+    /// mask them out, or checked that the 8 bytes are inside.
     #[inline(always)]
-    pub fn be_uint(&self, at: u32, len: u32) -> u64 {
-        if len == 0 {
-            return 0;
-        }
+    fn load64(&self, at: u32) -> u64 {
         let src = self.0.as_ptr().wrapping_add((at & MASK) as usize);
         let raw: u64;
         // SAFETY: src + 8 <= MAX_DATAGRAM + WATCH_SNAP (masked offset plus
         // slack); BPF loads need no alignment. Inline assembly: LLVM would
         // split an unaligned load into eight.
         unsafe { core::arch::asm!("{t} = *(u64 *)({s} + 0)", s = in(reg) src, t = out(reg) raw) };
-        let shift = if len >= 8 { 0 } else { (8 - len) * 8 };
-        u64::from_be(raw) >> shift
+        raw
     }
 
+    /// The 4 bytes at `at` in memory order, with one unaligned load.
     #[inline(always)]
-    fn word(&self, at: u32) -> u64 {
-        u64::from_le_bytes([
-            self.u8(at),
-            self.u8(at + 1),
-            self.u8(at + 2),
-            self.u8(at + 3),
-            self.u8(at + 4),
-            self.u8(at + 5),
-            self.u8(at + 6),
-            self.u8(at + 7),
-        ])
+    fn load32(&self, at: u32) -> u32 {
+        let src = self.0.as_ptr().wrapping_add((at & MASK) as usize);
+        let raw: u64;
+        // SAFETY: as in `load64`.
+        unsafe { core::arch::asm!("{t} = *(u32 *)({s} + 0)", s = in(reg) src, t = out(reg) raw) };
+        raw as u32
+    }
+
+    /// The 8 bytes at `at` as a big-endian word: a v9/IPFIX field is read
+    /// from it by its compiled plan (`common::plan::FieldRead`).
+    #[inline(always)]
+    pub fn be64(&self, at: u32) -> u64 {
+        u64::from_be(self.load64(at))
     }
 
     /// Copies the [`WATCH_SNAP`] bytes at `at` to `out` (past the datagram's
@@ -204,20 +203,15 @@ impl Data {
         words!(0 8 16 24 32 40 48 56 64 72 80 88 96 104 112 120 128 136 144 152 160 168 176 184);
     }
 
-    /// 16 bytes at `at` (an IPv6 address).
+    /// 16 bytes at `at` (an IPv6 address): two loads, not sixteen.
     #[inline(always)]
     pub fn addr16(&self, at: u32) -> Addr {
-        [self.word(at), self.word(at + 8)]
+        [self.load64(at), self.load64(at + 8)]
     }
 
-    /// 4 bytes at `at` (an IPv4 address), mapped into IPv6.
+    /// 4 bytes at `at` (an IPv4 address), mapped into IPv6: one load.
     #[inline(always)]
     pub fn addr4_mapped(&self, at: u32) -> Addr {
-        mapped_v4([
-            self.u8(at),
-            self.u8(at + 1),
-            self.u8(at + 2),
-            self.u8(at + 3),
-        ])
+        mapped_v4(self.load32(at).to_le_bytes())
     }
 }

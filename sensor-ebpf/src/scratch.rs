@@ -9,7 +9,9 @@
 //! that reaches it.
 
 use aya_ebpf::{helpers::bpf_xdp_load_bytes, macros::map, maps::PerCpuArray, programs::XdpContext};
-use edge_sensor_common::{MAX_DATAGRAM, ParseError, Plan, PlanKey, RateKey, RateSource};
+use edge_sensor_common::{
+    MAX_DATAGRAM, MAX_FLOW_SETS, ParseError, Plan, PlanKey, RateKey, RateSource, plan::FieldRead,
+};
 
 use crate::{
     frame::Datagram,
@@ -114,18 +116,84 @@ pub struct SflowWalk {
 }
 
 /// NetFlow v9 / IPFIX (`template.rs`): the set being walked, its
-/// template's plan, and the keys of the plans and rates.
+/// template's plan, the plans of every set (found once, by the check), the
+/// keys of the plans and rates, and the learnt rates already looked up for
+/// this datagram.
 #[repr(C)]
 pub struct TemplateWalk {
     /// Records of the current set still to count, and where the next lies.
     pub records_left: u32,
     pub rec_off: u32,
+    /// The set being counted (an index into `plans`).
+    pub set: u32,
     /// The datagram's format (a `WatchKind`: NetFlow9 or Ipfix).
     pub kind: u8,
-    pub _pad: [u8; 7],
-    pub plan: Plan,
+    /// `domain_rate`/`domain_source` hold this datagram's lookup.
+    pub domain_known: u8,
+    /// `sampler_id` was looked up for this datagram: 1 found
+    /// (`sampler_rate`), 2 not found.
+    pub sampler_known: u8,
+    pub _pad: u8,
+    /// The rate of the domain (options data, else the configured default,
+    /// else 1) and its `RateSource`.
+    pub domain_rate: u32,
+    pub domain_source: u8,
+    pub _pad2: [u8; 3],
+    pub sampler_rate: u32,
+    pub sampler_id: u64,
+    /// The plan of the set being counted, compiled for its records.
+    pub set_plan: SetPlan,
     pub plan_key: PlanKey,
     pub rate_key: RateKey,
+    /// Each set's plan, as the check found it: the count reads it here
+    /// instead of looking it up again.
+    pub plans: [Plan; MAX_FLOW_SETS as usize],
+}
+
+const _: () = assert!(MAX_FLOW_SETS.is_power_of_two());
+
+/// A [`Plan`] compiled once per data set (`template.rs`): each field a
+/// load, a byte swap, a shift and a mask (`common::plan::FieldRead`), so a
+/// record costs no branch per field length.
+#[repr(C)]
+pub struct SetPlan {
+    pub packets: FieldRead,
+    pub octets: FieldRead,
+    pub protocol: FieldRead,
+    pub tcp_flags: FieldRead,
+    pub fragment_offset: FieldRead,
+    pub fragment_flags: FieldRead,
+    pub sampler: FieldRead,
+    pub sampling_interval: FieldRead,
+    pub sampler_random_interval: FieldRead,
+    /// Offsets of the destination addresses, when `has_v4`/`has_v6`.
+    pub dst_v4: u32,
+    pub dst_v6: u32,
+    pub has_v4: u8,
+    pub has_v6: u8,
+    pub _pad: [u8; 2],
+    pub record_len: u32,
+}
+
+impl SetPlan {
+    #[inline(always)]
+    pub fn compile(&mut self, p: &Plan) {
+        self.packets = FieldRead::of(p.packets);
+        self.octets = FieldRead::of(p.octets);
+        self.protocol = FieldRead::of(p.protocol);
+        self.tcp_flags = FieldRead::of(p.tcp_flags);
+        self.fragment_offset = FieldRead::of(p.fragment_offset);
+        self.fragment_flags = FieldRead::of(p.fragment_flags);
+        self.sampler = FieldRead::of(p.sampler);
+        self.sampling_interval = FieldRead::of(p.sampling_interval);
+        self.sampler_random_interval = FieldRead::of(p.sampler_random_interval);
+        // Addresses are exact lengths (the plan's compiler gives 4 and 16).
+        self.dst_v4 = u32::from(p.dst_v4.off);
+        self.has_v4 = u8::from(p.dst_v4.len == 4);
+        self.dst_v6 = u32::from(p.dst_v6.off);
+        self.has_v6 = u8::from(p.dst_v6.len == 16);
+        self.record_len = u32::from(p.record_len);
+    }
 }
 
 /// NetFlow v5 (`netflow5.rs`): records left and the header's rate.

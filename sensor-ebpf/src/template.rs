@@ -10,17 +10,20 @@
 //! nothing is lost while templates are learnt.
 //!
 //! Two flat `bpf_loop` walks over the scratch copy: the first checks the
-//! sets, the second counts their records, each record in a global function
-//! (`edge_sensor_template_record`) verified once on its own. Every field
-//! is read with one load and a shift, whatever its length: no branch per
-//! length for the verifier to multiply, nor for the CPU to predict.
+//! sets and keeps each set's plan (one map lookup per set), the second
+//! counts their records, each record in a global function
+//! (`edge_sensor_template_record`) verified once on its own. A set's plan
+//! is compiled once for its records (`scratch::SetPlan`): every field is
+//! then read with one load, a byte swap, a shift and a mask, whatever its
+//! length: no branch per length for the verifier to multiply, nor for the
+//! CPU to predict. Learnt sampling rates are looked up once per datagram.
 
 use core::ffi::c_void;
 
 use aya_ebpf::helpers::bpf_loop;
 use edge_sensor_common::{
-    DOMAIN_RATE, FORMAT_IPFIX, FORMAT_NETFLOW9, FieldLoc, MAX_FLOW_RECORDS, MAX_FLOW_SETS, PlanKey,
-    RateKey, RateSource, SAMPLING_DEFAULT, SAMPLING_OVERRIDE, WatchKind, count::scale,
+    DOMAIN_RATE, FORMAT_IPFIX, FORMAT_NETFLOW9, MAX_FLOW_RECORDS, MAX_FLOW_SETS, PlanKey, RateKey,
+    RateSource, SAMPLING_DEFAULT, SAMPLING_OVERRIDE, WatchKind, count::scale, plan::FieldRead,
     proto::tcp_flags,
 };
 
@@ -58,6 +61,8 @@ pub extern "C" fn edge_sensor_template(version: u64) -> i64 {
     } else {
         WatchKind::Ipfix as u8
     };
+    s.template.domain_known = 0;
+    s.template.sampler_known = 0;
     let key = count::exporter_key(&s.dgram, addr, domain);
     let clean = check(s, start, end);
     if clean {
@@ -139,8 +144,9 @@ fn check(s: &mut Scratch, start: u32, end: u32) -> bool {
     s.walk.done != 0 && s.walk.fatal == 0
 }
 
-/// One set of the check (`bpf_loop` callback).
-extern "C" fn check_set(_index: u64, ctx: *mut c_void) -> i64 {
+/// One set of the check (`bpf_loop` callback): its plan is kept in
+/// `plans[index]` for the count.
+extern "C" fn check_set(index: u64, ctx: *mut c_void) -> i64 {
     // SAFETY: bpf_loop passes back the `LoopCtx` given in `check`.
     let Scratch {
         walk: w,
@@ -157,7 +163,8 @@ extern "C" fn check_set(_index: u64, ctx: *mut c_void) -> i64 {
     }
     let id = d.be16(off);
     let len = u32::from(d.be16(off + 2));
-    if len < 4 || len > w.end - off || id < 256 {
+    // A set past MAX_FLOW_SETS: not done, so not clean.
+    if len < 4 || len > w.end - off || id < 256 || index >= u64::from(MAX_FLOW_SETS) {
         return 1;
     }
     t.plan_key.template = id;
@@ -172,6 +179,7 @@ extern "C" fn check_set(_index: u64, ctx: *mut c_void) -> i64 {
     if w.records > MAX_FLOW_RECORDS {
         return 1;
     }
+    t.plans[(index as usize) & (MAX_FLOW_SETS as usize - 1)] = plan;
     w.off = off + len;
     0
 }
@@ -182,6 +190,7 @@ fn walk(s: &mut Scratch, start: u32) {
     s.walk.off = start;
     s.walk.records = 0;
     s.template.records_left = 0;
+    s.template.set = 0;
     let mut loop_ctx = LoopCtx {
         scratch: s as *mut Scratch,
     };
@@ -211,12 +220,13 @@ extern "C" fn count_step(_index: u64, ctx: *mut c_void) -> i64 {
             return 1;
         }
         let len = u32::from(d.be16(off + 2));
-        t.plan_key.template = d.be16(off);
-        let Some(plan) = maps::flow_plan(&t.plan_key) else {
-            return 1;
-        };
-        t.plan = plan;
-        let record_len = u32::from(plan.record_len);
+        // The plan the check found for this set (the map is not asked
+        // again: one lookup per set, and the same plan both times),
+        // compiled once for all the set's records.
+        let i = (t.set & (MAX_FLOW_SETS - 1)) as usize;
+        t.set += 1;
+        t.set_plan.compile(&t.plans[i]);
+        let record_len = t.set_plan.record_len;
         if record_len == 0 || len < 4 {
             return 1;
         }
@@ -227,22 +237,22 @@ extern "C" fn count_step(_index: u64, ctx: *mut c_void) -> i64 {
     }
     t.records_left -= 1;
     let r = t.rec_off;
-    t.rec_off = r + u32::from(t.plan.record_len);
+    t.rec_off = r + t.set_plan.record_len;
     w.records += 1;
     edge_sensor_template_record(u64::from(r));
     0
 }
 
-/// A field of the record at `r`, by its plan location.
+/// A field of the record at `r`, by its compiled reading.
 #[inline(always)]
-fn field(d: &Data, r: u32, loc: FieldLoc) -> u64 {
-    d.be_uint(r + u32::from(loc.off), u32::from(loc.len))
+fn field(d: &Data, r: u32, f: FieldRead) -> u64 {
+    f.value(d.be64(r + f.off))
 }
 
 /// A rate from a record field: valid from 1 to u32::MAX.
 #[inline(always)]
-fn field_rate(d: &Data, r: u32, loc: FieldLoc) -> Option<u32> {
-    let v = field(d, r, loc);
+fn field_rate(d: &Data, r: u32, f: FieldRead) -> Option<u32> {
+    let v = field(d, r, f);
     if v >= 1 && v <= u64::from(u32::MAX) {
         Some(v as u32)
     } else {
@@ -250,8 +260,8 @@ fn field_rate(d: &Data, r: u32, loc: FieldLoc) -> Option<u32> {
     }
 }
 
-/// Counts the record at `r` with the current plan. A global function: the
-/// verifier checks a record once, whatever the walk around it.
+/// Counts the record at `r` with the current set's compiled plan. A global
+/// function: the verifier checks a record once, whatever the walk around it.
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn edge_sensor_template_record(r: u64) -> i64 {
@@ -265,19 +275,20 @@ pub extern "C" fn edge_sensor_template_record(r: u64) -> i64 {
         ..
     } = s;
     let r = r as u32;
-    let p = t.plan;
+    let p = &t.set_plan;
     // Dual-stack templates carry both addresses; IPv4 wins unless it is
     // 0.0.0.0 and IPv6 is set (as the userspace decoder decides).
-    let v6 = if p.dst_v6.len == 16 {
-        Some(d.addr16(r + u32::from(p.dst_v6.off)))
+    let v6 = if p.has_v6 != 0 {
+        Some(d.addr16(r + p.dst_v6))
     } else {
         None
     };
-    let dst: Addr = if p.dst_v4.len == 4 {
-        let at = r + u32::from(p.dst_v4.off);
+    let dst: Addr = if p.has_v4 != 0 {
+        let v4 = d.addr4_mapped(r + p.dst_v4);
         match v6 {
-            Some(a) if d.be_uint(at, 4) == 0 && (a[0] | a[1]) != 0 => a,
-            _ => d.addr4_mapped(at),
+            // The IPv4 address is the mapped form's top 32 bits.
+            Some(a) if v4[1] >> 32 == 0 && (a[0] | a[1]) != 0 => a,
+            _ => v4,
         }
     } else {
         match v6 {
@@ -291,15 +302,17 @@ pub extern "C" fn edge_sensor_template_record(r: u64) -> i64 {
     let flags = field(d, r, p.tcp_flags) as u8;
     let fragment =
         field(d, r, p.fragment_offset) != 0 || field(d, r, p.fragment_flags) & MORE_FRAGMENTS != 0;
+    let record_len = p.record_len;
+    let (interval, random_interval) = (p.sampling_interval, p.sampler_random_interval);
     // A configured override; else the record's own rate, then its
     // sampler's, then the domain's; else a configured default, else 1.
     let rate = if w.rule_mode == SAMPLING_OVERRIDE {
         w.rate_source = RateSource::ConfigOverride as u8;
         w.rule_rate
-    } else if let Some(v) = field_rate(d, r, p.sampling_interval) {
+    } else if let Some(v) = field_rate(d, r, interval) {
         w.rate_source = RateSource::Record as u8;
         v
-    } else if let Some(v) = field_rate(d, r, p.sampler_random_interval) {
+    } else if let Some(v) = field_rate(d, r, random_interval) {
         w.rate_source = RateSource::Record as u8;
         v
     } else {
@@ -320,7 +333,7 @@ pub extern "C" fn edge_sensor_template_record(r: u64) -> i64 {
     let src = Source {
         kind,
         at: r,
-        len: u32::from(p.record_len),
+        len: record_len,
     };
     count::sample(
         &pkt,
@@ -333,31 +346,42 @@ pub extern "C" fn edge_sensor_template_record(r: u64) -> i64 {
 }
 
 /// The rate options data gave the record's sampler, else its domain; else
-/// the configured default, else 1 (unsampled).
+/// the configured default, else 1 (unsampled). Each is looked up once per
+/// datagram (the domain's, and the last sampler's: records of a datagram
+/// name one or two samplers), not once per record.
 #[inline(always)]
 fn learnt_rate(w: &mut Walk, t: &mut TemplateWalk, d: &Data, r: u32) -> u32 {
-    if t.plan.sampler.len != 0 {
-        t.rate_key.sampler = field(d, r, t.plan.sampler);
-        if let Some(rate) = maps::flow_rate(&t.rate_key) {
+    if t.set_plan.sampler.present() {
+        let id = field(d, r, t.set_plan.sampler);
+        if t.sampler_known == 0 || t.sampler_id != id {
+            t.rate_key.sampler = id;
+            t.sampler_id = id;
+            match maps::flow_rate(&t.rate_key) {
+                Some(rate) => {
+                    t.sampler_rate = rate;
+                    t.sampler_known = 1;
+                }
+                None => t.sampler_known = 2,
+            }
+        }
+        if t.sampler_known == 1 {
             w.rate_source = RateSource::Options as u8;
-            return rate;
+            return t.sampler_rate;
         }
     }
-    t.rate_key.sampler = DOMAIN_RATE;
-    match maps::flow_rate(&t.rate_key) {
-        Some(rate) => {
-            w.rate_source = RateSource::Options as u8;
-            rate
-        }
-        None if w.rule_mode == SAMPLING_DEFAULT => {
-            w.rate_source = RateSource::ConfigDefault as u8;
-            w.rule_rate
-        }
-        None => {
-            w.rate_source = RateSource::Unsampled as u8;
-            1
-        }
+    if t.domain_known == 0 {
+        t.rate_key.sampler = DOMAIN_RATE;
+        let (rate, source) = match maps::flow_rate(&t.rate_key) {
+            Some(rate) => (rate, RateSource::Options),
+            None if w.rule_mode == SAMPLING_DEFAULT => (w.rule_rate, RateSource::ConfigDefault),
+            None => (1, RateSource::Unsampled),
+        };
+        t.domain_rate = rate;
+        t.domain_source = source as u8;
+        t.domain_known = 1;
     }
+    w.rate_source = t.domain_source;
+    t.domain_rate
 }
 
 /// The keys of plans and rates for a datagram from `addr`:`src_port`.

@@ -4,7 +4,6 @@
 //! Every test here needs root (loading BPF programs, creating namespaces). A
 //! test run without it fails loudly: nothing skips itself into green.
 
-pub mod bench;
 pub mod bgp;
 pub mod engines;
 pub mod filled;

@@ -65,6 +65,12 @@ fn value(f: F) -> BoxedStrategy<Vec<u8>> {
                 a
             })
             .boxed(),
+        // A 1-byte samplerId from the options' id range (0..3): records of
+        // one datagram name the sampler with a rate and others, in any
+        // order (the kernel looks a sampler's rate up once per datagram).
+        F(48, 1, _) => prop::sample::select(vec![0u8, 1, 2])
+            .prop_map(|id| vec![id])
+            .boxed(),
         F(315, _, _) => prop::collection::vec(any::<u8>(), 0..6)
             .prop_map(|v| {
                 let mut out = vec![v.len() as u8];

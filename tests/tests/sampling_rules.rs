@@ -193,3 +193,67 @@ fn overrides_and_defaults_apply_in_both_engines_and_show_their_source() {
     );
     assert!(fx(DEFAULTED).last_seen_secs.is_some_and(|s| s < 60.0));
 }
+
+/// An IPFIX message (domain 7) from `PLAIN` with `sets`.
+fn ipfix_message(seq: u32, sets: &[Vec<u8>]) -> Vec<u8> {
+    let mut m = vec![0, 10, 0, 0, 0x65, 0, 0, 0];
+    m.extend(seq.to_be_bytes());
+    m.extend(7u32.to_be_bytes());
+    for s in sets {
+        m.extend(s);
+    }
+    let len = (m.len() as u16).to_be_bytes();
+    m[2..4].copy_from_slice(&len);
+    from(PLAIN, IPFIX_PORT, &m)
+}
+
+fn ipfix_set(id: u16, body: &[u8]) -> Vec<u8> {
+    let mut s = id.to_be_bytes().to_vec();
+    s.extend((body.len() as u16 + 4).to_be_bytes());
+    s.extend(body);
+    s
+}
+
+/// Records of one datagram naming several samplers, in turn: each gets its
+/// own sampler's rate (options data), one with no known rate is unsampled.
+/// The kernel looks each sampler's rate up once per datagram, so a sampler
+/// that comes back after another must still get its own rate.
+#[test]
+fn records_of_one_datagram_get_each_their_samplers_rate() {
+    let mut both = Both::new();
+    // Template 300: destinationIPv4Address, packetDeltaCount (4), samplerId (1).
+    let template = ipfix_set(2, &[1, 44, 0, 3, 0, 12, 0, 4, 0, 2, 0, 4, 0, 48, 0, 1]);
+    // Options template 400, scope meteringProcessId: samplerId, samplerRandomInterval.
+    let options = ipfix_set(
+        3,
+        &[1, 144, 0, 3, 0, 1, 0, 144, 0, 4, 0, 48, 0, 1, 0, 50, 0, 4],
+    );
+    let mut rates = Vec::new();
+    for (sampler, rate) in [(1u8, 10u32), (2, 100)] {
+        rates.extend([0, 0, 0, 1, sampler]);
+        rates.extend(rate.to_be_bytes());
+    }
+    let rates = ipfix_set(400, &rates);
+    let first = ipfix_message(1, &[template, options, rates]);
+    both.frame("templates and options", &first);
+
+    let dst = |i: u8| [203, 0, 113, 100 + i];
+    let mut records = Vec::new();
+    // (destination, packets, sampler): samplers 1, 2, 3 (no rate), 1, 2.
+    for (d, packets, sampler) in [(0, 1u32, 1u8), (1, 1, 2), (2, 5, 3), (0, 2, 1), (1, 1, 2)] {
+        records.extend(dst(d));
+        records.extend(packets.to_be_bytes());
+        records.push(sampler);
+    }
+    let data = ipfix_message(2, &[ipfix_set(300, &records)]);
+    assert_eq!(
+        both.frame("data", &data),
+        Some(edge_sensor::telemetry::Verdict::Drop),
+        "the kernel takes the data datagram (a plan for its set)"
+    );
+    let report = both.reports("samplers");
+    let packets = |i: u8| report.destinations[&IpAddr::from(dst(i))].packets[0];
+    assert_eq!(packets(0), (1 + 2) * 10, "sampler 1: 1:10");
+    assert_eq!(packets(1), (1 + 1) * 100, "sampler 2: 1:100");
+    assert_eq!(packets(2), 5, "sampler 3: no rate known, unsampled");
+}

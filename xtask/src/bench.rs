@@ -71,7 +71,7 @@ fn bench_bin(name: &str, object: &Path) -> Command {
         "--quiet",
         "--release",
         "--package",
-        "edge-sensor-tests",
+        "edge-sensor-bench",
         "--bin",
         name,
         "--",

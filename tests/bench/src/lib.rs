@@ -25,7 +25,7 @@ use std::{
 
 use edge_sensor_common::{DST_STATS, GLOBAL_STATS, GlobalStats};
 
-use crate::{Guarded, netns::NetNs};
+use edge_sensor_tests::{Guarded, netns::NetNs};
 
 /// UDP ports every candidate listens on.
 pub const SFLOW_PORT: u16 = 6343;
@@ -154,7 +154,7 @@ impl Candidate {
         let child = match kind {
             Kind::Xdp => {
                 let pin = PathBuf::from("/sys/fs/bpf")
-                    .join(crate::unique_name("es-bench-"))
+                    .join(edge_sensor_tests::unique_name("es-bench-"))
                     .join("v1");
                 let config = dir.join("sensor.toml");
                 fs::write(

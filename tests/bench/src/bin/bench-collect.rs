@@ -24,9 +24,9 @@ use std::{
 };
 
 use edge_sensor::counters::Report;
+use edge_sensor_bench::{self as bench, Candidate, IPFIX_PORT, Kind, SFLOW_PORT, StartOptions};
 use edge_sensor_common::TelemetryKind;
 use edge_sensor_tests::{
-    bench::{self, Candidate, IPFIX_PORT, Kind, SFLOW_PORT, StartOptions},
     netns::Link,
     replay::{self, Sent, Spread, Via, Workload},
     require_root, require_tool, shared_captures,
