@@ -12,6 +12,8 @@
 //!   config, log and stats files in a temp dir; counters from its Prometheus
 //!   endpoint; CPU from /proc.
 
+pub mod livegen;
+
 use std::{
     collections::BTreeMap,
     fs,
