@@ -28,6 +28,7 @@ pub mod flowspec;
 pub mod message;
 pub mod receive;
 pub mod rib;
+pub mod rib_in;
 pub mod route;
 pub mod rtbh;
 pub mod session;
@@ -61,6 +62,7 @@ pub use flowspec::{
     Action, ActionKind, BitmaskMatch, Component, ComponentKind, FlowPrefix, FlowSpec,
     FlowSpecError, IpFamily, NumericMatch, NumericOp,
 };
+pub use rib_in::query::{MatchMode, QueryError, RibAnswer, RibQuery};
 pub use route::{Route, RouteError, RouteKey};
 pub use session::SessionState;
 
@@ -153,6 +155,8 @@ pub struct PeerStatus {
     pub updates_sent: u64,
     pub updates_received: u64,
     pub route_refreshes_received: u64,
+    /// ROUTE-REFRESH messages we sent (`edge-sensor rib refresh`).
+    pub route_refreshes_sent: u64,
     /// How many times the session reached Established.
     pub established_count: u64,
     pub last_error: Option<String>,
@@ -167,6 +171,8 @@ pub struct PeerStatus {
     pub last_update_error: Option<String>,
     /// Flap protection: quarantined routes, suspects, back-off.
     pub flap: FlapStatus,
+    /// What the peer sent us: routes, paths, rules, End-of-RIB.
+    pub rib_in: rib_in::RibInStatus,
 }
 
 /// A peer's flap protection state (see [`flap`]).
@@ -198,6 +204,8 @@ pub enum QuarantineError {
 struct Peer {
     shared: Arc<PeerShared>,
     changes: mpsc::UnboundedSender<RouteKey>,
+    /// Families to ask the peer to send again (ROUTE-REFRESH, RFC 2918).
+    refresh: mpsc::UnboundedSender<Family>,
     stop: watch::Sender<Option<Stop>>,
     task: Option<JoinHandle<()>>,
 }
@@ -315,6 +323,7 @@ impl Peer {
             updates_sent: s.updates_sent,
             updates_received: s.updates_received,
             route_refreshes_received: s.route_refreshes_received,
+            route_refreshes_sent: s.route_refreshes_sent,
             established_count: s.established_count,
             last_error: s.last_error,
             last_notification_sent: s.last_notification_sent,
@@ -330,8 +339,26 @@ impl Peer {
                 })
                 .collect(),
             last_update_error: s.last_update_error,
+            rib_in: {
+                let mut r = self.shared.rib_in();
+                r.expire(Instant::now());
+                r.status()
+            },
         }
     }
+}
+
+/// Why a route refresh cannot be asked for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RefreshError {
+    #[error("no BGP peer named `{0}`")]
+    NoSuchPeer(String),
+    #[error("the session with `{0}` is not established")]
+    NotEstablished(String),
+    #[error("`{0}` did not advertise route refresh (RFC 2918)")]
+    NotSupported(String),
+    #[error("`{peer}` did not negotiate {family}")]
+    FamilyNotNegotiated { peer: String, family: Family },
 }
 
 /// Why the speaker could not start.
@@ -371,22 +398,27 @@ impl Speaker {
                     shutdown_message: config.shutdown_message.clone(),
                     refused_capabilities: Mutex::default(),
                     rib: Mutex::default(),
+                    rib_in: Mutex::default(),
                     stats: Mutex::default(),
                     flap: Mutex::default(),
                 });
                 let (changes_tx, changes_rx) = mpsc::unbounded_channel();
+                let (refresh_tx, refresh_rx) = mpsc::unbounded_channel();
                 let (stop_tx, stop_rx) = watch::channel(None);
                 let task = Task {
                     shared: shared.clone(),
                     changes: changes_rx,
+                    refresh: refresh_rx,
                     stop: stop_rx,
                     unproven: Vec::new(),
                     reset: None,
+                    notified: false,
                 };
                 let handle = runtime.spawn(task.run());
                 Peer {
                     shared,
                     changes: changes_tx,
+                    refresh: refresh_tx,
                     stop: stop_tx,
                     task: Some(handle),
                 }
@@ -563,6 +595,72 @@ impl Speaker {
             .iter()
             .find(|p| p.shared.config.name == peer)
             .map(|p| p.shared.rib().routes().cloned().collect())
+    }
+
+    /// The received routes that match `query`, from every peer or the one
+    /// it names, in peer order (each peer's Adj-RIB-In locked in turn).
+    pub fn rib(&self, query: &RibQuery) -> Result<RibAnswer, QueryError> {
+        let compiled = rib_in::query::Compiled::new(query)?;
+        if let Some(name) = &query.peer
+            && !self.peers.iter().any(|p| &p.shared.config.name == name)
+        {
+            return Err(QueryError::NoSuchPeer(name.clone()));
+        }
+        let mut out = RibAnswer::default();
+        for p in &self.peers {
+            let name = &p.shared.config.name;
+            if query.peer.as_ref().is_some_and(|n| n != name) {
+                continue;
+            }
+            let mut rib = p.shared.rib_in();
+            rib.expire(Instant::now());
+            compiled.run(name, &rib, &mut out);
+            if out.truncated {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Asks `peer` to send its routes of `families` again (ROUTE-REFRESH,
+    /// RFC 2918 §3; every negotiated family when empty); returns the
+    /// families asked for.
+    pub fn route_refresh(
+        &self,
+        peer: &str,
+        families: &[Family],
+    ) -> Result<Vec<Family>, RefreshError> {
+        let p = self
+            .peers
+            .iter()
+            .find(|p| p.shared.config.name == peer)
+            .ok_or_else(|| RefreshError::NoSuchPeer(peer.to_string()))?;
+        let s = p.shared.stats();
+        let n = match (&s.negotiated, s.state) {
+            (Some(n), SessionState::Established) => n.clone(),
+            _ => return Err(RefreshError::NotEstablished(peer.to_string())),
+        };
+        drop(s);
+        if !n.route_refresh {
+            return Err(RefreshError::NotSupported(peer.to_string()));
+        }
+        let wanted = if families.is_empty() {
+            n.families.clone()
+        } else {
+            families.to_vec()
+        };
+        for &family in &wanted {
+            if !n.families.contains(&family) {
+                return Err(RefreshError::FamilyNotNegotiated {
+                    peer: peer.to_string(),
+                    family,
+                });
+            }
+        }
+        for &family in &wanted {
+            let _ = p.refresh.send(family);
+        }
+        Ok(wanted)
     }
 
     /// Each peer's state, capabilities, uptime and counters.

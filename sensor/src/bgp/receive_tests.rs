@@ -27,6 +27,7 @@ fn ebgp() -> ReceiveContext {
         four_octet: true,
         ibgp: false,
         families: Family::ALL.to_vec(),
+        add_path: Vec::new(),
     }
 }
 
@@ -638,6 +639,7 @@ mod props {
             .prop_map(|(four_octet, ibgp, families)| ReceiveContext {
                 four_octet,
                 ibgp,
+                add_path: families.iter().copied().step_by(2).collect(),
                 families,
             })
     }
@@ -800,6 +802,7 @@ mod session {
         ReceiveContext {
             four_octet: true,
             ibgp: false,
+            add_path: Vec::new(),
             families: Family::ALL
                 .into_iter()
                 .filter(|f| FAMILIES.contains(f))

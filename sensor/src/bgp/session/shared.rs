@@ -11,6 +11,7 @@ use crate::bgp::{
     flap::Flap,
     receive::Reason,
     rib::AdjRibOut,
+    rib_in::AdjRibIn,
     route::Route,
     update::SessionParams,
 };
@@ -26,6 +27,7 @@ pub(crate) struct Stats {
     pub routes_announced: u64,
     pub routes_withdrawn: u64,
     pub route_refreshes_received: u64,
+    pub route_refreshes_sent: u64,
     pub established_count: u64,
     pub last_error: Option<String>,
     pub last_notification_sent: Option<String>,
@@ -49,6 +51,7 @@ impl Default for Stats {
             routes_announced: 0,
             routes_withdrawn: 0,
             route_refreshes_received: 0,
+            route_refreshes_sent: 0,
             established_count: 0,
             last_error: None,
             last_notification_sent: None,
@@ -70,6 +73,9 @@ pub(crate) struct PeerShared {
     /// our next OPENs (RFC 5492 §5).
     pub refused_capabilities: Mutex<Vec<Capability>>,
     pub rib: Mutex<AdjRibOut>,
+    /// What the peer sent us (RFC 4271 §3.2). Lock order: `rib_in` alone
+    /// (never held with another of these locks).
+    pub rib_in: Mutex<AdjRibIn>,
     pub stats: Mutex<Stats>,
     /// Quarantine, suspects and back-off (see [`crate::bgp::flap`]). Lock
     /// order: `rib` before `flap`.
@@ -83,6 +89,10 @@ impl PeerShared {
 
     pub fn rib(&self) -> std::sync::MutexGuard<'_, AdjRibOut> {
         self.rib.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn rib_in(&self) -> std::sync::MutexGuard<'_, AdjRibIn> {
+        self.rib_in.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn flap(&self) -> std::sync::MutexGuard<'_, Flap> {
