@@ -36,6 +36,8 @@ pub mod tcp;
 pub mod update;
 
 #[cfg(test)]
+mod add_path_tests;
+#[cfg(test)]
 mod receive_tests;
 #[cfg(test)]
 mod tests;
@@ -260,8 +262,9 @@ impl Peer {
                 });
             }
         }
-        let four_octet = negotiated.map(|n| n.four_octet_as).unwrap_or(true);
-        update::announce(route, &self.shared.params(four_octet)).map_err(|e| {
+        let four_octet = negotiated.as_ref().map(|n| n.four_octet_as).unwrap_or(true);
+        let add_path = negotiated.map(|n| n.add_path_send).unwrap_or_default();
+        update::announce(route, &self.shared.params(four_octet, &add_path)).map_err(|e| {
             RejectReason::Encoding {
                 message: e.to_string(),
             }

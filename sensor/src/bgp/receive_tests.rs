@@ -49,6 +49,7 @@ fn params(ibgp: bool) -> SessionParams {
         communities: Vec::new(),
         blackhole_communities: Vec::new(),
         no_export: true,
+        add_path: Vec::new(),
     }
 }
 

@@ -108,6 +108,7 @@ fn params() -> SessionParams {
         communities: Vec::new(),
         blackhole_communities: Vec::new(),
         no_export: false,
+        add_path: Vec::new(),
     }
 }
 

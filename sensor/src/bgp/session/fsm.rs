@@ -126,7 +126,7 @@ impl Task {
             four_octet: negotiated.four_octet_as,
             ibgp: cfg.peer_asn == shared.local_asn,
             families: negotiated.families.clone(),
-            add_path: Vec::new(),
+            add_path: negotiated.add_path_receive.clone(),
         };
         let peer_info = PeerInfo {
             ibgp: receive_ctx.ibgp,
@@ -157,7 +157,7 @@ impl Task {
             .copied()
             .filter(|f| negotiated.families.contains(f))
             .collect();
-        let params = shared.params(negotiated.four_octet_as);
+        let params = shared.params(negotiated.four_octet_as, &negotiated.add_path_send);
         // Changes queued before now are covered by the full table, and
         // the peer sends its whole table anyway.
         while self.changes.try_recv().is_ok() {}
@@ -273,7 +273,7 @@ impl Task {
                         // Held back: sent when its probation turn comes.
                         Some(_) if shared.flap().suspects.contains(&key) => Ok(()),
                         Some(route) => self.send_route(&mut conn, &route, &params).await,
-                        None => self.send_withdraw(&mut conn, &key).await,
+                        None => self.send_withdraw(&mut conn, &key, &params).await,
                     };
                     if let Err(e) = r {
                         return self.write_failed(&mut conn, e).await;
@@ -285,7 +285,7 @@ impl Task {
                     if withdraw_all {
                         let keys = shared.rib().keys();
                         for key in keys.iter().filter(|k| sendable.contains(&k.family())) {
-                            if self.send_withdraw(&mut conn, key).await.is_err() {
+                            if self.send_withdraw(&mut conn, key, &params).await.is_err() {
                                 break;
                             }
                         }

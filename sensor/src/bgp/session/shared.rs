@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, net::Ipv4Addr, sync::Mutex, time::Instant};
 
 use super::SessionState;
 use crate::bgp::{
-    capability::{Capability, Negotiated},
+    capability::{Capability, Family, Negotiated},
     config::PeerConfig,
     flap::Flap,
     receive::Reason,
@@ -131,7 +131,7 @@ impl PeerShared {
 
     /// The UPDATE parameters for this peer; `four_octet` as negotiated
     /// (assumed when not yet known: every check is repeated at send time).
-    pub fn params(&self, four_octet: bool) -> SessionParams {
+    pub fn params(&self, four_octet: bool, add_path: &[Family]) -> SessionParams {
         let c = &self.config;
         SessionParams {
             local_asn: self.local_asn,
@@ -143,6 +143,7 @@ impl PeerShared {
             communities: c.communities.clone(),
             blackhole_communities: c.blackhole_communities.clone(),
             no_export: c.no_export,
+            add_path: add_path.to_vec(),
         }
     }
 
@@ -151,6 +152,17 @@ impl PeerShared {
         let mut caps: Vec<Capability> = c.families.iter().map(|f| Capability::family(*f)).collect();
         caps.push(Capability::RouteRefresh);
         caps.push(Capability::FourOctetAs(self.local_asn));
+        if let Some(bits) = c.add_path.bits() {
+            caps.push(Capability::AddPath(
+                c.families
+                    .iter()
+                    .map(|f| {
+                        let (afi, safi) = f.codes();
+                        (afi, safi, bits)
+                    })
+                    .collect(),
+            ));
+        }
         if let Some(restart_time) = c.graceful_restart {
             caps.push(Capability::GracefulRestart {
                 restart_state: false,
