@@ -23,6 +23,7 @@ pub mod attribute;
 pub mod capability;
 pub mod config;
 pub mod dialect;
+pub mod duplicate;
 pub mod flap;
 pub mod flowspec;
 pub mod message;
@@ -36,7 +37,7 @@ pub mod tcp;
 pub mod update;
 
 #[cfg(test)]
-mod add_path_tests;
+mod receive_session_tests;
 #[cfg(test)]
 mod receive_tests;
 #[cfg(test)]
@@ -104,6 +105,12 @@ pub enum Outcome {
     Accepted,
     /// Already there, identical: nothing to send.
     Unchanged,
+    /// Not sent: peer `from` already sends us the same Flow Spec rule with
+    /// the same actions from another system ([`duplicate`]); sent when
+    /// that rule is withdrawn ([`Speaker::resume_suppressed`]).
+    InForceElsewhere {
+        from: String,
+    },
     Refused(RejectReason),
 }
 
@@ -382,6 +389,9 @@ pub struct Speaker {
     ops: Mutex<()>,
     /// Where the quarantine is kept (`None`: not kept).
     quarantine_file: Option<PathBuf>,
+    /// Flow Spec routes held back because another system has them in
+    /// force, with the peers they are for.
+    suppressed: Mutex<Vec<(Route, Vec<String>)>>,
 }
 
 impl Speaker {
@@ -432,6 +442,7 @@ impl Speaker {
             peers,
             ops: Mutex::new(()),
             quarantine_file: None,
+            suppressed: Mutex::default(),
         })
     }
 
@@ -550,6 +561,26 @@ impl Speaker {
         let key = route.key();
         let _guard = self.ops.lock().unwrap_or_else(|e| e.into_inner());
         let mut outcomes = Vec::with_capacity(self.peers.len());
+        if let Some(from) = self.in_force_elsewhere(&route) {
+            let peers: Vec<String> = self
+                .peers
+                .iter()
+                .map(|p| p.shared.config.name.clone())
+                .filter(|n| wanted(n))
+                .collect();
+            tracing::info!(%route, %from,
+                "Flow Spec rule not announced: the same rule is in force from another system");
+            let mut held = self.suppressed.lock().unwrap_or_else(|e| e.into_inner());
+            held.retain(|(r, _)| r.key() != key);
+            held.push((route, peers.clone()));
+            return Ok(Announcement {
+                key,
+                peers: peers
+                    .into_iter()
+                    .map(|p| (p, Outcome::InForceElsewhere { from: from.clone() }))
+                    .collect(),
+            });
+        }
         for peer in self.peers.iter().filter(|p| wanted(&p.shared.config.name)) {
             let mut rib = peer.shared.rib();
             let outcome = match peer.admit(&route, &rib) {
@@ -582,6 +613,10 @@ impl Speaker {
     /// Withdraws the route with `key` from every peer holding it.
     pub fn withdraw_key(&self, key: &RouteKey) -> usize {
         let _guard = self.ops.lock().unwrap_or_else(|e| e.into_inner());
+        self.suppressed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(r, _)| r.key() != *key);
         let mut n = 0;
         for peer in &self.peers {
             if peer.shared.rib().remove(key).is_some() {
@@ -623,6 +658,69 @@ impl Speaker {
             }
         }
         Ok(out)
+    }
+
+    /// The peer that sends us `route` (same Flow Spec NLRI and actions)
+    /// from another system, unless one of our peers already has it from us
+    /// (we keep announcing what we announced).
+    fn in_force_elsewhere(&self, route: &Route) -> Option<String> {
+        let Route::FlowSpec { rule, actions } = route else {
+            return None;
+        };
+        let key = route.key();
+        if self.peers.iter().any(|p| p.shared.rib().contains(&key)) {
+            return None;
+        }
+        self.peers.iter().find_map(|p| {
+            let mut rib = p.shared.rib_in();
+            rib.expire(Instant::now());
+            duplicate::same_rule(
+                &rib,
+                rule,
+                actions,
+                self.config.router_id,
+                p.shared.local_asn,
+            )
+            .then(|| p.shared.config.name.clone())
+        })
+    }
+
+    /// Announces the Flow Spec routes held back as duplicates whose
+    /// foreign copy is gone; returns what each peer did with them. The
+    /// daemon calls it now and then.
+    pub fn resume_suppressed(&self) -> Vec<Announcement> {
+        let held = std::mem::take(&mut *self.suppressed.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut out = Vec::new();
+        for (route, peers) in held {
+            // Still in force elsewhere: held back again (by announce).
+            match self.announce_where(route, |n| peers.iter().any(|p| p == n)) {
+                Ok(a)
+                    if a.peers
+                        .iter()
+                        .all(|(_, o)| matches!(o, Outcome::InForceElsewhere { .. })) => {}
+                Ok(a) => out.push(a),
+                Err(e) => tracing::warn!("a held-back Flow Spec rule cannot be announced: {e}"),
+            }
+        }
+        out
+    }
+
+    /// The Flow Spec rules other systems have in force whose destination
+    /// covers `addr` (for the attack log and `edge-sensor attacks`).
+    pub fn foreign_rules_covering(&self, addr: IpAddr) -> Vec<duplicate::ForeignRule> {
+        let mut out = Vec::new();
+        for p in &self.peers {
+            let mut rib = p.shared.rib_in();
+            rib.expire(Instant::now());
+            out.extend(duplicate::covering(
+                &p.shared.config.name,
+                &rib,
+                addr,
+                self.config.router_id,
+                p.shared.local_asn,
+            ));
+        }
+        out
     }
 
     /// Asks `peer` to send its routes of `families` again (ROUTE-REFRESH,

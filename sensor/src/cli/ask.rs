@@ -71,6 +71,15 @@ pub fn attacks(args: AskArgs) -> Result<()> {
                     a["duration_s"].as_f64().unwrap_or(0.0),
                     match_text(&a["fingerprint"]["match"]),
                 );
+                for r in a["covered_by"].as_array().into_iter().flatten() {
+                    let _ = writeln!(
+                        out,
+                        "{:<5} already covered by another system's rule from {}: {}",
+                        "",
+                        s(&r["peer"]),
+                        s(&r["rule"]),
+                    );
+                }
             }
         }
         out

@@ -26,6 +26,19 @@ impl Daemon<'_> {
                     .as_ref()
                     .map(Detector::attacks)
                     .unwrap_or_default();
+                let mut current = serde_json::to_value(current).unwrap_or_default();
+                // Flow Spec rules other systems have in force over each
+                // victim (issue 15).
+                if let (Some(s), Some(list)) = (&self.speaker, current.as_array_mut()) {
+                    for a in list {
+                        let victim = a["victim"]
+                            .as_str()
+                            .and_then(|v| v.parse::<ipnet::IpNet>().ok());
+                        if let Some(v) = victim {
+                            a["covered_by"] = json!(s.foreign_rules_covering(v.addr()));
+                        }
+                    }
+                }
                 ok(
                     json!({"detection": self.detector.is_some(), "current": current,
                     "recent": self.recent.iter().rev().collect::<Vec<_>>()}),

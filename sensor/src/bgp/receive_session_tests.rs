@@ -1,6 +1,7 @@
-//! Add-Path (RFC 7911) and the Adj-RIB-In over a real session with a
-//! scripted peer: capability negotiation, path identifiers both ways,
-//! End-of-RIB, withdrawals, route refresh on demand, graceful restart.
+//! The receive side over a real session with a scripted peer: Add-Path
+//! (RFC 7911) negotiation and path identifiers both ways, the Adj-RIB-In
+//! (End-of-RIB, withdrawals, route refresh on demand, graceful restart),
+//! and duplicate Flow Spec suppression.
 
 use std::{net::Ipv4Addr, time::Duration};
 
@@ -379,5 +380,107 @@ async fn without_add_path_our_updates_are_unchanged_and_graceful_restart_keeps_s
     .await;
     assert_eq!(a.routes[0].prefix, "10.0.0.0/8".parse().unwrap());
     assert_eq!(speaker.status()[0].rib_in.stale_removed, 1);
+    speaker.shutdown(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_in_force_from_another_system_is_not_announced_until_it_goes() {
+    let (speaker, listener) = speaker("off", false).await;
+    let (mut s, _) = establish(&listener, peer_open(None, false)).await;
+    for f in [Family::Ipv4Unicast, Family::Ipv4FlowSpec] {
+        assert_eq!(read(&mut s).await, Message::Update(Update::end_of_rib(f)));
+    }
+    // Another system's rule, as the router passes it on (iBGP, empty
+    // AS_PATH, ORIGINATOR_ID of the other system).
+    let rule = Route::flowspec(flow(), vec![Action::DISCARD]).unwrap();
+    let foreign = |originator: Ipv4Addr| {
+        let mut u = update::announce(&rule, &params(&[])).unwrap();
+        PathAttribute::Other {
+            flags: 0x80,
+            code: 9,
+            value: originator.octets().to_vec(),
+        }
+        .encode(&mut u.path_attributes);
+        u
+    };
+    send(
+        &mut s,
+        &Message::Update(foreign(Ipv4Addr::new(198, 51, 100, 9))),
+    )
+    .await;
+    until(|| (speaker.rib(&RibQuery::default()).unwrap().flowspec.len() == 1).then_some(())).await;
+    let covering = speaker.foreign_rules_covering("192.0.2.80".parse().unwrap());
+    assert_eq!(covering.len(), 1);
+    assert_eq!(covering[0].peer, "scripted");
+
+    // The same rule with the same actions: not announced.
+    let a = speaker.announce(rule.clone()).unwrap();
+    assert_eq!(
+        a.peers,
+        vec![(
+            "scripted".to_string(),
+            super::Outcome::InForceElsewhere {
+                from: "scripted".into()
+            }
+        )]
+    );
+    assert!(speaker.routes("scripted").unwrap().is_empty());
+    // Other actions are another rule: announced.
+    let rate = Route::flowspec(
+        flow(),
+        vec![Action::TrafficRateBytes {
+            id: 0,
+            rate: 1000.0,
+        }],
+    )
+    .unwrap();
+    assert!(matches!(
+        speaker.announce(rate.clone()).unwrap().peers[0].1,
+        super::Outcome::Accepted
+    ));
+    assert_eq!(
+        read(&mut s).await,
+        Message::Update(update::announce(&rate, &params(&[])).unwrap())
+    );
+    // Withdrawing by key (the NLRI) forgets the held-back rule too.
+    speaker.withdraw(&rate);
+    read(&mut s).await;
+    assert!(matches!(
+        speaker.announce(rule.clone()).unwrap().peers[0].1,
+        super::Outcome::InForceElsewhere { .. }
+    ));
+    assert!(speaker.resume_suppressed().is_empty(), "still in force");
+
+    // The other system withdraws it: ours goes out.
+    send(&mut s, &Message::Update(update::withdraw(&rule.key()))).await;
+    until(|| {
+        speaker
+            .rib(&RibQuery::default())
+            .unwrap()
+            .flowspec
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    let released = speaker.resume_suppressed();
+    assert_eq!(released.len(), 1);
+    assert_eq!(released[0].peers[0].1, super::Outcome::Accepted);
+    assert_eq!(
+        read(&mut s).await,
+        Message::Update(update::announce(&rule, &params(&[])).unwrap())
+    );
+    // Our own rule reflected back (ORIGINATOR_ID = our router id) is not
+    // another system's.
+    send(
+        &mut s,
+        &Message::Update(foreign(Ipv4Addr::new(192, 0, 2, 10))),
+    )
+    .await;
+    until(|| (speaker.rib(&RibQuery::default()).unwrap().flowspec.len() == 1).then_some(())).await;
+    assert!(
+        speaker
+            .foreign_rules_covering("192.0.2.80".parse().unwrap())
+            .is_empty()
+    );
     speaker.shutdown(true).await;
 }
