@@ -614,7 +614,7 @@ protocol bgp sensor {{
   error wait time 1, 2;
   connect retry time 1;
   ipv4 {{ import none; export filter {{ bgp_community.add((65000, 400)); bgp_med = 30; accept; }}; {ap} }};
-  ipv6 {{ import none; export filter {{ bgp_large_community.add((65000, 7, 8)); accept; }}; {ap} }};
+  ipv6 {{ import none; next hop address 2001:db8::1; export filter {{ bgp_large_community.add((65000, 7, 8)); accept; }}; {ap} }};
   flow4 {{ table flowtab4; import none; export filter {{ bgp_ext_community.add((generic, 0x80060000, 0)); accept; }}; {ap} }};
   flow6 {{ table flowtab6; import none; export none; }};
 }}
@@ -639,11 +639,15 @@ fn bird_export(b: &Bird, channel: &str) -> Vec<(String, String)> {
             continue;
         }
         if !line.starts_with(char::is_whitespace) {
-            let first = line
-                .split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .to_string();
+            // A network, or a whole flow (`flow4 { dst ...; }`).
+            let first = match line.rfind('}') {
+                Some(end) if line.starts_with("flow") => line[..=end].to_string(),
+                _ => line
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
+            };
             last_net = first.clone();
             out.push((first, String::new()));
         } else if line.trim_start().starts_with("unreachable")
@@ -751,8 +755,21 @@ fn bird_sends(add_path: bool) {
         assert_eq!(f4.len(), 1, "{f4:#?}");
         let flow = &got.flowspec[0];
         assert_eq!(flow.destination, Some("198.18.0.1/32".parse().unwrap()));
-        assert!(f4[0].0.contains("198.18.0.1/32"), "{f4:?}");
+        // BIRD's text of what it sent: the same components and action.
+        let (bird_flow, bird_attrs) = &f4[0];
+        assert!(
+            bird_flow.contains("dst 198.18.0.1/32")
+                && bird_flow.contains("proto 17")
+                && bird_flow.contains("dport 53"),
+            "{bird_flow}"
+        );
+        assert!(
+            bird_attrs.contains("(generic, 0x80060000, 0x0)"),
+            "{bird_attrs}"
+        );
         assert_eq!(our_actions(&flow.actions), vec![(0, 0)], "discard");
+        // BIRD sends Flow Spec with Add-Path well formed.
+        assert_eq!(flow.path_id != 0, add_path, "{flow:?}");
         assert!(
             flow.rule.contains("proto ==17") && flow.rule.contains("==53"),
             "{}",
