@@ -83,7 +83,7 @@ fn bytes_per_path_stay_small() {
                 path_id: 1,
                 nlri: Nlri::Prefix(net),
             });
-            if n % 4 == 0 {
+            if n.is_multiple_of(4) {
                 announced.push(PathNlri {
                     path_id: 2,
                     nlri: Nlri::Prefix(net),

@@ -133,7 +133,7 @@ fn adj_out(g: &Gobgpd, family: &str) -> Vec<Value> {
     }
 }
 
-fn gobgp_attr<'a>(path: &'a Value, t: u64) -> Option<&'a Value> {
+fn gobgp_attr(path: &Value, t: u64) -> Option<&Value> {
     path["attrs"].as_array()?.iter().find(|a| a["type"] == t)
 }
 

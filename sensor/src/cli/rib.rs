@@ -285,7 +285,7 @@ fn flowspec_table(b: &Value) -> String {
 
 fn action_text(a: &Value) -> String {
     match serde_json::from_value::<crate::bgp::Action>(a.clone()) {
-        Ok(crate::bgp::Action::TrafficRateBytes { rate, .. }) if rate == 0.0 => "discard".into(),
+        Ok(crate::bgp::Action::TrafficRateBytes { rate: 0.0, .. }) => "discard".into(),
         Ok(crate::bgp::Action::TrafficRateBytes { rate, .. }) => format!("rate {rate} B/s"),
         _ => s(&a["action"]),
     }
