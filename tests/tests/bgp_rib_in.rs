@@ -3,7 +3,8 @@
 //! without Add-Path (RFC 7911); the speaker's Adj-RIB-In
 //! ([`Speaker::rib`], what `edge-sensor rib --json` prints) must hold
 //! exactly what the peer's own CLI says it sent (`gobgp -j neighbor ...
-//! adj-out`, `birdc show route export`). And a Flow Spec rule another
+//! adj-out`, `birdc show route export`); our own routes still reach them
+//! with Add-Path negotiated for sending. And a Flow Spec rule another
 //! system already announces is not announced again (gobgpd's adj-in).
 
 use std::collections::BTreeSet;
@@ -342,11 +343,7 @@ fn gobgp_sends(add_path: bool) {
     let ns = gobgp_setup();
     let g = gobgpd(&ns, if add_path { &UNICAST } else { &[] });
     gobgp_adds(&g);
-    let extra = if add_path {
-        "add_path = \"receive\""
-    } else {
-        ""
-    };
+    let extra = if add_path { "add_path = \"both\"" } else { "" };
     GOBGP.session(&ns, &g, 65001, extra, async |speaker| {
         // Without Add-Path gobgpd sends its best path of 10.20.0.0/16
         // only; with it, both.
@@ -377,8 +374,10 @@ fn gobgp_sends(add_path: bool) {
                 [Family::Ipv4Unicast, Family::Ipv6Unicast],
                 "{n:?}"
             );
+            // gobgpd receives paths too (`receive = true`).
+            assert_eq!(n.add_path_send, n.add_path_receive, "{n:?}");
         } else {
-            assert!(n.add_path_receive.is_empty());
+            assert!(n.add_path_receive.is_empty() && n.add_path_send.is_empty());
         }
         for (family, name) in [(Family::Ipv4Unicast, "ipv4"), (Family::Ipv6Unicast, "ipv6")] {
             let sent = adj_out(&g, name);
@@ -449,6 +448,22 @@ fn gobgp_sends(add_path: bool) {
         assert_eq!(st.rib_in.prefixes, 3, "{:?}", st.rib_in);
 
         // A withdrawal at gobgpd leaves the Adj-RIB-In.
+        // Our own announcements go out with and without Add-Path (with
+        // our path identifier where negotiated for sending). Unicast only:
+        // gobgpd 3.10 with Add-Path on IPv4 unicast also misreads a
+        // well-formed Flow Spec NLRI (its `gobgp global rib -a
+        // ipv4-flowspec` then crashes); BIRD takes ours with Add-Path.
+        let rtbh = Route::blackhole("192.0.2.50".parse().unwrap());
+        assert!(speaker.announce(rtbh.clone()).unwrap().accepted_by_all());
+        assert!(
+            wait_until(WAIT, || g.rib("ipv4").contains_key("192.0.2.50/32")),
+            "gobgpd did not take our route: {}",
+            g.cli(&["global", "rib", "-a", "ipv4"]),
+        );
+        speaker.withdraw(&rtbh);
+        assert!(wait_until(WAIT, || !g
+            .rib("ipv4")
+            .contains_key("192.0.2.50/32")));
         g.cli(&["global", "rib", "del", "-a", "ipv4", "10.21.0.0/24"]);
         assert!(wait_until(WAIT, || !all(speaker)
             .routes
@@ -592,7 +607,7 @@ fn bird_setup() -> NetNs {
 /// speaker (AS 65001, 127.0.0.2), with `add paths tx` when `add_path`.
 /// 10.30.0.0/16 is in two static protocols: two paths with Add-Path.
 fn bird_config(add_path: bool) -> String {
-    let ap = if add_path { "add paths tx;" } else { "" };
+    let ap = if add_path { "add paths on;" } else { "" };
     format!(
         r#"log stderr all;
 router id 127.0.0.1;
@@ -613,9 +628,9 @@ protocol bgp sensor {{
   hold time 240;
   error wait time 1, 2;
   connect retry time 1;
-  ipv4 {{ import none; export filter {{ bgp_community.add((65000, 400)); bgp_med = 30; accept; }}; {ap} }};
+  ipv4 {{ import all; export filter {{ bgp_community.add((65000, 400)); bgp_med = 30; accept; }}; {ap} }};
   ipv6 {{ import none; next hop address 2001:db8::1; export filter {{ bgp_large_community.add((65000, 7, 8)); accept; }}; {ap} }};
-  flow4 {{ table flowtab4; import none; export filter {{ bgp_ext_community.add((generic, 0x80060000, 0)); accept; }}; {ap} }};
+  flow4 {{ table flowtab4; import all; export filter {{ bgp_ext_community.add((generic, 0x80060000, 0)); accept; }}; {ap} }};
   flow6 {{ table flowtab6; import none; export none; }};
 }}
 "#
@@ -666,11 +681,7 @@ fn bird_export(b: &Bird, channel: &str) -> Vec<(String, String)> {
 fn bird_sends(add_path: bool) {
     let ns = bird_setup();
     let b = Bird::start(&ns, &bird_config(add_path));
-    let extra = if add_path {
-        "add_path = \"receive\""
-    } else {
-        ""
-    };
+    let extra = if add_path { "add_path = \"both\"" } else { "" };
     BIRD.session(&ns, &b, 65001, extra, async |speaker| {
         let v4_paths = if add_path { 3 } else { 2 };
         let got = wait_for(WAIT, || {
@@ -776,6 +787,44 @@ fn bird_sends(add_path: bool) {
             flow.rule
         );
         assert!(matches!(flow.validation, Validation::Unvalidated { .. }));
+        let n = speaker.status()[0].negotiated.clone().unwrap();
+        if add_path {
+            assert_eq!(
+                n.add_path_send,
+                [
+                    Family::Ipv4Unicast,
+                    Family::Ipv6Unicast,
+                    Family::Ipv4FlowSpec
+                ],
+                "{n:?}"
+            );
+        } else {
+            assert!(n.add_path_send.is_empty(), "{n:?}");
+        }
+        // Our own announcements arrive, with our path identifier where
+        // Add-Path is negotiated for sending.
+        let rtbh = Route::blackhole("192.0.2.50".parse().unwrap());
+        assert!(speaker.announce(rtbh.clone()).unwrap().accepted_by_all());
+        assert!(speaker.announce(rule_192()).unwrap().accepted_by_all());
+        let arrived = wait_until(WAIT, || {
+            b.routes("master4")
+                .iter()
+                .any(|r| r.starts_with("192.0.2.50/32"))
+                && b.routes("flowtab4")
+                    .iter()
+                    .any(|r| r.contains("192.0.2.80/32"))
+        });
+        assert!(
+            arrived,
+            "BIRD did not take our routes: {:?}\n{:?}",
+            b.routes("master4"),
+            b.routes("flowtab4")
+        );
+        speaker.withdraw(&rtbh);
+        assert!(wait_until(WAIT, || !b
+            .routes("master4")
+            .iter()
+            .any(|r| r.starts_with("192.0.2.50/32"))));
     });
 }
 
