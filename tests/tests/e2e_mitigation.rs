@@ -734,6 +734,17 @@ fn a_foreign_rule_covering_the_victim_is_shown_and_logged() {
     assert_eq!(received["ours"], serde_json::json!([]), "{received}");
     let bgp = lab.ask("bgp");
     assert_eq!(bgp["peers"][0]["rib_in"]["flowspec_rules"], 1, "{bgp}");
+    let metrics = wait_for(RULE_WITHIN, || {
+        let m = lab.metrics();
+        m.lines()
+            .any(|l| {
+                l.starts_with("edge_sensor_bgp_peer_received{")
+                    && l.contains("kind=\"flowspec_rules\"")
+                    && l.ends_with(" 1")
+            })
+            .then_some(m)
+    });
+    assert!(metrics.is_some(), "{}", lab.metrics());
 
     let flood = lab.flood(lab.victim, 12);
     let attacks = wait_for(RULE_WITHIN, || {
