@@ -484,3 +484,45 @@ async fn a_rule_in_force_from_another_system_is_not_announced_until_it_goes() {
     );
     speaker.shutdown(true).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_add_path_nlri_disables_the_family_without_a_reset() {
+    let (speaker, listener) = speaker("both", false).await;
+    let (mut s, _) = establish(&listener, peer_open(Some(3), false)).await;
+    for f in [Family::Ipv4Unicast, Family::Ipv4FlowSpec] {
+        assert_eq!(read(&mut s).await, Message::Update(Update::end_of_rib(f)));
+    }
+    // Flow Spec NLRI whose path identifier is cut short (RFC 7911 §3):
+    // not syntactically correct, RFC 7606 §7.11 AFI/SAFI disable.
+    let mut fattrs = vec![PathAttribute::mp_reach(
+        Family::Ipv4FlowSpec,
+        Vec::new(),
+        vec![0, 0, 5],
+    )];
+    fattrs.extend(attrs().into_iter().filter(|a| a.code() != 3));
+    send(
+        &mut s,
+        &Message::Update(Update::new(Vec::new(), &fattrs, Vec::new())),
+    )
+    .await;
+    // The session stays up and unicast still works.
+    send(
+        &mut s,
+        &Message::Update(Update::new(Vec::new(), &attrs(), with_id(9, "10.0.0.0/8"))),
+    )
+    .await;
+    let st = until(|| {
+        let st = speaker.status().remove(0);
+        (st.rib_in.paths == 1).then_some(st)
+    })
+    .await;
+    assert_eq!(st.state, SessionState::Established);
+    assert_eq!(st.established_count, 1);
+    assert_eq!(st.afi_safi_disabled, vec!["ipv4-flowspec".to_string()]);
+    assert!(st.last_notification_sent.is_none(), "{st:?}");
+    assert_eq!(
+        speaker.rib(&RibQuery::default()).unwrap().routes[0].path_id,
+        9
+    );
+    speaker.shutdown(true).await;
+}
