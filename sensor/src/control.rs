@@ -42,6 +42,17 @@ pub enum Request {
     ClearQuarantine {
         peer: String,
     },
+    /// Received routes (the Adj-RIBs-In) matching `query`; for Flow Spec
+    /// queries, our own rules beside them.
+    Rib {
+        query: crate::bgp::RibQuery,
+    },
+    /// Asks a peer to send its routes again (ROUTE-REFRESH, RFC 2918), for
+    /// `families` or every negotiated one.
+    RibRefresh {
+        peer: String,
+        families: Vec<crate::bgp::Family>,
+    },
     /// A manual mitigation for `ip`: a Flow Spec filter (`flowspec`, in
     /// the `ban` command's match syntax) or a blackhole; for `duration`
     /// seconds, or until unbanned.

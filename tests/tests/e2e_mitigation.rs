@@ -698,3 +698,78 @@ fn the_operator_bans_unbans_reloads_and_stops_without_losing_rules() {
         blackholes(&lab, other)
     );
 }
+
+/// Another system's rule over the victim (issue 15): gobgpd announces a
+/// discard for the victim before the flood; the daemon holds it in its
+/// Adj-RIB-In (`rib flowspec`), `attacks` and the event log say it covers
+/// the attack, and our own, narrower rule still goes out.
+#[test]
+fn a_foreign_rule_covering_the_victim_is_shown_and_logged() {
+    let link = link();
+    let lab = Lab::new(&link);
+    let foreign = format!("{}/32", lab.victim);
+    lab.gobgp.cli(&[
+        "global",
+        "rib",
+        "add",
+        "-a",
+        "ipv4-flowspec",
+        "match",
+        "destination",
+        &foreign,
+        "then",
+        "discard",
+    ]);
+    let received = wait_for(RULE_WITHIN, || {
+        let rib = lab.ask_with(&["rib", "flowspec"]);
+        (rib["flowspec"].as_array().map(Vec::len) == Some(1)).then_some(rib)
+    })
+    .unwrap_or_else(|| panic!("the daemon never held gobgpd's rule: {}", lab.log()));
+    let row = &received["flowspec"][0];
+    assert_eq!(row["peer"], "gobgp", "{received}");
+    assert_eq!(row["destination"], foreign, "{received}");
+    // eBGP from AS 65000, left-most: RFC 9117 §4.2 holds, b.1/c are not
+    // checked by a sensor.
+    assert_eq!(row["validation"]["state"], "unvalidated", "{received}");
+    assert_eq!(received["ours"], serde_json::json!([]), "{received}");
+    let bgp = lab.ask("bgp");
+    assert_eq!(bgp["peers"][0]["rib_in"]["flowspec_rules"], 1, "{bgp}");
+    let metrics = wait_for(RULE_WITHIN, || {
+        let m = lab.metrics();
+        m.lines()
+            .any(|l| {
+                l.starts_with("edge_sensor_bgp_peer_received{")
+                    && l.contains("kind=\"flowspec_rules\"")
+                    && l.ends_with(" 1")
+            })
+            .then_some(m)
+    });
+    assert!(metrics.is_some(), "{}", lab.metrics());
+
+    let flood = lab.flood(lab.victim, 12);
+    let attacks = wait_for(RULE_WITHIN, || {
+        let a = lab.ask("attacks");
+        (a["current"][0]["covered_by"].as_array().map(Vec::len) == Some(1)).then_some(a)
+    })
+    .unwrap_or_else(|| panic!("no covered_by: {}", lab.ask("attacks")));
+    assert_eq!(attacks["current"][0]["covered_by"][0]["peer"], "gobgp");
+    // Ours is narrower (protocol, ports): announced, beside gobgpd's.
+    let ours = wait_for(RULE_WITHIN, || {
+        let rib = lab.ask_with(&["rib", "flowspec"]);
+        (rib["ours"].as_array().map(Vec::len) == Some(1)).then_some(rib)
+    })
+    .unwrap_or_else(|| panic!("no rule of ours: {}", lab.log()));
+    assert!(
+        ours["ours"][0]["rule"]
+            .as_str()
+            .unwrap()
+            .contains("proto ==17"),
+        "{ours}"
+    );
+    let events = lab.events();
+    assert!(
+        events.iter().any(|e| e == "attack_covered_elsewhere"),
+        "{events:?}"
+    );
+    flood.stop(libc::SIGTERM);
+}

@@ -1,7 +1,7 @@
 //! Capabilities advertised in OPEN (RFC 5492) and what two speakers
 //! negotiated from them: multiprotocol families (RFC 4760 §8), route
-//! refresh (RFC 2918), graceful restart (RFC 4724 §3, N bit RFC 8538) and
-//! 4-octet AS numbers (RFC 6793).
+//! refresh (RFC 2918), graceful restart (RFC 4724 §3, N bit RFC 8538),
+//! 4-octet AS numbers (RFC 6793) and Add-Path (RFC 7911 §4).
 
 use std::fmt;
 
@@ -63,6 +63,34 @@ pub mod code {
     pub const ROUTE_REFRESH: u8 = 2;
     pub const GRACEFUL_RESTART: u8 = 64;
     pub const FOUR_OCTET_AS: u8 = 65;
+    pub const ADD_PATH: u8 = 69;
+}
+
+/// The Send/Receive field of the Add-Path capability (RFC 7911 §4).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AddPathMode {
+    /// No Add-Path (the default): one path per prefix each way.
+    #[default]
+    Off,
+    /// Receive several paths per prefix from the peer (1).
+    Receive,
+    /// Send path identifiers (2).
+    Send,
+    /// Both (3).
+    Both,
+}
+
+impl AddPathMode {
+    /// The wire value (RFC 7911 §4); `None` for off.
+    pub fn bits(self) -> Option<u8> {
+        match self {
+            Self::Off => None,
+            Self::Receive => Some(1),
+            Self::Send => Some(2),
+            Self::Both => Some(3),
+        }
+    }
 }
 
 /// One capability.
@@ -86,6 +114,8 @@ pub enum Capability {
     },
     /// RFC 6793.
     FourOctetAs(u32),
+    /// RFC 7911 §4: (AFI, SAFI, Send/Receive: 1 receive, 2 send, 3 both).
+    AddPath(Vec<(u16, u8, u8)>),
     Other {
         code: u8,
         value: Vec<u8>,
@@ -136,6 +166,14 @@ impl Capability {
                 v.extend_from_slice(&asn.to_be_bytes());
                 code::FOUR_OCTET_AS
             }
+            Self::AddPath(families) => {
+                for (afi, safi, sr) in families {
+                    v.extend_from_slice(&afi.to_be_bytes());
+                    v.push(*safi);
+                    v.push(*sr);
+                }
+                code::ADD_PATH
+            }
             Self::Other { code, value } => {
                 v.extend_from_slice(value);
                 *code
@@ -181,6 +219,16 @@ impl Capability {
                 let a: [u8; 4] = v.try_into().map_err(|_| err())?;
                 Self::FourOctetAs(u32::from_be_bytes(a))
             }
+            code::ADD_PATH => {
+                if v.is_empty() || !v.len().is_multiple_of(4) {
+                    return Err(err());
+                }
+                Self::AddPath(
+                    v.chunks_exact(4)
+                        .map(|f| (u16::from_be_bytes([f[0], f[1]]), f[2], f[3]))
+                        .collect(),
+                )
+            }
             _ => Self::Other {
                 code: c,
                 value: v.to_vec(),
@@ -216,6 +264,12 @@ pub struct Negotiated {
     pub graceful_restart: bool,
     /// The peer's restart time, when it advertised graceful restart.
     pub peer_restart_time: Option<u16>,
+    /// Families whose NLRI the peer sends with path identifiers: we
+    /// advertised receive, the peer send (RFC 7911 §4).
+    pub add_path_receive: Vec<Family>,
+    /// Families whose NLRI we send with a path identifier: we advertised
+    /// send, the peer receive.
+    pub add_path_send: Vec<Family>,
     /// min(ours, theirs) seconds; 0 = no keepalives, no hold timer.
     pub hold_time: u16,
     pub peer_asn: u32,
@@ -248,13 +302,34 @@ impl Negotiated {
         if !peer_sent_mp {
             peer.push(Family::Ipv4Unicast);
         }
-        let families = Family::ALL
+        let families: Vec<Family> = Family::ALL
             .into_iter()
             .filter(|f| {
                 (mine.contains(f) || *f == Family::Ipv4Unicast && mine.is_empty())
                     && peer.contains(f)
             })
             .collect();
+        // RFC 7911 §4: a family is in the capability at most once; any
+        // other Send/Receive value than 1-3 is ignored.
+        let add_path_of = |caps: &[Capability], bit: u8| -> Vec<Family> {
+            caps.iter()
+                .filter_map(|c| match c {
+                    Capability::AddPath(list) => Some(list),
+                    _ => None,
+                })
+                .flatten()
+                .filter(|(_, _, sr)| matches!(sr, 1..=3) && sr & bit != 0)
+                .filter_map(|(afi, safi, _)| Family::from_codes(*afi, *safi))
+                .collect()
+        };
+        let both = |mine: Vec<Family>, theirs: Vec<Family>| -> Vec<Family> {
+            Family::ALL
+                .into_iter()
+                .filter(|f| families.contains(f) && mine.contains(f) && theirs.contains(f))
+                .collect()
+        };
+        let add_path_receive = both(add_path_of(ours, 1), add_path_of(theirs, 2));
+        let add_path_send = both(add_path_of(ours, 2), add_path_of(theirs, 1));
         let has = |caps: &[Capability], p: fn(&Capability) -> bool| caps.iter().any(p);
         let gr = |c: &Capability| matches!(c, Capability::GracefulRestart { .. });
         Self {
@@ -267,6 +342,8 @@ impl Negotiated {
                 Capability::GracefulRestart { restart_time, .. } => Some(*restart_time),
                 _ => None,
             }),
+            add_path_receive,
+            add_path_send,
             hold_time: our_hold.min(their_hold),
             peer_asn,
             peer_id,

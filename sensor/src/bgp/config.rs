@@ -51,7 +51,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     attribute::Community,
-    capability::Family,
+    capability::{AddPathMode, Family},
     dialect::{Dialect, Operators, Profile, RedirectEncoding},
     flowspec::{ActionKind, ComponentKind},
     rtbh,
@@ -158,6 +158,12 @@ pub struct PeerConfig {
     /// seconds, so the router keeps our rules while we restart.
     #[serde(default)]
     pub graceful_restart: Option<u16>,
+    /// Add-Path (RFC 7911) for every configured family: `off` (default),
+    /// `receive` (several paths per prefix from the router, stored by
+    /// path identifier), `send` (our routes carry a path identifier) or
+    /// `both`; in force where the router advertises the other side.
+    #[serde(default)]
+    pub add_path: AddPathMode,
     /// What the router's flow spec implementation takes.
     #[serde(default)]
     pub flowspec: FlowSpecSupport,

@@ -23,17 +23,21 @@ pub mod attribute;
 pub mod capability;
 pub mod config;
 pub mod dialect;
+pub mod duplicate;
 pub mod flap;
 pub mod flowspec;
 pub mod message;
 pub mod receive;
 pub mod rib;
+pub mod rib_in;
 pub mod route;
 pub mod rtbh;
 pub mod session;
 pub mod tcp;
 pub mod update;
 
+#[cfg(test)]
+mod receive_session_tests;
 #[cfg(test)]
 mod receive_tests;
 #[cfg(test)]
@@ -61,6 +65,7 @@ pub use flowspec::{
     Action, ActionKind, BitmaskMatch, Component, ComponentKind, FlowPrefix, FlowSpec,
     FlowSpecError, IpFamily, NumericMatch, NumericOp,
 };
+pub use rib_in::query::{MatchMode, QueryError, RibAnswer, RibQuery};
 pub use route::{Route, RouteError, RouteKey};
 pub use session::SessionState;
 
@@ -100,6 +105,12 @@ pub enum Outcome {
     Accepted,
     /// Already there, identical: nothing to send.
     Unchanged,
+    /// Not sent: peer `from` already sends us the same Flow Spec rule with
+    /// the same actions from another system ([`duplicate`]); sent when
+    /// that rule is withdrawn ([`Speaker::resume_suppressed`]).
+    InForceElsewhere {
+        from: String,
+    },
     Refused(RejectReason),
 }
 
@@ -153,6 +164,8 @@ pub struct PeerStatus {
     pub updates_sent: u64,
     pub updates_received: u64,
     pub route_refreshes_received: u64,
+    /// ROUTE-REFRESH messages we sent (`edge-sensor rib refresh`).
+    pub route_refreshes_sent: u64,
     /// How many times the session reached Established.
     pub established_count: u64,
     pub last_error: Option<String>,
@@ -167,6 +180,8 @@ pub struct PeerStatus {
     pub last_update_error: Option<String>,
     /// Flap protection: quarantined routes, suspects, back-off.
     pub flap: FlapStatus,
+    /// What the peer sent us: routes, paths, rules, End-of-RIB.
+    pub rib_in: rib_in::RibInStatus,
 }
 
 /// A peer's flap protection state (see [`flap`]).
@@ -198,6 +213,8 @@ pub enum QuarantineError {
 struct Peer {
     shared: Arc<PeerShared>,
     changes: mpsc::UnboundedSender<RouteKey>,
+    /// Families to ask the peer to send again (ROUTE-REFRESH, RFC 2918).
+    refresh: mpsc::UnboundedSender<Family>,
     stop: watch::Sender<Option<Stop>>,
     task: Option<JoinHandle<()>>,
 }
@@ -252,8 +269,9 @@ impl Peer {
                 });
             }
         }
-        let four_octet = negotiated.map(|n| n.four_octet_as).unwrap_or(true);
-        update::announce(route, &self.shared.params(four_octet)).map_err(|e| {
+        let four_octet = negotiated.as_ref().map(|n| n.four_octet_as).unwrap_or(true);
+        let add_path = negotiated.map(|n| n.add_path_send).unwrap_or_default();
+        update::announce(route, &self.shared.params(four_octet, &add_path)).map_err(|e| {
             RejectReason::Encoding {
                 message: e.to_string(),
             }
@@ -315,6 +333,7 @@ impl Peer {
             updates_sent: s.updates_sent,
             updates_received: s.updates_received,
             route_refreshes_received: s.route_refreshes_received,
+            route_refreshes_sent: s.route_refreshes_sent,
             established_count: s.established_count,
             last_error: s.last_error,
             last_notification_sent: s.last_notification_sent,
@@ -330,8 +349,26 @@ impl Peer {
                 })
                 .collect(),
             last_update_error: s.last_update_error,
+            rib_in: {
+                let mut r = self.shared.rib_in();
+                r.expire(Instant::now());
+                r.status()
+            },
         }
     }
+}
+
+/// Why a route refresh cannot be asked for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RefreshError {
+    #[error("no BGP peer named `{0}`")]
+    NoSuchPeer(String),
+    #[error("the session with `{0}` is not established")]
+    NotEstablished(String),
+    #[error("`{0}` did not advertise route refresh (RFC 2918)")]
+    NotSupported(String),
+    #[error("`{peer}` did not negotiate {family}")]
+    FamilyNotNegotiated { peer: String, family: Family },
 }
 
 /// Why the speaker could not start.
@@ -352,6 +389,9 @@ pub struct Speaker {
     ops: Mutex<()>,
     /// Where the quarantine is kept (`None`: not kept).
     quarantine_file: Option<PathBuf>,
+    /// Flow Spec routes held back because another system has them in
+    /// force, with the peers they are for.
+    suppressed: Mutex<Vec<(Route, Vec<String>)>>,
 }
 
 impl Speaker {
@@ -371,22 +411,27 @@ impl Speaker {
                     shutdown_message: config.shutdown_message.clone(),
                     refused_capabilities: Mutex::default(),
                     rib: Mutex::default(),
+                    rib_in: Mutex::default(),
                     stats: Mutex::default(),
                     flap: Mutex::default(),
                 });
                 let (changes_tx, changes_rx) = mpsc::unbounded_channel();
+                let (refresh_tx, refresh_rx) = mpsc::unbounded_channel();
                 let (stop_tx, stop_rx) = watch::channel(None);
                 let task = Task {
                     shared: shared.clone(),
                     changes: changes_rx,
+                    refresh: refresh_rx,
                     stop: stop_rx,
                     unproven: Vec::new(),
                     reset: None,
+                    notified: false,
                 };
                 let handle = runtime.spawn(task.run());
                 Peer {
                     shared,
                     changes: changes_tx,
+                    refresh: refresh_tx,
                     stop: stop_tx,
                     task: Some(handle),
                 }
@@ -397,6 +442,7 @@ impl Speaker {
             peers,
             ops: Mutex::new(()),
             quarantine_file: None,
+            suppressed: Mutex::default(),
         })
     }
 
@@ -515,6 +561,26 @@ impl Speaker {
         let key = route.key();
         let _guard = self.ops.lock().unwrap_or_else(|e| e.into_inner());
         let mut outcomes = Vec::with_capacity(self.peers.len());
+        if let Some(from) = self.in_force_elsewhere(&route) {
+            let peers: Vec<String> = self
+                .peers
+                .iter()
+                .map(|p| p.shared.config.name.clone())
+                .filter(|n| wanted(n))
+                .collect();
+            tracing::info!(%route, %from,
+                "Flow Spec rule not announced: the same rule is in force from another system");
+            let mut held = self.suppressed.lock().unwrap_or_else(|e| e.into_inner());
+            held.retain(|(r, _)| r.key() != key);
+            held.push((route, peers.clone()));
+            return Ok(Announcement {
+                key,
+                peers: peers
+                    .into_iter()
+                    .map(|p| (p, Outcome::InForceElsewhere { from: from.clone() }))
+                    .collect(),
+            });
+        }
         for peer in self.peers.iter().filter(|p| wanted(&p.shared.config.name)) {
             let mut rib = peer.shared.rib();
             let outcome = match peer.admit(&route, &rib) {
@@ -547,6 +613,10 @@ impl Speaker {
     /// Withdraws the route with `key` from every peer holding it.
     pub fn withdraw_key(&self, key: &RouteKey) -> usize {
         let _guard = self.ops.lock().unwrap_or_else(|e| e.into_inner());
+        self.suppressed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(r, _)| r.key() != *key);
         let mut n = 0;
         for peer in &self.peers {
             if peer.shared.rib().remove(key).is_some() {
@@ -563,6 +633,135 @@ impl Speaker {
             .iter()
             .find(|p| p.shared.config.name == peer)
             .map(|p| p.shared.rib().routes().cloned().collect())
+    }
+
+    /// The received routes that match `query`, from every peer or the one
+    /// it names, in peer order (each peer's Adj-RIB-In locked in turn).
+    pub fn rib(&self, query: &RibQuery) -> Result<RibAnswer, QueryError> {
+        let compiled = rib_in::query::Compiled::new(query)?;
+        if let Some(name) = &query.peer
+            && !self.peers.iter().any(|p| &p.shared.config.name == name)
+        {
+            return Err(QueryError::NoSuchPeer(name.clone()));
+        }
+        let mut out = RibAnswer::default();
+        for p in &self.peers {
+            let name = &p.shared.config.name;
+            if query.peer.as_ref().is_some_and(|n| n != name) {
+                continue;
+            }
+            let mut rib = p.shared.rib_in();
+            rib.expire(Instant::now());
+            compiled.run(name, &rib, &mut out);
+            if out.truncated {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The peer that sends us `route` (same Flow Spec NLRI and actions)
+    /// from another system, unless one of our peers already has it from us
+    /// (we keep announcing what we announced).
+    fn in_force_elsewhere(&self, route: &Route) -> Option<String> {
+        let Route::FlowSpec { rule, actions } = route else {
+            return None;
+        };
+        let key = route.key();
+        if self.peers.iter().any(|p| p.shared.rib().contains(&key)) {
+            return None;
+        }
+        self.peers.iter().find_map(|p| {
+            let mut rib = p.shared.rib_in();
+            rib.expire(Instant::now());
+            duplicate::same_rule(
+                &rib,
+                rule,
+                actions,
+                self.config.router_id,
+                p.shared.local_asn,
+            )
+            .then(|| p.shared.config.name.clone())
+        })
+    }
+
+    /// Announces the Flow Spec routes held back as duplicates whose
+    /// foreign copy is gone; returns what each peer did with them. The
+    /// daemon calls it now and then.
+    pub fn resume_suppressed(&self) -> Vec<Announcement> {
+        let held = std::mem::take(&mut *self.suppressed.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut out = Vec::new();
+        for (route, peers) in held {
+            // Still in force elsewhere: held back again (by announce).
+            match self.announce_where(route, |n| peers.iter().any(|p| p == n)) {
+                Ok(a)
+                    if a.peers
+                        .iter()
+                        .all(|(_, o)| matches!(o, Outcome::InForceElsewhere { .. })) => {}
+                Ok(a) => out.push(a),
+                Err(e) => tracing::warn!("a held-back Flow Spec rule cannot be announced: {e}"),
+            }
+        }
+        out
+    }
+
+    /// The Flow Spec rules other systems have in force whose destination
+    /// covers `addr` (for the attack log and `edge-sensor attacks`).
+    pub fn foreign_rules_covering(&self, addr: IpAddr) -> Vec<duplicate::ForeignRule> {
+        let mut out = Vec::new();
+        for p in &self.peers {
+            let mut rib = p.shared.rib_in();
+            rib.expire(Instant::now());
+            out.extend(duplicate::covering(
+                &p.shared.config.name,
+                &rib,
+                addr,
+                self.config.router_id,
+                p.shared.local_asn,
+            ));
+        }
+        out
+    }
+
+    /// Asks `peer` to send its routes of `families` again (ROUTE-REFRESH,
+    /// RFC 2918 §3; every negotiated family when empty); returns the
+    /// families asked for.
+    pub fn route_refresh(
+        &self,
+        peer: &str,
+        families: &[Family],
+    ) -> Result<Vec<Family>, RefreshError> {
+        let p = self
+            .peers
+            .iter()
+            .find(|p| p.shared.config.name == peer)
+            .ok_or_else(|| RefreshError::NoSuchPeer(peer.to_string()))?;
+        let s = p.shared.stats();
+        let n = match (&s.negotiated, s.state) {
+            (Some(n), SessionState::Established) => n.clone(),
+            _ => return Err(RefreshError::NotEstablished(peer.to_string())),
+        };
+        drop(s);
+        if !n.route_refresh {
+            return Err(RefreshError::NotSupported(peer.to_string()));
+        }
+        let wanted = if families.is_empty() {
+            n.families.clone()
+        } else {
+            families.to_vec()
+        };
+        for &family in &wanted {
+            if !n.families.contains(&family) {
+                return Err(RefreshError::FamilyNotNegotiated {
+                    peer: peer.to_string(),
+                    family,
+                });
+            }
+        }
+        for &family in &wanted {
+            let _ = p.refresh.send(family);
+        }
+        Ok(wanted)
     }
 
     /// Each peer's state, capabilities, uptime and counters.

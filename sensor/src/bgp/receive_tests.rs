@@ -27,6 +27,7 @@ fn ebgp() -> ReceiveContext {
         four_octet: true,
         ibgp: false,
         families: Family::ALL.to_vec(),
+        add_path: Vec::new(),
     }
 }
 
@@ -48,6 +49,7 @@ fn params(ibgp: bool) -> SessionParams {
         communities: Vec::new(),
         blackhole_communities: Vec::new(),
         no_export: true,
+        add_path: Vec::new(),
     }
 }
 
@@ -638,6 +640,7 @@ mod props {
             .prop_map(|(four_octet, ibgp, families)| ReceiveContext {
                 four_octet,
                 ibgp,
+                add_path: families.iter().copied().step_by(2).collect(),
                 families,
             })
     }
@@ -800,6 +803,7 @@ mod session {
         ReceiveContext {
             four_octet: true,
             ibgp: false,
+            add_path: Vec::new(),
             families: Family::ALL
                 .into_iter()
                 .filter(|f| FAMILIES.contains(f))

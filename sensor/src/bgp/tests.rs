@@ -53,6 +53,7 @@ fn ebgp() -> SessionParams {
         communities: Vec::new(),
         blackhole_communities: Vec::new(),
         no_export: true,
+        add_path: Vec::new(),
     }
 }
 
@@ -1348,7 +1349,7 @@ next_hop_v4 = "192.0.2.254"
         (Speaker::start(config).unwrap(), listener)
     }
 
-    async fn accept(listener: &TcpListener) -> TcpStream {
+    pub(in crate::bgp) async fn accept(listener: &TcpListener) -> TcpStream {
         tokio::time::timeout(T, listener.accept())
             .await
             .expect("the speaker connects")
@@ -1356,7 +1357,7 @@ next_hop_v4 = "192.0.2.254"
             .0
     }
 
-    async fn read(stream: &mut TcpStream) -> Message {
+    pub(in crate::bgp) async fn read(stream: &mut TcpStream) -> Message {
         let mut header = [0u8; 19];
         tokio::time::timeout(T, stream.read_exact(&mut header))
             .await
@@ -1369,7 +1370,7 @@ next_hop_v4 = "192.0.2.254"
         Message::decode(&frame).unwrap()
     }
 
-    async fn send(stream: &mut TcpStream, m: &Message) {
+    pub(in crate::bgp) async fn send(stream: &mut TcpStream, m: &Message) {
         stream.write_all(&m.encode()).await.unwrap();
     }
 

@@ -36,6 +36,41 @@ pub struct SessionParams {
     pub communities: Vec<Community>,
     pub blackhole_communities: Vec<Community>,
     pub no_export: bool,
+    /// Families whose NLRI carry a path identifier (Add-Path negotiated
+    /// for sending, RFC 7911 §3).
+    pub add_path: Vec<Family>,
+}
+
+/// The path identifier of our routes where Add-Path is in force: the
+/// sensor has one path per route (RFC 7911 §3 leaves the value to the
+/// sender).
+pub const PATH_ID: u32 = 1;
+
+impl SessionParams {
+    /// The path identifier that prefixes `family`'s NLRI, if any.
+    fn path_id(&self, family: Family) -> Option<u32> {
+        self.add_path.contains(&family).then_some(PATH_ID)
+    }
+}
+
+/// `nlri` after the path identifier, when there is one (RFC 7911 §3).
+fn with_path_id(id: Option<u32>, nlri: Vec<u8>) -> Vec<u8> {
+    match id {
+        None => nlri,
+        Some(id) => {
+            let mut out = id.to_be_bytes().to_vec();
+            out.extend_from_slice(&nlri);
+            out
+        }
+    }
+}
+
+/// `nlri` without its path identifier (`None` when too short for one).
+fn strip_path_id(id: Option<u32>, nlri: &[u8]) -> Option<&[u8]> {
+    match id {
+        None => Some(nlri),
+        Some(id) => nlri.strip_prefix(&id.to_be_bytes()[..]),
+    }
 }
 
 fn common_attributes(p: &SessionParams) -> Vec<PathAttribute> {
@@ -72,7 +107,7 @@ pub fn announce(route: &Route, p: &SessionParams) -> Result<Update, RouteError> 
             attrs.push(PathAttribute::mp_reach(
                 family,
                 Vec::new(),
-                rule.encode_nlri(),
+                with_path_id(p.path_id(family), rule.encode_nlri()),
             ));
             attrs.extend(common_attributes(p));
             if !p.communities.is_empty() {
@@ -98,7 +133,9 @@ pub fn announce(route: &Route, p: &SessionParams) -> Result<Update, RouteError> 
                     }
                     attrs.extend(common_attributes(p));
                     attrs.insert(2, PathAttribute::NextHop(nh));
-                    encode_prefix(prefix, &mut nlri);
+                    let mut encoded = Vec::new();
+                    encode_prefix(prefix, &mut encoded);
+                    nlri = with_path_id(p.path_id(Family::Ipv4Unicast), encoded);
                 }
                 IpNet::V6(_) => {
                     let nh = p.next_hop_v6.ok_or_else(|| {
@@ -112,7 +149,7 @@ pub fn announce(route: &Route, p: &SessionParams) -> Result<Update, RouteError> 
                     attrs.push(PathAttribute::mp_reach(
                         Family::Ipv6Unicast,
                         nh.octets().to_vec(),
-                        encoded,
+                        with_path_id(p.path_id(Family::Ipv6Unicast), encoded),
                     ));
                     attrs.extend(common_attributes(p));
                 }
@@ -125,25 +162,42 @@ pub fn announce(route: &Route, p: &SessionParams) -> Result<Update, RouteError> 
     Ok(update)
 }
 
-/// The UPDATE withdrawing the route with `key`.
+/// The UPDATE withdrawing the route with `key` on a session without
+/// Add-Path.
 pub fn withdraw(key: &RouteKey) -> Update {
+    withdraw_with(key, None)
+}
+
+/// The UPDATE withdrawing the route with `key` on a session with `p`
+/// (with our path identifier where Add-Path is in force, RFC 7911 §3).
+pub fn withdraw_for(key: &RouteKey, p: &SessionParams) -> Update {
+    withdraw_with(key, p.path_id(key.family()))
+}
+
+fn withdraw_with(key: &RouteKey, id: Option<u32>) -> Update {
     match key {
         RouteKey::FlowSpec { nlri, .. } => Update::new(
             Vec::new(),
-            &[PathAttribute::mp_unreach(key.family(), nlri.clone())],
+            &[PathAttribute::mp_unreach(
+                key.family(),
+                with_path_id(id, nlri.clone()),
+            )],
             Vec::new(),
         ),
         RouteKey::Blackhole(prefix @ IpNet::V4(_)) => {
             let mut w = Vec::new();
             encode_prefix(prefix, &mut w);
-            Update::new(w, &[], Vec::new())
+            Update::new(with_path_id(id, w), &[], Vec::new())
         }
         RouteKey::Blackhole(prefix @ IpNet::V6(_)) => {
             let mut n = Vec::new();
             encode_prefix(prefix, &mut n);
             Update::new(
                 Vec::new(),
-                &[PathAttribute::mp_unreach(Family::Ipv6Unicast, n)],
+                &[PathAttribute::mp_unreach(
+                    Family::Ipv6Unicast,
+                    with_path_id(id, n),
+                )],
                 Vec::new(),
             )
         }
@@ -192,6 +246,8 @@ pub fn verify_announce(
             if *family != (afi, safi) || !next_hop.is_empty() {
                 return Err(bad("MP_REACH_NLRI family or next hop".into()));
             }
+            let nlri = strip_path_id(p.path_id(route.family()), nlri)
+                .ok_or_else(|| bad("no path identifier".into()))?;
             let (decoded, used) =
                 FlowSpec::decode_nlri(rule.family(), nlri).map_err(|e| bad(e.to_string()))?;
             if used != nlri.len() || decoded != *rule {
@@ -221,14 +277,18 @@ pub fn verify_announce(
                     if !has(code::NEXT_HOP) {
                         return Err(bad("no NEXT_HOP".into()));
                     }
-                    decode_prefixes(&back.nlri, false)
+                    strip_path_id(p.path_id(Family::Ipv4Unicast), &back.nlri)
+                        .and_then(|n| decode_prefixes(n, false))
                 }
                 IpNet::V6(_) => attrs.iter().find_map(|a| match a {
                     PathAttribute::MpReach {
                         family: (2, 1),
                         next_hop,
                         nlri,
-                    } if next_hop.len() == 16 => decode_prefixes(nlri, true),
+                    } if next_hop.len() == 16 => {
+                        strip_path_id(p.path_id(Family::Ipv6Unicast), nlri)
+                            .and_then(|n| decode_prefixes(n, true))
+                    }
                     _ => None,
                 }),
             };

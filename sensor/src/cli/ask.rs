@@ -15,14 +15,14 @@ use crate::{
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-fn ask(socket: &std::path::Path, request: &Request) -> Result<Value> {
+pub(super) fn ask(socket: &std::path::Path, request: &Request) -> Result<Value> {
     match control::request(socket, request, TIMEOUT)? {
         Response::Ok { body } => Ok(body),
         Response::Error { message } => bail!("the daemon refused: {message}"),
     }
 }
 
-fn print(json: bool, body: &Value, table: impl FnOnce(&Value) -> String) {
+pub(super) fn print(json: bool, body: &Value, table: impl FnOnce(&Value) -> String) {
     if json {
         println!("{body}");
     } else {
@@ -30,7 +30,7 @@ fn print(json: bool, body: &Value, table: impl FnOnce(&Value) -> String) {
     }
 }
 
-fn s(v: &Value) -> String {
+pub(super) fn s(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Null => "-".into(),
@@ -71,6 +71,15 @@ pub fn attacks(args: AskArgs) -> Result<()> {
                     a["duration_s"].as_f64().unwrap_or(0.0),
                     match_text(&a["fingerprint"]["match"]),
                 );
+                for r in a["covered_by"].as_array().into_iter().flatten() {
+                    let _ = writeln!(
+                        out,
+                        "{:<5} already covered by another system's rule from {}: {}",
+                        "",
+                        s(&r["peer"]),
+                        s(&r["rule"]),
+                    );
+                }
             }
         }
         out
@@ -317,6 +326,35 @@ pub fn bgp(bgp: BgpArgs) -> Result<()> {
                     e.join(", ")
                 );
             }
+            let rib = &p["rib_in"];
+            let eor: Vec<String> = rib["end_of_rib"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(s)
+                .collect();
+            let errors: u64 = p["update_errors"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter_map(|(_, v)| v.as_u64())
+                .sum();
+            let _ = writeln!(
+                out,
+                "{:<12} received: {} prefixes, {} paths, {} flow spec rules, {} updates, {} errors, {} stale; End-of-RIB: {}",
+                "",
+                s(&rib["prefixes"]),
+                s(&rib["paths"]),
+                s(&rib["flowspec_rules"]),
+                s(&p["updates_received"]),
+                errors,
+                s(&rib["stale"]),
+                if eor.is_empty() {
+                    "-".into()
+                } else {
+                    eor.join(", ")
+                },
+            );
             if let Some(fams) = p["afi_safi_disabled"].as_array()
                 && !fams.is_empty()
             {

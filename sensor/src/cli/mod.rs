@@ -6,6 +6,7 @@ mod decode;
 mod exporters;
 mod maps;
 mod metrics;
+mod rib;
 pub mod rows;
 mod run;
 mod style;
@@ -52,6 +53,10 @@ pub enum Command {
     Mitigations(AskArgs),
     /// BGP peers: state, uptime, capabilities, routes (asks the daemon).
     Bgp(BgpArgs),
+    /// Received routes (Adj-RIB-In) per peer: lookups by prefix and
+    /// community; `rib flowspec` shows received Flow Spec rules beside
+    /// ours; `rib refresh` asks a peer to send its routes again.
+    Rib(rib::RibArgs),
     /// The daemon at a glance.
     Status(AskArgs),
     /// Mitigate an address by hand: a Flow Spec filter or a blackhole.
@@ -312,6 +317,7 @@ pub fn main() -> ExitCode {
         Command::Attacks(args) => ask::attacks(args),
         Command::Mitigations(args) => ask::mitigations(args),
         Command::Bgp(args) => ask::bgp(args),
+        Command::Rib(args) => rib::rib(args),
         Command::Status(args) => ask::status(args),
         Command::Ban(args) => ask::ban(args),
         Command::Unban(args) => ask::unban(args),

@@ -123,6 +123,24 @@ impl Daemon<'_> {
                     &[("peer", &p.name)],
                     p.flap.resets as f64,
                 );
+                let r = &p.rib_in;
+                for (kind, n) in [
+                    ("prefixes", r.prefixes),
+                    ("paths", r.paths),
+                    ("flowspec_rules", r.flowspec_rules),
+                    ("stale", r.stale),
+                ] {
+                    m.set(
+                        names::BGP_PEER_RECEIVED,
+                        &[("peer", &p.name), ("kind", kind)],
+                        n as f64,
+                    );
+                }
+                m.set(
+                    names::BGP_UPDATES_RECEIVED,
+                    &[("peer", &p.name)],
+                    p.updates_received as f64,
+                );
                 for (reason, n) in &p.update_errors {
                     m.set(
                         names::BGP_UPDATE_ERRORS,

@@ -52,6 +52,15 @@ impl Daemon<'_> {
         };
         self.events
             .record(json!({"event": name, "attack": ev.attack()}));
+        // Say when another system's Flow Spec rule already covers it.
+        if let (Event::AttackStarted(a), Some(s)) = (ev, &self.speaker) {
+            let rules = s.foreign_rules_covering(a.victim.addr());
+            if !rules.is_empty() {
+                self.events
+                    .record(json!({"event": "attack_covered_elsewhere",
+                    "attack": a.id, "victim": a.victim, "rules": rules}));
+            }
+        }
         if let Event::AttackEnded(a) = ev {
             if self.recent.len() == RECENT_ATTACKS {
                 self.recent.pop_front();
@@ -67,6 +76,11 @@ impl Daemon<'_> {
     /// quarantine is saved.
     pub(super) fn on_quarantine(&mut self) {
         let Some(s) = &self.speaker else { return };
+        // Rules held back as duplicates whose foreign copy is gone.
+        for a in s.resume_suppressed() {
+            self.events
+                .record(json!({"event": "duplicate_released", "route": a.key, "peers": a.peers}));
+        }
         for ev in s.quarantine_events() {
             for r in self
                 .mitigator

@@ -26,6 +26,19 @@ impl Daemon<'_> {
                     .as_ref()
                     .map(Detector::attacks)
                     .unwrap_or_default();
+                let mut current = serde_json::to_value(current).unwrap_or_default();
+                // Flow Spec rules other systems have in force over each
+                // victim (issue 15).
+                if let (Some(s), Some(list)) = (&self.speaker, current.as_array_mut()) {
+                    for a in list {
+                        let victim = a["victim"]
+                            .as_str()
+                            .and_then(|v| v.parse::<ipnet::IpNet>().ok());
+                        if let Some(v) = victim {
+                            a["covered_by"] = json!(s.foreign_rules_covering(v.addr()));
+                        }
+                    }
+                }
                 ok(
                     json!({"detection": self.detector.is_some(), "current": current,
                     "recent": self.recent.iter().rev().collect::<Vec<_>>()}),
@@ -43,6 +56,31 @@ impl Daemon<'_> {
                 "configured": self.speaker.is_some(),
                 "quarantine": self.speaker.as_ref().map(Speaker::quarantine).unwrap_or_default(),
             })),
+            Request::Rib { query } => {
+                let Some(s) = &self.speaker else {
+                    return err("no BGP peers configured".into());
+                };
+                match s.rib(&query) {
+                    Ok(answer) => {
+                        let mut body = json!({"configured": true, "routes": answer.routes,
+                            "flowspec": answer.flowspec, "truncated": answer.truncated});
+                        if query.flowspec_only {
+                            body["ours"] = json!(ours_flowspec(s, &query));
+                        }
+                        ok(body)
+                    }
+                    Err(e) => err(e.to_string()),
+                }
+            }
+            Request::RibRefresh { peer, families } => {
+                let Some(s) = &self.speaker else {
+                    return err("no BGP peers configured".into());
+                };
+                match s.route_refresh(&peer, &families) {
+                    Ok(asked) => ok(json!({"peer": peer, "families": asked})),
+                    Err(e) => err(e.to_string()),
+                }
+            }
             Request::ClearQuarantine { peer } => {
                 let Some(s) = &self.speaker else {
                     return err("no BGP peers configured".into());
@@ -144,4 +182,25 @@ impl Daemon<'_> {
             "watch_decode_errors": self.watch_errors,
         })
     }
+}
+
+/// Our Flow Spec rules per peer (the Adj-RIBs-Out), for `rib flowspec`.
+fn ours_flowspec(s: &Speaker, query: &crate::bgp::RibQuery) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    for p in s.status() {
+        if query.peer.as_ref().is_some_and(|n| *n != p.name) {
+            continue;
+        }
+        for r in s.routes(&p.name).unwrap_or_default() {
+            if let crate::bgp::Route::FlowSpec { rule, actions } = &r
+                && query.family.is_none_or(|f| f == r.family())
+            {
+                out.push(
+                    json!({"peer": p.name, "family": r.family(), "rule": rule.to_string(),
+                    "destination": rule.destination().map(|d| d.net()), "actions": actions}),
+                );
+            }
+        }
+    }
+    out
 }

@@ -13,6 +13,8 @@ pub const BGP_PEER_ROUTES: &str = "edge_sensor_bgp_peer_routes";
 pub const BGP_PEER_FLAP_RESETS: &str = "edge_sensor_bgp_peer_flap_resets";
 pub const BGP_ROUTE_QUARANTINED: &str = "edge_sensor_bgp_route_quarantined";
 pub const BGP_UPDATE_ERRORS: &str = "edge_sensor_bgp_update_errors_total";
+pub const BGP_PEER_RECEIVED: &str = "edge_sensor_bgp_peer_received";
+pub const BGP_UPDATES_RECEIVED: &str = "edge_sensor_bgp_updates_received_total";
 pub const WATCH_SAMPLES: &str = "edge_sensor_watch_samples_total";
 pub const FAST_PATH: &str = "edge_sensor_fast_path";
 
@@ -54,6 +56,17 @@ const FAMILIES: &[(&str, MetricType, &str)] = &[
         BGP_UPDATE_ERRORS,
         MetricType::Counter,
         "Errors in UPDATEs received from the peer, by reason (RFC 7606).",
+    ),
+    (
+        BGP_PEER_RECEIVED,
+        MetricType::Gauge,
+        "The peer's Adj-RIB-In: unicast prefixes, paths (Add-Path), Flow Spec rules, stale \
+         paths (graceful restart).",
+    ),
+    (
+        BGP_UPDATES_RECEIVED,
+        MetricType::Counter,
+        "UPDATE messages received from the peer.",
     ),
     (
         WATCH_SAMPLES,

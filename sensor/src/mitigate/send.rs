@@ -41,7 +41,7 @@ impl Mitigator {
             .filter(|m| {
                 m.peers
                     .iter()
-                    .any(|(p, o)| p == peer && !o.contains("refused"))
+                    .any(|(p, o)| p == peer && !o.contains("refused") && !o.starts_with("not sent"))
             })
             .count()
     }
@@ -270,5 +270,8 @@ fn outcome_text(o: &Outcome) -> String {
         Outcome::Accepted => "accepted".into(),
         Outcome::Unchanged => "unchanged".into(),
         Outcome::Refused(r) => format!("refused: {r}"),
+        Outcome::InForceElsewhere { from } => {
+            format!("not sent: the same rule is in force from {from} (another system)")
+        }
     }
 }

@@ -14,8 +14,10 @@
 //! attribute discard < treat-as-withdraw < AFI/SAFI disable < session reset
 //! ```
 //!
-//! We keep no Adj-RIB-In yet: the session only counts; the parsed result
-//! is what a later receive side will store.
+//! With Add-Path negotiated for receiving a family (RFC 7911 §3), each of
+//! its NLRI starts with a 4-octet path identifier, read here into
+//! [`PathNlri::path_id`]. The session counts the errors and stores the
+//! result in the peer's Adj-RIB-In ([`crate::bgp::rib_in`]).
 //!
 //! This file has [`check`] and what it keeps while reading; the verdict
 //! types are in `verdict.rs`, the path attribute checks in `attribute.rs`,
@@ -30,13 +32,13 @@ mod verdict;
 use std::collections::BTreeSet;
 
 use crate::bgp::{
-    attribute::{PathAttribute, decode_prefixes},
+    attribute::PathAttribute,
     capability::Family,
     message::{Notification, Update, error_code},
 };
 
 use attribute::{check_attribute, split_attribute};
-pub use verdict::{Approach, Nlri, Reason, ReceivedUpdate, UpdateError, UpdateVerdict};
+pub use verdict::{Approach, Nlri, PathNlri, Reason, ReceivedUpdate, UpdateError, UpdateVerdict};
 
 /// Path attribute type codes we check on receipt (IANA "BGP Path
 /// Attributes").
@@ -70,6 +72,9 @@ pub struct ReceiveContext {
     pub ibgp: bool,
     /// The families both sides negotiated (RFC 4760 §8).
     pub families: Vec<Family>,
+    /// The families whose NLRI carry a path identifier (RFC 7911 §4: we
+    /// advertised receive and the peer send).
+    pub add_path: Vec<Family>,
 }
 
 /// Builds the verdict as errors are found.
@@ -125,8 +130,9 @@ pub fn check(update: &Update, ctx: &ReceiveContext) -> UpdateVerdict {
 
     // Withdrawn Routes and NLRI fields: IPv4 unicast prefixes (§5.3:
     // syntactically incorrect -> session reset).
-    match decode_prefixes(&update.withdrawn, false) {
-        Some(w) => parsed.withdrawn.extend(w.into_iter().map(Nlri::Prefix)),
+    let v4_ids = ctx.add_path.contains(&Family::Ipv4Unicast);
+    match mp::prefixes(&update.withdrawn, false, v4_ids) {
+        Some(w) => parsed.withdrawn.extend(w),
         None => f.reset(
             Reason::MalformedWithdrawnField,
             None,
@@ -134,8 +140,8 @@ pub fn check(update: &Update, ctx: &ReceiveContext) -> UpdateVerdict {
             Vec::new(),
         ),
     }
-    match decode_prefixes(&update.nlri, false) {
-        Some(n) => parsed.announced.extend(n.into_iter().map(Nlri::Prefix)),
+    match mp::prefixes(&update.nlri, false, v4_ids) {
+        Some(n) => parsed.announced.extend(n),
         None => f.reset(
             Reason::MalformedNlriField,
             None,

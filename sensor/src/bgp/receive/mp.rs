@@ -4,7 +4,7 @@
 
 use super::{
     Findings, RawAttribute, ReceiveContext, code, update_subcode,
-    verdict::{Approach, Nlri, Reason, ReceivedUpdate},
+    verdict::{Approach, Nlri, PathNlri, Reason, ReceivedUpdate},
 };
 use crate::bgp::{
     attribute::{PathAttribute, decode_prefixes},
@@ -21,14 +21,61 @@ pub(super) fn flowspec_family(afi: u16, safi: u8) -> Option<IpFamily> {
     }
 }
 
+/// Reads a 4-octet path identifier (RFC 7911 §3) off the front of `b`.
+fn path_id(b: &mut &[u8]) -> Option<u32> {
+    let (id, rest) = b.split_first_chunk::<4>()?;
+    *b = rest;
+    Some(u32::from_be_bytes(*id))
+}
+
+/// Unicast prefixes (RFC 4271 §4.3, RFC 4760 §5), each after a path
+/// identifier when `add_path` (RFC 7911 §3); `None` when they are not
+/// syntactically correct.
+pub(super) fn prefixes(mut b: &[u8], ipv6: bool, add_path: bool) -> Option<Vec<PathNlri>> {
+    if !add_path {
+        return Some(
+            decode_prefixes(b, ipv6)?
+                .into_iter()
+                .map(|p| Nlri::Prefix(p).into())
+                .collect(),
+        );
+    }
+    let mut out = Vec::new();
+    while !b.is_empty() {
+        let id = path_id(&mut b)?;
+        let len = *b.first()?;
+        let n = 1 + usize::from(len).div_ceil(8);
+        let one = b.get(..n)?;
+        let mut p = decode_prefixes(one, ipv6)?;
+        out.push(PathNlri {
+            path_id: id,
+            nlri: Nlri::Prefix(p.pop()?),
+        });
+        b = &b[n..];
+    }
+    Some(out)
+}
+
 /// Parses the NLRI of MP_REACH/MP_UNREACH for (AFI, SAFI): `Err` when
 /// they are not syntactically correct (§5.3), malformed Flow Spec rules
-/// that still frame are returned raw with `true` (RFC 8955 §4.2).
-pub(super) fn mp_nlri(afi: u16, safi: u8, mut b: &[u8]) -> Result<(Vec<Nlri>, bool), ()> {
+/// that still frame are returned raw with `true` (RFC 8955 §4.2). With
+/// `add_path`, each NLRI follows its path identifier (RFC 7911 §3).
+pub(super) fn mp_nlri(
+    afi: u16,
+    safi: u8,
+    mut b: &[u8],
+    add_path: bool,
+) -> Result<(Vec<PathNlri>, bool), ()> {
     if let Some(family) = flowspec_family(afi, safi) {
         let mut out = Vec::new();
         let mut malformed = false;
-        while let Some(&first) = b.first() {
+        while !b.is_empty() {
+            let id = if add_path {
+                path_id(&mut b).ok_or(())?
+            } else {
+                0
+            };
+            let &first = b.first().ok_or(())?;
             // RFC 8955 §4.1: 1 octet below 240, else 0xfnnn.
             let (len, header) = if first >= 0xf0 {
                 let second = *b.get(1).ok_or(())?;
@@ -38,13 +85,19 @@ pub(super) fn mp_nlri(afi: u16, safi: u8, mut b: &[u8]) -> Result<(Vec<Nlri>, bo
             };
             let whole = b.get(..header + len).ok_or(())?;
             match FlowSpec::decode_nlri(family, whole) {
-                Ok((rule, used)) if used == whole.len() => out.push(Nlri::FlowSpec(rule)),
+                Ok((rule, used)) if used == whole.len() => out.push(PathNlri {
+                    path_id: id,
+                    nlri: Nlri::FlowSpec(rule),
+                }),
                 _ => {
                     malformed = true;
-                    out.push(Nlri::Raw {
-                        afi,
-                        safi,
-                        bytes: whole.to_vec(),
+                    out.push(PathNlri {
+                        path_id: id,
+                        nlri: Nlri::Raw {
+                            afi,
+                            safi,
+                            bytes: whole.to_vec(),
+                        },
                     });
                 }
             }
@@ -53,12 +106,12 @@ pub(super) fn mp_nlri(afi: u16, safi: u8, mut b: &[u8]) -> Result<(Vec<Nlri>, bo
         return Ok((out, malformed));
     }
     match Family::from_codes(afi, safi) {
-        Some(Family::Ipv4Unicast) => decode_prefixes(b, false).ok_or(()),
-        Some(Family::Ipv6Unicast) => decode_prefixes(b, true).ok_or(()),
+        Some(Family::Ipv4Unicast) => prefixes(b, false, add_path).ok_or(()),
+        Some(Family::Ipv6Unicast) => prefixes(b, true, add_path).ok_or(()),
         // Only negotiated families get here, all of them handled above.
         _ => Err(()),
     }
-    .map(|p| (p.into_iter().map(Nlri::Prefix).collect(), false))
+    .map(|p| (p, false))
 }
 
 /// The AFI/SAFI of an MP_REACH/MP_UNREACH attribute `a`, if it can be read
@@ -122,7 +175,8 @@ pub(super) fn mp_reach(
     }
     let next_hop = v[4..4 + nh_len].to_vec();
     let nlri = &v[5 + nh_len..];
-    match mp_nlri(afi, safi, nlri) {
+    let add_path = family.is_some_and(|f| ctx.add_path.contains(&f));
+    match mp_nlri(afi, safi, nlri, add_path) {
         Err(()) => f.disable(Reason::MalformedMpNlri, c, (afi, safi)),
         Ok((routes, malformed)) => {
             if malformed {
@@ -155,7 +209,8 @@ pub(super) fn mp_unreach(
         return;
     };
     let nlri = &v[3..];
-    match mp_nlri(afi, safi, nlri) {
+    let add_path = Family::from_codes(afi, safi).is_some_and(|f| ctx.add_path.contains(&f));
+    match mp_nlri(afi, safi, nlri, add_path) {
         Err(()) => f.disable(Reason::MalformedMpNlri, c, (afi, safi)),
         Ok((routes, malformed)) => {
             if malformed {

@@ -207,13 +207,34 @@ pub enum Nlri {
     Raw { afi: u16, safi: u8, bytes: Vec<u8> },
 }
 
+/// One received NLRI with its path identifier (RFC 7911 §3: present on
+/// the wire when Add-Path was negotiated for receiving the family; 0
+/// otherwise).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathNlri {
+    pub path_id: u32,
+    pub nlri: Nlri,
+}
+
+impl From<Nlri> for PathNlri {
+    fn from(nlri: Nlri) -> Self {
+        Self { path_id: 0, nlri }
+    }
+}
+
+impl PartialEq<Nlri> for PathNlri {
+    fn eq(&self, other: &Nlri) -> bool {
+        self.nlri == *other
+    }
+}
+
 /// A received UPDATE, parsed.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ReceivedUpdate {
     /// Withdrawn Routes field and MP_UNREACH_NLRI.
-    pub withdrawn: Vec<Nlri>,
+    pub withdrawn: Vec<PathNlri>,
     /// NLRI field and MP_REACH_NLRI.
-    pub announced: Vec<Nlri>,
+    pub announced: Vec<PathNlri>,
     /// The well-formed attributes we kept, in order received (MP_REACH and
     /// MP_UNREACH included, their NLRI raw).
     pub attributes: Vec<PathAttribute>,
@@ -233,7 +254,7 @@ pub enum UpdateVerdict {
     },
     /// Every route of the UPDATE is withdrawn: `withdrawn` lists them all.
     TreatAsWithdraw {
-        withdrawn: Vec<Nlri>,
+        withdrawn: Vec<PathNlri>,
         errors: Vec<UpdateError>,
     },
     /// Ignore (AFI, SAFI) for the rest of the session (RFC 4760 §7).

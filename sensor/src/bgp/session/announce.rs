@@ -69,10 +69,12 @@ impl Task {
         &mut self,
         conn: &mut Conn,
         key: &RouteKey,
+        params: &SessionParams,
     ) -> Result<(), ConnError> {
         self.unproven.retain(|(r, _)| &r.key() != key);
         self.shared.flap().proven.remove(key);
-        self.send_update(conn, update::withdraw(key)).await?;
+        self.send_update(conn, update::withdraw_for(key, params))
+            .await?;
         self.shared.stats().routes_withdrawn += 1;
         Ok(())
     }

@@ -13,8 +13,9 @@ use tokio::io::AsyncWriteExt;
 use crate::bgp::{
     capability::{Capability, Family, Negotiated},
     flap::Reset,
-    message::{Message, Notification, Open, Update, error_code},
+    message::{Message, Notification, Open, RouteRefresh, Update, error_code},
     receive::{self, Approach, Reason, ReceiveContext, UpdateVerdict},
+    rib_in::PeerInfo,
     route::RouteKey,
     update::open_my_as,
 };
@@ -125,7 +126,29 @@ impl Task {
             four_octet: negotiated.four_octet_as,
             ibgp: cfg.peer_asn == shared.local_asn,
             families: negotiated.families.clone(),
+            add_path: negotiated.add_path_receive.clone(),
         };
+        let peer_info = PeerInfo {
+            ibgp: receive_ctx.ibgp,
+            peer_asn: cfg.peer_asn,
+            four_octet: negotiated.four_octet_as,
+        };
+        // The families whose stale routes wait for End-of-RIB: those the
+        // peer's graceful restart capability says it kept (F bit, RFC 4724
+        // §4.2).
+        let keep: Vec<Family> = peer_open
+            .capabilities
+            .iter()
+            .filter(|_| negotiated.graceful_restart)
+            .filter_map(|c| match c {
+                Capability::GracefulRestart { families, .. } => Some(families),
+                _ => None,
+            })
+            .flatten()
+            .filter(|(_, _, fwd)| *fwd)
+            .filter_map(|(afi, safi, _)| Family::from_codes(*afi, *safi))
+            .collect();
+        shared.rib_in().session_up(&keep, Instant::now());
         tracing::info!(peer = %cfg.name, families = ?negotiated.families, hold = negotiated.hold_time,
             "BGP session established");
         let sendable: Vec<Family> = cfg
@@ -134,9 +157,11 @@ impl Task {
             .copied()
             .filter(|f| negotiated.families.contains(f))
             .collect();
-        let params = shared.params(negotiated.four_octet_as);
-        // Changes queued before now are covered by the full table.
+        let params = shared.params(negotiated.four_octet_as, &negotiated.add_path_send);
+        // Changes queued before now are covered by the full table, and
+        // the peer sends its whole table anyway.
         while self.changes.try_recv().is_ok() {}
+        while self.refresh.try_recv().is_ok() {}
         // Suspects of an earlier reset are held back and sent one at a time.
         let held: BTreeSet<RouteKey> = shared.flap().suspects.clone();
         if !held.is_empty() {
@@ -181,8 +206,7 @@ impl Task {
                             if let Some((n, why)) = self.received(&verdict) {
                                 return self.fail(&mut conn, n, &why).await;
                             }
-                            // The receive side (a later issue) keeps the
-                            // routes of Ok / AttributeDiscard verdicts here.
+                            shared.rib_in().apply(&verdict, peer_info);
                         }
                         // Withdrawn Routes or Total Path Attribute Length
                         // past the message (RFC 4271 §6.3, RFC 7606 §4).
@@ -216,6 +240,7 @@ impl Task {
                 }
                 _ = probe.tick() => {
                     self.prove();
+                    shared.rib_in().expire(Instant::now());
                     if self.unproven.is_empty()
                         && let Some(route) = self.next_suspect(&sendable)
                     {
@@ -229,6 +254,16 @@ impl Task {
                     return self.fail(&mut conn, Notification::new(error_code::HOLD_TIMER_EXPIRED, 0),
                         "hold timer expired: the peer went silent").await;
                 }
+                Some(family) = self.refresh.recv() => {
+                    // RFC 2918 §3: ask the peer to re-advertise the family.
+                    let (afi, safi) = family.codes();
+                    let rr = Message::RouteRefresh(RouteRefresh { afi, subtype: 0, safi });
+                    if let Err(e) = conn.send(&rr).await {
+                        return self.write_failed(&mut conn, e).await;
+                    }
+                    shared.stats().route_refreshes_sent += 1;
+                    tracing::info!(peer = %cfg.name, %family, "ROUTE-REFRESH sent");
+                }
                 Some(key) = self.changes.recv() => {
                     if !sendable.contains(&key.family()) {
                         continue;
@@ -238,7 +273,7 @@ impl Task {
                         // Held back: sent when its probation turn comes.
                         Some(_) if shared.flap().suspects.contains(&key) => Ok(()),
                         Some(route) => self.send_route(&mut conn, &route, &params).await,
-                        None => self.send_withdraw(&mut conn, &key).await,
+                        None => self.send_withdraw(&mut conn, &key, &params).await,
                     };
                     if let Err(e) = r {
                         return self.write_failed(&mut conn, e).await;
@@ -250,7 +285,7 @@ impl Task {
                     if withdraw_all {
                         let keys = shared.rib().keys();
                         for key in keys.iter().filter(|k| sendable.contains(&k.family())) {
-                            if self.send_withdraw(&mut conn, key).await.is_err() {
+                            if self.send_withdraw(&mut conn, key, &params).await.is_err() {
                                 break;
                             }
                         }
@@ -314,6 +349,7 @@ impl Task {
                         data: n.data.clone(),
                     });
                 }
+                self.notified = true;
                 tracing::warn!(peer = %self.shared.config.name, "NOTIFICATION received: {text}");
                 {
                     let mut s = self.shared.stats();
@@ -372,6 +408,7 @@ impl Task {
 
     /// Sends `n`, records why, closes.
     pub(super) async fn fail(&mut self, conn: &mut Conn, n: Notification, why: &str) -> End {
+        self.notified = true;
         self.shared.error(why.to_string());
         self.shared.stats().last_notification_sent = Some(n.to_string());
         let _ = conn.send(&Message::Notification(n)).await;
@@ -381,6 +418,7 @@ impl Task {
 
     /// Cease / Administrative Shutdown with our RFC 9003 text, then close.
     pub(super) async fn cease(&mut self, conn: &mut Conn) -> End {
+        self.notified = true;
         let n = Notification::shutdown(&self.shared.shutdown_message);
         self.shared.stats().last_notification_sent = Some(n.to_string());
         let _ = conn.send(&Message::Notification(n)).await;

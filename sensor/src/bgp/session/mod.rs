@@ -75,11 +75,16 @@ pub struct Stop {
 pub(crate) struct Task {
     pub shared: Arc<PeerShared>,
     pub changes: mpsc::UnboundedReceiver<RouteKey>,
+    /// Families the operator wants the peer to send again (RFC 2918).
+    pub refresh: mpsc::UnboundedReceiver<crate::bgp::capability::Family>,
     pub stop: watch::Receiver<Option<Stop>>,
     /// Routes sent this session that have not proven themselves yet.
     pub unproven: Vec<(Route, Instant)>,
     /// How the last session ended, when that may be our UPDATEs' fault.
     pub reset: Option<Reset>,
+    /// A NOTIFICATION was sent or received on this connection: graceful
+    /// restart does not apply to its end (RFC 4724 §4.2).
+    pub notified: bool,
 }
 
 impl Task {
@@ -128,8 +133,23 @@ impl Task {
                     let started = Instant::now();
                     self.unproven.clear();
                     self.reset = None;
+                    self.notified = false;
                     let end = self.session(conn).await;
-                    let up = self.shared.stats().established_at.map(|t| t.elapsed());
+                    let (up, restart) = {
+                        let s = self.shared.stats();
+                        let restart = s
+                            .negotiated
+                            .as_ref()
+                            .filter(|n| n.graceful_restart && !self.notified)
+                            .and_then(|n| n.peer_restart_time)
+                            .map(|t| Duration::from_secs(u64::from(t)));
+                        (s.established_at.map(|t| t.elapsed()), restart)
+                    };
+                    if up.is_some() {
+                        // RFC 4724 §4.2: stale for the peer's restart
+                        // time, or gone at once.
+                        self.shared.rib_in().session_down(restart, Instant::now());
+                    }
                     let stable = up.is_some_and(|u| u >= STABLE_AFTER);
                     if stable {
                         self.shared.flap().attempts.clear();

@@ -36,13 +36,15 @@ impl Task {
             .map(|(r, _)| r)
             .collect();
         let name = self.shared.config.name.clone();
-        let four_octet = self
-            .shared
-            .stats()
-            .negotiated
-            .as_ref()
-            .is_none_or(|n| n.four_octet_as);
-        let params = self.shared.params(four_octet);
+        let (four_octet, add_path) = {
+            let s = self.shared.stats();
+            let n = s.negotiated.as_ref();
+            (
+                n.is_none_or(|n| n.four_octet_as),
+                n.map(|n| n.add_path_send.clone()).unwrap_or_default(),
+            )
+        };
+        let params = self.shared.params(four_octet, &add_path);
         let why = reset.text();
         let culprit = {
             let mut flap = self.shared.flap();

@@ -6,11 +6,12 @@ use std::{collections::BTreeMap, net::Ipv4Addr, sync::Mutex, time::Instant};
 
 use super::SessionState;
 use crate::bgp::{
-    capability::{Capability, Negotiated},
+    capability::{Capability, Family, Negotiated},
     config::PeerConfig,
     flap::Flap,
     receive::Reason,
     rib::AdjRibOut,
+    rib_in::AdjRibIn,
     route::Route,
     update::SessionParams,
 };
@@ -26,6 +27,7 @@ pub(crate) struct Stats {
     pub routes_announced: u64,
     pub routes_withdrawn: u64,
     pub route_refreshes_received: u64,
+    pub route_refreshes_sent: u64,
     pub established_count: u64,
     pub last_error: Option<String>,
     pub last_notification_sent: Option<String>,
@@ -49,6 +51,7 @@ impl Default for Stats {
             routes_announced: 0,
             routes_withdrawn: 0,
             route_refreshes_received: 0,
+            route_refreshes_sent: 0,
             established_count: 0,
             last_error: None,
             last_notification_sent: None,
@@ -70,6 +73,9 @@ pub(crate) struct PeerShared {
     /// our next OPENs (RFC 5492 §5).
     pub refused_capabilities: Mutex<Vec<Capability>>,
     pub rib: Mutex<AdjRibOut>,
+    /// What the peer sent us (RFC 4271 §3.2). Lock order: `rib_in` alone
+    /// (never held with another of these locks).
+    pub rib_in: Mutex<AdjRibIn>,
     pub stats: Mutex<Stats>,
     /// Quarantine, suspects and back-off (see [`crate::bgp::flap`]). Lock
     /// order: `rib` before `flap`.
@@ -83,6 +89,10 @@ impl PeerShared {
 
     pub fn rib(&self) -> std::sync::MutexGuard<'_, AdjRibOut> {
         self.rib.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn rib_in(&self) -> std::sync::MutexGuard<'_, AdjRibIn> {
+        self.rib_in.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn flap(&self) -> std::sync::MutexGuard<'_, Flap> {
@@ -121,7 +131,7 @@ impl PeerShared {
 
     /// The UPDATE parameters for this peer; `four_octet` as negotiated
     /// (assumed when not yet known: every check is repeated at send time).
-    pub fn params(&self, four_octet: bool) -> SessionParams {
+    pub fn params(&self, four_octet: bool, add_path: &[Family]) -> SessionParams {
         let c = &self.config;
         SessionParams {
             local_asn: self.local_asn,
@@ -133,6 +143,7 @@ impl PeerShared {
             communities: c.communities.clone(),
             blackhole_communities: c.blackhole_communities.clone(),
             no_export: c.no_export,
+            add_path: add_path.to_vec(),
         }
     }
 
@@ -141,6 +152,17 @@ impl PeerShared {
         let mut caps: Vec<Capability> = c.families.iter().map(|f| Capability::family(*f)).collect();
         caps.push(Capability::RouteRefresh);
         caps.push(Capability::FourOctetAs(self.local_asn));
+        if let Some(bits) = c.add_path.bits() {
+            caps.push(Capability::AddPath(
+                c.families
+                    .iter()
+                    .map(|f| {
+                        let (afi, safi) = f.codes();
+                        (afi, safi, bits)
+                    })
+                    .collect(),
+            ));
+        }
         if let Some(restart_time) = c.graceful_restart {
             caps.push(Capability::GracefulRestart {
                 restart_state: false,
