@@ -15,7 +15,7 @@ use crate::{
     bgp::BgpConfig,
     detect::DetectConfig,
     mitigate::MitigationConfig,
-    telemetry::{self, sampling::SamplingRules},
+    telemetry::{self, sampling::SamplingRules, template::TemplateLimits},
 };
 use edge_sensor_common::{
     DEFAULT_MAX_DESTINATIONS, DEFAULT_PIN_DIR, MAX_ALLOW_PREFIXES, MAX_TELEMETRY_PORTS,
@@ -200,6 +200,14 @@ pub struct TelemetryConfig {
     /// resend every few minutes at most (Cisco's default template timeout
     /// is 30 min), so the default keeps them through one missed refresh.
     pub template_lifetime: u64,
+    /// Templates kept per exporter address (all its source ports and
+    /// domains), and their estimated bytes; past either the least recently
+    /// announced goes (counted as `templates_evicted`).
+    pub max_templates_per_exporter: usize,
+    pub max_template_bytes_per_exporter: usize,
+    /// The same, for all exporters together.
+    pub max_templates: usize,
+    pub max_template_bytes: usize,
 }
 
 impl Default for TelemetryConfig {
@@ -210,11 +218,25 @@ impl Default for TelemetryConfig {
             netflow_ports: telemetry::default_ports(TelemetryKind::Netflow),
             pass_telemetry: false,
             template_lifetime: 3600,
+            max_templates_per_exporter: TemplateLimits::DEFAULT.per_exporter,
+            max_template_bytes_per_exporter: TemplateLimits::DEFAULT.per_exporter_bytes,
+            max_templates: TemplateLimits::DEFAULT.total,
+            max_template_bytes: TemplateLimits::DEFAULT.total_bytes,
         }
     }
 }
 
 impl TelemetryConfig {
+    /// The template store's bounds.
+    pub fn template_limits(&self) -> TemplateLimits {
+        TemplateLimits {
+            per_exporter: self.max_templates_per_exporter,
+            per_exporter_bytes: self.max_template_bytes_per_exporter,
+            total: self.max_templates,
+            total_bytes: self.max_template_bytes,
+        }
+    }
+
     /// Every configured port with what it carries.
     pub fn ports(&self) -> impl Iterator<Item = (u16, TelemetryKind)> + '_ {
         self.sflow_ports
@@ -314,6 +336,44 @@ impl Config {
                     "{} s is outside 60 ..= 604800 (one minute to a week)",
                     self.telemetry.template_lifetime
                 ),
+            ));
+        }
+        let t = &self.telemetry;
+        for (key, value, min, max) in [
+            (
+                "max_templates_per_exporter",
+                t.max_templates_per_exporter,
+                1,
+                1 << 20,
+            ),
+            ("max_templates", t.max_templates, 1, 1 << 20),
+            // Below 64 KiB an exporter's ordinary set of templates may not fit.
+            (
+                "max_template_bytes_per_exporter",
+                t.max_template_bytes_per_exporter,
+                64 << 10,
+                1 << 30,
+            ),
+            (
+                "max_template_bytes",
+                t.max_template_bytes,
+                64 << 10,
+                1 << 30,
+            ),
+        ] {
+            if !(min..=max).contains(&value) {
+                return Err(invalid(
+                    format!("telemetry.{key}"),
+                    format!("{value} is outside {min} ..= {max}"),
+                ));
+            }
+        }
+        if t.max_templates_per_exporter > t.max_templates
+            || t.max_template_bytes_per_exporter > t.max_template_bytes
+        {
+            return Err(invalid(
+                "telemetry.max_templates_per_exporter",
+                "a per-exporter limit above the total one: one exporter could evict every other's",
             ));
         }
 

@@ -135,15 +135,27 @@ impl TemplateState {
         let mut restored = 0;
         match state::read_json::<SavedTemplates>(&path) {
             Ok(Some(saved)) => {
-                let mut cache = TemplateCache::restored(saved, SystemTime::now(), lifetime);
+                let mut cache = TemplateCache::restored(
+                    saved,
+                    SystemTime::now(),
+                    lifetime,
+                    config.telemetry.template_limits(),
+                );
                 cache.set_sampling_rules(config.exporters.sampling_rules());
                 restored = cache.templates().count();
                 tracing::info!(path = %path.display(), restored, "templates restored");
                 *decoder.templates_mut() = cache;
             }
-            Ok(None) => {}
+            Ok(None) => decoder
+                .templates_mut()
+                .set_limits(config.telemetry.template_limits()),
             // A damaged file costs only the wait for the next refresh.
-            Err(e) => tracing::warn!("{e}: starting without saved templates"),
+            Err(e) => {
+                tracing::warn!("{e}: starting without saved templates");
+                decoder
+                    .templates_mut()
+                    .set_limits(config.telemetry.template_limits());
+            }
         }
         Self {
             saved_generation: decoder.templates().generation(),
