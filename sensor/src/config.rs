@@ -313,6 +313,16 @@ impl Config {
         }
         if let Some(b) = &self.bgp {
             b.validate().map_err(|e| invalid(e.key, e.message))?;
+            // Two sessions to one router: each would replace the other's
+            // routes, and the router would see flapping sessions.
+            for (i, p) in b.peers.iter().enumerate() {
+                if let Some(first) = b.peers[..i].iter().position(|q| q.address == p.address) {
+                    return Err(invalid(
+                        format!("bgp.peers[{i}].address"),
+                        format!("{} is already bgp.peers[{first}]'s address", p.address),
+                    ));
+                }
+            }
             // Every prefix the speaker may announce for must be one the
             // detector watches over: one definition of "our networks".
             if let Some(d) = &self.detect {
@@ -578,6 +588,78 @@ mod tests {
             let e = Config::from_toml(text).unwrap_err().to_string();
             assert!(e.contains(key), "{text:?}: error {e:?} does not name {key}");
         }
+    }
+
+    /// Issue 19 item 6: nonsense that used to be accepted.
+    #[test]
+    fn nonsense_is_refused_with_the_key_named() {
+        let peer = |name: &str| {
+            format!(
+                "[[bgp.peers]]\nname = \"{name}\"\naddress = \"192.0.2.1\"\npeer_asn = 65001\n\
+                 families = [\"ipv4-flowspec\"]\n"
+            )
+        };
+        let two_peers = format!(
+            "[detect]\nown_networks = [\"192.0.2.0/24\"]\n[bgp]\nrouter_id = \"192.0.2.10\"\n\
+             local_asn = 65001\nannounce_within = [\"192.0.2.0/24\"]\n{}{}",
+            peer("a"),
+            peer("b")
+        );
+        let cases = [
+            (
+                "[detect]\nown_networks = [\"192.0.2.0/24\"]\n[detect.thresholds.all]\npps = 1e30\n"
+                    .to_string(),
+                "pps",
+            ),
+            (
+                "[detect]\nown_networks = [\"192.0.2.0/24\"]\n[detect.thresholds.udp]\nbps = \"2000T\"\n"
+                    .to_string(),
+                "bps",
+            ),
+            (two_peers, "bgp.peers[1].address"),
+            (
+                "[mitigation]\nmin_prefix_v4 = 0\n".to_string(),
+                "mitigation.min_prefix_v4",
+            ),
+            (
+                "[mitigation]\nmin_prefix_v6 = 0\n".to_string(),
+                "mitigation.min_prefix_v6",
+            ),
+            (
+                "[detect]\nown_networks = [\"192.0.2.0/24\", \"0.0.0.0/0\"]\n".to_string(),
+                "detect.own_networks[1]",
+            ),
+            (
+                "[detect]\nown_networks = [\"::/0\"]\n".to_string(),
+                "detect.own_networks[0]",
+            ),
+            (
+                "[mitigation]\nmanual_duration = \"100000h\"\n".to_string(),
+                "mitigation.manual_duration",
+            ),
+            (
+                "[mitigation]\nmin_hold = \"9000h\"\n".to_string(),
+                "mitigation.min_hold",
+            ),
+            (
+                "[telemetry]\nmax_templates_per_exporter = 0\n".to_string(),
+                "telemetry.max_templates_per_exporter",
+            ),
+            (
+                "[telemetry]\nmax_template_bytes = 100\n".to_string(),
+                "telemetry.max_template_bytes",
+            ),
+        ];
+        for (text, key) in &cases {
+            let e = match Config::from_toml(text) {
+                Ok(_) => panic!("accepted: {text}"),
+                Err(e) => e.to_string(),
+            };
+            assert!(e.contains(key), "{text:?}: error {e:?} does not name {key}");
+        }
+        // The default route is an own network only when asked for.
+        Config::from_toml("[detect]\nown_networks = [\"0.0.0.0/0\"]\nallow_default_route = true\n")
+            .expect("explicitly allowed");
     }
 
     #[test]
