@@ -293,7 +293,11 @@ mod tests {
         std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
         let _l = bind(&shared.join("control.sock")).unwrap();
         let mode = std::fs::metadata(&shared).unwrap().permissions().mode();
-        assert_eq!(mode & 0o7777, 0o1777, "a directory we did not create is left alone");
+        assert_eq!(
+            mode & 0o7777,
+            0o1777,
+            "a directory we did not create is left alone"
+        );
         // One we create is root-only.
         let _l = bind(&dir.path().join("new/deeper/control.sock")).unwrap();
         let mode = std::fs::metadata(dir.path().join("new/deeper"))
