@@ -37,7 +37,7 @@ pub struct StateLock {
 /// Takes the state directory `dir` (created 0700 if missing) for this
 /// process; [`StateError::Locked`] names the PID of the daemon holding it.
 pub fn lock_dir(dir: &Path) -> Result<StateLock, StateError> {
-    use std::io::{Read, Seek};
+    use std::io::Read;
     let path = dir.join("lock");
     let io_err = |source| StateError::Io {
         path: path.clone(),
@@ -51,14 +51,17 @@ pub fn lock_dir(dir: &Path) -> Result<StateLock, StateError> {
             .create(dir)
             .map_err(io_err)?;
     }
-    // Not truncated on open: the holder's PID must stay readable.
-    let mut file = fs::OpenOptions::new()
-        .read(true)
+    // Created if missing, never truncated: the holder's PID must stay
+    // readable. The lock itself is held on a read-only descriptor, so the
+    // daemon keeps nothing open for writing there (a file open for writing
+    // stops an operator's `mount -o remount,ro` with EBUSY).
+    fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(false)
         .open(&path)
         .map_err(io_err)?;
+    let mut file = fs::File::open(&path).map_err(io_err)?;
     match file.try_lock() {
         Ok(()) => {}
         Err(fs::TryLockError::WouldBlock) => {
@@ -76,9 +79,7 @@ pub fn lock_dir(dir: &Path) -> Result<StateLock, StateError> {
         }
         Err(fs::TryLockError::Error(e)) => return Err(io_err(e)),
     }
-    file.set_len(0).map_err(io_err)?;
-    file.rewind().map_err(io_err)?;
-    writeln!(file, "{}", std::process::id()).map_err(io_err)?;
+    fs::write(&path, format!("{}\n", std::process::id())).map_err(io_err)?;
     Ok(StateLock { _file: file, path })
 }
 
