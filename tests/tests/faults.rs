@@ -598,6 +598,29 @@ fn a_template_flood_from_an_allowed_exporter_stays_bounded() {
         f.log_text().matches("template store full").count() == 1,
         "warned once"
     );
+    // The exporters view shows the evictions per exporter.
+    let out = Command::new(sensor_bin())
+        .args(["exporters", "--json", "--interval", "0", "--pin-path"])
+        .arg(f.pin.path())
+        .arg("--socket")
+        .arg(f.socket())
+        .output()
+        .expect("edge-sensor exporters");
+    let view: Value = serde_json::from_slice(&out.stdout).expect("exporters JSON");
+    edge_sensor_tests::assert_json_schema("exporters", &view);
+    let rows = view["exporters"].as_array().expect("rows");
+    let of = |ip: IpAddr| {
+        rows.iter()
+            .filter(|r| r["ip"] == ip.to_string().as_str())
+            .map(|r| r["templates_evicted"].as_u64().expect("answered"))
+            .collect::<Vec<_>>()
+    };
+    let flood_rows = of(flooder);
+    assert!(
+        !flood_rows.is_empty() && flood_rows.iter().all(|n| *n > 0),
+        "{view}"
+    );
+    assert!(of(a_addr).iter().all(|n| *n == 0), "{view}");
 
     // Every legitimate record counted, exactly once.
     f.wait("the legitimate stream counted", || {
