@@ -18,8 +18,8 @@ use crate::{
     telemetry::{self, sampling::SamplingRules, template::TemplateLimits},
 };
 use edge_sensor_common::{
-    DEFAULT_MAX_DESTINATIONS, DEFAULT_PIN_DIR, MAX_ALLOW_PREFIXES, MAX_TELEMETRY_PORTS,
-    TelemetryKind,
+    DEFAULT_MAX_DESTINATIONS, DEFAULT_PIN_DIR, MAX_ALLOW_PREFIXES, MAX_FLOW_PLANS,
+    MAX_TELEMETRY_PORTS, TelemetryKind,
 };
 use edge_sensor_common::{
     MAX_SAMPLING_RATE, MAX_SAMPLING_RULES, SAMPLING_DEFAULT, SAMPLING_OVERRIDE, SamplingRule,
@@ -356,7 +356,8 @@ impl Config {
                 1,
                 1 << 20,
             ),
-            ("max_templates", t.max_templates, 1, 1 << 20),
+            // Every template may need a plan in the kernel's FLOW_PLANS.
+            ("max_templates", t.max_templates, 1, MAX_FLOW_PLANS as usize),
             // Below 64 KiB an exporter's ordinary set of templates may not fit.
             (
                 "max_template_bytes_per_exporter",
@@ -648,6 +649,10 @@ mod tests {
             (
                 "[telemetry]\nmax_template_bytes = 100\n".to_string(),
                 "telemetry.max_template_bytes",
+            ),
+            (
+                "[telemetry]\nmax_templates = 20000\n".to_string(),
+                "telemetry.max_templates",
             ),
         ];
         for (text, key) in &cases {
