@@ -114,7 +114,10 @@ pub async fn serve(
                     Err(e) => Reload::Invalid(format!("{e:#}")),
                 };
                 outcome.log();
-                d.last_reload = Some(outcome.to_json());
+                let count = d.last_reload.as_ref().map_or(0, |r| r["count"].as_u64().unwrap_or(0));
+                let mut json = outcome.to_json();
+                json["count"] = (count + 1).into();
+                d.last_reload = Some(json);
             }
             Some(batch) = datagrams.recv() => {
                 for (payload, src, port) in batch {
