@@ -15,11 +15,11 @@ use crate::{
     bgp::BgpConfig,
     detect::DetectConfig,
     mitigate::MitigationConfig,
-    telemetry::{self, sampling::SamplingRules},
+    telemetry::{self, sampling::SamplingRules, template::TemplateLimits},
 };
 use edge_sensor_common::{
-    DEFAULT_MAX_DESTINATIONS, DEFAULT_PIN_DIR, MAX_ALLOW_PREFIXES, MAX_TELEMETRY_PORTS,
-    TelemetryKind,
+    DEFAULT_MAX_DESTINATIONS, DEFAULT_PIN_DIR, MAX_ALLOW_PREFIXES, MAX_FLOW_PLANS,
+    MAX_TELEMETRY_PORTS, TelemetryKind,
 };
 use edge_sensor_common::{
     MAX_SAMPLING_RATE, MAX_SAMPLING_RULES, SAMPLING_DEFAULT, SAMPLING_OVERRIDE, SamplingRule,
@@ -200,6 +200,14 @@ pub struct TelemetryConfig {
     /// resend every few minutes at most (Cisco's default template timeout
     /// is 30 min), so the default keeps them through one missed refresh.
     pub template_lifetime: u64,
+    /// Templates kept per exporter address (all its source ports and
+    /// domains), and their estimated bytes; past either the least recently
+    /// announced goes (counted as `templates_evicted`).
+    pub max_templates_per_exporter: usize,
+    pub max_template_bytes_per_exporter: usize,
+    /// The same, for all exporters together.
+    pub max_templates: usize,
+    pub max_template_bytes: usize,
 }
 
 impl Default for TelemetryConfig {
@@ -210,11 +218,25 @@ impl Default for TelemetryConfig {
             netflow_ports: telemetry::default_ports(TelemetryKind::Netflow),
             pass_telemetry: false,
             template_lifetime: 3600,
+            max_templates_per_exporter: TemplateLimits::DEFAULT.per_exporter,
+            max_template_bytes_per_exporter: TemplateLimits::DEFAULT.per_exporter_bytes,
+            max_templates: TemplateLimits::DEFAULT.total,
+            max_template_bytes: TemplateLimits::DEFAULT.total_bytes,
         }
     }
 }
 
 impl TelemetryConfig {
+    /// The template store's bounds.
+    pub fn template_limits(&self) -> TemplateLimits {
+        TemplateLimits {
+            per_exporter: self.max_templates_per_exporter,
+            per_exporter_bytes: self.max_template_bytes_per_exporter,
+            total: self.max_templates,
+            total_bytes: self.max_template_bytes,
+        }
+    }
+
     /// Every configured port with what it carries.
     pub fn ports(&self) -> impl Iterator<Item = (u16, TelemetryKind)> + '_ {
         self.sflow_ports
@@ -291,6 +313,16 @@ impl Config {
         }
         if let Some(b) = &self.bgp {
             b.validate().map_err(|e| invalid(e.key, e.message))?;
+            // Two sessions to one router: each would replace the other's
+            // routes, and the router would see flapping sessions.
+            for (i, p) in b.peers.iter().enumerate() {
+                if let Some(first) = b.peers[..i].iter().position(|q| q.address == p.address) {
+                    return Err(invalid(
+                        format!("bgp.peers[{i}].address"),
+                        format!("{} is already bgp.peers[{first}]'s address", p.address),
+                    ));
+                }
+            }
             // Every prefix the speaker may announce for must be one the
             // detector watches over: one definition of "our networks".
             if let Some(d) = &self.detect {
@@ -314,6 +346,45 @@ impl Config {
                     "{} s is outside 60 ..= 604800 (one minute to a week)",
                     self.telemetry.template_lifetime
                 ),
+            ));
+        }
+        let t = &self.telemetry;
+        for (key, value, min, max) in [
+            (
+                "max_templates_per_exporter",
+                t.max_templates_per_exporter,
+                1,
+                1 << 20,
+            ),
+            // Every template may need a plan in the kernel's FLOW_PLANS.
+            ("max_templates", t.max_templates, 1, MAX_FLOW_PLANS as usize),
+            // Below 64 KiB an exporter's ordinary set of templates may not fit.
+            (
+                "max_template_bytes_per_exporter",
+                t.max_template_bytes_per_exporter,
+                64 << 10,
+                1 << 30,
+            ),
+            (
+                "max_template_bytes",
+                t.max_template_bytes,
+                64 << 10,
+                1 << 30,
+            ),
+        ] {
+            if !(min..=max).contains(&value) {
+                return Err(invalid(
+                    format!("telemetry.{key}"),
+                    format!("{value} is outside {min} ..= {max}"),
+                ));
+            }
+        }
+        if t.max_templates_per_exporter > t.max_templates
+            || t.max_template_bytes_per_exporter > t.max_template_bytes
+        {
+            return Err(invalid(
+                "telemetry.max_templates_per_exporter",
+                "a per-exporter limit above the total one: one exporter could evict every other's",
             ));
         }
 
@@ -518,6 +589,82 @@ mod tests {
             let e = Config::from_toml(text).unwrap_err().to_string();
             assert!(e.contains(key), "{text:?}: error {e:?} does not name {key}");
         }
+    }
+
+    /// Issue 19 item 6: nonsense that used to be accepted.
+    #[test]
+    fn nonsense_is_refused_with_the_key_named() {
+        let peer = |name: &str| {
+            format!(
+                "[[bgp.peers]]\nname = \"{name}\"\naddress = \"192.0.2.1\"\npeer_asn = 65001\n\
+                 families = [\"ipv4-flowspec\"]\n"
+            )
+        };
+        let two_peers = format!(
+            "[detect]\nown_networks = [\"192.0.2.0/24\"]\n[bgp]\nrouter_id = \"192.0.2.10\"\n\
+             local_asn = 65001\nannounce_within = [\"192.0.2.0/24\"]\n{}{}",
+            peer("a"),
+            peer("b")
+        );
+        let cases = [
+            (
+                "[detect]\nown_networks = [\"192.0.2.0/24\"]\n[detect.thresholds.all]\npps = 1e30\n"
+                    .to_string(),
+                "pps",
+            ),
+            (
+                "[detect]\nown_networks = [\"192.0.2.0/24\"]\n[detect.thresholds.udp]\nbps = \"2000T\"\n"
+                    .to_string(),
+                "bps",
+            ),
+            (two_peers, "bgp.peers[1].address"),
+            (
+                "[mitigation]\nmin_prefix_v4 = 0\n".to_string(),
+                "mitigation.min_prefix_v4",
+            ),
+            (
+                "[mitigation]\nmin_prefix_v6 = 0\n".to_string(),
+                "mitigation.min_prefix_v6",
+            ),
+            (
+                "[detect]\nown_networks = [\"192.0.2.0/24\", \"0.0.0.0/0\"]\n".to_string(),
+                "detect.own_networks[1]",
+            ),
+            (
+                "[detect]\nown_networks = [\"::/0\"]\n".to_string(),
+                "detect.own_networks[0]",
+            ),
+            (
+                "[mitigation]\nmanual_duration = \"100000h\"\n".to_string(),
+                "mitigation.manual_duration",
+            ),
+            (
+                "[mitigation]\nmin_hold = \"9000h\"\n".to_string(),
+                "mitigation.min_hold",
+            ),
+            (
+                "[telemetry]\nmax_templates_per_exporter = 0\n".to_string(),
+                "telemetry.max_templates_per_exporter",
+            ),
+            (
+                "[telemetry]\nmax_template_bytes = 100\n".to_string(),
+                "telemetry.max_template_bytes",
+            ),
+            (
+                "[telemetry]\nmax_templates = 20000\n".to_string(),
+                "telemetry.max_templates",
+            ),
+        ];
+        for (text, key) in &cases {
+            let e = match Config::from_toml(text) {
+                Ok(_) => panic!("accepted: {text}"),
+                Err(e) => e.to_string(),
+            };
+            assert!(e.contains(key), "{text:?}: error {e:?} does not name {key}");
+        }
+        // The default route is an own network only when asked for.
+        Config::from_toml("[detect]\nown_networks = [\"0.0.0.0/0\"]\nallow_default_route = true\n")
+            .expect("explicitly allowed");
     }
 
     #[test]

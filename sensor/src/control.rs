@@ -94,23 +94,54 @@ pub enum ControlError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "control socket {path}: a file that is not a socket is in the way (not removed: \
+         move it, or set daemon.control_socket elsewhere)"
+    )]
+    NotASocket { path: PathBuf },
+    #[error("control socket {path}: another daemon answers on it")]
+    InUse { path: PathBuf },
     #[error("control socket {path}: bad answer: {message}")]
     Protocol { path: PathBuf, message: String },
 }
 
 /// Binds the socket at `path` (replacing a stale one), root-only.
+///
+/// The parent directory is created (0700) only if missing: an existing one
+/// belongs to someone else (a shared /run or /tmp) and keeps its mode. A
+/// file at `path` that is not a socket is refused, never deleted.
 pub fn bind(path: &Path) -> Result<UnixListener, ControlError> {
+    use std::os::unix::fs::{DirBuilderExt, FileTypeExt};
     let io = |source| ControlError::Io {
         path: path.to_owned(),
         source,
     };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io)?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+        && !dir.exists()
+    {
+        // `mode` applies to the directories this call creates, and only to them.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io)?;
     }
-    // A socket left by a daemon that died: nobody answers on it.
-    if path.exists() && UnixStream::connect(path).is_err() {
-        std::fs::remove_file(path).map_err(io)?;
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if !meta.file_type().is_socket() => {
+            return Err(ControlError::NotASocket {
+                path: path.to_owned(),
+            });
+        }
+        // A socket left by a daemon that died: nobody answers on it.
+        Ok(_) if UnixStream::connect(path).is_err() => std::fs::remove_file(path).map_err(io)?,
+        Ok(_) => {
+            return Err(ControlError::InUse {
+                path: path.to_owned(),
+            });
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
     }
     let listener = UnixListener::bind(path).map_err(io)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
@@ -127,13 +158,18 @@ pub async fn serve(listener: UnixListener, requests: mpsc::Sender<Pending>) {
         tokio::spawn(async move {
             let (read, mut write) = stream.into_split();
             let mut lines = tokio::io::BufReader::new(read.take(MAX_REQUEST as u64 + 1));
-            let mut line = String::new();
-            let read = tokio::time::timeout(Duration::from_secs(10), lines.read_line(&mut line));
+            // Bytes, not a String: invalid UTF-8 gets an answer, not a hang-up.
+            let mut raw = Vec::new();
+            let read =
+                tokio::time::timeout(Duration::from_secs(10), lines.read_until(b'\n', &mut raw));
             let response = match read.await {
-                Ok(Ok(_)) if line.len() > MAX_REQUEST => Response::Error {
+                Ok(Ok(_)) if raw.len() > MAX_REQUEST => Response::Error {
                     message: format!("request longer than {MAX_REQUEST} bytes"),
                 },
-                Ok(Ok(_)) => match serde_json::from_str::<Request>(line.trim()) {
+                Ok(Ok(_)) if std::str::from_utf8(&raw).is_err() => Response::Error {
+                    message: "bad request: not UTF-8".into(),
+                },
+                Ok(Ok(_)) => match serde_json::from_slice::<Request>(raw.trim_ascii()) {
                     Ok(request) => {
                         let (tx, rx) = oneshot::channel();
                         if requests.send((request, tx)).await.is_err() {
@@ -237,6 +273,18 @@ mod tests {
         .await
         .unwrap();
         assert!(answer.contains("bad request"), "{answer}");
+        // Invalid UTF-8: an error answer too, not a closed connection.
+        let p = path.clone();
+        let answer = tokio::task::spawn_blocking(move || {
+            let mut s = UnixStream::connect(&p).unwrap();
+            s.write_all(b"{\"request\":\"st\xffatus\"}\n").unwrap();
+            let mut line = String::new();
+            BufReader::new(s).read_line(&mut line).unwrap();
+            line
+        })
+        .await
+        .unwrap();
+        assert!(answer.contains("not UTF-8"), "{answer}");
     }
 
     #[tokio::test]
@@ -246,6 +294,47 @@ mod tests {
         drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
         assert!(path.exists(), "left behind, as by a daemon that died");
         bind(&path).expect("a stale socket does not block the start");
+    }
+
+    #[tokio::test]
+    async fn an_existing_directory_keeps_its_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = dir.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        let _l = bind(&shared.join("control.sock")).unwrap();
+        let mode = std::fs::metadata(&shared).unwrap().permissions().mode();
+        assert_eq!(
+            mode & 0o7777,
+            0o1777,
+            "a directory we did not create is left alone"
+        );
+        // One we create is root-only.
+        let _l = bind(&dir.path().join("new/deeper/control.sock")).unwrap();
+        let mode = std::fs::metadata(dir.path().join("new/deeper"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
+
+    #[tokio::test]
+    async fn a_file_in_the_way_is_refused_not_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.sock");
+        std::fs::write(&path, b"precious").unwrap();
+        let e = bind(&path).unwrap_err();
+        assert!(e.to_string().contains("not a socket"), "{e}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"precious");
+    }
+
+    #[tokio::test]
+    async fn a_live_socket_is_not_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.sock");
+        let _first = bind(&path).unwrap();
+        let e = bind(&path).unwrap_err();
+        assert!(e.to_string().contains("another daemon"), "{e}");
     }
 
     #[test]

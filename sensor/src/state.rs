@@ -17,6 +17,70 @@ pub enum StateError {
     Io { path: PathBuf, source: io::Error },
     #[error("state file {path} is not valid: {message}")]
     Invalid { path: PathBuf, message: String },
+    #[error(
+        "state directory {dir} is in use by another edge-sensor (PID {pid}): two daemons \
+         would overwrite each other's state; stop it, or give this one another \
+         daemon.state_dir"
+    )]
+    Locked { dir: PathBuf, pid: String },
+}
+
+/// The state directory held by this daemon: an exclusive `flock` on
+/// `dir/lock` (holding our PID), released when dropped or when the process
+/// dies, so a crash never leaves it stuck.
+#[derive(Debug)]
+pub struct StateLock {
+    _file: fs::File,
+    pub path: PathBuf,
+}
+
+/// Takes the state directory `dir` (created 0700 if missing) for this
+/// process; [`StateError::Locked`] names the PID of the daemon holding it.
+pub fn lock_dir(dir: &Path) -> Result<StateLock, StateError> {
+    use std::io::Read;
+    let path = dir.join("lock");
+    let io_err = |source| StateError::Io {
+        path: path.clone(),
+        source,
+    };
+    if !dir.exists() {
+        use std::os::unix::fs::DirBuilderExt;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io_err)?;
+    }
+    // Created if missing, never truncated: the holder's PID must stay
+    // readable. The lock itself is held on a read-only descriptor, so the
+    // daemon keeps nothing open for writing there (a file open for writing
+    // stops an operator's `mount -o remount,ro` with EBUSY).
+    fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io_err)?;
+    let mut file = fs::File::open(&path).map_err(io_err)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            let pid = pid.trim();
+            return Err(StateError::Locked {
+                dir: dir.to_owned(),
+                pid: if pid.is_empty() {
+                    "unknown".into()
+                } else {
+                    pid.into()
+                },
+            });
+        }
+        Err(fs::TryLockError::Error(e)) => return Err(io_err(e)),
+    }
+    fs::write(&path, format!("{}\n", std::process::id())).map_err(io_err)?;
+    Ok(StateLock { _file: file, path })
 }
 
 /// The file of learnt NetFlow v9 / IPFIX templates in `dir`.
@@ -91,6 +155,25 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, StateErr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_second_holder_is_refused_with_the_first_ones_pid() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let first = lock_dir(&state).unwrap();
+        let pid = std::process::id().to_string();
+        assert_eq!(fs::read_to_string(&first.path).unwrap().trim(), pid);
+        // flock is per open file: a second open in this process conflicts
+        // just as another daemon's would.
+        let e = lock_dir(&state).unwrap_err();
+        assert!(
+            matches!(&e, StateError::Locked { pid: p, .. } if *p == pid),
+            "{e}"
+        );
+        assert!(e.to_string().contains(&format!("PID {pid}")), "{e}");
+        drop(first);
+        lock_dir(&state).expect("free again once the holder is gone");
+    }
 
     #[test]
     fn round_trip_missing_and_corrupt_files() {

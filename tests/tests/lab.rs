@@ -108,6 +108,24 @@ fn rules(timeline: &[Value]) -> String {
     event(timeline, "rule_on_peer")["rules"].to_string()
 }
 
+/// Issue 19 item 7: `top`, run while the rule is on the peer, marks the
+/// attacked destination as mitigated (MIT `*`), not unknown (`?`: the
+/// daemon's socket not reached).
+fn assert_top_marks_the_target(timeline: &[Value]) {
+    let target = event(timeline, "attack_started")["target"]
+        .as_str()
+        .expect("the attack's target")
+        .to_string();
+    let rows = &event(timeline, "top")["destinations"];
+    let row = rows
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|d| d["ip"] == target.as_str())
+        .unwrap_or_else(|| panic!("{target} not in top: {rows}"));
+    assert_eq!(row["mitigated"], true, "{target} in top: {row}");
+}
+
 const SFLOW_DETECT: f64 = 4.0;
 const FLOW_DETECT: f64 = 12.0;
 
@@ -129,6 +147,7 @@ fn udp_flood_over_sflow_to_gobgp() {
     assert_timing(&t, SFLOW_DETECT);
     assert_eq!(class(&t), "udp_flood");
     assert!(rules(&t).contains("destination-port: ==9999"));
+    assert_top_marks_the_target(&t);
 }
 
 #[test]

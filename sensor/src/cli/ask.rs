@@ -379,6 +379,38 @@ pub fn status(args: AskArgs) -> Result<()> {
             s(&b["pid"]),
             s(&b["uptime_secs"])
         );
+        let st = &b["state"];
+        if st["persisted"] == false {
+            let failing: Vec<String> = st["files"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(_, f)| f["persisted"] == false)
+                .map(|(name, f)| format!("{name}: {}", s(&f["error"])))
+                .collect();
+            let _ = writeln!(
+                out,
+                "state       NOT PERSISTED in {} ({}): a restart would lose what changed",
+                s(&st["dir"]),
+                failing.join("; ")
+            );
+        }
+        let t = &b["templates"];
+        if t.is_object() {
+            let evicted: u64 = t["templates_evicted"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter_map(|(_, n)| n.as_u64())
+                .sum();
+            let _ = writeln!(
+                out,
+                "templates   {} held, {} bytes, {} evicted over the limits",
+                s(&t["count"]),
+                s(&t["memory_bytes"]),
+                evicted
+            );
+        }
         let _ = writeln!(
             out,
             "xdp         {} (pins {})",
@@ -491,6 +523,9 @@ pub fn ban(args: BanArgs) -> Result<()> {
             route_text(&m["route"]),
             s(&m["expires"])
         );
+        if let Some(w) = body["warning"].as_str() {
+            eprintln!("warning: {w}");
+        }
     }
     Ok(())
 }
@@ -506,6 +541,9 @@ pub fn unban(args: UnbanArgs) -> Result<()> {
         println!("{body}");
     } else {
         println!("{} mitigation(s) withdrawn", s(&body["withdrawn"]));
+        if let Some(w) = body["warning"].as_str() {
+            eprintln!("warning: {w}");
+        }
     }
     Ok(())
 }

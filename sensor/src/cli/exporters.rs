@@ -1,6 +1,10 @@
 //! `edge-sensor exporters`.
 
-use std::time::{Duration, Instant};
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    time::{Duration, Instant},
+};
 
 use anyhow::Result;
 use edge_sensor_common::ParseError;
@@ -22,7 +26,8 @@ pub fn exporters(args: ExportersArgs) -> Result<()> {
     }
     let report = read::pinned_exporters(&args.pin_path)?;
     let secs = then.elapsed().as_secs_f64();
-    let rows: Vec<_> = report
+    let evicted = templates_evicted(&args.socket);
+    let mut rows: Vec<_> = report
         .exporters
         .iter()
         .map(|(id, t)| {
@@ -46,6 +51,11 @@ pub fn exporters(args: ExportersArgs) -> Result<()> {
             row
         })
         .collect();
+    for row in &mut rows {
+        row.templates_evicted = evicted
+            .as_ref()
+            .map(|e| e.get(&row.ip).copied().unwrap_or(0));
+    }
     if args.json {
         println!("{}", serde_json::json!({ "exporters": rows }));
     } else {
@@ -54,10 +64,31 @@ pub fn exporters(args: ExportersArgs) -> Result<()> {
     Ok(())
 }
 
+/// Templates evicted per exporter address, from the running daemon (`None`:
+/// it did not answer).
+fn templates_evicted(socket: &std::path::Path) -> Option<HashMap<IpAddr, u64>> {
+    let answer = crate::control::request(
+        socket,
+        &crate::control::Request::Status,
+        Duration::from_millis(500),
+    )
+    .ok()?;
+    let crate::control::Response::Ok { body } = answer else {
+        return None;
+    };
+    Some(
+        body["templates"]["templates_evicted"]
+            .as_object()?
+            .iter()
+            .filter_map(|(ip, n)| Some((ip.parse().ok()?, n.as_u64()?)))
+            .collect(),
+    )
+}
+
 /// Exporters as an aligned table; errors listed by reason below it.
 pub fn exporter_table(rows: &[ExporterRow]) -> String {
     let mut out = format!(
-        "{:<40} {:>10} {:>5} {:<8} {:>10} {:>10} {:>9} {:>9} {:>8} {:>7} {:>8} {:<28} {:>9}\n",
+        "{:<40} {:>10} {:>5} {:<8} {:>10} {:>10} {:>9} {:>9} {:>8} {:>7} {:>8} {:<28} {:>9} {:>8}\n",
         "EXPORTER",
         "SUB-AGENT",
         "PORT",
@@ -70,7 +101,8 @@ pub fn exporter_table(rows: &[ExporterRow]) -> String {
         "LOSS%",
         "ERRORS",
         "SAMPLING",
-        "LAST SEEN"
+        "LAST SEEN",
+        "EVICTED"
     );
     for r in rows {
         let sampling = if r.sampling_rate == 0 {
@@ -82,7 +114,7 @@ pub fn exporter_table(rows: &[ExporterRow]) -> String {
             .last_seen_secs
             .map_or("-".to_string(), |s| format!("{s:.0}s ago"));
         out.push_str(&format!(
-            "{:<40} {:>10} {:>5} {:<8} {:>10} {:>10} {:>9} {:>9} {:>8} {:>7.2} {:>8} {:<28} {:>9}\n",
+            "{:<40} {:>10} {:>5} {:<8} {:>10} {:>10} {:>9} {:>9} {:>8} {:>7.2} {:>8} {:<28} {:>9} {:>8}\n",
             r.ip.to_string(),
             r.sub_agent,
             r.port,
@@ -96,6 +128,8 @@ pub fn exporter_table(rows: &[ExporterRow]) -> String {
             r.errors.total(),
             sampling,
             seen,
+            // `?`: the daemon did not answer (templates live only there).
+            r.templates_evicted.map_or("?".into(), |n| n.to_string()),
         ));
     }
     if rows.is_empty() {

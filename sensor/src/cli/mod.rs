@@ -301,6 +301,10 @@ pub struct ExportersArgs {
     /// Pin directory of the sensor to read.
     #[arg(long, default_value = DEFAULT_PIN_DIR)]
     pub pin_path: PathBuf,
+    /// The daemon's control socket, asked for the templates it evicted per
+    /// exporter (the maps alone do not say).
+    #[arg(long, default_value = crate::control::DEFAULT_SOCKET)]
+    pub socket: PathBuf,
 }
 
 /// Runs the command line; errors are printed with their causes.

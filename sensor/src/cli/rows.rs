@@ -79,6 +79,10 @@ pub struct ExporterRow {
     pub datagrams_per_s: Option<f64>,
     pub samples_per_s: Option<f64>,
     pub errors: Errors,
+    /// NetFlow v9 / IPFIX templates of this exporter address evicted over
+    /// the daemon's template limits; `null` when the daemon did not answer
+    /// (the pinned maps do not hold it).
+    pub templates_evicted: Option<u64>,
 }
 
 impl ExporterRow {
@@ -103,6 +107,7 @@ impl ExporterRow {
                 crate::telemetry::monotonic_ns().saturating_sub(s.last_seen_ns) as f64 / 1e9
             }),
             errors: Errors(s.errors),
+            templates_evicted: None,
             datagrams_per_s: None,
             samples_per_s: None,
         }

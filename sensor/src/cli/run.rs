@@ -43,6 +43,18 @@ pub fn run(args: RunArgs) -> Result<()> {
         Ok(config)
     };
     let config = load(&args)?;
+    // Before the maps or any state file are touched: a second daemon on the
+    // same state would rewrite the first one's templates and mitigations.
+    let _lock = match crate::state::lock_dir(&config.daemon.state_dir) {
+        Ok(lock) => Some(lock),
+        Err(e @ crate::state::StateError::Locked { .. }) => return Err(e.into()),
+        // An unwritable state directory must not stop the protection; saves
+        // will fail, and say so in `status` and the metrics.
+        Err(e) => {
+            tracing::error!("{e}: running without the state directory lock");
+            None
+        }
+    };
     let forced = config.xdp.mode == AttachMode::Userspace;
     if config.xdp.interfaces.is_empty() && !forced {
         bail!("no interface to attach to: pass --iface or set xdp.interfaces in the config");

@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use super::Daemon;
+use super::{Daemon, StateFile};
 use crate::{
     config::Config,
     decode::passed_to_daemon,
@@ -108,8 +108,27 @@ impl Daemon<'_> {
         {
             tracing::error!("publishing userspace counters: {}", error_chain(&e));
         }
-        self.templates.tick(&mut self.decoder);
+        if let Some(result) = self.templates.tick(&mut self.decoder) {
+            self.saves.record(StateFile::Templates, result);
+        }
         self.sync_plans();
+    }
+
+    /// The template store for `status`: size, limits, evictions.
+    pub(super) fn templates_json(&self) -> serde_json::Value {
+        let t = self.decoder.templates();
+        let l = t.limits();
+        let evicted: serde_json::Map<String, serde_json::Value> = t
+            .evicted()
+            .map(|(ip, n)| (ip.to_string(), n.into()))
+            .collect();
+        serde_json::json!({
+            "count": t.templates().count(),
+            "memory_bytes": t.memory_bytes(),
+            "limits": {"per_exporter": l.per_exporter, "per_exporter_bytes": l.per_exporter_bytes,
+                "total": l.total, "total_bytes": l.total_bytes},
+            "templates_evicted": evicted,
+        })
     }
 }
 
@@ -135,15 +154,27 @@ impl TemplateState {
         let mut restored = 0;
         match state::read_json::<SavedTemplates>(&path) {
             Ok(Some(saved)) => {
-                let mut cache = TemplateCache::restored(saved, SystemTime::now(), lifetime);
+                let mut cache = TemplateCache::restored(
+                    saved,
+                    SystemTime::now(),
+                    lifetime,
+                    config.telemetry.template_limits(),
+                );
                 cache.set_sampling_rules(config.exporters.sampling_rules());
                 restored = cache.templates().count();
                 tracing::info!(path = %path.display(), restored, "templates restored");
                 *decoder.templates_mut() = cache;
             }
-            Ok(None) => {}
+            Ok(None) => decoder
+                .templates_mut()
+                .set_limits(config.telemetry.template_limits()),
             // A damaged file costs only the wait for the next refresh.
-            Err(e) => tracing::warn!("{e}: starting without saved templates"),
+            Err(e) => {
+                tracing::warn!("{e}: starting without saved templates");
+                decoder
+                    .templates_mut()
+                    .set_limits(config.telemetry.template_limits());
+            }
         }
         Self {
             saved_generation: decoder.templates().generation(),
@@ -154,7 +185,13 @@ impl TemplateState {
         }
     }
 
-    fn tick(&mut self, decoder: &mut UserDecoder) {
+    /// Templates not announced for `lifetime` expire (SIGHUP).
+    pub(super) fn set_lifetime(&mut self, lifetime: Duration) {
+        self.lifetime = lifetime;
+    }
+
+    /// `Some(result)` when a save was tried.
+    fn tick(&mut self, decoder: &mut UserDecoder) -> Option<Option<String>> {
         let expired = decoder
             .templates_mut()
             .expire(SystemTime::now(), self.lifetime);
@@ -168,22 +205,25 @@ impl TemplateState {
         // Refreshes move only the last-seen times; they are saved less often.
         let refresh = decoder.templates().templates().next().is_some()
             && self.last_save.elapsed() >= Self::REFRESH_EVERY;
-        if (changed && self.last_save.elapsed() >= Self::SAVE_EVERY) || refresh {
-            self.save(decoder);
-        }
+        ((changed && self.last_save.elapsed() >= Self::SAVE_EVERY) || refresh)
+            .then(|| self.save(decoder))
     }
 
-    pub(super) fn save(&mut self, decoder: &UserDecoder) {
+    /// Returns the error if the save failed (`None`: saved, or nothing to save).
+    pub(super) fn save(&mut self, decoder: &UserDecoder) -> Option<String> {
         if decoder.templates().generation() == self.saved_generation
             && decoder.templates().templates().next().is_none()
         {
-            return;
+            return None;
         }
         self.last_save = Instant::now();
         let generation = decoder.templates().generation();
         match state::write_json(&self.path, &decoder.templates().saved()) {
-            Ok(()) => self.saved_generation = generation,
-            Err(e) => tracing::error!("saving templates: {e}"),
+            Ok(()) => {
+                self.saved_generation = generation;
+                None
+            }
+            Err(e) => Some(e.to_string()),
         }
     }
 }

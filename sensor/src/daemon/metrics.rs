@@ -163,6 +163,27 @@ impl Daemon<'_> {
             });
             m.replace(names::BGP_ROUTE_QUARANTINED, quarantined);
         }
+        for file in super::StateFile::ALL {
+            let ok = self.saves.error(file).is_none();
+            m.set(
+                names::STATE_PERSISTED,
+                &[("file", file.name())],
+                if ok { 1.0 } else { 0.0 },
+            );
+            m.set(
+                names::STATE_SAVE_FAILURES,
+                &[("file", file.name())],
+                self.saves.failures[file as usize] as f64,
+            );
+        }
+        let t = self.decoder.templates();
+        m.set(names::TEMPLATES, &[], t.templates().count() as f64);
+        m.set(names::TEMPLATE_MEMORY, &[], t.memory_bytes() as f64);
+        m.replace(
+            names::TEMPLATES_EVICTED,
+            t.evicted()
+                .map(|(ip, n)| (vec![("exporter", ip.to_string())], n as f64)),
+        );
         if let Some(w) = self.watch_stats() {
             m.set(
                 names::WATCH_SAMPLES,

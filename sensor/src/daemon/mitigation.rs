@@ -89,18 +89,114 @@ impl Daemon<'_> {
                 self.events.record(r);
             }
         }
-        if let Err(e) = s.save_quarantine() {
-            tracing::error!("saving the BGP quarantine: {e}");
+        let result = s.save_quarantine();
+        self.saves
+            .record(StateFile::Quarantine, result.err().map(|e| e.to_string()));
+    }
+
+    /// Saves the active mitigations if they changed, or if the last save
+    /// failed (a full or read-only disk may recover). Returns whether what
+    /// is active is on disk.
+    pub(super) fn save_mitigations(&mut self) -> bool {
+        let active = match self.mitigator.take_changed() {
+            Some(active) => active,
+            None if self.saves.mitigations.is_some() => self.mitigator.active().cloned().collect(),
+            None => return true,
+        };
+        let path = mitigations_file(&self.config.daemon.state_dir);
+        let result = state::write_json(&path, &active);
+        self.saves.record(
+            StateFile::Mitigations,
+            result.as_ref().err().map(|e| e.to_string()),
+        );
+        result.is_ok()
+    }
+}
+
+/// The state files the daemon writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum StateFile {
+    Mitigations,
+    Templates,
+    Quarantine,
+}
+
+impl StateFile {
+    pub(super) const ALL: [Self; 3] = [Self::Mitigations, Self::Templates, Self::Quarantine];
+
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Self::Mitigations => "mitigations",
+            Self::Templates => "templates",
+            Self::Quarantine => "quarantine",
+        }
+    }
+}
+
+/// Failed state saves, so `status`, the metrics and a `ban` reply can say
+/// what a restart would lose (the log alone goes unread).
+#[derive(Debug, Default)]
+pub(super) struct SaveHealth {
+    /// The last error per file while its last save failed; `None` once saved.
+    pub(super) mitigations: Option<String>,
+    pub(super) templates: Option<String>,
+    pub(super) quarantine: Option<String>,
+    /// Failed saves since the start, per file.
+    pub(super) failures: [u64; 3],
+}
+
+impl SaveHealth {
+    pub(super) fn record(&mut self, file: StateFile, error: Option<String>) {
+        let slot = self.slot(file);
+        match error {
+            Some(e) => {
+                // Logged when it starts failing, not at every retry.
+                if slot.is_none() {
+                    tracing::error!("saving the {}: {e}", file.name());
+                }
+                *slot = Some(e);
+                self.failures[file as usize] += 1;
+            }
+            None => {
+                if slot.take().is_some() {
+                    tracing::info!("saving the {} works again", file.name());
+                }
+            }
         }
     }
 
-    pub(super) fn save_mitigations(&mut self) {
-        if let Some(active) = self.mitigator.take_changed() {
-            let path = mitigations_file(&self.config.daemon.state_dir);
-            if let Err(e) = state::write_json(&path, &active) {
-                tracing::error!("saving the active mitigations: {e}");
-            }
+    fn slot(&mut self, file: StateFile) -> &mut Option<String> {
+        match file {
+            StateFile::Mitigations => &mut self.mitigations,
+            StateFile::Templates => &mut self.templates,
+            StateFile::Quarantine => &mut self.quarantine,
         }
+    }
+
+    pub(super) fn error(&self, file: StateFile) -> Option<&str> {
+        match file {
+            StateFile::Mitigations => self.mitigations.as_deref(),
+            StateFile::Templates => self.templates.as_deref(),
+            StateFile::Quarantine => self.quarantine.as_deref(),
+        }
+    }
+
+    pub(super) fn to_json(&self, dir: &Path) -> serde_json::Value {
+        let files: serde_json::Map<String, serde_json::Value> = StateFile::ALL
+            .iter()
+            .map(|f| {
+                (
+                    f.name().to_string(),
+                    json!({"persisted": self.error(*f).is_none(), "error": self.error(*f),
+                        "failures": self.failures[*f as usize]}),
+                )
+            })
+            .collect();
+        json!({
+            "dir": dir,
+            "persisted": StateFile::ALL.iter().all(|f| self.error(*f).is_none()),
+            "files": files,
+        })
     }
 }
 

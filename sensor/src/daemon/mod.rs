@@ -35,6 +35,7 @@ use tokio::{
 
 pub use flows::FlowState;
 use flows::TemplateState;
+use mitigation::{SaveHealth, StateFile};
 
 use crate::{
     bgp::Speaker,
@@ -71,10 +72,11 @@ pub async fn serve(
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let ports: Vec<_> = config.telemetry.ports().collect();
-    let mut datagrams = if fast.is_userspace() {
-        sockets::collector(&ports)?
+    let (mut passed_on, mut datagrams) = if fast.is_userspace() {
+        (None, sockets::collector(&ports)?)
     } else {
-        sockets::passed_on(&ports).await
+        let (sockets, rx) = sockets::passed_on(&ports).await;
+        (Some(sockets), rx)
     };
     let (control_tx, mut control_rx) = mpsc::channel::<Pending>(64);
     match control::bind(&config.daemon.control_socket) {
@@ -95,14 +97,28 @@ pub async fn serve(
         tokio::select! {
             _ = term.recv() => break "SIGTERM",
             _ = int.recv() => break "SIGINT",
-            _ = hup.recv() => match reload() {
-                Ok(new) => {
-                    d.reconfigure(new);
-                    poll = tokio::time::interval(d.poll_interval());
-                    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                }
-                Err(e) => tracing::error!("SIGHUP: {e:#}: keeping the running configuration"),
-            },
+            _ = hup.recv() => {
+                let outcome = match reload() {
+                    Ok(new) => {
+                        let outcome = d.reconfigure(new);
+                        if !matches!(outcome, Reload::Refused(_)) {
+                            if let Some(sockets) = &mut passed_on {
+                                let ports: Vec<_> = d.config.telemetry.ports().collect();
+                                sockets.set_ports(&ports).await;
+                            }
+                            poll = tokio::time::interval(d.poll_interval());
+                            poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                        }
+                        outcome
+                    }
+                    Err(e) => Reload::Invalid(format!("{e:#}")),
+                };
+                outcome.log();
+                let count = d.last_reload.as_ref().map_or(0, |r| r["count"].as_u64().unwrap_or(0));
+                let mut json = outcome.to_json();
+                json["count"] = (count + 1).into();
+                d.last_reload = Some(json);
+            }
             Some(batch) = datagrams.recv() => {
                 for (payload, src, port) in batch {
                     d.datagram(&payload, src, port);
@@ -146,6 +162,10 @@ struct Daemon<'s> {
     /// When the maps' fill levels and the program's run counts were last
     /// read (counting a large map's keys takes a while: not every poll).
     maps_read: Option<Instant>,
+    /// State saves that are failing.
+    saves: SaveHealth,
+    /// What the last SIGHUP did (`status`).
+    last_reload: Option<serde_json::Value>,
 }
 
 impl<'s> Daemon<'s> {
@@ -224,6 +244,8 @@ impl<'s> Daemon<'s> {
             destinations: Destinations::default(),
             read_at: None,
             maps_read: None,
+            saves: SaveHealth::default(),
+            last_reload: None,
             config,
         };
         d.save_mitigations();
@@ -329,24 +351,47 @@ impl<'s> Daemon<'s> {
         Ok(elapsed.map(|_| top))
     }
 
-    /// SIGHUP: what can change without dropping sessions or mitigations.
-    fn reconfigure(&mut self, new: Config) {
-        if let Some(sensor) = self.sensor.as_deref_mut()
-            && let Err(e) = sensor
-                .set_exporters(&new.exporters.allow, new.telemetry.pass_telemetry)
-                .and_then(|()| sensor.set_sampling(&new.exporters.sampling_rules()))
-        {
-            tracing::error!("SIGHUP: exporter settings: {}", error_chain(&e));
+    /// SIGHUP: what can change without dropping sessions or mitigations,
+    /// applied at once (the kernel's maps included), or nothing at all when
+    /// a key changed that only a restart can apply.
+    fn reconfigure(&mut self, new: Config) -> Reload {
+        if let Some(key) = restart_only_change(&self.config, &new, self.fast.is_userspace()) {
+            return Reload::Refused(key);
         }
+        let mut failed = Vec::new();
+        let old_ports: Vec<_> = self.config.telemetry.ports().collect();
+        let new_ports: Vec<_> = new.telemetry.ports().collect();
+        if let Some(sensor) = self.sensor.as_deref_mut() {
+            // The kernel counts on the ports in TELEMETRY_PORTS; without
+            // this it would keep the old list (the userspace collector
+            // refuses port changes above).
+            if new_ports != old_ports
+                && let Err(e) = sensor.set_ports(&new_ports)
+            {
+                failed.push(format!("telemetry ports: {}", error_chain(&e)));
+            }
+            if let Err(e) = sensor.set_exporters(&new.exporters.allow, new.telemetry.pass_telemetry)
+            {
+                failed.push(format!("exporters.allow: {}", error_chain(&e)));
+            }
+            if let Err(e) = sensor.set_sampling(&new.exporters.sampling_rules()) {
+                failed.push(format!("exporters.sampling: {}", error_chain(&e)));
+            }
+        }
+        self.decoder.set_ports(&new_ports);
         self.decoder.set_sampling(new.exporters.sampling_rules());
         self.decoder.set_allow(&new.exporters.allow);
+        self.decoder
+            .set_pass_telemetry(new.telemetry.pass_telemetry);
+        self.decoder
+            .templates_mut()
+            .set_limits(new.telemetry.template_limits());
+        self.templates
+            .set_lifetime(Duration::from_secs(new.telemetry.template_lifetime));
         if new.detect != self.config.detect {
             match new.detect.clone().map(Detector::new).transpose() {
-                Ok(detector) => {
-                    tracing::info!("SIGHUP: detection restarted with the new thresholds");
-                    self.detector = detector;
-                }
-                Err(e) => tracing::error!("SIGHUP: detect: {e}: keeping the old detection"),
+                Ok(detector) => self.detector = detector,
+                Err(e) => failed.push(format!("detect: {e} (the old detection runs on)")),
             }
         }
         let own = new
@@ -355,21 +400,12 @@ impl<'s> Daemon<'s> {
             .map(|d| d.own_networks.clone())
             .unwrap_or_default();
         self.mitigator.reconfigure(new.mitigation.clone(), own);
-        if new.bgp != self.config.bgp {
-            tracing::warn!("SIGHUP: [bgp] changes take effect at the next restart");
-        }
-        if new.xdp != self.config.xdp {
-            tracing::warn!(
-                "SIGHUP: [xdp] changes (interfaces, mode, fallback, ...) take effect at the next \
-                 restart"
-            );
-        }
-        let keep_bgp = self.config.bgp.clone();
-        let keep_xdp = self.config.xdp.clone();
         self.config = new;
-        self.config.bgp = keep_bgp;
-        self.config.xdp = keep_xdp;
-        tracing::info!("SIGHUP: configuration reloaded");
+        if failed.is_empty() {
+            Reload::Applied
+        } else {
+            Reload::Partial(failed)
+        }
     }
 
     /// Stop: save, and withdraw or keep the mitigations.
@@ -381,15 +417,140 @@ impl<'s> Daemon<'s> {
             }
         }
         self.save_mitigations();
-        self.templates.save(&self.decoder);
+        let saved = self.templates.save(&self.decoder);
+        self.saves.record(StateFile::Templates, saved);
         if let Some(speaker) = self.speaker.take() {
             speaker.shutdown(withdraw).await;
         }
     }
 }
 
+/// What a SIGHUP did.
+#[derive(Debug, Clone, PartialEq)]
+enum Reload {
+    Applied,
+    /// Nothing applied: this key changed, and only a restart applies it.
+    Refused(String),
+    /// Applied but for these (the kernel refused a map update, ...).
+    Partial(Vec<String>),
+    /// Nothing applied: the file does not load or validate.
+    Invalid(String),
+}
+
+impl Reload {
+    fn log(&self) {
+        match self {
+            Self::Applied => tracing::info!("SIGHUP: configuration reloaded"),
+            Self::Refused(key) => tracing::error!(
+                "SIGHUP: reload refused: `{key}` changed, which only a restart applies; \
+                 nothing was changed (restart, or put `{key}` back)"
+            ),
+            Self::Partial(failed) => tracing::error!(
+                "SIGHUP: configuration applied except: {}",
+                failed.join("; ")
+            ),
+            Self::Invalid(e) => {
+                tracing::error!("SIGHUP: {e}: keeping the running configuration")
+            }
+        }
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        let (outcome, detail) = match self {
+            Self::Applied => ("applied", Vec::new()),
+            Self::Refused(key) => ("refused", vec![format!("{key} needs a restart")]),
+            Self::Partial(failed) => ("partial", failed.clone()),
+            Self::Invalid(e) => ("invalid", vec![e.clone()]),
+        };
+        serde_json::json!({"at": unix_now(), "outcome": outcome, "detail": detail})
+    }
+}
+
+/// The first key that changed from `old` to `new` that a running daemon
+/// cannot apply: the BGP sessions, the attachment, its own files and
+/// endpoints, the event log; the ports, for the userspace collector (its
+/// socket threads are fixed at start).
+fn restart_only_change(old: &Config, new: &Config, userspace: bool) -> Option<String> {
+    let t = (&old.telemetry, &new.telemetry);
+    let changes = [
+        ("bgp", old.bgp != new.bgp),
+        ("xdp", old.xdp != new.xdp),
+        (
+            "daemon.state_dir",
+            old.daemon.state_dir != new.daemon.state_dir,
+        ),
+        (
+            "daemon.control_socket",
+            old.daemon.control_socket != new.daemon.control_socket,
+        ),
+        (
+            "daemon.metrics_listen",
+            old.daemon.metrics_listen != new.daemon.metrics_listen,
+        ),
+        (
+            "mitigation.event_log",
+            old.mitigation.event_log != new.mitigation.event_log,
+        ),
+        (
+            "mitigation.notify",
+            old.mitigation.notify != new.mitigation.notify,
+        ),
+        (
+            "telemetry.sflow_ports",
+            userspace && t.0.sflow_ports != t.1.sflow_ports,
+        ),
+        (
+            "telemetry.ipfix_ports",
+            userspace && t.0.ipfix_ports != t.1.ipfix_ports,
+        ),
+        (
+            "telemetry.netflow_ports",
+            userspace && t.0.netflow_ports != t.1.netflow_ports,
+        ),
+    ];
+    changes
+        .into_iter()
+        .find(|(_, changed)| *changed)
+        .map(|(key, _)| key.to_string())
+}
+
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reload_is_refused_naming_the_key_only_a_restart_applies() {
+        let old = Config::default();
+        let mut new = old.clone();
+        new.exporters.allow = vec!["192.0.2.0/24".parse().unwrap()];
+        new.telemetry.sflow_ports = vec![16343];
+        assert_eq!(
+            restart_only_change(&old, &new, false),
+            None,
+            "live behind XDP"
+        );
+        assert_eq!(
+            restart_only_change(&old, &new, true).as_deref(),
+            Some("telemetry.sflow_ports"),
+            "the userspace collector's sockets are fixed"
+        );
+        let mut new = old.clone();
+        new.daemon.state_dir = "/elsewhere".into();
+        assert_eq!(
+            restart_only_change(&old, &new, false).as_deref(),
+            Some("daemon.state_dir")
+        );
+        let mut new = old.clone();
+        new.xdp.interfaces = vec!["eth9".into()];
+        assert_eq!(
+            restart_only_change(&old, &new, false).as_deref(),
+            Some("xdp")
+        );
+    }
 }

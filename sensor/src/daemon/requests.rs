@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use edge_sensor_common::LAYOUT_VERSION;
 use serde_json::json;
 
-use super::{Daemon, unix_now};
+use super::{Daemon, mitigation::StateFile, unix_now};
 use crate::{
     bgp::Speaker,
     control::{Request, Response},
@@ -89,10 +89,11 @@ impl Daemon<'_> {
                     Ok(cleared) => {
                         self.events.record(json!({"event": "quarantine_cleared",
                             "peer": peer, "routes": cleared}));
-                        if let Err(e) = s.save_quarantine() {
-                            tracing::error!("saving the BGP quarantine: {e}");
-                        }
-                        ok(json!({"peer": peer, "cleared": cleared}))
+                        let saved = s.save_quarantine();
+                        let persisted = saved.is_ok();
+                        self.saves
+                            .record(StateFile::Quarantine, saved.err().map(|e| e.to_string()));
+                        ok(json!({"peer": peer, "cleared": cleared, "persisted": persisted}))
                     }
                     Err(e) => err(e.to_string()),
                 }
@@ -114,35 +115,52 @@ impl Daemon<'_> {
                     unix_now(),
                     &self.speaker,
                 );
-                let response = match result {
+                match result {
                     Ok(m) => {
                         self.events
                             .record(json!({"event": "mitigation_announced", "mitigation": m}));
-                        ok(json!({"mitigation": m}))
+                        let mut body = json!({"mitigation": m});
+                        self.persisted(&mut body);
+                        ok(body)
                     }
                     Err(e) => {
                         self.events.record(json!({"event": "mitigation_refused",
                             "victim": ip, "reason": e.to_string(), "manual": true}));
+                        self.save_mitigations();
                         err(e.to_string())
                     }
-                };
-                self.save_mitigations();
-                response
+                }
             }
-            Request::Unban { target } => {
-                let response = match self.mitigator.unban(&target, &self.speaker) {
-                    Ok(records) => {
-                        let body = json!({"withdrawn": records.len()});
-                        for r in records {
-                            self.events.record(r);
-                        }
-                        ok(body)
+            Request::Unban { target } => match self.mitigator.unban(&target, &self.speaker) {
+                Ok(records) => {
+                    let mut body = json!({"withdrawn": records.len()});
+                    for r in records {
+                        self.events.record(r);
                     }
-                    Err(e) => err(e.to_string()),
-                };
-                self.save_mitigations();
-                response
-            }
+                    self.persisted(&mut body);
+                    ok(body)
+                }
+                Err(e) => {
+                    self.save_mitigations();
+                    err(e.to_string())
+                }
+            },
+        }
+    }
+
+    /// Saves the mitigations and says in `body` whether that worked: a ban
+    /// that is active but not on disk is lost by a restart.
+    fn persisted(&mut self, body: &mut serde_json::Value) {
+        let persisted = self.save_mitigations();
+        body["persisted"] = json!(persisted);
+        if !persisted {
+            let why = self
+                .saves
+                .error(StateFile::Mitigations)
+                .unwrap_or("unknown error");
+            body["warning"] = json!(format!(
+                "active, not persisted: {why} (a restart would lose it)"
+            ));
         }
     }
 
@@ -180,6 +198,9 @@ impl Daemon<'_> {
             },
             "bgp": peers,
             "watch_decode_errors": self.watch_errors,
+            "state": self.saves.to_json(&self.config.daemon.state_dir),
+            "templates": self.templates_json(),
+            "last_reload": self.last_reload,
         })
     }
 }

@@ -173,6 +173,10 @@ impl fmt::Display for Metric {
     }
 }
 
+/// The highest rate a threshold or limit may state (1 Pbps; no link
+/// carries that many packets per second either).
+pub const MAX_RATE: f64 = 1e15;
+
 /// A rate in packets or bits per second. In the file: an integer, or a
 /// string with an SI suffix (`"500k"`, `"1.5G"`; powers of 1000).
 #[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize)]
@@ -195,6 +199,13 @@ impl<'de> Deserialize<'de> for Rate {
         if !v.is_finite() || v <= 0.0 {
             return Err(serde::de::Error::custom(format!(
                 "rate {v} must be a positive number"
+            )));
+        }
+        // Above any link's packets or bits per second: a threshold there
+        // is never reached, so it silently turns detection off.
+        if v > MAX_RATE {
+            return Err(serde::de::Error::custom(format!(
+                "rate {v} is above {MAX_RATE:e}, beyond any link: it could never be reached"
             )));
         }
         Ok(Rate(v))
@@ -465,6 +476,9 @@ pub struct DetectConfig {
     /// The operator's networks. Destinations outside are never considered;
     /// at least one is required.
     pub own_networks: Vec<IpNet>,
+    /// Accept 0.0.0.0/0 or ::/0 in `own_networks` (every address would be
+    /// "ours": a sensor that may blackhole anything).
+    pub allow_default_route: bool,
     /// How often the caller polls (the detector takes its clock from the
     /// caller; this sets the expectation and the validation bounds).
     #[serde(deserialize_with = "de_duration")]
@@ -502,6 +516,7 @@ impl Default for DetectConfig {
         };
         Self {
             own_networks: Vec::new(),
+            allow_default_route: false,
             poll_interval: Duration::from_secs(1),
             smoothing: Duration::from_secs(2),
             // Conservative: FastNetMon ships 20 kpps / 1 Gbps for everything;
@@ -553,6 +568,15 @@ impl DetectConfig {
         }
         for (i, net) in self.own_networks.iter().enumerate() {
             check_prefix(&format!("detect.own_networks[{i}]"), net)?;
+            if net.prefix_len() == 0 && !self.allow_default_route {
+                return Err(invalid(
+                    format!("detect.own_networks[{i}]"),
+                    format!(
+                        "{net} makes every address an own network (set \
+                         detect.allow_default_route = true if that is meant)"
+                    ),
+                ));
+            }
         }
         if !(MIN_POLL_INTERVAL..=MAX_POLL_INTERVAL).contains(&self.poll_interval) {
             return Err(invalid(

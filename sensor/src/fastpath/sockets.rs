@@ -4,12 +4,13 @@
 //! in `recvmmsg` batches on a thread per port.
 
 use std::{
+    collections::HashMap,
     net::{Ipv4Addr, Ipv6Addr, SocketAddr},
     time::Duration,
 };
 
 use edge_sensor_common::TelemetryKind;
-use tokio::{net::UdpSocket, sync::mpsc};
+use tokio::{net::UdpSocket, sync::mpsc, task::JoinHandle};
 
 use crate::recv::BatchReceiver;
 
@@ -38,42 +39,90 @@ pub struct BindError {
 /// Behind XDP: the v9/IPFIX ports (the kernel keeps sFlow to itself), one
 /// datagram per batch. A port that cannot be bound is a warning: the
 /// kernel still counts what it has plans for.
-pub async fn passed_on(ports: &[(u16, TelemetryKind)]) -> mpsc::Receiver<Batch> {
+pub async fn passed_on(ports: &[(u16, TelemetryKind)]) -> (PassedOn, mpsc::Receiver<Batch>) {
     let (tx, rx) = mpsc::channel(4096);
-    for &(port, kind) in ports {
-        if kind == TelemetryKind::Sflow {
-            continue;
-        }
-        // Dual-stack where IPv6 exists; IPv4 alone where it is disabled.
-        let bound = match UdpSocket::bind((Ipv6Addr::UNSPECIFIED, port)).await {
-            Ok(socket) => Ok(socket),
-            Err(_) => UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port)).await,
-        };
-        match bound {
-            Ok(socket) => {
-                let tx = tx.clone();
-                tokio::spawn(async move {
-                    let mut buf = vec![0u8; 65536];
-                    while let Ok((n, src)) = socket.recv_from(&mut buf).await {
-                        if tx.send(vec![(buf[..n].to_vec(), src, port)]).await.is_err() {
-                            break;
-                        }
-                    }
-                });
-                tracing::info!(
-                    port,
-                    "listening for {} datagrams the kernel passes on",
-                    kind.name()
-                );
+    let mut sockets = PassedOn {
+        tx,
+        tasks: HashMap::new(),
+    };
+    sockets.set_ports(ports).await;
+    (sockets, rx)
+}
+
+/// The sockets behind XDP, one task each, by port: a reload adds and
+/// drops them (dropping a task closes its socket).
+pub struct PassedOn {
+    tx: mpsc::Sender<Batch>,
+    tasks: HashMap<u16, JoinHandle<()>>,
+}
+
+impl PassedOn {
+    /// Listens on exactly the v9/IPFIX ports of `ports`.
+    pub async fn set_ports(&mut self, ports: &[(u16, TelemetryKind)]) {
+        let wanted: HashMap<u16, TelemetryKind> = ports
+            .iter()
+            .copied()
+            .filter(|(_, kind)| *kind != TelemetryKind::Sflow)
+            .collect();
+        self.tasks.retain(|port, task| {
+            let keep = wanted.contains_key(port);
+            if !keep {
+                task.abort();
+                tracing::info!(port, "no longer listening for passed-on datagrams");
             }
-            Err(e) => tracing::warn!(
+            keep
+        });
+        for (&port, &kind) in &wanted {
+            if self.tasks.contains_key(&port) {
+                continue;
+            }
+            if let Some(task) = listen(port, kind, self.tx.clone()).await {
+                self.tasks.insert(port, task);
+            }
+        }
+    }
+}
+
+impl Drop for PassedOn {
+    fn drop(&mut self) {
+        for task in self.tasks.values() {
+            task.abort();
+        }
+    }
+}
+
+async fn listen(port: u16, kind: TelemetryKind, tx: mpsc::Sender<Batch>) -> Option<JoinHandle<()>> {
+    // Dual-stack where IPv6 exists; IPv4 alone where it is disabled.
+    let bound = match UdpSocket::bind((Ipv6Addr::UNSPECIFIED, port)).await {
+        Ok(socket) => Ok(socket),
+        Err(_) => UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port)).await,
+    };
+    match bound {
+        Ok(socket) => {
+            let task = tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                while let Ok((n, src)) = socket.recv_from(&mut buf).await {
+                    if tx.send(vec![(buf[..n].to_vec(), src, port)]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            tracing::info!(
+                port,
+                "listening for {} datagrams the kernel passes on",
+                kind.name()
+            );
+            Some(task)
+        }
+        Err(e) => {
+            tracing::warn!(
                 port,
                 "cannot bind UDP port {port} ({e}): NetFlow v9/IPFIX templates arriving there \
                  cannot be learnt, so their data will not be counted"
-            ),
+            );
+            None
         }
     }
-    rx
 }
 
 /// The userspace collector: every port, `recvmmsg` on a thread each. A

@@ -17,6 +17,11 @@ pub const BGP_PEER_RECEIVED: &str = "edge_sensor_bgp_peer_received";
 pub const BGP_UPDATES_RECEIVED: &str = "edge_sensor_bgp_updates_received_total";
 pub const WATCH_SAMPLES: &str = "edge_sensor_watch_samples_total";
 pub const FAST_PATH: &str = "edge_sensor_fast_path";
+pub const STATE_PERSISTED: &str = "edge_sensor_state_persisted";
+pub const STATE_SAVE_FAILURES: &str = "edge_sensor_state_save_failures_total";
+pub const TEMPLATES: &str = "edge_sensor_templates";
+pub const TEMPLATE_MEMORY: &str = "edge_sensor_template_memory_bytes";
+pub const TEMPLATES_EVICTED: &str = "edge_sensor_templates_evicted_total";
 
 /// Every family above with its type and help.
 const FAMILIES: &[(&str, MetricType, &str)] = &[
@@ -79,6 +84,32 @@ const FAMILIES: &[(&str, MetricType, &str)] = &[
         MetricType::Gauge,
         "The path counting the telemetry: 1 for the one in use (xdp, or userspace: the \
          collector after a fallback or by xdp.mode = userspace), 0 for the other.",
+    ),
+    (
+        STATE_PERSISTED,
+        MetricType::Gauge,
+        "1 while the state file (mitigations, templates, quarantine) holds what is active; \
+         0 while its saves fail (a restart would lose what changed).",
+    ),
+    (
+        STATE_SAVE_FAILURES,
+        MetricType::Counter,
+        "State file saves that failed (full or read-only disk, ...), per file.",
+    ),
+    (
+        TEMPLATES,
+        MetricType::Gauge,
+        "NetFlow v9 / IPFIX templates held.",
+    ),
+    (
+        TEMPLATE_MEMORY,
+        MetricType::Gauge,
+        "Estimated bytes the NetFlow v9 / IPFIX templates hold.",
+    ),
+    (
+        TEMPLATES_EVICTED,
+        MetricType::Counter,
+        "Templates evicted over the template limits (telemetry.max_templates*), per exporter.",
     ),
 ];
 

@@ -106,6 +106,35 @@ impl MitigationConfig {
                 "0 would refuse every mitigation".into(),
             );
         }
+        // 0 would let a mitigation cover the whole address family.
+        if self.min_prefix_v4 == 0 {
+            return bad(
+                "min_prefix_v4",
+                "0 would allow a rule for 0.0.0.0/0, all of IPv4 (at least 1; 24 is usual)".into(),
+            );
+        }
+        if self.min_prefix_v6 == 0 {
+            return bad(
+                "min_prefix_v6",
+                "0 would allow a rule for ::/0, all of IPv6 (at least 1; 64 is usual)".into(),
+            );
+        }
+        for (k, d) in [
+            ("escalate_after", self.escalate_after),
+            ("min_hold", self.min_hold),
+            ("manual_duration", self.manual_duration),
+        ] {
+            if d.as_secs() > super::MAX_DURATION_SECS {
+                return bad(
+                    k,
+                    format!(
+                        "{} s is above {} s (a year)",
+                        d.as_secs(),
+                        super::MAX_DURATION_SECS
+                    ),
+                );
+            }
+        }
         if self.min_prefix_v4 > 32 {
             return bad("min_prefix_v4", format!("{} > 32", self.min_prefix_v4));
         }

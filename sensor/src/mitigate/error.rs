@@ -56,6 +56,8 @@ pub enum PolicyError {
 pub enum BanError {
     #[error("either a flow spec match or --blackhole")]
     MatchAndBlackhole,
+    #[error("duration {0} s is above the longest ban, {max} s (a year)", max = super::MAX_DURATION_SECS)]
+    Duration(u64),
     #[error(transparent)]
     Match(#[from] MatchError),
     #[error(transparent)]

@@ -53,6 +53,10 @@ use crate::{
 /// sooner than this after the restart (the detector needs a few polls).
 pub const RESTORE_GRACE_SECS: u64 = 60;
 
+/// The longest any mitigation duration may be (a ban, a hold): a year.
+/// Longer is a typo, and near the integer maximum it would wrap.
+pub const MAX_DURATION_SECS: u64 = 366 * 86400;
+
 /// The policy engine and the set of active mitigations.
 pub struct Mitigator {
     cfg: MitigationConfig,
@@ -441,6 +445,10 @@ impl Mitigator {
             (None, _) => (MitigationKind::Blackhole, Route::blackhole(ip)),
         };
         let duration = duration_secs.unwrap_or(self.cfg.manual_duration.as_secs());
+        // Bounded so the expiry cannot wrap to before the start.
+        if duration > MAX_DURATION_SECS {
+            return Err(BanError::Duration(duration));
+        }
         let m = Mitigation {
             id: self.next_id,
             victim,

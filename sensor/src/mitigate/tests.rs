@@ -435,6 +435,22 @@ fn manual_bans_and_unbans() {
         m.ban(ip, Some("proto udp"), true, None, 0, &r).unwrap_err(),
         BanError::MatchAndBlackhole
     );
+    // A duration at the integer maximum is refused, not wrapped to an
+    // expiry before its start (issue 19 item 6); a year is the bound.
+    let now = 1_700_000_000;
+    assert_eq!(
+        m.ban(ip, None, true, Some(u64::MAX), now, &r).unwrap_err(),
+        BanError::Duration(u64::MAX)
+    );
+    assert!(
+        m.ban(ip, None, true, Some(super::MAX_DURATION_SECS + 1), now, &r)
+            .is_err()
+    );
+    let year = m
+        .ban(ip, None, true, Some(super::MAX_DURATION_SECS), now, &r)
+        .unwrap();
+    assert_eq!(year.expires, Some(now + super::MAX_DURATION_SECS));
+    m.unban(&year.id.to_string(), &r).unwrap();
     let out = m.unban(&ban.id.to_string(), &r).unwrap();
     assert_eq!(events(&out), ["mitigation_withdrawn"]);
     assert_eq!(

@@ -204,6 +204,16 @@ impl UserDecoder {
         self
     }
 
+    /// Replaces the telemetry ports (SIGHUP).
+    pub fn set_ports(&mut self, ports: &[(u16, TelemetryKind)]) {
+        self.ports = ports.iter().copied().collect();
+    }
+
+    /// Whether consumed datagrams go on to the stack too (SIGHUP).
+    pub fn set_pass_telemetry(&mut self, pass: bool) {
+        self.pass_telemetry = pass;
+    }
+
     /// Replaces the exporter allow-list (SIGHUP).
     pub fn set_allow(&mut self, allow: &[IpNet]) {
         self.allow = allow.to_vec();

@@ -443,6 +443,28 @@ pub fn lab(args: LabArgs) -> Result<()> {
                 format!("on {}: {}", args.peer.daemon(), rules.join(" | ")),
                 json!({"rules": rules}),
             );
+            // `top` as an operator would run it now: its MIT column must
+            // see the mitigation (it asks the lab daemon's socket).
+            let out = top(&bin, &lab.names.pins, &socket, true).output()?;
+            let rows: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+            let mitigated: Vec<String> = rows["destinations"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|d| {
+                    let mark = match d["mitigated"].as_bool() {
+                        Some(true) => "*",
+                        Some(false) => "",
+                        None => "?",
+                    };
+                    format!("{}{mark}", d["ip"].as_str().unwrap_or("?"))
+                })
+                .collect();
+            tl.note(
+                "top",
+                format!("top while the rule is on: {}", mitigated.join(" ")),
+                json!({"destinations": rows["destinations"]}),
+            );
         }
         if ruled && ended && !withdrawn && rules.is_empty() {
             withdrawn = true;
@@ -457,17 +479,7 @@ pub fn lab(args: LabArgs) -> Result<()> {
         }
         if !args.json && last_top.elapsed() >= Duration::from_secs(5) {
             last_top = Instant::now();
-            let top = Command::new(&bin)
-                .args([
-                    "top",
-                    "--limit",
-                    "3",
-                    "--interval",
-                    "1",
-                    "--pin-path",
-                    &lab.names.pins,
-                ])
-                .output()?;
+            let top = top(&bin, &lab.names.pins, &socket, false).output()?;
             print!("{}", String::from_utf8_lossy(&top.stdout));
         }
         if let Some((name, status)) = exited(&mut lab) {
@@ -505,4 +517,18 @@ fn exited(lab: &mut Lab) -> Option<(&'static str, std::process::ExitStatus)> {
         let status = child.try_wait().ok().flatten()?;
         (*name != "traffic" || !status.success()).then_some((*name, status))
     })
+}
+
+/// `edge-sensor top` on the lab's pins, asking the lab daemon's control
+/// socket for the MIT column (without `--socket` it asks the machine's
+/// default one, and shows `?` for every destination).
+fn top(bin: &std::path::Path, pins: &str, socket: &std::path::Path, json: bool) -> Command {
+    let mut c = Command::new(bin);
+    c.args(["top", "--limit", "3", "--interval", "1", "--pin-path", pins])
+        .arg("--socket")
+        .arg(socket);
+    if json {
+        c.arg("--json");
+    }
+    c
 }

@@ -126,11 +126,10 @@ impl TemplateCache {
                     };
                     let changed = if template.fields.is_empty() {
                         // IPFIX template withdrawal (RFC 7011 §8.1).
-                        self.seen.remove(&key);
-                        self.templates.remove(&key).is_some()
+                        self.remove_template(&key)
                     } else {
                         self.seen.insert(key, SystemTime::now());
-                        self.templates.insert(key, template.clone()).as_ref() != Some(&template)
+                        self.put(key, template)
                     };
                     if changed {
                         self.generation += 1;
@@ -249,8 +248,7 @@ impl TemplateCache {
             .map(|(k, _)| *k)
             .collect();
         for key in &gone {
-            self.seen.remove(key);
-            self.templates.remove(key);
+            self.remove_template(key);
         }
         let gone_rates: Vec<(Session, u32)> = self
             .sampling_seen

@@ -17,15 +17,19 @@
 //! - `cache.rs`: the templates and sampling state of every exporter, fed
 //!   message by message;
 //! - `flow.rs`: data records to [`Flow`]s;
+//! - `limits.rs`: bounds on the store (per exporter and in total), oldest
+//!   evicted first;
 //! - `persist.rs`: the saved form the daemon keeps across restarts;
 //! - `plan.rs`: plans compiled for the kernel.
 
 mod cache;
 mod flow;
+mod limits;
 mod persist;
 mod plan;
 mod record;
 
+pub use limits::{TemplateLimits, template_cost};
 pub use persist::{SavedSampling, SavedTemplate, SavedTemplates};
 
 use std::{collections::HashMap, net::IpAddr, time::SystemTime};
@@ -203,6 +207,9 @@ pub struct TemplateCache {
     /// Moves whenever a template or a rate changes (not when an exporter
     /// resends the same ones), so the kernel's plans are rewritten only then.
     generation: u64,
+    limits: TemplateLimits,
+    /// What `templates` holds per exporter, in announcement order.
+    usage: limits::Usage,
 }
 
 fn be16(b: &[u8], at: usize) -> Option<u16> {
@@ -323,7 +330,7 @@ mod tests {
         let saved: SavedTemplates = serde_json::from_str(&json).unwrap();
         let now = SystemTime::now();
         let hour = Duration::from_secs(3600);
-        let restored = TemplateCache::restored(saved.clone(), now, hour);
+        let restored = TemplateCache::restored(saved.clone(), now, hour, TemplateLimits::DEFAULT);
         assert_eq!(restored.template(&key), cache.template(&key));
         assert!(
             restored.generation() > 0,
@@ -331,7 +338,7 @@ mod tests {
         );
         // Restored two hours later, the one-hour-old template is gone.
         let later = now + 2 * hour;
-        let expired = TemplateCache::restored(saved, later, hour);
+        let expired = TemplateCache::restored(saved, later, hour, TemplateLimits::DEFAULT);
         assert_eq!(expired.template(&key), None);
         // And in a running cache, expiry moves the generation.
         let g = cache.generation();
@@ -344,7 +351,9 @@ mod tests {
         let bad: SavedTemplates =
             serde_json::from_str(&json.replace("\"id\":256", "\"id\":3")).unwrap();
         assert_eq!(
-            TemplateCache::restored(bad, now, hour).templates().count(),
+            TemplateCache::restored(bad, now, hour, TemplateLimits::DEFAULT)
+                .templates()
+                .count(),
             0
         );
     }

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Sampling, Session, Template, TemplateCache, TemplateKey};
+use super::{Sampling, Session, Template, TemplateCache, TemplateKey, TemplateLimits};
 
 impl TemplateCache {
     /// Everything learnt, with when it was last announced: what the daemon
@@ -39,16 +39,27 @@ impl TemplateCache {
         }
     }
 
-    /// A cache holding what `saved` holds, but for what has expired by `now`.
-    pub fn restored(saved: SavedTemplates, now: SystemTime, lifetime: Duration) -> Self {
+    /// A cache holding what `saved` holds, but for what has expired by `now`
+    /// and what is over `limits` (a file saved before the limits, or under
+    /// larger ones).
+    pub fn restored(
+        saved: SavedTemplates,
+        now: SystemTime,
+        lifetime: Duration,
+        limits: TemplateLimits,
+    ) -> Self {
         let at = |secs: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
         let mut cache = Self::new();
+        cache.set_limits(limits);
+        let mut saved = saved;
+        // Oldest first, so what the limits evict is what was announced longest ago.
+        saved.templates.sort_by_key(|t| t.seen);
         for t in saved.templates {
             if t.template.fields.is_empty() || t.key.id < 256 {
                 continue;
             }
             cache.seen.insert(t.key, at(t.seen));
-            cache.templates.insert(t.key, t.template);
+            cache.put(t.key, t.template);
         }
         for s in saved.sampling {
             let key = (s.session, s.domain);
