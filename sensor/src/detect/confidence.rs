@@ -175,9 +175,9 @@ mod tests {
         // Under a true mean of 20 samples, how often does the bound come out
         // above it? Sum the Poisson probabilities of the counts that do.
         let z = normal_quantile(0.999);
-        let lambda = 20.0;
+        let lambda: f64 = 20.0;
         let mut wrong = 0.0;
-        let mut term = (-lambda as f64).exp();
+        let mut term = (-lambda).exp();
         for k in 0..200u32 {
             if k > 0 {
                 term *= lambda / f64::from(k);
