@@ -185,3 +185,56 @@ impl Detector {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{collections::BTreeMap, net::IpAddr, time::Duration};
+
+    use edge_sensor_common::DstStats;
+
+    use super::*;
+    use crate::detect::DetectConfig;
+
+    fn sample(dst: IpAddr, packets: u64, sampled: u64) -> Sample {
+        Sample {
+            dst,
+            src: "192.0.2.9".parse().unwrap(),
+            protocol: 17,
+            src_port: 53,
+            dst_port: 4000,
+            tcp_flags: 0,
+            fragment: false,
+            later_fragment: false,
+            packet_len: 100,
+            packets,
+            bytes: packets * 100,
+            sampled,
+        }
+    }
+
+    #[test]
+    fn the_sampling_rate_is_read_off_the_samples_flow_records_included() {
+        let cfg = DetectConfig::from_toml("own_networks = [\"198.18.0.0/15\"]").unwrap();
+        let mut d = Detector::new(cfg).unwrap();
+        let (a, b): (IpAddr, IpAddr) =
+            ("198.18.0.1".parse().unwrap(), "198.18.0.2".parse().unwrap());
+        let counters = BTreeMap::from([(a, DstStats::default()), (b, DstStats::default())]);
+        d.poll(Duration::ZERO, &counters, &[]);
+        // No sample yet: unsampled (1).
+        assert_eq!(d.sampling_rate(IpNet::from(a)), 1.0);
+        // `a`: two sFlow samples at 1:4096 and a flow record of 10 sampled
+        // packets at the same rate; `b`: records at 1:1000.
+        let samples = [
+            sample(a, 4096, 1),
+            sample(a, 4096, 1),
+            sample(a, 40960, 10),
+            sample(b, 3000, 3),
+        ];
+        d.poll(Duration::from_secs(1), &counters, &samples);
+        assert_eq!(d.sampling_rate(IpNet::from(a)), 4096.0);
+        assert_eq!(d.sampling_rate(IpNet::from(b)), 1000.0);
+        // A victim without samples of its own: the coarsest rate seen.
+        let c: IpAddr = "198.18.0.3".parse().unwrap();
+        assert_eq!(d.sampling_rate(IpNet::from(c)), 4096.0);
+    }
+}
