@@ -143,7 +143,12 @@ pub fn markdown(r: &Results) -> String {
     );
     let _ = writeln!(
         m,
-        "| sampling | hosts | simulated | traffic (mean) | largest host | flash crowds | samples | attacks started, confidence 0.999 | per day | without the check (point estimate) | per day |"
+        "| sampling | hosts | simulated | traffic (mean) | largest host | flash crowds | samples | attacks started, confidence 0.999 | per day{0} | without the check (point estimate) | per day{0} |",
+        if o.hours < 24.0 {
+            " (extrapolated)"
+        } else {
+            ""
+        }
     );
     let _ = writeln!(m, "|---|---|---|---|---|---|---|---|---|---|---|");
     for n in &r.normal {
