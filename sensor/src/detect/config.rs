@@ -486,6 +486,12 @@ pub struct DetectConfig {
     /// Time constant of the exponential smoothing of rates; zero: none.
     #[serde(deserialize_with = "de_duration")]
     pub smoothing: Duration,
+    /// Confidence that a rate is over its threshold before an attack
+    /// starts: the one-sided lower bound of the rate at this confidence,
+    /// from the number of samples behind it, must reach the threshold (see
+    /// [`super::confidence`]). In (0.5, 0.999999]; 0 turns the check off
+    /// (the point estimate decides, as with unsampled counters).
+    pub confidence: f64,
     /// Per host, for destinations in no host group (and the fallback of
     /// host groups). Given in the file, it replaces the defaults as a whole
     /// (defaults: all 100 kpps / 1 Gbps, tcp_syn 20 kpps, icmp 10 kpps,
@@ -519,6 +525,7 @@ impl Default for DetectConfig {
             allow_default_route: false,
             poll_interval: Duration::from_secs(1),
             smoothing: Duration::from_secs(2),
+            confidence: DEFAULT_CONFIDENCE,
             // Conservative: FastNetMon ships 20 kpps / 1 Gbps for everything;
             // here the whole-host limit is higher and the classes that are
             // rarely legitimate at volume have their own.
@@ -545,6 +552,10 @@ impl Default for DetectConfig {
         }
     }
 }
+
+/// Default of `detect.confidence`: a crossing is announced when the rate
+/// is over the threshold with 99.9 % confidence.
+pub const DEFAULT_CONFIDENCE: f64 = 0.999;
 
 /// Name of the implicit group of destinations in no host group.
 pub const DEFAULT_GROUP: &str = "default";
@@ -589,6 +600,12 @@ impl DetectConfig {
         }
         if self.smoothing > Duration::from_secs(3600) {
             return Err(invalid("detect.smoothing", "at most 1h"));
+        }
+        if !(self.confidence == 0.0 || (self.confidence > 0.5 && self.confidence <= 0.999_999)) {
+            return Err(invalid(
+                "detect.confidence",
+                "must be in (0.5, 0.999999], or 0 to decide on the point estimate",
+            ));
         }
         check_block("detect.aggregate_prefix_v4", self.aggregate_prefix_v4, 32)?;
         check_block("detect.aggregate_prefix_v6", self.aggregate_prefix_v6, 128)?;

@@ -54,6 +54,11 @@ pub struct Sample {
     pub packets: u64,
     /// Bytes this sample stands for, scaled.
     pub bytes: u64,
+    /// Sampled packets it carries before scaling: 1 for an sFlow flow
+    /// sample, the record's packet count for a flow record. `packets /
+    /// sampled` is the sampling rate, which tells the detector how many
+    /// samples a counter's estimate rests on.
+    pub sampled: u64,
 }
 
 impl Sample {
@@ -647,6 +652,7 @@ pub(crate) mod tests {
             packet_len: len,
             packets: 1000,
             bytes: 1000 * u64::from(len),
+            sampled: 1,
         }
     }
 

@@ -15,6 +15,13 @@
 //! - on a host with a learnt baseline, takes a crossing whose traffic is
 //!   shaped like the host's normal traffic (the best match would hit most
 //!   of it) for a flash crowd, and does not report it;
+//! - starts an attack only on a crossing its samples make sure of: the
+//!   counters are sampled estimates (at 1:N, k samples are k*N packets,
+//!   give or take sqrt(k)*N), so the one-sided lower bound of the rate at
+//!   `confidence` (default 99.9 %), from the samples behind it over the
+//!   last 1 to 32 intervals, must reach the threshold ([`confidence`]);
+//!   three samples at 1:4096 are not 12 kpps, a 1 Mpps flood confirms on
+//!   its first interval;
 //! - names the attack ([`classify`]) and learns the narrowest Flow
 //!   Spec-shaped match that covers it ([`fingerprint`]), in the same poll;
 //! - ends it with hysteresis (release ratio, hold time, minimum duration);
@@ -27,9 +34,13 @@
 //! never considered.
 //!
 //! A decision comes at most two polls after the first poll that measures a
-//! rate above a threshold: the compared rate is the greater of the smoothed
-//! rate and the lower of the last two measured ones, and a victim the
-//! kernel was not sampling yet waits one poll (not more) for its samples.
+//! rate above a threshold, once that rate is confirmed: the compared rate
+//! is the greater of the smoothed rate and the lower of the last two
+//! measured ones, a victim the kernel was not sampling yet waits one poll
+//! for its samples, and a rate close to its threshold under coarse
+//! sampling waits for the samples that confirm it (at most 32 intervals
+//! are pooled: a rate over the threshold by too little for that many
+//! samples to tell is not reported).
 //! Running attacks are revised from the latest poll's evidence: a new
 //! vector replaces the match at once, a narrower match after three polls
 //! in a row, and a fading attack keeps its match.
@@ -66,6 +77,11 @@
 //! own_networks = ["198.18.0.0/15", "2001:db8::/32"]
 //! poll_interval = "1s"          # 100ms ..= 60s
 //! smoothing = "2s"              # time constant of the rate smoothing
+//! # An attack starts when the rate's lower bound at this confidence, from
+//! # the number of samples behind it, reaches the threshold: one-sided
+//! # Poisson bound N * k * (1 - 1/(9k) - z/(3 sqrt k))^3 / T for k samples
+//! # at 1:N over T seconds (z = 3.09 at 0.999). 0: the point estimate.
+//! confidence = 0.999
 //! action = "flowspec"           # flowspec | blackhole | flowspec_then_blackhole | alert
 //! amplification_ports = [19, 53, 123, 161, 389, 1900, 11211]
 //!
@@ -118,6 +134,7 @@
 //! ```
 
 pub mod classify;
+pub mod confidence;
 pub mod config;
 mod detector;
 mod events;

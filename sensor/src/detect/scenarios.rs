@@ -163,6 +163,13 @@ struct Sim {
     /// The kernel streams samples of watched destinations (off: counters
     /// only, as before the sample stream is wired).
     sampling: bool,
+    /// 1:N of the samples.
+    rate: f64,
+    /// The counters are what a collector counts from 1:`rate` samples (k
+    /// samples: k * rate packets) instead of the exact totals; `Some(true)`
+    /// draws k from a Poisson law, `Some(false)` carries fractions over
+    /// (deterministic).
+    sampled_counters: Option<bool>,
 }
 
 impl Sim {
@@ -181,6 +188,39 @@ impl Sim {
             log: Vec::new(),
             override_counters: None,
             sampling: true,
+            rate: SAMPLING,
+            sampled_counters: None,
+        }
+    }
+
+    /// Counters and samples as a router sampling 1:`rate` gives them.
+    fn sampled(mut self, rate: f64, poisson: bool) -> Self {
+        self.rate = rate;
+        self.sampled_counters = Some(poisson);
+        self
+    }
+
+    fn uniform(&mut self) -> f64 {
+        ((self.next() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    }
+
+    /// A Poisson draw of mean `mean`: Knuth's product of uniforms below 30
+    /// (bounded: 1000 factors are far past any plausible count), else the
+    /// normal approximation.
+    fn poisson(&mut self, mean: f64) -> u64 {
+        if mean < 30.0 {
+            let limit = (-mean).exp();
+            let mut product = self.uniform();
+            let mut k = 0;
+            while product > limit && k < 1000 {
+                product *= self.uniform();
+                k += 1;
+            }
+            k
+        } else {
+            let (u, v) = (self.uniform(), self.uniform());
+            let z = (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos();
+            (mean + mean.sqrt() * z).round().max(0.0) as u64
         }
     }
 
@@ -233,7 +273,22 @@ impl Sim {
         let watched = self.det.watched().clone();
         let mut samples = Vec::new();
         for f in flows {
-            let n = f.pps * secs;
+            let mut n = f.pps * secs;
+            // Sampled counters: k samples, each counted as `rate` packets.
+            let drawn = match self.sampled_counters {
+                None => None,
+                Some(true) => Some(self.poisson(n / self.rate)),
+                Some(false) => {
+                    let carry = self.carry.entry(f.key()).or_default();
+                    *carry += n / self.rate;
+                    let k = carry.floor();
+                    *carry -= k;
+                    Some(k as u64)
+                }
+            };
+            if let Some(k) = drawn {
+                n = k as f64 * self.rate;
+            }
             let t = self.totals.entry(f.dst).or_insert([[0.0; 2]; Class::COUNT]);
             let mut classes = vec![Class::All, Class::of_protocol(f.protocol)];
             if f.protocol == ipproto::TCP && f.frag != Frag::Later && tcp_flags::is_syn(f.flags) {
@@ -249,11 +304,17 @@ impl Sim {
             if !self.sampling || !watched.contains(&f.dst) {
                 continue;
             }
-            let carry = self.carry.entry(f.key()).or_default();
-            *carry += n / SAMPLING;
-            let k = carry.floor();
-            *carry -= k;
-            for _ in 0..k as u64 {
+            let k = match drawn {
+                Some(k) => k,
+                None => {
+                    let carry = self.carry.entry(f.key()).or_default();
+                    *carry += n / self.rate;
+                    let k = carry.floor();
+                    *carry -= k;
+                    k as u64
+                }
+            };
+            for _ in 0..k {
                 let ports =
                     f.frag != Frag::Later && matches!(f.protocol, ipproto::TCP | ipproto::UDP);
                 let mut port = |p: Port| match (ports, p) {
@@ -276,8 +337,9 @@ impl Sim {
                     fragment: f.frag != Frag::No,
                     later_fragment: f.frag == Frag::Later,
                     packet_len: f.len,
-                    packets: SAMPLING as u64,
-                    bytes: SAMPLING as u64 * u64::from(f.len),
+                    packets: self.rate as u64,
+                    bytes: self.rate as u64 * u64::from(f.len),
+                    sampled: 1,
                 });
             }
         }
@@ -569,7 +631,10 @@ fn baseline_protects_a_busy_host_from_an_attack_below_the_static_threshold() {
             r#"baseline = { k = 4.0, window = "2m", floor = { all = { pps = 5000 } } }"#,
         ],
     );
-    let mut sim = Sim::new(&cfg);
+    // Exact counters, the subject is the baseline: the point estimate
+    // decides (at 1:1000 the 32 kpps against a ~27 kpps adaptive threshold
+    // takes a few more polls to confirm).
+    let mut sim = Sim::new(&without_confidence(&cfg));
     sim.run(300, |p| {
         let mut f = web(victim, 20_000.0 * (1.0 + 0.1 * (f64::from(p) * 0.7).sin()));
         if p > 250 {
@@ -601,18 +666,30 @@ fn slow_ramp_fires_at_the_static_crossing_or_rides_the_baseline_to_its_ceiling()
     let ramp =
         |p: u32| vec![flow(victim, 10_000.0 + 2_000.0 * f64::from(p), ipproto::UDP).len(200)];
     let thresholds = "thresholds = { udp = { pps = 100000 }, all = { pps = 1000000 } }";
-    let cfg = with_group("ramp", "198.18.5.0/24", &[thresholds]);
+    // Exact counters, the subject is the ramp against static and adaptive
+    // thresholds: the point estimate decides.
+    let cfg = without_confidence(&with_group("ramp", "198.18.5.0/24", &[thresholds]));
     let mut sim = Sim::new(&cfg);
     sim.run(60, ramp);
     let story = sim.story();
     let (poll, a) = sim.only_start();
     assert!((45..=47).contains(&poll), "{story}");
     assert_eq!(a.class, AttackClass::UdpFlood);
+    // At 1:1000 a 99.9 % bound over 100 kpps needs the ramp well past it:
+    // about 4 sd of the ~110 samples a poll, some 10 polls later.
+    let mut sim = Sim::new(&with_group("ramp", "198.18.5.0/24", &[thresholds]));
+    sim.run(70, ramp);
+    let (confirmed, _) = sim.only_start();
+    assert!((50..=60).contains(&confirmed), "{}", sim.story());
 
     // With a baseline the threshold follows the ramp (mean + 3 sd stays
     // ahead of a linear ramp), until the ceiling: 300 kpps at poll 145.
     let baseline = r#"baseline = { k = 3.0, window = "20s", floor = { udp = { pps = 20000 } }, ceiling = { udp = { pps = 300000 } }, flash_crowd_similarity = 0.0 }"#;
-    let cfg = with_group("ramp", "198.18.5.0/24", &[thresholds, baseline]);
+    let cfg = without_confidence(&with_group(
+        "ramp",
+        "198.18.5.0/24",
+        &[thresholds, baseline],
+    ));
     let mut sim = Sim::new(&cfg);
     sim.run(160, ramp);
     let story = sim.story();
@@ -769,7 +846,11 @@ fn destinations_outside_the_own_networks_never_make_an_event() {
 
 #[test]
 fn decisions_stay_within_two_polls_at_100ms() {
-    let cfg = BASE.replace("poll_interval = \"1s\"", "poll_interval = \"100ms\"");
+    // The counters here are exact and the subject is the two-interval rule:
+    // the point estimate decides. (At 1:1000, 12 kpps is 1.2 samples per
+    // 100 ms: no 32 of them could confirm it.)
+    let cfg =
+        without_confidence(BASE).replace("poll_interval = \"1s\"", "poll_interval = \"100ms\"");
     let victim = "198.18.1.99";
     let mut sim = Sim::new(&cfg);
     // Just above the threshold: the smoothed rate would take several polls;
@@ -843,6 +924,18 @@ fn amplification_is_named_under_more_normal_udp_than_attack() {
         "198.18.6.0/24",
         &["thresholds = { udp = { pps = 200000 }, all = { pps = 1000000 } }"],
     );
+    // On the point estimate (counters taken as exact): the smoothed rate
+    // (147 kpps) is not over at 31, the two-interval rule decides at 32.
+    let traffic = |p: u32| {
+        let mut f = vec![flow(victim, 100_000.0, ipproto::UDP).dport(53).len(80)];
+        if p >= 31 {
+            f.push(flow(victim, 120_000.0, ipproto::UDP).sport(123).len(468));
+        }
+        f
+    };
+    let mut sim = Sim::new(&without_confidence(&cfg));
+    sim.run(40, traffic);
+    assert!((31..=32).contains(&sim.only_start().0), "{}", sim.story());
     let mut sim = Sim::new(&cfg);
     sim.run(40, |p| {
         let mut f = vec![flow(victim, 100_000.0, ipproto::UDP).dport(53).len(80)];
@@ -853,9 +946,15 @@ fn amplification_is_named_under_more_normal_udp_than_attack() {
     });
     let story = sim.story();
     let (poll, a) = sim.only_start();
-    // Crossing at 31: the smoothed rate (147 kpps) is not over yet, the
-    // two-interval rule decides at 32.
-    assert!((31..=32).contains(&poll), "{story}");
+    // Crossing at 31, 10 % over the UDP threshold: at 1:1000 that is 220
+    // samples a second, and a 99.9 % bound above 200 kpps takes about 1100
+    // of them: the first run of w intervals from 31 that confirms.
+    let z = confidence::normal_quantile(0.999);
+    let w = (1..=32)
+        .find(|&w| confidence::rate_lower(220_000.0, 220.0 * f64::from(w), z) >= 200_000.0)
+        .expect("confirmable");
+    assert_eq!(poll, 30 + w, "{story}");
+    assert!(w >= 4, "{w}");
     assert_eq!(
         a.class,
         AttackClass::UdpAmplification { port: 123 },
@@ -919,6 +1018,7 @@ fn garbage_counters_and_samples_never_panic_nor_leave_the_own_networks() {
                     packet_len: (r >> 3) as u16,
                     packets: pick[(r >> 5) as usize % pick.len()],
                     bytes: pick[(r >> 7) as usize % pick.len()],
+                    sampled: 1 + (r >> 9) % 3,
                 }
             })
             .collect();
@@ -1054,4 +1154,97 @@ fn a_single_host_flood_is_not_also_an_attack_on_its_block() {
     let (_, a) = sim.only_start();
     assert_eq!(a.scope, Scope::Host);
     assert_eq!(a.victim, "198.18.3.7/32".parse::<IpNet>().unwrap());
+}
+
+/// `cfg` with the confidence check off: the point estimate decides.
+fn without_confidence(cfg: &str) -> String {
+    cfg.replacen("poll_interval", "confidence = 0\npoll_interval", 1)
+}
+
+#[test]
+fn three_samples_at_1_4096_are_not_an_attack() {
+    let victim = "198.18.1.77";
+    // A small host (200 pps of web) gets a burst: three ICMP samples in
+    // each of two polls at 1:4096, 12 288 pps estimated against the
+    // 10 kpps ICMP threshold. Six samples could as well be 1 kpps.
+    let traffic = |p: u32| {
+        let mut f = web(victim, 200.0);
+        if (21..=22).contains(&p) {
+            f.push(flow(victim, 3.0 * 4096.0, ipproto::ICMP).len(84));
+        }
+        f
+    };
+    let mut sim = Sim::new(BASE).sampled(4096.0, false);
+    sim.run(40, traffic);
+    assert!(sim.started().is_empty(), "{}", sim.story());
+    // On the point estimate alone, the same six samples are an attack.
+    let mut sim = Sim::new(&without_confidence(BASE)).sampled(4096.0, false);
+    sim.run(40, traffic);
+    let (poll, a) = sim.only_start();
+    assert_eq!((poll, a.class), (22, AttackClass::IcmpFlood));
+}
+
+#[test]
+fn a_1_mpps_flood_at_1_4096_starts_as_soon_as_its_samples_arrive() {
+    let victim = "198.18.1.78";
+    let flood = flow(victim, 1e6, ipproto::UDP).dport(80).len(512);
+    for cfg in [BASE.to_string(), without_confidence(BASE)] {
+        let mut sim = Sim::new(&cfg).sampled(4096.0, true);
+        sim.run(30, web_and_flood(victim, 2000.0, |p| p >= 21, vec![flood]));
+        let story = sim.story();
+        let (poll, a) = sim.only_start();
+        // Crossing at 21, not watched yet: one poll for the samples, and
+        // 244 samples a poll confirm at once.
+        assert_eq!(poll, 22, "{story}");
+        assert_eq!(a.class, AttackClass::UdpFlood, "{story}");
+        assert_eq!(a.fingerprint.flow.destination_ports, vec![80], "{story}");
+    }
+}
+
+#[test]
+fn a_rate_just_over_its_threshold_at_1_16384_waits_for_the_samples_that_confirm_it() {
+    let victim = "198.18.1.79";
+    // 80 kpps of UDP against the 50 kpps threshold: 4.9 samples a second.
+    let flood = flow(victim, 80_000.0, ipproto::UDP).dport(9).len(100);
+    let traffic = web_and_flood(victim, 500.0, |p| p >= 21, vec![flood]);
+    let mut sim = Sim::new(&without_confidence(BASE)).sampled(16384.0, false);
+    sim.run(60, &traffic);
+    assert_eq!(sim.only_start().0, 22, "{}", sim.story());
+
+    // With 99.9 % confidence: the first run of w intervals whose samples
+    // bound the rate above 50 kpps (the history starts at poll 22, the
+    // first at the release level).
+    let z = confidence::normal_quantile(0.999);
+    let w = (1..=32)
+        .find(|&w| {
+            let k = 80_000.0 * f64::from(w) / 16384.0;
+            confidence::rate_lower(80_000.0, k, z) >= 50_000.0
+        })
+        .expect("confirmable within 32 intervals");
+    let expected = 21 + w;
+    let mut sim = Sim::new(BASE).sampled(16384.0, false);
+    sim.run(60, &traffic);
+    let story = sim.story();
+    let (poll, a) = sim.only_start();
+    assert!(w >= 8, "{w}");
+    assert!(
+        (expected - 1..=expected + 1).contains(&poll),
+        "expected poll {expected}\n{story}"
+    );
+    assert_eq!(a.class, AttackClass::UdpFlood, "{story}");
+}
+
+#[test]
+fn sampling_noise_at_1_16384_is_not_an_attack() {
+    let victim = "198.18.1.80";
+    // 30 kpps of DNS answers (60 % of the UDP threshold): 1.8 samples a
+    // second, so single polls often "measure" 65 or 82 kpps.
+    let dns = |_: u32| vec![flow(victim, 30_000.0, ipproto::UDP).sport(53).len(120)];
+    let mut sim = Sim::new(BASE).sampled(16384.0, true);
+    sim.run(3000, dns);
+    assert!(sim.started().is_empty(), "{}", sim.story());
+    // On the point estimate, the noise is a string of attacks.
+    let mut sim = Sim::new(&without_confidence(BASE)).sampled(16384.0, true);
+    sim.run(3000, dns);
+    assert!(sim.started().len() >= 3, "{}", sim.story());
 }

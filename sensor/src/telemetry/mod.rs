@@ -92,7 +92,15 @@ struct Watch {
 
 impl Watch {
     /// Keeps a sample of `pkt` if its destination is watched.
-    fn offer(&mut self, pkt: &sampled::Packet, packet_len: u64, packets: u64, bytes: u64) {
+    /// `sampled`: the sampled packets behind it, before scaling.
+    fn offer(
+        &mut self,
+        pkt: &sampled::Packet,
+        packet_len: u64,
+        packets: u64,
+        bytes: u64,
+        sampled: u64,
+    ) {
         if self.destinations.is_empty() {
             return;
         }
@@ -106,7 +114,7 @@ impl Watch {
         }
         self.stats.streamed += 1;
         self.samples
-            .push(watch::sample(dst, pkt, packet_len, packets, bytes));
+            .push(watch::sample(dst, pkt, packet_len, packets, bytes, sampled));
     }
 }
 
@@ -327,6 +335,7 @@ impl UserDecoder {
                 bytes.checked_div(packets).unwrap_or(0),
                 packets,
                 bytes,
+                packets.checked_div(u64::from(rate)).unwrap_or(packets),
             );
         });
         let s = self.exporter(id);
@@ -376,7 +385,11 @@ impl UserDecoder {
             let stats = self.report.destinations.entry(f.dst).or_default();
             sampled::count(stats, &pkt, f.packets, f.octets);
             let mean = f.octets.checked_div(f.packets).unwrap_or(0);
-            self.watch.offer(&pkt, mean, f.packets, f.octets);
+            let sampled = f
+                .packets
+                .checked_div(u64::from(f.rate))
+                .unwrap_or(f.packets);
+            self.watch.offer(&pkt, mean, f.packets, f.octets, sampled);
         }
         let summary = match result {
             Ok(summary) => summary,
@@ -467,11 +480,13 @@ impl UserDecoder {
         let walk = sflow::walk(d.payload, &header, override_rate, |pkt, packets, bytes| {
             let stats = destinations.entry(addr::from_key(pkt.dst)).or_default();
             sampled::count(stats, &pkt, packets, bytes);
+            // One flow sample: one sampled packet.
             watch.offer(
                 &pkt,
                 bytes.checked_div(packets).unwrap_or(0),
                 packets,
                 bytes,
+                1,
             );
         });
         if let Some(state) = self.agents.get_mut(&id.to_key()) {

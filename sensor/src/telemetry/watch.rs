@@ -50,9 +50,21 @@ fn mapped4(b: &[u8], at: usize) -> Option<[u8; 16]> {
 /// templates.
 pub fn decode(s: &WatchSample, templates: &TemplateCache) -> Result<Sample, WatchError> {
     let snap = &s.snap[..(s.len as usize).min(WATCH_SNAP)];
-    let (pkt, packet_len) = match WatchKind::from_u8(s.kind) {
-        Some(WatchKind::SflowRecord) => sflow_record(snap)?,
-        Some(WatchKind::NetFlow5) => netflow5_record(snap)?,
+    // Sampled packets behind it: one per sFlow flow sample, a record's
+    // (unscaled) packet count for flow records.
+    let (pkt, packet_len, sampled) = match WatchKind::from_u8(s.kind) {
+        Some(WatchKind::SflowRecord) => {
+            let (pkt, len) = sflow_record(snap)?;
+            (pkt, len, 1)
+        }
+        Some(WatchKind::NetFlow5) => {
+            let (pkt, len) = netflow5_record(snap)?;
+            (
+                pkt,
+                len,
+                u64::from(be32(snap, 16).ok_or(WatchError::Truncated)?),
+            )
+        }
         Some(WatchKind::Ipfix | WatchKind::NetFlow9) => {
             let key = TemplateKey {
                 exporter: Session {
@@ -77,7 +89,13 @@ pub fn decode(s: &WatchSample, templates: &TemplateCache) -> Result<Sample, Watc
                 ..Packet::default()
             };
             // Unscaled octets / packets: the flow's mean packet length.
-            (pkt, f.octets.checked_div(f.packets).unwrap_or(0))
+            (
+                pkt,
+                f.octets.checked_div(f.packets).unwrap_or(0),
+                f.packets
+                    .checked_div(u64::from(f.rate))
+                    .unwrap_or(f.packets),
+            )
         }
         None => return Err(WatchError::Kind(s.kind)),
     };
@@ -87,13 +105,22 @@ pub fn decode(s: &WatchSample, templates: &TemplateCache) -> Result<Sample, Watc
         packet_len,
         s.packets,
         s.bytes,
+        sampled,
     ))
 }
 
 /// The fingerprint's view of a counted packet or record for `dst`: what the
 /// kernel's stream gives after [`decode`], and what the userspace collector
-/// takes straight from its decoder.
-pub fn sample(dst: IpAddr, pkt: &Packet, packet_len: u64, packets: u64, bytes: u64) -> Sample {
+/// takes straight from its decoder. `sampled`: the sampled packets behind
+/// it ([`Sample::sampled`]).
+pub fn sample(
+    dst: IpAddr,
+    pkt: &Packet,
+    packet_len: u64,
+    packets: u64,
+    bytes: u64,
+    sampled: u64,
+) -> Sample {
     let src = if pkt.src == [0; 16] {
         match dst {
             IpAddr::V4(_) => IpAddr::from([0u8; 4]),
@@ -114,6 +141,7 @@ pub fn sample(dst: IpAddr, pkt: &Packet, packet_len: u64, packets: u64, bytes: u
         packet_len: u16::try_from(packet_len).unwrap_or(u16::MAX),
         packets,
         bytes,
+        sampled,
     }
 }
 
@@ -242,6 +270,7 @@ mod tests {
         assert_eq!(p.tcp_flags, 0x02);
         assert_eq!(p.packet_len, 60);
         assert_eq!((p.packets, p.bytes), (1000, 60_000));
+        assert_eq!(p.sampled, 1, "one flow sample, one sampled packet");
         assert!(!p.fragment);
     }
 
@@ -262,6 +291,8 @@ mod tests {
             (p.protocol, p.src_port, p.dst_port, p.packet_len),
             (17, 123, 5555, 468)
         );
+        // The record's own packet count: the samples behind it.
+        assert_eq!(p.sampled, 10);
         assert_eq!(
             decode(&sample(WatchKind::NetFlow5, dst, &r[..30]), &cache),
             Err(WatchError::Truncated)

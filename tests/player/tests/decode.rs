@@ -21,8 +21,8 @@ use common::{IPFIX_PORT, SFLOW_PORT, addressing, decoder, feed, scenario};
 type Classes = (u64, u64, u64, u64, u64, u64, u64);
 
 /// Destination, source, protocol, ports, flags, packet length, packets and
-/// bytes (scaled): a watched sample.
-type Watched = (IpAddr, IpAddr, u8, u16, u16, u8, u16, u64, u64);
+/// bytes (scaled), sampled packets behind it: a watched sample.
+type Watched = (IpAddr, IpAddr, u8, u16, u16, u8, u16, u64, u64, u64);
 
 fn play(s: &Scenario) -> (Player, Vec<Datagram>) {
     let mut p = Player::new(s).expect("a valid scenario");
@@ -69,6 +69,7 @@ fn expected_watch(record: &[edge_sensor_player::Sample], format: Format) -> Watc
         (len / k) as u16,
         k * r,
         len * r,
+        k,
     )
 }
 
@@ -98,6 +99,7 @@ fn userspace_decoder_matches_the_truth(v6: bool) {
                     w.packet_len,
                     w.packets,
                     w.bytes,
+                    w.sampled,
                 )
             })
             .collect();

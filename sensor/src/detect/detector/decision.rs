@@ -78,15 +78,20 @@ impl Detector {
             return;
         }
 
-        let start = if is_over {
+        let keep = is_active || self.pending.contains(&victim);
+        self.remember(victim, keep, self.interval_secs);
+        let ready = if is_over {
             // Wait one poll for samples if the kernel was not sampling the
-            // victim yet; the decision stays within two polls.
+            // victim yet.
             self.pending.contains(&victim)
                 || self.was_watched(victim)
                 || self.recent(victim).len() >= self.cfg.fingerprint.min_samples as usize
         } else {
             self.pending.contains(&victim) && is_active
         };
+        // Then only a crossing its samples make sure of ([`super::confirm`]).
+        let start =
+            ready && self.confirmed(victim, thresholds, if is_over { &over } else { &active });
         if !start {
             if is_over {
                 self.pending.insert(victim);

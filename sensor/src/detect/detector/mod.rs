@@ -5,10 +5,12 @@
 //! - [`baseline`]: counters to rates, typical rates and surges, baselines
 //!   and adaptive thresholds;
 //! - [`decision`]: thresholds to attacks started, updated, revised, ended;
+//! - [`confirm`]: whether a crossing is sure, given the samples behind it;
 //! - [`evidence`]: the samples and counters behind a class and fingerprint;
 //! - [`watch`]: after the decisions, what to sample next and what to forget.
 
 mod baseline;
+mod confirm;
 mod decision;
 mod evidence;
 mod watch;
@@ -122,8 +124,15 @@ pub struct Detector {
     blocks: BTreeMap<IpNet, Block>,
     samples: BTreeMap<IpAddr, SampleStore>,
     attacks: BTreeMap<IpNet, Active>,
-    /// Victims over a threshold whose start waits one poll for samples.
+    /// Victims over a threshold whose start waits for samples (one poll)
+    /// or for confirmation.
     pending: BTreeSet<IpNet>,
+    /// Recent intervals of victims near a threshold ([`confirm`]).
+    histories: BTreeMap<IpNet, confirm::History>,
+    /// The coarsest sampling rate of any sample seen ([`confirm`]).
+    coarsest_rate: f64,
+    /// Seconds of the current poll's interval.
+    interval_secs: f64,
     watched: BTreeSet<IpAddr>,
     next_id: u64,
     stats: DetectorStats,
@@ -179,6 +188,9 @@ impl Detector {
             samples: BTreeMap::new(),
             attacks: BTreeMap::new(),
             pending: BTreeSet::new(),
+            histories: BTreeMap::new(),
+            coarsest_rate: 1.0,
+            interval_secs: 0.0,
             watched: BTreeSet::new(),
             next_id: 1,
             stats: DetectorStats::default(),
@@ -316,10 +328,12 @@ impl Detector {
         }
         self.last_poll = Some(now);
         let secs = (now - prev).as_secs_f64();
+        self.interval_secs = secs;
         let alpha = meter::alpha(secs, self.cfg.smoothing.as_secs_f64());
 
         self.measure_hosts(counters, secs, alpha);
         self.follow_hosts(secs);
+        self.note_rates(samples);
         self.take_samples(now, samples);
         self.measure_blocks(alpha, secs);
 
@@ -373,6 +387,7 @@ impl Detector {
         }
         self.settle(now);
         self.forget_idle(now);
+        self.forget_histories();
         events
     }
 
