@@ -316,6 +316,12 @@ fn a_flood_gets_a_precise_rule_on_the_router_which_goes_when_the_flood_ends() {
     eprintln!("e2e: rule on gobgpd {took:?} after the flood started: {rule}");
     assert!(rule.contains("protocol: ==udp"), "{rule}");
     assert!(rule.contains("source-port: ==123"), "{rule}");
+    // Flow Spec packet length is the IP length (RFC 8955 §4.2.2.10): 20 +
+    // 8 + 400 bytes of data, not the 442-byte frame sFlow describes.
+    assert!(
+        !rule.contains("packet-length") || rule.contains("packet-length: ==428"),
+        "{rule}"
+    );
     // The action: traffic-rate-bytes 0 (extended community 0x8006), discard.
     let path = &lab.rules_for(lab.victim)[0].1;
     let discard = path[0]["attrs"]

@@ -110,7 +110,10 @@ fn only_watched_destinations_are_streamed_and_decode_back() {
     assert_eq!((syn.protocol, syn.src_port, syn.dst_port), (6, 40000, 80));
     assert_eq!(syn.tcp_flags, 0x02);
     assert_eq!(syn.packets, 1000, "scaled by the sampling rate");
-    assert_eq!(syn.bytes, 1000 * u64::from(syn.packet_len));
+    // Counted as the frame sFlow describes (54 bytes with Ethernet); the
+    // packet's length for a rule is the IP length its header states.
+    assert_eq!(syn.bytes, 1000 * 54);
+    assert_eq!(syn.packet_len, 40);
     let ntp = &decoded[1];
     assert_eq!((ntp.protocol, ntp.src_port, ntp.dst_port), (17, 123, 5555));
     assert_eq!(ntp.packets, 500);

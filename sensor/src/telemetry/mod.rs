@@ -381,6 +381,8 @@ impl UserDecoder {
                 dst_port: f.dst_port,
                 tcp_flags: f.tcp_flags as u8,
                 later_fragment: false,
+                // A record's octets / packets is the mean IP length already.
+                ip_len: 0,
             };
             let stats = self.report.destinations.entry(f.dst).or_default();
             sampled::count(stats, &pkt, f.packets, f.octets);
@@ -671,7 +673,8 @@ mod tests {
         streamed.snap[..record.len()].copy_from_slice(&record);
         let kernel = watch::decode(&streamed, &TemplateCache::new()).unwrap();
         assert_eq!(samples[0], kernel);
-        assert_eq!((kernel.src_port, kernel.packet_len), (123, 400));
+        // The IP total length (386), not the 400-byte frame it was counted as.
+        assert_eq!((kernel.src_port, kernel.packet_len), (123, 386));
         assert_eq!(decoder.watch_stats().streamed, 1);
         assert!(!samples.iter().any(|s| s.dst == other));
         assert!(decoder.take_samples().is_empty());

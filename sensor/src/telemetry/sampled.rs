@@ -26,6 +26,12 @@ pub struct Packet {
     pub tcp_flags: u8,
     /// A fragment other than the first: no transport header.
     pub later_fragment: bool,
+    /// The IP packet's length as its header states it (IPv4 total length,
+    /// IPv6 40 + payload length); 0 where no IP header was read (flow
+    /// records). A Flow Spec packet-length match is on this length (RFC
+    /// 8955 §4.2.2.10), not on the frame an sFlow sample describes, which
+    /// carries the link-layer header (and often the FCS) too.
+    pub ip_len: u16,
 }
 
 fn bytes<const N: usize>(b: &[u8], off: usize) -> Option<[u8; N]> {
@@ -109,6 +115,7 @@ fn ipv4(h: &[u8], off: usize) -> Option<Packet> {
         proto,
         fragment: more || offset != 0,
         later_fragment: offset != 0,
+        ip_len: be16(&ip, 2),
         ..Packet::default()
     };
     if offset == 0 {
@@ -155,6 +162,11 @@ fn ipv6(h: &[u8], off: usize) -> Option<Packet> {
         proto: next,
         fragment,
         later_fragment: !first_fragment,
+        // A jumbogram (payload length 0) states no length: left unknown.
+        ip_len: match be16(&ip, 4) {
+            0 => 0,
+            payload => payload.saturating_add(40),
+        },
         ..Packet::default()
     };
     if first_fragment {

@@ -111,8 +111,11 @@ pub fn decode(s: &WatchSample, templates: &TemplateCache) -> Result<Sample, Watc
 
 /// The fingerprint's view of a counted packet or record for `dst`: what the
 /// kernel's stream gives after [`decode`], and what the userspace collector
-/// takes straight from its decoder. `sampled`: the sampled packets behind
-/// it ([`Sample::sampled`]).
+/// takes straight from its decoder. `packet_len` is the length as counted
+/// (an sFlow sample's frame, a record's mean octets); where the sampled
+/// header stated the IP length, that is the packet's length instead, since
+/// the rule's packet-length match is on it. `sampled`: the sampled packets
+/// behind it ([`Sample::sampled`]).
 pub fn sample(
     dst: IpAddr,
     pkt: &Packet,
@@ -138,7 +141,10 @@ pub fn sample(
         tcp_flags: pkt.tcp_flags,
         fragment: pkt.fragment,
         later_fragment: pkt.later_fragment,
-        packet_len: u16::try_from(packet_len).unwrap_or(u16::MAX),
+        packet_len: match pkt.ip_len {
+            0 => u16::try_from(packet_len).unwrap_or(u16::MAX),
+            ip_len => ip_len,
+        },
         packets,
         bytes,
         sampled,
@@ -268,7 +274,9 @@ mod tests {
         assert_eq!(p.src, "198.51.100.9".parse::<IpAddr>().unwrap());
         assert_eq!((p.protocol, p.src_port, p.dst_port), (6, 40000, 443));
         assert_eq!(p.tcp_flags, 0x02);
-        assert_eq!(p.packet_len, 60);
+        // The IP length the header states (40), not the 60-byte frame
+        // (64 less the FCS): a rule's packet-length match is on IP length.
+        assert_eq!(p.packet_len, 40);
         assert_eq!((p.packets, p.bytes), (1000, 60_000));
         assert_eq!(p.sampled, 1, "one flow sample, one sampled packet");
         assert!(!p.fragment);

@@ -330,7 +330,7 @@ ramp_s = 1.0
                     })
                     .next_back()
                     .unwrap_or_else(|| a.fingerprint.flow.clone());
-                judge(&r, &scenario, n as u32, victim, a, t - begun, last)
+                judge(&r, n as u32, victim, a, t - begun, last)
             });
         attacks.push(AttackResult {
             id,
@@ -356,7 +356,6 @@ ramp_s = 1.0
 /// Coverage and normal hit of an attack's rules on the truth.
 fn judge(
     r: &Replay,
-    scenario: &Scenario,
     attack: u32,
     victim: IpAddr,
     a: &Attack,
@@ -364,15 +363,9 @@ fn judge(
     last: FlowMatch,
 ) -> DetectedAttack {
     let truth = r.truth.get(&victim).map_or(&[][..], |v| v.as_slice());
-    // The sample as the decoder reads it: sFlow states the frame's length,
-    // IPFIX the IP length.
-    let seen = |s: &edge_sensor_player::Sample| {
-        let mut x = replay::as_sample(&s.packet);
-        if scenario.routers[s.router as usize].format == Format::Sflow {
-            x.packet_len = u16::try_from(s.packet.frame_len()).unwrap_or(u16::MAX);
-        }
-        x
-    };
+    // The sample as the decoder reads it: the IP length, from the sampled
+    // header's IP header (sFlow) or the record (IPFIX).
+    let seen = |s: &edge_sensor_player::Sample| replay::as_sample(&s.packet);
     let attack_packets: Vec<_> = truth
         .iter()
         .filter(|s| s.origin == Origin::Attack(attack))
