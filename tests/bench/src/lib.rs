@@ -157,7 +157,7 @@ impl Candidate {
         let child = match kind {
             Kind::Xdp => {
                 let pin = PathBuf::from("/sys/fs/bpf")
-                    .join(edge_sensor_tests::unique_name("es-bench-"))
+                    .join(edge_sensor_tests::unique_name("esb"))
                     .join("v1");
                 let config = dir.join("sensor.toml");
                 fs::write(
