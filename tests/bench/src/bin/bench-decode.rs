@@ -157,7 +157,9 @@ fn flow_capture(path: &str, ports: &[(u16, TelemetryKind)]) -> Set {
                 let before = daemon.templates().generation();
                 daemon.datagram(&d);
                 if daemon.templates().generation() != before {
-                    sensor.sync_template_plans(daemon.templates()).expect("sync plans");
+                    sensor
+                        .sync_template_plans(daemon.templates())
+                        .expect("sync plans");
                 }
             }
         }
@@ -366,7 +368,9 @@ fn main() {
             user.frame(f);
             if xdp_once(&sensor, f) != XDP_DROP {
                 daemon.frame(f);
-                sensor.sync_template_plans(daemon.templates()).expect("sync plans");
+                sensor
+                    .sync_template_plans(daemon.templates())
+                    .expect("sync plans");
             }
         }
         // The earlier builds, taught the same setup.

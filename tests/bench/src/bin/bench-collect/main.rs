@@ -33,7 +33,6 @@ use edge_sensor::counters::Report;
 use edge_sensor_bench::{
     self as bench, Candidate, IPFIX_PORT, Kind, SFLOW_PORT, StartOptions,
     livegen::{Frames, LiveGen, LiveSent},
-    mapmem,
 };
 use edge_sensor_common::TelemetryKind;
 use edge_sensor_tests::{
@@ -43,7 +42,11 @@ use edge_sensor_tests::{
 };
 use serde_json::{Value, json};
 
+mod formula;
+mod machine;
 mod render;
+use formula::map_formula;
+use machine::{enable_bpf_stats, load_average, machine};
 use render::{markdown, svg};
 
 /// Seconds of sending per rate step (a failed step is tried twice).
@@ -164,7 +167,10 @@ fn main() {
     // `BENCH_COLLECT_ONLY=KEY[,KEY]` runs only those candidates (e.g. `xdp`,
     // while working on one); `cargo xtask bench` runs them all.
     let only = std::env::var("BENCH_COLLECT_ONLY").ok();
-    let wanted = |k: Kind| only.as_ref().is_none_or(|o| o.split(',').any(|x| x == k.key()));
+    let wanted = |k: Kind| {
+        only.as_ref()
+            .is_none_or(|o| o.split(',').any(|x| x == k.key()))
+    };
     let mut candidates = Vec::new();
     let load_before = load_average();
     for kind in [Kind::Xdp, Kind::User, Kind::UserTuned, Kind::FastNetMon] {
@@ -180,6 +186,13 @@ fn main() {
     } else {
         Value::Null
     };
+    // The rate phase's results, kept should the memory phase fail.
+    std::fs::write(
+        out.join("rates.json"),
+        serde_json::to_string_pretty(&json!({"candidates": candidates, "two_queues": scaling}))
+            .unwrap(),
+    )
+    .unwrap();
     let mut memory = Vec::new();
     // The userspace path with the bigger buffer, so that no fill datagram
     // is lost (the buffer is kernel memory, not the process's).
@@ -322,7 +335,13 @@ impl Bench {
                         s.spawn(move || {
                             bench::pin_thread((SENDER_CPU + q) % 2);
                             self.live
-                                .send_paced(ifindex, frames, rate / queues as f64, STEP, LIVE_COPIES)
+                                .send_paced(
+                                    ifindex,
+                                    frames,
+                                    rate / queues as f64,
+                                    STEP,
+                                    LIVE_COPIES,
+                                )
                                 .unwrap_or_else(|e| panic!("live frames: {e}"))
                         })
                     })
@@ -366,8 +385,18 @@ impl Bench {
     fn candidate(&self, kind: Kind) -> Value {
         let cand = self.start(kind, &Self::throughput_options());
         let accuracy = self.accuracy(&cand);
-        let sflow = self.search(&cand, &self.link, &self.offer(&self.link, &self.sflow, SFLOW_PORT), 1);
-        let ipfix = self.search(&cand, &self.link, &self.offer(&self.link, &self.ipfix, IPFIX_PORT), 1);
+        let sflow = self.search(
+            &cand,
+            &self.link,
+            &self.offer(&self.link, &self.sflow, SFLOW_PORT),
+            1,
+        );
+        let ipfix = self.search(
+            &cand,
+            &self.link,
+            &self.offer(&self.link, &self.ipfix, IPFIX_PORT),
+            1,
+        );
         let log = cand.log_tail();
         cand.stop();
         json!({
@@ -385,8 +414,18 @@ impl Bench {
     fn two_queues(&self) -> Value {
         let cand = self.start_on(&self.link2, Kind::Xdp, &Self::throughput_options());
         let napi = bench::napi_threads(&self.link2.b_if).len();
-        let sflow = self.search(&cand, &self.link2, &self.offer(&self.link2, &self.sflow, SFLOW_PORT), 2);
-        let ipfix = self.search(&cand, &self.link2, &self.offer(&self.link2, &self.ipfix, IPFIX_PORT), 2);
+        let sflow = self.search(
+            &cand,
+            &self.link2,
+            &self.offer(&self.link2, &self.sflow, SFLOW_PORT),
+            2,
+        );
+        let ipfix = self.search(
+            &cand,
+            &self.link2,
+            &self.offer(&self.link2, &self.ipfix, IPFIX_PORT),
+            2,
+        );
         cand.stop();
         json!({"queues": 2, "napi_threads": napi, "sflow": sflow, "ipfix": ipfix})
     }
@@ -460,8 +499,15 @@ impl Bench {
                     .map(|q| {
                         s.spawn(move || {
                             bench::pin_thread((SENDER_CPU + q) % 2);
-                            replay::send_via(via, offer.workload, dst, rate / queues as f64, STEP, None)
-                                .expect("replay")
+                            replay::send_via(
+                                via,
+                                offer.workload,
+                                dst,
+                                rate / queues as f64,
+                                STEP,
+                                None,
+                            )
+                            .expect("replay")
                         })
                     })
                     .collect();
@@ -728,70 +774,6 @@ impl Bench {
     }
 }
 
-/// The destination map's size by the kernel's own per-entry accounting
-/// (`mapmem`), for the largest XDP memory row: measured here, and for 16,
-/// 32 and 64 possible CPUs with the shared value (now) and the per-CPU one
-/// (before); every other map scaled by what it costs per CPU; plus the
-/// daemon's RSS as measured here (it does not hold per-CPU state).
-fn map_formula(memory: &[Value]) -> Value {
-    let Some(row) = memory
-        .iter()
-        .filter(|m| m["key"] == "xdp")
-        .max_by_key(|m| m["destinations"].as_u64())
-    else {
-        return Value::Null;
-    };
-    let key = size_of::<edge_sensor_common::DstKey>() as u32;
-    let value = size_of::<edge_sensor_common::DstStats>() as u32;
-    let (shared, percpu) = match (
-        mapmem::HtabCost::measure(mapmem::BPF_MAP_TYPE_LRU_HASH, key, value),
-        mapmem::HtabCost::measure(mapmem::BPF_MAP_TYPE_LRU_PERCPU_HASH, key, value),
-    ) {
-        (Ok(s), Ok(p)) => (s, p),
-        (Err(e), _) | (_, Err(e)) => {
-            return json!({"error": format!("creating a map to read its cost: {e}")});
-        }
-    };
-    let entries = row["dst_map_max_entries"].as_u64().unwrap_or(0);
-    let here = mapmem::possible_cpus();
-    let maps: Vec<&Value> = row["maps"].as_array().into_iter().flatten().collect();
-    let num = |m: &Value, k: &str| m[k].as_u64().unwrap_or(0);
-    let is_dst = |m: &Value| m["name"] == edge_sensor_common::DST_STATS;
-    let rss = row["rss_kib_filled"].as_u64().unwrap_or(0) * 1024;
-    let at = |cpus: u64| {
-        // Every map but DST_STATS: measured here, plus its per-CPU slope.
-        let others: u64 = maps
-            .iter()
-            .filter(|m| !is_dst(m))
-            .map(|m| {
-                let slope = mapmem::per_cpu_slope(
-                    m["type"].as_str().unwrap_or(""),
-                    num(m, "key"),
-                    num(m, "value"),
-                    num(m, "max_entries"),
-                    shared.header,
-                );
-                (num(m, "memlock") + slope * cpus).saturating_sub(slope * here)
-            })
-            .sum();
-        let (new, old) = (shared.bytes(entries, cpus), percpu.bytes(entries, cpus));
-        json!({
-            "cpus": cpus, "dst_stats_bytes": new, "dst_stats_percpu_bytes": old,
-            "all_maps_bytes": others + new, "all_maps_percpu_bytes": others + old,
-            "with_rss_bytes": others + new + rss, "with_rss_percpu_bytes": others + old + rss,
-        })
-    };
-    json!({
-        "destinations": row["destinations"], "entries": entries,
-        "possible_cpus_here": here,
-        "dst_stats_measured_bytes": row["dst_map_bytes"],
-        "all_maps_measured_bytes": row["all_maps_bytes"],
-        "daemon_rss_bytes": rss,
-        "shared": shared.json(), "percpu": percpu.json(),
-        "at": [at(here), at(16), at(32), at(64)],
-    })
-}
-
 /// How long after sending the candidate's counters are complete: the XDP
 /// daemon publishes what it decoded itself once a second.
 fn settle(kind: Kind) -> Duration {
@@ -839,52 +821,4 @@ fn compare_rows(truth: &Value, got: &Value) -> Value {
         "missing": missing, "extra": extra, "exact": equal == t.len() && extra == 0,
         "first_difference": first_difference,
     })
-}
-
-fn machine() -> Value {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split_once(':'))
-        .map(|(_, m)| m.trim().to_owned())
-        .unwrap_or_default();
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let fnm = std::process::Command::new("dpkg-query")
-        .args(["-W", "-f", "${Version}", "fastnetmon"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    json!({
-        "cpu": cpu,
-        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-        "kernel": kernel.trim(),
-        "fastnetmon": fnm,
-        "date": chrono_like_now(),
-    })
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn chrono_like_now() -> String {
-    std::process::Command::new("date")
-        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default()
-}
-
-/// BPF run-time statistics on while the returned descriptor is held
-/// (BPF_ENABLE_STATS): the kernel drops it with the process, however the
-/// benchmark ends, and the machine-wide sysctl is never touched.
-fn enable_bpf_stats() -> std::os::fd::OwnedFd {
-    aya::sys::enable_stats(aya::sys::Stats::RunTime)
-        .unwrap_or_else(|e| panic!("BPF_ENABLE_STATS (run time): {e}"))
 }

@@ -143,14 +143,15 @@ pub fn markdown(r: &Value) -> String {
         s += &format!("| {label} | {} | {} |\n", ratio("sflow"), ratio("ipfix"));
     }
     s += &format!(
-        "\nThe rate search's generator: the kernel transmits the capture's frames (BPF_PROG_TEST_RUN with live frames on an \
-         XDP_TX program, {} copies of a frame per call, paced; one core). Paced, it sent at most {} sFlow and {} IPFIX \
-         datagrams/s in this run. During the XDP steps {} sFlow datagrams were passed to the \
+        "\nThe rate search's generator (one core, AF_PACKET sendmmsg of whole frames into the veth, paced) reached at \
+         most {} sFlow and {} IPFIX datagrams/s in this run. The overload step's generator: the kernel transmits the \
+         capture's frames (BPF_PROG_TEST_RUN with live frames on an XDP_TX program, {} copies of a frame per call). \
+         During the XDP steps {} sFlow datagrams were passed to the \
          stack (and {} delivered to a socket); the IPFIX ones passed on purpose are the \
          template datagrams the daemon learns from ({}).\n",
-        r["setup"]["live_copies"],
         fmt_rate(&xdp["sflow"]["generator_max_rate"]),
         fmt_rate(&xdp["ipfix"]["generator_max_rate"]),
+        r["setup"]["live_copies"],
         xdp["sflow"]["xdp_passed_datagrams_total"],
         xdp["sflow"]["udp_delivered_total"],
         xdp["ipfix"]["xdp_passed_datagrams_total"],
@@ -185,9 +186,7 @@ pub fn markdown(r: &Value) -> String {
             let o = |x: &Value, k: &str| x["generator_flat_out"][k].as_f64().unwrap_or(0.0);
             let (c, d) = (o(one, "accounted_rate"), o(two, "accounted_rate"));
             // Receive-path CPU per million samples counted (not sent).
-            let per_m = |x: &Value| {
-                o(x, "collector_cpu_s") / (o(x, "samples").max(1.0) / 1e6)
-            };
+            let per_m = |x: &Value| o(x, "collector_cpu_s") / (o(x, "samples").max(1.0) / 1e6);
             s += &format!(
                 "| {label} | {a:.0} | {b:.0} | {:.2}x | {c:.0} | {d:.0} | {:.2}x | {:.3} | {:.3} |\n",
                 if a > 0.0 { b / a } else { 0.0 },
@@ -293,12 +292,17 @@ fn capacity_row(name: &str, label: &str, search: &Value) -> String {
     });
     let o = &search["generator_flat_out"];
     let f = |k: &str| o[k].as_f64().unwrap_or(0.0);
-    let counted = f("accounted_datagrams").max(f("samples") / f("expected_samples").max(1.0) * f("sent"));
+    let counted =
+        f("accounted_datagrams").max(f("samples") / f("expected_samples").max(1.0) * f("sent"));
     let per_core = counted / f("collector_cpu_s").max(1e-9);
     let gen_cpu = f("sent") / f("generator_cpu_s").max(1e-9);
     format!(
         "| {name} | {label} | {}{} ({:.0} %) | {failed} | {:.0} ({:.0} %) | {per_core:.0} | {:.0}, {gen_cpu:.0} | {:.1}x |\n",
-        if search["limited_by_generator"].as_bool().unwrap_or(false) { ">= " } else { "" },
+        if search["limited_by_generator"].as_bool().unwrap_or(false) {
+            ">= "
+        } else {
+            ""
+        },
         fmt_rate(&search["max_sustained_rate"]),
         best["collector_core_busy"].as_f64().unwrap_or(0.0) * 100.0,
         f("accounted_rate"),
@@ -325,11 +329,22 @@ fn formula(f: &Value) -> String {
          (with its per-CPU pointer), bucket {} B, fixed {} B, values per element {}. The other maps: measured \
          here plus their per-CPU part (per-CPU values, 32 B of lock counters per CPU for hashes). \
          At {} destinations ({} entries), measured here: DST_STATS {:.1} MiB, all maps {:.1} MiB, daemon RSS {:.1} MiB.\n\n",
-        f["possible_cpus_here"], sh["key_bytes"], sh["value_bytes"],
-        sh["elem_header_bytes"], sh["bucket_bytes"], sh["fixed_bytes"], sh["values_per_elem_measured"],
-        pc["elem_header_bytes"], pc["bucket_bytes"], pc["fixed_bytes"], pc["values_per_elem_measured"],
-        f["destinations"], f["entries"],
-        mib(&f["dst_stats_measured_bytes"]), mib(&f["all_maps_measured_bytes"]), mib(&f["daemon_rss_bytes"]),
+        f["possible_cpus_here"],
+        sh["key_bytes"],
+        sh["value_bytes"],
+        sh["elem_header_bytes"],
+        sh["bucket_bytes"],
+        sh["fixed_bytes"],
+        sh["values_per_elem_measured"],
+        pc["elem_header_bytes"],
+        pc["bucket_bytes"],
+        pc["fixed_bytes"],
+        pc["values_per_elem_measured"],
+        f["destinations"],
+        f["entries"],
+        mib(&f["dst_stats_measured_bytes"]),
+        mib(&f["all_maps_measured_bytes"]),
+        mib(&f["daemon_rss_bytes"]),
     );
     s += "| possible CPUs | DST_STATS shared (now) | all maps + daemon RSS (now) | DST_STATS per-CPU (before) | all maps + daemon RSS (before) |\n";
     s += "|---:|---:|---:|---:|---:|\n";
