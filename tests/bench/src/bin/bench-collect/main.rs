@@ -60,10 +60,11 @@ const MAX_RATE: f64 = 2_560_000.0;
 const REFINE: usize = 3;
 /// Copies of a frame per live-frames call. A call costs about 25 ms of
 /// set-up and tear-down on this kernel (its page pool), serialised
-/// machine-wide, and then sends at 10-20 M frames/s, far beyond the veth's
-/// 256-frame ring: it cannot be paced below a 0.1 % loss, so it serves
-/// the overload step, in calls long enough (~0.2 s) that the collector
-/// core stays saturated between them.
+/// machine-wide, and then sends 8-9 M frames per second of its CPU, far
+/// beyond the veth's 256-frame ring: it cannot be paced below a 0.1 %
+/// loss, so it serves the overload step, in calls long enough (half a
+/// second of CPU) that the collector stays overloaded between them. With
+/// one frame per call, that step's samples go to few destinations.
 const LIVE_COPIES: u32 = 4 << 20;
 /// Frames the live generator cycles through, at most.
 const LIVE_FRAMES_MAX: usize = 16_384;

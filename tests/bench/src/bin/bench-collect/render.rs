@@ -161,7 +161,7 @@ pub fn markdown(r: &Value) -> String {
           transmits more than the collector takes, the veth's ring drops the rest): what the collector \
           counted per second, its core's busy share, and per second of that core's CPU (the capacity of a \
           core it had to itself); the generator's own rate per second and per second of its CPU:\n\n";
-    s += "| candidate | protocol | paced < 0.1 % loss, datagrams/s (core busy) | first losing rate (loss, core busy) | overload: counted/s (core busy) | counted per collector CPU-s | generator sent/s, per its CPU-s | generator per CPU-s / capacity per CPU-s |\n";
+    s += "| candidate | protocol | paced < 0.1 % loss, datagrams/s (core busy) | first losing rate (loss, core busy) | overload: datagrams/s counted (core busy) | overload: per collector CPU-s, datagrams; samples or records | generator sent/s, per its CPU-s | generator per CPU-s / capacity per CPU-s |\n";
     s += "|---|---|---:|---|---:|---:|---:|---:|\n";
     for c in r["candidates"].as_array().into_iter().flatten() {
         for (w, label) in [("sflow", "sFlow"), ("ipfix", "IPFIX")] {
@@ -175,7 +175,7 @@ pub fn markdown(r: &Value) -> String {
              each core is shared by a generator and a receive path):\n\n",
             two["napi_threads"]
         );
-        s += "| protocol | paced < 0.1 % loss: 1 queue | 2 queues | scaling | overload counted/s: 1 queue | 2 queues | scaling | CPU s / M at overload, receive path: 1 queue | 2 queues |\n";
+        s += "| protocol | paced < 0.1 % loss, datagrams/s: 1 queue | 2 queues | scaling | overload, samples or records counted/s: 1 queue | 2 queues | scaling | receive-path CPU s per M counted at overload: 1 queue | 2 queues |\n";
         s += "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
         for (w, label) in [("sflow", "sFlow"), ("ipfix", "IPFIX")] {
             let (one, two) = (&xdp[w], &two[w]);
@@ -184,7 +184,8 @@ pub fn markdown(r: &Value) -> String {
                 two["max_sustained_rate"].as_f64().unwrap_or(0.0),
             );
             let o = |x: &Value, k: &str| x["generator_flat_out"][k].as_f64().unwrap_or(0.0);
-            let (c, d) = (o(one, "accounted_rate"), o(two, "accounted_rate"));
+            let per_s = |x: &Value| o(x, "samples") * o(x, "sent_rate") / o(x, "sent").max(1.0);
+            let (c, d) = (per_s(one), per_s(two));
             // Receive-path CPU per million samples counted (not sent).
             let per_m = |x: &Value| o(x, "collector_cpu_s") / (o(x, "samples").max(1.0) / 1e6);
             s += &format!(
@@ -295,9 +296,12 @@ fn capacity_row(name: &str, label: &str, search: &Value) -> String {
     let counted =
         f("accounted_datagrams").max(f("samples") / f("expected_samples").max(1.0) * f("sent"));
     let per_core = counted / f("collector_cpu_s").max(1e-9);
+    // Samples too: an overload step sends few distinct frames (one per
+    // call), whose samples per datagram differ from the cycle's mean.
+    let samples_per_core = f("samples") / f("collector_cpu_s").max(1e-9);
     let gen_cpu = f("sent") / f("generator_cpu_s").max(1e-9);
     format!(
-        "| {name} | {label} | {}{} ({:.0} %) | {failed} | {:.0} ({:.0} %) | {per_core:.0} | {:.0}, {gen_cpu:.0} | {:.1}x |\n",
+        "| {name} | {label} | {}{} ({:.0} %) | {failed} | {:.0} ({:.0} %) | {per_core:.0}; {samples_per_core:.0} | {:.0}, {gen_cpu:.0} | {:.1}x |\n",
         if search["limited_by_generator"].as_bool().unwrap_or(false) {
             ">= "
         } else {
