@@ -158,13 +158,38 @@ impl Link {
     /// `a` gets 198.18.X.1/24, `b` 198.18.X.2/24 (RFC 2544 benchmarking
     /// range, only ever inside these namespaces), plus 2001:db8:X::1/2/64.
     pub fn new() -> Self {
+        Self::with_queues(1)
+    }
+
+    /// [`Link::new`] with `queues` RX and TX queues on each end (veth
+    /// picks the receiver's queue by the sending CPU).
+    pub fn with_queues(queues: u32) -> Self {
         let a = NetNs::new("es-a");
         let b = NetNs::new("es-b");
         let a_if = unique_name("esva");
         let b_if = unique_name("esvb");
+        let q = queues.max(1).to_string();
         ip(&[
-            "link", "add", &a_if, "netns", &a.name, "type", "veth", "peer", "name", &b_if, "netns",
+            "link",
+            "add",
+            &a_if,
+            "netns",
+            &a.name,
+            "numrxqueues",
+            &q,
+            "numtxqueues",
+            &q,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &b_if,
+            "netns",
             &b.name,
+            "numrxqueues",
+            &q,
+            "numtxqueues",
+            &q,
         ]);
         let x = std::process::id() % 250;
         a.ip(&["addr", "add", &format!("198.18.{x}.1/24"), "dev", &a_if]);

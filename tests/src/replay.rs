@@ -191,6 +191,12 @@ impl Workload {
         self
     }
 
+    /// Datagrams of the stream's first pass (the whole capture, templates
+    /// included), before the repeated cycle.
+    pub fn first_len(&self) -> usize {
+        self.first.order.len()
+    }
+
     /// Datagrams in the repeated cycle of the stream.
     pub fn cycle_len(&self) -> usize {
         self.steady.order.len()
@@ -508,7 +514,7 @@ impl Sink {
 
 /// Ethernet + IPv4 (RFC 791, checksummed) + UDP (RFC 768, checksum 0:
 /// none, as IPv4 allows) around `payload`.
-fn udp_frame(out: &mut Vec<u8>, link: &RawLink, dst: SocketAddrV4, id: u16, payload: &[u8]) {
+pub fn udp_frame(out: &mut Vec<u8>, link: &RawLink, dst: SocketAddrV4, id: u16, payload: &[u8]) {
     out.clear();
     out.extend_from_slice(&link.dst_mac);
     out.extend_from_slice(&link.src_mac);

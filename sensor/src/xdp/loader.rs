@@ -149,7 +149,13 @@ impl Sensor {
     /// Loads the embedded object: checks and pins the counter maps, loads
     /// (verifies) the program and fills the telemetry port table.
     pub fn load(opts: &LoadOptions) -> Result<Self, LoadError> {
-        let mut sensor = Self::open(opts)?;
+        Self::load_object(opts, EBPF_OBJECT)
+    }
+
+    /// [`Sensor::load`] of another build of the program with the same map
+    /// and table layouts (the benchmark times an earlier one beside it).
+    pub fn load_object(opts: &LoadOptions, object: &[u8]) -> Result<Self, LoadError> {
+        let mut sensor = Self::open_object(opts, object)?;
         sensor.load_program()?;
         Ok(sensor)
     }
@@ -158,7 +164,11 @@ impl Sensor {
     /// loading the program: maps need no verifier, so a sensor whose
     /// program is refused still has them for its userspace collector.
     pub fn open(opts: &LoadOptions) -> Result<Self, LoadError> {
-        if EBPF_OBJECT.is_empty() {
+        Self::open_object(opts, EBPF_OBJECT)
+    }
+
+    fn open_object(opts: &LoadOptions, object: &[u8]) -> Result<Self, LoadError> {
+        if object.is_empty() {
             return Err(LoadError::NoObject);
         }
         raise_memlock_limit();
@@ -173,7 +183,7 @@ impl Sensor {
                 loader.map_pin_path(spec.name, path);
             }
         }
-        let ebpf = loader.load(EBPF_OBJECT).map_err(LoadError::Object)?;
+        let ebpf = loader.load(object).map_err(LoadError::Object)?;
         let mut sensor = Self {
             ebpf,
             settings: Settings::default(),

@@ -13,6 +13,7 @@
 //!   endpoint; CPU from /proc.
 
 pub mod livegen;
+pub mod mapmem;
 
 use std::{
     collections::BTreeMap,
@@ -156,7 +157,7 @@ impl Candidate {
         let child = match kind {
             Kind::Xdp => {
                 let pin = PathBuf::from("/sys/fs/bpf")
-                    .join(edge_sensor_tests::unique_name("es-bench-"))
+                    .join(edge_sensor_tests::unique_name("esb"))
                     .join("v1");
                 let config = dir.join("sensor.toml");
                 fs::write(
@@ -451,6 +452,27 @@ impl Candidate {
         (dst, total, max)
     }
 
+    /// XDP: every map of the program as bpftool shows it (name, type,
+    /// bytes_key, bytes_value, max_entries, bytes_memlock).
+    pub fn xdp_maps(&self) -> Vec<serde_json::Value> {
+        let (_, _, prog) = xdp_prog(&self.ns_path, &self.iface);
+        let p = bpftool_json(&["prog", "show", "id", &prog.to_string()]);
+        p["map_ids"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|id| id.as_u64())
+            .map(|id| {
+                let m = bpftool_json(&["map", "show", "id", &id.to_string()]);
+                serde_json::json!({
+                    "name": m["name"], "type": m["type"], "key": m["bytes_key"],
+                    "value": m["bytes_value"], "max_entries": m["max_entries"],
+                    "memlock": m["bytes_memlock"],
+                })
+            })
+            .collect()
+    }
+
     /// Stops the candidate (SIGTERM, then the whole group is killed).
     pub fn stop(mut self) {
         if let Some(p) = self.process.take() {
@@ -661,6 +683,12 @@ pub fn pin_napi_threads(iface: &str, cpu: usize) {
         set_affinity(pid as i32, cpu);
         set_nice(pid as i32, NICE);
     }
+}
+
+/// Pins one thread (or process) `pid` to `cpu`.
+pub fn pin_pid(pid: u32, cpu: usize) {
+    set_affinity(pid as i32, cpu);
+    set_nice(pid as i32, NICE);
 }
 
 /// The threaded-NAPI kernel threads of `iface`: where the veth's receive

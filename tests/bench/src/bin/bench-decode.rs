@@ -136,7 +136,7 @@ fn capture(path: &str, ports: &[(u16, TelemetryKind)]) -> Set {
 /// (a plan for every set), as they arrive once the templates are known.
 fn flow_capture(path: &str, ports: &[(u16, TelemetryKind)]) -> Set {
     let all = telemetry_frames(path, ports);
-    let mut sensor = load(ports);
+    let mut sensor = load(ports, None);
     let mut daemon = UserDecoder::new(ports, &[], false).behind_kernel();
     let mut taken = Vec::new();
     // Two passes: the first learns the templates (the daemon compiles the
@@ -238,10 +238,52 @@ fn dense(set: &Set, ports: &[(u16, TelemetryKind)]) -> Set {
 
 const XDP_DROP: u32 = 1;
 
-fn load(ports: &[(u16, TelemetryKind)]) -> Sensor {
+fn load(ports: &[(u16, TelemetryKind)], object: Option<&[u8]>) -> Sensor {
     let mut opts = LoadOptions::unpinned(1 << 16);
     opts.ports = ports.to_vec();
-    Sensor::load(&opts).unwrap_or_else(|e| panic!("load: {e:#?} (run as root)"))
+    match object {
+        None => Sensor::load(&opts),
+        Some(o) => Sensor::load_object(&opts, o),
+    }
+    .unwrap_or_else(|e| panic!("load: {e:#?} (run as root)"))
+}
+
+/// Earlier builds of the program timed beside this one on the same
+/// datagrams: `EDGE_SENSOR_BENCH_BEFORE=LABEL=OBJECT[,LABEL=OBJECT]`
+/// (objects with the same map and table layouts, e.g. the per-CPU
+/// destination counters of before issue 16).
+fn before_objects() -> Vec<(String, Vec<u8>)> {
+    std::env::var("EDGE_SENSOR_BENCH_BEFORE")
+        .ok()
+        .into_iter()
+        .flat_map(|v| {
+            v.split(',')
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    let (label, path) = p.split_once('=').expect("LABEL=OBJECT");
+                    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+                    (label.to_owned(), bytes)
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Kernel-timed nanoseconds of `f` through `sensor`, `XDP_REPEAT` runs.
+fn xdp_timed(sensor: &Sensor, f: &[u8], strict: bool, set: &str) -> f64 {
+    let r = sensor
+        .program()
+        .test_run(TestRunOptions {
+            data_in: Some(f),
+            repeat: XDP_REPEAT,
+            ..Default::default()
+        })
+        .expect("test run");
+    assert!(
+        !strict || r.return_value == XDP_DROP,
+        "{set}: the kernel did not take a timed datagram"
+    );
+    r.duration.as_nanos() as f64
 }
 
 fn xdp_once(sensor: &Sensor, f: &[u8]) -> u32 {
@@ -263,6 +305,8 @@ struct Row {
     items: u64,
     xdp_ns: f64,
     user_ns: f64,
+    /// The earlier builds' ns per datagram, by label.
+    before_ns: Vec<(String, f64)>,
 }
 
 fn main() {
@@ -303,6 +347,7 @@ fn main() {
         .into_iter()
         .filter(|s| only.as_ref().is_none_or(|o| s.name.contains(o.as_str())))
         .collect();
+    let before = before_objects();
     let mut rows = Vec::new();
     // Captures whose data the kernel never takes (no plan: e.g. a template
     // with a variable-length field), named under the table.
@@ -316,7 +361,7 @@ fn main() {
         // The XDP program with the set's plans (learnt from its setup
         // frames, as the daemon would), and a userspace decoder that has
         // seen the same setup.
-        let mut sensor = load(&ports);
+        let mut sensor = load(&ports, None);
         let mut daemon = UserDecoder::new(&ports, &[], false).behind_kernel();
         let mut user = UserDecoder::new(&ports, &[], false);
         for f in &set.setup {
@@ -328,6 +373,22 @@ fn main() {
                     .expect("sync plans");
             }
         }
+        // The earlier builds, taught the same setup.
+        let mut earlier: Vec<(String, Sensor)> = before
+            .iter()
+            .map(|(label, object)| {
+                let mut s = load(&ports, Some(object));
+                let mut d = UserDecoder::new(&ports, &[], false).behind_kernel();
+                for f in &set.setup {
+                    if xdp_once(&s, f) != XDP_DROP {
+                        d.frame(f);
+                        s.sync_template_plans(d.templates()).expect("sync plans");
+                    }
+                }
+                (label.clone(), s)
+            })
+            .collect();
+        let mut before_total_ns = vec![f64::INFINITY; earlier.len()];
         // Samples or records per pass over the timed frames.
         let counted = |u: &UserDecoder| -> u64 {
             u.report
@@ -377,6 +438,14 @@ fn main() {
                 round += r.duration.as_nanos() as f64;
             }
             xdp_total_ns = xdp_total_ns.min(round);
+            for (i, (_, s)) in earlier.iter_mut().enumerate() {
+                let round: f64 = set
+                    .frames
+                    .iter()
+                    .map(|f| xdp_timed(s, f, strict, &set.name))
+                    .sum();
+                before_total_ns[i] = before_total_ns[i].min(round);
+            }
 
             let start = Instant::now();
             for _ in 0..USER_PASSES {
@@ -395,6 +464,11 @@ fn main() {
             items,
             xdp_ns: xdp_total_ns / set.frames.len() as f64,
             user_ns: user_total_ns / set.frames.len() as f64,
+            before_ns: earlier
+                .iter()
+                .zip(&before_total_ns)
+                .map(|((l, _), t)| (l.clone(), t / set.frames.len() as f64))
+                .collect(),
         });
     }
 
@@ -433,6 +507,35 @@ fn main() {
             "xdp_ns_per_unit": xs, "user_ns_per_unit": us,
             "user_over_xdp": r.user_ns / r.xdp_ns,
         }));
+    }
+    if !before.is_empty() {
+        println!(
+            "\nThe same datagrams through earlier builds of the program, in the same rounds (XDP ns per datagram; ratio = earlier / this build, above 1: this build is faster):\n"
+        );
+        let labels: Vec<&str> = before.iter().map(|(l, _)| l.as_str()).collect();
+        println!(
+            "| datagrams | this build | {} |",
+            labels
+                .iter()
+                .map(|l| format!("{l} | ratio"))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
+        println!("|---|---:|{}", "---:|---:|".repeat(labels.len()));
+        for (r, j) in rows.iter().zip(json.iter_mut()) {
+            let cells: Vec<String> = r
+                .before_ns
+                .iter()
+                .map(|(_, ns)| format!("{ns:.0} | {:.2}", ns / r.xdp_ns))
+                .collect();
+            println!("| {} | {:.0} | {} |", r.name, r.xdp_ns, cells.join(" | "));
+            j["before_xdp_ns_per_datagram"] = serde_json::json!(
+                r.before_ns
+                    .iter()
+                    .map(|(l, ns)| (l.clone(), *ns))
+                    .collect::<std::collections::BTreeMap<_, _>>()
+            );
+        }
     }
     if !untaken.is_empty() {
         println!(

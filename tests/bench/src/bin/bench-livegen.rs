@@ -5,16 +5,20 @@
 //! issue 20 item 1: the rate search of `bench-collect` still uses the
 //! AF_PACKET generator.
 //!
-//! `bench-livegen [SECONDS]` (default 2, at most 30).
+//! `bench-livegen [SECONDS [COPIES [THREADS]]]` (default 2 s, at most 30;
+//! COPIES of a frame per call, default 8192; THREADS calling at once,
+//! default 1). On 6.18 a call costs ~25 ms of wall time (its page pool's
+//! set-up and tear-down) whatever COPIES, and calls from several threads
+//! do not overlap: the rate is COPIES x ~40 per second, in bursts.
 
 use std::time::{Duration, Instant};
 
 use edge_sensor::{config::TelemetryConfig, pcap, telemetry::frame};
-use edge_sensor_bench::livegen::LiveGen;
+use edge_sensor_bench::livegen::{LiveGen, thread_cpu_s};
 use edge_sensor_tests::{netns::Link, require_root, shared_captures};
 use serde_json::{Value, json};
 
-/// Copies of one frame per `BPF_PROG_TEST_RUN` call.
+/// Copies of one frame per `BPF_PROG_TEST_RUN` call, by default.
 const REPEAT: u32 = 8192;
 
 fn rx_packets(link: &Link) -> u64 {
@@ -27,22 +31,20 @@ fn rx_packets(link: &Link) -> u64 {
         .expect("rx packets")
 }
 
-/// CPU seconds (user + system) of the calling thread.
-fn thread_cpu_s() -> f64 {
-    // SAFETY: getrusage fills the struct it is given.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
-    assert_eq!(rc, 0, "getrusage");
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
 fn main() {
     require_root();
     let seconds: u64 = std::env::args()
         .nth(1)
         .map_or(2, |s| s.parse().expect("SECONDS"))
         .clamp(1, 30);
+    let repeat: u32 = std::env::args()
+        .nth(2)
+        .map_or(REPEAT, |s| s.parse().expect("COPIES"))
+        .clamp(1, 1 << 20);
+    let threads: usize = std::env::args()
+        .nth(3)
+        .map_or(1, |s| s.parse().expect("THREADS"))
+        .clamp(1, 256);
     let ports: Vec<_> = TelemetryConfig::default().ports().collect();
     let link = Link::new();
     // veth takes XDP_TX/redirected frames only when its peer runs NAPI:
@@ -96,22 +98,38 @@ fn main() {
             let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
             assert_ne!(ifindex, 0, "no sender veth");
             let generator = LiveGen::load().unwrap_or_else(|e| panic!("load: {e}"));
-            let cpu0 = thread_cpu_s();
             let start = Instant::now();
-            let mut sent = 0u64;
-            // Bounded: at most `seconds`, whole batches.
-            'outer: while start.elapsed() < Duration::from_secs(seconds) {
-                for f in &frames {
-                    generator
-                        .send(ifindex, f, REPEAT)
-                        .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN live frames: {e}"));
-                    sent += u64::from(REPEAT);
-                    if start.elapsed() >= Duration::from_secs(seconds) {
-                        break 'outer;
-                    }
-                }
-            }
-            (sent, start.elapsed(), thread_cpu_s() - cpu0)
+            // Calls from several threads, to see whether they overlap.
+            let parts: Vec<(u64, f64)> = std::thread::scope(|s| {
+                let hs: Vec<_> = (0..threads)
+                    .map(|_| {
+                        let (generator, frames) = (&generator, &frames);
+                        s.spawn(move || {
+                            let cpu0 = thread_cpu_s();
+                            let mut sent = 0u64;
+                            // Bounded: at most `seconds`, whole batches.
+                            'outer: while start.elapsed() < Duration::from_secs(seconds) {
+                                for f in frames {
+                                    generator.send(ifindex, f, repeat).unwrap_or_else(|e| {
+                                        panic!("BPF_PROG_TEST_RUN live frames: {e}")
+                                    });
+                                    sent += u64::from(repeat);
+                                    if start.elapsed() >= Duration::from_secs(seconds) {
+                                        break 'outer;
+                                    }
+                                }
+                            }
+                            (sent, thread_cpu_s() - cpu0)
+                        })
+                    })
+                    .collect();
+                hs.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            (
+                parts.iter().map(|p| p.0).sum::<u64>(),
+                start.elapsed(),
+                parts.iter().map(|p| p.1).sum::<f64>(),
+            )
         });
         // Let the peer's NAPI drain what is still queued.
         std::thread::sleep(Duration::from_millis(200));
@@ -122,7 +140,7 @@ fn main() {
             json!({
                 "capture": capture,
                 "distinct_frames": distinct,
-                "repeat_per_call": REPEAT,
+                "repeat_per_call": repeat,
                 "sent": sent,
                 "elapsed_s": elapsed.as_secs_f64(),
                 "sent_per_s": rate,

@@ -10,11 +10,17 @@
 //! at 10k / 100k / 1M tracked destinations. Writes report.json, report.md
 //! and report.svg into the directory given as argument.
 //!
-//! The generator writes whole frames to its veth with AF_PACKET (no UDP/IP
-//! output path, no qdisc), so that one core offers as much as it can.
+//! Two generators: the accuracy checks and the memory fill write whole
+//! frames to the sender's veth with AF_PACKET (`replay`, paced, the truth
+//! from the decoder over the same stream); the rate search has the kernel
+//! itself transmit the frames (`livegen`: BPF_PROG_TEST_RUN with live
+//! frames on an XDP_TX program), so that the generator outruns the
+//! collector and the capacity is measured rather than extrapolated.
 //! The machine is split in two: CPU 0 sends, CPU 1 collects (the candidate's
 //! process and the veth's receive NAPI thread, which also runs XDP), so every
-//! candidate gets one whole core and the generator another.
+//! candidate gets one whole core and the generator another. Then the XDP
+//! path again on a veth with 2 RX queues (the program on both CPUs, a
+//! generator thread on each, since veth picks the queue by the sending CPU).
 
 use std::{
     collections::BTreeMap,
@@ -24,7 +30,10 @@ use std::{
 };
 
 use edge_sensor::counters::Report;
-use edge_sensor_bench::{self as bench, Candidate, IPFIX_PORT, Kind, SFLOW_PORT, StartOptions};
+use edge_sensor_bench::{
+    self as bench, Candidate, IPFIX_PORT, Kind, SFLOW_PORT, StartOptions,
+    livegen::{Frames, LiveGen},
+};
 use edge_sensor_common::TelemetryKind;
 use edge_sensor_tests::{
     netns::Link,
@@ -32,6 +41,14 @@ use edge_sensor_tests::{
     require_root, require_tool, shared_captures,
 };
 use serde_json::{Value, json};
+
+mod formula;
+mod machine;
+mod render;
+mod send;
+use formula::map_formula;
+use machine::{enable_bpf_stats, load_average, machine};
+use render::{markdown, svg};
 
 /// Seconds of sending per rate step (a failed step is tried twice).
 const STEP: Duration = Duration::from_secs(2);
@@ -41,7 +58,19 @@ const MAX_LOSS: f64 = 0.001;
 const FIRST_RATE: f64 = 10_000.0;
 const MAX_RATE: f64 = 2_560_000.0;
 /// Bisections between the last sustained and the first failed rate.
-const REFINE: usize = 2;
+const REFINE: usize = 3;
+/// Copies of a frame per live-frames call. A call costs about 25 ms of
+/// set-up and tear-down on this kernel (its page pool), serialised
+/// machine-wide, and then sends 8-9 M frames per second of its CPU, far
+/// beyond the veth's 256-frame ring: it cannot be paced below a 0.1 %
+/// loss, so it serves the overload step, in calls long enough (half a
+/// second of CPU) that the collector stays overloaded between them. With
+/// one frame per call, that step's samples go to few destinations.
+const LIVE_COPIES: u32 = 4 << 20;
+/// Frames the live generator cycles through, at most.
+const LIVE_FRAMES_MAX: usize = 16_384;
+/// The overload step's offered rate: as fast as the live generator goes.
+const FLAT_OUT: f64 = f64::INFINITY;
 /// The generator counts as saturated below this share of the offered rate.
 const SATURATED: f64 = 0.95;
 /// Destinations the throughput workload spreads its samples over.
@@ -54,10 +83,30 @@ const MEMORY_SIZES: [u32; 3] = [10_000, 100_000, 1_000_000];
 const SENDER_CPU: usize = 0;
 const COLLECTOR_CPU: usize = 1;
 
+/// One protocol's traffic for a link: the replayed stream (paced search)
+/// and the same datagrams as frames for the live generator (overload).
+struct Offer<'a> {
+    workload: &'a Workload,
+    port: u16,
+    frames: Frames,
+}
+
+/// What a step sent, whichever generator.
+struct Offered {
+    datagrams: u64,
+    samples: u64,
+    elapsed: Duration,
+    generator_cpu_s: Option<f64>,
+}
+
 struct Bench {
     link: Link,
+    /// The same, with 2 RX queues (the scaling step).
+    link2: Link,
+    live: LiveGen,
     /// Frames written straight to the sender's veth (see [`replay::Via`]).
     via: Via,
+    via2: Via,
     work: PathBuf,
     bin: PathBuf,
     sflow: Workload,
@@ -95,9 +144,14 @@ fn main() {
     let sflow_capture = "lab/pmacct-1.7.7_sfprobe_v5_rate1.pcap";
     let ipfix_capture = "lab/softflowd-1.1.0_v10.pcap";
     let link = Link::new();
+    let link2 = Link::with_queues(2);
     let via = replay::raw_via(&link);
+    let via2 = replay::raw_via(&link2);
     let bench = Bench {
+        via2,
         link,
+        link2,
+        live: LiveGen::load().unwrap_or_else(|e| panic!("loading the live-frames generator: {e}")),
         via,
         work: std::env::temp_dir().join(format!("es-bench-{}", std::process::id())),
         bin: edge_sensor_tests::sensor_bin(),
@@ -109,18 +163,48 @@ fn main() {
         ipfix: Workload::from_captures(&[&captures.join(ipfix_capture)], TelemetryKind::Ipfix),
     };
     std::fs::create_dir_all(&bench.work).unwrap();
-    bench.prepare_link();
+    bench.prepare_link(&bench.link);
+    bench.prepare_link(&bench.link2);
 
+    // `BENCH_COLLECT_ONLY=KEY[,KEY]` runs only those candidates (e.g. `xdp`,
+    // while working on one); `cargo xtask bench` runs them all.
+    let only = std::env::var("BENCH_COLLECT_ONLY").ok();
+    let wanted = |k: Kind| {
+        only.as_ref()
+            .is_none_or(|o| o.split(',').any(|x| x == k.key()))
+    };
     let mut candidates = Vec::new();
     let load_before = load_average();
     for kind in [Kind::Xdp, Kind::User, Kind::UserTuned, Kind::FastNetMon] {
+        if !wanted(kind) {
+            continue;
+        }
         eprintln!("bench: {}", kind.name());
         candidates.push(bench.candidate(kind));
     }
+    let scaling = if wanted(Kind::Xdp) {
+        eprintln!("bench: {}, 2 RX queues", Kind::Xdp.name());
+        bench.two_queues()
+    } else {
+        Value::Null
+    };
+    // The rate phase's results, kept should the memory phase fail.
+    std::fs::write(
+        out.join("rates.json"),
+        serde_json::to_string_pretty(&json!({"candidates": candidates, "two_queues": scaling}))
+            .unwrap(),
+    )
+    .unwrap();
     let mut memory = Vec::new();
     // The userspace path with the bigger buffer, so that no fill datagram
     // is lost (the buffer is kernel memory, not the process's).
+    // `BENCH_COLLECT_MEMORY=0` leaves the memory phase out (while working
+    // on the rate search).
+    let memory_phase = std::env::var("BENCH_COLLECT_MEMORY").map_or(true, |v| v != "0");
     for kind in [Kind::Xdp, Kind::UserTuned, Kind::FastNetMon] {
+        if !wanted(kind) || !memory_phase {
+            continue;
+        }
         for n in MEMORY_SIZES {
             eprintln!("bench: memory, {} at {n} destinations", kind.name());
             memory.push(bench.memory(kind, n));
@@ -136,9 +220,12 @@ fn main() {
             "sflow_samples_per_datagram": bench.sflow.expected_samples(1000 * bench.sflow.cycle_len() as u64) as f64 / (1000 * bench.sflow.cycle_len()) as f64,
             "ipfix_records_per_datagram": bench.ipfix.expected_samples(1000 * bench.ipfix.cycle_len() as u64) as f64 / (1000 * bench.ipfix.cycle_len()) as f64,
             "throughput_destinations": THROUGHPUT_DESTINATIONS,
+            "live_copies": LIVE_COPIES,
         },
         "candidates": candidates,
+        "two_queues": scaling,
         "memory": memory,
+        "map_formula": map_formula(&memory),
         "duration_s": started.elapsed().as_secs_f64(),
         "load_average": {"before": load_before, "after": load_average()},
     });
@@ -159,17 +246,17 @@ impl Bench {
     /// on its veth, GRO on (so the veth has a NAPI even without XDP), and
     /// TSO off on the sender's veth (else veth hands the frames to the
     /// receiver's backlog on the *sender's* CPU instead of its NAPI).
-    fn prepare_link(&self) {
-        let (a, b) = (&self.link.a, &self.link.b);
+    fn prepare_link(&self, link: &Link) {
+        let (a, b) = (&link.a, &link.b);
         for (ns, script) in [
             (
                 &b.name,
                 format!(
                     "ethtool -K {0} gro on && echo 1 > /sys/class/net/{0}/threaded",
-                    self.link.b_if
+                    link.b_if
                 ),
             ),
-            (&a.name, format!("ethtool -K {} tso off", self.link.a_if)),
+            (&a.name, format!("ethtool -K {} tso off", link.a_if)),
         ] {
             let out = std::process::Command::new("ip")
                 .args(["netns", "exec", ns, "sh", "-c", &script])
@@ -184,16 +271,18 @@ impl Bench {
     }
 
     fn start(&self, kind: Kind, opts: &StartOptions) -> Candidate {
-        let c = Candidate::start(
-            kind,
-            &self.link.b,
-            &self.link.b_if,
-            &self.work,
-            &self.bin,
-            opts,
-        );
+        self.start_on(&self.link, kind, opts)
+    }
+
+    fn start_on(&self, link: &Link, kind: Kind, opts: &StartOptions) -> Candidate {
+        let c = Candidate::start(kind, &link.b, &link.b_if, &self.work, &self.bin, opts);
         bench::pin_process(c.pid(), COLLECTOR_CPU);
-        bench::pin_napi_threads(&self.link.b_if, COLLECTOR_CPU);
+        // One NAPI thread per RX queue, the first on the collector's CPU.
+        let mut napi = bench::napi_threads(&link.b_if);
+        napi.sort_unstable();
+        for (i, pid) in napi.into_iter().enumerate() {
+            bench::pin_pid(pid, (COLLECTOR_CPU + i) % 2);
+        }
         c
     }
 
@@ -211,19 +300,32 @@ impl Bench {
     }
 
     /// Accuracy at a low rate, then the rate search, for both protocols.
-    fn candidate(&self, kind: Kind) -> Value {
-        let opts = StartOptions {
+    fn throughput_options() -> StartOptions {
+        StartOptions {
             destinations: 65_536,
             networks: vec![
                 format!("10.0.0.0/{}", 32 - THROUGHPUT_DESTINATIONS.trailing_zeros()),
                 "10.99.0.0/24".into(),
             ],
             summary_only: false,
-        };
-        let cand = self.start(kind, &opts);
+        }
+    }
+
+    fn candidate(&self, kind: Kind) -> Value {
+        let cand = self.start(kind, &Self::throughput_options());
         let accuracy = self.accuracy(&cand);
-        let sflow = self.search(&cand, &self.sflow, SFLOW_PORT);
-        let ipfix = self.search(&cand, &self.ipfix, IPFIX_PORT);
+        let sflow = self.search(
+            &cand,
+            &self.link,
+            &self.offer(&self.link, &self.sflow, SFLOW_PORT),
+            1,
+        );
+        let ipfix = self.search(
+            &cand,
+            &self.link,
+            &self.offer(&self.link, &self.ipfix, IPFIX_PORT),
+            1,
+        );
         let log = cand.log_tail();
         cand.stop();
         json!({
@@ -231,6 +333,30 @@ impl Bench {
             "accuracy": accuracy, "sflow": sflow, "ipfix": ipfix,
             "log_tail": log,
         })
+    }
+
+    /// The XDP path on the veth with 2 RX queues: the program runs on both
+    /// CPUs, fed by a generator thread on each. Both cores are shared by
+    /// a generator and a receive path, so this shows the scaling of the
+    /// shared counters (atomic adds on one value per destination, the LRU
+    /// hash's locks) under two CPUs at once, not two free collector cores.
+    fn two_queues(&self) -> Value {
+        let cand = self.start_on(&self.link2, Kind::Xdp, &Self::throughput_options());
+        let napi = bench::napi_threads(&self.link2.b_if).len();
+        let sflow = self.search(
+            &cand,
+            &self.link2,
+            &self.offer(&self.link2, &self.sflow, SFLOW_PORT),
+            2,
+        );
+        let ipfix = self.search(
+            &cand,
+            &self.link2,
+            &self.offer(&self.link2, &self.ipfix, IPFIX_PORT),
+            2,
+        );
+        cand.stop();
+        json!({"queues": 2, "napi_threads": napi, "sflow": sflow, "ipfix": ipfix})
     }
 
     /// A fixed number of datagrams of each protocol at a low rate; the
@@ -275,22 +401,24 @@ impl Bench {
         out
     }
 
-    /// Doubling rates until the first loss or the generator's limit, then
-    /// a few bisections; the highest sustained step is the result.
-    fn search(&self, cand: &Candidate, workload: &Workload, port: u16) -> Value {
+    fn search(&self, cand: &Candidate, link: &Link, offer: &Offer, queues: usize) -> Value {
         let mut steps = Vec::new();
         let mut best: Option<Value> = None;
         let mut bad: Option<f64> = None;
         let mut rate = FIRST_RATE;
         while rate <= MAX_RATE {
-            let step = self.step(cand, workload, port, rate);
+            let step = self.step(cand, link, offer, queues, rate);
             eprintln!("bench:   {} {}", cand.kind.key(), step);
             steps.push(step.clone());
             if !step["sustained"].as_bool().unwrap() {
                 bad = Some(rate);
                 break;
             }
-            let saturated = step["generator_saturated"].as_bool().unwrap();
+            // A generator short of its rate on a shared machine may still
+            // go faster at the next step; one that sends less than half of
+            // it has reached its limit.
+            let saturated = step["generator_saturated"].as_bool().unwrap()
+                && step["sent_rate"].as_f64().unwrap_or(0.0) < 0.5 * rate;
             // An overloaded generator may send less at a higher offered
             // rate: the best step is the fastest one actually sent.
             if best
@@ -310,7 +438,7 @@ impl Bench {
                 .map_or(FIRST_RATE / 2.0, |b| b["offered_rate"].as_f64().unwrap());
             for _ in 0..REFINE {
                 let mid = (low + high) / 2.0;
-                let step = self.step(cand, workload, port, mid);
+                let step = self.step(cand, link, offer, queues, mid);
                 eprintln!("bench:   {} {}", cand.kind.key(), step);
                 steps.push(step.clone());
                 if step["sustained"].as_bool().unwrap() {
@@ -339,7 +467,14 @@ impl Bench {
             .iter()
             .map(|s| s["sent_rate"].as_f64().unwrap_or(0.0))
             .fold(0.0, f64::max);
+        // Overload: the live generator offers more than the collector can
+        // take; what the collector then counts per second is its
+        // capacity with its core saturated, and the sent rate is the
+        // generator's own.
+        let flat_out = self.try_rate(cand, link, offer, queues, FLAT_OUT, true);
+        eprintln!("bench:   {} overload {}", cand.kind.key(), flat_out);
         json!({
+            "generator_flat_out": flat_out,
             "xdp_passed_datagrams_total": total("xdp_passed_datagrams"),
             "udp_delivered_total": total("udp_in_datagrams"),
             "generator_max_rate": generator_max,
@@ -354,27 +489,54 @@ impl Bench {
 
     /// One rate, tried twice when the first try loses: a single scheduling
     /// hiccup of a shared machine should not decide the result.
-    fn step(&self, cand: &Candidate, workload: &Workload, port: u16, rate: f64) -> Value {
-        let first = self.try_rate(cand, workload, port, rate);
+    fn step(
+        &self,
+        cand: &Candidate,
+        link: &Link,
+        offer: &Offer,
+        queues: usize,
+        rate: f64,
+    ) -> Value {
+        let first = self.try_rate(cand, link, offer, queues, rate, false);
         if first["sustained"].as_bool().unwrap_or(false) {
             return first;
         }
-        let mut second = self.try_rate(cand, workload, port, rate);
+        let mut second = self.try_rate(cand, link, offer, queues, rate, false);
         second["first_try_loss"] = first["loss"].clone();
         second
     }
 
-    fn try_rate(&self, cand: &Candidate, workload: &Workload, port: u16, rate: f64) -> Value {
+    fn try_rate(
+        &self,
+        cand: &Candidate,
+        link: &Link,
+        offer: &Offer,
+        queues: usize,
+        rate: f64,
+        live: bool,
+    ) -> Value {
         let (before, _) = cand.snapshot(false);
-        let udp_before = bench::udp_counters(&self.link.b.path());
+        let udp_before = bench::udp_counters(&link.b.path());
         let softirq_before = bench::softirq_s();
-        let napi_before = bench::napi_cpu_s(&self.link.b_if);
-        let sent = self.send(workload, port, rate, None);
+        let napi_before = bench::napi_cpu_s(&link.b_if);
+        let load = load_average();
+        let sent = if live {
+            let l = self.send_live(link, &offer.frames, rate, queues);
+            Offered {
+                datagrams: l.datagrams,
+                samples: l.samples,
+                elapsed: l.elapsed,
+                generator_cpu_s: Some(l.cpu_s),
+            }
+        } else {
+            self.send_replay(link, offer, rate, queues)
+        };
+        let sent_rate = sent.datagrams as f64 / sent.elapsed.as_secs_f64();
         std::thread::sleep(settle(cand.kind));
         let (after, _) = cand.snapshot(false);
-        let udp_after = bench::udp_counters(&self.link.b.path());
+        let udp_after = bench::udp_counters(&link.b.path());
         let udp = |k: &str| udp_after.get(k).unwrap_or(&0) - udp_before.get(k).unwrap_or(&0);
-        let expected = workload.expected_samples(sent.datagrams);
+        let expected = sent.samples;
         let samples = after.samples - before.samples;
         let datagrams = after.datagrams.zip(before.datagrams).map(|(a, b)| a - b);
         // FastNetMon 1.2.4 has no sFlow datagram counter, its
@@ -387,7 +549,7 @@ impl Bench {
         };
         let loss = (1.0 - accounted).max(0.0);
         let cpu = after.cpu_s - before.cpu_s;
-        let napi = bench::napi_cpu_s(&self.link.b_if) - napi_before;
+        let napi = bench::napi_cpu_s(&link.b_if) - napi_before;
         // Everything the collector's core did: the receive path (NAPI
         // thread, where XDP runs; the program's own time is inside it) and
         // the candidate's process.
@@ -396,8 +558,13 @@ impl Bench {
         let mut step = json!({
             "offered_rate": rate,
             "sent": sent.datagrams,
-            "sent_rate": sent.rate(),
-            "generator_saturated": sent.rate() < SATURATED * rate,
+            "sent_rate": sent_rate,
+            "generator": if live { "live frames" } else { "AF_PACKET" },
+            "generator_saturated": sent_rate < SATURATED * rate,
+            "generator_cpu_s": sent.generator_cpu_s,
+            "accounted_rate": accounted * sent_rate,
+            "queues": queues,
+            "load_average": load,
             "accounted_datagrams": datagrams,
             "samples": samples,
             "expected_samples": expected,
@@ -455,6 +622,7 @@ impl Bench {
                 out["dst_map_bytes"] = json!(dst);
                 out["all_maps_bytes"] = json!(total);
                 out["dst_map_max_entries"] = json!(max);
+                out["maps"] = json!(cand.xdp_maps());
                 out["tracked"] = json!(tracked);
             }
             Kind::User | Kind::UserTuned => {
@@ -529,346 +697,4 @@ fn compare_rows(truth: &Value, got: &Value) -> Value {
         "missing": missing, "extra": extra, "exact": equal == t.len() && extra == 0,
         "first_difference": first_difference,
     })
-}
-
-fn machine() -> Value {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split_once(':'))
-        .map(|(_, m)| m.trim().to_owned())
-        .unwrap_or_default();
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let fnm = std::process::Command::new("dpkg-query")
-        .args(["-W", "-f", "${Version}", "fastnetmon"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    json!({
-        "cpu": cpu,
-        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-        "kernel": kernel.trim(),
-        "fastnetmon": fnm,
-        "date": chrono_like_now(),
-    })
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn chrono_like_now() -> String {
-    std::process::Command::new("date")
-        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default()
-}
-
-/// BPF run-time statistics on while the returned descriptor is held
-/// (BPF_ENABLE_STATS): the kernel drops it with the process, however the
-/// benchmark ends, and the machine-wide sysctl is never touched.
-fn enable_bpf_stats() -> std::os::fd::OwnedFd {
-    aya::sys::enable_stats(aya::sys::Stats::RunTime)
-        .unwrap_or_else(|e| panic!("BPF_ENABLE_STATS (run time): {e}"))
-}
-
-fn fmt_rate(v: &Value) -> String {
-    v.as_f64().map_or("-".into(), |r| format!("{:.0}", r))
-}
-
-fn fmt_f(v: &Value, digits: usize) -> String {
-    v.as_f64().map_or("-".into(), |x| format!("{x:.digits$}"))
-}
-
-fn cpu_cell(search: &Value) -> String {
-    format!(
-        "{}, {} ({:.0} %)",
-        fmt_f(&search["cpu_s_per_million_samples"], 2),
-        fmt_f(&search["collector_cpu_s_per_million_samples"], 2),
-        search["best"]["collector_core_busy"]
-            .as_f64()
-            .unwrap_or(0.0)
-            * 100.0
-    )
-}
-
-fn markdown(r: &Value) -> String {
-    let mut s = String::new();
-    let m = &r["machine"];
-    s += "## Collectors side by side: XDP vs userspace vs FastNetMon\n\n";
-    s += &format!(
-        "Machine: {} x {}, kernel {}, FastNetMon {} (Debian). One run, {:.0} s. \
-         Generator on CPU {}, collector (candidate process + the veth's threaded NAPI, \
-         where XDP runs) on CPU {}. Steps of {} s; sustained = loss < {} %.\n\n",
-        m["cpus"],
-        m["cpu"].as_str().unwrap_or(""),
-        m["kernel"].as_str().unwrap_or(""),
-        m["fastnetmon"].as_str().unwrap_or(""),
-        r["duration_s"].as_f64().unwrap_or(0.0),
-        SENDER_CPU,
-        COLLECTOR_CPU,
-        STEP.as_secs(),
-        MAX_LOSS * 100.0
-    );
-    let setup = &r["setup"];
-    s += &format!(
-        "Workloads: sFlow `{}` ({:.2} flow samples per datagram, sampled IPv4 destinations \
-         spread over {} addresses), IPFIX `{}` ({:.2} flow records per datagram, templates \
-         included).\n\n",
-        setup["sflow_capture"].as_str().unwrap_or(""),
-        setup["sflow_samples_per_datagram"].as_f64().unwrap_or(0.0),
-        setup["throughput_destinations"],
-        setup["ipfix_capture"].as_str().unwrap_or(""),
-        setup["ipfix_records_per_datagram"].as_f64().unwrap_or(0.0),
-    );
-    s += "| candidate | sFlow datagrams/s sustained | sFlow CPU s / M samples: candidate, whole collector core (core busy) | IPFIX datagrams/s sustained | IPFIX CPU s / M records: candidate, whole collector core (core busy) | counters vs truth |\n";
-    s += "|---|---:|---:|---:|---:|---|\n";
-    for c in r["candidates"].as_array().into_iter().flatten() {
-        let cell = |w: &str| {
-            let mut t = fmt_rate(&c[w]["max_sustained_rate"]);
-            if c[w]["limited_by_generator"].as_bool().unwrap_or(false) {
-                t = format!(">= {t} (generator limit)");
-            }
-            t
-        };
-        let a = &c["accuracy"];
-        let acc = if c["key"] == "fastnetmon" {
-            format!(
-                "samples+records {} of {} ({}); per-host totals not exposed",
-                a["samples"],
-                a["truth_samples"],
-                if a["samples_exact"].as_bool().unwrap_or(false) {
-                    "exact"
-                } else {
-                    "differ"
-                }
-            )
-        } else {
-            let p = &a["per_destination"];
-            format!(
-                "{} of {} destinations equal{}",
-                p["equal"],
-                p["destinations"],
-                if p["exact"].as_bool().unwrap_or(false) {
-                    " (exact)"
-                } else {
-                    " (NOT exact)"
-                }
-            )
-        };
-        s += &format!(
-            "| {} | {} | {} | {} | {} | {} |\n",
-            c["name"].as_str().unwrap_or(""),
-            cell("sflow"),
-            cpu_cell(&c["sflow"]),
-            cell("ipfix"),
-            cpu_cell(&c["ipfix"]),
-            acc
-        );
-    }
-    let find = |k: &str| {
-        r["candidates"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|c| c["key"] == k)
-            .cloned()
-            .unwrap_or_default()
-    };
-    let (xdp, user, tuned, fnm) = (
-        find("xdp"),
-        find("user"),
-        find("user-4m"),
-        find("fastnetmon"),
-    );
-    s += "\nRatios of sustained rates (XDP over the other; `>=` where the generator, not XDP, was the limit):\n\n";
-    s += "| | sFlow | IPFIX |\n|---|---:|---:|\n";
-    for (label, other) in [
-        ("XDP / FastNetMon", &fnm),
-        ("XDP / userspace (default buffer)", &user),
-        ("XDP / userspace (4 MiB buffer)", &tuned),
-    ] {
-        let ratio = |w: &str| {
-            let (a, b) = (
-                xdp[w]["max_sustained_rate"].as_f64(),
-                other[w]["max_sustained_rate"].as_f64(),
-            );
-            match (a, b) {
-                (Some(a), Some(b)) if b > 0.0 => format!(
-                    "{}{:.1}x",
-                    if xdp[w]["limited_by_generator"].as_bool().unwrap_or(false) {
-                        ">= "
-                    } else {
-                        ""
-                    },
-                    a / b
-                ),
-                _ => "-".into(),
-            }
-        };
-        s += &format!("| {label} | {} | {} |\n", ratio("sflow"), ratio("ipfix"));
-    }
-    s += &format!(
-        "\nThe generator (one core, AF_PACKET sendmmsg of whole frames into the veth) reached at most {} sFlow and {} IPFIX \
-         datagrams/s in this run. During the XDP steps {} sFlow datagrams were passed to the \
-         stack (and {} delivered to a socket); the IPFIX ones passed on purpose are the \
-         template datagrams the daemon learns from ({}).\n",
-        fmt_rate(&xdp["sflow"]["generator_max_rate"]),
-        fmt_rate(&xdp["ipfix"]["generator_max_rate"]),
-        xdp["sflow"]["xdp_passed_datagrams_total"],
-        xdp["sflow"]["udp_delivered_total"],
-        xdp["ipfix"]["xdp_passed_datagrams_total"],
-    );
-    for c in r["candidates"].as_array().into_iter().flatten() {
-        for (w, label) in [("sflow", "sFlow"), ("ipfix", "IPFIX")] {
-            let search = &c[w];
-            if !search["limited_by_generator"].as_bool().unwrap_or(false) {
-                continue;
-            }
-            let best = &search["best"];
-            let (rate, busy) = (
-                best["sent_rate"].as_f64().unwrap_or(0.0),
-                best["collector_core_busy"].as_f64().unwrap_or(0.0),
-            );
-            if busy > 0.0 {
-                s += &format!(
-                    "{} {label}: at {:.0} datagrams/s the collector core was {:.0} % busy; \
-                     linear extrapolation (not a measurement) puts one core's capacity near \
-                     {:.0} datagrams/s.\n",
-                    c["name"].as_str().unwrap_or(""),
-                    rate,
-                    busy * 100.0,
-                    rate / busy.max(1e-9)
-                );
-            }
-        }
-    }
-    s += &format!(
-        "\nLoad average of the (shared) machine: {} before, {} after.\n",
-        r["load_average"]["before"].as_str().unwrap_or(""),
-        r["load_average"]["after"].as_str().unwrap_or("")
-    );
-    s += "\nCPU, at the highest sustained step, per million samples (sFlow) or flow records \
-          (IPFIX) sent: *candidate* = XDP: the program's run time (BPF_ENABLE_STATS) + the daemon \
-          process; userspace and FastNetMon: their process (user + system). *Whole collector \
-          core* = the candidate's process + the veth's NAPI thread, where the receive path \
-          runs (XDP itself, or the IP/UDP stack up to the socket for the others). At low \
-          load every figure carries fixed costs (timers, wake-ups), so compare at similar \
-          rates (every step is in the JSON). A socket candidate that loses datagrams while its \
-          core is mostly idle is limited by its socket buffer and scheduling delays, not by \
-          CPU: FastNetMon 1.2.4 has no setting for its buffer (it logs the system default, \
-          212992 bytes), which is why the userspace path is shown with both.\n\n";
-    s += "### Memory by tracked destinations\n\n";
-    s += "| candidate | destinations | tracked | memory |\n|---|---:|---:|---|\n";
-    for m in r["memory"].as_array().into_iter().flatten() {
-        let mem = match m["key"].as_str().unwrap_or("") {
-            "xdp" => format!(
-                "DST_STATS map {:.1} MiB (all maps {:.1} MiB) + daemon RSS {:.1} MiB",
-                m["dst_map_bytes"].as_f64().unwrap_or(0.0) / 1048576.0,
-                m["all_maps_bytes"].as_f64().unwrap_or(0.0) / 1048576.0,
-                m["rss_kib_filled"].as_f64().unwrap_or(0.0) / 1024.0
-            ),
-            _ => format!(
-                "RSS {:.1} MiB empty, {:.1} MiB filled",
-                m["rss_kib_empty"].as_f64().unwrap_or(0.0) / 1024.0,
-                m["rss_kib_filled"].as_f64().unwrap_or(0.0) / 1024.0
-            ),
-        };
-        let tracked = match m["key"].as_str().unwrap_or("") {
-            "fastnetmon" => format!("{} monitored (preallocated)", m["monitored_hosts"]),
-            _ => m["tracked"].to_string(),
-        };
-        let name = match m["key"].as_str().unwrap_or("") {
-            "xdp" => Kind::Xdp.name(),
-            "fastnetmon" => Kind::FastNetMon.name(),
-            _ => "edge-sensor userspace",
-        };
-        s += &format!("| {name} | {} | {tracked} | {mem} |\n", m["destinations"]);
-    }
-    s += "\nXDP: the destination map is a per-CPU LRU hash sized by `xdp.destinations`, \
-          allocated in full at load; an LRU map starts evicting slightly before it is full, \
-          hence `tracked` a little under the size. Userspace: a map that grows with the \
-          destinations seen. FastNetMon: counters preallocated for every address of \
-          `networks_list` (IPv4), whatever the traffic.\n";
-    s
-}
-
-/// A grouped bar chart of the sustained rates (hand-written SVG).
-fn svg(r: &Value) -> String {
-    let cands: Vec<&Value> = r["candidates"].as_array().into_iter().flatten().collect();
-    let rate = |c: &Value, w: &str| c[w]["max_sustained_rate"].as_f64().unwrap_or(0.0);
-    let max = cands
-        .iter()
-        .flat_map(|c| [rate(c, "sflow"), rate(c, "ipfix")])
-        .fold(1.0, f64::max);
-    let (w, h, left, bottom, top) = (720.0, 380.0, 90.0, 80.0, 40.0);
-    let plot_h = h - bottom - top;
-    let group_w = (w - left - 20.0) / 2.0;
-    let colors = ["#d9480f", "#1c7ed6", "#74c0fc", "#868e96"];
-    let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
-         <text x=\"{}\" y=\"20\" text-anchor=\"middle\" font-size=\"14\">Highest datagram rate with &lt; 0.1 % loss (datagrams/s)</text>\n",
-        w / 2.0
-    );
-    for i in 0..=4 {
-        let v = max * f64::from(i) / 4.0;
-        let y = top + plot_h - plot_h * f64::from(i) / 4.0;
-        s += &format!(
-            "<line x1=\"{left}\" x2=\"{}\" y1=\"{y}\" y2=\"{y}\" stroke=\"#ddd\"/><text x=\"{}\" y=\"{}\" text-anchor=\"end\">{:.0}k</text>\n",
-            w - 20.0,
-            left - 6.0,
-            y + 4.0,
-            v / 1000.0
-        );
-    }
-    for (g, (w_key, label)) in [("sflow", "sFlow"), ("ipfix", "IPFIX")].iter().enumerate() {
-        let gx = left + group_w * g as f64;
-        let bar_w = group_w / (cands.len() as f64 + 1.0);
-        for (i, c) in cands.iter().enumerate() {
-            let v = rate(c, w_key);
-            let bh = plot_h * v / max;
-            let x = gx + bar_w * (i as f64 + 0.5);
-            let y = top + plot_h - bh;
-            let mark = if c[w_key]["limited_by_generator"].as_bool().unwrap_or(false) {
-                "≥"
-            } else {
-                ""
-            };
-            s += &format!(
-                "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{bh:.1}\" fill=\"{}\"/><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{mark}{:.0}k</text>\n",
-                bar_w * 0.9,
-                colors[i % 4],
-                x + bar_w * 0.45,
-                y - 4.0,
-                v / 1000.0
-            );
-        }
-        s += &format!(
-            "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\" font-size=\"13\">{label}</text>\n",
-            gx + group_w / 2.0,
-            h - bottom + 20.0
-        );
-    }
-    // Two legend entries per row.
-    for (i, c) in cands.iter().enumerate() {
-        let x = 10.0 + 350.0 * (i % 2) as f64;
-        let y = h - 32.0 + 16.0 * (i / 2) as f64;
-        s += &format!(
-            "<rect x=\"{x}\" y=\"{}\" width=\"12\" height=\"12\" fill=\"{}\"/><text x=\"{}\" y=\"{}\">{}</text>\n",
-            y - 10.0,
-            colors[i % 4],
-            x + 16.0,
-            y,
-            c["name"].as_str().unwrap_or("")
-        );
-    }
-    s += "</svg>\n";
-    s
 }
