@@ -43,14 +43,7 @@ pub fn lock_dir(dir: &Path) -> Result<StateLock, StateError> {
         path: path.clone(),
         source,
     };
-    if !dir.exists() {
-        use std::os::unix::fs::DirBuilderExt;
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(io_err)?;
-    }
+    create_private_dir(dir).map_err(io_err)?;
     // Created if missing, never truncated: the holder's PID must stay
     // readable. The lock itself is held on a read-only descriptor, so the
     // daemon keeps nothing open for writing there (a file open for writing
@@ -103,20 +96,26 @@ pub fn write_text(path: &Path, text: &str) -> Result<(), StateError> {
     write_bytes(path, text.as_bytes())
 }
 
+/// Creates `dir` (and its parents) readable by the owner only, if it is
+/// missing; an existing directory keeps its mode.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.exists() {
+        return Ok(());
+    }
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
 fn write_bytes(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
     let io_err = |source| StateError::Io {
         path: path.to_owned(),
         source,
     };
     let dir = path.parent().unwrap_or(Path::new("."));
-    if !dir.exists() {
-        use std::os::unix::fs::DirBuilderExt;
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(io_err)?;
-    }
+    create_private_dir(dir).map_err(io_err)?;
     let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
     let result = (|| {
         let mut f = fs::File::create(&tmp)?;

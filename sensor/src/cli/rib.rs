@@ -240,12 +240,7 @@ fn flowspec_table(b: &Value) -> String {
         "PEER", "PATH-ID", "VALIDATION", "ACTIONS"
     );
     for r in b["flowspec"].as_array().into_iter().flatten() {
-        let actions: Vec<String> = r["actions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(action_text)
-            .collect();
+        let actions = actions_text(&r["actions"]);
         let stale = if r["stale"] == true { " (stale)" } else { "" };
         let _ = writeln!(
             out,
@@ -253,34 +248,36 @@ fn flowspec_table(b: &Value) -> String {
             s(&r["peer"]),
             s(&r["path_id"]),
             s(&r["validation"]["state"]),
-            if actions.is_empty() {
-                "-".into()
-            } else {
-                actions.join(",")
-            },
+            if actions.is_empty() { "-" } else { &actions },
             s(&r["rule"]),
         );
     }
     let _ = writeln!(out, "ours (announced):");
     for r in b["ours"].as_array().into_iter().flatten() {
-        let actions: Vec<String> = r["actions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(action_text)
-            .collect();
+        let actions = actions_text(&r["actions"]);
         let _ = writeln!(
             out,
             "  {:<12} {:>7} {:<14} {:<28} {}",
             s(&r["peer"]),
             "-",
             "-",
-            actions.join(","),
+            actions,
             s(&r["rule"]),
         );
     }
     truncated(b, &mut out);
     out
+}
+
+/// A rule's actions, comma-separated ("" for none).
+fn actions_text(actions: &Value) -> String {
+    actions
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(action_text)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn action_text(a: &Value) -> String {

@@ -176,23 +176,13 @@ pub(super) fn mp_reach(
     let next_hop = v[4..4 + nh_len].to_vec();
     let nlri = &v[5 + nh_len..];
     let add_path = family.is_some_and(|f| ctx.add_path.contains(&f));
-    match mp_nlri(afi, safi, nlri, add_path) {
-        Err(()) => f.disable(Reason::MalformedMpNlri, c, (afi, safi)),
-        Ok((routes, malformed)) => {
-            if malformed {
-                f.add(
-                    Reason::MalformedFlowSpec,
-                    Some(c),
-                    Approach::TreatAsWithdraw,
-                );
-            }
-            parsed.announced.extend(routes);
-            parsed.attributes.push(PathAttribute::MpReach {
-                family: (afi, safi),
-                next_hop,
-                nlri: nlri.to_vec(),
-            });
-        }
+    if let Some(routes) = nlri_routes((afi, safi), nlri, add_path, c, f) {
+        parsed.announced.extend(routes);
+        parsed.attributes.push(PathAttribute::MpReach {
+            family: (afi, safi),
+            next_hop,
+            nlri: nlri.to_vec(),
+        });
     }
 }
 
@@ -210,22 +200,41 @@ pub(super) fn mp_unreach(
     };
     let nlri = &v[3..];
     let add_path = Family::from_codes(afi, safi).is_some_and(|f| ctx.add_path.contains(&f));
+    // A malformed withdrawal is still a withdrawal.
+    if let Some(routes) = nlri_routes((afi, safi), nlri, add_path, c, f) {
+        parsed.withdrawn.extend(routes);
+        parsed.attributes.push(PathAttribute::MpUnreach {
+            family: (afi, safi),
+            nlri: nlri.to_vec(),
+        });
+    }
+}
+
+/// The routes of an MP attribute's NLRI (attribute `code`), for MP_REACH
+/// and MP_UNREACH alike: an NLRI that cannot be walked disables the family
+/// (RFC 7606 §7.11); a malformed Flow Spec rule in it is treated as
+/// withdrawn (RFC 8955 §10), the rest are returned.
+fn nlri_routes(
+    (afi, safi): (u16, u8),
+    nlri: &[u8],
+    add_path: bool,
+    code: u8,
+    f: &mut Findings,
+) -> Option<Vec<PathNlri>> {
     match mp_nlri(afi, safi, nlri, add_path) {
-        Err(()) => f.disable(Reason::MalformedMpNlri, c, (afi, safi)),
+        Err(()) => {
+            f.disable(Reason::MalformedMpNlri, code, (afi, safi));
+            None
+        }
         Ok((routes, malformed)) => {
             if malformed {
-                // A malformed withdrawal is still a withdrawal.
                 f.add(
                     Reason::MalformedFlowSpec,
-                    Some(c),
+                    Some(code),
                     Approach::TreatAsWithdraw,
                 );
             }
-            parsed.withdrawn.extend(routes);
-            parsed.attributes.push(PathAttribute::MpUnreach {
-                family: (afi, safi),
-                nlri: nlri.to_vec(),
-            });
+            Some(routes)
         }
     }
 }
