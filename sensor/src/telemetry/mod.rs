@@ -18,7 +18,7 @@
 //! | sFlow v5 datagrams, samples, records | `sflow.rs` | `sflow.rs` | `parse.rs` (bounds, errors) |
 //! | a sampled packet header | `sampled.rs` | `sampled.rs` | `proto.rs` |
 //! | NetFlow v5 | `netflow5.rs` | `netflow5.rs` | `parse.rs` |
-//! | NetFlow v9 / IPFIX data records | `template.rs` (with plans) | `template.rs` (templates, plans) | `maps.rs` (`Plan`) |
+//! | NetFlow v9 / IPFIX data records | `template.rs` (with plans) | `template/` (templates, plans) | `maps.rs` (`Plan`) |
 //! | a sample into per-destination counters | `count.rs` | `sampled.rs` (`count`) | `count.rs` |
 //! | exporter sequence numbers | `sequence.rs` | `mod.rs` (`sequence`) | `sequence.rs` |
 //! | the watched-sample stream | `watch.rs` | `watch.rs` | `maps.rs` (`WatchSample`) |
