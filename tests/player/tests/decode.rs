@@ -58,7 +58,11 @@ fn expected_watch(record: &[edge_sensor_player::Sample], format: Format) -> Watc
         .sum();
     let r = u64::from(s.rate);
     let k = record.len() as u64;
-    // The decoder states the mean length of the record's packets.
+    // Counted bytes are what the exporter states (sFlow: the frame); the
+    // packet's length for a rule is its IP length (RFC 8955), which the
+    // decoder reads from the sampled header's IP header: for IPFIX the
+    // record's mean, for sFlow the one sampled packet's.
+    let ip_len: u64 = record.iter().map(|s| u64::from(s.packet.ip_len)).sum();
     (
         p.dst,
         p.src,
@@ -66,7 +70,7 @@ fn expected_watch(record: &[edge_sensor_player::Sample], format: Format) -> Watc
         sport,
         dport,
         flags,
-        (len / k) as u16,
+        (ip_len / k) as u16,
         k * r,
         len * r,
         k,
