@@ -621,6 +621,42 @@ fn flash_crowd_is_broad_without_baseline_and_silent_with_it() {
 }
 
 #[test]
+fn a_quiet_servers_flash_crowd_far_over_the_thresholds_is_told_by_its_profile() {
+    // 1 kpps of web traffic, a twentieth of the watch level: only its
+    // group's baseline has it sampled, and the crowd's likeness to those
+    // samples is what keeps a 100x surge from being mitigated.
+    let victim = "198.18.4.90";
+    let thresholds = "thresholds = { all = { pps = 40000 } }";
+    let baseline = r#"baseline = { k = 4.0, window = "2m", floor = { all = { pps = 5000 } }, ceiling = { all = { pps = 500000 } } }"#;
+    let traffic = |p: u32| {
+        let crowd = match p {
+            0..300 => 1.0,
+            300..330 => 1.0 + 99.0 * f64::from(p - 300) / 30.0,
+            _ => 100.0,
+        };
+        web(victim, 1_000.0 * crowd)
+    };
+    let mut sim = Sim::new(&with_group("web", "198.18.4.0/24", &[thresholds, baseline]));
+    sim.run(290, traffic);
+    let ip: IpAddr = victim.parse().unwrap();
+    assert!(sim.det.watched().contains(&ip), "not profiled");
+    sim.run(90, traffic);
+    assert!(sim.log.is_empty(), "{}", sim.story());
+    assert!(
+        sim.det.stats().flash_crowd_polls > 30,
+        "{:?}",
+        sim.det.stats()
+    );
+
+    // The same crowd on a host of a group without a baseline is over the
+    // thresholds and mitigated: the profile is what tells it apart.
+    let mut sim = Sim::new(&with_group("web", "198.18.4.0/24", &[thresholds]));
+    sim.run(380, traffic);
+    let (_, a) = sim.only_start();
+    assert_eq!(a.victim.network(), ip);
+}
+
+#[test]
 fn baseline_protects_a_busy_host_from_an_attack_below_the_static_threshold() {
     let victim = "198.18.4.81";
     let cfg = with_group(

@@ -11,6 +11,9 @@ use crate::{
     replay::{self, Replay},
 };
 
+/// The thresholds of every experiment, also the web group's.
+const THRESHOLDS: &str = r#"{ all = { pps = 100000, bps = "1G" }, tcp_syn = { pps = 20000 }, udp = { pps = 50000 }, icmp = { pps = 10000 }, fragment = { pps = 10000 } }"#;
+
 /// The detector's configuration in every experiment: the documented
 /// defaults plus a UDP threshold; `confidence` as given (0: off).
 pub fn detect_config(confidence: f64) -> Result<DetectConfig, Error> {
@@ -19,12 +22,39 @@ pub fn detect_config(confidence: f64) -> Result<DetectConfig, Error> {
 own_networks = ["198.18.0.0/15"]
 poll_interval = "1s"
 confidence = {confidence}
-[thresholds]
-all = {{ pps = 100000, bps = "1G" }}
-tcp_syn = {{ pps = 20000 }}
-udp = {{ pps = 50000 }}
-icmp = {{ pps = 10000 }}
-fragment = {{ pps = 10000 }}
+thresholds = {THRESHOLDS}
+"#
+    ))?)
+}
+
+/// The first hosts are web servers ([`hosts`]' `servers`): host
+/// addresses 198.18.0.1 to .127, the block an operator would put in a host
+/// group of its own.
+pub const SERVERS: u32 = 127;
+pub const SERVERS_BLOCK: &str = "198.18.0.0/25";
+
+/// [`detect_config`] plus the web servers' host group as an operator runs
+/// one: the same static thresholds, and (with `baseline`) an adaptive
+/// threshold learnt per server over 10 minutes that tells a flash crowd
+/// (more of the server's usual requests) from an attack.
+pub fn web_detect_config(confidence: f64, baseline: bool) -> Result<DetectConfig, Error> {
+    let baseline = if baseline {
+        r#"baseline = { k = 4.0, window = "10m", floor = { all = { pps = 20000 }, tcp_syn = { pps = 5000 } }, ceiling = { all = { pps = 1000000 } }, flash_crowd_similarity = 0.8 }"#
+    } else {
+        ""
+    };
+    Ok(DetectConfig::from_toml(&format!(
+        r#"
+own_networks = ["198.18.0.0/15"]
+poll_interval = "1s"
+confidence = {confidence}
+thresholds = {THRESHOLDS}
+
+[[host_groups]]
+name = "web"
+prefixes = ["{SERVERS_BLOCK}"]
+thresholds = {THRESHOLDS}
+{baseline}
 "#
     ))?)
 }
@@ -52,16 +82,19 @@ flow_timeout_ms = 1000
     )
 }
 
-fn hosts(count: u32, total_pps: f64) -> String {
+/// `count` hosts, the first `servers` of them web servers.
+fn hosts(count: u32, total_pps: f64, servers: u32) -> String {
     format!(
         r#"
 [hosts]
 count = {count}
+servers = {}
 prefix = "198.18.0.0/16"
 total_pps = {total_pps}
 burstiness = 0.3
 burst_period_s = 60.0
-"#
+"#,
+        servers.min(count)
     )
 }
 
@@ -78,7 +111,7 @@ fn largest_share(seed: u64, count: u32) -> Result<(u32, f64), Error> {
     let s = Scenario::from_toml(&format!(
         "seed = {seed}\nduration_s = 1.0\n{}{}",
         routers(1000),
-        hosts(count, 1e6)
+        hosts(count, 1e6, 0)
     ))?;
     let model = edge_sensor_player::Model::new(&s)?;
     let (i, h) = model
@@ -100,18 +133,27 @@ pub struct NormalRun {
     /// The largest host's mean rate (diurnal factor 1).
     pub largest_pps: f64,
     pub flash_crowds: usize,
+    /// Of them, crowds on web servers peaking above the static thresholds.
+    pub large_crowds: usize,
     /// Attacks started with the confidence check and without it.
     pub with_confidence: Vec<Attack>,
     pub without_confidence: Vec<Attack>,
+    /// Attacks started on the large crowds' servers when the web group has
+    /// no baseline: the crowds are over the thresholds, and only telling
+    /// them from attacks keeps them unmitigated.
+    pub crowds_without_baseline: Vec<Attack>,
     pub flash_crowd_polls: u64,
     pub samples: u64,
 }
 
-/// Normal traffic of `hosts` hosts for `hours`, the largest host at a
-/// mean of `largest_pps` (so with the diurnal peak and its bursts it comes
-/// near the 100 kpps threshold), a flash crowd every half hour on a host
-/// (peaks of 10 to 50 kpps, ten times and more its normal rate); sampled
-/// 1:`rate`.
+/// Normal traffic of `hosts` hosts for `hours` (the first [`SERVERS`] of
+/// them web servers), the largest host at a mean of `largest_pps` (so with
+/// the diurnal peak and its bursts it comes near the 100 kpps threshold),
+/// and a flash crowd every half hour, lasting 10 minutes with 2-minute
+/// ramps: in turn a small one (10 to 50 kpps, ten times and more its
+/// host's rate) on any host, and a large one (150 to 300 kpps, over the
+/// 100 kpps and, by its SYNs, the 20 kpps SYN thresholds) on one of the
+/// busiest web servers. Sampled 1:`rate`.
 pub fn normal_traffic(
     rate: u32,
     hosts_count: u32,
@@ -123,38 +165,58 @@ pub fn normal_traffic(
     let total_pps = (largest_pps / share).round();
     let duration = hours * 3600.0;
     let crowds = (duration / 1800.0).floor().max(1.0) as u32;
-    let mut text = format!(
+    let head = format!(
         "seed = {seed}\nduration_s = {duration}\n{}{}",
         routers(rate),
-        hosts(hosts_count, total_pps)
+        hosts(hosts_count, total_pps, SERVERS)
     );
+    // The busiest servers, from the model's weights.
+    let model = edge_sensor_player::Model::new(&Scenario::from_toml(&head)?)?;
+    let mut servers: Vec<(f64, IpAddr)> = model
+        .hosts()
+        .iter()
+        .filter(|h| h.server)
+        .map(|h| (h.pps, h.addr))
+        .collect();
+    servers.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    let mut text = head;
+    let mut large = Vec::new();
     for c in 0..crowds {
-        // Spread over the hosts and the day; crowds last 10 minutes.
-        let host = (c * 7919 + 13) % hosts_count;
-        let peak = 10_000.0 + 10_000.0 * f64::from(c % 5);
+        // Small ones first: a server's baseline needs its 10 minutes.
+        let (target, peak) = if c % 2 == 0 || servers.is_empty() {
+            let host = (c * 7919 + 13) % hosts_count;
+            (host_addr(host), 10_000.0 + 10_000.0 * f64::from(c / 2 % 5))
+        } else {
+            let (_, addr) = servers[(c as usize / 2) % servers.len().min(8)];
+            large.push(addr);
+            (addr, 150_000.0 + 50_000.0 * f64::from(c / 2 % 4))
+        };
         let start = 60.0 + f64::from(c) * duration / f64::from(crowds);
         text.push_str(&format!(
             r#"
 [[flash_crowds]]
 id = "crowd{c}"
-target = "{}"
+target = "{target}"
 start_s = {start}
 duration_s = 600.0
 ramp_s = 120.0
 pps = {peak}
 sources = 20000
 dst_port = 443
-"#,
-            host_addr(host)
+"#
         ));
     }
     let scenario = Scenario::from_toml(&text)?;
     let r = replay::replay(
         &scenario,
-        &[detect_config(0.999)?, detect_config(0.0)?],
+        &[
+            web_detect_config(0.999, true)?,
+            web_detect_config(0.0, true)?,
+            web_detect_config(0.999, false)?,
+        ],
         &BTreeSet::new(),
     )?;
-    let started = |i: usize| r.decisions[i].started().map(|(_, a)| a.clone()).collect();
+    let started = |i: usize| r.decisions[i].started().map(|(_, a)| a.clone());
     Ok(NormalRun {
         rate,
         hosts: hosts_count,
@@ -162,8 +224,12 @@ dst_port = 443
         total_pps,
         largest_pps,
         flash_crowds: scenario.flash_crowds.len(),
-        with_confidence: started(0),
-        without_confidence: started(1),
+        large_crowds: large.len(),
+        with_confidence: started(0).collect(),
+        without_confidence: started(1).collect(),
+        crowds_without_baseline: started(2)
+            .filter(|a| large.contains(&a.victim.network()))
+            .collect(),
         flash_crowd_polls: r.decisions[0].stats.flash_crowd_polls,
         samples: r.samples,
     })
@@ -266,7 +332,7 @@ pub fn attack_set(
     let probe = Scenario::from_toml(&format!(
         "seed = {seed}\nduration_s = 1.0\n{}{}",
         routers(rate),
-        hosts(hosts_count, total_pps)
+        hosts(hosts_count, total_pps, 0)
     ))?;
     let model = edge_sensor_player::Model::new(&probe)?;
     let mut by_rate: Vec<(usize, f64)> = model
@@ -280,7 +346,7 @@ pub fn attack_set(
     let mut text = format!(
         "seed = {seed}\nduration_s = {duration}\n{}{}",
         routers(rate),
-        hosts(hosts_count, total_pps)
+        hosts(hosts_count, total_pps, 0)
     );
     let mut plan = Vec::new();
     for (n, (id, name, vector)) in vectors.iter().enumerate() {
@@ -443,7 +509,7 @@ pub fn time_to_detect(
         let mut text = format!(
             "seed = {seed}\nduration_s = 92.0\n{}{}",
             routers(rate),
-            hosts(hosts_count, 20_000.0)
+            hosts(hosts_count, 20_000.0, 0)
         );
         let mut victims = Vec::new();
         for (n, pps) in sizes.iter().enumerate() {

@@ -1,5 +1,6 @@
 //! The detection report's behaviour, reduced so CI runs it: an hour of
-//! normal traffic with flash crowds on 1,000 hosts starts nothing, every
+//! normal traffic with flash crowds (one of them on a web server, over the
+//! thresholds) on 1,000 hosts starts nothing, every
 //! vector of the attack set is detected on its victim with its class and a
 //! precise rule, and flood sizes are detected as fast as their samples
 //! allow. Deterministic: seeded.
@@ -14,6 +15,7 @@ fn an_hour_of_normal_traffic_with_flash_crowds_on_1000_hosts_starts_no_attack() 
     // 1:16384: the fewest samples, the noisiest estimates.
     let run = normal_traffic(16384, 1000, 1.0, 25_000.0, SEED).expect("replay");
     assert_eq!(run.flash_crowds, 2);
+    assert_eq!(run.large_crowds, 1);
     assert!(run.samples > 5_000, "only {} samples", run.samples);
     let list =
         |v: &[edge_sensor::detect::Attack]| v.iter().map(|a| format!("{a}\n")).collect::<String>();
@@ -29,6 +31,13 @@ fn an_hour_of_normal_traffic_with_flash_crowds_on_1000_hosts_starts_no_attack() 
         !run.without_confidence.is_empty(),
         "the point estimate raised nothing: the run does not test the check"
     );
+    // The large crowd is over the thresholds: without the web group's
+    // baseline it is mitigated; with it, it is told from an attack.
+    assert!(
+        !run.crowds_without_baseline.is_empty(),
+        "the large crowd stayed under the thresholds: the run does not test crowds"
+    );
+    assert!(run.flash_crowd_polls > 0, "{run:?}");
 }
 
 #[test]

@@ -164,6 +164,12 @@ pub struct HostsSpec {
     pub burstiness: f64,
     #[serde(default = "default_burst_period_s")]
     pub burst_period_s: f64,
+    /// The first `servers` hosts serve the world (web servers): their
+    /// normal inbound traffic is clients' requests to ports 443 and 80
+    /// (handshakes, requests, ACKs), the shape a flash crowd has; the
+    /// others are clients receiving downloads, QUIC, DNS answers.
+    #[serde(default)]
+    pub servers: u32,
 }
 
 fn default_burst_period_s() -> f64 {
@@ -357,6 +363,9 @@ impl Scenario {
         }
         if !(0.0..1.0).contains(&self.hosts.diurnal_amplitude) || self.hosts.pareto_alpha <= 0.0 {
             return bad("hosts: diurnal_amplitude in [0, 1), pareto_alpha > 0".into());
+        }
+        if self.hosts.servers > self.hosts.count {
+            return bad("hosts: servers <= count".into());
         }
         if !(0.0..=3.0).contains(&self.hosts.burstiness) || self.hosts.burst_period_s <= 0.0 {
             return bad("hosts: burstiness in [0, 3], burst_period_s > 0".into());

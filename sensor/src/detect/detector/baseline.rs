@@ -5,10 +5,11 @@
 
 use std::time::Duration;
 
-use super::{Block, Detector, Group, decision::below, host_net};
+use super::{Block, Detector, Group, confirm::sampling_rate_in, decision::below, host_net};
 use crate::counters::CounterReading;
 use crate::detect::{
     Metric, Sample, TrafficClass,
+    confidence::rate_lower,
     config::LimitTable,
     meter::{self, Baseline, Meter, Reading, ZERO},
 };
@@ -90,11 +91,15 @@ impl Detector {
     /// teaches the baseline what is normal, and sets the thresholds.
     pub(super) fn follow_hosts(&mut self, secs: f64) {
         let typical_alpha = meter::alpha(secs, TYPICAL_WINDOW.as_secs_f64());
+        let z = self.confidence_z();
+        let smoothing = self.cfg.smoothing.as_secs_f64();
         let Self {
             hosts,
             groups,
             attacks,
             pending,
+            samples,
+            coarsest_rate,
             ..
         } = self;
         for (ip, h) in hosts.iter_mut() {
@@ -107,8 +112,23 @@ impl Detector {
                 let raw = *h.meter.raw();
                 let thr = *h.thresholds(groups);
                 let over = !below(&h.meter.signals(), &thr) || !below(&raw, &thr);
-                h.surge =
-                    track_typical(&mut h.typical, raw[0][0], calm, typical_alpha) || over || !calm;
+                // Sampled 1:N, a quiet host's rate is 0 most polls and N
+                // per second on a poll with one sample: a surge only when
+                // the samples behind the smoothed rate (about `smoothing`
+                // seconds of them) make it sure. A flood is sure on its
+                // first poll, a crowd's ramp after a few samples, one
+                // sample of a quiet host never.
+                let sure = || match z {
+                    Some(z) => {
+                        let n = sampling_rate_in(samples, *coarsest_rate, net);
+                        let rate = h.meter.smoothed(TrafficClass::All, Metric::Pps);
+                        rate_lower(rate, rate * smoothing / n, z)
+                    }
+                    None => raw[0][0],
+                };
+                h.surge = track_typical(&mut h.typical, raw[0][0], sure, calm, typical_alpha)
+                    || over
+                    || !calm;
                 if let (Some(bc), Some(a)) = (&g.baseline, h.adaptive.as_mut()) {
                     if calm {
                         // Rates at or above the threshold are not normal:
@@ -170,8 +190,9 @@ impl Detector {
             let over = self.groups[b.group]
                 .aggregate
                 .is_some_and(|t| !below(&b.meter.signals(), &t) || !below(&sum, &t));
-            b.surge =
-                track_typical(&mut b.typical, sum[0][0], calm, typical_alpha) || over || !calm;
+            b.surge = track_typical(&mut b.typical, sum[0][0], || sum[0][0], calm, typical_alpha)
+                || over
+                || !calm;
         }
     }
 }
@@ -182,15 +203,23 @@ const TYPICAL_WINDOW: Duration = Duration::from_secs(300);
 /// evidence, not normal traffic.
 const SURGE_FACTOR: f64 = 2.0;
 
-/// Flags `rate` as a surge against `typical`, then learns it if `calm`.
-/// Until the average has seen a window's worth of intervals it is the plain
-/// mean of those it has (a new destination's history is its idle past, one
-/// interval of zero).
-fn track_typical(typical: &mut Option<(f64, u32)>, rate: f64, calm: bool, alpha: f64) -> bool {
+/// Flags `rate` as a surge against `typical` when `sure` (the rate's lower
+/// confidence bound, or the rate itself) exceeds it by [`SURGE_FACTOR`],
+/// then learns `rate` if `calm`. Until the average has seen a window's
+/// worth of intervals it is the plain mean of those it has (a new
+/// destination's history is its idle past, one interval of zero).
+fn track_typical(
+    typical: &mut Option<(f64, u32)>,
+    rate: f64,
+    sure: impl FnOnce() -> f64,
+    calm: bool,
+    alpha: f64,
+) -> bool {
     // A destination without history was idle: its first traffic is a
     // surge, not its normal mix (a flood starting from nothing must not be
     // learnt as what the destination normally gets).
-    let surge = rate > SURGE_FACTOR * typical.map_or(0.0, |(t, _)| t);
+    let limit = SURGE_FACTOR * typical.map_or(0.0, |(t, _)| t);
+    let surge = rate > limit && sure() > limit;
     if calm {
         *typical = Some(match *typical {
             Some((t, n)) => {
@@ -234,13 +263,13 @@ mod typical_tests {
     fn a_destination_s_first_traffic_is_a_surge_then_its_typical_rate() {
         let mut typical = None;
         // First interval: no history (idle), so any traffic is a surge.
-        assert!(track_typical(&mut typical, 3_000.0, true, 0.1));
+        assert!(track_typical(&mut typical, 3_000.0, || 3_000.0, true, 0.1));
         assert_eq!(typical, Some((3_000.0, 1)));
         // Steady afterwards: not a surge; doubling is.
-        assert!(!track_typical(&mut typical, 3_100.0, true, 0.1));
-        assert!(track_typical(&mut typical, 9_000.0, true, 0.1));
+        assert!(!track_typical(&mut typical, 3_100.0, || 3_100.0, true, 0.1));
+        assert!(track_typical(&mut typical, 9_000.0, || 9_000.0, true, 0.1));
         // Idle stays idle.
         let mut idle = None;
-        assert!(!track_typical(&mut idle, 0.0, true, 0.1));
+        assert!(!track_typical(&mut idle, 0.0, || 0.0, true, 0.1));
     }
 }

@@ -14,7 +14,10 @@
 //! (`packets / sampled` summed over those held), else the coarsest rate seen
 //! in any sample, else 1 (no sample ever seen: unsampled counters).
 
-use std::collections::VecDeque;
+use std::{
+    collections::{BTreeMap, VecDeque},
+    net::IpAddr,
+};
 
 use ipnet::IpNet;
 
@@ -105,18 +108,7 @@ impl Detector {
 
     /// The sampling rate behind a victim's counters (see the module doc).
     pub(super) fn sampling_rate(&self, victim: IpNet) -> f64 {
-        let (mut packets, mut sampled) = (0u128, 0u128);
-        for (_, store) in self.samples.range(victim.network()..=victim.broadcast()) {
-            for s in store.recent().chain(store.normal()) {
-                packets += u128::from(s.packets);
-                sampled += u128::from(s.sampled);
-            }
-        }
-        if sampled > 0 && packets > 0 {
-            (packets as f64 / sampled as f64).max(1.0)
-        } else {
-            self.coarsest_rate.max(1.0)
-        }
+        sampling_rate_in(&self.samples, self.coarsest_rate, victim)
     }
 
     /// The strongest confirmation of the entries of `mask`: the one whose
@@ -183,6 +175,27 @@ impl Detector {
                 false
             }
         }
+    }
+}
+
+/// [`Detector::sampling_rate`] over the detector's sample stores, for
+/// callers holding other parts of it.
+pub(super) fn sampling_rate_in(
+    samples: &BTreeMap<IpAddr, crate::detect::fingerprint::SampleStore>,
+    coarsest_rate: f64,
+    victim: IpNet,
+) -> f64 {
+    let (mut packets, mut sampled) = (0u128, 0u128);
+    for (_, store) in samples.range(victim.network()..=victim.broadcast()) {
+        for s in store.recent().chain(store.normal()) {
+            packets += u128::from(s.packets);
+            sampled += u128::from(s.sampled);
+        }
+    }
+    if sampled > 0 && packets > 0 {
+        (packets as f64 / sampled as f64).max(1.0)
+    } else {
+        coarsest_rate.max(1.0)
     }
 }
 

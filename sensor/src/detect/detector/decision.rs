@@ -108,6 +108,10 @@ impl Detector {
         let fingerprint = self.fingerprint(victim, class, signals, &quiet, None);
         if scope == Scope::Host && self.flash_crowd(victim, &fingerprint, signals, &crossed) {
             self.stats.flash_crowd_polls += 1;
+            // Still pending: a crowd must not teach the host's typical rate
+            // (its background), or after a few minutes the crowd would be
+            // background and what is left to match a few clients' ports.
+            self.pending.insert(victim);
             tracing::debug!(victim = %victim, fingerprint = %fingerprint, "surge shaped like normal traffic: flash crowd, not reported");
             return;
         }

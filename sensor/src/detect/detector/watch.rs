@@ -64,7 +64,15 @@ impl Detector {
             }
             let r = ratio(&h.meter, h.thresholds(groups));
             let in_hot_block = h.block.and_then(|b| hot_blocks.get(&b).copied());
-            if r >= fraction || victim || in_hot_block.is_some() {
+            // A flash crowd is told by its likeness to the host's normal
+            // traffic, measured on samples: hosts of a group that tells
+            // crowds apart are sampled all along, not only near a
+            // threshold (last in priority, within `watch.max`).
+            let profiled = groups[h.group]
+                .baseline
+                .as_ref()
+                .is_some_and(|b| b.flash_crowd_similarity > 0.0);
+            if r >= fraction || victim || in_hot_block.is_some() || profiled {
                 h.watch_until = Some(until);
             }
             if h.watch_until.is_some_and(|u| u >= now) {

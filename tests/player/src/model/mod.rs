@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 mod traffic;
 
 pub use traffic::remote_addr;
-use traffic::{attack_packet, crowd_packet, host_addrs, mean_len, normal_packet};
+use traffic::{attack_packet, crowd_packet, host_addrs, mean_len, normal_packet, request_packet};
 
 use crate::{
     Error,
@@ -100,6 +100,9 @@ pub struct Host {
     pub iface: u32,
     /// Mean packets per second at diurnal factor 1.
     pub pps: f64,
+    /// A server: its normal traffic is clients' requests
+    /// ([`crate::scenario::HostsSpec::servers`]).
+    pub server: bool,
 }
 
 /// A stream of packets through one interface with its own sampler.
@@ -177,6 +180,7 @@ const STREAM_CROWD: u64 = 2 << 32;
 const STREAM_ATTACK: u64 = 3 << 32;
 const STREAM_HOSTS: u64 = 4 << 32;
 const STREAM_BURST: u64 = 5 << 32;
+const STREAM_SERVERS: u64 = 6 << 32;
 
 impl Model {
     pub fn new(scenario: &Scenario) -> Result<Self, Error> {
@@ -204,6 +208,7 @@ impl Model {
                     router,
                     iface: (i / nr) % nif,
                     pps: s.hosts.total_pps * w / total,
+                    server: i < s.hosts.servers,
                 }
             })
             .collect();
@@ -218,6 +223,7 @@ impl Model {
         };
         let like = addrs[0];
         let normal_len = mean_len(|r| normal_packet(r, like, like));
+        let request_len = mean_len(|r| request_packet(r, like, like));
         let stream = |router: u32, iface: u32, key: u64, mean_ip_len: f64| {
             let spec = &s.routers[router as usize];
             let mut skip_rng = Rng::new(seed, key);
@@ -234,17 +240,29 @@ impl Model {
         let mut components = Vec::new();
         for (r, spec) in s.routers.iter().enumerate() {
             for i in 0..spec.interfaces.len() {
-                let on: Vec<u32> = hosts
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, h)| h.router == r as u32 && h.iface == i as u32)
-                    .map(|(k, _)| k as u32)
-                    .collect();
-                let key = STREAM_NORMAL + ((r as u64) << 16 | i as u64) * 8;
-                components.push(Component {
-                    kind: Kind::Normal { hosts: on },
-                    stream: stream(r as u32, i as u32, key, normal_len),
-                });
+                // Clients and servers apart: each stream's mean packet
+                // length (for the interface counters) is its own mix's.
+                for (server, base, len) in [
+                    (false, STREAM_NORMAL, normal_len),
+                    (true, STREAM_SERVERS, request_len),
+                ] {
+                    let on: Vec<u32> = hosts
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, h)| {
+                            h.router == r as u32 && h.iface == i as u32 && h.server == server
+                        })
+                        .map(|(k, _)| k as u32)
+                        .collect();
+                    if on.is_empty() && server {
+                        continue;
+                    }
+                    let key = base + ((r as u64) << 16 | i as u64) * 8;
+                    components.push(Component {
+                        kind: Kind::Normal { hosts: on },
+                        stream: stream(r as u32, i as u32, key, len),
+                    });
+                }
             }
         }
         let (mut crowd_host, mut attack_host) = (Vec::new(), Vec::new());
@@ -570,10 +588,14 @@ impl Model {
                 for i in picked {
                     let r = &mut st.attr_rng;
                     let packet = match origin {
-                        Origin::Normal(_) => {
+                        Origin::Normal(h) => {
                             let k = normal_sources.draw(r) as u64;
                             let src = remote_addr(seed ^ k.wrapping_mul(0x100_0000_01b3), dst);
-                            normal_packet(r, src, dst)
+                            if hosts[h as usize].server {
+                                request_packet(r, src, dst)
+                            } else {
+                                normal_packet(r, src, dst)
+                            }
                         }
                         Origin::FlashCrowd(c) => {
                             let spec = &scenario.flash_crowds[c as usize];
@@ -691,6 +713,55 @@ burst_period_s = 10.0
         // The same period again gives the same factors.
         m.refresh_burst(0);
         assert_eq!(m.burst, first);
+    }
+
+    #[test]
+    fn servers_receive_requests_and_clients_downloads() {
+        let text = r#"
+seed = 7
+duration_s = 2.0
+[[routers]]
+name = "r"
+agent = "192.0.2.1"
+format = "sflow"
+sampling_rate = 10
+[hosts]
+count = 40
+servers = 10
+prefix = "198.51.100.0/24"
+total_pps = 200000
+"#;
+        let mut m = Model::new(&Scenario::from_toml(text).unwrap()).unwrap();
+        assert_eq!(m.hosts().iter().filter(|h| h.server).count(), 10);
+        assert!(m.hosts()[..10].iter().all(|h| h.server));
+        let (mut to_servers, mut to_clients, mut client_requests) = (0, 0, 0);
+        while let Some(t) = m.step() {
+            for s in t.samples {
+                let Origin::Normal(h) = s.origin else {
+                    panic!("{:?}", s.origin)
+                };
+                let p = &s.packet;
+                if h < 10 {
+                    to_servers += 1;
+                    // Requests: TCP to the web ports from ephemeral ports.
+                    assert_eq!(p.proto, crate::packet::TCP, "{p:?}");
+                    assert!([443, 80].contains(&p.dst_port), "{p:?}");
+                    assert!(p.src_port >= 32768, "{p:?}");
+                } else {
+                    to_clients += 1;
+                    // Mostly downloads: from the web ports, not to them.
+                    client_requests += u32::from([443, 80].contains(&p.dst_port));
+                }
+            }
+        }
+        assert!(
+            to_servers > 100 && to_clients > 100,
+            "{to_servers} {to_clients}"
+        );
+        assert!(
+            client_requests * 20 < to_clients,
+            "{client_requests} of {to_clients}"
+        );
     }
 
     #[test]

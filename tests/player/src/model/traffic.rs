@@ -130,6 +130,13 @@ pub(super) fn normal_packet(rng: &mut Rng, src: IpAddr, dst: IpAddr) -> Packet {
     }
 }
 
+/// A server's normal inbound traffic: clients' requests to its web ports,
+/// 443 for 95 % of them (HTTPS), 80 for the rest.
+pub(super) fn request_packet(rng: &mut Rng, src: IpAddr, dst: IpAddr) -> Packet {
+    let port = if rng.f64() < 0.95 { 443 } else { 80 };
+    crowd_packet(rng, src, dst, port)
+}
+
 /// A flash crowd client's packet to the server: handshakes, requests, ACKs.
 pub(super) fn crowd_packet(rng: &mut Rng, src: IpAddr, dst: IpAddr, port: u16) -> Packet {
     let ephemeral = 32768 + rng.below(28232) as u16;
