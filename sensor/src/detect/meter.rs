@@ -107,6 +107,11 @@ impl Meter {
         &self.raw
     }
 
+    /// Every class's and metric's smoothed rate.
+    pub fn smoothed_table(&self) -> &Table {
+        &self.smoothed
+    }
+
     pub fn smoothed(&self, c: TrafficClass, m: Metric) -> f64 {
         self.smoothed[c.index()][m.index()]
     }

@@ -657,6 +657,30 @@ fn a_quiet_servers_flash_crowd_far_over_the_thresholds_is_told_by_its_profile() 
 }
 
 #[test]
+fn a_quiet_server_sampled_1_in_16384_still_gets_a_normal_profile() {
+    // 500 pps: one sample every 33 s, each a poll at 16 kpps, 33 times the
+    // typical rate. Only the samples behind a rate make it a surge: none of
+    // these is one, and they are what the server normally gets.
+    let victim = "198.18.4.91";
+    let baseline = r#"baseline = { k = 4.0, window = "2m", floor = { all = { pps = 5000 } } }"#;
+    let cfg = with_group(
+        "web",
+        "198.18.4.0/24",
+        &["thresholds = { all = { pps = 40000 } }", baseline],
+    );
+    let mut sim = Sim::new(&cfg).sampled(16384.0, true);
+    sim.run(3000, |_| web(victim, 500.0));
+    assert!(sim.log.is_empty(), "{}", sim.story());
+    let n = sim.det.normal_samples(victim.parse().unwrap());
+    // About 90 samples in all; surges would have kept every one out.
+    assert!(n >= 40, "{n} normal samples; {:?}", sim.det.stats());
+    // On the point estimate every sampled poll is a surge: no profile.
+    let mut sim = Sim::new(&without_confidence(&cfg)).sampled(16384.0, true);
+    sim.run(3000, |_| web(victim, 500.0));
+    assert!(sim.det.normal_samples(victim.parse().unwrap()) <= 5);
+}
+
+#[test]
 fn baseline_protects_a_busy_host_from_an_attack_below_the_static_threshold() {
     let victim = "198.18.4.81";
     let cfg = with_group(

@@ -11,7 +11,7 @@ use crate::detect::{
     Metric, Sample, TrafficClass,
     confidence::rate_lower,
     config::LimitTable,
-    meter::{self, Baseline, Meter, Reading, ZERO},
+    meter::{self, Baseline, Meter, Reading, Table, ZERO},
 };
 
 impl Detector {
@@ -111,21 +111,37 @@ impl Detector {
                     && !h.block.is_some_and(|b| attacks.contains_key(&b));
                 let raw = *h.meter.raw();
                 let thr = *h.thresholds(groups);
-                let over = !below(&h.meter.signals(), &thr) || !below(&raw, &thr);
                 // Sampled 1:N, a quiet host's rate is 0 most polls and N
-                // per second on a poll with one sample: a surge only when
-                // the samples behind the smoothed rate (about `smoothing`
-                // seconds of them) make it sure. A flood is sure on its
-                // first poll, a crowd's ramp after a few samples, one
-                // sample of a quiet host never.
-                let sure = || match z {
-                    Some(z) => {
-                        let n = sampling_rate_in(samples, *coarsest_rate, net);
-                        let rate = h.meter.smoothed(TrafficClass::All, Metric::Pps);
-                        rate_lower(rate, rate * smoothing / n, z)
+                // per second on a poll with one sample: what the samples
+                // behind a rate make sure of is its lower confidence bound
+                // (at `detect.confidence`; the rate itself with the check
+                // off). A flood is sure on its first poll, a crowd's ramp
+                // after a few samples, one sample of a quiet host never.
+                let mut rate_1_in = None;
+                let mut sure = |rate: f64, secs_behind: f64| match z {
+                    Some(z) if rate > 0.0 => {
+                        let n = *rate_1_in
+                            .get_or_insert_with(|| sampling_rate_in(samples, *coarsest_rate, net));
+                        rate_lower(rate, rate * secs_behind / n, z)
                     }
-                    None => raw[0][0],
+                    _ => rate,
                 };
+                let smoothed = h.meter.smoothed(TrafficClass::All, Metric::Pps);
+                // Over a threshold: the rates, scaled down to what their
+                // samples make sure of.
+                let mut sure_over = |t: &Table, secs_behind: f64| {
+                    !below(t, &thr) && {
+                        let all = t[0][0].max(f64::MIN_POSITIVE);
+                        let f = sure(t[0][0], secs_behind) / all;
+                        !below(&t.map(|r| r.map(|x| x * f)), &thr)
+                    }
+                };
+                let over = if z.is_some() {
+                    sure_over(h.meter.smoothed_table(), smoothing) || sure_over(&raw, secs)
+                } else {
+                    !below(&h.meter.signals(), &thr) || !below(&raw, &thr)
+                };
+                let sure = || sure(raw[0][0], secs).max(sure(smoothed, smoothing));
                 h.surge = track_typical(&mut h.typical, raw[0][0], sure, calm, typical_alpha)
                     || over
                     || !calm;

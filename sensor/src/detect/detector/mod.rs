@@ -392,6 +392,12 @@ impl Detector {
     }
 
     /// A host's thresholds in force (see [`baseline::thresholds_of`]).
+    /// Samples in a host's normal profile.
+    #[cfg(test)]
+    pub(super) fn normal_samples(&self, ip: IpAddr) -> usize {
+        self.samples.get(&ip).map_or(0, |s| s.normal().count())
+    }
+
     pub(super) fn host_thresholds(&self, h: &Host) -> LimitTable {
         *h.thresholds(&self.groups)
     }
