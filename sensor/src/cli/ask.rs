@@ -102,6 +102,7 @@ fn match_text(m: &Value) -> String {
         ("protocols", "proto"),
         ("source_ports", "src-port"),
         ("destination_ports", "dst-port"),
+        ("icmp_types", "icmp-type"),
     ] {
         let l = list(&m[key]);
         if !l.is_empty() {

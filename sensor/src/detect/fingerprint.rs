@@ -44,6 +44,9 @@ pub struct Sample {
     pub dst_port: u16,
     /// TCP flags byte (RFC 9293 §3.1); 0 for other protocols.
     pub tcp_flags: u8,
+    /// ICMP or ICMPv6 message type (RFC 792, RFC 4443 §2.1), where known.
+    #[serde(default)]
+    pub icmp_type: Option<u8>,
     /// Any fragment, first or later.
     pub fragment: bool,
     /// A fragment with offset != 0: its ports and flags are unknown.
@@ -131,6 +134,10 @@ pub struct FlowMatch {
     pub source_ports: Vec<u16>,
     pub destination_ports: Vec<u16>,
     pub tcp_flags: Option<TcpFlagsMatch>,
+    /// ICMP types (any of); only packets with a known type match (RFC 8955
+    /// §4.2.2.7).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub icmp_types: Vec<u8>,
     pub packet_length: Option<LengthRange>,
     pub fragment: Option<FragmentMatch>,
 }
@@ -145,6 +152,7 @@ impl FlowMatch {
             source_ports: Vec::new(),
             destination_ports: Vec::new(),
             tcp_flags: None,
+            icmp_types: Vec::new(),
             packet_length: None,
             fragment: None,
         }
@@ -164,6 +172,8 @@ impl FlowMatch {
             && self.tcp_flags.is_none_or(|f| {
                 s.has_ports() && s.protocol == ipproto::TCP && s.tcp_flags & f.mask == f.value
             })
+            && (self.icmp_types.is_empty()
+                || s.icmp_type.is_some_and(|t| self.icmp_types.contains(&t)))
             && self
                 .packet_length
                 .is_none_or(|r| (r.min..=r.max).contains(&s.packet_len))
@@ -239,6 +249,10 @@ impl fmt::Display for FlowMatch {
                     flag_letters(t.mask)
                 )?;
             }
+        }
+        if !self.icmp_types.is_empty() {
+            let types: Vec<u16> = self.icmp_types.iter().map(|&t| u16::from(t)).collect();
+            write!(f, " icmp-type {}", join(&types))?;
         }
         if let Some(r) = self.packet_length {
             if r.min == r.max {
@@ -475,6 +489,17 @@ pub fn learn(destination: IpNet, fit: &Fit<'_>, coverage: f64) -> FlowMatch {
             m = next;
         }
     }
+    let icmp = !m.protocols.is_empty()
+        && m.protocols
+            .iter()
+            .all(|&p| p == ipproto::ICMP || p == ipproto::ICMPV6);
+    if icmp {
+        // Echo requests, not the host's own echo replies and errors.
+        let kind = |s: &Sample| s.icmp_type;
+        if let Some(next) = fewest(&m, fit, 2, &ok, kind, |m, v| m.icmp_types = v) {
+            m = next;
+        }
+    }
     if let Some(next) = narrowest_length(&m, fit, &ok) {
         m = next;
     }
@@ -647,6 +672,7 @@ pub(crate) mod tests {
             src_port: sport,
             dst_port: dport,
             tcp_flags: 0,
+            icmp_type: None,
             fragment: false,
             later_fragment: false,
             packet_len: len,
@@ -666,6 +692,44 @@ pub(crate) mod tests {
 
     fn dst() -> IpNet {
         "198.18.1.10/32".parse().unwrap()
+    }
+
+    #[test]
+    fn an_echo_flood_is_told_from_the_hosts_own_echo_replies_by_its_type() {
+        let icmp = |src: &str, kind: u8| Sample {
+            icmp_type: Some(kind),
+            ..sample(src, ipproto::ICMP, 0, 0, 84)
+        };
+        // Echo requests from many sources; the host's normal ICMP is the
+        // replies to its own pings, the same protocol and length.
+        let attack: Vec<Sample> = (0..60u8)
+            .map(|i| icmp(&format!("{}.{i}.0.7", 20 + u16::from(i) * 3), 8))
+            .collect();
+        let normal: Vec<Sample> = (0..20u8)
+            .map(|i| icmp(&format!("198.51.100.{i}"), 0))
+            .collect();
+        let mut evidence: Vec<&Sample> = attack.iter().collect();
+        evidence.extend(normal.iter().take(4));
+        let normal_refs: Vec<&Sample> = normal.iter().collect();
+        let fit = Fit {
+            evidence: &evidence,
+            normal: Some(&normal_refs),
+            background: 4.0 / 64.0,
+        };
+        let m = learn(dst(), &fit, 0.9);
+        assert_eq!(m.protocols, vec![ipproto::ICMP]);
+        assert_eq!(m.icmp_types, vec![8]);
+        assert_eq!(
+            m.to_string(),
+            "dst 198.18.1.10/32 proto icmp icmp-type 8 len 84"
+        );
+        assert_eq!(share(&m, &normal_refs), Some(0.0));
+        // A type the exporter did not give never matches a type component.
+        let unknown = Sample {
+            icmp_type: None,
+            ..attack[0]
+        };
+        assert!(!m.matches(&unknown));
     }
 
     #[test]

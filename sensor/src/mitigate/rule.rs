@@ -2,7 +2,7 @@
 //! §4.2.2, RFC 8956 §3), and the operator's own match syntax for manual
 //! bans, which is the one `FlowMatch` prints:
 //! `[src PREFIX] [proto udp,tcp,N] [src-port N,..] [dst-port N,..]
-//! [tcp-flags =S | S/SA] [len N | N-M] [fragment | not-fragment |
+//! [tcp-flags =S | S/SA] [icmp-type N,..] [len N | N-M] [fragment | not-fragment |
 //! first-fragment | later-fragment]`.
 
 use std::net::IpAddr;
@@ -68,6 +68,12 @@ pub fn flowspec(m: &FlowMatch) -> Result<FlowSpec, FlowSpecError> {
         if !terms.is_empty() {
             c.push(Component::TcpFlags(terms));
         }
+    }
+    if !m.icmp_types.is_empty() {
+        c.push(Component::IcmpType(eq(&mut m
+            .icmp_types
+            .iter()
+            .map(|&t| u64::from(t)))));
     }
     if let Some(r) = m.packet_length {
         let terms = if r.min == r.max {
@@ -155,6 +161,15 @@ pub fn parse_match(ip: IpAddr, text: &str) -> Result<FlowMatch, MatchError> {
                     m.destination_ports = ports;
                 }
             }
+            "icmp-type" => {
+                m.icmp_types = value()?
+                    .split(',')
+                    .map(|t| {
+                        t.parse::<u8>()
+                            .map_err(|_| err(format!("`{t}` is not an ICMP type")))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+            }
             "tcp-flags" => {
                 let v = value()?;
                 let letters = |s: &str| -> Result<u8, MatchError> {
@@ -220,6 +235,13 @@ pub fn parse_match(ip: IpAddr, text: &str) -> Result<FlowMatch, MatchError> {
     {
         return Err(err("ports need `proto tcp` or `proto udp`".into()));
     }
+    let icmp_only = !m.protocols.is_empty()
+        && m.protocols
+            .iter()
+            .all(|&p| matches!(p, ipproto::ICMP | ipproto::ICMPV6));
+    if !m.icmp_types.is_empty() && !icmp_only {
+        return Err(err("`icmp-type` needs `proto icmp` or `proto icmpv6`".into()));
+    }
     Ok(m)
 }
 
@@ -247,6 +269,30 @@ mod tests {
         // Canonical order and a decodable NLRI (what is sent).
         let (back, _) = FlowSpec::decode_nlri(IpFamily::Ipv4, &rule.encode_nlri()).unwrap();
         assert_eq!(back, rule);
+    }
+
+    #[test]
+    fn an_icmp_type_reads_back_and_becomes_component_7() {
+        let ip: IpAddr = "203.0.113.5".parse().unwrap();
+        let m = parse_match(ip, "proto icmp icmp-type 8 len 84").unwrap();
+        assert_eq!(m.icmp_types, vec![8]);
+        assert_eq!(
+            m.to_string(),
+            "dst 203.0.113.5/32 proto icmp icmp-type 8 len 84"
+        );
+        let rule = flowspec(&m).unwrap();
+        assert!(
+            rule.components()
+                .iter()
+                .any(|c| *c == Component::IcmpType(vec![NumericMatch::eq(8)])),
+            "{rule}"
+        );
+        let (back, _) = FlowSpec::decode_nlri(IpFamily::Ipv4, &rule.encode_nlri()).unwrap();
+        assert_eq!(back, rule);
+        let e = parse_match(ip, "proto udp icmp-type 8").unwrap_err();
+        assert!(e.message.contains("proto icmp"), "{e}");
+        assert!(parse_match(ip, "icmp-type 8").is_err());
+        assert!(parse_match(ip, "proto icmp icmp-type 300").is_err());
     }
 
     #[test]

@@ -380,6 +380,7 @@ impl UserDecoder {
                 src_port: f.src_port,
                 dst_port: f.dst_port,
                 tcp_flags: f.tcp_flags as u8,
+                icmp_type: f.icmp_type,
                 later_fragment: false,
                 // A record's octets / packets is the mean IP length already.
                 ip_len: 0,

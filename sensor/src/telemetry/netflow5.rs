@@ -72,6 +72,8 @@ pub fn walk(d: &[u8], h: &Header, rate: u32, mut on_flow: impl FnMut(Packet, u64
             pkt.src_port = u16::from_be_bytes([d[r + 32], d[r + 33]]);
             pkt.dst_port = u16::from_be_bytes([d[r + 34], d[r + 35]]);
         }
+        pkt.icmp_type =
+            sampled::icmp_type_from_port(d[r + 38], u16::from_be_bytes([d[r + 34], d[r + 35]]));
         on_flow(
             pkt,
             u64::from(be32(d, r + 16)) * rate,

@@ -24,6 +24,8 @@ pub struct Packet {
     pub dst_port: u16,
     /// TCP flags (0 for other protocols).
     pub tcp_flags: u8,
+    /// ICMP / ICMPv6 message type, where the header or record gives it.
+    pub icmp_type: Option<u8>,
     /// A fragment other than the first: no transport header.
     pub later_fragment: bool,
     /// The IP packet's length as its header states it (IPv4 total length,
@@ -185,6 +187,7 @@ fn transport(pkt: &mut Packet, h: &[u8], off: usize) {
                 pkt.dst_port = be16(&ports, 2);
             }
         }
+        ipproto::ICMP | ipproto::ICMPV6 => pkt.icmp_type = h.get(off).copied(),
         _ => {}
     }
     if pkt.proto == ipproto::TCP
@@ -209,6 +212,13 @@ pub fn from_ip_record(dst: [u8; 16], proto: u32, flags: u32) -> Packet {
         },
         ..Packet::default()
     }
+}
+
+/// The ICMP type of a flow record of protocol `proto` without a type field
+/// of its own: NetFlow v5 and many v9/IPFIX exporters (Cisco, softflowd)
+/// put `type << 8 | code` in the destination port.
+pub fn icmp_type_from_port(proto: u8, dst_port: u16) -> Option<u8> {
+    matches!(proto, ipproto::ICMP | ipproto::ICMPV6).then_some((dst_port >> 8) as u8)
 }
 
 /// Adds `packets` and `bytes` (already scaled by the sampling rate) of

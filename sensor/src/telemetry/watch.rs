@@ -85,6 +85,7 @@ pub fn decode(s: &WatchSample, templates: &TemplateCache) -> Result<Sample, Watc
                 src_port: f.src_port,
                 dst_port: f.dst_port,
                 tcp_flags: f.tcp_flags as u8,
+                icmp_type: f.icmp_type,
                 fragment: f.fragment,
                 ..Packet::default()
             };
@@ -139,6 +140,7 @@ pub fn sample(
         src_port: pkt.src_port,
         dst_port: pkt.dst_port,
         tcp_flags: pkt.tcp_flags,
+        icmp_type: pkt.icmp_type,
         fragment: pkt.fragment,
         later_fragment: pkt.later_fragment,
         packet_len: match pkt.ip_len {
@@ -224,6 +226,7 @@ fn netflow5_record(r: &[u8]) -> Result<(Packet, u64), WatchError> {
         pkt.src_port = be16(r, 32).ok_or(t)?;
         pkt.dst_port = be16(r, 34).ok_or(t)?;
     }
+    pkt.icmp_type = sampled::icmp_type_from_port(proto, be16(r, 34).ok_or(t)?);
     let packets = u64::from(be32(r, 16).ok_or(t)?);
     let octets = u64::from(be32(r, 20).ok_or(t)?);
     Ok((pkt, octets.checked_div(packets).unwrap_or(0)))
@@ -280,6 +283,43 @@ mod tests {
         assert_eq!((p.packets, p.bytes), (1000, 60_000));
         assert_eq!(p.sampled, 1, "one flow sample, one sampled packet");
         assert!(!p.fragment);
+    }
+
+    #[test]
+    fn sflow_raw_header_and_netflow5_give_the_icmp_type() {
+        // Ethernet + IPv4 + ICMP echo request (type 8, code 0).
+        let mut frame = vec![0u8; 12];
+        frame.extend_from_slice(&[0x08, 0x00]);
+        let mut ip = vec![0x45, 0, 0, 84, 0, 0, 0, 0, 64, 1, 0, 0];
+        ip.extend_from_slice(&[198, 51, 100, 9, 203, 0, 113, 5]);
+        frame.extend_from_slice(&ip);
+        frame.extend_from_slice(&[8, 0, 0, 0, 0, 1, 0, 1]);
+        let mut rec = Vec::new();
+        rec.extend_from_slice(&1u32.to_be_bytes());
+        rec.extend_from_slice(&((16 + frame.len()) as u32).to_be_bytes());
+        rec.extend_from_slice(&1u32.to_be_bytes());
+        rec.extend_from_slice(&102u32.to_be_bytes());
+        rec.extend_from_slice(&4u32.to_be_bytes());
+        rec.extend_from_slice(&(frame.len() as u32).to_be_bytes());
+        rec.extend_from_slice(&frame);
+        let dst: IpAddr = "203.0.113.5".parse().unwrap();
+        let cache = TemplateCache::new();
+        let p = decode(&sample(WatchKind::SflowRecord, dst, &rec), &cache).unwrap();
+        assert_eq!((p.protocol, p.icmp_type, p.packet_len), (1, Some(8), 84));
+        assert_eq!((p.src_port, p.dst_port), (0, 0));
+
+        // NetFlow v5: `type << 8 | code` in the destination port.
+        let mut r = [0u8; 48];
+        r[4..8].copy_from_slice(&[203, 0, 113, 5]);
+        r[16..20].copy_from_slice(&10u32.to_be_bytes());
+        r[20..24].copy_from_slice(&840u32.to_be_bytes());
+        r[34..36].copy_from_slice(&0x0b00u16.to_be_bytes()); // time exceeded
+        r[38] = 1;
+        let p = decode(&sample(WatchKind::NetFlow5, dst, &r), &cache).unwrap();
+        assert_eq!(p.icmp_type, Some(11));
+        r[38] = 17;
+        let p = decode(&sample(WatchKind::NetFlow5, dst, &r), &cache).unwrap();
+        assert_eq!(p.icmp_type, None);
     }
 
     #[test]

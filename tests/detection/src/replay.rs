@@ -174,6 +174,8 @@ pub fn as_sample(p: &packet::Packet) -> Sample {
         } else {
             0
         },
+        // The player keeps an ICMP packet's type where TCP has its flags.
+        icmp_type: matches!(p.proto, packet::ICMP | packet::ICMPV6).then_some(p.tcp_flags),
         fragment: false,
         later_fragment: false,
         packet_len: u16::try_from(p.ip_len).unwrap_or(u16::MAX),

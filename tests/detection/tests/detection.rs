@@ -60,17 +60,14 @@ fn every_vector_of_the_set_is_detected_on_its_victim_with_its_class_and_a_precis
                 d
             );
         }
-        // The ICMP rule cannot tell echo requests from the victim's echo
-        // replies (same protocol and length; no ICMP type in the match):
-        // its normal hit is the normal ICMP share, about 2 %.
-        let limit = if a.expected == AttackClass::IcmpFlood {
-            0.05
-        } else {
-            0.01
-        };
+        // The ICMP rule tells echo requests from the victim's own echo
+        // replies (same protocol and length) by the ICMP type.
+        if a.expected == AttackClass::IcmpFlood {
+            assert_eq!(d.first.icmp_types, vec![8], "{}: {:?}", a.id, d);
+        }
         for (what, hit) in [("first", d.first_normal_hit), ("last", d.last_normal_hit)] {
             assert!(
-                hit < limit,
+                hit < 0.01,
                 "{}: {what} rule hits {hit} of normal: {:?}",
                 a.id,
                 d

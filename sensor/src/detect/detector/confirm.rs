@@ -216,6 +216,7 @@ mod tests {
             src_port: 53,
             dst_port: 4000,
             tcp_flags: 0,
+            icmp_type: None,
             fragment: false,
             later_fragment: false,
             packet_len: 100,

@@ -84,19 +84,36 @@ impl TemplateCache {
         let field_or_section = |ie: u16, f: fn(&sampled::Packet) -> u64| {
             get(ie).or_else(|| from_section(f)).unwrap_or(0)
         };
+        let protocol = field_or_section(ie::PROTOCOL_IDENTIFIER, |p| u64::from(p.proto)) as u8;
+        let dst_port =
+            field_or_section(ie::DESTINATION_TRANSPORT_PORT, |p| u64::from(p.dst_port)) as u16;
+        let icmp_type = match protocol {
+            edge_sensor_common::proto::ipproto::ICMP
+            | edge_sensor_common::proto::ipproto::ICMPV6 => get(ie::ICMP_TYPE_IPV4)
+                .or_else(|| get(ie::ICMP_TYPE_IPV6))
+                .map(|t| t as u8)
+                .or_else(|| {
+                    get(ie::ICMP_TYPE_CODE_IPV4)
+                        .or_else(|| get(ie::ICMP_TYPE_CODE_IPV6))
+                        .map(|tc| (tc >> 8) as u8)
+                })
+                .or_else(|| section.as_ref().and_then(|p| p.icmp_type))
+                .or_else(|| sampled::icmp_type_from_port(protocol, dst_port)),
+            _ => None,
+        };
         Some(Flow {
             dst,
             packets: edge_sensor_common::count::scale(packets, rate),
             octets: edge_sensor_common::count::scale(octets, rate),
-            protocol: field_or_section(ie::PROTOCOL_IDENTIFIER, |p| u64::from(p.proto)) as u8,
+            protocol,
             tcp_flags: field_or_section(ie::TCP_CONTROL_BITS, |p| u64::from(p.tcp_flags)) as u16,
             fragment,
             rate,
             rate_source,
             src,
             src_port: field_or_section(ie::SOURCE_TRANSPORT_PORT, |p| u64::from(p.src_port)) as u16,
-            dst_port: field_or_section(ie::DESTINATION_TRANSPORT_PORT, |p| u64::from(p.dst_port))
-                as u16,
+            dst_port,
+            icmp_type,
         })
     }
 }

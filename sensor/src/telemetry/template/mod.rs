@@ -50,6 +50,10 @@ pub mod ie {
     pub const SOURCE_TRANSPORT_PORT: u16 = 7;
     pub const SOURCE_IPV4_ADDRESS: u16 = 8;
     pub const DESTINATION_TRANSPORT_PORT: u16 = 11;
+    pub const ICMP_TYPE_CODE_IPV4: u16 = 32;
+    pub const ICMP_TYPE_CODE_IPV6: u16 = 139;
+    pub const ICMP_TYPE_IPV4: u16 = 176;
+    pub const ICMP_TYPE_IPV6: u16 = 178;
     pub const SOURCE_IPV6_ADDRESS: u16 = 27;
     pub const DESTINATION_IPV4_ADDRESS: u16 = 12;
     pub const DESTINATION_IPV6_ADDRESS: u16 = 28;
@@ -180,6 +184,10 @@ pub struct Flow {
     pub src: Option<IpAddr>,
     pub src_port: u16,
     pub dst_port: u16,
+    /// ICMP / ICMPv6 type, for those protocols: from icmpType* (176, 178),
+    /// icmpTypeCode* (32, 139), the embedded packet, or the destination
+    /// port as NetFlow exporters fill it ([`sampled::icmp_type_from_port`]).
+    pub icmp_type: Option<u8>,
 }
 
 /// What one message held.
@@ -454,6 +462,50 @@ mod tests {
         let (summary, flows) = decode(&mut cache, &ipfix(&[(2, t), (600, vec![4, 1, 2, 3, 4])]));
         assert!(flows.is_empty());
         assert_eq!(summary.errors, vec![FlowError::NoDestination]);
+    }
+
+    #[test]
+    fn an_icmp_records_type_from_its_own_field_or_the_destination_port() {
+        // One template with icmpTypeCodeIPv4 (32), one with only the
+        // destination port (type << 8 | code, as NetFlow exporters fill it).
+        let with_field = template(
+            256,
+            &[
+                (ie::DESTINATION_IPV4_ADDRESS, 4, None),
+                (ie::PACKET_DELTA_COUNT, 4, None),
+                (ie::PROTOCOL_IDENTIFIER, 1, None),
+                (ie::ICMP_TYPE_CODE_IPV4, 2, None),
+            ],
+        );
+        let in_port = template(
+            257,
+            &[
+                (ie::DESTINATION_IPV4_ADDRESS, 4, None),
+                (ie::PACKET_DELTA_COUNT, 4, None),
+                (ie::PROTOCOL_IDENTIFIER, 1, None),
+                (ie::DESTINATION_TRANSPORT_PORT, 2, None),
+            ],
+        );
+        let record = |proto: u8, field: u16| {
+            let mut r = vec![203, 0, 113, 7];
+            r.extend(3u32.to_be_bytes());
+            r.push(proto);
+            r.extend(field.to_be_bytes());
+            r
+        };
+        let mut templates = with_field;
+        templates.extend(in_port);
+        let msg = ipfix(&[
+            (2, templates),
+            (256, record(1, 8 << 8)),
+            (257, record(1, 3 << 8 | 3)),
+            // UDP to port 2048: a port, not a type.
+            (257, record(17, 8 << 8)),
+        ]);
+        let (summary, flows) = decode(&mut TemplateCache::new(), &msg);
+        assert!(summary.errors.is_empty(), "{summary:?}");
+        let types: Vec<Option<u8>> = flows.iter().map(|f| f.icmp_type).collect();
+        assert_eq!(types, vec![Some(8), Some(3), None]);
     }
 
     #[test]
