@@ -8,6 +8,12 @@
 //!    accuracy, memory by tracked destinations.
 //! 2. Decode cost (`bench-decode`): the XDP program (BPF_PROG_TEST_RUN) and
 //!    the userspace decoder on the same datagrams, receive costs excluded.
+//! 3. Time to detection and to the rule on the router, beside FastNetMon's
+//!    ban, in the lab (`bench_timing`).
+//! 4. Detection under sampling noise (`edge-sensor-detection-report`): a
+//!    simulated day of normal traffic with flash crowds on 10,000 hosts, the
+//!    attack set and time to detect against attack size, at 1:1000, 1:4096
+//!    and 1:16384 (target/bench/detection/).
 
 use std::{fs, path::Path, process::Command};
 
@@ -58,9 +64,49 @@ pub fn bench() -> Result<()> {
     md.push_str(&decode);
     md.push_str("\n## Time to detection and to the rule on the router\n\n");
     md.push_str(&timing);
+    md.push_str(&detection(&dir)?);
     fs::write(&report, md)?;
     eprintln!("bench: report in {}", shown(&report));
     Ok(())
+}
+
+/// Item 4: the detection report into `dir/detection`; returns it as a
+/// section of the bench report (headings one level down, plots by path).
+fn detection(dir: &Path) -> Result<String> {
+    let out = dir.join("detection");
+    eprintln!(
+        "xtask: bench: detection under sampling noise (a simulated day; about 20 minutes on 2 CPUs)"
+    );
+    let status = util::cargo()
+        .args([
+            "run",
+            "--quiet",
+            "--release",
+            "--package",
+            "edge-sensor-detection",
+            "--bin",
+            "edge-sensor-detection-report",
+            "--",
+            "--out",
+        ])
+        .arg(&out)
+        .status()
+        .context("running edge-sensor-detection-report")?;
+    if !status.success() {
+        bail!("edge-sensor-detection-report failed ({status})");
+    }
+    let text = fs::read_to_string(out.join("detection.md"))
+        .context("the detection report wrote no detection.md")?;
+    let mut md = String::from("\n");
+    for line in text.lines() {
+        let line = line.replace("](time-to-detect.svg)", "](detection/time-to-detect.svg)");
+        if line.starts_with('#') {
+            md.push('#');
+        }
+        md.push_str(&line);
+        md.push('\n');
+    }
+    Ok(md)
 }
 
 /// `cargo run --release` of one of the benchmark binaries.

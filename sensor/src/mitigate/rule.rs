@@ -240,7 +240,9 @@ pub fn parse_match(ip: IpAddr, text: &str) -> Result<FlowMatch, MatchError> {
             .iter()
             .all(|&p| matches!(p, ipproto::ICMP | ipproto::ICMPV6));
     if !m.icmp_types.is_empty() && !icmp_only {
-        return Err(err("`icmp-type` needs `proto icmp` or `proto icmpv6`".into()));
+        return Err(err(
+            "`icmp-type` needs `proto icmp` or `proto icmpv6`".into()
+        ));
     }
     Ok(m)
 }
