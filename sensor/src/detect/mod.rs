@@ -123,7 +123,8 @@
 //! aggregate_prefix_v6 = 64
 //! # Adaptive per destination, for the classes and metrics with a floor.
 //! # flash_crowd_similarity: a crossing whose best match would hit this share
-//! # of the host's normal traffic is a flash crowd (0: off).
+//! # of the host's normal traffic is a flash crowd (0: off); the group's
+//! # hosts are then sampled all along (within watch.max) for that profile.
 //! baseline = { k = 4.0, window = "10m", floor = { all = { pps = 20000 } }, ceiling = { all = { pps = 1000000 } }, flash_crowd_similarity = 0.8 }
 //!
 //! [[detect.host_groups]]
