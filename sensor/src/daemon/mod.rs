@@ -126,7 +126,15 @@ pub async fn serve(
                 d.sync_plans();
             }
             _ = publish.tick() => d.publish(),
-            _ = poll.tick() => d.poll(),
+            _ = poll.tick() => {
+                d.poll();
+                // A victim crossed before the kernel sampled it: poll again
+                // once its samples are in (a flood at 1:1000 gives hundreds
+                // in this time) rather than a whole interval later.
+                if d.detector.as_ref().is_some_and(|x| x.samples_awaited()) {
+                    poll.reset_after(d.poll_interval() / 4);
+                }
+            }
             Some((request, reply)) = control_rx.recv() => {
                 let _ = reply.send(d.handle(request));
             }

@@ -149,7 +149,10 @@ fn web_and_flood(
 
 struct Sim {
     det: Detector,
+    /// The interval before the next poll (the poll interval, unless a test
+    /// polls early as the daemon does).
     dt: Duration,
+    clock: Duration,
     poll: u32,
     /// Exact packet and byte totals per destination and class.
     totals: BTreeMap<IpAddr, [[f64; 2]; Class::COUNT]>,
@@ -181,6 +184,7 @@ impl Sim {
         Self {
             det,
             dt,
+            clock: Duration::ZERO,
             poll: 0,
             totals: BTreeMap::new(),
             carry: BTreeMap::new(),
@@ -348,7 +352,8 @@ impl Sim {
             .override_counters
             .take()
             .unwrap_or_else(|| self.counters());
-        let now = self.dt * self.poll;
+        self.clock += self.dt;
+        let now = self.clock;
         let events = self.det.poll(now, &counters, &samples);
         for e in &events {
             self.log.push((self.poll, e.clone()));
@@ -1199,6 +1204,49 @@ fn a_1_mpps_flood_at_1_4096_starts_as_soon_as_its_samples_arrive() {
         assert_eq!(a.class, AttackClass::UdpFlood, "{story}");
         assert_eq!(a.fingerprint.flow.destination_ports, vec![80], "{story}");
     }
+}
+
+#[test]
+fn a_flood_that_crossed_unwatched_starts_at_an_early_poll_once_its_samples_are_in() {
+    let victim = "198.18.1.78";
+    let flood = |pps: f64| flow(victim, pps, ipproto::UDP).dport(80).len(512);
+    // As the daemon polls: a quarter interval after a poll that left a
+    // victim waiting for samples.
+    let run = |cfg: &str, rate: f64, pps: f64| {
+        let mut sim = Sim::new(cfg).sampled(rate, false);
+        let traffic = web_and_flood(victim, 2000.0, |p| p >= 21, vec![flood(pps)]);
+        for _ in 0..30 {
+            sim.dt = if sim.det.samples_awaited() {
+                Duration::from_millis(250)
+            } else {
+                Duration::from_secs(1)
+            };
+            sim.step(&traffic(sim.poll + 1));
+        }
+        sim
+    };
+    // 1 Mpps at 1:1000 and at 1:4096: crossing at 21 unwatched, 250 and 61
+    // samples in the next quarter second: started at the early poll 22.
+    for rate in [1000.0, 4096.0] {
+        let sim = run(BASE, rate, 1e6);
+        let story = sim.story();
+        let (poll, a) = sim.only_start();
+        assert_eq!(poll, 22, "1:{rate}: {story}");
+        // A quarter second after the crossing poll, not a second.
+        assert_eq!(a.started_s, 21.25, "{story}");
+        assert_eq!(a.class, AttackClass::UdpFlood, "{story}");
+        assert_eq!(a.fingerprint.flow.destination_ports, vec![80], "{story}");
+        assert_eq!(a.fingerprint.basis, Basis::Samples, "{story}");
+    }
+    // 200 kpps at 1:16384 (the point estimate deciding): 12 samples a
+    // second, 3 by the early poll, fewer than `min_samples`; the start waits
+    // the interval, as it always did.
+    let sim = run(&without_confidence(BASE), 16384.0, 200_000.0);
+    let story = sim.story();
+    let (poll, a) = sim.only_start();
+    assert_eq!(poll, 23, "{story}");
+    assert_eq!(a.started_s, 22.25, "{story}");
+    assert_eq!(a.fingerprint.basis, Basis::Samples, "{story}");
 }
 
 #[test]

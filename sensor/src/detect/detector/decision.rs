@@ -80,12 +80,15 @@ impl Detector {
 
         let keep = is_active || self.pending.contains(&victim);
         self.remember(victim, keep, self.interval_secs);
+        let enough = || self.recent(victim).len() >= self.cfg.fingerprint.min_samples as usize;
         let ready = if is_over {
-            // Wait one poll for samples if the kernel was not sampling the
-            // victim yet.
-            self.pending.contains(&victim)
-                || self.was_watched(victim)
-                || self.recent(victim).len() >= self.cfg.fingerprint.min_samples as usize
+            match self.awaiting.get(&victim) {
+                // The kernel was not sampling the victim when it crossed:
+                // wait for its samples, at most one poll interval (half of
+                // one: the caller's timer may tick a hair early).
+                Some(&since) => enough() || now - since >= self.cfg.poll_interval / 2,
+                None => self.pending.contains(&victim) || self.was_watched(victim) || enough(),
+            }
         } else {
             self.pending.contains(&victim) && is_active
         };
@@ -94,13 +97,18 @@ impl Detector {
             ready && self.confirmed(victim, thresholds, if is_over { &over } else { &active });
         if !start {
             if is_over {
+                if !ready && !self.pending.contains(&victim) {
+                    self.awaiting.insert(victim, now);
+                }
                 self.pending.insert(victim);
             } else {
                 self.pending.remove(&victim);
+                self.awaiting.remove(&victim);
             }
             return;
         }
         self.pending.remove(&victim);
+        self.awaiting.remove(&victim);
         let crossed = if is_over { over } else { active };
         let trigger = trigger.unwrap_or_else(|| strongest(signals, thresholds, &active));
         let class = self.classify(victim, signals, &crossed, None);

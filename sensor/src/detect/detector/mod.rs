@@ -127,6 +127,10 @@ pub struct Detector {
     /// Victims over a threshold whose start waits for samples (one poll)
     /// or for confirmation.
     pending: BTreeSet<IpNet>,
+    /// Pending victims that crossed while the kernel was not sampling
+    /// them, and when: their start waits for their samples, at most one
+    /// poll interval ([`Detector::samples_awaited`]).
+    awaiting: BTreeMap<IpNet, Duration>,
     /// Recent intervals of victims near a threshold ([`confirm`]).
     histories: BTreeMap<IpNet, confirm::History>,
     /// The coarsest sampling rate of any sample seen ([`confirm`]).
@@ -188,6 +192,7 @@ impl Detector {
             samples: BTreeMap::new(),
             attacks: BTreeMap::new(),
             pending: BTreeSet::new(),
+            awaiting: BTreeMap::new(),
             histories: BTreeMap::new(),
             coarsest_rate: 1.0,
             interval_secs: 0.0,
@@ -254,6 +259,18 @@ impl Detector {
     /// `watch.hold` after; at most `watch.max`.
     pub fn watched(&self) -> &BTreeSet<IpAddr> {
         &self.watched
+    }
+
+    /// Whether the last poll left a victim over a threshold waiting for
+    /// the samples of its fingerprint (the kernel was not sampling it): a
+    /// poll soon after, once [`Self::watched`] has streamed them, starts
+    /// the attack without waiting a whole interval. Polls come when the
+    /// caller takes them; without an early one the victim waits one poll,
+    /// as before. A poll that finds fewer than `fingerprint.min_samples`
+    /// keeps it waiting, until a poll interval has passed.
+    pub fn samples_awaited(&self) -> bool {
+        self.last_poll
+            .is_some_and(|last| self.awaiting.values().any(|&since| since == last))
     }
 
     /// The detector's counters.
@@ -385,6 +402,8 @@ impl Detector {
                 &mut events,
             );
         }
+        let pending = &self.pending;
+        self.awaiting.retain(|v, _| pending.contains(v));
         self.settle(now);
         self.forget_idle(now);
         self.forget_histories();
