@@ -469,8 +469,8 @@ pub fn lab(args: LabArgs) -> Result<()> {
     };
     // The player's flood starts at its scenario's time, from when the
     // player started; hping3 starts when the loop starts it.
-    let attack_at = Duration::from_secs_f64(played_from.unwrap_or(0.0))
-        + Duration::from_secs(args.attack_at);
+    let attack_at =
+        Duration::from_secs_f64(played_from.unwrap_or(0.0)) + Duration::from_secs(args.attack_at);
     let attack_end = attack_at + Duration::from_secs(args.attack_for);
     let mut attack: Option<Child> = None;
     let mut attacking = false;
@@ -542,10 +542,7 @@ pub fn lab(args: LabArgs) -> Result<()> {
                     "match": first["fingerprint"]["match"]}),
             );
         }
-        if !banned
-            && attacking
-            && fs::read_to_string(&bans).is_ok_and(|b| b.contains(" ban"))
-        {
+        if !banned && attacking && fs::read_to_string(&bans).is_ok_and(|b| b.contains(" ban")) {
             banned = true;
             let line = fs::read_to_string(&bans).unwrap_or_default();
             let first = line.lines().next().unwrap_or("").trim().to_string();
