@@ -37,8 +37,8 @@
 //! rate above a threshold, once that rate is confirmed: the compared rate
 //! is the greater of the smoothed rate and the lower of the last two
 //! measured ones, a victim the kernel was not sampling yet waits for its
-//! samples (at most one poll; the daemon polls again a quarter interval
-//! later, [`Detector::samples_awaited`], and a flood's samples are in by
+//! samples (at most one poll; the daemon hands them over a quarter
+//! interval later, [`Detector::between_polls`], and a flood's are in by
 //! then), and a rate close to its threshold under coarse
 //! sampling waits for the samples that confirm it (at most 32 intervals
 //! are pooled: a rate over the threshold by too little for that many

@@ -14,7 +14,8 @@ use crate::detect::{
 };
 
 impl Detector {
-    /// Starts, updates or ends the attack on one victim.
+    /// Starts, updates or ends the attack on one victim; `between_polls`:
+    /// only a start, on the last poll's rates (nothing measured since).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn decide(
         &mut self,
@@ -24,6 +25,7 @@ impl Detector {
         signals: &Table,
         thresholds: &LimitTable,
         now: Duration,
+        between_polls: bool,
         events: &mut Vec<Event>,
     ) {
         let ratio = self.cfg.release.ratio;
@@ -78,15 +80,19 @@ impl Detector {
             return;
         }
 
-        let keep = is_active || self.pending.contains(&victim);
-        self.remember(victim, keep, self.interval_secs);
+        if !between_polls {
+            let keep = is_active || self.pending.contains(&victim);
+            self.remember(victim, keep, self.interval_secs);
+        }
         let enough = || self.recent(victim).len() >= self.cfg.fingerprint.min_samples as usize;
         let ready = if is_over {
             match self.awaiting.get(&victim) {
                 // The kernel was not sampling the victim when it crossed:
                 // wait for its samples, at most one poll interval (half of
                 // one: the caller's timer may tick a hair early).
-                Some(&since) => enough() || now - since >= self.cfg.poll_interval / 2,
+                Some(&since) => {
+                    enough() || !between_polls && now - since >= self.cfg.poll_interval / 2
+                }
                 None => self.pending.contains(&victim) || self.was_watched(victim) || enough(),
             }
         } else {
@@ -96,6 +102,9 @@ impl Detector {
         let start =
             ready && self.confirmed(victim, thresholds, if is_over { &over } else { &active });
         if !start {
+            if between_polls {
+                return;
+            }
             if is_over {
                 if !ready && !self.pending.contains(&victim) {
                     self.awaiting.insert(victim, now);
