@@ -111,8 +111,8 @@ pub fn timing(sensor_bin: &Path, player_bin: &Path, out: &Path) -> Result<String
          (the sensor's `attacks`, gobgpd's RIB with `gobgp`, FastNetMon's notify script), \
          so each figure is late by up to that and by the time those commands take. \
          Both collectors see the same datagrams (the sensor passes them on); edge-sensor \
-         polls every second (and a quarter second after a poll that found a victim over \
-         a threshold before the kernel sampled it), with `detect.confidence` at its \
+         polls every second (and decides on the samples a quarter second after a poll \
+         that found a victim over a threshold before the kernel sampled it), with `detect.confidence` at its \
          default (0.999), and the rule is read back from gobgpd. FastNetMon Community 1.2.4 runs with \
          `threshold_pps` at the sensor's UDP threshold and its defaults otherwise \
          (`ban_details_records_count = 20`, `average_calculation_time = 5`); its ban is \
