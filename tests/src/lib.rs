@@ -85,6 +85,23 @@ pub fn xtask_bin() -> PathBuf {
     bin
 }
 
+/// The traffic-model player (`EDGE_SENSOR_PLAYER_BIN`, or the release
+/// build in the workspace's target directory: it paces a thousand samples
+/// a second in real time).
+pub fn player_bin() -> PathBuf {
+    let bin = std::env::var_os("EDGE_SENSOR_PLAYER_BIN").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/edge-sensor-play"),
+        PathBuf::from,
+    );
+    assert!(
+        bin.exists(),
+        "no edge-sensor-play binary at {}: build it with \
+         `cargo build --release -p edge-sensor-player` (or run `cargo xtask test`)",
+        bin.display()
+    );
+    bin
+}
+
 /// The JSON Schema `tests/schemas/NAME.json` (documented in docs/json.md).
 pub fn json_schema(name: &str) -> serde_json::Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("schemas/{name}.json"));

@@ -56,7 +56,8 @@ pub fn bench() -> Result<()> {
     fs::write(dir.join("decode.md"), decode.as_bytes())?;
     // Item 3: time to detection and to the rule on the router, beside
     // FastNetMon's ban, in the lab.
-    let timing = crate::bench_timing::timing(&sensor, &dir)?;
+    let player = crate::lab::build_player()?;
+    let timing = crate::bench_timing::timing(&sensor, &player, &dir)?;
     print!("{timing}");
     let report = dir.join("report.md");
     let mut md = fs::read_to_string(&report).context("bench-collect wrote no report.md")?;

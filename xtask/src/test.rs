@@ -27,11 +27,14 @@ pub fn test(filter: Option<&str>, host_only: bool) -> Result<()> {
 
     step("build");
     let bin = run::build(false)?;
+    // The player e2e test plays a 1 Mpps flood in real time: release.
+    let player = crate::lab::build_player()?;
 
     step("tests");
     let mut cmd = util::cargo();
     cmd.args(["test", "--workspace", "--no-fail-fast"])
         .env("EDGE_SENSOR_BIN", &bin)
+        .env("EDGE_SENSOR_PLAYER_BIN", &player)
         // The lab suite drives this very xtask (`xtask lab`).
         .env("EDGE_SENSOR_XTASK_BIN", std::env::current_exe()?);
     with_object(&mut cmd);

@@ -34,8 +34,17 @@ pub(super) async fn start(config: &Config) -> Option<Metrics> {
 
 impl Daemon<'_> {
     pub(super) fn update_metrics(&mut self, took: Duration) {
+        if let Some(m) = &self.metrics {
+            m.set_poll(took, unix_now() as f64);
+        }
+        self.update_state_metrics();
+    }
+
+    /// Everything [`Self::update_metrics`] sets but the poll's own timing:
+    /// also after a decision between polls, so the metrics show a
+    /// mitigation as soon as the router has it.
+    pub(super) fn update_state_metrics(&mut self) {
         let Some(m) = &self.metrics else { return };
-        m.set_poll(took, unix_now() as f64);
         for mode in ["xdp", "userspace"] {
             let on = self.fast.mode() == mode;
             m.set(

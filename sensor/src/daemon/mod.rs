@@ -93,6 +93,8 @@ pub async fn serve(
     let mut publish = tokio::time::interval(Duration::from_secs(1));
     let mut poll = tokio::time::interval(d.poll_interval());
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // When to look at the samples between two polls ([`Daemon::between_polls`]).
+    let mut early: Option<tokio::time::Instant> = None;
     let signal = loop {
         tokio::select! {
             _ = term.recv() => break "SIGTERM",
@@ -126,7 +128,21 @@ pub async fn serve(
                 d.sync_plans();
             }
             _ = publish.tick() => d.publish(),
-            _ = poll.tick() => d.poll(),
+            _ = poll.tick() => {
+                d.poll();
+                // A victim crossed before the kernel sampled it: decide again
+                // once its samples are in (a flood at 1:1000 gives hundreds
+                // in this time) rather than a whole interval later.
+                early = d
+                    .detector
+                    .as_ref()
+                    .is_some_and(|x| x.samples_awaited())
+                    .then(|| tokio::time::Instant::now() + d.poll_interval() / 4);
+            }
+            _ = tokio::time::sleep_until(early.unwrap_or_else(tokio::time::Instant::now)), if early.is_some() => {
+                early = None;
+                d.between_polls();
+            }
             Some((request, reply)) = control_rx.recv() => {
                 let _ = reply.send(d.handle(request));
             }
@@ -292,16 +308,12 @@ impl<'s> Daemon<'s> {
                 }
             }
         }
+        let samples = if self.detector.is_some() {
+            self.watched_samples()
+        } else {
+            Vec::new()
+        };
         if let Some(detector) = &mut self.detector {
-            let mut samples = self.decoder.take_samples();
-            if let Some(ring) = &mut self.ring {
-                for s in Sensor::read_watch(ring, MAX_SAMPLES_PER_POLL) {
-                    match watch::decode(&s, self.decoder.templates()) {
-                        Ok(p) => samples.push(p),
-                        Err(_) => self.watch_errors += 1,
-                    }
-                }
-            }
             let events = detector.poll(self.started.elapsed(), &self.destinations, &samples);
             if self.fast.is_userspace() {
                 self.decoder.set_watched(detector.watched());
@@ -324,6 +336,40 @@ impl<'s> Daemon<'s> {
         if let (Some(m), Some(top)) = (&self.metrics, top) {
             m.set_top_destinations(&top.into_sorted(), self.destinations.len());
         }
+    }
+
+    /// Between two polls: the samples streamed since the last one, for a
+    /// victim the last poll left waiting for them
+    /// ([`Detector::samples_awaited`]); counters wait for the next poll.
+    fn between_polls(&mut self) {
+        let now_unix = unix_now();
+        let samples = self.watched_samples();
+        let Some(detector) = &mut self.detector else {
+            return;
+        };
+        let events = detector.between_polls(self.started.elapsed(), &samples);
+        for ev in &events {
+            self.on_event(ev, now_unix);
+        }
+        if !events.is_empty() {
+            self.save_mitigations();
+            self.update_state_metrics();
+        }
+    }
+
+    /// The samples of watched destinations since they were last taken:
+    /// the daemon's own decoder's and the kernel's ring's.
+    fn watched_samples(&mut self) -> Vec<crate::detect::Sample> {
+        let mut samples = self.decoder.take_samples();
+        if let Some(ring) = &mut self.ring {
+            for s in Sensor::read_watch(ring, MAX_SAMPLES_PER_POLL) {
+                match watch::decode(&s, self.decoder.templates()) {
+                    Ok(p) => samples.push(p),
+                    Err(_) => self.watch_errors += 1,
+                }
+            }
+        }
+        samples
     }
 
     /// A new reading of every destination's counters into the table:

@@ -36,8 +36,10 @@
 //! A decision comes at most two polls after the first poll that measures a
 //! rate above a threshold, once that rate is confirmed: the compared rate
 //! is the greater of the smoothed rate and the lower of the last two
-//! measured ones, a victim the kernel was not sampling yet waits one poll
-//! for its samples, and a rate close to its threshold under coarse
+//! measured ones, a victim the kernel was not sampling yet waits for its
+//! samples (at most one poll; the daemon hands them over a quarter
+//! interval later, [`Detector::between_polls`], and a flood's are in by
+//! then), and a rate close to its threshold under coarse
 //! sampling waits for the samples that confirm it (at most 32 intervals
 //! are pooled: a rate over the threshold by too little for that many
 //! samples to tell is not reported).

@@ -315,33 +315,7 @@ impl Sim {
                 }
             };
             for _ in 0..k {
-                let ports =
-                    f.frag != Frag::Later && matches!(f.protocol, ipproto::TCP | ipproto::UDP);
-                let mut port = |p: Port| match (ports, p) {
-                    (false, _) => 0,
-                    (true, Port::Fixed(p)) => p,
-                    (true, Port::Random) => 1024 + (self.next() % 64000) as u16,
-                };
-                let (src_port, dst_port) = (port(f.sport), port(f.dport));
-                let src = match f.src {
-                    Src::Fixed(ip) => ip,
-                    Src::Random => self.random_src(f.dst.is_ipv6()),
-                };
-                samples.push(Sample {
-                    dst: f.dst,
-                    src,
-                    protocol: f.protocol,
-                    src_port,
-                    dst_port,
-                    tcp_flags: if f.frag == Frag::Later { 0 } else { f.flags },
-                    icmp_type: None,
-                    fragment: f.frag != Frag::No,
-                    later_fragment: f.frag == Frag::Later,
-                    packet_len: f.len,
-                    packets: self.rate as u64,
-                    bytes: self.rate as u64 * u64::from(f.len),
-                    sampled: 1,
-                });
+                samples.push(self.sample_of(f));
             }
         }
         self.poll += 1;
@@ -358,6 +332,56 @@ impl Sim {
     }
 
     /// Runs `polls` polls, the traffic of each from `traffic(poll index)`.
+    /// One sample of `f`, as the kernel streams it.
+    fn sample_of(&mut self, f: &Flow) -> Sample {
+        let ports = f.frag != Frag::Later && matches!(f.protocol, ipproto::TCP | ipproto::UDP);
+        let mut port = |p: Port| match (ports, p) {
+            (false, _) => 0,
+            (true, Port::Fixed(p)) => p,
+            (true, Port::Random) => 1024 + (self.next() % 64000) as u16,
+        };
+        let (src_port, dst_port) = (port(f.sport), port(f.dport));
+        let src = match f.src {
+            Src::Fixed(ip) => ip,
+            Src::Random => self.random_src(f.dst.is_ipv6()),
+        };
+        Sample {
+            dst: f.dst,
+            src,
+            protocol: f.protocol,
+            src_port,
+            dst_port,
+            tcp_flags: if f.frag == Frag::Later { 0 } else { f.flags },
+            icmp_type: None,
+            fragment: f.frag != Frag::No,
+            later_fragment: f.frag == Frag::Later,
+            packet_len: f.len,
+            packets: self.rate as u64,
+            bytes: self.rate as u64 * u64::from(f.len),
+            sampled: 1,
+        }
+    }
+
+    /// As the daemon does `secs` after a poll that left a victim waiting
+    /// for samples: the samples of the watched destinations in those
+    /// seconds (whole ones) to [`Detector::between_polls`]. The next poll
+    /// gets the samples of its whole interval again: evidence, not counts.
+    fn between_polls(&mut self, secs: f64, flows: &[Flow]) -> Vec<Event> {
+        let watched = self.det.watched().clone();
+        let mut samples = Vec::new();
+        for f in flows.iter().filter(|f| watched.contains(&f.dst)) {
+            for _ in 0..(f.pps * secs / self.rate) as u64 {
+                samples.push(self.sample_of(f));
+            }
+        }
+        let now = self.dt * self.poll + Duration::from_secs_f64(secs);
+        let events = self.det.between_polls(now, &samples);
+        for e in &events {
+            self.log.push((self.poll, e.clone()));
+        }
+        events
+    }
+
     fn run(&mut self, polls: u32, traffic: impl Fn(u32) -> Vec<Flow>) {
         for _ in 0..polls {
             let flows = traffic(self.poll + 1);
@@ -1261,6 +1285,47 @@ fn a_1_mpps_flood_at_1_4096_starts_as_soon_as_its_samples_arrive() {
         assert_eq!(a.class, AttackClass::UdpFlood, "{story}");
         assert_eq!(a.fingerprint.flow.destination_ports, vec![80], "{story}");
     }
+}
+
+#[test]
+fn a_flood_that_crossed_unwatched_starts_between_polls_once_its_samples_are_in() {
+    let victim = "198.18.1.78";
+    let flood = |pps: f64| flow(victim, pps, ipproto::UDP).dport(80).len(512);
+    // As the daemon runs it: a quarter interval after a poll that left a
+    // victim waiting for samples, the samples streamed since.
+    let run = |cfg: &str, rate: f64, pps: f64| {
+        let mut sim = Sim::new(cfg).sampled(rate, false);
+        let traffic = web_and_flood(victim, 2000.0, |p| p >= 21, vec![flood(pps)]);
+        for _ in 0..30 {
+            sim.step(&traffic(sim.poll + 1));
+            if sim.det.samples_awaited() {
+                sim.between_polls(0.25, &traffic(sim.poll + 1));
+            }
+        }
+        sim
+    };
+    // 1 Mpps at 1:1000 and at 1:4096: crossing at poll 21 unwatched, 250
+    // and 61 samples in the next quarter second: started then, on poll
+    // 21's rates, not at poll 22.
+    for rate in [1000.0, 4096.0] {
+        let sim = run(BASE, rate, 1e6);
+        let story = sim.story();
+        let (poll, a) = sim.only_start();
+        assert_eq!(poll, 21, "1:{rate}: {story}");
+        assert_eq!(a.started_s, 21.25, "{story}");
+        assert_eq!(a.class, AttackClass::UdpFlood, "{story}");
+        assert_eq!(a.fingerprint.flow.destination_ports, vec![80], "{story}");
+        assert_eq!(a.fingerprint.basis, Basis::Samples, "{story}");
+    }
+    // 200 kpps at 1:16384 (the point estimate deciding): 12 samples a
+    // second, 3 in the quarter, fewer than `min_samples`; the start waits
+    // for the next poll, as it always did.
+    let sim = run(&without_confidence(BASE), 16384.0, 200_000.0);
+    let story = sim.story();
+    let (poll, a) = sim.only_start();
+    assert_eq!(poll, 22, "{story}");
+    assert_eq!(a.started_s, 22.0, "{story}");
+    assert_eq!(a.fingerprint.basis, Basis::Samples, "{story}");
 }
 
 #[test]

@@ -16,13 +16,21 @@
 //! sensor), the rule on the peer (read back with the peer's own CLI), attack
 //! end, withdrawal. `--json` prints it as JSON lines for scripts and tests.
 //!
+//! With `--exporter player-sflow` or `player-ipfix` the router's exporter
+//! is the traffic-model player (`edge-sensor-play`, tests/player) instead
+//! of pmacct and hping3: a few hundred customers of the block with normal
+//! traffic, sampled 1:`--sampling`, and a UDP flood of `--flood-pps` on the
+//! victim from `--attack-at` for `--attack-for`, played in real time as
+//! sFlow or IPFIX datagrams to the collector. The sensor then has an
+//! operator's thresholds (100 kpps per host, 50 kpps UDP).
+//!
 //! Addresses are from 198.18.0.0/15 (RFC 2544) and exist only inside these
 //! namespaces. The lab refuses to start if any of its names exist, and
 //! removes everything it created on exit, Ctrl-C included.
 //!
 //! This file has the arguments, the clean-up guard and the scenario;
 //! `topology.rs` builds the network, `traffic.rs` runs the attack and the
-//! exporter, `peers.rs` the BGP peer (and FastNetMon), `sensor.rs` the
+//! exporter (or the player), `peers.rs` the BGP peer (and FastNetMon), `sensor.rs` the
 //! sensor, `timeline.rs` prints what happened.
 
 mod peers;
@@ -47,6 +55,7 @@ use peers::{start_fastnetmon, start_peer};
 use sensor::{sensor_config, wait_for_xdp};
 use timeline::Timeline;
 use topology::topology;
+pub(crate) use traffic::build_player;
 use traffic::start_exporter;
 
 const COLLECTOR_ADDR: &str = "198.18.200.2";
@@ -56,6 +65,12 @@ const EDGE_ADDR: &str = "198.18.201.2";
 /// The customer block the router hosts (the own network of the lab).
 const CUSTOMERS: &str = "198.18.202.0/24";
 const VICTIM: &str = "198.18.202.10";
+/// Player modes: customers with normal traffic (the first addresses of
+/// the block, the victim among them), their packets per second in all, and
+/// the sensor's UDP threshold (FastNetMon's too).
+const PLAYER_HOSTS: u32 = 250;
+const PLAYER_NORMAL_PPS: u32 = 20_000;
+const PLAYER_UDP_PPS: u32 = 50_000;
 
 #[derive(clap::Args)]
 pub struct LabArgs {
@@ -95,6 +110,17 @@ pub struct LabArgs {
     /// put its ban in the timeline.
     #[arg(long)]
     fastnetmon: bool,
+    /// Player modes: the UDP flood's rate at full strength, in packets per
+    /// second (`--attack` is for the hping3 modes).
+    #[arg(long, default_value_t = 1_000_000)]
+    flood_pps: u64,
+    /// Player modes: the flood's linear ramp from 0, in seconds.
+    #[arg(long, default_value_t = 0.0)]
+    flood_ramp: f64,
+    /// Player modes: use this edge-sensor-play binary instead of building
+    /// one (release).
+    #[arg(long)]
+    player_bin: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -105,6 +131,21 @@ enum Exporter {
     PmacctIpfix,
     /// softflowd: IPFIX to port 4739.
     SoftflowdIpfix,
+    /// The traffic-model player as an sFlow v5 agent (no hping3, no ping).
+    PlayerSflow,
+    /// The traffic-model player as an IPFIX exporter (no hping3, no ping).
+    PlayerIpfix,
+}
+
+impl Exporter {
+    fn is_player(self) -> bool {
+        matches!(self, Self::PlayerSflow | Self::PlayerIpfix)
+    }
+
+    /// Whether FastNetMon can listen beside the sensor: on sFlow only.
+    fn is_sflow(self) -> bool {
+        matches!(self, Self::PmacctSflow | Self::PlayerSflow)
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
@@ -241,7 +282,12 @@ pub fn lab(args: LabArgs) -> Result<()> {
     if !util::is_root() {
         bail!("the lab creates network namespaces and loads XDP: run it as root");
     }
-    for tool in ["hping3", "ping", args.peer.daemon()] {
+    let tools: &[&str] = if args.exporter.is_player() {
+        &[]
+    } else {
+        &["hping3", "ping"]
+    };
+    for tool in tools.iter().chain([&args.peer.daemon()]) {
         if Command::new("sh")
             .args(["-c", &format!("command -v {tool}")])
             .stdout(Stdio::null())
@@ -254,6 +300,11 @@ pub fn lab(args: LabArgs) -> Result<()> {
     let bin = match &args.sensor_bin {
         Some(b) => b.clone(),
         None => run::build(false)?,
+    };
+    let player = match (&args.player_bin, args.exporter.is_player()) {
+        (Some(b), true) => Some(b.clone()),
+        (None, true) => Some(build_player()?),
+        (_, false) => None,
     };
 
     let existing =
@@ -293,13 +344,17 @@ pub fn lab(args: LabArgs) -> Result<()> {
 
     topology(&lab.names)?;
     let peer = start_peer(&mut lab, args.peer)?;
-    if args.fastnetmon && args.exporter != Exporter::PmacctSflow {
+    if args.fastnetmon && !args.exporter.is_sflow() {
         bail!(
-            "--fastnetmon compares on sFlow (--exporter pmacct-sflow): the sensor's daemon owns the flow ports"
+            "--fastnetmon compares on sFlow (--exporter pmacct-sflow or player-sflow): the sensor's \
+             daemon owns the flow ports"
         );
     }
     let config = lab.dir.join("edge-sensor.toml");
-    fs::write(&config, sensor_config(&lab, args.fastnetmon))?;
+    fs::write(
+        &config,
+        sensor_config(&lab, args.fastnetmon, args.exporter.is_player()),
+    )?;
     let sensor_log = fs::File::create(lab.dir.join("sensor.log"))?;
     let socket = lab.dir.join("control.sock");
     let sensor = in_ns(&lab.names.collector, bin.to_str().context("binary path")?)
@@ -334,37 +389,75 @@ pub fn lab(args: LabArgs) -> Result<()> {
 
     let bans = lab.dir.join("fastnetmon-bans");
     if args.fastnetmon {
-        start_fastnetmon(&mut lab, &bans)?;
+        let threshold = if args.exporter.is_player() {
+            PLAYER_UDP_PPS
+        } else {
+            2000
+        };
+        start_fastnetmon(&mut lab, &bans, threshold)?;
         tl.note(
             "fastnetmon",
-            "FastNetMon Community on the same sFlow stream".into(),
-            json!({}),
+            format!("FastNetMon Community on the same sFlow stream, threshold_pps = {threshold}"),
+            json!({ "threshold_pps": threshold }),
         );
     }
-    let exporter = start_exporter(&lab, args.exporter, args.sampling)?;
-    lab.children.push(("exporter", exporter));
-    let traffic = in_ns(&lab.names.edge, "ping")
-        .args(["-q", "-i", "0.05", "-s", "500", "-c"])
-        .arg((args.duration * 20).to_string())
-        .arg(VICTIM)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting ping")?;
-    lab.children.push(("traffic", traffic));
-    tl.note(
-        "ready",
-        format!(
-            "{} exporting from {} (1:{} sampling); normal traffic: ping {EDGE_ADDR} -> {VICTIM}; \
-             peer: {} in {}",
-            args.exporter.name(),
-            lab.names.router,
-            args.sampling,
-            args.peer.daemon(),
-            lab.names.edge
-        ),
-        json!({"exporter": args.exporter.name(), "sampling": args.sampling}),
-    );
+    // Player modes: the real instant the player started (its scenario's
+    // time zero), in seconds of the timeline, once it runs.
+    let mut played_from: Option<f64> = None;
+    if let Some(player) = &player {
+        let scenario = lab.dir.join("scenario.toml");
+        fs::write(&scenario, traffic::player_scenario(&args))?;
+        let child = traffic::start_player(&lab, player, &scenario)?;
+        // After exec (spawn returns once the program is running): what is
+        // left before the player's clock starts is parsing the scenario and
+        // building its model, a few milliseconds, which only makes the
+        // times measured from it longer.
+        played_from = Some(tl.start.elapsed().as_secs_f64());
+        lab.children.push(("traffic", child));
+        tl.note(
+            "ready",
+            format!(
+                "{} from {} (1:{} sampling): {} customers of {CUSTOMERS} at {PLAYER_NORMAL_PPS} pps \
+                 in all; UDP flood of {} pps on {VICTIM} at {}s for {}s; peer: {} in {}",
+                args.exporter.name(),
+                lab.names.router,
+                args.sampling,
+                PLAYER_HOSTS,
+                args.flood_pps,
+                args.attack_at,
+                args.attack_for,
+                args.peer.daemon(),
+                lab.names.edge
+            ),
+            json!({"exporter": args.exporter.name(), "sampling": args.sampling,
+                "flood_pps": args.flood_pps, "flood_ramp_s": args.flood_ramp}),
+        );
+    } else {
+        let exporter = start_exporter(&lab, args.exporter, args.sampling)?;
+        lab.children.push(("exporter", exporter));
+        let traffic = in_ns(&lab.names.edge, "ping")
+            .args(["-q", "-i", "0.05", "-s", "500", "-c"])
+            .arg((args.duration * 20).to_string())
+            .arg(VICTIM)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting ping")?;
+        lab.children.push(("traffic", traffic));
+        tl.note(
+            "ready",
+            format!(
+                "{} exporting from {} (1:{} sampling); normal traffic: ping {EDGE_ADDR} -> {VICTIM}; \
+                 peer: {} in {}",
+                args.exporter.name(),
+                lab.names.router,
+                args.sampling,
+                args.peer.daemon(),
+                lab.names.edge
+            ),
+            json!({"exporter": args.exporter.name(), "sampling": args.sampling}),
+        );
+    }
 
     let ask = |what: &str| -> Option<Value> {
         let out = Command::new(&bin)
@@ -374,22 +467,39 @@ pub fn lab(args: LabArgs) -> Result<()> {
             .ok()?;
         serde_json::from_slice(&out.stdout).ok()
     };
-    let attack_at = Duration::from_secs(args.attack_at);
+    // The player's flood starts at its scenario's time, from when the
+    // player started; hping3 starts when the loop starts it.
+    let attack_at =
+        Duration::from_secs_f64(played_from.unwrap_or(0.0)) + Duration::from_secs(args.attack_at);
     let attack_end = attack_at + Duration::from_secs(args.attack_for);
     let mut attack: Option<Child> = None;
+    let mut attacking = false;
     let (mut detected, mut ruled, mut ended, mut withdrawn) = (false, false, false, false);
     let mut banned = !args.fastnetmon;
     let mut last_top = Instant::now();
     let end = Instant::now() + Duration::from_secs(args.duration);
     while Instant::now() < end && !INTERRUPTED.load(Ordering::SeqCst) {
         let t = tl.start.elapsed();
-        if attack.is_none() && !ended && t >= attack_at {
-            attack = Some(args.attack.start(&lab, args.attack_for)?);
-            tl.note(
-                "attack_started",
-                format!("attack {:?} -> {}", args.attack, args.attack.target()),
-                json!({"attack": format!("{:?}", args.attack), "target": args.attack.target()}),
-            );
+        if !attacking && !ended && t >= attack_at {
+            attacking = true;
+            if player.is_some() {
+                // The flood's first packets are due at attack_at: that is
+                // when it started, however late the loop looks.
+                tl.note_at(
+                    attack_at.as_secs_f64(),
+                    "attack_started",
+                    format!("UDP flood of {} pps -> {VICTIM}", args.flood_pps),
+                    json!({"attack": "udp_flood", "target": VICTIM, "pps": args.flood_pps,
+                        "ramp_s": args.flood_ramp}),
+                );
+            } else {
+                attack = Some(args.attack.start(&lab, args.attack_for)?);
+                tl.note(
+                    "attack_started",
+                    format!("attack {:?} -> {}", args.attack, args.attack.target()),
+                    json!({"attack": format!("{:?}", args.attack), "target": args.attack.target()}),
+                );
+            }
         }
         if !ended && t >= attack_end {
             if let Some(mut a) = attack.take() {
@@ -397,10 +507,20 @@ pub fn lab(args: LabArgs) -> Result<()> {
                 unsafe { libc::kill(-(a.id() as i32), libc::SIGTERM) };
                 let _ = a.wait();
             }
+            attacking = false;
             ended = true;
-            tl.note("attack_ended", "attack stopped".into(), json!({}));
+            if player.is_some() {
+                tl.note_at(
+                    attack_end.as_secs_f64(),
+                    "attack_ended",
+                    "flood over".into(),
+                    json!({}),
+                );
+            } else {
+                tl.note("attack_ended", "attack stopped".into(), json!({}));
+            }
         }
-        if attack.is_some()
+        if attacking
             && !detected
             && let Some(a) = ask("attacks")
             && let Some(first) = a["current"].as_array().and_then(|l| l.first())
@@ -422,10 +542,7 @@ pub fn lab(args: LabArgs) -> Result<()> {
                     "match": first["fingerprint"]["match"]}),
             );
         }
-        if !banned
-            && attack.is_some()
-            && fs::read_to_string(&bans).is_ok_and(|b| b.contains(" ban"))
-        {
+        if !banned && attacking && fs::read_to_string(&bans).is_ok_and(|b| b.contains(" ban")) {
             banned = true;
             let line = fs::read_to_string(&bans).unwrap_or_default();
             let first = line.lines().next().unwrap_or("").trim().to_string();
@@ -486,14 +603,22 @@ pub fn lab(args: LabArgs) -> Result<()> {
             let log = fs::read_to_string(lab.dir.join("sensor.log")).unwrap_or_default();
             bail!("{name} exited early ({status}); sensor log:\n{log}");
         }
-        std::thread::sleep(Duration::from_millis(200));
+        // Waiting for the detection, the rule or the ban, look often: the
+        // times are only as fine as this.
+        let waiting = attacking && !(detected && ruled && banned);
+        std::thread::sleep(Duration::from_millis(if waiting { 50 } else { 200 }));
     }
     if let Some(mut a) = attack.take() {
         // SAFETY: as above.
         unsafe { libc::kill(-(a.id() as i32), libc::SIGTERM) };
         let _ = a.wait();
     }
-    tl.summary(args.attack, detected && ruled && withdrawn);
+    let label = if player.is_some() {
+        format!("udp-flood-{}pps", args.flood_pps)
+    } else {
+        format!("{:?}", args.attack)
+    };
+    tl.summary(&label, detected && ruled && withdrawn);
     if INTERRUPTED.load(Ordering::SeqCst) {
         eprintln!("lab: interrupted; cleaning up");
     } else if !(detected && ruled && withdrawn) {

@@ -59,10 +59,15 @@ impl Peer {
 }
 
 /// FastNetMon Community in the collector namespace (unprivileged), on the
-/// sFlow port, banning above 2 kpps (the sensor's UDP threshold), its
-/// defaults otherwise (20 packets of evidence, 5 s averages); its notify
-/// script records each ban in `bans`.
-pub(super) fn start_fastnetmon(lab: &mut Lab, bans: &std::path::Path) -> Result<()> {
+/// sFlow port, banning above `threshold_pps` (the sensor's UDP threshold:
+/// 2 kpps for hping3, 50 kpps for the player), its defaults otherwise (20
+/// packets of evidence, 5 s averages); its notify script records each ban
+/// in `bans`.
+pub(super) fn start_fastnetmon(
+    lab: &mut Lab,
+    bans: &std::path::Path,
+    threshold_pps: u32,
+) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let dir = lab.dir.join("fastnetmon");
     fs::create_dir_all(&dir)?;
@@ -93,7 +98,7 @@ pub(super) fn start_fastnetmon(lab: &mut Lab, bans: &std::path::Path) -> Result<
              ban_details_records_count = 20\nban_time = 1900\nunban_only_if_attack_finished = on\n\
              networks_list_path = {d}/networks_list\nwhite_list_path = {d}/networks_whitelist\n\
              check_period = 1\nenable_connection_tracking = on\n\
-             ban_for_pps = on\nban_for_bandwidth = off\nban_for_flows = off\nthreshold_pps = 2000\n\
+             ban_for_pps = on\nban_for_bandwidth = off\nban_for_flows = off\nthreshold_pps = {threshold_pps}\n\
              mirror_afpacket = off\nmirror_afxdp = off\npcap = off\nnetflow = off\n\
              sflow = on\nsflow_port = 6343\nsflow_host = 0.0.0.0\n\
              average_calculation_time = 5\nspeed_calculation_delay = 1\n\

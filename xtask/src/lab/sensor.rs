@@ -9,11 +9,41 @@ use std::{
 
 use anyhow::{Result, bail};
 
-use super::{COLLECTOR_ADDR, CUSTOMERS, EDGE_ADDR, Lab, exited};
+use super::{COLLECTOR_ADDR, CUSTOMERS, EDGE_ADDR, Lab, PLAYER_UDP_PPS, exited};
+
+/// The thresholds for hping3's ~5 kpps at 1:10.
+const HPING3_THRESHOLDS: &str = r#"[detect.thresholds]
+all = { pps = 4000 }
+tcp_syn = { pps = 1500 }
+udp = { pps = 2000 }
+icmp = { pps = 1500 }
+fragment = { pps = 1500 }
+[detect.aggregate]
+all = { pps = 3000 }
+udp = { pps = 2000 }"#;
+
+/// An operator's thresholds, for the player's flood (the detection
+/// experiments' too, tests/detection): the documented defaults plus UDP.
+fn player_thresholds() -> String {
+    format!(
+        r#"[detect.thresholds]
+all = {{ pps = 100000, bps = "1G" }}
+tcp_syn = {{ pps = 20000 }}
+udp = {{ pps = {PLAYER_UDP_PPS} }}
+icmp = {{ pps = 10000 }}
+fragment = {{ pps = 10000 }}"#
+    )
+}
 
 /// The sensor's configuration in the lab: the customer block is the own
-/// network; thresholds sized for hping3's ~5 kpps at 1:10.
-pub(super) fn sensor_config(lab: &Lab, pass_telemetry: bool) -> String {
+/// network; thresholds sized for hping3's ~5 kpps at 1:10, or an
+/// operator's for the player. `detect.confidence` is left at its default.
+pub(super) fn sensor_config(lab: &Lab, pass_telemetry: bool, player: bool) -> String {
+    let thresholds = if player {
+        player_thresholds()
+    } else {
+        HPING3_THRESHOLDS.to_string()
+    };
     format!(
         r#"[daemon]
 metrics_listen = "127.0.0.1:9810"
@@ -26,15 +56,7 @@ own_networks = ["{CUSTOMERS}"]
 poll_interval = "1s"
 smoothing = "1s"
 action = "flowspec_then_blackhole"
-[detect.thresholds]
-all = {{ pps = 4000 }}
-tcp_syn = {{ pps = 1500 }}
-udp = {{ pps = 2000 }}
-icmp = {{ pps = 1500 }}
-fragment = {{ pps = 1500 }}
-[detect.aggregate]
-all = {{ pps = 3000 }}
-udp = {{ pps = 2000 }}
+{thresholds}
 [detect.release]
 ratio = 0.5
 min_duration = "3s"

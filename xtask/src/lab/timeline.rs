@@ -5,8 +5,6 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use super::Attack;
-
 /// The timeline, as text or JSON lines, with times since the lab started.
 pub(super) struct Timeline {
     json: bool,
@@ -23,8 +21,13 @@ impl Timeline {
         }
     }
 
-    pub(super) fn note(&mut self, event: &str, text: String, mut data: Value) {
+    pub(super) fn note(&mut self, event: &str, text: String, data: Value) {
         let t = self.start.elapsed().as_secs_f64();
+        self.note_at(t, event, text, data);
+    }
+
+    /// An event that happened at `t` (seconds of the timeline), noted now.
+    pub(super) fn note_at(&mut self, t: f64, event: &str, text: String, mut data: Value) {
         self.at.push((event.to_string(), t));
         if self.json {
             data["event"] = json!(event);
@@ -35,13 +38,13 @@ impl Timeline {
         }
     }
 
-    pub(super) fn summary(&self, attack: Attack, complete: bool) {
+    pub(super) fn summary(&self, attack: &str, complete: bool) {
         let at = |e: &str| self.at.iter().find(|(x, _)| x == e).map(|(_, t)| *t);
         let since = |e: &str| Some(at(e)? - at("attack_started")?);
         let after_end = (|| Some(at("withdrawn")? - at("attack_ended")?))();
         let s = json!({
             "event": "summary",
-            "attack": format!("{attack:?}"),
+            "attack": attack,
             "complete": complete,
             "detect_s": since("detected"),
             "rule_on_peer_s": since("rule_on_peer"),

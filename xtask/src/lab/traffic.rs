@@ -1,14 +1,20 @@
 //! The traffic: the scripted attack (hping3) and the real flow exporter
-//! that samples it on the router.
+//! that samples it on the router; or the traffic-model player, which is
+//! both.
 
 use std::{
     fs,
+    path::{Path, PathBuf},
     process::{Child, Stdio},
 };
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 
-use super::{Attack, COLLECTOR_ADDR, Exporter, Lab, ROUTER_ADDR, VICTIM, in_ns};
+use super::{
+    Attack, COLLECTOR_ADDR, CUSTOMERS, Exporter, Lab, LabArgs, PLAYER_HOSTS, PLAYER_NORMAL_PPS,
+    ROUTER_ADDR, VICTIM, in_ns,
+};
+use crate::{run, util};
 
 impl Attack {
     pub(super) fn target(self) -> &'static str {
@@ -65,6 +71,8 @@ impl Exporter {
             Self::PmacctSflow => "pmacct sfprobe (sFlow v5)",
             Self::PmacctIpfix => "pmacct nfprobe (IPFIX)",
             Self::SoftflowdIpfix => "softflowd (IPFIX)",
+            Self::PlayerSflow => "edge-sensor-play (sFlow v5)",
+            Self::PlayerIpfix => "edge-sensor-play (IPFIX)",
         }
     }
 }
@@ -110,10 +118,91 @@ pub(super) fn start_exporter(lab: &Lab, exporter: Exporter, sampling: u32) -> Re
                 .args(["-t", "maxlife=5", "-t", "expint=1", "-t", "icmp=3"]);
             cmd
         }
+        Exporter::PlayerSflow | Exporter::PlayerIpfix => {
+            bail!("the player is started by start_player")
+        }
     };
     cmd.stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
         .spawn()
         .with_context(|| format!("starting {}", exporter.name()))
+}
+
+/// Builds the player (release: it paces a thousand samples a second) and
+/// returns its path.
+pub(crate) fn build_player() -> Result<PathBuf> {
+    util::run(util::cargo().args([
+        "build",
+        "--release",
+        "--package",
+        "edge-sensor-player",
+        "--bin",
+        "edge-sensor-play",
+    ]))?;
+    Ok(run::target_dir().join("release").join("edge-sensor-play"))
+}
+
+/// The player's scenario: the lab's customers (the first [`PLAYER_HOSTS`]
+/// addresses of the block, the victim among them) with normal traffic of
+/// [`PLAYER_NORMAL_PPS`] in all (the player's defaults: Pareto host rates,
+/// a diurnal factor, a TCP/QUIC/DNS/ICMP mix), one router of the chosen
+/// format sampling 1:`--sampling`, and a UDP flood on the victim. IPFIX is
+/// exported one record per sample (no flow cache: a router's cache
+/// timeouts would come on top), as sFlow is, so both formats time the
+/// sensor and not the exporter.
+pub(super) fn player_scenario(args: &LabArgs) -> String {
+    let format = match args.exporter {
+        Exporter::PlayerIpfix => "ipfix",
+        _ => "sflow",
+    };
+    format!(
+        r#"seed = 20260516
+duration_s = {duration:?}
+
+[[routers]]
+name = "router"
+agent = "{ROUTER_ADDR}"
+format = "{format}"
+sampling_rate = {sampling}
+
+[hosts]
+count = {PLAYER_HOSTS}
+prefix = "{CUSTOMERS}"
+total_pps = {PLAYER_NORMAL_PPS}
+
+[[attacks]]
+id = "flood"
+vector = "udp_flood"
+target = "{VICTIM}"
+start_s = {start:?}
+duration_s = {length:?}
+ramp_s = {ramp:?}
+pps = {pps:?}
+sources = 50000
+"#,
+        // As TOML floats (`{:?}` of an f64 always has a point).
+        duration = args.duration as f64,
+        sampling = args.sampling,
+        start = args.attack_at as f64,
+        length = args.attack_for as f64,
+        ramp = args.flood_ramp,
+        pps = args.flood_pps as f64,
+    )
+}
+
+/// The player in the router namespace, in real time from now, sending
+/// from the router's address to the collector's flow ports.
+pub(super) fn start_player(lab: &Lab, player: &Path, scenario: &Path) -> Result<Child> {
+    let log = fs::File::create(lab.dir.join("player.log"))?;
+    in_ns(&lab.names.router, player.to_str().context("player path")?)
+        .arg(scenario)
+        .args(["--sflow", &format!("{COLLECTOR_ADDR}:6343")])
+        .args(["--ipfix", &format!("{COLLECTOR_ADDR}:4739")])
+        .args(["--bind", &format!("{ROUTER_ADDR}:0")])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("starting edge-sensor-play")
 }

@@ -14,7 +14,8 @@ use crate::detect::{
 };
 
 impl Detector {
-    /// Starts, updates or ends the attack on one victim.
+    /// Starts, updates or ends the attack on one victim; `between_polls`:
+    /// only a start, on the last poll's rates (nothing measured since).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn decide(
         &mut self,
@@ -24,6 +25,7 @@ impl Detector {
         signals: &Table,
         thresholds: &LimitTable,
         now: Duration,
+        between_polls: bool,
         events: &mut Vec<Event>,
     ) {
         let ratio = self.cfg.release.ratio;
@@ -78,14 +80,21 @@ impl Detector {
             return;
         }
 
-        let keep = is_active || self.pending.contains(&victim);
-        self.remember(victim, keep, self.interval_secs);
+        if !between_polls {
+            let keep = is_active || self.pending.contains(&victim);
+            self.remember(victim, keep, self.interval_secs);
+        }
+        let enough = || self.recent(victim).len() >= self.cfg.fingerprint.min_samples as usize;
         let ready = if is_over {
-            // Wait one poll for samples if the kernel was not sampling the
-            // victim yet.
-            self.pending.contains(&victim)
-                || self.was_watched(victim)
-                || self.recent(victim).len() >= self.cfg.fingerprint.min_samples as usize
+            match self.awaiting.get(&victim) {
+                // The kernel was not sampling the victim when it crossed:
+                // wait for its samples, at most one poll interval (half of
+                // one: the caller's timer may tick a hair early).
+                Some(&since) => {
+                    enough() || !between_polls && now - since >= self.cfg.poll_interval / 2
+                }
+                None => self.pending.contains(&victim) || self.was_watched(victim) || enough(),
+            }
         } else {
             self.pending.contains(&victim) && is_active
         };
@@ -93,14 +102,22 @@ impl Detector {
         let start =
             ready && self.confirmed(victim, thresholds, if is_over { &over } else { &active });
         if !start {
+            if between_polls {
+                return;
+            }
             if is_over {
+                if !ready && !self.pending.contains(&victim) {
+                    self.awaiting.insert(victim, now);
+                }
                 self.pending.insert(victim);
             } else {
                 self.pending.remove(&victim);
+                self.awaiting.remove(&victim);
             }
             return;
         }
         self.pending.remove(&victim);
+        self.awaiting.remove(&victim);
         let crossed = if is_over { over } else { active };
         let trigger = trigger.unwrap_or_else(|| strongest(signals, thresholds, &active));
         let class = self.classify(victim, signals, &crossed, None);

@@ -127,6 +127,10 @@ pub struct Detector {
     /// Victims over a threshold whose start waits for samples (one poll)
     /// or for confirmation.
     pending: BTreeSet<IpNet>,
+    /// Pending victims that crossed while the kernel was not sampling
+    /// them, and when: their start waits for their samples, at most one
+    /// poll interval ([`Detector::samples_awaited`]).
+    awaiting: BTreeMap<IpNet, Duration>,
     /// Recent intervals of victims near a threshold ([`confirm`]).
     histories: BTreeMap<IpNet, confirm::History>,
     /// The coarsest sampling rate of any sample seen ([`confirm`]).
@@ -188,6 +192,7 @@ impl Detector {
             samples: BTreeMap::new(),
             attacks: BTreeMap::new(),
             pending: BTreeSet::new(),
+            awaiting: BTreeMap::new(),
             histories: BTreeMap::new(),
             coarsest_rate: 1.0,
             interval_secs: 0.0,
@@ -254,6 +259,72 @@ impl Detector {
     /// `watch.hold` after; at most `watch.max`.
     pub fn watched(&self) -> &BTreeSet<IpAddr> {
         &self.watched
+    }
+
+    /// Whether the last poll left a victim over a threshold waiting for
+    /// the samples of its fingerprint (the kernel was not sampling it):
+    /// [`Self::between_polls`] soon after, once [`Self::watched`] has
+    /// streamed them, starts the attack without waiting a whole interval.
+    /// Without it the victim waits one poll, as before.
+    pub fn samples_awaited(&self) -> bool {
+        self.last_poll
+            .is_some_and(|last| self.awaiting.values().any(|&since| since == last))
+    }
+
+    /// Between two polls: the samples streamed since the last poll (handed
+    /// over here instead of to the next poll), and the start of any victim
+    /// the last poll left waiting for them ([`Self::samples_awaited`]) that
+    /// now has `fingerprint.min_samples`, on the last poll's rates and
+    /// confirmation. Counters and rates are only measured by polls; a
+    /// victim with too few samples still waits for the next poll.
+    pub fn between_polls(&mut self, now: Duration, samples: &[Sample]) -> Vec<Event> {
+        let mut events = Vec::new();
+        let Some(last) = self.last_poll else {
+            return events;
+        };
+        if now <= last {
+            return events;
+        }
+        self.note_rates(samples);
+        self.take_samples(now, samples);
+        let due: Vec<IpNet> = self
+            .awaiting
+            .iter()
+            .filter(|&(v, &since)| since == last && !self.attacks.contains_key(v))
+            .map(|(v, _)| *v)
+            .collect();
+        for victim in due {
+            let (signals, thresholds, group, scope) = if is_host(victim) {
+                let Some(h) = self.hosts.get(&victim.network()) else {
+                    continue;
+                };
+                (
+                    h.meter.signals(),
+                    *h.thresholds(&self.groups),
+                    h.group,
+                    Scope::Host,
+                )
+            } else {
+                let Some(b) = self.blocks.get(&victim) else {
+                    continue;
+                };
+                let Some(t) = self.groups[b.group].aggregate else {
+                    continue;
+                };
+                (b.meter.signals(), t, b.group, Scope::Aggregate)
+            };
+            self.decide(
+                victim,
+                scope,
+                group,
+                &signals,
+                &thresholds,
+                now,
+                true,
+                &mut events,
+            );
+        }
+        events
     }
 
     /// The detector's counters.
@@ -364,6 +435,7 @@ impl Detector {
                 &signals,
                 &thresholds,
                 now,
+                false,
                 &mut events,
             );
         }
@@ -382,9 +454,12 @@ impl Detector {
                 &signals,
                 &thresholds,
                 now,
+                false,
                 &mut events,
             );
         }
+        let pending = &self.pending;
+        self.awaiting.retain(|v, _| pending.contains(v));
         self.settle(now);
         self.forget_idle(now);
         self.forget_histories();
