@@ -325,7 +325,11 @@ impl Config {
             }
             // Every prefix the speaker may announce for must be one the
             // detector watches over: one definition of "our networks".
-            if let Some(d) = &self.detect {
+            // (With networks learnt from BGP, `announce_within` is the
+            // ceiling they are learnt within instead.)
+            if let Some(d) = &self.detect
+                && d.networks_from_bgp.is_empty()
+            {
                 for (i, net) in b.announce_within.iter().enumerate() {
                     if !d.own_networks.iter().any(|own| own.contains(net)) {
                         return Err(invalid(
@@ -333,6 +337,27 @@ impl Config {
                             format!("{net} is not inside detect.own_networks"),
                         ));
                     }
+                }
+            }
+        }
+        if let Some(d) = &self.detect {
+            for (i, n) in d.networks_from_bgp.iter().enumerate() {
+                let key = format!("detect.networks_from_bgp[{i}]");
+                let peer = self
+                    .bgp
+                    .as_ref()
+                    .and_then(|b| b.peers.iter().find(|p| p.name == n.peer));
+                let Some(peer) = peer else {
+                    return Err(invalid(
+                        format!("{key}.peer"),
+                        format!("{:?} is not one of bgp.peers", n.peer),
+                    ));
+                };
+                if !peer.families.iter().any(|f| f.to_string() == n.family) {
+                    return Err(invalid(
+                        format!("{key}.family"),
+                        format!("{} is not in bgp.peers {:?}'s families", n.family, n.peer),
+                    ));
                 }
             }
         }
@@ -665,6 +690,58 @@ mod tests {
         // The default route is an own network only when asked for.
         Config::from_toml("[detect]\nown_networks = [\"0.0.0.0/0\"]\nallow_default_route = true\n")
             .expect("explicitly allowed");
+    }
+
+    #[test]
+    fn networks_from_bgp_name_a_peer_and_family_it_has() {
+        let base = |nfb: &str| {
+            format!(
+                "[detect]\nown_networks = []\n{nfb}\n[[detect.host_groups]]\nname = \"web\"\n\
+                 prefixes = [\"192.0.2.0/25\"]\n[bgp]\nrouter_id = \"192.0.2.10\"\nlocal_asn = 65001\n\
+                 announce_within = [\"192.0.2.0/24\", \"198.18.0.0/15\"]\n[[bgp.peers]]\nname = \"r1\"\n\
+                 address = \"192.0.2.1\"\npeer_asn = 65000\nnext_hop_v4 = \"192.0.2.254\"\nfamilies = [\"ipv4-flowspec\", \"ipv4-unicast\"]\n"
+            )
+        };
+        let entry = |body: &str| format!("[[detect.networks_from_bgp]]\n{body}");
+        // Host group prefixes must still be inside the configured own
+        // networks: with none configured, only learnt networks exist.
+        let ok = base(&entry("peer = \"r1\"\ncommunity = \"65000:100\"")).replace(
+            "[[detect.host_groups]]\nname = \"web\"\nprefixes = [\"192.0.2.0/25\"]\n",
+            "",
+        );
+        let c = Config::from_toml(&ok).expect("own networks from BGP only");
+        let n = &c.detect.unwrap().networks_from_bgp[0];
+        assert_eq!(
+            (n.family.as_str(), n.host_group.as_deref()),
+            ("ipv4-unicast", None)
+        );
+        for (body, key) in [
+            (
+                "peer = \"r9\"\ncommunity = \"65000:100\"",
+                "detect.networks_from_bgp[0].peer",
+            ),
+            (
+                "peer = \"r1\"\nfamily = \"ipv6-unicast\"\ncommunity = \"65000:100\"",
+                "detect.networks_from_bgp[0].family",
+            ),
+            (
+                "peer = \"r1\"\ncommunity = \"65000:x\"",
+                "detect.networks_from_bgp[0].community",
+            ),
+            (
+                "peer = \"r1\"\ncommunity = \"70000:1\"",
+                "detect.networks_from_bgp[0].community",
+            ),
+            (
+                "peer = \"r1\"\ncommunity = \"65000:1:2\"\nhost_group = \"dns\"",
+                "detect.networks_from_bgp[0].host_group",
+            ),
+        ] {
+            let text = base(&entry(body))
+                .replace("own_networks = []", "own_networks = [\"192.0.2.0/24\"]");
+            let e = Config::from_toml(&text).unwrap_err().to_string();
+            assert!(e.contains(key), "{body}: {e}");
+        }
     }
 
     #[test]

@@ -56,6 +56,13 @@ impl<'l> Lab<'l> {
     }
 
     fn with(link: &'l Link, userspace: bool) -> Self {
+        let own = own_network(link);
+        Self::with_networks(link, userspace, &format!("own_networks = [\"{own}\"]"))
+    }
+
+    /// `networks`: the `[detect]` lines that say what the own networks
+    /// are (`bgp.announce_within` stays the link's /24).
+    fn with_networks(link: &'l Link, userspace: bool, networks: &str) -> Self {
         let gobgp = Gobgpd::start(
             &link.b,
             &gobgpd_config(
@@ -80,7 +87,7 @@ impl<'l> Lab<'l> {
 metrics_listen = "127.0.0.1:9810"
 
 [detect]
-own_networks = ["{own}"]
+{networks}
 poll_interval = "1s"
 smoothing = "1s"
 [detect.thresholds]
@@ -244,6 +251,16 @@ dialect = "gobgp"
 
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("sensor.log")).unwrap_or_default()
+    }
+
+    /// The event log's entries named `name`, in order.
+    fn events_named(&self, name: &str) -> Vec<Value> {
+        std::fs::read_to_string(self.dir.join("events.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["event"] == name)
+            .collect()
     }
 
     fn events(&self) -> Vec<String> {
@@ -776,6 +793,90 @@ fn a_foreign_rule_covering_the_victim_is_shown_and_logged() {
     assert!(
         events.iter().any(|e| e == "attack_covered_elsewhere"),
         "{events:?}"
+    );
+    flood.stop(libc::SIGTERM);
+}
+
+/// Issue 15: own networks from BGP. The sensor's configured own network
+/// does not hold the victim; gobgpd (the router) announces the victim's
+/// /24 tagged 65000:100, and a tagged prefix outside `announce_within`.
+/// The /24 becomes an own network and a flood on it gets its rule; the
+/// other is refused. Withdrawn, the /24 is no longer ours: the rule goes at
+/// once although the flood goes on, and nothing is announced again.
+#[test]
+fn own_networks_follow_tagged_routes_from_bgp() {
+    let link = link();
+    let lab = Lab::with_networks(
+        &link,
+        false,
+        "own_networks = [\"192.0.2.0/24\"]\n\
+         networks_from_bgp = [{ peer = \"gobgp\", community = \"65000:100\" }]",
+    );
+    let customer = own_network(&link);
+    let add = |prefix: &str, community: &str| {
+        lab.gobgp.cli(&[
+            "global",
+            "rib",
+            "add",
+            "-a",
+            "ipv4",
+            prefix,
+            "community",
+            community,
+        ]);
+    };
+    add(&customer, "65000:100");
+    add("203.0.113.0/24", "65000:100");
+    add("198.51.100.0/24", "65000:999");
+    let learnt = wait_for(RULE_WITHIN, || {
+        lab.events_named("own_networks_from_bgp")
+            .into_iter()
+            .find(|e| {
+                e["added"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|n| n == &Value::from(customer.clone())))
+            })
+    })
+    .unwrap_or_else(|| panic!("the tagged route was not learnt\n{}", lab.log()));
+    // Inside the ceiling only; the untagged route is not taken at all.
+    assert_eq!(learnt["added"], serde_json::json!([customer]), "{learnt}");
+    assert_eq!(
+        learnt["outside_announce_within"],
+        serde_json::json!(["203.0.113.0/24"]),
+        "{learnt}"
+    );
+
+    let start = Instant::now();
+    let flood = lab.flood(lab.victim, 30);
+    let (rule, took) = lab.wait_rule(start, RULE_WITHIN);
+    eprintln!("e2e: rule on gobgpd {took:?} after the flood started: {rule}");
+    assert!(rule.contains("protocol: ==udp"), "{rule}");
+
+    // The route goes while the flood goes on.
+    lab.gobgp
+        .cli(&["global", "rib", "del", "-a", "ipv4", &customer]);
+    lab.wait_no_rule(Duration::from_secs(10));
+    let removed = lab.events_named("own_networks_from_bgp");
+    assert!(
+        removed
+            .iter()
+            .any(|e| e["removed"] == serde_json::json!([customer])),
+        "{removed:?}"
+    );
+    let withdrawn = lab.events_named("mitigation_withdrawn");
+    assert!(
+        withdrawn
+            .iter()
+            .any(|e| e["reason"] == "outside the own networks"),
+        "{withdrawn:?}"
+    );
+    // Still flooding, no longer ours: nothing comes back.
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(lab.rules_for(lab.victim).is_empty(), "{}", lab.log());
+    assert!(
+        lab.ask("attacks")["current"]
+            .as_array()
+            .is_some_and(Vec::is_empty)
     );
     flood.stop(libc::SIGTERM);
 }

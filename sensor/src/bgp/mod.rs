@@ -660,6 +660,56 @@ impl Speaker {
         Ok(out)
     }
 
+    /// A peer's Adj-RIB-In version: it changes whenever the routes held
+    /// change (`None`: no such peer).
+    pub fn rib_in_version(&self, peer: &str) -> Option<u64> {
+        self.peers
+            .iter()
+            .find(|p| p.shared.config.name == peer)
+            .map(|p| p.shared.rib_in().version())
+    }
+
+    /// Whether `peer` has sent its whole table of `family` this session:
+    /// End-of-RIB arrived (RFC 4724 §2), or, for peers that never send it,
+    /// the session has been up for [`TABLE_SETTLE`].
+    pub fn table_complete(&self, peer: &str, family: Family) -> bool {
+        self.peers
+            .iter()
+            .find(|p| p.shared.config.name == peer)
+            .is_some_and(|p| {
+                let up = p.shared.stats().established_at;
+                up.is_some()
+                    && (p.shared.rib_in().has_end_of_rib(family)
+                        || up.is_some_and(|t| t.elapsed() >= TABLE_SETTLE))
+            })
+    }
+
+    /// The prefixes `peer` sends in `family` tagged with `community`
+    /// (`ASN:VALUE` or `GLOBAL:LOCAL1:LOCAL2`), each once.
+    pub fn tagged_prefixes(
+        &self,
+        peer: &str,
+        family: Family,
+        community: &str,
+    ) -> Result<Vec<ipnet::IpNet>, QueryError> {
+        let query = RibQuery {
+            peer: Some(peer.to_string()),
+            family: Some(family),
+            community: Some(community.to_string()),
+            limit: Some(0),
+            ..RibQuery::default()
+        };
+        let mut prefixes: Vec<ipnet::IpNet> = self
+            .rib(&query)?
+            .routes
+            .into_iter()
+            .map(|r| r.prefix)
+            .collect();
+        prefixes.sort();
+        prefixes.dedup();
+        Ok(prefixes)
+    }
+
     /// The peer that sends us `route` (same Flow Spec NLRI and actions)
     /// from another system, unless one of our peers already has it from us
     /// (we keep announcing what we announced).
@@ -791,6 +841,10 @@ impl Speaker {
         }
     }
 }
+
+/// How long after a session comes up a peer that sends no End-of-RIB is
+/// taken to have sent its table.
+pub const TABLE_SETTLE: Duration = Duration::from_secs(10);
 
 impl Drop for Speaker {
     /// Without [`Speaker::shutdown`], the sessions are dropped (connections

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use ipnet::IpNet;
 use serde_json::json;
 
 use super::{Daemon, unix_now};
@@ -17,6 +18,23 @@ use crate::{
 /// Ended attacks `edge-sensor attacks` shows.
 const RECENT_ATTACKS: usize = 100;
 
+/// The networks the mitigator's safety checks take as the operator's: the
+/// configured own networks, and with `detect.networks_from_bgp` the whole
+/// ceiling (`bgp.announce_within`) until the peers' tables are in and the
+/// learnt networks replace it ([`Daemon::follow_bgp_networks`]).
+pub(super) fn mitigator_networks(config: &Config) -> Vec<IpNet> {
+    let Some(d) = &config.detect else {
+        return Vec::new();
+    };
+    let mut own = d.own_networks.clone();
+    if !d.networks_from_bgp.is_empty()
+        && let Some(b) = &config.bgp
+    {
+        own.extend(b.announce_within.iter().copied());
+    }
+    own
+}
+
 /// The mitigator of `config`, with the mitigations saved before a restart
 /// announced again (through `speaker`, if any) and logged.
 pub(super) fn restore(
@@ -24,12 +42,7 @@ pub(super) fn restore(
     speaker: &Option<Speaker>,
     events: &mut EventLog,
 ) -> Mitigator {
-    let own = config
-        .detect
-        .as_ref()
-        .map(|d| d.own_networks.clone())
-        .unwrap_or_default();
-    let mut mitigator = Mitigator::new(config.mitigation.clone(), own);
+    let mut mitigator = Mitigator::new(config.mitigation.clone(), mitigator_networks(config));
     let path = mitigations_file(&config.daemon.state_dir);
     match state::read_json::<Vec<Mitigation>>(&path) {
         Ok(Some(saved)) if !saved.is_empty() => {

@@ -18,6 +18,7 @@
 mod flows;
 mod metrics;
 mod mitigation;
+mod networks;
 mod requests;
 
 use std::{
@@ -182,6 +183,9 @@ struct Daemon<'s> {
     saves: SaveHealth,
     /// What the last SIGHUP did (`status`).
     last_reload: Option<serde_json::Value>,
+    /// The Adj-RIB-In versions `detect.networks_from_bgp` was last
+    /// computed from.
+    bgp_networks_seen: Option<Vec<Option<u64>>>,
 }
 
 impl<'s> Daemon<'s> {
@@ -262,6 +266,7 @@ impl<'s> Daemon<'s> {
             maps_read: None,
             saves: SaveHealth::default(),
             last_reload: None,
+            bgp_networks_seen: None,
             config,
         };
         d.save_mitigations();
@@ -308,6 +313,7 @@ impl<'s> Daemon<'s> {
                 }
             }
         }
+        self.follow_bgp_networks(now_unix);
         let samples = if self.detector.is_some() {
             self.watched_samples()
         } else {
@@ -440,12 +446,10 @@ impl<'s> Daemon<'s> {
                 Err(e) => failed.push(format!("detect: {e} (the old detection runs on)")),
             }
         }
-        let own = new
-            .detect
-            .as_ref()
-            .map(|d| d.own_networks.clone())
-            .unwrap_or_default();
-        self.mitigator.reconfigure(new.mitigation.clone(), own);
+        self.mitigator
+            .reconfigure(new.mitigation.clone(), mitigation::mitigator_networks(&new));
+        // The detector may be new: learn the networks from BGP again.
+        self.bgp_networks_seen = None;
         self.config = new;
         if failed.is_empty() {
             Reload::Applied

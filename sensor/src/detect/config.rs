@@ -512,6 +512,31 @@ pub struct DetectConfig {
     /// UDP source ports that make a UDP flood an amplification attack.
     pub amplification_ports: Vec<u16>,
     pub host_groups: Vec<HostGroupConfig>,
+    /// Own networks learnt from a BGP peer's routes that carry a community
+    /// (`[[detect.networks_from_bgp]]`), live as the routes come and go,
+    /// within `bgp.announce_within`.
+    pub networks_from_bgp: Vec<NetworksFromBgp>,
+}
+
+/// Routes of `peer` in `family` tagged `community` are own networks, in
+/// `host_group` (default: none, the default group). Operators already tag
+/// their customers' prefixes; the sensor then follows them without a
+/// configuration change.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworksFromBgp {
+    /// A `[[bgp.peers]]` name.
+    pub peer: String,
+    /// `ipv4-unicast` or `ipv6-unicast`.
+    #[serde(default = "default_unicast_family")]
+    pub family: String,
+    /// `ASN:VALUE` (RFC 1997) or `GLOBAL:LOCAL1:LOCAL2` (RFC 8092).
+    pub community: String,
+    pub host_group: Option<String>,
+}
+
+fn default_unicast_family() -> String {
+    "ipv4-unicast".into()
 }
 
 impl Default for DetectConfig {
@@ -549,6 +574,7 @@ impl Default for DetectConfig {
             watch: WatchConfig::default(),
             amplification_ports: DEFAULT_AMPLIFICATION_PORTS.to_vec(),
             host_groups: Vec::new(),
+            networks_from_bgp: Vec::new(),
         }
     }
 }
@@ -571,7 +597,7 @@ impl DetectConfig {
 
     /// Checks what the types alone cannot.
     pub fn validate(&self) -> Result<(), DetectConfigError> {
-        if self.own_networks.is_empty() {
+        if self.own_networks.is_empty() && self.networks_from_bgp.is_empty() {
             return Err(invalid(
                 "detect.own_networks",
                 "empty: the detector only decides for destinations inside the operator's networks",
@@ -718,6 +744,38 @@ impl DetectConfig {
                 "detect.thresholds",
                 "no threshold, aggregate or baseline anywhere: nothing could ever be detected",
             ));
+        }
+        for (i, n) in self.networks_from_bgp.iter().enumerate() {
+            let key = format!("detect.networks_from_bgp[{i}]");
+            if !matches!(n.family.as_str(), "ipv4-unicast" | "ipv6-unicast") {
+                return Err(invalid(
+                    format!("{key}.family"),
+                    format!("{:?}: ipv4-unicast or ipv6-unicast", n.family),
+                ));
+            }
+            let parts: Vec<&str> = n.community.split(':').collect();
+            let ok = match parts.as_slice() {
+                [a, b] => a.parse::<u16>().is_ok() && b.parse::<u16>().is_ok(),
+                [a, b, c] => [a, b, c].iter().all(|p| p.parse::<u32>().is_ok()),
+                _ => false,
+            };
+            if !ok {
+                return Err(invalid(
+                    format!("{key}.community"),
+                    format!(
+                        "{:?} is neither ASN:VALUE (RFC 1997) nor GLOBAL:LOCAL1:LOCAL2 (RFC 8092)",
+                        n.community
+                    ),
+                ));
+            }
+            if let Some(g) = &n.host_group
+                && !self.host_groups.iter().any(|h| &h.name == g)
+            {
+                return Err(invalid(
+                    format!("{key}.host_group"),
+                    format!("{g:?} is not one of detect.host_groups"),
+                ));
+            }
         }
         Ok(())
     }

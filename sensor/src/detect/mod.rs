@@ -149,7 +149,8 @@ mod scenarios;
 pub use classify::AttackClass;
 pub use config::{
     BaselineConfig, ClassLimits, DetectConfig, DetectConfigError, FingerprintConfig, GroupAction,
-    HostGroupConfig, Limit, Metric, Rate, ReleaseConfig, TrafficClass, WatchConfig,
+    HostGroupConfig, Limit, Metric, NetworksFromBgp, Rate, ReleaseConfig, TrafficClass,
+    WatchConfig,
 };
 pub use detector::Detector;
 pub use events::{Attack, DestinationView, DetectorStats, Event, Scope, Trigger};

@@ -471,6 +471,53 @@ fn with_group(name: &str, prefix: &str, settings: &[&str]) -> String {
 }
 
 #[test]
+fn networks_learnt_from_bgp_come_and_go_with_their_attacks() {
+    // Own networks: 198.18.0.0/15 configured; 203.0.113.0/24 learnt (a
+    // customer's route), in the `web` group.
+    let victim = "203.0.113.10";
+    let cfg = with_group("web", "198.18.9.0/24", &["action = \"blackhole\""]);
+    let mut sim = Sim::new(&cfg);
+    let syn = flow(victim, 200_000.0, ipproto::TCP)
+        .dport(80)
+        .flags(SYN)
+        .len(60);
+    let traffic = |p: u32| if p > 5 { vec![syn.clone()] } else { Vec::new() };
+    sim.run(15, traffic);
+    assert!(
+        sim.started().is_empty(),
+        "outside the own networks: {}",
+        sim.story()
+    );
+
+    let learnt: IpNet = "203.0.113.0/24".parse().unwrap();
+    assert!(
+        sim.det
+            .set_learnt_networks(&[(learnt, Some("web".into()))])
+            .is_empty()
+    );
+    assert!(sim.det.own_networks().contains(&learnt));
+    sim.run(5, traffic);
+    let (_, a) = sim.only_start();
+    let a = a.clone();
+    assert_eq!(a.victim.network().to_string(), victim);
+    assert_eq!(a.host_group, "web");
+    assert_eq!(a.action, GroupAction::Blackhole);
+
+    // The route is withdrawn: the attack ends at once, and nothing new
+    // starts there.
+    let ended = sim.det.set_learnt_networks(&[]);
+    assert!(
+        matches!(ended.as_slice(), [Event::AttackEnded(e)] if e.id == a.id),
+        "{ended:?}"
+    );
+    assert!(!sim.det.own_networks().contains(&learnt));
+    let before = sim.started().len();
+    sim.run(10, traffic);
+    assert_eq!(sim.started().len(), before, "{}", sim.story());
+    assert!(sim.det.attacks().is_empty());
+}
+
+#[test]
 fn syn_flood_is_named_and_fingerprinted_within_two_polls_and_released_once() {
     let victim = "198.18.1.10";
     let mut sim = Sim::new(BASE);

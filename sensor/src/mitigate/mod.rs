@@ -499,6 +499,27 @@ impl Mitigator {
             .collect())
     }
 
+    /// The own networks changed (learnt from BGP): mitigations whose
+    /// victim is no longer inside one are withdrawn at once, whatever their
+    /// hold: nothing stays announced outside the operator's networks.
+    pub fn set_own_networks(&mut self, own: Vec<IpNet>, a: &dyn Announcer) -> Vec<Record> {
+        self.own_networks = own;
+        let outside: Vec<u64> = self
+            .active
+            .values()
+            .filter(|m| {
+                !self.own_networks.iter().any(|n| {
+                    n.contains(&m.victim.network()) && n.prefix_len() <= m.victim.prefix_len()
+                })
+            })
+            .map(|m| m.id)
+            .collect();
+        outside
+            .into_iter()
+            .map(|id| self.withdraw(id, a, "outside the own networks"))
+            .collect()
+    }
+
     /// Withdraws everything (`withdraw_on_exit`).
     pub fn withdraw_all(&mut self, a: &dyn Announcer) -> Vec<Record> {
         let ids: Vec<u64> = self.active.keys().copied().collect();

@@ -98,6 +98,8 @@ pub struct AdjRibIn {
     announced: u64,
     withdrawn: u64,
     stale_removed: u64,
+    /// Bumped by every change of the routes held ([`Self::version`]).
+    version: u64,
 }
 
 fn unix_now() -> u64 {
@@ -110,6 +112,7 @@ fn unix_now() -> u64 {
 impl AdjRibIn {
     /// Applies what the RFC 7606 check made of one UPDATE.
     pub fn apply(&mut self, verdict: &UpdateVerdict, peer: PeerInfo) {
+        self.version += 1;
         match verdict {
             UpdateVerdict::Ok(u) | UpdateVerdict::AttributeDiscard { update: u, .. } => {
                 self.apply_update(u, peer);
@@ -262,14 +265,27 @@ impl AdjRibIn {
         };
         self.stale_removed += n as u64;
         if n > 0 {
+            self.version += 1;
             self.interner.collect();
         }
         n
     }
 
+    /// Whether End-of-RIB for `family` arrived this session.
+    pub fn has_end_of_rib(&self, family: Family) -> bool {
+        self.end_of_rib.contains(&family)
+    }
+
+    /// Changes whenever the routes held change (readers that derive
+    /// something from the table recompute only then).
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
     /// AFI/SAFI disable (RFC 7606 §2, RFC 4760 §7): the family's routes go
     /// and later ones are ignored until the session ends.
     pub fn disable(&mut self, family: Family) {
+        self.version += 1;
         self.disabled.insert(family);
         match family {
             Family::Ipv4Unicast => self.v4.clear(),
@@ -328,6 +344,7 @@ impl AdjRibIn {
     }
 
     pub fn clear(&mut self) {
+        self.version += 1;
         self.v4.clear();
         self.v6.clear();
         self.flow4.clear();

@@ -116,9 +116,14 @@ struct Active {
 pub struct Detector {
     cfg: DetectConfig,
     groups: Vec<Group>,
-    /// Host group prefixes, most specific first, with their group index.
+    /// Host group prefixes, most specific first, with their group index
+    /// (the configured ones and those learnt from BGP).
     group_prefixes: Vec<(IpNet, usize)>,
+    /// The own networks, most specific first: configured and learnt.
     own: Vec<IpNet>,
+    /// Own networks learnt from BGP routes ([`Self::set_learnt_networks`]),
+    /// with their host group.
+    learnt: Vec<(IpNet, usize)>,
     last_poll: Option<Duration>,
     pub(super) hosts: BTreeMap<IpAddr, Host>,
     blocks: BTreeMap<IpNet, Block>,
@@ -158,12 +163,8 @@ impl Detector {
             block_v6: cfg.aggregate_prefix_v6,
             baseline: cfg.baseline.clone(),
         }];
-        let mut group_prefixes = Vec::new();
         for g in &cfg.host_groups {
             let aggregate = g.aggregate.over(&global_aggregate);
-            for p in &g.prefixes {
-                group_prefixes.push((*p, groups.len()));
-            }
             groups.push(Group {
                 name: g.name.clone(),
                 action: g.action.unwrap_or(cfg.action),
@@ -178,14 +179,12 @@ impl Detector {
                 },
             });
         }
-        group_prefixes.sort_by(|a, b| b.0.prefix_len().cmp(&a.0.prefix_len()).then(a.0.cmp(&b.0)));
-        let mut own = cfg.own_networks.clone();
-        own.sort_by(|a, b| b.prefix_len().cmp(&a.prefix_len()).then(a.cmp(b)));
-        Ok(Self {
+        let mut det = Self {
             cfg,
             groups,
-            group_prefixes,
-            own,
+            group_prefixes: Vec::new(),
+            own: Vec::new(),
+            learnt: Vec::new(),
             last_poll: None,
             hosts: BTreeMap::new(),
             blocks: BTreeMap::new(),
@@ -199,7 +198,91 @@ impl Detector {
             watched: BTreeSet::new(),
             next_id: 1,
             stats: DetectorStats::default(),
-        })
+        };
+        det.index_networks();
+        Ok(det)
+    }
+
+    /// Rebuilds the own networks and the group prefixes, most specific
+    /// first, from the configuration and the learnt networks.
+    fn index_networks(&mut self) {
+        let mut group_prefixes: Vec<(IpNet, usize)> = self
+            .cfg
+            .host_groups
+            .iter()
+            .enumerate()
+            .flat_map(|(g, h)| h.prefixes.iter().map(move |p| (*p, g + 1)))
+            .chain(self.learnt.iter().filter(|(_, g)| *g != 0).copied())
+            .collect();
+        group_prefixes.sort_by(|a, b| b.0.prefix_len().cmp(&a.0.prefix_len()).then(a.0.cmp(&b.0)));
+        group_prefixes.dedup_by_key(|(n, _)| *n);
+        let mut own: Vec<IpNet> = self.cfg.own_networks.clone();
+        own.extend(self.learnt.iter().map(|(n, _)| *n));
+        own.sort_by(|a, b| b.prefix_len().cmp(&a.prefix_len()).then(a.cmp(b)));
+        own.dedup();
+        self.group_prefixes = group_prefixes;
+        self.own = own;
+    }
+
+    /// The own networks learnt from BGP routes, with the name of their
+    /// host group (`None`: the default group), replacing the previous set
+    /// (`detect.networks_from_bgp`; the caller keeps them within its
+    /// ceiling). Destinations no longer inside any own network are
+    /// forgotten and their attacks end at once (returned): nothing is
+    /// mitigated outside the operator's networks. Unknown group names fall
+    /// back to the default group.
+    pub fn set_learnt_networks(&mut self, learnt: &[(IpNet, Option<String>)]) -> Vec<Event> {
+        let group_of = |name: &Option<String>| {
+            name.as_ref()
+                .and_then(|n| self.groups.iter().position(|g| &g.name == n))
+                .unwrap_or(0)
+        };
+        let mut next: Vec<(IpNet, usize)> = learnt
+            .iter()
+            .map(|(n, g)| (n.trunc(), group_of(g)))
+            .collect();
+        next.sort();
+        next.dedup();
+        if next == self.learnt {
+            return Vec::new();
+        }
+        self.learnt = next;
+        self.index_networks();
+        // Hosts whose group changed start afresh; those outside go.
+        let regroup: Vec<IpAddr> = self
+            .hosts
+            .iter()
+            .filter(|(ip, h)| self.lookup(**ip).is_none_or(|(g, _)| g != h.group))
+            .map(|(ip, _)| *ip)
+            .collect();
+        for ip in &regroup {
+            self.hosts.remove(ip);
+            self.samples.remove(ip);
+            self.pending.remove(&host_net(*ip));
+            self.histories.remove(&host_net(*ip));
+        }
+        let outside: Vec<IpNet> = self
+            .attacks
+            .keys()
+            .filter(|v| self.lookup(v.network()).is_none())
+            .copied()
+            .collect();
+        let mut events = Vec::new();
+        for victim in outside {
+            if let Some(a) = self.attacks.remove(&victim) {
+                self.stats.attacks_ended += 1;
+                tracing::info!(id = a.attack.id, victim = %victim, "attack ended: no longer inside the own networks");
+                events.push(Event::AttackEnded(a.attack));
+            }
+        }
+        self.blocks
+            .retain(|net, _| self.own.iter().any(|o| o.contains(&net.network())));
+        events
+    }
+
+    /// The own networks now: configured and learnt, most specific first.
+    pub fn own_networks(&self) -> &[IpNet] {
+        &self.own
     }
 
     pub fn config(&self) -> &DetectConfig {
