@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use edge_sensor::bgp::{Route, Speaker};
+use edge_sensor::bgp::{Route, SessionState, Speaker};
 use edge_sensor_tests::{
     bgp::{
         self, Gobgpd, PeerKind, Table, WAIT, discard_v4, each_action, established, gobgpd_config,
@@ -238,10 +238,28 @@ fn peer_reset_reconnect_and_reannounce() {
                 .map(str::to_owned)
         });
         assert!(reset_seen.is_some(), "{:#?}", speaker.status());
+        // The session's history has its end, with the reason.
+        let history = speaker.status()[0].history.clone();
+        assert!(
+            history.iter().any(|t| t.from == SessionState::Established
+                && t.to == SessionState::Idle
+                && t.reason
+                    .as_deref()
+                    .is_some_and(|r| r.contains("NOTIFICATION 6/4"))),
+            "{history:#?}"
+        );
         let again = wait_for(Duration::from_secs(40), || {
             (speaker.status()[0].established_count >= 2 && established(speaker)).then_some(())
         });
         assert!(again.is_some(), "{:#?}\n{}", speaker.status(), gobgp.log());
+        // The history ends with the return to Established.
+        let history = speaker.status()[0].history.clone();
+        assert!(history.len() <= 20, "{history:#?}");
+        assert_eq!(
+            history.last().map(|t| t.to),
+            Some(SessionState::Established),
+            "{history:#?}"
+        );
         assert!(
             wait_for(WAIT, there).is_some(),
             "not re-announced: {:#?}",

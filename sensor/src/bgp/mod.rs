@@ -182,6 +182,12 @@ pub struct PeerStatus {
     pub flap: FlapStatus,
     /// What the peer sent us: routes, paths, rules, End-of-RIB.
     pub rib_in: rib_in::RibInStatus,
+    /// The last 20 state changes, oldest first, with the reason a session
+    /// ended.
+    pub history: Vec<session::Transition>,
+    /// Capabilities the peer refused (NOTIFICATION 2/7, RFC 5492 §5), left
+    /// out of our OPENs since.
+    pub refused_capabilities: Vec<capability::Capability>,
 }
 
 /// A peer's flap protection state (see [`flap`]).
@@ -354,6 +360,13 @@ impl Peer {
                 r.expire(Instant::now());
                 r.status()
             },
+            history: s.history.into_iter().collect(),
+            refused_capabilities: self
+                .shared
+                .refused_capabilities
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
         }
     }
 }

@@ -362,6 +362,34 @@ pub fn bgp(bgp: BgpArgs) -> Result<()> {
                 let f: Vec<String> = fams.iter().map(s).collect();
                 let _ = writeln!(out, "{:<12} disabled families {}", "", f.join(", "));
             }
+            for (what, key) in [
+                ("NOTIFICATION sent", "last_notification_sent"),
+                ("NOTIFICATION received", "last_notification_received"),
+            ] {
+                if !p[key].is_null() {
+                    let _ = writeln!(out, "{:<12} last {what}: {}", "", s(&p[key]));
+                }
+            }
+            if let Some(caps) = p["refused_capabilities"].as_array()
+                && !caps.is_empty()
+            {
+                let c: Vec<String> = caps.iter().map(|c| c.to_string()).collect();
+                let _ = writeln!(out, "{:<12} refused capabilities {}", "", c.join(", "));
+            }
+            // The latest state changes, newest first.
+            for t in p["history"].as_array().into_iter().flatten().rev().take(5) {
+                let _ = writeln!(
+                    out,
+                    "{:<12} {} {} -> {}{}",
+                    "",
+                    unix_time(t["at"].as_u64().unwrap_or(0)),
+                    s(&t["from"]),
+                    s(&t["to"]),
+                    t["reason"]
+                        .as_str()
+                        .map_or(String::new(), |r| format!(" ({r})")),
+                );
+            }
         }
         out
     });
@@ -557,4 +585,28 @@ fn bgp_configured(b: &serde_json::Value, out: &mut String) -> bool {
         return false;
     }
     true
+}
+
+/// Unix seconds as `YYYY-MM-DD hh:mm:ss` UTC.
+fn unix_time(t: u64) -> String {
+    i64::try_from(t)
+        .ok()
+        .and_then(|t| jiff::Timestamp::from_second(t).ok())
+        .map_or_else(
+            || t.to_string(),
+            |ts| ts.strftime("%Y-%m-%d %H:%M:%S").to_string(),
+        )
+}
+
+#[cfg(test)]
+mod time_tests {
+    #[test]
+    fn unix_seconds_read_as_utc_dates() {
+        assert_eq!(super::unix_time(0), "1970-01-01 00:00:00");
+        assert_eq!(
+            super::unix_time(1_796_428_800 + 3_661),
+            "2026-12-05 01:01:01"
+        );
+        assert_eq!(super::unix_time(951_782_400), "2000-02-29 00:00:00");
+    }
 }

@@ -481,7 +481,7 @@ fn networks_learnt_from_bgp_come_and_go_with_their_attacks() {
         .dport(80)
         .flags(SYN)
         .len(60);
-    let traffic = |p: u32| if p > 5 { vec![syn.clone()] } else { Vec::new() };
+    let traffic = |p: u32| if p > 5 { vec![syn] } else { Vec::new() };
     sim.run(15, traffic);
     assert!(
         sim.started().is_empty(),

@@ -116,7 +116,7 @@ impl Task {
         // Established.
         {
             let mut s = shared.stats();
-            s.state = SessionState::Established;
+            s.enter(SessionState::Established);
             s.established_at = Some(Instant::now());
             s.established_count += 1;
             s.negotiated = Some(negotiated.clone());

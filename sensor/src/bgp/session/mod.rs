@@ -37,6 +37,7 @@ use tokio::{
 };
 
 pub(crate) use shared::PeerShared;
+pub use shared::{HISTORY, Transition};
 
 use super::{
     flap::{Reset, STABLE_AFTER},

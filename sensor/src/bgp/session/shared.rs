@@ -2,7 +2,14 @@
 //! its Adj-RIB-Out, quarantine state and counters, and the capabilities
 //! our OPEN advertises (RFC 5492, less those the peer refused).
 
-use std::{collections::BTreeMap, net::Ipv4Addr, sync::Mutex, time::Instant};
+use std::{
+    collections::{BTreeMap, VecDeque},
+    net::Ipv4Addr,
+    sync::Mutex,
+    time::{Instant, SystemTime},
+};
+
+use serde::Serialize;
 
 use super::SessionState;
 use crate::bgp::{
@@ -38,6 +45,48 @@ pub(crate) struct Stats {
     /// disable, RFC 4760 §7).
     pub afi_safi_disabled: Vec<(u16, u8)>,
     pub last_update_error: Option<String>,
+    /// The last [`HISTORY`] state changes, oldest first.
+    pub history: VecDeque<Transition>,
+}
+
+/// How many state changes a peer keeps (`edge-sensor bgp`).
+pub const HISTORY: usize = 20;
+
+/// One change of a session's state (RFC 4271 §8.2.2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Transition {
+    /// Unix seconds.
+    pub at: u64,
+    pub from: SessionState,
+    pub to: SessionState,
+    /// Why, where known: the error or NOTIFICATION that ended a session.
+    pub reason: Option<String>,
+}
+
+impl Stats {
+    /// Moves to `to`, remembering the change (a reason for a session that
+    /// ends: its last error).
+    pub fn enter(&mut self, to: SessionState) {
+        if self.state == to {
+            return;
+        }
+        let reason = match (self.state, to) {
+            (_, SessionState::Idle) => self.last_error.clone(),
+            _ => None,
+        };
+        if self.history.len() >= HISTORY {
+            self.history.pop_front();
+        }
+        self.history.push_back(Transition {
+            at: SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            from: self.state,
+            to,
+            reason,
+        });
+        self.state = to;
+    }
 }
 
 impl Default for Stats {
@@ -59,6 +108,7 @@ impl Default for Stats {
             update_errors: BTreeMap::new(),
             afi_safi_disabled: Vec::new(),
             last_update_error: None,
+            history: VecDeque::new(),
         }
     }
 }
@@ -118,7 +168,7 @@ impl PeerShared {
         if s.state != state {
             tracing::debug!(peer = %self.config.name, from = ?s.state, to = ?state, "BGP state");
         }
-        s.state = state;
+        s.enter(state);
         if state != SessionState::Established {
             s.established_at = None;
         }
