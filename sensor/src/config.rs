@@ -74,8 +74,12 @@ pub struct DaemonConfig {
     pub state_dir: PathBuf,
     /// The control socket the CLI talks to (root-only).
     pub control_socket: PathBuf,
-    /// Prometheus endpoint (`/metrics`); `""` turns it off.
+    /// The HTTP listener: Prometheus `/metrics` and the JSON API
+    /// `/api/v1/` ([`crate::http`]); `""` turns it off.
     pub metrics_listen: String,
+    /// The API's write token (bans through `POST /api/v1/routes`): a file
+    /// only root may read. Without it, the API only reads.
+    pub api_token_file: Option<PathBuf>,
 }
 
 impl Default for DaemonConfig {
@@ -84,6 +88,7 @@ impl Default for DaemonConfig {
             state_dir: PathBuf::from("/var/lib/edge-sensor"),
             control_socket: PathBuf::from(crate::control::DEFAULT_SOCKET),
             metrics_listen: crate::metrics::DEFAULT_LISTEN.to_string(),
+            api_token_file: None,
         }
     }
 }
@@ -292,6 +297,14 @@ impl Config {
 
         if !self.daemon.state_dir.is_absolute() {
             return Err(invalid("daemon.state_dir", "must be an absolute path"));
+        }
+        if self
+            .daemon
+            .api_token_file
+            .as_ref()
+            .is_some_and(|p| !p.is_absolute())
+        {
+            return Err(invalid("daemon.api_token_file", "must be an absolute path"));
         }
         if !self.daemon.control_socket.is_absolute() {
             return Err(invalid("daemon.control_socket", "must be an absolute path"));

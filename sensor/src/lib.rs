@@ -9,7 +9,7 @@
 //! | detect | [`detect`] | baselines, thresholds, attacks and their fingerprints |
 //! | mitigate | [`mitigate`] | the policy and safety rules: an attack becomes a Flow Spec rule or an RTBH route, held, escalated, withdrawn |
 //! | announce | [`bgp`] | sessions to the routers, per-router dialects, quarantine of rules a router resets over |
-//! | operate | [`daemon`], [`config`], [`control`], [`metrics`], [`state`], [`cli`], [`addr`] | the loop that ties the stages together, its configuration, control socket, metrics, state on disk, and the command line |
+//! | operate | [`daemon`], [`config`], [`control`], [`http`], [`metrics`], [`state`], [`cli`], [`addr`] | the loop that ties the stages together, its configuration, control socket, HTTP listener (metrics and the JSON API), metrics, state on disk, and the command line |
 //!
 //! Three round trips go against that flow, each through one named place:
 //!
@@ -39,6 +39,7 @@ pub mod daemon;
 pub mod decode;
 pub mod detect;
 pub mod fastpath;
+pub mod http;
 pub mod metrics;
 pub mod mitigate;
 pub mod pcap;

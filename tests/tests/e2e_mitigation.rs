@@ -29,6 +29,9 @@ use serde_json::Value;
 /// with margin for a loaded CI machine.
 const RULE_WITHIN: Duration = Duration::from_secs(20);
 
+/// The HTTP API's write token in these tests.
+const API_TOKEN: &str = "e2e-token-0123456789abcdef";
+
 struct Lab<'l> {
     link: &'l Link,
     pin: PinDir,
@@ -78,6 +81,11 @@ impl<'l> Lab<'l> {
         );
         let dir = std::env::temp_dir().join(unique_name("es-e2e-"));
         std::fs::create_dir_all(&dir).unwrap();
+        // The HTTP API's write token: root's alone.
+        let token = dir.join("api-token");
+        std::fs::write(&token, format!("{API_TOKEN}\n")).unwrap();
+        std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
         let own = own_network(link);
         std::fs::write(
             dir.join("sensor.toml"),
@@ -85,6 +93,7 @@ impl<'l> Lab<'l> {
                 r#"
 [daemon]
 metrics_listen = "127.0.0.1:9810"
+api_token_file = "{token}"
 
 [detect]
 {networks}
@@ -120,7 +129,8 @@ graceful_restart = 60
 [bgp.peers.flowspec]
 dialect = "gobgp"
 "#,
-                events = dir.join("events.jsonl").display()
+                events = dir.join("events.jsonl").display(),
+                token = token.display(),
             ),
         )
         .unwrap();
@@ -233,6 +243,35 @@ dialect = "gobgp"
             edge_sensor_tests::assert_json_schema(cmd, &doc);
         }
         doc
+    }
+
+    /// One HTTP request to the daemon's listener (in the collector
+    /// namespace): the status code and the body.
+    fn http(&self, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
+        let raw = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n")),
+            body.len()
+        );
+        let response = self.link.b.run(move || {
+            use std::io::{Read, Write};
+            let mut s = std::net::TcpStream::connect("127.0.0.1:9810").expect("HTTP listener");
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s.write_all(raw.as_bytes()).unwrap();
+            let mut text = String::new();
+            let _ = s.read_to_string(&mut text);
+            text
+        });
+        let status = response
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = response
+            .split_once("\r\n\r\n")
+            .map_or("", |(_, b)| b)
+            .to_string();
+        (status, body)
     }
 
     /// The daemon's Prometheus exposition (in the collector namespace).
@@ -879,4 +918,49 @@ fn own_networks_follow_tagged_routes_from_bgp() {
             .is_some_and(Vec::is_empty)
     );
     flood.stop(libc::SIGTERM);
+}
+
+/// Issue 15: the HTTP API. Reads answer what the control socket answers;
+/// a ban through `POST /api/v1/routes` with the token puts the rule on the
+/// router through the same checks, `DELETE` takes it away; without the
+/// token, or outside the own networks, nothing happens.
+#[test]
+fn the_http_api_reads_and_bans_with_its_token() {
+    let link = link();
+    let lab = Lab::new(&link);
+    let up = wait_for(RULE_WITHIN, || {
+        let (code, body) = lab.http("GET", "/api/v1/bgp", None, "");
+        (code == 200 && body.contains("\"established\"")).then_some(body)
+    });
+    assert!(up.is_some(), "{}", lab.log());
+    let (code, rib) = lab.http("GET", "/api/v1/rib?family=ipv4-unicast&limit=10", None, "");
+    assert_eq!(code, 200, "{rib}");
+    let rib: Value = serde_json::from_str(&rib).unwrap();
+    assert!(rib["routes"].is_array(), "{rib}");
+
+    let ban = format!(
+        r#"{{"ip":"{}","flowspec":"proto udp dst-port 5555","duration_secs":600}}"#,
+        lab.victim
+    );
+    let (code, body) = lab.http("POST", "/api/v1/routes", None, &ban);
+    assert_eq!(code, 401, "{body}");
+    assert!(lab.rules_for(lab.victim).is_empty());
+    let outside = r#"{"ip":"203.0.113.9","blackhole":true}"#;
+    let (code, body) = lab.http("POST", "/api/v1/routes", Some(API_TOKEN), outside);
+    assert_eq!(code, 400, "outside the own networks: {body}");
+
+    let (code, body) = lab.http("POST", "/api/v1/routes", Some(API_TOKEN), &ban);
+    assert_eq!(code, 200, "{body}");
+    let rule = wait_for(RULE_WITHIN, || lab.rules_for(lab.victim).into_iter().next())
+        .unwrap_or_else(|| panic!("no rule after the API's ban: {}", lab.log()));
+    assert!(rule.0.contains("destination-port: ==5555"), "{}", rule.0);
+    let (code, mitigations) = lab.http("GET", "/api/v1/mitigations", None, "");
+    assert_eq!(code, 200);
+    let m: Value = serde_json::from_str(&mitigations).unwrap();
+    assert_eq!(m["mitigations"][0]["manual"], true, "{m}");
+
+    let path = format!("/api/v1/routes/{}", lab.victim);
+    let (code, body) = lab.http("DELETE", &path, Some(API_TOKEN), "");
+    assert_eq!(code, 200, "{body}");
+    lab.wait_no_rule(RULE_WITHIN);
 }

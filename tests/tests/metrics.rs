@@ -87,7 +87,7 @@ fn scrape(addr: SocketAddr) -> Option<String> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: sensor\r\n\r\n")
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: sensor\r\nConnection: close\r\n\r\n")
         .ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;

@@ -5,7 +5,10 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 
 use super::MetricsArgs;
-use crate::metrics::{Metrics, http, pinned::PinnedPoller};
+use crate::{
+    http,
+    metrics::{Metrics, pinned::PinnedPoller},
+};
 
 pub fn metrics(args: MetricsArgs) -> Result<()> {
     if !(0.1..=3600.0).contains(&args.interval) {
@@ -54,7 +57,7 @@ pub fn metrics(args: MetricsArgs) -> Result<()> {
             listener.local_addr()?
         );
         tokio::select! {
-            r = http::serve(listener, metrics) => r.context("serving metrics"),
+            r = http::serve(listener, http::metrics_router(metrics)) => r.context("serving metrics"),
             _ = tokio::signal::ctrl_c() => Ok(()),
         }
     })

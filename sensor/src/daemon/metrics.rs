@@ -11,18 +11,33 @@ use edge_sensor_common::DST_STATS;
 use super::{Daemon, unix_now};
 use crate::{
     config::Config,
+    http,
     metrics::{self, Metrics, daemon as names},
     mitigate,
 };
 
-/// The endpoint, if configured and its address could be bound.
-pub(super) async fn start(config: &Config) -> Option<Metrics> {
+/// The HTTP listener (metrics and the JSON API asking through
+/// `requests`), if configured and its address could be bound.
+pub(super) async fn start(
+    config: &Config,
+    requests: tokio::sync::mpsc::Sender<crate::control::Pending>,
+) -> Option<Metrics> {
     let addr = config.daemon.metrics_addr()?;
     let m = Metrics::for_daemon();
+    // A token file that cannot be trusted leaves the API read-only; the
+    // daemon still protects.
+    let token = config.daemon.api_token_file.as_deref().and_then(|path| {
+        http::Token::from_file(path)
+            .map_err(|e| tracing::error!("{e}: the API's write endpoints are off"))
+            .ok()
+            .map(std::sync::Arc::new)
+    });
     match tokio::net::TcpListener::bind(addr).await {
         Ok(listener) => {
-            tracing::info!(%addr, "metrics on http://{addr}/metrics");
-            tokio::spawn(metrics::http::serve(listener, m.clone()));
+            tracing::info!(%addr, writes = token.is_some(), "metrics on http://{addr}/metrics, the API on http://{addr}/api/v1/");
+            let router = http::metrics_router(m.clone())
+                .merge(http::api_router(http::Api { requests, token }));
+            tokio::spawn(http::serve(listener, router));
             Some(m)
         }
         Err(e) => {

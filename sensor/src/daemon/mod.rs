@@ -82,13 +82,13 @@ pub async fn serve(
     let (control_tx, mut control_rx) = mpsc::channel::<Pending>(64);
     match control::bind(&config.daemon.control_socket) {
         Ok(listener) => {
-            tokio::spawn(control::serve(listener, control_tx));
+            tokio::spawn(control::serve(listener, control_tx.clone()));
             tracing::info!(socket = %config.daemon.control_socket.display(), "control socket");
         }
         // The daemon still protects; only the CLI's view of it is missing.
         Err(e) => tracing::error!("{e}: `edge-sensor ban/attacks/status` will not reach it"),
     }
-    let metrics = metrics::start(&config).await;
+    let metrics = metrics::start(&config, control_tx).await;
     let mut d = Daemon::new(sensor, fast, config, flows, metrics)?;
 
     let mut publish = tokio::time::interval(Duration::from_secs(1));

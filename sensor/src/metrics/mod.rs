@@ -1,6 +1,6 @@
 //! Prometheus metrics: a registry of metric families (HELP and TYPE
 //! registered once, series by label set) that pollers update, rendered in
-//! the text exposition format (version 0.0.4) by [`http::serve`].
+//! the text exposition format (version 0.0.4), served by [`crate::http`].
 //!
 //! The registry holds a snapshot: whoever polls sets values, a scrape only
 //! renders them. [`sensor`] names the sensor's own metrics; other modules
@@ -8,7 +8,6 @@
 //! set them with [`Metrics::set`] or [`Metrics::replace`].
 
 pub mod daemon;
-pub mod http;
 pub mod pinned;
 pub mod sensor;
 
