@@ -66,6 +66,10 @@ pub enum Request {
     Unban {
         target: String,
     },
+    /// Everything the web view shows, in one answer: the top destinations
+    /// of the last poll, attacks, mitigations with the rules as sent, BGP
+    /// sessions, exporters with their loss.
+    View,
 }
 
 /// The answer: a JSON document, or why there is none.

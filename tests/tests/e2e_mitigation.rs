@@ -964,3 +964,82 @@ fn the_http_api_reads_and_bans_with_its_token() {
     assert_eq!(code, 200, "{body}");
     lab.wait_no_rule(RULE_WITHIN);
 }
+
+/// Issue 19: the live web view, read by headless Chromium (Debian's
+/// `chromium`) from the collector's namespace during an attack: the page
+/// shows the victim, its fingerprint and the rule as sent to the router,
+/// and the BGP session up. The screenshot is kept with the test's
+/// artifacts (target/test-artifacts/web-view.png).
+#[test]
+fn the_web_view_shows_the_attack_and_its_rule_in_chromium() {
+    require_tool("chromium");
+    let link = link();
+    let lab = Lab::new(&link);
+    let start = Instant::now();
+    let flood = lab.flood(lab.victim, 30);
+    let (rule, _) = lab.wait_rule(start, RULE_WITHIN);
+    let profile = lab.dir.join("chromium-profile");
+    let chromium = |extra: &[&str]| {
+        let out = lab
+            .link
+            .b
+            .command("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--virtual-time-budget=4000",
+                "--window-size=1280,1000",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .args(extra)
+            .arg("http://127.0.0.1:9810/")
+            .output()
+            .expect("run chromium");
+        assert!(
+            out.status.success(),
+            "chromium: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let dom = chromium(&["--dump-dom"]);
+    let victim = format!("{}/32", lab.victim);
+    let attacks = dom
+        .split("id=\"attacks\"")
+        .nth(1)
+        .and_then(|t| t.split("</table>").next())
+        .unwrap_or_else(|| panic!("no attacks table: {dom}"));
+    assert!(
+        attacks.contains(&victim),
+        "the victim in the attacks: {attacks}"
+    );
+    assert!(attacks.contains("udp_amplification 123"), "{attacks}");
+    let mitigations = dom
+        .split("id=\"mitigations\"")
+        .nth(1)
+        .and_then(|t| t.split("</table>").next())
+        .unwrap_or_default();
+    // The rule as gobgpd holds it, as sent to it.
+    assert!(mitigations.contains("gobgp"), "{mitigations}");
+    assert!(mitigations.contains("then discard"), "{mitigations}");
+    assert!(
+        mitigations.contains(&format!("dst {}/32", lab.victim)),
+        "{mitigations}\ngobgpd: {rule}"
+    );
+    assert!(dom.contains(">established<"), "the session: {dom}");
+
+    let artifacts = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let shot = artifacts.join("web-view.png");
+    let _ = std::fs::remove_file(&shot);
+    chromium(&[&format!("--screenshot={}", shot.display())]);
+    let png = std::fs::read(&shot).expect("the screenshot");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "{} bytes",
+        png.len()
+    );
+    flood.stop(libc::SIGTERM);
+}

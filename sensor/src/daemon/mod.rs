@@ -186,6 +186,8 @@ struct Daemon<'s> {
     /// The Adj-RIB-In versions `detect.networks_from_bgp` was last
     /// computed from.
     bgp_networks_seen: Option<Vec<Option<u64>>>,
+    /// The busiest destinations at the last poll (the web view).
+    top: Vec<crate::rates::DstRates>,
 }
 
 impl<'s> Daemon<'s> {
@@ -267,6 +269,7 @@ impl<'s> Daemon<'s> {
             saves: SaveHealth::default(),
             last_reload: None,
             bgp_networks_seen: None,
+            top: Vec::new(),
             config,
         };
         d.save_mitigations();
@@ -339,8 +342,11 @@ impl<'s> Daemon<'s> {
         }
         self.save_mitigations();
         self.update_metrics(took.elapsed());
-        if let (Some(m), Some(top)) = (&self.metrics, top) {
-            m.set_top_destinations(&top.into_sorted(), self.destinations.len());
+        if let Some(top) = top {
+            self.top = top.into_sorted();
+            if let Some(m) = &self.metrics {
+                m.set_top_destinations(&self.top, self.destinations.len());
+            }
         }
     }
 

@@ -131,6 +131,7 @@ impl Daemon<'_> {
                     }
                 }
             }
+            Request::View => ok(self.view()),
             Request::Unban { target } => match self.mitigator.unban(&target, &self.speaker) {
                 Ok(records) => {
                     let mut body = json!({"withdrawn": records.len()});
@@ -202,6 +203,62 @@ impl Daemon<'_> {
             "templates": self.templates_json(),
             "last_reload": self.last_reload,
         })
+    }
+}
+
+impl Daemon<'_> {
+    /// The web view's document (`GET /api/v1/view`).
+    fn view(&self) -> serde_json::Value {
+        use edge_sensor_common::Class;
+        let top: Vec<_> = self
+            .top
+            .iter()
+            .map(|r| {
+                json!({"ip": r.ip, "pps": r.pps(Class::All), "bps": r.bps(Class::All),
+                    "tcp_pps": r.pps(Class::Tcp), "syn_pps": r.pps(Class::TcpSyn),
+                    "udp_pps": r.pps(Class::Udp), "icmp_pps": r.pps(Class::Icmp),
+                    "fragment_pps": r.pps(Class::Fragment)})
+            })
+            .collect();
+        let exporters = if self.fast.is_userspace() {
+            Some(self.decoder.report.clone())
+        } else {
+            self.sensor
+                .as_deref()
+                .and_then(|s| s.exporters_report().ok())
+        }
+        .map(|r| crate::cli::rows::report_json(&r)["exporters"].clone())
+        .unwrap_or_default();
+        json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_secs": self.started.elapsed().as_secs(),
+            "poll_interval_secs": self.poll_interval().as_secs_f64(),
+            "tracked": self.destinations.len(),
+            "top": top,
+            "attacks": self.detector.as_ref().map(Detector::attacks).unwrap_or_default(),
+            "mitigations": self.mitigator.active().map(|m| json!({
+                "id": m.id, "victim": m.victim, "kind": m.kind, "manual": m.manual,
+                "created": m.created, "reason": m.reason, "rule": route_text(&m.route),
+                "sent": m.sent.iter().map(|s| json!({
+                    "peer": s.peer, "dialect": s.dialect,
+                    "rule": s.route.as_ref().map(route_text), "refused": s.refused,
+                })).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+            "dry_run": self.mitigator.config().dry_run,
+            "bgp": self.speaker.as_ref().map(Speaker::status).unwrap_or_default(),
+            "exporters": exporters,
+        })
+    }
+}
+
+/// A route as the operator reads it: the rule and its actions.
+fn route_text(route: &crate::bgp::Route) -> String {
+    match route {
+        crate::bgp::Route::FlowSpec { actions, .. } => {
+            let actions: Vec<String> = actions.iter().map(ToString::to_string).collect();
+            format!("{} then {}", route.key(), actions.join(", "))
+        }
+        crate::bgp::Route::Blackhole { .. } => route.key().to_string(),
     }
 }
 

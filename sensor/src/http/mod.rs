@@ -16,6 +16,7 @@
 //! that file they are refused.
 
 mod token;
+mod view;
 
 use std::{io, sync::Arc, time::Duration};
 
@@ -64,10 +65,6 @@ pub fn metrics_router(metrics: Metrics) -> Router {
                 ([(header::CONTENT_TYPE, CONTENT_TYPE)], m.render())
             }),
         )
-        .route(
-            "/",
-            get(|| async { "edge-sensor: metrics at /metrics, the API at /api/v1/\n" }),
-        )
         .with_state(metrics)
 }
 
@@ -87,6 +84,8 @@ pub fn api_router(api: Api) -> Router {
             get(|s: State<Api>| ask(s, Request::Mitigations)),
         )
         .route("/api/v1/bgp", get(|s: State<Api>| ask(s, Request::Bgp)))
+        .route("/api/v1/view", get(|s: State<Api>| ask(s, Request::View)))
+        .route("/", get(view::page))
         .route(
             "/api/v1/rib",
             get(|s: State<Api>, Query(query): Query<RibQuery>| ask(s, Request::Rib { query })),
