@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_timing;
+mod deb;
 mod ebpf;
 mod kernels;
 mod lab;
@@ -70,6 +71,13 @@ enum Task {
     },
     /// Benchmarks, measured side by side in one run, reported as ratios.
     Bench,
+    /// The Debian package target/deb/edge-sensor_<version>_amd64.deb,
+    /// checked with lintian.
+    Deb {
+        /// Package the debug build (quick; what the install test does).
+        #[arg(long)]
+        debug: bool,
+    },
     /// The module dependency graph of a crate and its cycles (default: the XDP program).
     Modules {
         #[arg(default_value = "sensor-ebpf/src")]
@@ -98,6 +106,7 @@ fn main() -> ExitCode {
         Task::KernelGuest { bin_dir } => kernels::guest(&bin_dir),
         Task::Lab(args) => lab::lab(args),
         Task::Bench => bench::bench(),
+        Task::Deb { debug } => deb::deb(debug).map(|_| ()),
         Task::Modules { src } => modules::print(&util::root(), &src),
     };
     match result {

@@ -4,6 +4,7 @@ mod ask;
 mod collect;
 mod decode;
 mod exporters;
+mod generate;
 mod maps;
 mod metrics;
 mod rib;
@@ -67,6 +68,21 @@ pub enum Command {
     /// decoder, for comparison with the kernel path; writes a report on
     /// SIGINT/SIGTERM (and on SIGUSR1, without stopping).
     Collect(CollectArgs),
+    /// Manual pages or shell completions into a directory (for packaging).
+    #[command(hide = true)]
+    Generate(GenerateArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GenerateArgs {
+    pub what: GenerateWhat,
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum GenerateWhat {
+    Man,
+    Completions,
 }
 
 #[derive(Debug, clap::Args)]
@@ -326,6 +342,7 @@ pub fn main() -> ExitCode {
         Command::Ban(args) => ask::ban(args),
         Command::Unban(args) => ask::unban(args),
         Command::Collect(args) => collect::collect(args),
+        Command::Generate(args) => generate::generate(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
