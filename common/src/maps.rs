@@ -13,8 +13,14 @@ pub const EXPORTER_STATS: &str = "EXPORTER_STATS";
 pub const AGENT_STATE: &str = "AGENT_STATE";
 /// Counters of the program as a whole: `PERCPU_ARRAY<GlobalStats>` (1 entry), pinned.
 pub const GLOBAL_STATS: &str = "GLOBAL_STATS";
-/// Telemetry ports: `HASH<u16 (UDP port, host order), PortConfig>`, written by userspace.
+/// Telemetry ports: `ARRAY<PortConfig>` indexed by UDP port (host order),
+/// [`TELEMETRY_PORT_SLOTS`] entries, kind 0 for a port that carries none;
+/// written by userspace. An array, not a hash: the program looks the port
+/// of every UDP frame up, and an array lookup is a bounds check and an
+/// add that the verifier inlines, where a hash lookup hashes the key.
 pub const TELEMETRY_PORTS: &str = "TELEMETRY_PORTS";
+/// Entries of [`TELEMETRY_PORTS`]: one per UDP port (256 KiB of values).
+pub const TELEMETRY_PORT_SLOTS: u32 = 1 << 16;
 /// Exporters allowed to send telemetry: `LPM_TRIE<[u8; 16], u8>` keyed by
 /// prefix length (of the IPv6 or IPv4-mapped form: an IPv4 /24 is 96 + 24) and
 /// address; written by userspace.
@@ -73,7 +79,7 @@ pub const DEFAULT_MAX_DESTINATIONS: u32 = 1 << 20;
 /// Capacity of [`EXPORTER_STATS`] and [`AGENT_STATE`]: exporters are routers
 /// (times sub-agents), a few thousand at most.
 pub const MAX_EXPORTERS: u32 = 4096;
-/// Capacity of [`TELEMETRY_PORTS`].
+/// Telemetry ports a configuration may name.
 pub const MAX_TELEMETRY_PORTS: u32 = 64;
 /// Capacity of [`EXPORTER_ALLOW`].
 pub const MAX_ALLOW_PREFIXES: u32 = 1024;

@@ -10,7 +10,7 @@ use aya_ebpf::{
 use edge_sensor_common::{
     AgentState, DEFAULT_MAX_DESTINATIONS, DstKey, DstStats, ExporterKey, ExporterStats,
     GlobalStats, MAX_ALLOW_PREFIXES, MAX_EXPORTERS, MAX_FLOW_PLANS, MAX_SAMPLING_RULES,
-    MAX_TELEMETRY_PORTS, MAX_WATCHED, Plan, PlanKey, PortConfig, RateKey, SamplingRule, Settings,
+    MAX_WATCHED, Plan, PlanKey, PortConfig, RateKey, SamplingRule, Settings, TELEMETRY_PORT_SLOTS,
     WATCH_RING_BYTES, WatchStats,
 };
 
@@ -37,10 +37,10 @@ pub static AGENT_STATE: LruHashMap<ExporterKey, AgentState> =
 #[map]
 pub static GLOBAL_STATS: PerCpuArray<GlobalStats> = PerCpuArray::with_max_entries(1, 0);
 
-/// UDP port (host order) -> what it carries (`common::TELEMETRY_PORTS`).
+/// What each UDP port (host order, the index) carries
+/// (`common::TELEMETRY_PORTS`).
 #[map]
-pub static TELEMETRY_PORTS: HashMap<u16, PortConfig> =
-    HashMap::with_max_entries(MAX_TELEMETRY_PORTS, 0);
+pub static TELEMETRY_PORTS: Array<PortConfig> = Array::with_max_entries(TELEMETRY_PORT_SLOTS, 0);
 
 /// Exporter allow-list (`common::EXPORTER_ALLOW`), longest-prefix match.
 #[map]
@@ -117,9 +117,10 @@ static ZERO_EXPORTER: Array<ExporterStats> = Array::with_max_entries(1, 0);
 /// telemetry port, `None` for any other port.
 #[inline(always)]
 pub fn telemetry_kind(port: u16) -> Option<u8> {
-    TELEMETRY_PORTS
-        .get_ptr(port)
-        .map(|cfg| unsafe { (*cfg).kind })
+    match TELEMETRY_PORTS.get(u32::from(port)) {
+        Some(cfg) if cfg.kind != 0 => Some(cfg.kind),
+        _ => None,
+    }
 }
 
 /// The settings (all zero until userspace writes them).
