@@ -428,8 +428,11 @@ pub struct Settings {
     pub pass_telemetry: u8,
     /// 1: [`WATCHED`] has entries, so samples' destinations are looked up in it.
     pub watching: u8,
+    /// 1: [`SAMPLING_RULES`] has entries, so each datagram's exporter is
+    /// looked up in it (0: no rule applies, no lookup).
+    pub sampling_rules: u8,
     /// Explicit padding; always zero.
-    pub _pad: [u8; 5],
+    pub _pad: [u8; 4],
 }
 const _: () = assert!(size_of::<Settings>() == 8);
 

@@ -81,9 +81,13 @@ pub fn flow_rate(key: &RateKey) -> Option<u32> {
 pub static SAMPLING_RULES: LpmTrie<[u8; 16], SamplingRule> =
     LpmTrie::with_max_entries(MAX_SAMPLING_RULES, aya_ebpf::bindings::BPF_F_NO_PREALLOC);
 
-/// The configured sampling rule for exporter `addr` (mode 0: none).
+/// The configured sampling rule for exporter `addr` (mode 0: none); the
+/// trie is asked only when it has rules (`Settings::sampling_rules`).
 #[inline(always)]
-pub fn sampling_rule(addr: crate::read::Addr) -> SamplingRule {
+pub fn sampling_rule(addr: crate::read::Addr, settings: &Settings) -> SamplingRule {
+    if settings.sampling_rules == 0 {
+        return SamplingRule::default();
+    }
     match SAMPLING_RULES.get(Key::new(128, crate::read::addr_bytes(addr))) {
         Some(r) => *r,
         None => SamplingRule::default(),

@@ -299,6 +299,13 @@ impl Sensor {
         for (net, rule) in rules.iter() {
             trie.insert(&trie_key(net), *rule, 0).map_err(trie_err)?;
         }
+        // The program asks the trie only when this says it has rules; set
+        // after they are in (a datagram meanwhile sees none, as before).
+        let any = u8::from(rules.iter().next().is_some());
+        if any != self.settings.sampling_rules {
+            self.settings.sampling_rules = any;
+            self.write_settings()?;
+        }
         Ok(())
     }
 
