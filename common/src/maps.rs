@@ -381,7 +381,9 @@ pub struct FieldLoc {
 /// templates with a destination and a packet count, without variable-length
 /// fields and without record-borne sampling other than samplingInterval or
 /// samplerRandomInterval get a plan; the rest are decoded in userspace.
-#[repr(C)]
+/// 8-aligned (no padding: the size is a multiple of 8) so the kernel copies
+/// it in 6 words rather than 24 half-words.
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 pub struct Plan {

@@ -65,10 +65,27 @@ pub static FLOW_PLANS: HashMap<PlanKey, Plan> = HashMap::with_max_entries(MAX_FL
 #[map]
 pub static FLOW_RATES: HashMap<RateKey, u32> = HashMap::with_max_entries(MAX_FLOW_PLANS, 0);
 
-/// The plan for `key`, copied (a plan may be replaced meanwhile).
+/// The plan for `key`, in the map (copy it before use: a plan may be
+/// replaced meanwhile).
 #[inline(always)]
-pub fn flow_plan(key: &PlanKey) -> Option<Plan> {
-    FLOW_PLANS.get_ptr(key).map(|p| unsafe { *p })
+pub fn flow_plan(key: &PlanKey) -> Option<*const Plan> {
+    FLOW_PLANS.get_ptr(key)
+}
+
+/// Copies the plan at `src` (a map value) to `dst` in six 64-bit words.
+/// Volatile: LLVM would make a plain copy a call to `memcpy` (a byte loop,
+/// and one more frame in the stack chain the verifier adds up).
+#[inline(always)]
+pub fn copy_plan(dst: &mut Plan, src: *const Plan) {
+    const WORDS: usize = core::mem::size_of::<Plan>() / 8;
+    const _: () = assert!(core::mem::size_of::<Plan>() % 8 == 0);
+    const _: () = assert!(core::mem::align_of::<Plan>() == 8);
+    let d = (dst as *mut Plan).cast::<u64>();
+    let s = src.cast::<u64>();
+    for i in 0..WORDS {
+        // SAFETY: both point at a whole, 8-aligned `Plan`.
+        unsafe { core::ptr::write_volatile(d.add(i), core::ptr::read_volatile(s.add(i))) };
+    }
 }
 
 #[inline(always)]

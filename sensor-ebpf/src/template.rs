@@ -168,9 +168,13 @@ extern "C" fn check_set(index: u64, ctx: *mut c_void) -> i64 {
         return 1;
     }
     t.plan_key.template = id;
-    let Some(plan) = maps::flow_plan(&t.plan_key) else {
+    let Some(found) = maps::flow_plan(&t.plan_key) else {
         return 1;
     };
+    // Copied whole into the set's slot (8-aligned: six words), then read
+    // there: the plan checked is the plan counted with.
+    let plan = &mut t.plans[(index as usize) & (MAX_FLOW_SETS as usize - 1)];
+    maps::copy_plan(plan, found);
     let record_len = u32::from(plan.record_len);
     if record_len == 0 {
         return 1;
@@ -179,7 +183,6 @@ extern "C" fn check_set(index: u64, ctx: *mut c_void) -> i64 {
     if w.records > MAX_FLOW_RECORDS {
         return 1;
     }
-    t.plans[(index as usize) & (MAX_FLOW_SETS as usize - 1)] = plan;
     w.off = off + len;
     0
 }
