@@ -158,8 +158,10 @@ pub struct ExporterStats {
     pub sequence_resets: u64,
     /// Parse errors by reason ([`ParseError`] as index).
     pub errors: [u64; ParseError::COUNT],
-    /// When the last datagram was counted (CLOCK_MONOTONIC ns, the
-    /// kernel's `bpf_ktime_get_ns`).
+    /// When the last datagram was counted (CLOCK_MONOTONIC ns). The kernel
+    /// stamps CLOCK_MONOTONIC_COARSE (`bpf_ktime_get_coarse_ns`: the same
+    /// clock as of the last tick, 1 to 4 ms behind); the daemon's
+    /// userspace decoder reads CLOCK_MONOTONIC.
     pub last_seen_ns: u64,
     /// The sampling rate applied to the last sample or record counted
     /// (1 when unsampled or unknown), and where it came from.
@@ -268,8 +270,8 @@ impl ExporterStats {
             self.errors[i] = self.errors[i].wrapping_add(other.errors[i]);
         }
         // The rate and format of whichever CPU (or side: kernel, daemon)
-        // counted last; a side that counted no sample yet has no rate to
-        // offer.
+        // counted last, as far as the stamps tell (the kernel's are to the
+        // tick); a side that counted no sample yet has no rate to offer.
         let later = other.last_seen_ns > self.last_seen_ns;
         if other.sampling_rate != 0 && (later || self.sampling_rate == 0) {
             self.sampling_rate = other.sampling_rate;
