@@ -12,29 +12,14 @@ use crate::maps;
 /// formats, its records for record-numbered ones).
 #[inline(always)]
 pub fn check(key: &ExporterKey, seq: u32, uptime_ms: u32, advance: u32) -> (u32, u32) {
-    check_state(key, seq, uptime_ms, advance).0
-}
-
-/// [`check`], and the exporter's state when it existed before this
-/// datagram (for [`agent_drops_at`] without a second lookup).
-#[inline(always)]
-pub fn check_state(
-    key: &ExporterKey,
-    seq: u32,
-    uptime_ms: u32,
-    advance: u32,
-) -> ((u32, u32), Option<*mut AgentState>) {
     match maps::AGENT_STATE.get_ptr_mut(key) {
         // SAFETY: a valid map value; a concurrent update from another CPU
         // (only possible if one agent's datagrams are spread over CPUs) can
         // at worst miscount one gap.
-        Some(state) => (
-            unsafe { (*state).observe(seq, uptime_ms, advance) },
-            Some(state),
-        ),
+        Some(state) => unsafe { (*state).observe(seq, uptime_ms, advance) },
         None => {
             let _ = maps::AGENT_STATE.insert(key, AgentState::first(seq, uptime_ms, advance), 0);
-            ((0, 0), None)
+            (0, 0)
         }
     }
 }
@@ -62,20 +47,11 @@ pub fn resync(key: &ExporterKey, seq: u32) {
 #[inline(always)]
 pub fn agent_drops(key: &ExporterKey, drops: u32) {
     if let Some(state) = maps::AGENT_STATE.get_ptr_mut(key) {
-        agent_drops_at(state, drops);
-    }
-}
-
-/// [`agent_drops`] into the state [`check_state`] found.
-#[inline(always)]
-pub fn agent_drops_at(state: *mut AgentState, drops: u32) {
-    // SAFETY: a map value the program looked up: valid memory for its
-    // whole run. Were the entry evicted and reused meanwhile (thousands of
-    // new exporters during one datagram) a max would land on another
-    // exporter, as with any value updated after its lookup.
-    unsafe {
-        if drops > (*state).agent_drops {
-            (*state).agent_drops = drops;
+        // SAFETY: a valid map value.
+        unsafe {
+            if drops > (*state).agent_drops {
+                (*state).agent_drops = drops;
+            }
         }
     }
 }

@@ -70,13 +70,9 @@ pub extern "C" fn edge_sensor_sflow() -> i64 {
         }
     };
     let key = count::exporter_key(&s.dgram, read::addr_bytes(header.agent), header.sub_agent);
-    let ((gaps, resets), state) = sequence::check_state(&key, header.sequence, header.uptime_ms, 1);
+    let (gaps, resets) = sequence::check(&key, header.sequence, header.uptime_ms, 1);
     walk(s, &header);
-    // The state looked up once; an exporter's first datagram created it.
-    match state {
-        Some(state) => sequence::agent_drops_at(state, s.walk.max_drops),
-        None => sequence::agent_drops(&key, s.walk.max_drops),
-    }
+    sequence::agent_drops(&key, s.walk.max_drops);
     count::exporter(&key, &s.dgram, &s.walk, gaps, resets, FORMAT_SFLOW5);
     i64::from(s.walk.fatal == 0)
 }
