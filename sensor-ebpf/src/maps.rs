@@ -78,7 +78,7 @@ pub fn flow_plan(key: &PlanKey) -> Option<*const Plan> {
 #[inline(always)]
 pub fn copy_plan(dst: &mut Plan, src: *const Plan) {
     const WORDS: usize = core::mem::size_of::<Plan>() / 8;
-    const _: () = assert!(core::mem::size_of::<Plan>() % 8 == 0);
+    const _: () = assert!(core::mem::size_of::<Plan>().is_multiple_of(8));
     const _: () = assert!(core::mem::align_of::<Plan>() == 8);
     let d = (dst as *mut Plan).cast::<u64>();
     let s = src.cast::<u64>();
