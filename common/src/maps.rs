@@ -13,8 +13,14 @@ pub const EXPORTER_STATS: &str = "EXPORTER_STATS";
 pub const AGENT_STATE: &str = "AGENT_STATE";
 /// Counters of the program as a whole: `PERCPU_ARRAY<GlobalStats>` (1 entry), pinned.
 pub const GLOBAL_STATS: &str = "GLOBAL_STATS";
-/// Telemetry ports: `HASH<u16 (UDP port, host order), PortConfig>`, written by userspace.
+/// Telemetry ports: `ARRAY<PortConfig>` indexed by UDP port (host order),
+/// [`TELEMETRY_PORT_SLOTS`] entries, kind 0 for a port that carries none;
+/// written by userspace. An array, not a hash: the program looks the port
+/// of every UDP frame up, and an array lookup is a bounds check and an
+/// add that the verifier inlines, where a hash lookup hashes the key.
 pub const TELEMETRY_PORTS: &str = "TELEMETRY_PORTS";
+/// Entries of [`TELEMETRY_PORTS`]: one per UDP port (256 KiB of values).
+pub const TELEMETRY_PORT_SLOTS: u32 = 1 << 16;
 /// Exporters allowed to send telemetry: `LPM_TRIE<[u8; 16], u8>` keyed by
 /// prefix length (of the IPv6 or IPv4-mapped form: an IPv4 /24 is 96 + 24) and
 /// address; written by userspace.
@@ -73,7 +79,7 @@ pub const DEFAULT_MAX_DESTINATIONS: u32 = 1 << 20;
 /// Capacity of [`EXPORTER_STATS`] and [`AGENT_STATE`]: exporters are routers
 /// (times sub-agents), a few thousand at most.
 pub const MAX_EXPORTERS: u32 = 4096;
-/// Capacity of [`TELEMETRY_PORTS`].
+/// Telemetry ports a configuration may name.
 pub const MAX_TELEMETRY_PORTS: u32 = 64;
 /// Capacity of [`EXPORTER_ALLOW`].
 pub const MAX_ALLOW_PREFIXES: u32 = 1024;
@@ -152,8 +158,10 @@ pub struct ExporterStats {
     pub sequence_resets: u64,
     /// Parse errors by reason ([`ParseError`] as index).
     pub errors: [u64; ParseError::COUNT],
-    /// When the last datagram was counted (CLOCK_MONOTONIC ns, the
-    /// kernel's `bpf_ktime_get_ns`).
+    /// When the last datagram was counted (CLOCK_MONOTONIC ns). The kernel
+    /// stamps CLOCK_MONOTONIC_COARSE (`bpf_ktime_get_coarse_ns`: the same
+    /// clock as of the last tick, 1 to 4 ms behind); the daemon's
+    /// userspace decoder reads CLOCK_MONOTONIC.
     pub last_seen_ns: u64,
     /// The sampling rate applied to the last sample or record counted
     /// (1 when unsampled or unknown), and where it came from.
@@ -262,8 +270,8 @@ impl ExporterStats {
             self.errors[i] = self.errors[i].wrapping_add(other.errors[i]);
         }
         // The rate and format of whichever CPU (or side: kernel, daemon)
-        // counted last; a side that counted no sample yet has no rate to
-        // offer.
+        // counted last, as far as the stamps tell (the kernel's are to the
+        // tick); a side that counted no sample yet has no rate to offer.
         let later = other.last_seen_ns > self.last_seen_ns;
         if other.sampling_rate != 0 && (later || self.sampling_rate == 0) {
             self.sampling_rate = other.sampling_rate;
@@ -375,7 +383,9 @@ pub struct FieldLoc {
 /// templates with a destination and a packet count, without variable-length
 /// fields and without record-borne sampling other than samplingInterval or
 /// samplerRandomInterval get a plan; the rest are decoded in userspace.
-#[repr(C)]
+/// 8-aligned (no padding: the size is a multiple of 8) so the kernel copies
+/// it in 6 words rather than 24 half-words.
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 pub struct Plan {
@@ -422,8 +432,11 @@ pub struct Settings {
     pub pass_telemetry: u8,
     /// 1: [`WATCHED`] has entries, so samples' destinations are looked up in it.
     pub watching: u8,
+    /// 1: [`SAMPLING_RULES`] has entries, so each datagram's exporter is
+    /// looked up in it (0: no rule applies, no lookup).
+    pub sampling_rules: u8,
     /// Explicit padding; always zero.
-    pub _pad: [u8; 5],
+    pub _pad: [u8; 4],
 }
 const _: () = assert!(size_of::<Settings>() == 8);
 

@@ -44,7 +44,7 @@ mod template;
 mod watch;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
-use edge_sensor_common::TelemetryKind;
+use edge_sensor_common::{Settings, TelemetryKind};
 
 #[xdp]
 pub fn edge_sensor(ctx: XdpContext) -> u32 {
@@ -61,7 +61,7 @@ pub fn edge_sensor(ctx: XdpContext) -> u32 {
         unsafe { (*global).rejected_datagrams += 1 };
         return xdp_action::XDP_PASS;
     }
-    if consume(&ctx, &dgram) && settings.pass_telemetry == 0 {
+    if consume(&ctx, &dgram, &settings) && settings.pass_telemetry == 0 {
         unsafe { (*global).consumed_datagrams += 1 };
         xdp_action::XDP_DROP
     } else {
@@ -72,8 +72,8 @@ pub fn edge_sensor(ctx: XdpContext) -> u32 {
 
 /// Parses and counts the datagram; `true` when all of it was accounted for.
 #[inline(always)]
-fn consume(ctx: &XdpContext, dgram: &frame::Datagram) -> bool {
-    let scratch = match scratch::copy(ctx, dgram) {
+fn consume(ctx: &XdpContext, dgram: &frame::Datagram, settings: &Settings) -> bool {
+    let scratch = match scratch::copy(ctx, dgram, settings) {
         Ok(s) => s,
         Err(e) => {
             count::unparsed(dgram, Some(e));

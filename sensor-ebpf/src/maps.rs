@@ -10,7 +10,7 @@ use aya_ebpf::{
 use edge_sensor_common::{
     AgentState, DEFAULT_MAX_DESTINATIONS, DstKey, DstStats, ExporterKey, ExporterStats,
     GlobalStats, MAX_ALLOW_PREFIXES, MAX_EXPORTERS, MAX_FLOW_PLANS, MAX_SAMPLING_RULES,
-    MAX_TELEMETRY_PORTS, MAX_WATCHED, Plan, PlanKey, PortConfig, RateKey, SamplingRule, Settings,
+    MAX_WATCHED, Plan, PlanKey, PortConfig, RateKey, SamplingRule, Settings, TELEMETRY_PORT_SLOTS,
     WATCH_RING_BYTES, WatchStats,
 };
 
@@ -37,10 +37,10 @@ pub static AGENT_STATE: LruHashMap<ExporterKey, AgentState> =
 #[map]
 pub static GLOBAL_STATS: PerCpuArray<GlobalStats> = PerCpuArray::with_max_entries(1, 0);
 
-/// UDP port (host order) -> what it carries (`common::TELEMETRY_PORTS`).
+/// What each UDP port (host order, the index) carries
+/// (`common::TELEMETRY_PORTS`).
 #[map]
-pub static TELEMETRY_PORTS: HashMap<u16, PortConfig> =
-    HashMap::with_max_entries(MAX_TELEMETRY_PORTS, 0);
+pub static TELEMETRY_PORTS: Array<PortConfig> = Array::with_max_entries(TELEMETRY_PORT_SLOTS, 0);
 
 /// Exporter allow-list (`common::EXPORTER_ALLOW`), longest-prefix match.
 #[map]
@@ -65,10 +65,27 @@ pub static FLOW_PLANS: HashMap<PlanKey, Plan> = HashMap::with_max_entries(MAX_FL
 #[map]
 pub static FLOW_RATES: HashMap<RateKey, u32> = HashMap::with_max_entries(MAX_FLOW_PLANS, 0);
 
-/// The plan for `key`, copied (a plan may be replaced meanwhile).
+/// The plan for `key`, in the map (copy it before use: a plan may be
+/// replaced meanwhile).
 #[inline(always)]
-pub fn flow_plan(key: &PlanKey) -> Option<Plan> {
-    FLOW_PLANS.get_ptr(key).map(|p| unsafe { *p })
+pub fn flow_plan(key: &PlanKey) -> Option<*const Plan> {
+    FLOW_PLANS.get_ptr(key)
+}
+
+/// Copies the plan at `src` (a map value) to `dst` in six 64-bit words.
+/// Volatile: LLVM would make a plain copy a call to `memcpy` (a byte loop,
+/// and one more frame in the stack chain the verifier adds up).
+#[inline(always)]
+pub fn copy_plan(dst: &mut Plan, src: *const Plan) {
+    const WORDS: usize = core::mem::size_of::<Plan>() / 8;
+    const _: () = assert!(core::mem::size_of::<Plan>().is_multiple_of(8));
+    const _: () = assert!(core::mem::align_of::<Plan>() == 8);
+    let d = (dst as *mut Plan).cast::<u64>();
+    let s = src.cast::<u64>();
+    for i in 0..WORDS {
+        // SAFETY: both point at a whole, 8-aligned `Plan`.
+        unsafe { core::ptr::write_volatile(d.add(i), core::ptr::read_volatile(s.add(i))) };
+    }
 }
 
 #[inline(always)]
@@ -81,9 +98,13 @@ pub fn flow_rate(key: &RateKey) -> Option<u32> {
 pub static SAMPLING_RULES: LpmTrie<[u8; 16], SamplingRule> =
     LpmTrie::with_max_entries(MAX_SAMPLING_RULES, aya_ebpf::bindings::BPF_F_NO_PREALLOC);
 
-/// The configured sampling rule for exporter `addr` (mode 0: none).
+/// The configured sampling rule for exporter `addr` (mode 0: none); the
+/// trie is asked only when it has rules (`Settings::sampling_rules`).
 #[inline(always)]
-pub fn sampling_rule(addr: crate::read::Addr) -> SamplingRule {
+pub fn sampling_rule(addr: crate::read::Addr, settings: &Settings) -> SamplingRule {
+    if settings.sampling_rules == 0 {
+        return SamplingRule::default();
+    }
     match SAMPLING_RULES.get(Key::new(128, crate::read::addr_bytes(addr))) {
         Some(r) => *r,
         None => SamplingRule::default(),
@@ -117,9 +138,10 @@ static ZERO_EXPORTER: Array<ExporterStats> = Array::with_max_entries(1, 0);
 /// telemetry port, `None` for any other port.
 #[inline(always)]
 pub fn telemetry_kind(port: u16) -> Option<u8> {
-    TELEMETRY_PORTS
-        .get_ptr(port)
-        .map(|cfg| unsafe { (*cfg).kind })
+    match TELEMETRY_PORTS.get(u32::from(port)) {
+        Some(cfg) if cfg.kind != 0 => Some(cfg.kind),
+        _ => None,
+    }
 }
 
 /// The settings (all zero until userspace writes them).

@@ -10,7 +10,8 @@
 
 use aya_ebpf::{helpers::bpf_xdp_load_bytes, macros::map, maps::PerCpuArray, programs::XdpContext};
 use edge_sensor_common::{
-    MAX_DATAGRAM, MAX_FLOW_SETS, ParseError, Plan, PlanKey, RateKey, RateSource, plan::FieldRead,
+    MAX_DATAGRAM, MAX_FLOW_SETS, ParseError, Plan, PlanKey, RateKey, RateSource, Settings,
+    plan::FieldRead,
 };
 
 use crate::{
@@ -226,7 +227,11 @@ pub struct LoopCtx {
 /// Copies the datagram `dgram` into this CPU's scratch entry and readies the
 /// walk. `Err` with the reason when it cannot be parsed at all.
 #[inline(always)]
-pub fn copy(ctx: &XdpContext, dgram: &Datagram) -> Result<&'static mut Scratch, ParseError> {
+pub fn copy(
+    ctx: &XdpContext,
+    dgram: &Datagram,
+    settings: &Settings,
+) -> Result<&'static mut Scratch, ParseError> {
     let len = u32::from(dgram.payload_len);
     if len == 0 {
         return Err(ParseError::TruncatedHeader);
@@ -250,8 +255,8 @@ pub fn copy(ctx: &XdpContext, dgram: &Datagram) -> Result<&'static mut Scratch, 
     scratch.dgram = *dgram;
     let w = &mut scratch.walk;
     w.end = len;
-    w.watching = maps::settings().watching;
-    let rule = maps::sampling_rule(dgram.src);
+    w.watching = settings.watching;
+    let rule = maps::sampling_rule(dgram.src, settings);
     w.rule_rate = rule.rate;
     w.rule_mode = rule.mode;
     w.rate_used = 0;

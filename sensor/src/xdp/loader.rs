@@ -143,6 +143,8 @@ pub struct Sensor {
     settings: Settings,
     /// What `WATCHED` holds.
     watched: BTreeSet<IpAddr>,
+    /// The ports `TELEMETRY_PORTS` names.
+    ports: Vec<u16>,
 }
 
 impl Sensor {
@@ -188,6 +190,7 @@ impl Sensor {
             ebpf,
             settings: Settings::default(),
             watched: BTreeSet::new(),
+            ports: Vec::new(),
         };
         sensor.set_ports(&opts.ports)?;
         sensor.set_exporters(&opts.allow, opts.pass_telemetry)?;
@@ -295,6 +298,13 @@ impl Sensor {
         }
         for (net, rule) in rules.iter() {
             trie.insert(&trie_key(net), *rule, 0).map_err(trie_err)?;
+        }
+        // The program asks the trie only when this says it has rules; set
+        // after they are in (a datagram meanwhile sees none, as before).
+        let any = u8::from(rules.iter().next().is_some());
+        if any != self.settings.sampling_rules {
+            self.settings.sampling_rules = any;
+            self.write_settings()?;
         }
         Ok(())
     }
@@ -405,22 +415,26 @@ impl Sensor {
             .ebpf
             .map_mut(TELEMETRY_PORTS)
             .ok_or(LoadError::MissingMap(TELEMETRY_PORTS))?;
-        let mut table: HashMap<_, u16, PortConfig> = HashMap::try_from(map).map_err(map_err)?;
-        let stale: Vec<u16> = table
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|p| !ports.iter().any(|(q, _)| q == p))
-            .collect();
-        for port in stale {
-            table.remove(&port).map_err(map_err)?;
+        if matches!(map, Map::HashMap(_)) {
+            // A build from before the table was an array (the benchmark
+            // times earlier builds beside this one).
+            return set_ports_hash(map, ports);
+        }
+        let mut table: Array<_, PortConfig> = Array::try_from(map).map_err(map_err)?;
+        let none = PortConfig::default();
+        for &port in &self.ports {
+            if !ports.iter().any(|(q, _)| *q == port) {
+                table.set(u32::from(port), none, 0).map_err(map_err)?;
+            }
         }
         for &(port, kind) in ports {
             let cfg = PortConfig {
                 kind: kind as u8,
                 _pad: [0; 3],
             };
-            table.insert(port, cfg, 0).map_err(map_err)?;
+            table.set(u32::from(port), cfg, 0).map_err(map_err)?;
         }
+        self.ports = ports.iter().map(|(p, _)| *p).collect();
         Ok(())
     }
 
@@ -680,4 +694,29 @@ impl<K: Pod, V: Pod> KeyedMap<K> for PerCpuHashMap<&mut MapData, K, V> {
     fn remove_key(&mut self, key: &K) -> Result<(), MapError> {
         self.remove(key)
     }
+}
+
+/// [`Sensor::set_ports`] on the `HASH<u16, PortConfig>` table of earlier builds.
+fn set_ports_hash(map: &mut Map, ports: &[(u16, TelemetryKind)]) -> Result<(), LoadError> {
+    let map_err = |source| LoadError::Map {
+        name: TELEMETRY_PORTS,
+        source,
+    };
+    let mut table: HashMap<_, u16, PortConfig> = HashMap::try_from(map).map_err(map_err)?;
+    let stale: Vec<u16> = table
+        .keys()
+        .filter_map(Result::ok)
+        .filter(|p| !ports.iter().any(|(q, _)| q == p))
+        .collect();
+    for port in stale {
+        table.remove(&port).map_err(map_err)?;
+    }
+    for &(port, kind) in ports {
+        let cfg = PortConfig {
+            kind: kind as u8,
+            _pad: [0; 3],
+        };
+        table.insert(port, cfg, 0).map_err(map_err)?;
+    }
+    Ok(())
 }
