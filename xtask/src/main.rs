@@ -69,7 +69,7 @@ enum Task {
         bin_dir: PathBuf,
     },
     /// Benchmarks, measured side by side in one run, reported as ratios.
-    Bench,
+    Bench(bench::BenchArgs),
     /// The module dependency graph of a crate and its cycles (default: the XDP program).
     Modules {
         #[arg(default_value = "sensor-ebpf/src")]
@@ -97,7 +97,7 @@ fn main() -> ExitCode {
         Task::Kernels(args) => kernels::kernels(args),
         Task::KernelGuest { bin_dir } => kernels::guest(&bin_dir),
         Task::Lab(args) => lab::lab(args),
-        Task::Bench => bench::bench(),
+        Task::Bench(args) => bench::bench(args),
         Task::Modules { src } => modules::print(&util::root(), &src),
     };
     match result {
