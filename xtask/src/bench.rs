@@ -14,6 +14,12 @@
 //!    simulated day of normal traffic with flash crowds on 10,000 hosts, the
 //!    attack set and time to detect against attack size, at 1:1000, 1:4096
 //!    and 1:16384 (target/bench/detection/).
+//! 5. Full table (`bench-rib`): a BIRD 2 feeder sends ~1M IPv4 + ~250k
+//!    IPv6 prefixes with two paths each (Add-Path) to the daemon and to a
+//!    BIRD 2 receiver in turn: time to the full table, CPU, peak and steady
+//!    RSS, bytes per path, longest-match queries per second
+//!    (target/bench/rib.{md,json}). `cargo xtask bench --only rib
+//!    [--quick]` runs it alone (`--quick`: a tenth of the table).
 
 use std::{fs, path::Path, process::Command};
 
@@ -24,7 +30,18 @@ use crate::{
     util::{self, root},
 };
 
-pub fn bench() -> Result<()> {
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Only this item: `rib` (the full-table benchmark).
+    #[arg(long, value_parser = ["rib"])]
+    only: Option<String>,
+    /// The full-table benchmark on a tenth of the table (100k IPv4 + 25k
+    /// IPv6 prefixes).
+    #[arg(long)]
+    quick: bool,
+}
+
+pub fn bench(args: BenchArgs) -> Result<()> {
     util::setup()?;
     if !util::is_root() {
         bail!("the benchmarks load XDP programs and create network namespaces: run as root");
@@ -33,6 +50,11 @@ pub fn bench() -> Result<()> {
     let sensor = run::build(true)?;
     let dir = run::target_dir().join("bench");
     fs::create_dir_all(&dir)?;
+    if args.only.as_deref() == Some("rib") {
+        rib(&object, &sensor, &dir, args.quick)?;
+        eprintln!("bench: report in {}", shown(&dir.join("rib.md")));
+        return Ok(());
+    }
 
     let collect = bench_bin("bench-collect", &object)
         .arg(&dir)
@@ -66,8 +88,27 @@ pub fn bench() -> Result<()> {
     md.push_str("\n## Time to detection and to the rule on the router\n\n");
     md.push_str(&timing);
     md.push_str(&detection(&dir)?);
+    rib(&object, &sensor, &dir, args.quick)?;
+    md.push('\n');
+    md.push_str(&fs::read_to_string(dir.join("rib.md")).context("bench-rib wrote no rib.md")?);
     fs::write(&report, md)?;
     eprintln!("bench: report in {}", shown(&report));
+    Ok(())
+}
+
+/// Item 5: the full table into the daemon and into BIRD 2
+/// (`dir/rib.{md,json}`).
+fn rib(object: &Path, sensor: &Path, dir: &Path, quick: bool) -> Result<()> {
+    eprintln!("xtask: bench: a full table into edge-sensor and BIRD 2 (bench-rib)");
+    let mut cmd = bench_bin("bench-rib", object);
+    cmd.arg(dir).env("EDGE_SENSOR_BIN", sensor);
+    if quick {
+        cmd.arg("--quick");
+    }
+    let status = cmd.status().context("running bench-rib")?;
+    if !status.success() {
+        bail!("bench-rib failed ({status})");
+    }
     Ok(())
 }
 

@@ -70,7 +70,7 @@ enum Task {
         bin_dir: PathBuf,
     },
     /// Benchmarks, measured side by side in one run, reported as ratios.
-    Bench,
+    Bench(bench::BenchArgs),
     /// The Debian package target/deb/edge-sensor_<version>_amd64.deb,
     /// checked with lintian.
     Deb {
@@ -105,7 +105,7 @@ fn main() -> ExitCode {
         Task::Kernels(args) => kernels::kernels(args),
         Task::KernelGuest { bin_dir } => kernels::guest(&bin_dir),
         Task::Lab(args) => lab::lab(args),
-        Task::Bench => bench::bench(),
+        Task::Bench(args) => bench::bench(args),
         Task::Deb { debug } => deb::deb(debug).map(|_| ()),
         Task::Modules { src } => modules::print(&util::root(), &src),
     };

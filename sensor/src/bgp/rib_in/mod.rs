@@ -358,16 +358,23 @@ impl AdjRibIn {
     }
 
     pub fn status(&self) -> RibInStatus {
-        let stale = self.v4.iter().filter(|(_, _, p)| p.stale).count()
-            + self.v6.iter().filter(|(_, _, p)| p.stale).count()
-            + self.flow4.iter().filter(|(_, r)| r.stale).count()
-            + self.flow6.iter().filter(|(_, r)| r.stale).count();
+        // Counted only while stale routes can exist: a walk over every
+        // path (millions with a full table) on each status request would
+        // hold the lock the session's UPDATEs wait for.
+        let stale = if self.stale_until.is_some() {
+            self.v4.iter().filter(|(_, _, p)| p.stale).count()
+                + self.v6.iter().filter(|(_, _, p)| p.stale).count()
+                + self.flow4.iter().filter(|(_, r)| r.stale).count()
+                + self.flow6.iter().filter(|(_, r)| r.stale).count()
+        } else {
+            0
+        };
         RibInStatus {
             prefixes: self.v4.prefixes() + self.v6.prefixes(),
             paths: self.v4.paths() + self.v6.paths(),
             flowspec_rules: self.flow4.len() + self.flow6.len(),
             attribute_sets: self.interner.len(),
-            stale: if self.stale_until.is_some() { stale } else { 0 },
+            stale,
             end_of_rib: self.end_of_rib.iter().copied().collect(),
             announced: self.announced,
             withdrawn: self.withdrawn,
