@@ -209,7 +209,7 @@ async fn a_split_flood_is_detected_network_wide_and_announced_by_one_owner_then_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_a_reachable_server_a_node_says_local_only_and_comes_back() {
+async fn without_a_reachable_server_a_step_fails_fast_and_says_local_only() {
     let Some(server) = NatsServer::start() else {
         return;
     };
