@@ -63,6 +63,9 @@ pub struct Config {
     pub bgp: Option<BgpConfig>,
     /// Mitigation policy and safety limits (`[mitigation]`).
     pub mitigation: MitigationConfig,
+    /// Several sensors, one network-wide view (`[cluster]`); without it a
+    /// single sensor.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 /// The daemon's own files.
@@ -323,6 +326,15 @@ impl Config {
                 crate::detect::DetectConfigError::Invalid { key, message } => invalid(key, message),
                 other => invalid("detect", other.to_string()),
             })?;
+        }
+        if let Some(c) = &self.cluster {
+            c.validate().map_err(|e| invalid(e.key, e.message))?;
+            if self.detect.is_none() {
+                return Err(invalid(
+                    "cluster",
+                    "needs [detect]: the network-wide view detects with its thresholds",
+                ));
+            }
         }
         if let Some(b) = &self.bgp {
             b.validate().map_err(|e| invalid(e.key, e.message))?;

@@ -32,6 +32,7 @@
 pub mod addr;
 pub mod bgp;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod counters;

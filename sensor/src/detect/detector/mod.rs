@@ -549,6 +549,16 @@ impl Detector {
         events
     }
 
+    /// Destinations whose compared rate reaches `fraction` of a threshold
+    /// in force, with the rates of their last measured interval: what a
+    /// cluster summary carries ([`crate::cluster`]).
+    pub fn near_threshold(&self, fraction: f64) -> impl Iterator<Item = (IpAddr, Table)> + '_ {
+        self.hosts
+            .iter()
+            .filter(move |(_, h)| reaches(&h.meter, h.thresholds(&self.groups), fraction))
+            .map(|(ip, h)| (*ip, *h.meter.raw()))
+    }
+
     /// A host's thresholds in force (see [`baseline::thresholds_of`]).
     /// Samples in a host's normal profile.
     #[cfg(test)]

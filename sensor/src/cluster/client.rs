@@ -1,0 +1,288 @@
+//! The NATS JetStream side: one connection per sensor, the summary stream
+//! (`EDGE_SENSOR_SUMMARIES`, subject `edge-sensor.summary.<name>`, the
+//! latest message per subject kept) and the membership bucket
+//! (`edge-sensor-members`, one key per sensor, put every heartbeat, entries
+//! older than `member_ttl` dropped by the server).
+//!
+//! Liveness is judged on this sensor's monotonic clock: a member is live
+//! while its last heartbeat arrived (through a bucket watch) within
+//! `member_ttl`, and its summary counts while the summary's stream
+//! sequence changed within `member_ttl`. No clock is compared across
+//! machines.
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use async_nats::jetstream::{self, kv, stream};
+use futures_util::StreamExt;
+
+use super::{ClusterConfig, Summary};
+
+pub const STREAM: &str = "EDGE_SENSOR_SUMMARIES";
+pub const SUBJECT_PREFIX: &str = "edge-sensor.summary";
+pub const BUCKET: &str = "edge-sensor-members";
+
+/// Why a cluster step failed (the sensor then runs local-only).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ClusterError(pub String);
+
+fn err(what: &str, e: impl std::fmt::Display) -> ClusterError {
+    ClusterError(format!("{what}: {e}"))
+}
+
+async fn bounded<T, E: std::fmt::Display>(
+    what: &str,
+    limit: Duration,
+    f: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, ClusterError> {
+    match tokio::time::timeout(limit, f).await {
+        Ok(r) => r.map_err(|e| err(what, e)),
+        Err(_) => Err(ClusterError(format!("{what}: no answer in {limit:?}"))),
+    }
+}
+
+type Members = Arc<Mutex<BTreeMap<String, Instant>>>;
+
+/// A sensor's connection to the cluster.
+pub struct Client {
+    cfg: ClusterConfig,
+    client: async_nats::Client,
+    js: jetstream::Context,
+    stream: Option<stream::Stream>,
+    kv: Option<kv::Store>,
+    members: Members,
+    watch: Option<tokio::task::JoinHandle<()>>,
+    /// Per member: the stream sequence of its latest summary and when it
+    /// last changed.
+    seen: BTreeMap<String, (u64, Instant)>,
+    last_heartbeat: Option<Instant>,
+    /// Per operation bound.
+    limit: Duration,
+}
+
+impl Client {
+    /// Connects (retrying in the background if no server answers yet:
+    /// the first steps then fail and the sensor runs local-only).
+    pub async fn connect(cfg: &ClusterConfig, limit: Duration) -> Result<Self, ClusterError> {
+        let mut opts = async_nats::ConnectOptions::new()
+            .name(format!("edge-sensor {}", cfg.name))
+            .retry_on_initial_connect()
+            .connection_timeout(limit.max(Duration::from_millis(200)));
+        if let Some(p) = &cfg.credentials_file {
+            opts = opts
+                .credentials_file(p)
+                .await
+                .map_err(|e| err("cluster.credentials_file", e))?;
+        }
+        if let Some(p) = &cfg.tls_ca_file {
+            opts = opts.add_root_certificates(p.clone()).require_tls(true);
+        }
+        if let (Some(c), Some(k)) = (&cfg.tls_cert_file, &cfg.tls_key_file) {
+            opts = opts
+                .add_client_certificate(c.clone(), k.clone())
+                .require_tls(true);
+        }
+        let addrs: Vec<async_nats::ServerAddr> = cfg
+            .servers
+            .iter()
+            .map(|s| s.parse().map_err(|e| err("cluster.servers", e)))
+            .collect::<Result<_, _>>()?;
+        let client = opts
+            .connect(addrs.as_slice())
+            .await
+            .map_err(|e| err("connect", e))?;
+        let js = jetstream::new(client.clone());
+        Ok(Self {
+            cfg: cfg.clone(),
+            client,
+            js,
+            stream: None,
+            kv: None,
+            members: Members::default(),
+            watch: None,
+            seen: BTreeMap::new(),
+            last_heartbeat: None,
+            limit,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.cfg.name
+    }
+
+    fn subject(name: &str) -> String {
+        format!("{SUBJECT_PREFIX}.{name}")
+    }
+
+    /// Creates (or binds to) the stream and the bucket, and starts the
+    /// membership watch, once.
+    async fn ensure(&mut self) -> Result<(), ClusterError> {
+        if self.client.connection_state() != async_nats::connection::State::Connected {
+            return Err(ClusterError("not connected to any NATS server".into()));
+        }
+        if self.stream.is_none() {
+            let s = bounded(
+                "summary stream",
+                self.limit,
+                self.js.get_or_create_stream(stream::Config {
+                    name: STREAM.into(),
+                    subjects: vec![format!("{SUBJECT_PREFIX}.*")],
+                    max_messages_per_subject: 1,
+                    max_age: self.cfg.member_ttl * 4,
+                    storage: stream::StorageType::Memory,
+                    num_replicas: self.cfg.replicas,
+                    ..Default::default()
+                }),
+            )
+            .await?;
+            self.stream = Some(s);
+        }
+        if self.kv.is_none() {
+            // The bucket's stream made here, as a key-value bucket is laid
+            // out (`KV_<bucket>`, `$KV.<bucket>.>`): async-nats 0.52's
+            // `create_key_value` cannot read nats-server 2.9's answer.
+            bounded(
+                "member bucket",
+                self.limit,
+                self.js.get_or_create_stream(stream::Config {
+                    name: format!("KV_{BUCKET}"),
+                    subjects: vec![format!("$KV.{BUCKET}.>")],
+                    max_messages_per_subject: 1,
+                    max_age: self.cfg.member_ttl,
+                    storage: stream::StorageType::Memory,
+                    num_replicas: self.cfg.replicas,
+                    allow_rollup: true,
+                    deny_delete: true,
+                    allow_direct: true,
+                    discard: stream::DiscardPolicy::New,
+                    ..Default::default()
+                }),
+            )
+            .await?;
+            let kv = bounded("member bucket", self.limit, self.js.get_key_value(BUCKET)).await?;
+            self.kv = Some(kv);
+        }
+        if self.watch.as_ref().is_none_or(|w| w.is_finished()) {
+            let kv = self.kv.clone().expect("bucket");
+            let members = self.members.clone();
+            self.watch = Some(tokio::spawn(watch_members(kv, members)));
+        }
+        Ok(())
+    }
+
+    /// One poll: heartbeat if due, publish `summary`, and return the
+    /// latest summary of every live member (this one included), by name.
+    pub async fn step(
+        &mut self,
+        summary: &Summary,
+    ) -> Result<Vec<(String, Summary)>, ClusterError> {
+        self.ensure().await?;
+        let now = Instant::now();
+        let kv = self.kv.clone().expect("bucket");
+        if self
+            .last_heartbeat
+            .is_none_or(|t| now.duration_since(t) >= self.cfg.heartbeat)
+        {
+            bounded(
+                "heartbeat",
+                self.limit,
+                kv.put(&self.cfg.name, summary.seq.to_le_bytes().to_vec().into()),
+            )
+            .await?;
+            self.last_heartbeat = Some(now);
+        }
+        let ack = bounded(
+            "publish",
+            self.limit,
+            self.js
+                .publish(Self::subject(&self.cfg.name), summary.encode().into()),
+        )
+        .await?;
+        bounded(
+            "publish ack",
+            self.limit,
+            std::future::IntoFuture::into_future(ack),
+        )
+        .await?;
+        let stream = self.stream.clone().expect("stream");
+        let mut out = Vec::new();
+        for name in self.live_members() {
+            let m = match stream
+                .get_last_raw_message_by_subject(&Self::subject(&name))
+                .await
+            {
+                Ok(m) => m,
+                Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => continue,
+                Err(e) => return Err(err("read summary", e)),
+            };
+            let entry = self.seen.entry(name.clone()).or_insert((m.sequence, now));
+            if entry.0 != m.sequence {
+                *entry = (m.sequence, now);
+            }
+            if now.duration_since(entry.1) > self.cfg.member_ttl {
+                continue; // heartbeats without summaries: a stuck poll loop
+            }
+            match Summary::decode(&m.payload) {
+                Ok(s) => out.push((name, s)),
+                Err(e) => tracing::warn!(member = %name, "cluster: {e}"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The members whose heartbeat arrived within `member_ttl`, by name
+    /// (this sensor included once it has sent one).
+    pub fn live_members(&self) -> Vec<String> {
+        let now = Instant::now();
+        let ttl = self.cfg.member_ttl;
+        let members = self.members.lock().unwrap_or_else(|e| e.into_inner());
+        members
+            .iter()
+            .filter(|(_, t)| now.duration_since(**t) <= ttl)
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// Leaves the cluster at once (a clean shutdown), instead of after
+    /// `member_ttl`.
+    pub async fn leave(mut self) {
+        if let Some(kv) = self.kv.take() {
+            let _ = bounded("leave", self.limit, kv.delete(&self.cfg.name)).await;
+        }
+        let _ = self.client.flush().await;
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        if let Some(w) = self.watch.take() {
+            w.abort();
+        }
+    }
+}
+
+async fn watch_members(kv: kv::Store, members: Members) {
+    loop {
+        match kv.watch_all().await {
+            Ok(mut w) => {
+                while let Some(Ok(e)) = w.next().await {
+                    let mut m = members.lock().unwrap_or_else(|e| e.into_inner());
+                    match e.operation {
+                        kv::Operation::Put => {
+                            m.insert(e.key, Instant::now());
+                        }
+                        kv::Operation::Delete | kv::Operation::Purge => {
+                            m.remove(&e.key);
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::debug!("cluster: member watch: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}

@@ -1,0 +1,217 @@
+//! Several sensors, one network-wide view (`[cluster]`, issue 17), on NATS
+//! JetStream.
+//!
+//! Each poll a sensor publishes a [`Summary`] of its destinations at
+//! `cluster.fraction` of a threshold (their last interval's rates, from the
+//! local detector, [`crate::detect::Detector::near_threshold`]) to the
+//! summary stream, heartbeats into the member bucket, reads the latest
+//! summary of every live member ([`client`]), sums them into network-wide
+//! counters ([`view::NetworkCounters`]) and polls a second detector on them:
+//! the network-wide view. Each network-wide attack is mitigated by one
+//! member, its rendezvous owner among the live members ([`owner`]);
+//! [`Ownership`] turns membership changes into announce / withdraw
+//! decisions, so a dead owner's attacks are taken over once its membership
+//! expires. When the cluster cannot be reached the step fails fast
+//! (bounded per operation), [`Status::LocalOnly`] says why, and the
+//! sensor's local detection and mitigation go on as without `[cluster]`.
+
+pub mod client;
+pub mod config;
+pub mod owner;
+pub mod summary;
+pub mod view;
+
+use std::{collections::BTreeSet, time::Duration};
+
+use ipnet::IpNet;
+use serde::Serialize;
+
+pub use client::{Client, ClusterError};
+pub use config::{ClusterConfig, ClusterConfigError};
+pub use summary::Summary;
+pub use view::NetworkCounters;
+
+use crate::detect::{DetectConfig, DetectConfigError, Detector, Event};
+
+/// What an owner does about a network-wide attack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "decision", content = "victim", rename_all = "snake_case")]
+pub enum Decision {
+    Announce(IpNet),
+    Withdraw(IpNet),
+}
+
+/// The network-wide victims this sensor announces.
+#[derive(Debug, Default, Clone)]
+pub struct Ownership {
+    announced: BTreeSet<IpNet>,
+}
+
+impl Ownership {
+    /// Decisions that make this sensor (`me`) announce exactly the
+    /// `active` victims it owns among `live` members.
+    pub fn reconcile(
+        &mut self,
+        me: &str,
+        live: &[String],
+        active: impl IntoIterator<Item = IpNet>,
+    ) -> Vec<Decision> {
+        let mine: BTreeSet<IpNet> = active
+            .into_iter()
+            .filter(|v| owner::owner(v, live.iter().map(String::as_str)) == Some(me))
+            .collect();
+        let mut out: Vec<Decision> = self
+            .announced
+            .difference(&mine)
+            .map(|v| Decision::Withdraw(*v))
+            .collect();
+        out.extend(
+            mine.difference(&self.announced)
+                .map(|v| Decision::Announce(*v)),
+        );
+        self.announced = mine;
+        out
+    }
+
+    pub fn announced(&self) -> &BTreeSet<IpNet> {
+        &self.announced
+    }
+}
+
+/// Whether the network-wide view is in use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", content = "reason", rename_all = "snake_case")]
+pub enum Status {
+    Clustered,
+    /// The cluster could not be reached: local detection only.
+    LocalOnly(String),
+}
+
+/// Counters for metrics and `status`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ClusterStats {
+    pub steps: u64,
+    pub failed_steps: u64,
+    /// Times the sensor fell back to local-only.
+    pub fallbacks: u64,
+    pub summaries_published: u64,
+    pub summary_bytes_published: u64,
+    pub members: u64,
+    pub network_destinations: u64,
+}
+
+/// What one network-wide poll gave.
+#[derive(Debug, Default)]
+pub struct Step {
+    pub events: Vec<Event>,
+    pub decisions: Vec<Decision>,
+    pub members: Vec<String>,
+}
+
+/// A sensor's membership and its network-wide view.
+pub struct Node {
+    cfg: ClusterConfig,
+    client: Client,
+    pub counters: NetworkCounters,
+    pub detector: Detector,
+    pub ownership: Ownership,
+    pub status: Status,
+    pub stats: ClusterStats,
+    seq: u64,
+}
+
+impl Node {
+    /// `detect` is the local detector's configuration: the network-wide
+    /// view has the same thresholds. `limit` bounds every NATS operation.
+    pub async fn new(
+        cfg: &ClusterConfig,
+        detect: DetectConfig,
+        limit: Duration,
+    ) -> Result<Self, NodeError> {
+        Ok(Self {
+            cfg: cfg.clone(),
+            client: Client::connect(cfg, limit).await?,
+            counters: NetworkCounters::default(),
+            detector: Detector::new(detect)?,
+            ownership: Ownership::default(),
+            status: Status::LocalOnly("not stepped yet".into()),
+            stats: ClusterStats::default(),
+            seq: 0,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.cfg.name
+    }
+
+    /// One poll after the local detector's: publish its summary, read the
+    /// members', detect network-wide and decide ownership.
+    pub async fn poll(&mut self, now: Duration, local: &Detector) -> Step {
+        let rates = local.near_threshold(self.cfg.fraction).collect();
+        self.poll_rates(now, rates).await
+    }
+
+    /// [`Self::poll`] with the rates given (tests, replay).
+    pub async fn poll_rates(
+        &mut self,
+        now: Duration,
+        rates: Vec<(std::net::IpAddr, crate::detect::meter::Table)>,
+    ) -> Step {
+        self.seq += 1;
+        self.stats.steps += 1;
+        let summary = Summary {
+            seq: self.seq,
+            rates,
+        };
+        let got = self.client.step(&summary).await;
+        let summaries = match got {
+            Ok(s) => {
+                if let Status::LocalOnly(reason) = &self.status {
+                    tracing::info!(sensor = %self.cfg.name, was = %reason, "cluster: reachable, network-wide detection on");
+                }
+                self.status = Status::Clustered;
+                self.stats.summaries_published += 1;
+                self.stats.summary_bytes_published += summary.encode().len() as u64;
+                s
+            }
+            Err(e) => {
+                self.stats.failed_steps += 1;
+                if self.status == Status::Clustered {
+                    self.stats.fallbacks += 1;
+                    tracing::warn!(sensor = %self.cfg.name, "cluster: {e}; local-only detection until it is back");
+                }
+                self.status = Status::LocalOnly(e.to_string());
+                return Step::default();
+            }
+        };
+        let members = self.client.live_members();
+        self.counters.advance(now, summaries.iter().map(|(_, s)| s));
+        self.stats.members = members.len() as u64;
+        self.stats.network_destinations = self.counters.destinations as u64;
+        let events = self.detector.poll(now, &self.counters, &[]);
+        let active = self.detector.attacks().into_iter().map(|a| a.victim);
+        let decisions = self.ownership.reconcile(&self.cfg.name, &members, active);
+        Step {
+            events,
+            decisions,
+            members,
+        }
+    }
+
+    /// Leaves the cluster (clean shutdown).
+    pub async fn leave(self) {
+        self.client.leave().await;
+    }
+}
+
+/// A node that could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error(transparent)]
+    Detect(#[from] DetectConfigError),
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,227 @@
+//! Against a real `nats-server -js` (scripts/setup installs it), started by
+//! the test on a free port with a temporary store, killed on drop. Three
+//! in-process sensors each see 40 % of a flood's threshold; the sum is over.
+
+use std::{
+    net::{IpAddr, TcpListener, TcpStream},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use super::*;
+use crate::detect::meter::{Table, ZERO};
+
+struct NatsServer {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl NatsServer {
+    /// A JetStream server on a free port; fails loudly without
+    /// `nats-server` (scripts/setup installs it). `Option` for the callers'
+    /// sake: always `Some`.
+    fn start() -> Option<Self> {
+        assert!(
+            Command::new("nats-server").arg("--version").output().is_ok(),
+            "nats-server is not installed: run scripts/setup (Debian package nats-server)"
+        );
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let child = Command::new("nats-server")
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server");
+        let s = Self {
+            child,
+            port,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "nats-server did not listen in 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(s)
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn cluster_cfg(url: &str, name: &str) -> ClusterConfig {
+    ClusterConfig {
+        servers: vec![url.to_string()],
+        name: name.into(),
+        fraction: 0.2,
+        heartbeat: Duration::from_millis(200),
+        member_ttl: Duration::from_millis(1000),
+        credentials_file: None,
+        tls_ca_file: None,
+        tls_cert_file: None,
+        tls_key_file: None,
+        replicas: 1,
+    }
+}
+
+fn detect_cfg() -> DetectConfig {
+    DetectConfig::from_toml(
+        r#"own_networks = ["198.18.0.0/15"]
+poll_interval = "200ms"
+smoothing = "200ms"
+[thresholds]
+all = { pps = 100000 }
+"#,
+    )
+    .unwrap()
+}
+
+const VICTIM: &str = "198.18.202.10";
+
+fn share(pps: f64) -> Vec<(IpAddr, Table)> {
+    let mut t = ZERO;
+    t[0] = [pps, pps * 8.0 * 500.0];
+    vec![(VICTIM.parse().unwrap(), t)]
+}
+
+async fn nodes(url: &str, names: &[&str]) -> Vec<Node> {
+    let mut out = Vec::new();
+    for n in names {
+        out.push(
+            Node::new(&cluster_cfg(url, n), detect_cfg(), Duration::from_secs(2))
+                .await
+                .unwrap(),
+        );
+    }
+    out
+}
+
+/// Polls every node every 200 ms (each with 40 kpps of the victim's
+/// traffic) until `done` or `limit`; returns the announce decisions by
+/// node name.
+async fn run(
+    nodes: &mut [Node],
+    t: &mut Duration,
+    limit: Duration,
+    mut done: impl FnMut(&[(String, Decision)]) -> bool,
+) -> Vec<(String, Decision)> {
+    let start = Instant::now();
+    let mut decisions = Vec::new();
+    while start.elapsed() < limit {
+        *t += Duration::from_millis(200);
+        for n in nodes.iter_mut() {
+            let step = n.poll_rates(*t, share(40_000.0)).await;
+            if std::env::var_os("CLUSTER_DEBUG").is_some() {
+                eprintln!(
+                    "{} {:?} {:?} members {:?} dst {} reading {:?} attacks {}",
+                    n.name(),
+                    t,
+                    n.status,
+                    step.members,
+                    n.counters.destinations,
+                    n.counters.reading().values().next().map(|s| s.packets[0]),
+                    n.detector.attacks().len()
+                );
+            }
+            for d in step.decisions {
+                decisions.push((n.name().to_string(), d));
+            }
+        }
+        if done(&decisions) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    decisions
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_flood_is_detected_network_wide_and_announced_by_one_owner_then_taken_over() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let names = ["s1", "s2", "s3"];
+    let victim: IpNet = format!("{VICTIM}/32").parse().unwrap();
+    let expected = owner::owner(&victim, names).unwrap().to_string();
+    let mut all = nodes(&server.url(), &names).await;
+    let mut t = Duration::from_secs(1);
+    // No local detector would see it: 40 kpps each against 100 kpps.
+    let started = Instant::now();
+    let got = run(&mut all, &mut t, Duration::from_secs(15), |d| !d.is_empty()).await;
+    let detected_after = started.elapsed();
+    assert_eq!(
+        got,
+        vec![(expected.clone(), Decision::Announce(victim))],
+        "exactly one announce, by the rendezvous owner"
+    );
+    // A few more polls: every node sees it, still one owner, no more decisions.
+    let more = run(&mut all, &mut t, Duration::from_secs(1), |_| false).await;
+    assert!(more.is_empty(), "{more:?}");
+
+    for n in &all {
+        assert_eq!(n.status, Status::Clustered);
+        assert_eq!(n.stats.members, 3);
+        let a = n.detector.attacks();
+        assert_eq!(a.len(), 1, "{}: every node sees the attack", n.name());
+        assert!(a[0].pps > 100_000.0, "{}", a[0]);
+    }
+    // The owner dies without leaving: its heartbeats stop, its share too.
+    let i = all.iter().position(|n| n.name() == expected).unwrap();
+    drop(all.remove(i));
+    let died = Instant::now();
+    let rest: Vec<&str> = names.iter().copied().filter(|n| *n != expected).collect();
+    let heir = owner::owner(&victim, rest.iter().copied())
+        .unwrap()
+        .to_string();
+    // The remaining two still sum to 80 kpps, above the release level (70 %).
+    let got = run(&mut all, &mut t, Duration::from_secs(10), |d| !d.is_empty()).await;
+    let takeover = died.elapsed();
+    assert_eq!(got, vec![(heir.clone(), Decision::Announce(victim))]);
+    for n in &all {
+        assert_eq!(n.stats.members, 2, "{}", n.name());
+    }
+    eprintln!(
+        "split flood: announced {:.2} s after the first poll; owner {expected} killed, {heir} took over after {:.2} s (member_ttl 1 s)",
+        detected_after.as_secs_f64(),
+        takeover.as_secs_f64()
+    );
+    assert!(takeover < Duration::from_secs(3), "{takeover:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_reachable_server_a_step_fails_fast_and_says_local_only() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let url = server.url();
+    drop(server);
+    let mut n = nodes(&url, &["alone"]).await.pop().unwrap();
+    let t0 = Instant::now();
+    let step = n.poll_rates(Duration::from_secs(1), share(1.0)).await;
+    assert!(
+        t0.elapsed() < Duration::from_secs(3),
+        "bounded: {:?}",
+        t0.elapsed()
+    );
+    assert!(step.decisions.is_empty());
+    assert!(matches!(n.status, Status::LocalOnly(_)), "{:?}", n.status);
+    assert_eq!(n.stats.failed_steps, 1);
+}
