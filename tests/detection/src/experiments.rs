@@ -14,17 +14,22 @@ use crate::{
 /// The thresholds of every experiment, also the web group's.
 const THRESHOLDS: &str = r#"{ all = { pps = 100000, bps = "1G" }, tcp_syn = { pps = 20000 }, udp = { pps = 50000 }, icmp = { pps = 10000 }, fragment = { pps = 10000 } }"#;
 
-/// The detector's configuration in every experiment: the documented
-/// defaults plus a UDP threshold; `confidence` as given (0: off).
-pub fn detect_config(confidence: f64) -> Result<DetectConfig, Error> {
-    Ok(DetectConfig::from_toml(&format!(
+/// The `[detect]` keys of every experiment: the documented defaults plus a
+/// UDP threshold; `confidence` as given (0: off).
+fn detect_keys(confidence: f64) -> String {
+    format!(
         r#"
 own_networks = ["198.18.0.0/15"]
 poll_interval = "1s"
 confidence = {confidence}
 thresholds = {THRESHOLDS}
 "#
-    ))?)
+    )
+}
+
+/// The detector's configuration in every experiment ([`detect_keys`]).
+pub fn detect_config(confidence: f64) -> Result<DetectConfig, Error> {
+    Ok(DetectConfig::from_toml(&detect_keys(confidence))?)
 }
 
 /// The first hosts are web servers ([`hosts`]' `servers`): host
@@ -44,18 +49,14 @@ pub fn web_detect_config(confidence: f64, baseline: bool) -> Result<DetectConfig
         ""
     };
     Ok(DetectConfig::from_toml(&format!(
-        r#"
-own_networks = ["198.18.0.0/15"]
-poll_interval = "1s"
-confidence = {confidence}
-thresholds = {THRESHOLDS}
-
+        r#"{}
 [[host_groups]]
 name = "web"
 prefixes = ["{SERVERS_BLOCK}"]
 thresholds = {THRESHOLDS}
 {baseline}
-"#
+"#,
+        detect_keys(confidence)
     ))?)
 }
 
