@@ -712,6 +712,38 @@ fn control_socket_abuse_gets_answers_and_changes_nothing() {
     drop(idle);
     f.assert_active(&[30], "after the abuse");
 
+    // 2,000 clients each leaving half a request: the memory they took is
+    // given back once they are gone.
+    let before = rss_kib(f.pid());
+    let half: Vec<UnixStream> = (0..2000)
+        .map(|_| {
+            let mut s = UnixStream::connect(&sock).expect("connect");
+            let _ = s.write_all(&[b' '; 32 * 1024]);
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(1));
+    let during = rss_kib(f.pid());
+    drop(half);
+    f.status();
+    // Bounded: the daemon's clean-up runs within a poll or two.
+    let mut after = rss_kib(f.pid());
+    for _ in 0..50 {
+        if after <= before + 16 * 1024 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        after = rss_kib(f.pid());
+    }
+    eprintln!(
+        "control socket: RSS {before} KiB idle, {during} KiB with 2,000 clients, {after} KiB after"
+    );
+    assert!(
+        after <= before + 16 * 1024,
+        "memory not given back: {before} KiB before, {during} KiB during, {after} KiB after"
+    );
+    f.assert_active(&[30], "after 2,000 clients");
+
     // A second daemon on the same state directory refuses, naming the first.
     let first = f.pid();
     let other_pin = PinDir::new();

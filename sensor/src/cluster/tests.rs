@@ -23,7 +23,10 @@ impl NatsServer {
     /// sake: always `Some`.
     fn start() -> Option<Self> {
         assert!(
-            Command::new("nats-server").arg("--version").output().is_ok(),
+            Command::new("nats-server")
+                .arg("--version")
+                .output()
+                .is_ok(),
             "nats-server is not installed: run scripts/setup (Debian package nats-server)"
         );
         let port = TcpListener::bind("127.0.0.1:0")
