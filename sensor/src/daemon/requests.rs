@@ -227,7 +227,7 @@ impl Daemon<'_> {
                 .as_deref()
                 .and_then(|s| s.exporters_report().ok())
         }
-        .map(|r| crate::cli::rows::report_json(&r)["exporters"].clone())
+        .map(|r| crate::counters::rows::report_json(&r)["exporters"].clone())
         .unwrap_or_default();
         json!({
             "version": env!("CARGO_PKG_VERSION"),

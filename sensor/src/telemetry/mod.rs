@@ -551,19 +551,7 @@ impl UserDecoder {
     }
 }
 
-/// CLOCK_MONOTONIC in nanoseconds: the kernel's `bpf_ktime_get_ns` clock,
-/// so userspace and kernel "last seen" times compare.
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid out-pointer; CLOCK_MONOTONIC always exists.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec as u64)
-        .saturating_mul(1_000_000_000)
-        .saturating_add(ts.tv_nsec as u64)
-}
+pub use crate::counters::monotonic_ns;
 
 /// A v9/IPFIX problem as a counted parse error.
 fn flow_error(e: FlowError) -> ParseError {

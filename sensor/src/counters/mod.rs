@@ -4,6 +4,8 @@
 //! userspace decoder ([`crate::telemetry`]) directly, so they can be compared
 //! field by field. Pure data: no map access here.
 
+pub mod rows;
+
 use std::{collections::BTreeMap, net::IpAddr};
 
 use edge_sensor_common::{DstStats, ExporterKey, ExporterStats, TelemetryKind};
@@ -175,6 +177,20 @@ impl FromIterator<(IpAddr, DstStats)> for Destinations {
         let _ = table.update(iter.into_iter().map(Ok::<_, ()>), |_, _, _| {});
         table
     }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: the kernel's `bpf_ktime_get_ns` clock,
+/// so userspace and kernel "last seen" times compare.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid out-pointer; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
 }
 
 #[cfg(test)]

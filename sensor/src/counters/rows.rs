@@ -1,4 +1,4 @@
-//! The counters as the CLI prints them (`decode --json`, `exporters`,
+//! The counters as the CLI and the web view print them (`decode --json`, `exporters`,
 //! `collect`): one row per destination and per exporter, a stable JSON
 //! schema (tests/schemas).
 
@@ -9,7 +9,7 @@ use edge_sensor_common::{
 };
 use serde::{Serialize, Serializer, ser::SerializeMap};
 
-use crate::counters::{ExporterId, ExporterTotals, Report};
+use super::{ExporterId, ExporterTotals, Report};
 
 /// The report as the stable JSON of `edge-sensor decode --json`.
 pub fn report_json(report: &Report) -> serde_json::Value {
@@ -103,9 +103,8 @@ impl ExporterRow {
             agent_drops: t.agent_drops,
             sampling_rate: s.sampling_rate,
             sampling_source: RateSource::from_u8(s.rate_source).name(),
-            last_seen_secs: (s.last_seen_ns != 0).then(|| {
-                crate::telemetry::monotonic_ns().saturating_sub(s.last_seen_ns) as f64 / 1e9
-            }),
+            last_seen_secs: (s.last_seen_ns != 0)
+                .then(|| super::monotonic_ns().saturating_sub(s.last_seen_ns) as f64 / 1e9),
             errors: Errors(s.errors),
             templates_evicted: None,
             datagrams_per_s: None,
