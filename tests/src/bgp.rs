@@ -220,6 +220,29 @@ pub struct Gobgpd<'a>(Daemon<'a>);
 
 /// The gobgpd configuration of a passive neighbor 127.0.0.2 (`peer_as`),
 /// every family the speaker sends, plus `extra` TOML in the neighbor.
+/// The daemon's `[bgp]` section with gobgpd (as [`gobgpd_config`] starts
+/// it: AS 65000 on 127.0.0.1) as its one peer, announcing within `own`;
+/// `extra` lines go at the end of the peer's table.
+pub fn sensor_bgp_section(own: &str, extra: &str) -> String {
+    format!(
+        r#"[bgp]
+router_id = "127.0.0.2"
+local_asn = 65001
+announce_within = ["{own}"]
+[[bgp.peers]]
+name = "gobgp"
+address = "127.0.0.1"
+local_address = "127.0.0.2"
+peer_asn = 65000
+hold_time = 9
+connect_retry = 1
+connect_retry_max = 2
+families = ["ipv4-flowspec", "ipv4-unicast"]
+next_hop_v4 = "192.0.2.254"
+{extra}"#
+    )
+}
+
 pub fn gobgpd_config(peer_as: u32, extra: &str) -> String {
     let families = [
         "ipv4-unicast",

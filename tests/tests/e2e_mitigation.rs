@@ -18,7 +18,7 @@ use std::{
 
 use edge_sensor_tests::{
     Guarded, PinDir,
-    bgp::{Gobgpd, gobgpd_config, wait_for},
+    bgp::{Gobgpd, gobgpd_config, sensor_bgp_section, wait_for},
     netns::{Link, start_sensor_userspace, start_sensor_with},
     require_root, require_tool, sensor_bin, unique_name,
 };
@@ -111,26 +111,13 @@ hold = "3s"
 min_hold = "5s"
 event_log = "{events}"
 
-[bgp]
-router_id = "127.0.0.2"
-local_asn = 65001
-announce_within = ["{own}"]
-[[bgp.peers]]
-name = "gobgp"
-address = "127.0.0.1"
-local_address = "127.0.0.2"
-peer_asn = 65000
-hold_time = 9
-connect_retry = 1
-connect_retry_max = 2
-families = ["ipv4-flowspec", "ipv4-unicast"]
-next_hop_v4 = "192.0.2.254"
-graceful_restart = 60
-[bgp.peers.flowspec]
-dialect = "gobgp"
-"#,
+{bgp}"#,
                 events = dir.join("events.jsonl").display(),
                 token = token.display(),
+                bgp = sensor_bgp_section(
+                    &own,
+                    "graceful_restart = 60\n[bgp.peers.flowspec]\ndialect = \"gobgp\"\n"
+                ),
             ),
         )
         .unwrap();

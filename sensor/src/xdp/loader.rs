@@ -588,14 +588,6 @@ impl Sensor {
         )
     }
 
-    /// Every destination's counters.
-    pub fn destinations(&self) -> Result<BTreeMap<IpAddr, DstStats>, LoadError> {
-        read::destinations(self.map(DST_STATS)?).map_err(|source| LoadError::Map {
-            name: DST_STATS,
-            source,
-        })
-    }
-
     /// A new reading of every destination's counters into `table`, in
     /// place, with the daemon's own counts (`user`) added: see
     /// [`read::update_destinations`].
