@@ -345,8 +345,9 @@ pub struct BaselineConfig {
     #[serde(default)]
     pub ceiling: ClassLimits,
     /// A crossing of adaptive thresholds only (each below its ceiling) whose
-    /// best match would hit at least this share of the destination's normal
-    /// traffic, measured on samples, is the normal traffic with more of it:
+    /// best match, its packet length range left out, would hit at least this
+    /// share of the destination's normal traffic, measured on samples, is the
+    /// normal traffic with more of it:
     /// a flash crowd, not reported (a filter could not separate it, and
     /// blackholing it would finish the attacker's job). 0 turns this off.
     #[serde(default = "default_flash_crowd_similarity")]

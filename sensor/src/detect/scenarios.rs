@@ -729,6 +729,43 @@ fn a_quiet_servers_flash_crowd_far_over_the_thresholds_is_told_by_its_profile() 
 }
 
 #[test]
+fn a_large_crowd_sampled_1_in_16384_is_told_from_its_few_samples() {
+    // 2 kpps of web traffic, then clients ramp it to 300 kpps: over the
+    // static pps threshold and, at 1500/576/52-byte packets, over 1 Gbps.
+    // One sample in 16384 gives the crowd a few tens of samples, too few
+    // for the narrowest length range to hit most normal samples; the crowd
+    // is told by what its packets are, and its bytes by the bps floor.
+    let victim = "198.18.4.92";
+    let thresholds = r#"thresholds = { all = { pps = 100000, bps = "1G" } }"#;
+    let baseline = r#"baseline = { k = 4.0, window = "5m", floor = { all = { pps = 20000, bps = "160M" }, tcp_syn = { pps = 5000 } }, ceiling = { all = { pps = 1000000, bps = "8G" } } }"#;
+    let traffic = |p: u32| {
+        let crowd = match p {
+            0..1500 => 1.0,
+            1500..1620 => 1.0 + 149.0 * f64::from(p - 1500) / 120.0,
+            _ => 150.0,
+        };
+        web(victim, 2_000.0 * crowd)
+    };
+    let cfg = with_group("web", "198.18.4.0/24", &[thresholds, baseline]);
+    let mut sim = Sim::new(&cfg).sampled(16384.0, true);
+    sim.run(1740, traffic);
+    assert!(sim.log.is_empty(), "{}", sim.story());
+    assert!(
+        sim.det.stats().flash_crowd_polls > 20,
+        "{:?}",
+        sim.det.stats()
+    );
+
+    // Without the baseline the same crowd is over the thresholds.
+    let cfg = with_group("web", "198.18.4.0/24", &[thresholds]);
+    let mut sim = Sim::new(&cfg).sampled(16384.0, true);
+    sim.run(1740, traffic);
+    let (poll, a) = sim.only_start();
+    assert!(poll > 1500, "{}", sim.story());
+    assert_eq!(a.victim.network(), victim.parse::<IpAddr>().unwrap());
+}
+
+#[test]
 fn a_quiet_server_sampled_1_in_16384_still_gets_a_normal_profile() {
     // 500 pps: one sample every 33 s, each a poll at 16 kpps, 33 times the
     // typical rate. Only the samples behind a rate make it a surge: none of

@@ -44,7 +44,7 @@ pub const SERVERS_BLOCK: &str = "198.18.0.0/25";
 /// (more of the server's usual requests) from an attack.
 pub fn web_detect_config(confidence: f64, baseline: bool) -> Result<DetectConfig, Error> {
     let baseline = if baseline {
-        r#"baseline = { k = 4.0, window = "10m", floor = { all = { pps = 20000 }, tcp_syn = { pps = 5000 } }, ceiling = { all = { pps = 1000000 } }, flash_crowd_similarity = 0.8 }"#
+        r#"baseline = { k = 4.0, window = "10m", floor = { all = { pps = 20000, bps = "160M" }, tcp_syn = { pps = 5000 } }, ceiling = { all = { pps = 1000000, bps = "8G" } }, flash_crowd_similarity = 0.8 }"#
     } else {
         ""
     };

@@ -109,34 +109,65 @@ pub fn replay(
         ..Replay::default()
     };
     let mut dec = decoder();
-    let mut poll = |now_ns: u64, dec: &mut UserDecoder, out: &mut Replay| {
-        let samples = dec.take_samples();
-        let now = Duration::from_nanos(now_ns);
-        let mut watch = BTreeSet::new();
-        for (det, d) in detectors.iter_mut().zip(out.decisions.iter_mut()) {
-            // The kernel streams only what this detector asked to watch.
-            let mine: Vec<Sample> = samples
-                .iter()
-                .filter(|s| det.watched().contains(&s.dst))
-                .copied()
-                .collect();
-            for e in det.poll(now, &dec.report.destinations, &mine) {
-                d.events.push((now.as_secs_f64(), e));
+    let poll =
+        |detectors: &mut [Detector], now_ns: u64, dec: &mut UserDecoder, out: &mut Replay| {
+            let samples = dec.take_samples();
+            let now = Duration::from_nanos(now_ns);
+            let mut watch = BTreeSet::new();
+            for (det, d) in detectors.iter_mut().zip(out.decisions.iter_mut()) {
+                // The kernel streams only what this detector asked to watch.
+                let mine: Vec<Sample> = samples
+                    .iter()
+                    .filter(|s| det.watched().contains(&s.dst))
+                    .copied()
+                    .collect();
+                for e in det.poll(now, &dec.report.destinations, &mine) {
+                    d.events.push((now.as_secs_f64(), e));
+                }
+                watch.extend(det.watched().iter().copied());
+                d.stats = det.stats();
             }
-            watch.extend(det.watched().iter().copied());
-            d.stats = det.stats();
-        }
-        dec.set_watched(&watch);
-        out.polls += 1;
-    };
-    poll(0, &mut dec, &mut out);
+            dec.set_watched(&watch);
+            out.polls += 1;
+            // As the daemon does: a quarter interval after a poll that left a
+            // victim waiting for samples, the samples streamed since are
+            // handed over and may start it (`Detector::between_polls`).
+            detectors
+                .iter()
+                .any(Detector::samples_awaited)
+                .then_some(now_ns + poll_ns / 4)
+        };
+    let between =
+        |detectors: &mut [Detector], now_ns: u64, dec: &mut UserDecoder, out: &mut Replay| {
+            let samples = dec.take_samples();
+            let now = Duration::from_nanos(now_ns);
+            for (det, d) in detectors.iter_mut().zip(out.decisions.iter_mut()) {
+                let mine: Vec<Sample> = samples
+                    .iter()
+                    .filter(|s| det.watched().contains(&s.dst))
+                    .copied()
+                    .collect();
+                for e in det.between_polls(now, &mine) {
+                    d.events.push((now.as_secs_f64(), e));
+                }
+            }
+        };
+    let mut early = poll(&mut detectors, 0, &mut dec, &mut out);
     let mut next = poll_ns;
     // Bounded: the player ends after the scenario's ticks.
     while let Some(batch) = player.next_tick() {
         for d in &batch {
-            while d.time_ns >= next {
-                poll(next, &mut dec, &mut out);
-                next += poll_ns;
+            while d.time_ns >= next || early.is_some_and(|t| d.time_ns >= t) {
+                match early {
+                    Some(t) if t < next => {
+                        between(&mut detectors, t, &mut dec, &mut out);
+                        early = None;
+                    }
+                    _ => {
+                        early = poll(&mut detectors, next, &mut dec, &mut out);
+                        next += poll_ns;
+                    }
+                }
             }
             feed(&mut dec, d);
             out.datagrams += 1;
@@ -148,7 +179,7 @@ pub fn replay(
             }
         }
     }
-    poll(next, &mut dec, &mut out);
+    poll(&mut detectors, next, &mut dec, &mut out);
     out.attack_starts = (0..scenario.attacks.len())
         .map(|i| {
             player

@@ -8,8 +8,10 @@ use ipnet::IpNet;
 
 use super::{Active, Detector};
 use crate::detect::{
-    Attack, Basis, Event, Fingerprint, Metric, NormalBasis, Scope, TrafficClass, Trigger,
+    Attack, Basis, Event, Fingerprint, FlowMatch, Metric, NormalBasis, Scope, TrafficClass,
+    Trigger,
     config::LimitTable,
+    fingerprint,
     meter::{Meter, Table},
 };
 
@@ -264,7 +266,7 @@ impl Detector {
         if bc.flash_crowd_similarity <= 0.0
             || a.baseline.learnt_secs() < bc.window.as_secs_f64()
             || fp.normal_basis != NormalBasis::Samples
-            || fp.hits_normal < bc.flash_crowd_similarity
+            || self.crowd_similarity(victim, &fp.flow) < bc.flash_crowd_similarity
         {
             return false;
         }
@@ -280,6 +282,22 @@ impl Detector {
                             .is_none_or(|ceil| signals[i][j] < ceil))
             })
         })
+    }
+
+    /// The share of the host's normal samples that `flow` hits once its
+    /// packet length range is left out. The range is the one component
+    /// learnt as an interval: from the tens of samples a crowd gives at
+    /// 1:4096 or sparser, the narrowest range covering the evidence misses
+    /// a third of the same distribution's normal samples (measured: 57-69 %
+    /// hit at 11-37 samples). What the packets are (protocol, ports, flags,
+    /// ICMP type, fragments, sources) tells a crowd from an attack; an
+    /// attack that copies all of that is a crowd to any filter too.
+    fn crowd_similarity(&self, victim: IpNet, flow: &FlowMatch) -> f64 {
+        let unsized_flow = FlowMatch {
+            packet_length: None,
+            ..flow.clone()
+        };
+        fingerprint::share(&unsized_flow, &self.normal(victim)).unwrap_or(0.0)
     }
 }
 
