@@ -18,6 +18,7 @@
 pub mod client;
 pub mod config;
 pub mod owner;
+pub mod runner;
 pub mod summary;
 pub mod view;
 
@@ -26,7 +27,7 @@ use std::{collections::BTreeSet, time::Duration};
 use ipnet::IpNet;
 use serde::Serialize;
 
-pub use client::{Client, ClusterError};
+pub use client::{Claim, Client, ClusterError, MemberView};
 pub use config::{ClusterConfig, ClusterConfigError};
 pub use summary::Summary;
 pub use view::NetworkCounters;
@@ -98,6 +99,9 @@ pub struct ClusterStats {
     pub summary_bytes_published: u64,
     pub members: u64,
     pub network_destinations: u64,
+    /// Writes to the replicated mitigation state (claims and releases).
+    pub claim_writes: u64,
+    pub claim_write_errors: u64,
 }
 
 /// What one network-wide poll gave.
@@ -111,7 +115,7 @@ pub struct Step {
 /// A sensor's membership and its network-wide view.
 pub struct Node {
     cfg: ClusterConfig,
-    client: Client,
+    pub(crate) client: Client,
     pub counters: NetworkCounters,
     pub detector: Detector,
     pub ownership: Ownership,

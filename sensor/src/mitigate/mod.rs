@@ -139,16 +139,37 @@ impl Mitigator {
             Event::AttackStarted(attack) => self.started(attack, now, a),
             Event::AttackUpdated(attack) => self.updated(attack, now, a),
             Event::AttackEnded(attack) => {
-                for m in self.active.values_mut() {
-                    if m.attack == Some(attack.id) {
-                        m.ended = Some(now);
-                        m.escalate_at = None;
-                        self.dirty = true;
-                    }
-                }
+                self.attack_ended(attack.id, now);
                 Vec::new()
             }
         }
+    }
+
+    /// Attack `id` is over: its mitigation is withdrawn once held long
+    /// enough (or adopted by a new attack on its victim before that).
+    pub fn attack_ended(&mut self, id: u64, now: u64) {
+        for m in self.active.values_mut() {
+            if m.attack == Some(id) {
+                m.ended = Some(now);
+                m.escalate_at = None;
+                self.dirty = true;
+            }
+        }
+    }
+
+    /// Another sensor of the cluster now announces `victim`'s rule:
+    /// this sensor's automatic mitigations of it are withdrawn at once,
+    /// whatever their hold (two copies on the routers otherwise).
+    pub fn hand_over(&mut self, victim: IpNet, a: &dyn Announcer) -> Vec<Record> {
+        let ids: Vec<u64> = self
+            .active
+            .values()
+            .filter(|m| !m.manual && m.victim == victim)
+            .map(|m| m.id)
+            .collect();
+        ids.into_iter()
+            .map(|id| self.withdraw(id, a, "announced by another sensor of the cluster"))
+            .collect()
     }
 
     fn started(&mut self, attack: &Attack, now: u64, a: &dyn Announcer) -> Vec<Record> {
