@@ -103,6 +103,10 @@ impl ClusterLink {
 }
 
 impl ClusterLink {
+    pub(super) fn name(&self) -> &str {
+        &self.name
+    }
+
     /// A clean stop: the node leaves the cluster at once (its victims move
     /// to their next owners now rather than after `member_ttl`). Claims
     /// left behind are replaced by the new owners, or cleared as orphans.
@@ -374,6 +378,21 @@ impl Daemon<'_> {
             "claims": r.claims.values().collect::<Vec<_>>(),
             "stats": self.cluster_stats_json(),
         })
+    }
+
+    /// `status`'s `cluster`: `null` without `[cluster]`.
+    pub(super) fn cluster_status_json(&self) -> serde_json::Value {
+        let Some(c) = &self.cluster else {
+            return serde_json::Value::Null;
+        };
+        let (state, reason) = match c.last.as_ref().map(|r| &r.status) {
+            None => ("starting", None),
+            Some(Status::Clustered) => ("clustered", None),
+            Some(Status::LocalOnly(why)) => ("local_only", Some(why.clone())),
+        };
+        json!({"name": c.name, "state": state, "reason": reason,
+            "members": c.last.as_ref().map_or(0, |r| r.live.len()),
+            "stats": self.cluster_stats_json()})
     }
 
     /// The node's counters and the daemon's own (`status`, metrics).
