@@ -321,13 +321,20 @@ impl Client {
         let stream = self.stream.clone().expect("stream");
         let mut out = Vec::new();
         for name in self.live_members() {
-            let m = match stream
-                .get_last_raw_message_by_subject(&Self::subject(&name))
-                .await
-            {
-                Ok(m) => m,
-                Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => continue,
-                Err(e) => return Err(err("read summary", e)),
+            let subject = Self::subject(&name);
+            let read = stream.get_last_raw_message_by_subject(&subject);
+            let m = match tokio::time::timeout(self.limit, read).await {
+                Err(_) => {
+                    return Err(ClusterError(format!(
+                        "read summary: no answer in {:?}",
+                        self.limit
+                    )));
+                }
+                Ok(Ok(m)) => m,
+                Ok(Err(e)) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => {
+                    continue;
+                }
+                Ok(Err(e)) => return Err(err("read summary", e)),
             };
             let entry = self.seen.entry(name.clone()).or_insert((m.sequence, now));
             if entry.0 != m.sequence {

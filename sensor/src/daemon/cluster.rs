@@ -198,11 +198,13 @@ impl Daemon<'_> {
                     self.mitigator.attack_ended(id, now);
                 }
                 for a in &local_attacks {
-                    records.extend(self.mitigator.on_event(
-                        &Event::AttackStarted(a.clone()),
-                        now,
-                        &self.speaker,
-                    ));
+                    if !self.mitigator.resume_attack(a.id) {
+                        records.extend(self.mitigator.on_event(
+                            &Event::AttackStarted(a.clone()),
+                            now,
+                            &self.speaker,
+                        ));
+                    }
                 }
             }
             (Source::Local, Source::Network) => {
@@ -271,6 +273,8 @@ impl Daemon<'_> {
             .collect();
         for (victim, attack) in &owned {
             let ev = match c.fed.get(victim) {
+                // Followed before a fallback: its held mitigation resumes.
+                None if self.mitigator.resume_attack(attack.id) => None,
                 None => Some(Event::AttackStarted(attack.clone())),
                 Some(id) if *id != attack.id => {
                     self.mitigator.attack_ended(*id, now);
@@ -279,8 +283,8 @@ impl Daemon<'_> {
                 Some(_) if updated.contains(victim) => Some(Event::AttackUpdated(attack.clone())),
                 Some(_) => None,
             };
+            c.fed.insert(*victim, attack.id);
             if let Some(ev) = ev {
-                c.fed.insert(*victim, attack.id);
                 records.extend(self.mitigator.on_event(&ev, now, &self.speaker));
             }
         }

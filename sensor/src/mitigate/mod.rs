@@ -157,6 +157,21 @@ impl Mitigator {
         }
     }
 
+    /// Attack `id`, ended here for a while (the cluster switched which
+    /// detector the mitigator follows), is followed again: its mitigation,
+    /// if still held, is no longer ended. Returns whether there was one.
+    pub fn resume_attack(&mut self, id: u64) -> bool {
+        let mut found = false;
+        for m in self.active.values_mut() {
+            if m.attack == Some(id) {
+                m.ended = None;
+                self.dirty = true;
+                found = true;
+            }
+        }
+        found
+    }
+
     /// Another sensor of the cluster now announces `victim`'s rule:
     /// this sensor's automatic mitigations of it are withdrawn at once,
     /// whatever their hold (two copies on the routers otherwise).
