@@ -268,22 +268,47 @@ impl Cluster {
         serde_json::from_slice(&out.stdout).expect("JSON")
     }
 
-    /// Copies of the victim's rule on gobgpd: paths for the victim's /32
-    /// (blackhole) and Flow Spec rules with it as destination, from every
-    /// neighbor.
+    /// Copies of [`VICTIM`]'s rule on gobgpd.
     fn copies(&self) -> usize {
-        let mut n = 0;
+        self.copies_of(VICTIM).len()
+    }
+
+    /// Copies of `victim`'s rule on gobgpd: paths for its /32 (blackhole)
+    /// and Flow Spec rules with it as destination, from every neighbor;
+    /// the sensor (by name) each came from.
+    fn copies_of(&self, victim: &str) -> Vec<String> {
+        let mut out = Vec::new();
         for (family, needle) in [
-            ("ipv4", format!("{VICTIM}/32")),
-            ("ipv4-flowspec", format!("destination: {VICTIM}/32")),
+            ("ipv4", format!("{victim}/32")),
+            ("ipv4-flowspec", format!("destination: {victim}/32")),
         ] {
             for (nlri, paths) in self.gobgp.rib(family) {
                 if nlri == needle || (family != "ipv4" && nlri.contains(&needle)) {
-                    n += paths.as_array().map_or(1, Vec::len);
+                    for p in paths.as_array().into_iter().flatten() {
+                        let from = p["neighbor-ip"].as_str().unwrap_or("?");
+                        let sensor = from
+                            .strip_prefix("127.0.0.")
+                            .and_then(|n| n.parse::<usize>().ok())
+                            .and_then(|n| NAMES.get(n.wrapping_sub(2)))
+                            .map_or(from.to_string(), |s| s.to_string());
+                        out.push(sensor);
+                    }
                 }
             }
         }
-        n
+        out
+    }
+
+    /// Whether sensor `i` has an active automatic mitigation of `victim`
+    /// (announced, or held back because the same rule is in force).
+    fn mitigating(&self, i: usize, victim: &str) -> bool {
+        let m = self.ask(i, &["mitigations"]);
+        edge_sensor_tests::assert_json_schema("mitigations", &m);
+        m["mitigations"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|m| m["victim"] == format!("{victim}/32") && m["manual"] == false)
     }
 
     /// `mitigation_announced` records in sensor `i`'s event log.
@@ -328,32 +353,32 @@ fn wait(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
 }
 
 /// Three exporters in the namespace: every 100 ms a datagram to each
-/// sensor with its share of the victim's traffic (sampled 1:100, 500-byte
-/// UDP), until stopped or `limit` (bounded either way).
+/// sensor with its share (`shares[i]` pps) of `victim`'s traffic (sampled
+/// 1:100, 500-byte UDP), until stopped or `limit` (bounded either way).
 struct Exporters {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<u64>>,
 }
 
 impl Exporters {
-    fn start(ns: &NetNs, limit: Duration) -> Self {
+    fn start(ns: &NetNs, victim: &str, shares: [u32; 3], limit: Duration) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let file = std::fs::File::open(ns.path()).expect("open the namespace");
         let flag = stop.clone();
+        let victim = victim.to_string();
         let thread = std::thread::spawn(move || {
             // SAFETY: a valid netns fd; setns changes only this thread.
             let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
             assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
             let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
-            let victim: std::net::Ipv4Addr = VICTIM.parse().unwrap();
-            let per_datagram = SHARE_PPS / SAMPLING / 10;
+            let victim: std::net::Ipv4Addr = victim.parse().unwrap();
             let start = Instant::now();
             let mut seq = 0u32;
             let mut sent = 0u64;
             while !flag.load(Ordering::Relaxed) && start.elapsed() < limit {
                 seq += 1;
-                for i in 0..NAMES.len() {
-                    let samples = (0..per_datagram)
+                for (i, share) in shares.iter().enumerate() {
+                    let samples = (0..share / SAMPLING / 10)
                         .map(|_| {
                             Sample::flow(
                                 SAMPLING,
@@ -417,33 +442,19 @@ fn wait_clustered(c: &Cluster) {
     }
 }
 
-/// Samples the copies on gobgpd every 100 ms for `span`; returns the
-/// smallest and largest count seen.
-fn copies_over(c: &Cluster, span: Duration) -> (usize, usize) {
-    let end = Instant::now() + span;
-    let (mut lo, mut hi) = (usize::MAX, 0);
-    while Instant::now() < end {
-        let n = c.copies();
-        lo = lo.min(n);
-        hi = hi.max(n);
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    (lo, hi)
-}
-
 #[test]
 fn a_split_flood_is_mitigated_once_network_wide_and_taken_over_when_the_owner_dies() {
     let mut c = Cluster::start();
     wait_clustered(&c);
     let owner = owner_of(&NAMES);
-    let mut exporters = Exporters::start(c.ns, Duration::from_secs(120));
+    let mut exporters = Exporters::start(c.ns, VICTIM, [SHARE_PPS; 3], Duration::from_secs(120));
     let started = Instant::now();
 
     // (a) Detected network-wide: one copy on the route reflector.
     let ruled = wait(Duration::from_secs(30), || c.copies() > 0);
     assert!(ruled, "no rule on gobgpd in 30 s:\n{}", c.logs());
     let rule_after = started.elapsed();
-    let (lo, hi) = copies_over(&c, Duration::from_secs(3));
+    let (lo, hi) = copies_of_over(&c, VICTIM, Duration::from_secs(3));
     assert_eq!(
         (lo, hi),
         (1, 1),
@@ -516,7 +527,7 @@ fn a_split_flood_is_mitigated_once_network_wide_and_taken_over_when_the_owner_di
         c.logs()
     );
     // Settled: exactly one copy, the heir's.
-    let (lo, hi) = copies_over(&c, Duration::from_secs(3));
+    let (lo, hi) = copies_of_over(&c, VICTIM, Duration::from_secs(3));
     assert_eq!(
         (lo, hi),
         (1, 1),
@@ -553,4 +564,132 @@ fn a_split_flood_is_mitigated_once_network_wide_and_taken_over_when_the_owner_di
         "{metrics}"
     );
     assert!(metrics.contains("edge_sensor_cluster_members 2"), "{metrics}");
+}
+
+/// (d) The whole cluster down: each sensor that sees an attack of its own
+/// mitigates it; the cluster back: reconciled to the owner's one copy, no
+/// duplicate and no orphaned claim.
+#[test]
+fn with_the_cluster_down_each_sensor_mitigates_locally_then_reconciles_to_one_rule() {
+    const LOCAL_VICTIM: &str = "198.18.202.20";
+    let mut c = Cluster::start();
+    wait_clustered(&c);
+    let victim: ipnet::IpNet = format!("{LOCAL_VICTIM}/32").parse().unwrap();
+    let owner = edge_sensor::cluster::owner::owner(&victim, NAMES).unwrap();
+    // s1 and s2 each see 120 % of the threshold: a local attack each.
+    let share = THRESHOLD_PPS * 12 / 10;
+    let _exporters = Exporters::start(
+        c.ns,
+        LOCAL_VICTIM,
+        [share, share, 0],
+        Duration::from_secs(180),
+    );
+    let one = wait(Duration::from_secs(30), || {
+        c.copies_of(LOCAL_VICTIM) == vec![owner.to_string()]
+    });
+    assert!(
+        one,
+        "clustered: not the owner's one copy ({:?}):\n{}",
+        c.copies_of(LOCAL_VICTIM),
+        c.logs()
+    );
+    assert_eq!(
+        copies_of_over(&c, LOCAL_VICTIM, Duration::from_secs(2)),
+        (1, 1),
+        "clustered: the local attacks are not announced as well:\n{}",
+        c.logs()
+    );
+
+    // The cluster goes away.
+    let store = c.dir.path().join("nats");
+    drop(c.nats.take());
+    let outage = Instant::now();
+    let mut fewest = usize::MAX;
+    // Each mitigates its own attack; the router may hold one copy of two
+    // equal rules: the route reflector shows each sensor the other's, and
+    // a sensor holds back a rule another system has in force (issue 15).
+    let local = wait(Duration::from_secs(20), || {
+        fewest = fewest.min(c.copies_of(LOCAL_VICTIM).len());
+        [0, 1].iter().all(|&i| c.mitigating(i, LOCAL_VICTIM))
+    });
+    assert!(
+        local,
+        "cluster down: s1 and s2 should each mitigate their own attack:\n{}",
+        c.logs()
+    );
+    let (lo, _) = copies_of_over(&c, LOCAL_VICTIM, Duration::from_secs(2));
+    assert!(
+        fewest.min(lo) >= 1,
+        "no rule on the router during the outage:\n{}",
+        c.logs()
+    );
+    for i in 0..NAMES.len() {
+        let s = c.ask(i, &["status"]);
+        assert_eq!(s["cluster"]["state"], "local_only", "{}: {s}", NAMES[i]);
+    }
+    eprintln!(
+        "cluster down: s1 and s2 mitigate locally {:.2} s after the server died",
+        outage.elapsed().as_secs_f64()
+    );
+
+    // Back: the owner's copy only, one claim, nothing orphaned.
+    c.nats = Some(c.ns.spawn(
+        "nats-server",
+        [
+            "-js".into(),
+            "-a".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            NATS_PORT.to_string(),
+            "-sd".into(),
+            store.display().to_string(),
+        ],
+    ));
+    let back = Instant::now();
+    let reconciled = wait(Duration::from_secs(30), || {
+        c.copies_of(LOCAL_VICTIM) == vec![owner.to_string()]
+    });
+    assert!(
+        reconciled,
+        "after the outage: not the owner's one copy ({:?}):\n{}",
+        c.copies_of(LOCAL_VICTIM),
+        c.logs()
+    );
+    let settled = back.elapsed();
+    assert_eq!(
+        copies_of_over(&c, LOCAL_VICTIM, Duration::from_secs(3)),
+        (1, 1),
+        "after the outage: one copy:\n{}",
+        c.logs()
+    );
+    for (i, name) in NAMES.iter().enumerate() {
+        assert_eq!(
+            c.mitigating(i, LOCAL_VICTIM),
+            *name == owner,
+            "{name}: only the owner keeps a mitigation:\n{}",
+            c.logs()
+        );
+    }
+    let view = c.ask(0, &["cluster"]);
+    let claims = view["claims"].as_array().unwrap();
+    assert_eq!(claims.len(), 1, "{view:#}");
+    assert_eq!(claims[0]["sensor"], owner, "{view:#}");
+    eprintln!(
+        "cluster back: one copy (owner {owner}) {:.2} s after the server restarted",
+        settled.as_secs_f64()
+    );
+}
+
+/// Samples the copies of `victim`'s rule on gobgpd every 100 ms for
+/// `span`; returns the smallest and largest count seen.
+fn copies_of_over(c: &Cluster, victim: &str, span: Duration) -> (usize, usize) {
+    let end = Instant::now() + span;
+    let (mut lo, mut hi) = (usize::MAX, 0);
+    while Instant::now() < end {
+        let n = c.copies_of(victim).len();
+        lo = lo.min(n);
+        hi = hi.max(n);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (lo, hi)
 }

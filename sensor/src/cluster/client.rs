@@ -290,6 +290,21 @@ impl Client {
         &mut self,
         summary: &Summary,
     ) -> Result<Vec<(String, Summary)>, ClusterError> {
+        let result = self.step_once(summary).await;
+        if result.is_err() {
+            // The server may have come back without them (memory storage
+            // of a restarted single node): made or bound again next time.
+            self.stream = None;
+            self.kv = None;
+            self.claims_kv = None;
+        }
+        result
+    }
+
+    async fn step_once(
+        &mut self,
+        summary: &Summary,
+    ) -> Result<Vec<(String, Summary)>, ClusterError> {
         self.ensure().await?;
         let now = Instant::now();
         let kv = self.kv.clone().expect("bucket");
