@@ -50,7 +50,8 @@ const FAILOVER_BOUND: Duration = Duration::from_secs(5);
 struct Cluster {
     ns: &'static NetNs,
     dir: TempDir,
-    nats: Option<Guarded>,
+    /// The NATS servers (one, or a three-node JetStream cluster).
+    nats: Vec<Option<Guarded>>,
     gobgp: Gobgpd<'static>,
     sensors: Vec<Option<Guarded>>,
     pins: Vec<PinDir>,
@@ -93,8 +94,11 @@ fn gobgpd_config() -> String {
     )
 }
 
-fn sensor_config(i: usize, dir: &std::path::Path) -> String {
+fn sensor_config(i: usize, dir: &std::path::Path, nats_nodes: usize) -> String {
     let name = NAMES[i];
+    let servers: Vec<String> = (0..nats_nodes)
+        .map(|n| format!("\"nats://127.0.0.1:{}\"", NATS_PORT + n as u16))
+        .collect();
     format!(
         r#"
 [daemon]
@@ -138,8 +142,9 @@ next_hop_v4 = "192.0.2.254"
 dialect = "gobgp"
 
 [cluster]
-servers = ["nats://127.0.0.1:{NATS_PORT}"]
+servers = [{servers}]
 name = "{name}"
+replicas = {nats_nodes}
 heartbeat = "200ms"
 member_ttl = "{ttl}ms"
 "#,
@@ -150,6 +155,7 @@ member_ttl = "{ttl}ms"
         addr = i + 2,
         events = dir.join(format!("{name}.events.jsonl")).display(),
         ttl = MEMBER_TTL.as_millis(),
+        servers = servers.join(", "),
     )
 }
 
@@ -166,43 +172,30 @@ fn namespace() -> &'static NetNs {
 }
 
 impl Cluster {
-    fn start() -> Self {
+    /// `nats_nodes`: 1, or 3 for a JetStream cluster (replicas 3).
+    fn start(nats_nodes: usize) -> Self {
         require_root();
         for tool in ["nats-server", "gobgpd", "gobgp"] {
             require_tool(tool);
         }
         let ns = namespace();
         let dir = TempDir::new("es-cl");
-        let store = dir.path().join("nats");
-        std::fs::create_dir_all(&store).unwrap();
-        let nats = ns.spawn(
-            "nats-server",
-            [
-                "-js".into(),
-                "-a".into(),
-                "127.0.0.1".into(),
-                "-p".into(),
-                NATS_PORT.to_string(),
-                "-sd".into(),
-                store.display().to_string(),
-            ],
-        );
-        let up = wait(Duration::from_secs(10), || {
-            ns.run(|| std::net::TcpStream::connect(("127.0.0.1", NATS_PORT)).is_ok())
-        });
-        assert!(up, "nats-server did not listen in 10 s");
+        let mut nats = Vec::new();
+        for n in 0..nats_nodes {
+            nats.push(Some(start_nats(ns, dir.path(), n, nats_nodes)));
+        }
         let gobgp = Gobgpd::start(ns, &gobgpd_config());
         let mut c = Self {
             ns,
             dir,
-            nats: Some(nats),
+            nats,
             gobgp,
             sensors: Vec::new(),
             pins: Vec::new(),
         };
         for i in 0..NAMES.len() {
             let config = c.dir.path().join(format!("{}.toml", NAMES[i]));
-            std::fs::write(&config, sensor_config(i, c.dir.path())).unwrap();
+            std::fs::write(&config, sensor_config(i, c.dir.path(), nats_nodes)).unwrap();
             c.pins.push(PinDir::new());
             c.sensors.push(None);
             c.start_sensor(i);
@@ -313,10 +306,7 @@ impl Cluster {
 
     /// `mitigation_announced` records in sensor `i`'s event log.
     fn announced_by(&self, i: usize) -> usize {
-        let path = self
-            .dir
-            .path()
-            .join(format!("{}.events.jsonl", NAMES[i]));
+        let path = self.dir.path().join(format!("{}.events.jsonl", NAMES[i]));
         std::fs::read_to_string(path)
             .unwrap_or_default()
             .lines()
@@ -331,11 +321,50 @@ impl Drop for Cluster {
             drop(s.take());
         }
         self.gobgp.stop(libc::SIGTERM);
-        drop(self.nats.take());
+        self.nats.clear();
         let _ = std::process::Command::new("ip")
             .args(["netns", "del", &self.ns.name])
             .status();
     }
+}
+
+/// NATS server `n` of `count` in `ns` (JetStream, its store in `dir`),
+/// listening on 127.0.0.1:4222+n once this returns; with `count` > 1 a
+/// member of a JetStream cluster with the others (routes on 6222+n).
+fn start_nats(ns: &NetNs, dir: &std::path::Path, n: usize, count: usize) -> Guarded {
+    let port = NATS_PORT + n as u16;
+    let store = dir.join(format!("nats{n}"));
+    std::fs::create_dir_all(&store).unwrap();
+    let config = dir.join(format!("nats{n}.conf"));
+    let routes: Vec<String> = (0..count)
+        .map(|r| format!("\"nats-route://127.0.0.1:{}\"", 6222 + r))
+        .collect();
+    let cluster = if count > 1 {
+        format!(
+            "cluster {{\n  name: es-cl\n  listen: \"127.0.0.1:{}\"\n  routes: [{}]\n}}\n",
+            6222 + n,
+            routes.join(", ")
+        )
+    } else {
+        String::new()
+    };
+    std::fs::write(
+        &config,
+        format!(
+            "server_name: n{n}\nlisten: \"127.0.0.1:{port}\"\njetstream {{\n  store_dir: \"{}\"\n}}\n{cluster}",
+            store.display()
+        ),
+    )
+    .unwrap();
+    let server = ns.spawn(
+        "nats-server",
+        [std::ffi::OsStr::new("-c"), config.as_os_str()],
+    );
+    let up = wait(Duration::from_secs(10), || {
+        ns.run(|| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok())
+    });
+    assert!(up, "nats-server n{n} did not listen in 10 s");
+    server
 }
 
 /// Polls `f` every 100 ms until true or `limit`.
@@ -430,13 +459,17 @@ fn owner_of(members: &[&str]) -> usize {
 
 /// Waits until every sensor reports 3 live members.
 fn wait_clustered(c: &Cluster) {
-    let ok = wait(Duration::from_secs(20), || {
+    let ok = wait(Duration::from_secs(30), || {
         (0..NAMES.len()).all(|i| {
             let s = c.ask(i, &["status"]);
             s["cluster"]["state"] == "clustered" && s["cluster"]["members"] == 3
         })
     });
-    assert!(ok, "the three sensors did not form a cluster:\n{}", c.logs());
+    assert!(
+        ok,
+        "the three sensors did not form a cluster:\n{}",
+        c.logs()
+    );
     for i in 0..NAMES.len() {
         edge_sensor_tests::assert_json_schema("status", &c.ask(i, &["status"]));
     }
@@ -444,7 +477,7 @@ fn wait_clustered(c: &Cluster) {
 
 #[test]
 fn a_split_flood_is_mitigated_once_network_wide_and_taken_over_when_the_owner_dies() {
-    let mut c = Cluster::start();
+    let mut c = Cluster::start(1);
     wait_clustered(&c);
     let owner = owner_of(&NAMES);
     let mut exporters = Exporters::start(c.ns, VICTIM, [SHARE_PPS; 3], Duration::from_secs(120));
@@ -563,7 +596,10 @@ fn a_split_flood_is_mitigated_once_network_wide_and_taken_over_when_the_owner_di
         metrics.contains("edge_sensor_cluster_clustered 1"),
         "{metrics}"
     );
-    assert!(metrics.contains("edge_sensor_cluster_members 2"), "{metrics}");
+    assert!(
+        metrics.contains("edge_sensor_cluster_members 2"),
+        "{metrics}"
+    );
 }
 
 /// (d) The whole cluster down: each sensor that sees an attack of its own
@@ -572,7 +608,7 @@ fn a_split_flood_is_mitigated_once_network_wide_and_taken_over_when_the_owner_di
 #[test]
 fn with_the_cluster_down_each_sensor_mitigates_locally_then_reconciles_to_one_rule() {
     const LOCAL_VICTIM: &str = "198.18.202.20";
-    let mut c = Cluster::start();
+    let mut c = Cluster::start(1);
     wait_clustered(&c);
     let victim: ipnet::IpNet = format!("{LOCAL_VICTIM}/32").parse().unwrap();
     let owner = edge_sensor::cluster::owner::owner(&victim, NAMES).unwrap();
@@ -601,8 +637,7 @@ fn with_the_cluster_down_each_sensor_mitigates_locally_then_reconciles_to_one_ru
     );
 
     // The cluster goes away.
-    let store = c.dir.path().join("nats");
-    drop(c.nats.take());
+    drop(c.nats[0].take());
     let outage = Instant::now();
     let mut fewest = usize::MAX;
     // Each mitigates its own attack; the router may hold one copy of two
@@ -633,18 +668,7 @@ fn with_the_cluster_down_each_sensor_mitigates_locally_then_reconciles_to_one_ru
     );
 
     // Back: the owner's copy only, one claim, nothing orphaned.
-    c.nats = Some(c.ns.spawn(
-        "nats-server",
-        [
-            "-js".into(),
-            "-a".into(),
-            "127.0.0.1".into(),
-            "-p".into(),
-            NATS_PORT.to_string(),
-            "-sd".into(),
-            store.display().to_string(),
-        ],
-    ));
+    c.nats[0] = Some(start_nats(c.ns, c.dir.path(), 0, 1));
     let back = Instant::now();
     let reconciled = wait(Duration::from_secs(30), || {
         c.copies_of(LOCAL_VICTIM) == vec![owner.to_string()]
@@ -692,4 +716,57 @@ fn copies_of_over(c: &Cluster, victim: &str, span: Duration) -> (usize, usize) {
         std::thread::sleep(Duration::from_millis(100));
     }
     (lo, hi)
+}
+
+/// (c) A three-node JetStream cluster (replicas 3): one NATS node killed
+/// mid-attack loses nothing the sensors need, and the router keeps exactly
+/// one copy of the rule throughout.
+#[test]
+fn one_nats_node_killed_loses_nothing_and_never_duplicates_the_rule() {
+    let mut c = Cluster::start(3);
+    wait_clustered(&c);
+    let owner = owner_of(&NAMES);
+    let _exporters = Exporters::start(c.ns, VICTIM, [SHARE_PPS; 3], Duration::from_secs(120));
+    let ruled = wait(Duration::from_secs(30), || c.copies() > 0);
+    assert!(ruled, "no rule on gobgpd in 30 s:\n{}", c.logs());
+    assert_eq!(
+        copies_of_over(&c, VICTIM, Duration::from_secs(2)),
+        (1, 1),
+        "one copy before:\n{}",
+        c.logs()
+    );
+    drop(c.nats[0].take());
+    let killed = Instant::now();
+    let (lo, hi) = copies_of_over(&c, VICTIM, Duration::from_secs(10));
+    assert_eq!(
+        (lo, hi),
+        (1, 1),
+        "exactly one copy while a NATS node is gone:\n{}",
+        c.logs()
+    );
+    assert_eq!(c.copies_of(VICTIM), [NAMES[owner]]);
+    let whole = wait(Duration::from_secs(10), || {
+        (0..NAMES.len()).all(|i| {
+            let s = c.ask(i, &["status"]);
+            s["cluster"]["state"] == "clustered" && s["cluster"]["members"] == 3
+        })
+    });
+    assert!(
+        whole,
+        "the sensors did not all stay clustered:\n{}",
+        c.logs()
+    );
+    let fallbacks: Vec<u64> = (0..NAMES.len())
+        .map(|i| {
+            c.ask(i, &["status"])["cluster"]["stats"]["fallbacks"]
+                .as_u64()
+                .unwrap_or(0)
+        })
+        .collect();
+    let view = c.ask(owner, &["cluster"]);
+    assert_eq!(view["attacks"][0]["announced_by"], NAMES[owner], "{view:#}");
+    eprintln!(
+        "NATS node n0 of 3 killed: one copy throughout {:.1} s; fallbacks to local-only per sensor {fallbacks:?}",
+        killed.elapsed().as_secs_f64()
+    );
 }

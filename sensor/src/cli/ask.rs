@@ -419,7 +419,10 @@ pub fn cluster(args: AskArgs) -> Result<()> {
             "MEMBER", "LIVE", "HEARTBEAT AGO", "SUMMARY LAG"
         );
         for m in b["members"].as_array().into_iter().flatten() {
-            let age = |v: &Value| v.as_u64().map_or("-".into(), |ms| format!("{:.1} s", ms as f64 / 1000.0));
+            let age = |v: &Value| {
+                v.as_u64()
+                    .map_or("-".into(), |ms| format!("{:.1} s", ms as f64 / 1000.0))
+            };
             let _ = writeln!(
                 out,
                 "{:<24} {:<5} {:>14} {:>12}",

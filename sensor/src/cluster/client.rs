@@ -26,6 +26,9 @@ use super::{ClusterConfig, Summary};
 pub const STREAM: &str = "EDGE_SENSOR_SUMMARIES";
 pub const SUBJECT_PREFIX: &str = "edge-sensor.summary";
 pub const BUCKET: &str = "edge-sensor-members";
+/// A member silent this many `member_ttl`s is no longer asked for its
+/// summary (a SIGKILLed sensor is never deleted from the bucket).
+const FORGET_AFTER_TTLS: u32 = 60;
 /// The replicated mitigation state: one key per victim, the sensor that
 /// announces its rule.
 pub const CLAIMS_BUCKET: &str = "edge-sensor-mitigations";
@@ -44,7 +47,8 @@ pub struct Claim {
 pub struct MemberView {
     pub name: String,
     pub live: bool,
-    pub heartbeat_age_ms: u64,
+    /// `None`: no heartbeat seen through the (possibly stalled) watch.
+    pub heartbeat_age_ms: Option<u64>,
     /// Since its summary last changed (`None`: none read yet): the lag.
     pub summary_age_ms: Option<u64>,
 }
@@ -97,8 +101,8 @@ pub struct Client {
     claims: Claims,
     claims_watch: Option<tokio::task::JoinHandle<()>>,
     /// Per member: the stream sequence of its latest summary and when it
-    /// last changed.
-    seen: BTreeMap<String, (u64, Instant)>,
+    /// was seen to change (`None`: not since it was first read).
+    seen: BTreeMap<String, (u64, Option<Instant>)>,
     last_heartbeat: Option<Instant>,
     /// Per operation bound.
     limit: Duration,
@@ -242,7 +246,12 @@ impl Client {
             since_unix,
         };
         let value = serde_json::to_vec(&claim).map_err(|e| err("claim", e))?;
-        bounded("claim", self.limit, kv.put(claim_key(&victim), value.into())).await?;
+        bounded(
+            "claim",
+            self.limit,
+            kv.put(claim_key(&victim), value.into()),
+        )
+        .await?;
         Ok(())
     }
 
@@ -264,17 +273,25 @@ impl Client {
     pub fn member_views(&self) -> Vec<MemberView> {
         let now = Instant::now();
         let ttl = self.cfg.member_ttl;
-        let members = self.members.lock().unwrap_or_else(|e| e.into_inner());
-        members
-            .iter()
-            .map(|(name, beat)| MemberView {
-                name: name.clone(),
-                live: now.duration_since(*beat) <= ttl,
-                heartbeat_age_ms: now.duration_since(*beat).as_millis() as u64,
-                summary_age_ms: self
-                    .seen
-                    .get(name)
-                    .map(|(_, t)| now.duration_since(*t).as_millis() as u64),
+        let beats = self
+            .members
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        self.known_members(now)
+            .into_iter()
+            .map(|name| {
+                let beat = beats.get(&name).map(|t| now.duration_since(*t));
+                MemberView {
+                    live: beat.is_some_and(|b| b <= ttl) || self.summary_moving(&name, now),
+                    heartbeat_age_ms: beat.map(|b| b.as_millis() as u64),
+                    summary_age_ms: self
+                        .seen
+                        .get(&name)
+                        .and_then(|(_, t)| *t)
+                        .map(|t| now.duration_since(t).as_millis() as u64),
+                    name,
+                }
             })
             .collect()
     }
@@ -335,7 +352,7 @@ impl Client {
         .await?;
         let stream = self.stream.clone().expect("stream");
         let mut out = Vec::new();
-        for name in self.live_members() {
+        for name in self.known_members(now) {
             let subject = Self::subject(&name);
             let read = stream.get_last_raw_message_by_subject(&subject);
             let m = match tokio::time::timeout(self.limit, read).await {
@@ -347,16 +364,26 @@ impl Client {
                 }
                 Ok(Ok(m)) => m,
                 Ok(Err(e)) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => {
+                    // Aged out (an outage longer than the stream keeps
+                    // summaries): still asked for until long silent.
+                    if !self.heard_within(&name, now, self.cfg.member_ttl * FORGET_AFTER_TTLS) {
+                        self.seen.remove(&name);
+                    }
                     continue;
                 }
                 Ok(Err(e)) => return Err(err("read summary", e)),
             };
-            let entry = self.seen.entry(name.clone()).or_insert((m.sequence, now));
+            let entry = self.seen.entry(name.clone()).or_insert((m.sequence, None));
             if entry.0 != m.sequence {
-                *entry = (m.sequence, now);
+                *entry = (m.sequence, Some(now));
             }
-            if now.duration_since(entry.1) > self.cfg.member_ttl {
-                continue; // heartbeats without summaries: a stuck poll loop
+            let moving = entry
+                .1
+                .is_some_and(|t| now.duration_since(t) <= self.cfg.member_ttl);
+            // A first read counts for a member that heartbeats; after that
+            // only a summary that moves (heartbeats alone: a stuck loop).
+            if !(moving || (entry.1.is_none() && self.heartbeat_fresh(&name, now))) {
+                continue;
             }
             match Summary::decode(&m.payload) {
                 Ok(s) => out.push((name, s)),
@@ -366,17 +393,62 @@ impl Client {
         Ok(out)
     }
 
-    /// The members whose heartbeat arrived within `member_ttl`, by name
-    /// (this sensor included once it has sent one).
+    /// The live members, by name (this sensor included once it has sent a
+    /// heartbeat): a heartbeat arrived within `member_ttl`, or a summary
+    /// that moved within it. Either suffices, so a member watch stalled by
+    /// a NATS node's loss (its consumer lived there) does not make the
+    /// others look dead while their summaries keep coming.
     pub fn live_members(&self) -> Vec<String> {
         let now = Instant::now();
-        let ttl = self.cfg.member_ttl;
+        self.known_members(now)
+            .into_iter()
+            .filter(|n| self.heartbeat_fresh(n, now) || self.summary_moving(n, now))
+            .collect()
+    }
+
+    fn heartbeat_fresh(&self, name: &str, now: Instant) -> bool {
         let members = self.members.lock().unwrap_or_else(|e| e.into_inner());
         members
+            .get(name)
+            .is_some_and(|t| now.duration_since(*t) <= self.cfg.member_ttl)
+    }
+
+    fn summary_moving(&self, name: &str, now: Instant) -> bool {
+        self.seen
+            .get(name)
+            .and_then(|(_, t)| *t)
+            .is_some_and(|t| now.duration_since(t) <= self.cfg.member_ttl)
+    }
+
+    /// Whether `name` heartbeat or moved its summary within `span`.
+    fn heard_within(&self, name: &str, now: Instant, span: Duration) -> bool {
+        let members = self.members.lock().unwrap_or_else(|e| e.into_inner());
+        let beat = members
+            .get(name)
+            .is_some_and(|t| now.duration_since(*t) <= span);
+        beat || self
+            .seen
+            .get(name)
+            .and_then(|(_, t)| *t)
+            .is_some_and(|t| now.duration_since(t) <= span)
+    }
+
+    /// Members whose summaries are worth reading: every one heard of
+    /// (heartbeat or moving summary) within `FORGET_AFTER_TTLS` x
+    /// `member_ttl`, and every one whose summary was read. Not only the
+    /// live: after an outage longer than the stream keeps summaries, and
+    /// with the member watch stalled, a member's new summaries are the
+    /// first sign of it.
+    fn known_members(&self, now: Instant) -> Vec<String> {
+        let span = self.cfg.member_ttl * FORGET_AFTER_TTLS;
+        let members = self.members.lock().unwrap_or_else(|e| e.into_inner());
+        let mut names: std::collections::BTreeSet<String> = members
             .iter()
-            .filter(|(_, t)| now.duration_since(**t) <= ttl)
+            .filter(|(_, t)| now.duration_since(**t) <= span)
             .map(|(n, _)| n.clone())
-            .collect()
+            .collect();
+        names.extend(self.seen.keys().cloned());
+        names.into_iter().collect()
     }
 
     /// Leaves the cluster at once (a clean shutdown), instead of after

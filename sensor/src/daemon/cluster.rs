@@ -10,11 +10,15 @@
 //! The decisions are made from state at each node [`Report`], not from
 //! edges, so a lost report or a restart converges: the owned network
 //! attacks are fed to the mitigator (ids moved out of the local detector's
-//! range, [`NETWORK_ATTACK_IDS`]), those no longer owned are ended (held as
-//! usual, so the rule stays until the new holder has its own: make before
-//! break), and a rule whose victim another live sensor has claimed in the
-//! replicated mitigation state is withdrawn at once. Claims follow what
-//! the mitigator actually announces.
+//! range, [`NETWORK_ATTACK_IDS`]), those owned elsewhere now are handed
+//! off (held `min_hold` from now, so the rule stays until the new holder
+//! has its own: make before break), and a rule whose victim another live
+//! sensor has claimed in the replicated mitigation state is withdrawn at
+//! once. Claims follow what the mitigator actually announces. A fallback
+//! to local-only hands off the network-wide attacks too, held as long as a
+//! restored mitigation ([`RESTORE_GRACE_SECS`]): the attack cannot be
+//! judged without the cluster, and an outage as short as a JetStream
+//! leader election (seconds) must not take the rule away.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -28,7 +32,7 @@ use crate::{
         runner::{self, ClaimChange, Input, Report},
     },
     detect::{Attack, Event},
-    mitigate::Mitigation,
+    mitigate::{Mitigation, RESTORE_GRACE_SECS},
 };
 
 /// Network-wide attack ids are the network detector's plus this, so they
@@ -72,14 +76,17 @@ pub(super) struct ClusterLink {
     pub(super) skipped_polls: u64,
     /// Rules withdrawn because another sensor announces them.
     pub(super) handovers: u64,
+    /// Since when the network view is followed, and how long membership
+    /// takes to be whole again after a start or an outage (every live
+    /// member's heartbeat seen): no new announcement before, as this
+    /// sensor could take itself for the owner among the few it has heard.
+    network_since: Option<std::time::Instant>,
+    settle: std::time::Duration,
 }
 
 impl ClusterLink {
     /// Starts the node (a task of its own) when `[cluster]` is configured.
-    pub(super) fn start(
-        config: &crate::config::Config,
-        saved: Vec<Mitigation>,
-    ) -> Option<Self> {
+    pub(super) fn start(config: &crate::config::Config, saved: Vec<Mitigation>) -> Option<Self> {
         let cfg = config.cluster.as_ref()?;
         // Validation guarantees [detect] beside [cluster].
         let detect = config.detect.clone()?;
@@ -98,6 +105,8 @@ impl ClusterLink {
             pending_restore: Some(saved),
             skipped_polls: 0,
             handovers: 0,
+            network_since: None,
+            settle: cfg.member_ttl,
         })
     }
 }
@@ -122,13 +131,13 @@ impl ClusterLink {
 impl Daemon<'_> {
     /// Whether local detector events go to the mitigator.
     pub(super) fn local_mitigates(&self) -> bool {
-        self.cluster.as_ref().is_none_or(|c| c.source == Source::Local)
+        self.cluster
+            .as_ref()
+            .is_none_or(|c| c.source == Source::Local)
     }
 
     /// The node's reports, for the loop's `select!`.
-    pub(super) fn take_cluster_reports(
-        &mut self,
-    ) -> Option<tokio::sync::mpsc::Receiver<Report>> {
+    pub(super) fn take_cluster_reports(&mut self) -> Option<tokio::sync::mpsc::Receiver<Report>> {
         self.cluster.as_mut().and_then(|c| c.reports.take())
     }
 
@@ -162,6 +171,11 @@ impl Daemon<'_> {
         } else {
             Source::Local
         };
+        if c.source != Source::Network {
+            c.network_since = None;
+        } else if was != Source::Network {
+            c.network_since = Some(std::time::Instant::now());
+        }
         let mut records = Vec::new();
         if let Some(saved) = c.pending_restore.take() {
             let (keep, held): (Vec<_>, Vec<_>) = saved.into_iter().partition(|m| {
@@ -174,7 +188,8 @@ impl Daemon<'_> {
             });
             for m in held {
                 let holder = &report.claims[&m.victim].sensor;
-                self.events.record(json!({"event": "mitigation_not_restored",
+                self.events
+                    .record(json!({"event": "mitigation_not_restored",
                     "reason": format!("announced by sensor {holder} meanwhile"), "mitigation": m}));
             }
             if !keep.is_empty() {
@@ -182,7 +197,11 @@ impl Daemon<'_> {
             }
         }
         let Some(c) = &mut self.cluster else { return };
-        let local_attacks = self.detector.as_ref().map(|d| d.attacks()).unwrap_or_default();
+        let local_attacks = self
+            .detector
+            .as_ref()
+            .map(|d| d.attacks())
+            .unwrap_or_default();
         match (was, c.source) {
             (Source::Network | Source::Starting, Source::Local) => {
                 if was == Source::Network {
@@ -194,8 +213,12 @@ impl Daemon<'_> {
                 // Network attacks this sensor mitigated stay until held
                 // long enough, or are adopted by the local attack on the
                 // same victim (no gap).
+                // A network-wide attack cannot be judged while the cluster
+                // is away: its rule stays as long as a restored one does
+                // unless the cluster comes back (resumed) before.
                 for (_, id) in std::mem::take(&mut c.fed) {
-                    self.mitigator.attack_ended(id, now);
+                    self.mitigator
+                        .attack_handed_off(id, now, RESTORE_GRACE_SECS);
                 }
                 for a in &local_attacks {
                     if !self.mitigator.resume_attack(a.id) {
@@ -212,7 +235,7 @@ impl Daemon<'_> {
                 // Local mitigations end (held: they stay until the owner
                 // claims the victim, or adopted if the owner is this one).
                 for a in &local_attacks {
-                    self.mitigator.attack_ended(a.id, now);
+                    self.mitigator.attack_handed_off(a.id, now, 0);
                 }
             }
             _ => {}
@@ -271,10 +294,12 @@ impl Daemon<'_> {
                 (a.victim, a)
             })
             .collect();
+        let settled = c.network_since.is_some_and(|t| t.elapsed() >= c.settle);
         for (victim, attack) in &owned {
             let ev = match c.fed.get(victim) {
                 // Followed before a fallback: its held mitigation resumes.
                 None if self.mitigator.resume_attack(attack.id) => None,
+                None if !settled => continue,
                 None => Some(Event::AttackStarted(attack.clone())),
                 Some(id) if *id != attack.id => {
                     self.mitigator.attack_ended(*id, now);
@@ -285,6 +310,11 @@ impl Daemon<'_> {
             };
             c.fed.insert(*victim, attack.id);
             if let Some(ev) = ev {
+                tracing::info!(
+                    "cluster: network-wide attack on {victim} is this sensor's to mitigate \
+                     (rendezvous owner among {:?})",
+                    report.live
+                );
                 records.extend(self.mitigator.on_event(&ev, now, &self.speaker));
             }
         }
@@ -294,8 +324,14 @@ impl Daemon<'_> {
             .filter(|(v, _)| !owned.contains_key(v))
             .map(|(v, id)| (*v, *id))
             .collect();
+        let attacked: BTreeSet<IpNet> = report.attacks.iter().map(|a| a.attack.victim).collect();
         for (victim, id) in gone {
-            self.mitigator.attack_ended(id, now);
+            if attacked.contains(&victim) {
+                // Owned elsewhere now: kept until the owner has its rule.
+                self.mitigator.attack_handed_off(id, now, 0);
+            } else {
+                self.mitigator.attack_ended(id, now);
+            }
             c.fed.remove(&victim);
         }
         // Another live sensor announces it: withdraw here at once.
@@ -304,13 +340,18 @@ impl Daemon<'_> {
             .active()
             .filter(|m| !m.manual && !owned.contains_key(&m.victim))
             .filter(|m| {
-                report.claims.get(&m.victim).is_some_and(|cl| {
-                    cl.sensor != c.name && report.live.contains(&cl.sensor)
-                })
+                report
+                    .claims
+                    .get(&m.victim)
+                    .is_some_and(|cl| cl.sensor != c.name && report.live.contains(&cl.sensor))
             })
             .map(|m| m.victim)
             .collect();
         for victim in handed {
+            tracing::info!(
+                "cluster: {victim} is announced by {}: withdrawn here",
+                report.claims[&victim].sensor
+            );
             c.handovers += 1;
             records.extend(self.mitigator.hand_over(victim, &self.speaker));
         }
@@ -332,7 +373,6 @@ impl Daemon<'_> {
             .filter(|m| !m.manual)
             .map(|m| m.victim)
             .collect();
-        let attacked: BTreeSet<IpNet> = report.attacks.iter().map(|a| a.attack.victim).collect();
         for (victim, claim) in &report.claims {
             let release = if claim.sensor == c.name {
                 // Withdrawn here (held rules keep their claim).

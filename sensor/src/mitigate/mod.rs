@@ -157,6 +157,23 @@ impl Mitigator {
         }
     }
 
+    /// Attack `id` is no longer followed here though it may go on (the
+    /// cluster moved it to another sensor or another view): ended, but held
+    /// `hold_secs` from now (at least `min_hold`), so the rule stays until
+    /// whoever takes over has announced its own (then [`Self::hand_over`]
+    /// or [`Self::resume_attack`]) rather than for what is left of its hold.
+    pub fn attack_handed_off(&mut self, id: u64, now: u64, hold_secs: u64) {
+        let hold = now + hold_secs.max(self.cfg.min_hold.as_secs());
+        for m in self.active.values_mut() {
+            if m.attack == Some(id) {
+                m.ended = Some(now);
+                m.escalate_at = None;
+                m.hold_until = m.hold_until.max(hold);
+                self.dirty = true;
+            }
+        }
+    }
+
     /// Attack `id`, ended here for a while (the cluster switched which
     /// detector the mitigator follows), is followed again: its mitigation,
     /// if still held, is no longer ended. Returns whether there was one.

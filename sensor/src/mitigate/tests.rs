@@ -681,8 +681,10 @@ fn switching_views_resumes_or_adopts_and_a_hand_over_withdraws_at_once() {
     let out = m.on_event(&Event::AttackStarted(network.clone()), 1001, &r);
     assert_eq!(events(&out), ["mitigation_adopted"]);
     assert_eq!(m.active().count(), 1);
-    // Back and forth: ended by a switch, resumed, still one mitigation.
-    m.attack_ended(network.id, 1002);
+    // Back and forth: handed off long after its hold (an outage), kept
+    // for the grace asked, resumed, still one mitigation.
+    m.attack_handed_off(network.id, 5000, 60);
+    assert!(m.tick(5030, &r).is_empty(), "held 60 s from the hand-off");
     assert!(m.resume_attack(network.id));
     assert_eq!(m.active().count(), 1);
     assert!(m.active().all(|x| x.ended.is_none()));
@@ -694,6 +696,9 @@ fn switching_views_resumes_or_adopts_and_a_hand_over_withdraws_at_once() {
     // A manual ban is never handed over.
     m.ban("203.0.113.6".parse().unwrap(), None, true, None, 1003, &r)
         .unwrap();
-    assert!(m.hand_over("203.0.113.6/32".parse().unwrap(), &r).is_empty());
+    assert!(
+        m.hand_over("203.0.113.6/32".parse().unwrap(), &r)
+            .is_empty()
+    );
     assert_eq!(m.active().count(), 1);
 }
