@@ -578,14 +578,61 @@ fn a_split_flood_is_mitigated_once_network_wide_and_taken_over_when_the_owner_di
         MEMBER_TTL
     );
 
-    // The flood ends: the rule goes (release hold 2 s, min_hold 5 s).
-    let sent = exporters.stop();
-    assert!(sent > 0);
-    let gone = wait(Duration::from_secs(30), || c.copies() == 0);
-    assert!(gone, "the rule stayed after the flood:\n{}", c.logs());
+    // The old owner restarts: back in the membership it owns the victim
+    // again, restores its saved mitigation and the heir hands over (make
+    // before break: two copies for a moment, never none).
+    c.start_sensor(owner);
+    let restarted = Instant::now();
+    let mut two_since: Option<Instant> = None;
+    let mut longest_two = Duration::ZERO;
+    let mut fewest = usize::MAX;
+    let retaken = wait(Duration::from_secs(20), || {
+        let copies = c.copies_of(VICTIM);
+        fewest = fewest.min(copies.len());
+        match (copies.len() > 1, two_since) {
+            (true, None) => two_since = Some(Instant::now()),
+            (false, Some(t)) => {
+                longest_two = longest_two.max(t.elapsed());
+                two_since = None;
+            }
+            _ => {}
+        }
+        copies == [NAMES[owner]]
+    });
+    assert!(
+        retaken,
+        "{} did not take its victim back ({:?}):\n{}",
+        NAMES[owner],
+        c.copies_of(VICTIM),
+        c.logs()
+    );
+    let retaken_after = restarted.elapsed();
+    assert!(
+        fewest >= 1,
+        "no rule while the owner came back:\n{}",
+        c.logs()
+    );
+    assert!(
+        longest_two <= Duration::from_secs(3),
+        "two copies for {longest_two:?}:\n{}",
+        c.logs()
+    );
+    assert_eq!(
+        copies_of_over(&c, VICTIM, Duration::from_secs(3)),
+        (1, 1),
+        "one copy after the owner came back:\n{}",
+        c.logs()
+    );
+    eprintln!(
+        "owner {} restarted: took its victim back {:.2} s later, two copies for {:.2} s",
+        NAMES[owner],
+        retaken_after.as_secs_f64(),
+        longest_two.as_secs_f64()
+    );
+
     let metrics = c.ns.run(|| {
         use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", 9810 + heir as u16)).unwrap();
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", 9810 + owner as u16)).unwrap();
         s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             .unwrap();
         let mut out = String::new();
@@ -596,10 +643,12 @@ fn a_split_flood_is_mitigated_once_network_wide_and_taken_over_when_the_owner_di
         metrics.contains("edge_sensor_cluster_clustered 1"),
         "{metrics}"
     );
-    assert!(
-        metrics.contains("edge_sensor_cluster_members 2"),
-        "{metrics}"
-    );
+    for line in [
+        "edge_sensor_cluster_members 3",
+        "edge_sensor_cluster_network_attacks{owner=\"self\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} not in {metrics}");
+    }
 }
 
 /// (d) The whole cluster down: each sensor that sees an attack of its own
@@ -607,30 +656,39 @@ fn a_split_flood_is_mitigated_once_network_wide_and_taken_over_when_the_owner_di
 /// duplicate and no orphaned claim.
 #[test]
 fn with_the_cluster_down_each_sensor_mitigates_locally_then_reconciles_to_one_rule() {
-    const LOCAL_VICTIM: &str = "198.18.202.20";
+    // A victim s1 owns: s1 sees the attack itself, so its local mitigation
+    // and its network-wide one are the same victim's (adopted, resumed).
+    let (victim_text, victim) = (20..60)
+        .map(|i| {
+            let text = format!("198.18.202.{i}");
+            let net: ipnet::IpNet = format!("{text}/32").parse().unwrap();
+            (text, net)
+        })
+        .find(|(_, net)| edge_sensor::cluster::owner::owner(net, NAMES) == Some("s1"))
+        .expect("a victim s1 owns among 40");
+    let local_victim = victim_text.as_str();
     let mut c = Cluster::start(1);
     wait_clustered(&c);
-    let victim: ipnet::IpNet = format!("{LOCAL_VICTIM}/32").parse().unwrap();
     let owner = edge_sensor::cluster::owner::owner(&victim, NAMES).unwrap();
     // s1 and s2 each see 120 % of the threshold: a local attack each.
     let share = THRESHOLD_PPS * 12 / 10;
     let _exporters = Exporters::start(
         c.ns,
-        LOCAL_VICTIM,
+        local_victim,
         [share, share, 0],
         Duration::from_secs(180),
     );
     let one = wait(Duration::from_secs(30), || {
-        c.copies_of(LOCAL_VICTIM) == vec![owner.to_string()]
+        c.copies_of(local_victim) == vec![owner.to_string()]
     });
     assert!(
         one,
         "clustered: not the owner's one copy ({:?}):\n{}",
-        c.copies_of(LOCAL_VICTIM),
+        c.copies_of(local_victim),
         c.logs()
     );
     assert_eq!(
-        copies_of_over(&c, LOCAL_VICTIM, Duration::from_secs(2)),
+        copies_of_over(&c, local_victim, Duration::from_secs(2)),
         (1, 1),
         "clustered: the local attacks are not announced as well:\n{}",
         c.logs()
@@ -644,15 +702,15 @@ fn with_the_cluster_down_each_sensor_mitigates_locally_then_reconciles_to_one_ru
     // equal rules: the route reflector shows each sensor the other's, and
     // a sensor holds back a rule another system has in force (issue 15).
     let local = wait(Duration::from_secs(20), || {
-        fewest = fewest.min(c.copies_of(LOCAL_VICTIM).len());
-        [0, 1].iter().all(|&i| c.mitigating(i, LOCAL_VICTIM))
+        fewest = fewest.min(c.copies_of(local_victim).len());
+        [0, 1].iter().all(|&i| c.mitigating(i, local_victim))
     });
     assert!(
         local,
         "cluster down: s1 and s2 should each mitigate their own attack:\n{}",
         c.logs()
     );
-    let (lo, _) = copies_of_over(&c, LOCAL_VICTIM, Duration::from_secs(2));
+    let (lo, _) = copies_of_over(&c, local_victim, Duration::from_secs(2));
     assert!(
         fewest.min(lo) >= 1,
         "no rule on the router during the outage:\n{}",
@@ -671,24 +729,24 @@ fn with_the_cluster_down_each_sensor_mitigates_locally_then_reconciles_to_one_ru
     c.nats[0] = Some(start_nats(c.ns, c.dir.path(), 0, 1));
     let back = Instant::now();
     let reconciled = wait(Duration::from_secs(30), || {
-        c.copies_of(LOCAL_VICTIM) == vec![owner.to_string()]
+        c.copies_of(local_victim) == vec![owner.to_string()]
     });
     assert!(
         reconciled,
         "after the outage: not the owner's one copy ({:?}):\n{}",
-        c.copies_of(LOCAL_VICTIM),
+        c.copies_of(local_victim),
         c.logs()
     );
     let settled = back.elapsed();
     assert_eq!(
-        copies_of_over(&c, LOCAL_VICTIM, Duration::from_secs(3)),
+        copies_of_over(&c, local_victim, Duration::from_secs(3)),
         (1, 1),
         "after the outage: one copy:\n{}",
         c.logs()
     );
     for (i, name) in NAMES.iter().enumerate() {
         assert_eq!(
-            c.mitigating(i, LOCAL_VICTIM),
+            c.mitigating(i, local_victim),
             *name == owner,
             "{name}: only the owner keeps a mitigation:\n{}",
             c.logs()
@@ -726,7 +784,7 @@ fn one_nats_node_killed_loses_nothing_and_never_duplicates_the_rule() {
     let mut c = Cluster::start(3);
     wait_clustered(&c);
     let owner = owner_of(&NAMES);
-    let _exporters = Exporters::start(c.ns, VICTIM, [SHARE_PPS; 3], Duration::from_secs(120));
+    let mut exporters = Exporters::start(c.ns, VICTIM, [SHARE_PPS; 3], Duration::from_secs(120));
     let ruled = wait(Duration::from_secs(30), || c.copies() > 0);
     assert!(ruled, "no rule on gobgpd in 30 s:\n{}", c.logs());
     assert_eq!(
@@ -765,6 +823,12 @@ fn one_nats_node_killed_loses_nothing_and_never_duplicates_the_rule() {
         .collect();
     let view = c.ask(owner, &["cluster"]);
     assert_eq!(view["attacks"][0]["announced_by"], NAMES[owner], "{view:#}");
+    // The flood ends: the rule goes (release hold 2 s, min_hold 5 s; the hold a fallback gave is
+    // back to min_hold once the cluster is).
+    let sent = exporters.stop();
+    assert!(sent > 0);
+    let gone = wait(Duration::from_secs(30), || c.copies() == 0);
+    assert!(gone, "the rule stayed after the flood:\n{}", c.logs());
     eprintln!(
         "NATS node n0 of 3 killed: one copy throughout {:.1} s; fallbacks to local-only per sensor {fallbacks:?}",
         killed.elapsed().as_secs_f64()

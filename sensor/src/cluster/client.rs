@@ -496,7 +496,9 @@ async fn watch_members(kv: kv::Store, members: Members) {
 
 async fn watch_claims(kv: kv::Store, claims: Claims) {
     loop {
-        match kv.watch_all().await {
+        // With history: a (re)started sensor needs the claims made before
+        // (`watch_all` gives new updates only).
+        match kv.watch_with_history(">").await {
             Ok(mut w) => {
                 // The watch starts with every current value: what an
                 // earlier watch left may be gone.

@@ -69,8 +69,9 @@ pub(super) struct ClusterLink {
     fed: BTreeMap<IpNet, u64>,
     /// Claim changes for the node's next step.
     claims: Vec<ClaimChange>,
-    /// Mitigations saved before a restart, restored once the first report
-    /// says whether another sensor holds them meanwhile.
+    /// Mitigations saved before a restart, restored once the cluster's
+    /// view has settled (or at the first local-only report) and says
+    /// whether another sensor holds them meanwhile.
     pending_restore: Option<Vec<Mitigation>>,
     /// Polls whose summary was not handed over (the node still busy).
     pub(super) skipped_polls: u64,
@@ -177,10 +178,19 @@ impl Daemon<'_> {
             c.network_since = Some(std::time::Instant::now());
         }
         let mut records = Vec::new();
-        if let Some(saved) = c.pending_restore.take() {
+        // Clustered, the claims and the membership are whole once every
+        // live member's heartbeat has had time to arrive (the node's
+        // watches start empty).
+        let settled = c.network_since.is_some_and(|t| t.elapsed() >= c.settle);
+        let restore_now = !clustered || settled;
+        if let Some(saved) = c.pending_restore.take_if(|_| restore_now) {
+            // Not restored: a victim another live sensor announces and
+            // this one does not own (an owner takes its victim back).
+            let live = || report.live.iter().map(String::as_str);
             let (keep, held): (Vec<_>, Vec<_>) = saved.into_iter().partition(|m| {
                 m.manual
                     || !clustered
+                    || crate::cluster::owner::owner(&m.victim, live()) == Some(c.name.as_str())
                     || report
                         .claims
                         .get(&m.victim)
@@ -221,7 +231,7 @@ impl Daemon<'_> {
                         .attack_handed_off(id, now, RESTORE_GRACE_SECS);
                 }
                 for a in &local_attacks {
-                    if !self.mitigator.resume_attack(a.id) {
+                    if !self.mitigator.resume_attack(a.id, now) {
                         records.extend(self.mitigator.on_event(
                             &Event::AttackStarted(a.clone()),
                             now,
@@ -298,7 +308,7 @@ impl Daemon<'_> {
         for (victim, attack) in &owned {
             let ev = match c.fed.get(victim) {
                 // Followed before a fallback: its held mitigation resumes.
-                None if self.mitigator.resume_attack(attack.id) => None,
+                None if self.mitigator.resume_attack(attack.id, now) => None,
                 None if !settled => continue,
                 None => Some(Event::AttackStarted(attack.clone())),
                 Some(id) if *id != attack.id => {

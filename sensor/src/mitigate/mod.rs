@@ -176,12 +176,15 @@ impl Mitigator {
 
     /// Attack `id`, ended here for a while (the cluster switched which
     /// detector the mitigator follows), is followed again: its mitigation,
-    /// if still held, is no longer ended. Returns whether there was one.
-    pub fn resume_attack(&mut self, id: u64) -> bool {
+    /// if still held, is no longer ended, and the hold the hand-off gave it
+    /// shrinks back to `min_hold` from `now`. Returns whether there was one.
+    pub fn resume_attack(&mut self, id: u64, now: u64) -> bool {
         let mut found = false;
+        let hold = now + self.cfg.min_hold.as_secs();
         for m in self.active.values_mut() {
             if m.attack == Some(id) {
                 m.ended = None;
+                m.hold_until = m.hold_until.min(hold);
                 self.dirty = true;
                 found = true;
             }

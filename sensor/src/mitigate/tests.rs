@@ -670,10 +670,13 @@ fn a_component_a_router_lacks_is_dropped_only_when_the_policy_allows_widening() 
 #[test]
 fn switching_views_resumes_or_adopts_and_a_hand_over_withdraws_at_once() {
     let r = Routers::default();
-    let mut m = mitigator(MitigationConfig::default());
+    let mut m = mitigator(MitigationConfig {
+        min_hold: Duration::from_secs(10),
+        ..MitigationConfig::default()
+    });
     let local = attack(1, "203.0.113.5/32", GroupAction::Flowspec, 0.97);
     m.on_event(&Event::AttackStarted(local.clone()), 1000, &r);
-    assert!(!m.resume_attack(99), "no mitigation of attack 99");
+    assert!(!m.resume_attack(99, 1000), "no mitigation of attack 99");
     // To the network view: the local attack ends (held); the network
     // attack on the same victim adopts its mitigation, no new route.
     m.attack_ended(1, 1001);
@@ -685,7 +688,11 @@ fn switching_views_resumes_or_adopts_and_a_hand_over_withdraws_at_once() {
     // for the grace asked, resumed, still one mitigation.
     m.attack_handed_off(network.id, 5000, 60);
     assert!(m.tick(5030, &r).is_empty(), "held 60 s from the hand-off");
-    assert!(m.resume_attack(network.id));
+    assert!(m.resume_attack(network.id, 5030));
+    assert!(
+        m.active().all(|x| x.hold_until == 5030 + 10),
+        "back to min_hold from the resume"
+    );
     assert_eq!(m.active().count(), 1);
     assert!(m.active().all(|x| x.ended.is_none()));
     // Another sensor announces it: withdrawn now, whatever the hold.
