@@ -193,8 +193,8 @@ impl Cluster {
             sensors: Vec::new(),
             pins: Vec::new(),
         };
-        for i in 0..NAMES.len() {
-            let config = c.dir.path().join(format!("{}.toml", NAMES[i]));
+        for (i, name) in NAMES.iter().enumerate() {
+            let config = c.dir.path().join(format!("{name}.toml"));
             std::fs::write(&config, sensor_config(i, c.dir.path(), nats_nodes)).unwrap();
             c.pins.push(PinDir::new());
             c.sensors.push(None);
@@ -480,7 +480,7 @@ fn a_split_flood_is_mitigated_once_network_wide_and_taken_over_when_the_owner_di
     let mut c = Cluster::start(1);
     wait_clustered(&c);
     let owner = owner_of(&NAMES);
-    let mut exporters = Exporters::start(c.ns, VICTIM, [SHARE_PPS; 3], Duration::from_secs(120));
+    let _exporters = Exporters::start(c.ns, VICTIM, [SHARE_PPS; 3], Duration::from_secs(120));
     let started = Instant::now();
 
     // (a) Detected network-wide: one copy on the route reflector.
@@ -494,18 +494,17 @@ fn a_split_flood_is_mitigated_once_network_wide_and_taken_over_when_the_owner_di
         "exactly one copy of the rule:\n{}",
         c.logs()
     );
-    for i in 0..NAMES.len() {
+    for (i, name) in NAMES.iter().enumerate() {
         let announced = c.announced_by(i);
         assert_eq!(
             announced,
             usize::from(i == owner),
-            "{} announced {announced} times (owner {})",
-            NAMES[i],
+            "{name} announced {announced} times (owner {})",
             NAMES[owner]
         );
         // No sensor sees an attack of its own: 40 % each.
         let status = c.ask(i, &["status"]);
-        assert_eq!(status["detection"]["attacks"], 0, "{}: {status}", NAMES[i]);
+        assert_eq!(status["detection"]["attacks"], 0, "{name}: {status}");
     }
     let view = c.ask((owner + 1) % 3, &["cluster"]);
     let attacks = view["attacks"].as_array().unwrap();
@@ -716,9 +715,9 @@ fn with_the_cluster_down_each_sensor_mitigates_locally_then_reconciles_to_one_ru
         "no rule on the router during the outage:\n{}",
         c.logs()
     );
-    for i in 0..NAMES.len() {
+    for (i, name) in NAMES.iter().enumerate() {
         let s = c.ask(i, &["status"]);
-        assert_eq!(s["cluster"]["state"], "local_only", "{}: {s}", NAMES[i]);
+        assert_eq!(s["cluster"]["state"], "local_only", "{name}: {s}");
     }
     eprintln!(
         "cluster down: s1 and s2 mitigate locally {:.2} s after the server died",
