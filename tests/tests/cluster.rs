@@ -522,6 +522,21 @@ fn a_split_flood_is_mitigated_once_network_wide_and_taken_over_when_the_owner_di
     assert_eq!(attacks[0]["announced_by"], NAMES[owner], "{view:#}");
     assert!(attacks[0]["pps"].as_f64().unwrap() > f64::from(THRESHOLD_PPS));
     assert_eq!(view["members"].as_array().unwrap().len(), 3, "{view:#}");
+    // The human table too.
+    let out =
+        c.ns.command(sensor_bin())
+            .args(["cluster", "--socket"])
+            .arg(c.log_path(0).with_extension("sock"))
+            .output()
+            .expect("run edge-sensor cluster");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{table}");
+    assert!(
+        table.contains("clustered")
+            && table.contains("SUMMARY LAG")
+            && table.contains(&format!("{VICTIM}/32")),
+        "{table}"
+    );
     eprintln!(
         "split flood ({} x {SHARE_PPS} pps against {THRESHOLD_PPS}): rule on gobgpd {:.2} s after the first datagram, owner {}",
         NAMES.len(),

@@ -122,6 +122,10 @@ pub struct Node {
     pub status: Status,
     pub stats: ClusterStats,
     seq: u64,
+    /// After a (re)join: when the membership is whole again (every live
+    /// member's summary had time to move), until then no network-wide
+    /// detection.
+    whole_at: Option<std::time::Instant>,
 }
 
 impl Node {
@@ -141,6 +145,7 @@ impl Node {
             status: Status::LocalOnly("not stepped yet".into()),
             stats: ClusterStats::default(),
             seq: 0,
+            whole_at: None,
         })
     }
 
@@ -172,6 +177,7 @@ impl Node {
             Ok(s) => {
                 if let Status::LocalOnly(reason) = &self.status {
                     tracing::info!(sensor = %self.cfg.name, was = %reason, "cluster: reachable, network-wide detection on");
+                    self.whole_at = Some(std::time::Instant::now() + self.cfg.member_ttl);
                 }
                 self.status = Status::Clustered;
                 self.stats.summaries_published += 1;
@@ -189,6 +195,18 @@ impl Node {
             }
         };
         let members = self.client.live_members();
+        if self.whole_at.is_some_and(|t| std::time::Instant::now() < t) {
+            // Joined or back from an outage: the others' summaries count
+            // once they are seen to move again; summing before would end
+            // every network-wide attack for want of them. The counters
+            // resume after, over the whole gap at the rates then.
+            self.stats.members = members.len() as u64;
+            return Step {
+                members,
+                ..Step::default()
+            };
+        }
+        self.whole_at = None;
         self.counters.advance(now, summaries.iter().map(|(_, s)| s));
         self.stats.members = members.len() as u64;
         self.stats.network_destinations = self.counters.destinations as u64;

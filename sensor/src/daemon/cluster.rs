@@ -237,6 +237,8 @@ impl Daemon<'_> {
                             now,
                             &self.speaker,
                         ));
+                        // Adopted: the hand-off's grace gives way to min_hold.
+                        self.mitigator.resume_attack(a.id, now);
                     }
                 }
             }
@@ -320,12 +322,18 @@ impl Daemon<'_> {
             };
             c.fed.insert(*victim, attack.id);
             if let Some(ev) = ev {
+                let adopting = matches!(ev, Event::AttackStarted(_));
                 tracing::info!(
                     "cluster: network-wide attack on {victim} is this sensor's to mitigate \
                      (rendezvous owner among {:?})",
                     report.live
                 );
                 records.extend(self.mitigator.on_event(&ev, now, &self.speaker));
+                if adopting {
+                    // A held mitigation adopted: the hand-off's (or a
+                    // restore's) grace gives way to min_hold from now.
+                    self.mitigator.resume_attack(attack.id, now);
+                }
             }
         }
         let gone: Vec<(IpNet, u64)> = c
