@@ -220,12 +220,10 @@ impl Daemon<'_> {
                         report.status_reason()
                     );
                 }
-                // Network attacks this sensor mitigated stay until held
-                // long enough, or are adopted by the local attack on the
-                // same victim (no gap).
                 // A network-wide attack cannot be judged while the cluster
-                // is away: its rule stays as long as a restored one does
-                // unless the cluster comes back (resumed) before.
+                // is away: its rule stays as long as a restored one does,
+                // unless the cluster comes back before (resumed) or a local
+                // attack on the same victim adopts it (no gap).
                 for (_, id) in std::mem::take(&mut c.fed) {
                     self.mitigator
                         .attack_handed_off(id, now, RESTORE_GRACE_SECS);
