@@ -676,7 +676,8 @@ fn a_split_flood_is_mitigated_once_network_wide_and_taken_over_when_the_owner_di
 
 /// (d) The whole cluster down: each sensor that sees an attack of its own
 /// mitigates it; the cluster back: reconciled to the owner's one copy, no
-/// duplicate and no orphaned claim.
+/// duplicate and no orphaned claim; a sensor that died holding a local
+/// mitigation during the outage does not restore it.
 #[test]
 fn with_the_cluster_down_each_sensor_mitigates_locally_then_reconciles_to_one_rule() {
     // A victim s1 owns: s1 sees the attack itself, so its local mitigation
@@ -747,12 +748,17 @@ fn with_the_cluster_down_each_sensor_mitigates_locally_then_reconciles_to_one_ru
         "cluster down: s1 and s2 mitigate locally {:.2} s after the server died",
         outage.elapsed().as_secs_f64()
     );
+    // s2 dies holding its local mitigation (saved in its state).
+    c.kill(1);
 
     // Back: the owner's copy only, one claim, nothing orphaned.
     c.nats[0] = Some(start_nats(c.ns, c.dir.path(), 0, 1));
     let back = Instant::now();
     let reconciled = wait(Duration::from_secs(30), || {
         c.copies_of(local_victim) == vec![owner.to_string()]
+            && c.ask(0, &["cluster"])["claims"]
+                .as_array()
+                .is_some_and(|cl| cl.len() == 1 && cl[0]["sensor"] == owner)
     });
     assert!(
         reconciled,
@@ -761,10 +767,24 @@ fn with_the_cluster_down_each_sensor_mitigates_locally_then_reconciles_to_one_ru
         c.logs()
     );
     let settled = back.elapsed();
+    // s2 restarts: s1 owns the victim and announces it, so s2 does not
+    // restore its saved mitigation (nor mitigate its local attack).
+    c.start_sensor(1);
+    let events = c.dir.path().join("s2.events.jsonl");
+    let skipped = wait(Duration::from_secs(15), || {
+        std::fs::read_to_string(&events)
+            .unwrap_or_default()
+            .contains("\"mitigation_not_restored\"")
+    });
+    assert!(
+        skipped,
+        "s2 restored a mitigation s1 announces:\n{}",
+        c.logs()
+    );
     assert_eq!(
         copies_of_over(&c, local_victim, Duration::from_secs(3)),
         (1, 1),
-        "after the outage: one copy:\n{}",
+        "after the outage and s2's restart: one copy:\n{}",
         c.logs()
     );
     for (i, name) in NAMES.iter().enumerate() {

@@ -184,23 +184,23 @@ impl Daemon<'_> {
         let settled = c.network_since.is_some_and(|t| t.elapsed() >= c.settle);
         let restore_now = !clustered || settled;
         if let Some(saved) = c.pending_restore.take_if(|_| restore_now) {
-            // Not restored: a victim another live sensor announces and
-            // this one does not own (an owner takes its victim back).
+            // Clustered, an automatic mitigation is restored by the
+            // victim's owner only (it takes its victim back): any other
+            // sensor's rule would be a second copy, whether the owner has
+            // claimed the victim yet or not.
             let live = || report.live.iter().map(String::as_str);
             let (keep, held): (Vec<_>, Vec<_>) = saved.into_iter().partition(|m| {
                 m.manual
                     || !clustered
                     || crate::cluster::owner::owner(&m.victim, live()) == Some(c.name.as_str())
-                    || report
-                        .claims
-                        .get(&m.victim)
-                        .is_none_or(|cl| cl.sensor == c.name || !report.live.contains(&cl.sensor))
             });
             for m in held {
-                let holder = &report.claims[&m.victim].sensor;
+                let owner = crate::cluster::owner::owner(&m.victim, live()).unwrap_or("-");
+                let holder = report.claims.get(&m.victim).map(|cl| cl.sensor.as_str());
                 self.events
                     .record(json!({"event": "mitigation_not_restored",
-                    "reason": format!("announced by sensor {holder} meanwhile"), "mitigation": m}));
+                    "reason": format!("sensor {owner} owns the victim"),
+                    "announced_by": holder, "mitigation": m}));
             }
             if !keep.is_empty() {
                 records.extend(self.mitigator.restore(keep, now, &self.speaker));
