@@ -70,6 +70,9 @@ pub enum Request {
     /// of the last poll, attacks, mitigations with the rules as sent, BGP
     /// sessions, exporters with their loss.
     View,
+    /// `[cluster]`: members and their lag, the network-wide attacks with
+    /// their owner and the sensor announcing each.
+    Cluster,
 }
 
 /// The answer: a JSON document, or why there is none.

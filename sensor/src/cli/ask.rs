@@ -396,6 +396,63 @@ pub fn bgp(bgp: BgpArgs) -> Result<()> {
     Ok(())
 }
 
+pub fn cluster(args: AskArgs) -> Result<()> {
+    let body = ask(&args.socket, &Request::Cluster)?;
+    print(args.json, &body, |b| {
+        let mut out = String::new();
+        if b["configured"] == false {
+            out.push_str("no [cluster] section: a single sensor\n");
+            return out;
+        }
+        let _ = writeln!(
+            out,
+            "sensor {}   {}{}",
+            s(&b["name"]),
+            s(&b["state"]),
+            b["reason"]
+                .as_str()
+                .map_or(String::new(), |r| format!(": {r}"))
+        );
+        let _ = writeln!(
+            out,
+            "\n{:<24} {:<5} {:>14} {:>12}",
+            "MEMBER", "LIVE", "HEARTBEAT AGO", "SUMMARY LAG"
+        );
+        for m in b["members"].as_array().into_iter().flatten() {
+            let age = |v: &Value| {
+                v.as_u64()
+                    .map_or("-".into(), |ms| format!("{:.1} s", ms as f64 / 1000.0))
+            };
+            let _ = writeln!(
+                out,
+                "{:<24} {:<5} {:>14} {:>12}",
+                s(&m["name"]),
+                if m["live"] == true { "yes" } else { "no" },
+                age(&m["heartbeat_age_ms"]),
+                age(&m["summary_age_ms"]),
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\n{:<24} {:<20} {:>12} {:<24} ANNOUNCED BY",
+            "VICTIM", "CLASS", "PPS", "OWNER"
+        );
+        for a in b["attacks"].as_array().into_iter().flatten() {
+            let _ = writeln!(
+                out,
+                "{:<24} {:<20} {:>12.0} {:<24} {}",
+                s(&a["victim"]),
+                s(&a["class"]),
+                a["pps"].as_f64().unwrap_or(0.0),
+                s(&a["owner"]),
+                a["announced_by"].as_str().unwrap_or("-"),
+            );
+        }
+        out
+    });
+    Ok(())
+}
+
 pub fn status(args: AskArgs) -> Result<()> {
     let body = ask(&args.socket, &Request::Status)?;
     print(args.json, &body, |b| {

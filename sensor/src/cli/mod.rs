@@ -62,6 +62,10 @@ pub enum Command {
     Rib(rib::RibArgs),
     /// The daemon at a glance.
     Status(AskArgs),
+    /// `[cluster]`: members and their lag (age of each one's last
+    /// summary), the network-wide attacks with their owner and the sensor
+    /// announcing each (asks the daemon).
+    Cluster(AskArgs),
     /// Mitigate an address by hand: a Flow Spec filter or a blackhole.
     Ban(BanArgs),
     /// Withdraw a mitigation (by id) or every one for an address.
@@ -341,6 +345,7 @@ pub fn main() -> ExitCode {
         Command::Bgp(args) => ask::bgp(args),
         Command::Rib(args) => rib::rib(args),
         Command::Status(args) => ask::status(args),
+        Command::Cluster(args) => ask::cluster(args),
         Command::Ban(args) => ask::ban(args),
         Command::Unban(args) => ask::unban(args),
         Command::Collect(args) => collect::collect(args),

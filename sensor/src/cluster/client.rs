@@ -18,12 +18,52 @@ use std::{
 
 use async_nats::jetstream::{self, kv, stream};
 use futures_util::StreamExt;
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
 
 use super::{ClusterConfig, Summary};
 
 pub const STREAM: &str = "EDGE_SENSOR_SUMMARIES";
 pub const SUBJECT_PREFIX: &str = "edge-sensor.summary";
 pub const BUCKET: &str = "edge-sensor-members";
+/// A member silent this many `member_ttl`s is no longer asked for its
+/// summary (a SIGKILLed sensor is never deleted from the bucket).
+const FORGET_AFTER_TTLS: u32 = 60;
+/// The replicated mitigation state: one key per victim, the sensor that
+/// announces its rule.
+pub const CLAIMS_BUCKET: &str = "edge-sensor-mitigations";
+
+/// Which sensor announces the rule for a victim (the claims bucket's value).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claim {
+    pub sensor: String,
+    pub victim: IpNet,
+    /// Unix seconds (for people; no decision compares clocks).
+    pub since_unix: u64,
+}
+
+/// A member as this sensor sees it (`edge-sensor cluster`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MemberView {
+    pub name: String,
+    pub live: bool,
+    /// `None`: no heartbeat seen through the (possibly stalled) watch.
+    pub heartbeat_age_ms: Option<u64>,
+    /// Since its summary last changed (`None`: none read yet): the lag.
+    pub summary_age_ms: Option<u64>,
+}
+
+/// A bucket key for `victim`: key-value keys allow `[-/_=.A-Za-z0-9]`, so
+/// an IPv6 address's colons become `-`.
+pub fn claim_key(victim: &IpNet) -> String {
+    format!("{}_{}", victim.addr(), victim.prefix_len()).replace(':', "-")
+}
+
+fn not_ready() -> ClusterError {
+    ClusterError("the claims bucket is not bound yet".into())
+}
+
+type Claims = Arc<Mutex<BTreeMap<String, Claim>>>;
 
 /// Why a cluster step failed (the sensor then runs local-only).
 #[derive(Debug, thiserror::Error)]
@@ -56,9 +96,13 @@ pub struct Client {
     kv: Option<kv::Store>,
     members: Members,
     watch: Option<tokio::task::JoinHandle<()>>,
+    claims_kv: Option<kv::Store>,
+    /// By bucket key.
+    claims: Claims,
+    claims_watch: Option<tokio::task::JoinHandle<()>>,
     /// Per member: the stream sequence of its latest summary and when it
-    /// last changed.
-    seen: BTreeMap<String, (u64, Instant)>,
+    /// was seen to change (`None`: not since it was first read).
+    seen: BTreeMap<String, (u64, Option<Instant>)>,
     last_heartbeat: Option<Instant>,
     /// Per operation bound.
     limit: Duration,
@@ -104,6 +148,9 @@ impl Client {
             kv: None,
             members: Members::default(),
             watch: None,
+            claims_kv: None,
+            claims: Claims::default(),
+            claims_watch: None,
             seen: BTreeMap::new(),
             last_heartbeat: None,
             limit,
@@ -142,29 +189,18 @@ impl Client {
             self.stream = Some(s);
         }
         if self.kv.is_none() {
-            // The bucket's stream made here, as a key-value bucket is laid
-            // out (`KV_<bucket>`, `$KV.<bucket>.>`): async-nats 0.52's
-            // `create_key_value` cannot read nats-server 2.9's answer.
-            bounded(
-                "member bucket",
-                self.limit,
-                self.js.get_or_create_stream(stream::Config {
-                    name: format!("KV_{BUCKET}"),
-                    subjects: vec![format!("$KV.{BUCKET}.>")],
-                    max_messages_per_subject: 1,
-                    max_age: self.cfg.member_ttl,
-                    storage: stream::StorageType::Memory,
-                    num_replicas: self.cfg.replicas,
-                    allow_rollup: true,
-                    deny_delete: true,
-                    allow_direct: true,
-                    discard: stream::DiscardPolicy::New,
-                    ..Default::default()
-                }),
-            )
-            .await?;
-            let kv = bounded("member bucket", self.limit, self.js.get_key_value(BUCKET)).await?;
+            let kv = self.bucket(BUCKET, self.cfg.member_ttl).await?;
             self.kv = Some(kv);
+        }
+        if self.claims_kv.is_none() {
+            // No age limit: a claim lives as long as its rule.
+            let kv = self.bucket(CLAIMS_BUCKET, Duration::ZERO).await?;
+            self.claims_kv = Some(kv);
+        }
+        if self.claims_watch.as_ref().is_none_or(|w| w.is_finished()) {
+            let kv = self.claims_kv.clone().expect("bucket");
+            let claims = self.claims.clone();
+            self.claims_watch = Some(tokio::spawn(watch_claims(kv, claims)));
         }
         if self.watch.as_ref().is_none_or(|w| w.is_finished()) {
             let kv = self.kv.clone().expect("bucket");
@@ -174,9 +210,115 @@ impl Client {
         Ok(())
     }
 
+    /// A key-value bucket (`max_age` zero: entries never expire), its
+    /// stream made here as a key-value bucket is laid out (`KV_<bucket>`,
+    /// `$KV.<bucket>.>`): async-nats 0.52's `create_key_value` cannot read
+    /// nats-server 2.9's answer.
+    async fn bucket(&self, name: &str, max_age: Duration) -> Result<kv::Store, ClusterError> {
+        bounded(
+            name,
+            self.limit,
+            self.js.get_or_create_stream(stream::Config {
+                name: format!("KV_{name}"),
+                subjects: vec![format!("$KV.{name}.>")],
+                max_messages_per_subject: 1,
+                max_age,
+                storage: stream::StorageType::Memory,
+                num_replicas: self.cfg.replicas,
+                allow_rollup: true,
+                deny_delete: true,
+                allow_direct: true,
+                discard: stream::DiscardPolicy::New,
+                ..Default::default()
+            }),
+        )
+        .await?;
+        bounded(name, self.limit, self.js.get_key_value(name)).await
+    }
+
+    /// Records that this sensor announces the rule for `victim` (replacing
+    /// whoever held it: the owner takes over).
+    pub async fn claim(&self, victim: IpNet, since_unix: u64) -> Result<(), ClusterError> {
+        let kv = self.claims_kv.as_ref().ok_or_else(not_ready)?;
+        let claim = Claim {
+            sensor: self.cfg.name.clone(),
+            victim,
+            since_unix,
+        };
+        let value = serde_json::to_vec(&claim).map_err(|e| err("claim", e))?;
+        bounded(
+            "claim",
+            self.limit,
+            kv.put(claim_key(&victim), value.into()),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Removes the claim on `victim` (its rule was withdrawn, or its
+    /// holder is gone and nobody mitigates it).
+    pub async fn release(&self, victim: IpNet) -> Result<(), ClusterError> {
+        let kv = self.claims_kv.as_ref().ok_or_else(not_ready)?;
+        bounded("release", self.limit, kv.delete(claim_key(&victim))).await
+    }
+
+    /// Who announces which victim's rule, as the bucket watch last saw it.
+    pub fn claims(&self) -> BTreeMap<IpNet, Claim> {
+        let claims = self.claims.lock().unwrap_or_else(|e| e.into_inner());
+        claims.values().map(|c| (c.victim, c.clone())).collect()
+    }
+
+    /// Every member heard of, with the age of its last heartbeat and of
+    /// its last new summary, on this sensor's clock.
+    pub fn member_views(&self) -> Vec<MemberView> {
+        let now = Instant::now();
+        let ttl = self.cfg.member_ttl;
+        let beats = self
+            .members
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        self.known_members(now)
+            .into_iter()
+            .map(|name| {
+                let beat = beats.get(&name).map(|t| now.duration_since(*t));
+                MemberView {
+                    live: beat.is_some_and(|b| b <= ttl) || self.summary_moving(&name, now),
+                    heartbeat_age_ms: beat.map(|b| b.as_millis() as u64),
+                    summary_age_ms: self
+                        .seen
+                        .get(&name)
+                        .and_then(|(_, t)| *t)
+                        .map(|t| now.duration_since(t).as_millis() as u64),
+                    name,
+                }
+            })
+            .collect()
+    }
+
+    /// Whether the connection to a server is up.
+    pub fn connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
     /// One poll: heartbeat if due, publish `summary`, and return the
     /// latest summary of every live member (this one included), by name.
     pub async fn step(
+        &mut self,
+        summary: &Summary,
+    ) -> Result<Vec<(String, Summary)>, ClusterError> {
+        let result = self.step_once(summary).await;
+        if result.is_err() {
+            // The server may have come back without them (memory storage
+            // of a restarted single node): made or bound again next time.
+            self.stream = None;
+            self.kv = None;
+            self.claims_kv = None;
+        }
+        result
+    }
+
+    async fn step_once(
         &mut self,
         summary: &Summary,
     ) -> Result<Vec<(String, Summary)>, ClusterError> {
@@ -210,21 +352,38 @@ impl Client {
         .await?;
         let stream = self.stream.clone().expect("stream");
         let mut out = Vec::new();
-        for name in self.live_members() {
-            let m = match stream
-                .get_last_raw_message_by_subject(&Self::subject(&name))
-                .await
-            {
-                Ok(m) => m,
-                Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => continue,
-                Err(e) => return Err(err("read summary", e)),
+        for name in self.known_members(now) {
+            let subject = Self::subject(&name);
+            let read = stream.get_last_raw_message_by_subject(&subject);
+            let m = match tokio::time::timeout(self.limit, read).await {
+                Err(_) => {
+                    return Err(ClusterError(format!(
+                        "read summary: no answer in {:?}",
+                        self.limit
+                    )));
+                }
+                Ok(Ok(m)) => m,
+                Ok(Err(e)) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => {
+                    // Aged out (an outage longer than the stream keeps
+                    // summaries): still asked for until long silent.
+                    if !self.heard_within(&name, now, self.cfg.member_ttl * FORGET_AFTER_TTLS) {
+                        self.seen.remove(&name);
+                    }
+                    continue;
+                }
+                Ok(Err(e)) => return Err(err("read summary", e)),
             };
-            let entry = self.seen.entry(name.clone()).or_insert((m.sequence, now));
+            let entry = self.seen.entry(name.clone()).or_insert((m.sequence, None));
             if entry.0 != m.sequence {
-                *entry = (m.sequence, now);
+                *entry = (m.sequence, Some(now));
             }
-            if now.duration_since(entry.1) > self.cfg.member_ttl {
-                continue; // heartbeats without summaries: a stuck poll loop
+            let moving = entry
+                .1
+                .is_some_and(|t| now.duration_since(t) <= self.cfg.member_ttl);
+            // A first read counts for a member that heartbeats; after that
+            // only a summary that moves (heartbeats alone: a stuck loop).
+            if !(moving || (entry.1.is_none() && self.heartbeat_fresh(&name, now))) {
+                continue;
             }
             match Summary::decode(&m.payload) {
                 Ok(s) => out.push((name, s)),
@@ -234,17 +393,62 @@ impl Client {
         Ok(out)
     }
 
-    /// The members whose heartbeat arrived within `member_ttl`, by name
-    /// (this sensor included once it has sent one).
+    /// The live members, by name (this sensor included once it has sent a
+    /// heartbeat): a heartbeat arrived within `member_ttl`, or a summary
+    /// that moved within it. Either suffices, so a member watch stalled by
+    /// a NATS node's loss (its consumer lived there) does not make the
+    /// others look dead while their summaries keep coming.
     pub fn live_members(&self) -> Vec<String> {
         let now = Instant::now();
-        let ttl = self.cfg.member_ttl;
+        self.known_members(now)
+            .into_iter()
+            .filter(|n| self.heartbeat_fresh(n, now) || self.summary_moving(n, now))
+            .collect()
+    }
+
+    fn heartbeat_fresh(&self, name: &str, now: Instant) -> bool {
         let members = self.members.lock().unwrap_or_else(|e| e.into_inner());
         members
+            .get(name)
+            .is_some_and(|t| now.duration_since(*t) <= self.cfg.member_ttl)
+    }
+
+    fn summary_moving(&self, name: &str, now: Instant) -> bool {
+        self.seen
+            .get(name)
+            .and_then(|(_, t)| *t)
+            .is_some_and(|t| now.duration_since(t) <= self.cfg.member_ttl)
+    }
+
+    /// Whether `name` heartbeat or moved its summary within `span`.
+    fn heard_within(&self, name: &str, now: Instant, span: Duration) -> bool {
+        let members = self.members.lock().unwrap_or_else(|e| e.into_inner());
+        let beat = members
+            .get(name)
+            .is_some_and(|t| now.duration_since(*t) <= span);
+        beat || self
+            .seen
+            .get(name)
+            .and_then(|(_, t)| *t)
+            .is_some_and(|t| now.duration_since(t) <= span)
+    }
+
+    /// Members whose summaries are worth reading: every one heard of
+    /// (heartbeat or moving summary) within `FORGET_AFTER_TTLS` x
+    /// `member_ttl`, and every one whose summary was read. Not only the
+    /// live: after an outage longer than the stream keeps summaries, and
+    /// with the member watch stalled, a member's new summaries are the
+    /// first sign of it.
+    fn known_members(&self, now: Instant) -> Vec<String> {
+        let span = self.cfg.member_ttl * FORGET_AFTER_TTLS;
+        let members = self.members.lock().unwrap_or_else(|e| e.into_inner());
+        let mut names: std::collections::BTreeSet<String> = members
             .iter()
-            .filter(|(_, t)| now.duration_since(**t) <= ttl)
+            .filter(|(_, t)| now.duration_since(**t) <= span)
             .map(|(n, _)| n.clone())
-            .collect()
+            .collect();
+        names.extend(self.seen.keys().cloned());
+        names.into_iter().collect()
     }
 
     /// Leaves the cluster at once (a clean shutdown), instead of after
@@ -259,7 +463,10 @@ impl Client {
 
 impl Drop for Client {
     fn drop(&mut self) {
-        if let Some(w) = self.watch.take() {
+        for w in [self.watch.take(), self.claims_watch.take()]
+            .into_iter()
+            .flatten()
+        {
             w.abort();
         }
     }
@@ -282,6 +489,36 @@ async fn watch_members(kv: kv::Store, members: Members) {
                 }
             }
             Err(e) => tracing::debug!("cluster: member watch: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn watch_claims(kv: kv::Store, claims: Claims) {
+    loop {
+        // With history: a (re)started sensor needs the claims made before
+        // (`watch_all` gives new updates only).
+        match kv.watch_with_history(">").await {
+            Ok(mut w) => {
+                // The watch starts with every current value: what an
+                // earlier watch left may be gone.
+                claims.lock().unwrap_or_else(|e| e.into_inner()).clear();
+                while let Some(Ok(e)) = w.next().await {
+                    let mut c = claims.lock().unwrap_or_else(|e| e.into_inner());
+                    match e.operation {
+                        kv::Operation::Put => match serde_json::from_slice::<Claim>(&e.value) {
+                            Ok(claim) => {
+                                c.insert(e.key, claim);
+                            }
+                            Err(err) => tracing::warn!(key = %e.key, "cluster: claim: {err}"),
+                        },
+                        kv::Operation::Delete | kv::Operation::Purge => {
+                            c.remove(&e.key);
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::debug!("cluster: claims watch: {e}"),
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }

@@ -18,6 +18,7 @@
 pub mod client;
 pub mod config;
 pub mod owner;
+pub mod runner;
 pub mod summary;
 pub mod view;
 
@@ -26,7 +27,7 @@ use std::{collections::BTreeSet, time::Duration};
 use ipnet::IpNet;
 use serde::Serialize;
 
-pub use client::{Client, ClusterError};
+pub use client::{Claim, Client, ClusterError, MemberView};
 pub use config::{ClusterConfig, ClusterConfigError};
 pub use summary::Summary;
 pub use view::NetworkCounters;
@@ -98,6 +99,9 @@ pub struct ClusterStats {
     pub summary_bytes_published: u64,
     pub members: u64,
     pub network_destinations: u64,
+    /// Writes to the replicated mitigation state (claims and releases).
+    pub claim_writes: u64,
+    pub claim_write_errors: u64,
 }
 
 /// What one network-wide poll gave.
@@ -111,13 +115,17 @@ pub struct Step {
 /// A sensor's membership and its network-wide view.
 pub struct Node {
     cfg: ClusterConfig,
-    client: Client,
+    pub(crate) client: Client,
     pub counters: NetworkCounters,
     pub detector: Detector,
     pub ownership: Ownership,
     pub status: Status,
     pub stats: ClusterStats,
     seq: u64,
+    /// After a (re)join: when the membership is whole again (every live
+    /// member's summary had time to move), until then no network-wide
+    /// detection.
+    whole_at: Option<std::time::Instant>,
 }
 
 impl Node {
@@ -137,6 +145,7 @@ impl Node {
             status: Status::LocalOnly("not stepped yet".into()),
             stats: ClusterStats::default(),
             seq: 0,
+            whole_at: None,
         })
     }
 
@@ -168,6 +177,7 @@ impl Node {
             Ok(s) => {
                 if let Status::LocalOnly(reason) = &self.status {
                     tracing::info!(sensor = %self.cfg.name, was = %reason, "cluster: reachable, network-wide detection on");
+                    self.whole_at = Some(std::time::Instant::now() + self.cfg.member_ttl);
                 }
                 self.status = Status::Clustered;
                 self.stats.summaries_published += 1;
@@ -185,6 +195,18 @@ impl Node {
             }
         };
         let members = self.client.live_members();
+        if self.whole_at.is_some_and(|t| std::time::Instant::now() < t) {
+            // Joined or back from an outage: the others' summaries count
+            // once they are seen to move again; summing before would end
+            // every network-wide attack for want of them. The counters
+            // resume after, over the whole gap at the rates then.
+            self.stats.members = members.len() as u64;
+            return Step {
+                members,
+                ..Step::default()
+            };
+        }
+        self.whole_at = None;
         self.counters.advance(now, summaries.iter().map(|(_, s)| s));
         self.stats.members = members.len() as u64;
         self.stats.network_destinations = self.counters.destinations as u64;

@@ -228,3 +228,49 @@ async fn without_a_reachable_server_a_step_fails_fast_and_says_local_only() {
     assert!(matches!(n.status, Status::LocalOnly(_)), "{:?}", n.status);
     assert_eq!(n.stats.failed_steps, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_are_replicated_to_every_member_and_released() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let mut all = nodes(&server.url(), &["c1", "c2"]).await;
+    // A step binds the buckets, once connected.
+    for n in all.iter_mut() {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !n.client.connected() {
+            assert!(Instant::now() < deadline, "not connected in 5 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        n.poll_rates(Duration::from_secs(1), share(1.0)).await;
+        assert_eq!(n.status, Status::Clustered, "{:?}", n.status);
+    }
+    let v4: IpNet = "198.18.202.10/32".parse().unwrap();
+    let v6: IpNet = "2001:db8::10/128".parse().unwrap();
+    all[0].client.claim(v4, 1).await.unwrap();
+    all[1].client.claim(v6, 2).await.unwrap();
+    let seen = |n: &Node| n.client.claims();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while all.iter().any(|n| seen(n).len() < 2) {
+        assert!(Instant::now() < deadline, "claims not seen in 5 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for n in &all {
+        let c = seen(n);
+        assert_eq!(c[&v4].sensor, "c1");
+        assert_eq!(c[&v6].sensor, "c2");
+    }
+    // The owner takes over: the claim is replaced, not doubled.
+    all[1].client.claim(v4, 3).await.unwrap();
+    all[1].client.release(v6).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let c = seen(&all[0]);
+        if c.len() == 1 && c[&v4].sensor == "c2" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "take-over not seen: {c:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(client::claim_key(&v6), "2001-db8--10_128");
+}

@@ -216,5 +216,72 @@ impl Daemon<'_> {
             );
             m.set(names::WATCH_SAMPLES, &[("what", "lost")], w.lost as f64);
         }
+        self.set_cluster_metrics(m);
+    }
+
+    /// `[cluster]`'s state and the node's counters (absent without it).
+    fn set_cluster_metrics(&self, m: &Metrics) {
+        let Some(c) = &self.cluster else { return };
+        let Some(r) = &c.last else { return };
+        let s = r.stats;
+        let clustered = r.status == crate::cluster::Status::Clustered;
+        m.set(
+            names::CLUSTER_CLUSTERED,
+            &[],
+            if clustered { 1.0 } else { 0.0 },
+        );
+        m.set(names::CLUSTER_MEMBERS, &[], s.members as f64);
+        let ok = s.steps - s.failed_steps;
+        m.set(names::CLUSTER_STEPS, &[("result", "ok")], ok as f64);
+        m.set(
+            names::CLUSTER_STEPS,
+            &[("result", "failed")],
+            s.failed_steps as f64,
+        );
+        m.set(
+            names::CLUSTER_STEPS,
+            &[("result", "skipped")],
+            c.skipped_polls as f64,
+        );
+        m.set(names::CLUSTER_FALLBACKS, &[], s.fallbacks as f64);
+        m.set(
+            names::CLUSTER_SUMMARY_BYTES,
+            &[],
+            s.summary_bytes_published as f64,
+        );
+        m.set(
+            names::CLUSTER_NETWORK_DESTINATIONS,
+            &[],
+            s.network_destinations as f64,
+        );
+        let owned = r.owned_by(c.name()).count();
+        m.set(
+            names::CLUSTER_NETWORK_ATTACKS,
+            &[("owner", "self")],
+            owned as f64,
+        );
+        m.set(
+            names::CLUSTER_NETWORK_ATTACKS,
+            &[("owner", "other")],
+            (r.attacks.len() - owned) as f64,
+        );
+        m.set(
+            names::CLUSTER_CLAIM_WRITES,
+            &[("result", "ok")],
+            s.claim_writes as f64,
+        );
+        m.set(
+            names::CLUSTER_CLAIM_WRITES,
+            &[("result", "failed")],
+            s.claim_write_errors as f64,
+        );
+        m.set(names::CLUSTER_HANDOVERS, &[], c.handovers as f64);
+        m.replace(
+            names::CLUSTER_MEMBER_SUMMARY_AGE,
+            r.members.iter().filter_map(|mv| {
+                mv.summary_age_ms
+                    .map(|ms| (vec![("member", mv.name.clone())], ms as f64 / 1000.0))
+            }),
+        );
     }
 }

@@ -35,23 +35,32 @@ pub(super) fn mitigator_networks(config: &Config) -> Vec<IpNet> {
     own
 }
 
+/// The mitigations saved before a restart (none when unreadable: said in
+/// the log).
+pub(super) fn saved(config: &Config) -> Vec<Mitigation> {
+    let path = mitigations_file(&config.daemon.state_dir);
+    match state::read_json::<Vec<Mitigation>>(&path) {
+        Ok(saved) => saved.unwrap_or_default(),
+        Err(e) => {
+            tracing::error!("{e}: starting without the saved mitigations");
+            Vec::new()
+        }
+    }
+}
+
 /// The mitigator of `config`, with the mitigations saved before a restart
 /// announced again (through `speaker`, if any) and logged.
 pub(super) fn restore(
     config: &Config,
+    saved: Vec<Mitigation>,
     speaker: &Option<Speaker>,
     events: &mut EventLog,
 ) -> Mitigator {
     let mut mitigator = Mitigator::new(config.mitigation.clone(), mitigator_networks(config));
-    let path = mitigations_file(&config.daemon.state_dir);
-    match state::read_json::<Vec<Mitigation>>(&path) {
-        Ok(Some(saved)) if !saved.is_empty() => {
-            for r in mitigator.restore(saved, unix_now(), speaker) {
-                events.record(r);
-            }
+    if !saved.is_empty() {
+        for r in mitigator.restore(saved, unix_now(), speaker) {
+            events.record(r);
         }
-        Ok(_) => {}
-        Err(e) => tracing::error!("{e}: starting without the saved mitigations"),
     }
     mitigator
 }
@@ -65,6 +74,9 @@ impl Daemon<'_> {
         };
         self.events
             .record(json!({"event": name, "attack": ev.attack()}));
+        // Clustered: the network-wide view's owner mitigates (this
+        // sensor's summary carries the attack there).
+        let mitigate = self.local_mitigates();
         // Say when another system's Flow Spec rule already covers it.
         if let (Event::AttackStarted(a), Some(s)) = (ev, &self.speaker) {
             let rules = s.foreign_rules_covering(a.victim.addr());
@@ -80,8 +92,10 @@ impl Daemon<'_> {
             }
             self.recent.push_back(a.clone());
         }
-        for r in self.mitigator.on_event(ev, now_unix, &self.speaker) {
-            self.events.record(r);
+        if mitigate {
+            for r in self.mitigator.on_event(ev, now_unix, &self.speaker) {
+                self.events.record(r);
+            }
         }
     }
 

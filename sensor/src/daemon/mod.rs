@@ -15,6 +15,7 @@
 //! (the control socket's questions), `metrics` (the daemon's metrics). This
 //! file holds the loop and the poll.
 
+mod cluster;
 mod flows;
 mod metrics;
 mod mitigation;
@@ -90,6 +91,7 @@ pub async fn serve(
     }
     let metrics = metrics::start(&config, control_tx).await;
     let mut d = Daemon::new(sensor, fast, config, flows, metrics)?;
+    let mut cluster_reports = d.take_cluster_reports();
 
     let mut publish = tokio::time::interval(Duration::from_secs(1));
     let mut poll = tokio::time::interval(d.poll_interval());
@@ -144,6 +146,12 @@ pub async fn serve(
                 early = None;
                 d.between_polls();
             }
+            Some(report) = async {
+                match &mut cluster_reports {
+                    Some(r) => r.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => d.on_cluster_report(report),
             Some((request, reply)) = control_rx.recv() => {
                 let _ = reply.send(d.handle(request));
             }
@@ -188,6 +196,8 @@ struct Daemon<'s> {
     bgp_networks_seen: Option<Vec<Option<u64>>>,
     /// The busiest destinations at the last poll (the web view).
     top: Vec<crate::rates::DstRates>,
+    /// `[cluster]`: the node's task and what the mitigator follows.
+    cluster: Option<cluster::ClusterLink>,
 }
 
 impl<'s> Daemon<'s> {
@@ -246,8 +256,12 @@ impl<'s> Daemon<'s> {
             config.mitigation.notify.as_deref(),
         )
         .with_context(|| format!("event log {:?}", config.mitigation.event_log))?;
-        // Mitigations from before a restart go out again at once.
-        let mitigator = mitigation::restore(&config, &speaker, &mut events);
+        // Mitigations from before a restart go out again at once; in a
+        // cluster once the node says whether another sensor holds them.
+        let saved = mitigation::saved(&config);
+        let cluster = cluster::ClusterLink::start(&config, saved.clone());
+        let saved = if cluster.is_some() { Vec::new() } else { saved };
+        let mitigator = mitigation::restore(&config, saved, &speaker, &mut events);
         let mut d = Self {
             sensor,
             fast,
@@ -270,6 +284,7 @@ impl<'s> Daemon<'s> {
             last_reload: None,
             bgp_networks_seen: None,
             top: Vec::new(),
+            cluster,
             config,
         };
         d.save_mitigations();
@@ -335,6 +350,7 @@ impl<'s> Daemon<'s> {
                 self.on_event(ev, now_unix);
             }
         }
+        self.feed_cluster();
         self.on_quarantine();
         let records = self.mitigator.tick(now_unix, &self.speaker);
         for r in records {
@@ -478,6 +494,9 @@ impl<'s> Daemon<'s> {
         if let Some(speaker) = self.speaker.take() {
             speaker.shutdown(withdraw).await;
         }
+        if let Some(c) = self.cluster.take() {
+            c.leave().await;
+        }
     }
 }
 
@@ -530,6 +549,7 @@ fn restart_only_change(old: &Config, new: &Config, userspace: bool) -> Option<St
     let t = (&old.telemetry, &new.telemetry);
     let changes = [
         ("bgp", old.bgp != new.bgp),
+        ("cluster", old.cluster != new.cluster),
         ("xdp", old.xdp != new.xdp),
         (
             "daemon.state_dir",

@@ -132,6 +132,7 @@ impl Daemon<'_> {
                 }
             }
             Request::View => ok(self.view()),
+            Request::Cluster => ok(self.cluster_json()),
             Request::Unban { target } => match self.mitigator.unban(&target, &self.speaker) {
                 Ok(records) => {
                     let mut body = json!({"withdrawn": records.len()});
@@ -202,6 +203,7 @@ impl Daemon<'_> {
             "state": self.saves.to_json(&self.config.daemon.state_dir),
             "templates": self.templates_json(),
             "last_reload": self.last_reload,
+            "cluster": self.cluster_status_json(),
         })
     }
 }

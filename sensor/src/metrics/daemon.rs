@@ -22,6 +22,16 @@ pub const STATE_SAVE_FAILURES: &str = "edge_sensor_state_save_failures_total";
 pub const TEMPLATES: &str = "edge_sensor_templates";
 pub const TEMPLATE_MEMORY: &str = "edge_sensor_template_memory_bytes";
 pub const TEMPLATES_EVICTED: &str = "edge_sensor_templates_evicted_total";
+pub const CLUSTER_CLUSTERED: &str = "edge_sensor_cluster_clustered";
+pub const CLUSTER_MEMBERS: &str = "edge_sensor_cluster_members";
+pub const CLUSTER_STEPS: &str = "edge_sensor_cluster_steps_total";
+pub const CLUSTER_FALLBACKS: &str = "edge_sensor_cluster_fallbacks_total";
+pub const CLUSTER_SUMMARY_BYTES: &str = "edge_sensor_cluster_summary_bytes_total";
+pub const CLUSTER_NETWORK_DESTINATIONS: &str = "edge_sensor_cluster_network_destinations";
+pub const CLUSTER_NETWORK_ATTACKS: &str = "edge_sensor_cluster_network_attacks";
+pub const CLUSTER_CLAIM_WRITES: &str = "edge_sensor_cluster_claim_writes_total";
+pub const CLUSTER_HANDOVERS: &str = "edge_sensor_cluster_handovers_total";
+pub const CLUSTER_MEMBER_SUMMARY_AGE: &str = "edge_sensor_cluster_member_summary_age_seconds";
 
 /// Every family above with its type and help.
 const FAMILIES: &[(&str, MetricType, &str)] = &[
@@ -110,6 +120,58 @@ const FAMILIES: &[(&str, MetricType, &str)] = &[
         TEMPLATES_EVICTED,
         MetricType::Counter,
         "Templates evicted over the template limits (telemetry.max_templates*), per exporter.",
+    ),
+    (
+        CLUSTER_CLUSTERED,
+        MetricType::Gauge,
+        "[cluster]: 1 while the network-wide view is in use, 0 while the sensor runs \
+         local-only (the cluster unreachable).",
+    ),
+    (
+        CLUSTER_MEMBERS,
+        MetricType::Gauge,
+        "[cluster]: live members (this sensor included).",
+    ),
+    (
+        CLUSTER_STEPS,
+        MetricType::Counter,
+        "[cluster]: network-wide steps, by result (ok, failed), and polls skipped while the \
+         node was still busy (skipped).",
+    ),
+    (
+        CLUSTER_FALLBACKS,
+        MetricType::Counter,
+        "[cluster]: times the sensor fell back to local-only.",
+    ),
+    (
+        CLUSTER_SUMMARY_BYTES,
+        MetricType::Counter,
+        "[cluster]: summary bytes published.",
+    ),
+    (
+        CLUSTER_NETWORK_DESTINATIONS,
+        MetricType::Gauge,
+        "[cluster]: destinations in the network-wide sum.",
+    ),
+    (
+        CLUSTER_NETWORK_ATTACKS,
+        MetricType::Gauge,
+        "[cluster]: network-wide attacks in progress, by whether this sensor owns them.",
+    ),
+    (
+        CLUSTER_CLAIM_WRITES,
+        MetricType::Counter,
+        "[cluster]: writes to the replicated mitigation state, by result (ok, failed).",
+    ),
+    (
+        CLUSTER_HANDOVERS,
+        MetricType::Counter,
+        "[cluster]: rules withdrawn at once because another sensor announces them.",
+    ),
+    (
+        CLUSTER_MEMBER_SUMMARY_AGE,
+        MetricType::Gauge,
+        "[cluster]: per member, seconds since its summary last changed (the lag).",
     ),
 ];
 

@@ -139,16 +139,72 @@ impl Mitigator {
             Event::AttackStarted(attack) => self.started(attack, now, a),
             Event::AttackUpdated(attack) => self.updated(attack, now, a),
             Event::AttackEnded(attack) => {
-                for m in self.active.values_mut() {
-                    if m.attack == Some(attack.id) {
-                        m.ended = Some(now);
-                        m.escalate_at = None;
-                        self.dirty = true;
-                    }
-                }
+                self.attack_ended(attack.id, now);
                 Vec::new()
             }
         }
+    }
+
+    /// Attack `id` is over: its mitigation is withdrawn once held long
+    /// enough (or adopted by a new attack on its victim before that).
+    pub fn attack_ended(&mut self, id: u64, now: u64) {
+        for m in self.active.values_mut() {
+            if m.attack == Some(id) {
+                m.ended = Some(now);
+                m.escalate_at = None;
+                self.dirty = true;
+            }
+        }
+    }
+
+    /// Attack `id` is no longer followed here though it may go on (the
+    /// cluster moved it to another sensor or another view): ended, but held
+    /// `hold_secs` from now (at least `min_hold`), so the rule stays until
+    /// whoever takes over has announced its own (then [`Self::hand_over`]
+    /// or [`Self::resume_attack`]) rather than for what is left of its hold.
+    pub fn attack_handed_off(&mut self, id: u64, now: u64, hold_secs: u64) {
+        let hold = now + hold_secs.max(self.cfg.min_hold.as_secs());
+        for m in self.active.values_mut() {
+            if m.attack == Some(id) {
+                m.ended = Some(now);
+                m.escalate_at = None;
+                m.hold_until = m.hold_until.max(hold);
+                self.dirty = true;
+            }
+        }
+    }
+
+    /// Attack `id`, ended here for a while (the cluster switched which
+    /// detector the mitigator follows), is followed again: its mitigation,
+    /// if still held, is no longer ended, and the hold the hand-off gave it
+    /// shrinks back to `min_hold` from `now`. Returns whether there was one.
+    pub fn resume_attack(&mut self, id: u64, now: u64) -> bool {
+        let mut found = false;
+        let hold = now + self.cfg.min_hold.as_secs();
+        for m in self.active.values_mut() {
+            if m.attack == Some(id) {
+                m.ended = None;
+                m.hold_until = m.hold_until.min(hold);
+                self.dirty = true;
+                found = true;
+            }
+        }
+        found
+    }
+
+    /// Another sensor of the cluster now announces `victim`'s rule:
+    /// this sensor's automatic mitigations of it are withdrawn at once,
+    /// whatever their hold (two copies on the routers otherwise).
+    pub fn hand_over(&mut self, victim: IpNet, a: &dyn Announcer) -> Vec<Record> {
+        let ids: Vec<u64> = self
+            .active
+            .values()
+            .filter(|m| !m.manual && m.victim == victim)
+            .map(|m| m.id)
+            .collect();
+        ids.into_iter()
+            .map(|id| self.withdraw(id, a, "announced by another sensor of the cluster"))
+            .collect()
     }
 
     fn started(&mut self, attack: &Attack, now: u64, a: &dyn Announcer) -> Vec<Record> {

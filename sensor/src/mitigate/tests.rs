@@ -662,3 +662,50 @@ fn a_component_a_router_lacks_is_dropped_only_when_the_policy_allows_widening() 
     m.unban("203.0.113.5", &r).unwrap();
     assert!(r.routers.held.borrow().is_empty());
 }
+
+/// The cluster's switches between the local and the network-wide view
+/// (`daemon::cluster`): an attack ended by a switch resumes on the way
+/// back without a second mitigation, one ended elsewhere is adopted by the
+/// other view's attack on the victim, and a hand-over withdraws at once.
+#[test]
+fn switching_views_resumes_or_adopts_and_a_hand_over_withdraws_at_once() {
+    let r = Routers::default();
+    let mut m = mitigator(MitigationConfig {
+        min_hold: Duration::from_secs(10),
+        ..MitigationConfig::default()
+    });
+    let local = attack(1, "203.0.113.5/32", GroupAction::Flowspec, 0.97);
+    m.on_event(&Event::AttackStarted(local.clone()), 1000, &r);
+    assert!(!m.resume_attack(99, 1000), "no mitigation of attack 99");
+    // To the network view: the local attack ends (held); the network
+    // attack on the same victim adopts its mitigation, no new route.
+    m.attack_ended(1, 1001);
+    let network = attack(1 << 52, "203.0.113.5/32", GroupAction::Flowspec, 0.97);
+    let out = m.on_event(&Event::AttackStarted(network.clone()), 1001, &r);
+    assert_eq!(events(&out), ["mitigation_adopted"]);
+    assert_eq!(m.active().count(), 1);
+    // Back and forth: handed off long after its hold (an outage), kept
+    // for the grace asked, resumed, still one mitigation.
+    m.attack_handed_off(network.id, 5000, 60);
+    assert!(m.tick(5030, &r).is_empty(), "held 60 s from the hand-off");
+    assert!(m.resume_attack(network.id, 5030));
+    assert!(
+        m.active().all(|x| x.hold_until == 5030 + 10),
+        "back to min_hold from the resume"
+    );
+    assert_eq!(m.active().count(), 1);
+    assert!(m.active().all(|x| x.ended.is_none()));
+    // Another sensor announces it: withdrawn now, whatever the hold.
+    let out = m.hand_over("203.0.113.5/32".parse().unwrap(), &r);
+    assert_eq!(events(&out), ["mitigation_withdrawn"]);
+    assert_eq!(m.active().count(), 0);
+    assert!(r.held.borrow().is_empty());
+    // A manual ban is never handed over.
+    m.ban("203.0.113.6".parse().unwrap(), None, true, None, 1003, &r)
+        .unwrap();
+    assert!(
+        m.hand_over("203.0.113.6/32".parse().unwrap(), &r)
+            .is_empty()
+    );
+    assert_eq!(m.active().count(), 1);
+}
