@@ -142,7 +142,7 @@ pub struct TemplateWalk {
     pub domain_source: u8,
     pub _pad2: [u8; 3],
     pub sampler_rate: u32,
-    /// `Settings::plans_generation` when the datagram arrived.
+    /// `Settings::plans_generation` when the walk began.
     pub generation: u32,
     pub sampler_id: u64,
     /// The plan of the set being counted, compiled for its records.
@@ -167,9 +167,11 @@ pub struct TemplateMemo {
     /// usual case) is not compiled again.
     pub compiled: Plan,
     /// The key each of `TemplateWalk::plans` was found under, and the
-    /// generation (`Settings::plans_generation`) it was found in, 0 for
-    /// none: the next datagram's set at the same index reuses it while both
-    /// match, without looking the plan up again.
+    /// generation (`Settings::plans_generation`) it was found in: the next
+    /// datagram's set at the same index reuses it while both match, without
+    /// looking the plan up again. In generation 0 the maps are empty (the
+    /// daemon bumps it with its first write), so the zeroed slots a CPU
+    /// starts with, whose keys no exporter has, hold nothing false.
     pub plan_keys: [PlanKey; MAX_FLOW_SETS as usize],
     pub plan_generations: [u32; MAX_FLOW_SETS as usize],
     /// The last lookups of a sampler's rate ([`SAMPLER_MEMO`]) and of a
@@ -182,7 +184,7 @@ pub const SAMPLER_MEMO: usize = 0;
 pub const DOMAIN_MEMO: usize = 1;
 
 /// A lookup in `FLOW_RATES`: its key, what it found (`found` 0: nothing),
-/// and the generation it was made in (0: none).
+/// and the generation it was made in.
 #[repr(C)]
 pub struct RateMemo {
     pub key: RateKey,
@@ -302,6 +304,5 @@ pub fn copy(
     w.rule_mode = rule.mode;
     w.rate_used = 0;
     w.rate_source = RateSource::Unknown as u8;
-    scratch.template.generation = settings.plans_generation;
     Ok(scratch)
 }

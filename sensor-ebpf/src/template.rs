@@ -73,6 +73,7 @@ pub extern "C" fn edge_sensor_template(version: u64) -> i64 {
     };
     s.template.domain_known = 0;
     s.template.sampler_known = 0;
+    s.template.generation = maps::plans_generation();
     let key = count::exporter_key(&s.dgram, addr, domain);
     let clean = check(s, start, end);
     if clean {
@@ -179,18 +180,17 @@ extern "C" fn check_set(index: u64, ctx: *mut c_void) -> i64 {
         return 1;
     }
     t.plan_key.template = id;
-    let i = (index as usize) & (MAX_FLOW_SETS as usize - 1);
+    let i = slot(index);
     // The plan this slot holds is this set's while the key and the
     // generation match (the same exporter's datagrams keep their sets'
     // templates); else it is looked up, copied whole into the slot
     // (8-aligned: six words) and read there: the plan checked is the plan
-    // counted with.
+    // counted with. One branch for the verifier to follow, not three. A
+    // failed lookup leaves the slot as it was, still true of its own key.
     let generation = t.generation;
-    if generation == 0
-        || memo.plan_generations[i] != generation
-        || !maps::same_words(&memo.plan_keys[i], &t.plan_key)
-    {
-        memo.plan_generations[i] = 0;
+    let stale = u64::from(memo.plan_generations[i] ^ generation)
+        | maps::words_diff(&memo.plan_keys[i], &t.plan_key);
+    if stale != 0 {
         let Some(found) = maps::flow_plan(&t.plan_key) else {
             return 1;
         };
@@ -216,6 +216,21 @@ extern "C" fn check_set(index: u64, ctx: *mut c_void) -> i64 {
         return 1;
     }
     0
+}
+
+/// `index` as a slot of the per-set arrays, masked in inline assembly:
+/// LLVM drops a plain mask that a bound check before it makes redundant,
+/// and 6.1's verifier loses that check's bound when the index is spilled
+/// and reloaded ("math between map_value pointer and register with
+/// unbounded min value"). Masked again in Rust, which LLVM cannot see
+/// through the assembly: it proves the arrays' bounds (no panic path).
+#[inline(always)]
+fn slot(index: u64) -> usize {
+    const MASK: u64 = MAX_FLOW_SETS as u64 - 1;
+    let mut x = index;
+    // SAFETY: a register-only AND; no memory, no side effects.
+    unsafe { core::arch::asm!("{0} &= {m}", inout(reg) x, m = const MASK) };
+    (x & MASK) as usize
 }
 
 /// Counts every record of a datagram [`check`] found clean.
@@ -259,9 +274,9 @@ extern "C" fn count_step(_index: u64, ctx: *mut c_void) -> i64 {
         // again: one lookup per set, and the same plan both times),
         // compiled once for all the set's records, unless it is the plan
         // compiled last.
-        let i = (t.set & (MAX_FLOW_SETS - 1)) as usize;
+        let i = slot(u64::from(t.set));
         t.set += 1;
-        if !maps::same_words(&memo.compiled, &t.plans[i]) {
+        if maps::words_diff(&memo.compiled, &t.plans[i]) != 0 {
             t.set_plan.compile(&t.plans[i]);
             maps::copy_words(&mut memo.compiled, &t.plans[i]);
         }
@@ -314,7 +329,6 @@ pub extern "C" fn edge_sensor_template_record(r: u64) -> i64 {
         walk: w,
         template: t,
         data: d,
-        memo,
         ..
     } = s;
     let r = r as u32;
@@ -359,7 +373,7 @@ pub extern "C" fn edge_sensor_template_record(r: u64) -> i64 {
         w.rate_source = RateSource::Record as u8;
         v
     } else {
-        learnt_rate(w, t, memo, d, r)
+        learnt_rate(w, t, d, r)
     };
     w.rate_used = rate;
     let pkt = Packet {
@@ -393,24 +407,17 @@ pub extern "C" fn edge_sensor_template_record(r: u64) -> i64 {
 /// datagram (the domain's, and the last sampler's: records of a datagram
 /// name one or two samplers), not once per record.
 #[inline(always)]
-fn learnt_rate(
-    w: &mut Walk,
-    t: &mut TemplateWalk,
-    memo: &mut TemplateMemo,
-    d: &Data,
-    r: u32,
-) -> u32 {
+fn learnt_rate(w: &mut Walk, t: &mut TemplateWalk, d: &Data, r: u32) -> u32 {
     if t.set_plan.sampler.present() {
         let id = field(d, r, t.set_plan.sampler);
         if t.sampler_known == 0 || t.sampler_id != id {
-            t.rate_key.sampler = id;
+            let found = edge_sensor_template_rate(SAMPLER_MEMO as u64, id);
             t.sampler_id = id;
-            match rate(t, memo, SAMPLER_MEMO) {
-                Some(rate) => {
-                    t.sampler_rate = rate;
-                    t.sampler_known = 1;
-                }
-                None => t.sampler_known = 2,
+            if found >= 0 {
+                t.sampler_rate = found as u32;
+                t.sampler_known = 1;
+            } else {
+                t.sampler_known = 2;
             }
         }
         if t.sampler_known == 1 {
@@ -419,11 +426,13 @@ fn learnt_rate(
         }
     }
     if t.domain_known == 0 {
-        t.rate_key.sampler = DOMAIN_RATE;
-        let (rate, source) = match rate(t, memo, DOMAIN_MEMO) {
-            Some(rate) => (rate, RateSource::Options),
-            None if w.rule_mode == SAMPLING_DEFAULT => (w.rule_rate, RateSource::ConfigDefault),
-            None => (1, RateSource::Unsampled),
+        let found = edge_sensor_template_rate(DOMAIN_MEMO as u64, DOMAIN_RATE);
+        let (rate, source) = if found >= 0 {
+            (found as u32, RateSource::Options)
+        } else if w.rule_mode == SAMPLING_DEFAULT {
+            (w.rule_rate, RateSource::ConfigDefault)
+        } else {
+            (1, RateSource::Unsampled)
         };
         t.domain_rate = rate;
         t.domain_source = source as u8;
@@ -433,14 +442,33 @@ fn learnt_rate(
     t.domain_rate
 }
 
-/// The learnt rate under `t.rate_key`: the lookup in memo `slot` when it
-/// was for that key in this generation (see `TemplateMemo::plan_keys`), else
-/// a new lookup, kept there.
+/// The learnt rate of `sampler` (or [`DOMAIN_RATE`]) in the datagram's
+/// session and domain, -1 for none: the lookup in memo `slot` when it was
+/// for that key in this generation (see `TemplateMemo::plan_keys`), else a
+/// new lookup, kept there. A global function, called once per datagram
+/// (or per change of sampler) and verified once: inlined at both of the
+/// record's call sites it added about 300 processed instructions there.
+/// It writes only `rate_key.sampler` and the memo, which its caller does
+/// not read afterwards.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn edge_sensor_template_rate(slot: u64, sampler: u64) -> i64 {
+    let Some(s) = scratch::get() else {
+        return -1;
+    };
+    s.template.rate_key.sampler = sampler;
+    match rate(&s.template, &mut s.memo, slot as usize) {
+        Some(rate) => i64::from(rate),
+        None => -1,
+    }
+}
+
+/// [`edge_sensor_template_rate`]'s work.
 #[inline(always)]
 fn rate(t: &TemplateWalk, memo: &mut TemplateMemo, slot: usize) -> Option<u32> {
     let generation = t.generation;
     let m = &mut memo.rate_memo[slot & 1];
-    if generation != 0 && m.generation == generation && maps::same_words(&m.key, &t.rate_key) {
+    if u64::from(m.generation ^ generation) | maps::words_diff(&m.key, &t.rate_key) == 0 {
         return if m.found != 0 { Some(m.rate) } else { None };
     }
     // Both halves set on both paths: an `Option`'s value is undefined when
