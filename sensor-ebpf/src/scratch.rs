@@ -157,9 +157,7 @@ pub struct TemplateWalk {
     pub set_records: [u32; MAX_FLOW_SETS as usize],
 }
 
-/// What the v9/IPFIX walk keeps from one datagram to the next on this CPU
-/// (after the datagram's bytes in [`Scratch`], which then keep the offset
-/// they had without it).
+/// What the v9/IPFIX walk keeps from one datagram to the next on this CPU.
 #[repr(C)]
 pub struct TemplateMemo {
     /// The plan `TemplateWalk::set_plan` was compiled from: a set whose plan
