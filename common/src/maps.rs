@@ -435,8 +435,11 @@ pub struct Settings {
     /// 1: [`SAMPLING_RULES`] has entries, so each datagram's exporter is
     /// looked up in it (0: no rule applies, no lookup).
     pub sampling_rules: u8,
-    /// Explicit padding; always zero.
-    pub _pad: [u8; 4],
+    /// Bumped after every change to [`FLOW_PLANS`] or [`FLOW_RATES`], never
+    /// back to 0 (0: nothing was written to them yet): while it stays the
+    /// same, a CPU may reuse what it looked up in them for an earlier
+    /// datagram.
+    pub plans_generation: u32,
 }
 const _: () = assert!(size_of::<Settings>() == 8);
 

@@ -30,6 +30,7 @@ pub struct Scratch {
     pub template: TemplateWalk,
     pub netflow5: Netflow5Walk,
     pub data: Data,
+    pub memo: TemplateMemo,
 }
 
 /// State and results every format shares.
@@ -141,6 +142,8 @@ pub struct TemplateWalk {
     pub domain_source: u8,
     pub _pad2: [u8; 3],
     pub sampler_rate: u32,
+    /// `Settings::plans_generation` when the walk began.
+    pub generation: u32,
     pub sampler_id: u64,
     /// The plan of the set being counted, compiled for its records.
     pub set_plan: SetPlan,
@@ -149,6 +152,44 @@ pub struct TemplateWalk {
     /// Each set's plan, as the check found it: the count reads it here
     /// instead of looking it up again.
     pub plans: [Plan; MAX_FLOW_SETS as usize],
+    /// Each set's record count, as the check divided it out (one division
+    /// per set).
+    pub set_records: [u32; MAX_FLOW_SETS as usize],
+}
+
+/// What the v9/IPFIX walk keeps from one datagram to the next on this CPU.
+#[repr(C)]
+pub struct TemplateMemo {
+    /// The plan `TemplateWalk::set_plan` was compiled from: a set whose plan
+    /// is the same (the same template as the previous set or datagram, the
+    /// usual case) is not compiled again.
+    pub compiled: Plan,
+    /// The key each of `TemplateWalk::plans` was found under, and the
+    /// generation (`Settings::plans_generation`) it was found in: the next
+    /// datagram's set at the same index reuses it while both match, without
+    /// looking the plan up again. In generation 0 the maps are empty (the
+    /// daemon bumps it with its first write), so the zeroed slots a CPU
+    /// starts with, whose keys no exporter has, hold nothing false.
+    pub plan_keys: [PlanKey; MAX_FLOW_SETS as usize],
+    pub plan_generations: [u32; MAX_FLOW_SETS as usize],
+    /// The last lookups of a sampler's rate ([`SAMPLER_MEMO`]) and of a
+    /// domain's ([`DOMAIN_MEMO`]), reused the same way.
+    pub rate_memo: [RateMemo; 2],
+}
+
+/// Slots of [`TemplateMemo::rate_memo`].
+pub const SAMPLER_MEMO: usize = 0;
+pub const DOMAIN_MEMO: usize = 1;
+
+/// A lookup in `FLOW_RATES`: its key, what it found (`found` 0: nothing),
+/// and the generation it was made in.
+#[repr(C)]
+pub struct RateMemo {
+    pub key: RateKey,
+    pub generation: u32,
+    pub found: u32,
+    pub rate: u32,
+    pub _pad: u32,
 }
 
 const _: () = assert!(MAX_FLOW_SETS.is_power_of_two());

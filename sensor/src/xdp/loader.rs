@@ -467,7 +467,16 @@ impl Sensor {
             })
             .collect();
         self.replace(FLOW_PLANS, &plans)?;
-        self.replace(FLOW_RATES, &rates)
+        self.replace(FLOW_RATES, &rates)?;
+        self.plans_changed()
+    }
+
+    /// Tells the program that `FLOW_PLANS` or `FLOW_RATES` changed, after
+    /// the change: what a CPU looked up in them before is not reused.
+    fn plans_changed(&mut self) -> Result<(), LoadError> {
+        let next = self.settings.plans_generation.wrapping_add(1);
+        self.settings.plans_generation = next.max(1);
+        self.write_settings()
     }
 
     /// Publishes the daemon's userspace counts (`USER_*` maps) so readers
@@ -531,7 +540,8 @@ impl Sensor {
         self.clear::<PerCpuHashMap<_, ExporterKey, ExporterStats>, ExporterKey>(EXPORTER_STATS)?;
         self.clear::<HashMap<_, ExporterKey, AgentState>, ExporterKey>(AGENT_STATE)?;
         self.clear::<HashMap<_, PlanKey, Plan>, PlanKey>(FLOW_PLANS)?;
-        self.clear::<HashMap<_, RateKey, u32>, RateKey>(FLOW_RATES)
+        self.clear::<HashMap<_, RateKey, u32>, RateKey>(FLOW_RATES)?;
+        self.plans_changed()
     }
 
     fn clear<'a, M, K>(&'a mut self, name: &'static str) -> Result<(), LoadError>
