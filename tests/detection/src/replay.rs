@@ -82,6 +82,16 @@ fn feed(decoder: &mut UserDecoder, d: &Datagram) {
     });
 }
 
+/// The samples the kernel would stream to `det`: only those of the
+/// destinations it asked to watch.
+fn watched_by(det: &Detector, samples: &[Sample]) -> Vec<Sample> {
+    samples
+        .iter()
+        .filter(|s| det.watched().contains(&s.dst))
+        .copied()
+        .collect()
+}
+
 /// Plays `scenario` into the decoder and a detector per configuration,
 /// polling every `poll_interval` of the first one on the simulated clock;
 /// keeps the truth of the samples to the `keep` destinations.
@@ -115,12 +125,7 @@ pub fn replay(
             let now = Duration::from_nanos(now_ns);
             let mut watch = BTreeSet::new();
             for (det, d) in detectors.iter_mut().zip(out.decisions.iter_mut()) {
-                // The kernel streams only what this detector asked to watch.
-                let mine: Vec<Sample> = samples
-                    .iter()
-                    .filter(|s| det.watched().contains(&s.dst))
-                    .copied()
-                    .collect();
+                let mine = watched_by(det, &samples);
                 for e in det.poll(now, &dec.report.destinations, &mine) {
                     d.events.push((now.as_secs_f64(), e));
                 }
@@ -142,11 +147,7 @@ pub fn replay(
             let samples = dec.take_samples();
             let now = Duration::from_nanos(now_ns);
             for (det, d) in detectors.iter_mut().zip(out.decisions.iter_mut()) {
-                let mine: Vec<Sample> = samples
-                    .iter()
-                    .filter(|s| det.watched().contains(&s.dst))
-                    .copied()
-                    .collect();
+                let mine = watched_by(det, &samples);
                 for e in det.between_polls(now, &mine) {
                     d.events.push((now.as_secs_f64(), e));
                 }
