@@ -70,7 +70,7 @@ impl Sample {
     }
 
     /// Ports and flags are readable: TCP or UDP, and not a later fragment.
-    fn has_ports(&self) -> bool {
+    pub(crate) fn has_ports(&self) -> bool {
         !self.later_fragment && matches!(self.protocol, ipproto::TCP | ipproto::UDP)
     }
 

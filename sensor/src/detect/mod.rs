@@ -138,6 +138,7 @@
 //! action = "alert"
 //! ```
 
+pub mod chance;
 pub mod classify;
 pub mod confidence;
 pub mod config;

@@ -1,17 +1,14 @@
 //! Thresholds and the decision: whether a victim's rates start, update or
-//! end an attack, whether a surge is a flash crowd, and how a running
-//! attack's match is revised.
+//! end an attack, and how a running attack's match is revised.
 
 use std::time::Duration;
 
 use ipnet::IpNet;
 
-use super::{Active, Detector};
+use super::{Active, Detector, crowd::Verdict};
 use crate::detect::{
-    Attack, Basis, Event, Fingerprint, FlowMatch, Metric, NormalBasis, Scope, TrafficClass,
-    Trigger,
+    Attack, Basis, Event, Metric, Scope, TrafficClass, Trigger,
     config::LimitTable,
-    fingerprint,
     meter::{Meter, Table},
 };
 
@@ -125,15 +122,27 @@ impl Detector {
         let class = self.classify(victim, signals, &crossed, None);
         let quiet = self.quiet(victim);
         let fingerprint = self.fingerprint(victim, class, signals, &quiet, None);
-        if scope == Scope::Host && self.flash_crowd(victim, &fingerprint, signals, &crossed) {
-            self.stats.flash_crowd_polls += 1;
-            // Still pending: a crowd must not teach the host's typical rate
-            // (its background), or after a few minutes the crowd would be
-            // background and what is left to match a few clients' ports.
-            self.pending.insert(victim);
-            tracing::debug!(victim = %victim, fingerprint = %fingerprint, "surge shaped like normal traffic: flash crowd, not reported");
-            return;
+        if scope == Scope::Host {
+            match self.crowd_verdict(victim, &fingerprint, signals, &crossed, now) {
+                Verdict::NotJudged | Verdict::Attack => {}
+                Verdict::Crowd => {
+                    self.stats.flash_crowd_polls += 1;
+                    // Still pending: a crowd must not teach the host's
+                    // typical rate (its background), or after a few minutes
+                    // the crowd would be background and what is left to
+                    // match a few clients' ports.
+                    self.pending.insert(victim);
+                    tracing::debug!(victim = %victim, fingerprint = %fingerprint, "surge shaped like normal traffic: flash crowd, not reported");
+                    return;
+                }
+                Verdict::Unlike => {
+                    self.pending.insert(victim);
+                    tracing::debug!(victim = %victim, fingerprint = %fingerprint, "surge unlike normal traffic: starts if fresh samples say so again");
+                    return;
+                }
+            }
         }
+        self.unlike_since.remove(&victim);
         let g = &self.groups[group];
         let attack = Attack {
             id: self.next_id,
@@ -244,60 +253,6 @@ impl Detector {
         } else {
             a.attack.fingerprint.covers_attack = covers;
         }
-    }
-
-    /// Whether a host's crossing is a flash crowd: its group has a learnt
-    /// baseline, every crossed threshold is adaptive and below its ceiling,
-    /// and the best match for the surge would hit most of the host's
-    /// measured normal traffic.
-    pub(super) fn flash_crowd(
-        &self,
-        victim: IpNet,
-        fp: &Fingerprint,
-        signals: &Table,
-        crossed: &[[bool; 2]; 7],
-    ) -> bool {
-        let Some(h) = self.hosts.get(&victim.network()) else {
-            return false;
-        };
-        let (Some(bc), Some(a)) = (&self.groups[h.group].baseline, &h.adaptive) else {
-            return false;
-        };
-        if bc.flash_crowd_similarity <= 0.0
-            || a.baseline.learnt_secs() < bc.window.as_secs_f64()
-            || fp.normal_basis != NormalBasis::Samples
-            || self.crowd_similarity(victim, &fp.flow) < bc.flash_crowd_similarity
-        {
-            return false;
-        }
-        TrafficClass::ALL.iter().all(|&c| {
-            Metric::BOTH.iter().all(|&m| {
-                let (i, j) = (c.index(), m.index());
-                !crossed[i][j]
-                    || (bc.floor.limit(c).get(m).is_some()
-                        && bc
-                            .ceiling
-                            .limit(c)
-                            .get(m)
-                            .is_none_or(|ceil| signals[i][j] < ceil))
-            })
-        })
-    }
-
-    /// The share of the host's normal samples that `flow` hits once its
-    /// packet length range is left out. The range is the one component
-    /// learnt as an interval: from the tens of samples a crowd gives at
-    /// 1:4096 or sparser, the narrowest range covering the evidence misses
-    /// a third of the same distribution's normal samples (measured: 57-69 %
-    /// hit at 11-37 samples). What the packets are (protocol, ports, flags,
-    /// ICMP type, fragments, sources) tells a crowd from an attack; an
-    /// attack that copies all of that is a crowd to any filter too.
-    fn crowd_similarity(&self, victim: IpNet, flow: &FlowMatch) -> f64 {
-        let unsized_flow = FlowMatch {
-            packet_length: None,
-            ..flow.clone()
-        };
-        fingerprint::share(&unsized_flow, &self.normal(victim)).unwrap_or(0.0)
     }
 }
 

@@ -6,11 +6,13 @@
 //!   and adaptive thresholds;
 //! - [`decision`]: thresholds to attacks started, updated, revised, ended;
 //! - [`confirm`]: whether a crossing is sure, given the samples behind it;
+//! - [`crowd`]: whether a host's surge is a flash crowd, not an attack;
 //! - [`evidence`]: the samples and counters behind a class and fingerprint;
 //! - [`watch`]: after the decisions, what to sample next and what to forget.
 
 mod baseline;
 mod confirm;
+mod crowd;
 mod decision;
 mod evidence;
 mod watch;
@@ -136,6 +138,10 @@ pub struct Detector {
     /// them, and when: their start waits for their samples, at most one
     /// poll interval ([`Detector::samples_awaited`]).
     awaiting: BTreeMap<IpNet, Duration>,
+    /// Pending hosts whose surge a crowd test found unlike their normal
+    /// traffic, and when: it starts once fresh samples say so again
+    /// ([`crowd`]).
+    unlike_since: BTreeMap<IpNet, Duration>,
     /// Recent intervals of victims near a threshold ([`confirm`]).
     histories: BTreeMap<IpNet, confirm::History>,
     /// The coarsest sampling rate of any sample seen ([`confirm`]).
@@ -192,6 +198,7 @@ impl Detector {
             attacks: BTreeMap::new(),
             pending: BTreeSet::new(),
             awaiting: BTreeMap::new(),
+            unlike_since: BTreeMap::new(),
             histories: BTreeMap::new(),
             coarsest_rate: 1.0,
             interval_secs: 0.0,
@@ -543,6 +550,7 @@ impl Detector {
         }
         let pending = &self.pending;
         self.awaiting.retain(|v, _| pending.contains(v));
+        self.unlike_since.retain(|v, _| pending.contains(v));
         self.settle(now);
         self.forget_idle(now);
         self.forget_histories();
