@@ -301,7 +301,7 @@ mod tests {
             443,
             52,
         );
-        s.tcp_flags = if i % 2 == 0 {
+        s.tcp_flags = if i.is_multiple_of(2) {
             tcp_flags::ACK
         } else {
             tcp_flags::ACK | 0x08
