@@ -345,7 +345,8 @@ pub struct BaselineConfig {
     #[serde(default)]
     pub ceiling: ClassLimits,
     /// A crossing of adaptive thresholds only (each below its ceiling) whose
-    /// best match, its packet length range left out, would hit at least this
+    /// best match, cut to the components its samples make sure of (see
+    /// `detect::chance`), would hit at least this
     /// share of the destination's normal traffic, measured on samples, is the
     /// normal traffic with more of it:
     /// a flash crowd, not reported (a filter could not separate it, and

@@ -125,8 +125,8 @@
 //! aggregate_prefix_v6 = 64
 //! # Adaptive per destination, for the classes and metrics with a floor.
 //! # flash_crowd_similarity: a crossing of adaptive thresholds only whose
-//! # best match (its length range left out) would hit this share of the
-//! # host's normal traffic is a flash crowd (0: off); the group's hosts are
+//! # best match (cut to what its samples make sure of) would hit this share
+//! # of the host's normal traffic is a flash crowd (0: off); the group's hosts are
 //! # then sampled all along (within watch.max) for that profile. Give bps a
 //! # floor too, or a crowd of large packets crosses the static bps threshold.
 //! baseline = { k = 4.0, window = "10m", floor = { all = { pps = 20000, bps = "160M" } }, ceiling = { all = { pps = 1000000, bps = "8G" } }, flash_crowd_similarity = 0.8 }
