@@ -5,6 +5,8 @@
 //! test run without it fails loudly: nothing skips itself into green.
 
 pub mod bgp;
+/// The daemons' configuration text, shared with `cargo xtask lab`.
+pub use edge_sensor_labconf as labconf;
 pub mod engines;
 pub mod filled;
 pub mod frame;

@@ -26,6 +26,7 @@ use std::{
 use edge_sensor_tests::{
     Guarded, PinDir,
     bgp::{Gobgpd, TempDir},
+    labconf,
     netns::{NetNs, start_sensor_userspace},
     require_root, require_tool, sensor_bin,
     sflow::{Datagram, Record, Sample},
@@ -58,48 +59,20 @@ struct Cluster {
 }
 
 fn gobgpd_config() -> String {
-    let neighbors: String = (0..NAMES.len())
-        .map(|i| {
-            format!(
-                r#"
-[[neighbors]]
-  [neighbors.config]
-    neighbor-address = "127.0.0.{}"
-    peer-as = 65001
-  [neighbors.timers.config]
-    connect-retry = 1
-  [neighbors.transport.config]
-    passive-mode = true
-  [neighbors.route-reflector.config]
-    route-reflector-client = true
-    route-reflector-cluster-id = "127.0.0.1"
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "ipv4-unicast"
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "ipv4-flowspec"
-"#,
-                i + 2
-            )
-        })
+    let clients: Vec<String> = (0..NAMES.len())
+        .map(|i| format!("127.0.0.{}", i + 2))
         .collect();
-    format!(
-        r#"[global.config]
-  as = 65001
-  router-id = "127.0.0.1"
-  port = 179
-  local-address-list = ["127.0.0.1"]
-{neighbors}"#
-    )
+    let clients: Vec<&str> = clients.iter().map(String::as_str).collect();
+    labconf::route_reflector_config(65001, "127.0.0.1", &["127.0.0.1"], &clients, None)
 }
 
 /// Sensor `i`'s configuration; `nats_nodes` 0: no `[cluster]`.
 fn sensor_config(i: usize, dir: &std::path::Path, nats_nodes: usize) -> String {
     let name = NAMES[i];
     let servers: Vec<String> = (0..nats_nodes)
-        .map(|n| format!("\"nats://127.0.0.1:{}\"", NATS_PORT + n as u16))
+        .map(|n| format!("nats://127.0.0.1:{}", NATS_PORT + n as u16))
         .collect();
+    let addr = format!("127.0.0.{}", i + 2);
     format!(
         r#"
 [daemon]
@@ -125,38 +98,28 @@ hold = "2s"
 min_hold = "5s"
 event_log = "{events}"
 
-[bgp]
-router_id = "127.0.0.{addr}"
-local_asn = 65001
-announce_within = ["198.18.0.0/15"]
-[[bgp.peers]]
-name = "rr"
-address = "127.0.0.1"
-local_address = "127.0.0.{addr}"
-peer_asn = 65001
-hold_time = 9
-connect_retry = 1
-connect_retry_max = 2
-families = ["ipv4-flowspec", "ipv4-unicast"]
-next_hop_v4 = "192.0.2.254"
-[bgp.peers.flowspec]
-dialect = "gobgp"
-
+{bgp}
 {cluster}"#,
         metrics = 9810 + i,
         port = sflow_port(i),
         ipfix = 14739 + i,
         netflow = 12055 + i,
-        addr = i + 2,
+        bgp = labconf::Bgp::new(&addr, 65001, &["198.18.0.0/15"])
+            .peer(
+                labconf::BgpPeer::new("rr", "127.0.0.1", &addr, 65001)
+                    .extra("[bgp.peers.flowspec]\ndialect = \"gobgp\"")
+            )
+            .section(),
         events = dir.join(format!("{name}.events.jsonl")).display(),
         cluster = if nats_nodes == 0 {
             String::new()
         } else {
-            format!(
-                "[cluster]\nservers = [{}]\nname = \"{name}\"\nreplicas = {nats_nodes}\n\
-                 heartbeat = \"200ms\"\nmember_ttl = \"{}ms\"\n",
-                servers.join(", "),
-                MEMBER_TTL.as_millis()
+            labconf::cluster_section(
+                &servers,
+                name,
+                nats_nodes,
+                "200ms",
+                &format!("{}ms", MEMBER_TTL.as_millis()),
             )
         },
     )
@@ -345,23 +308,20 @@ fn start_nats(ns: &NetNs, dir: &std::path::Path, n: usize, count: usize) -> Guar
     let store = dir.join(format!("nats{n}"));
     std::fs::create_dir_all(&store).unwrap();
     let config = dir.join(format!("nats{n}.conf"));
-    let routes: Vec<String> = (0..count)
-        .map(|r| format!("\"nats-route://127.0.0.1:{}\"", 6222 + r))
-        .collect();
-    let cluster = if count > 1 {
-        format!(
-            "cluster {{\n  name: es-cl\n  listen: \"127.0.0.1:{}\"\n  routes: [{}]\n}}\n",
-            6222 + n,
-            routes.join(", ")
-        )
-    } else {
-        String::new()
-    };
+    let cluster = (count > 1).then(|| labconf::NatsCluster {
+        name: "es-cl".into(),
+        listen: format!("127.0.0.1:{}", 6222 + n),
+        routes: (0..count)
+            .map(|r| format!("127.0.0.1:{}", 6222 + r))
+            .collect(),
+    });
     std::fs::write(
         &config,
-        format!(
-            "server_name: n{n}\nlisten: \"127.0.0.1:{port}\"\njetstream {{\n  store_dir: \"{}\"\n}}\n{cluster}",
-            store.display()
+        labconf::nats_config(
+            &format!("n{n}"),
+            &format!("127.0.0.1:{port}"),
+            store.to_str().expect("a UTF-8 temp dir"),
+            cluster.as_ref(),
         ),
     )
     .unwrap();
