@@ -113,7 +113,23 @@ fn main() {
         })
         .collect();
 
+    let per_members: Vec<(usize, usize)> = if quick {
+        vec![(2, 100)]
+    } else {
+        vec![(2, 1000), (3, 1000), (3, 10_000)]
+    };
+    eprintln!("bench-cluster: summary traffic by members at {per_members:?} (members, near each)");
+    let by_members: Vec<Value> = per_members
+        .iter()
+        .map(|&(m, near)| {
+            let s = summary_traffic_with(near, 0, m);
+            eprintln!("  {s}");
+            s
+        })
+        .collect();
+
     let report = json!({"rule": rule, "failover": failover, "summary": summary,
+        "summary_by_members": by_members,
         "config": {"threshold_pps": THRESHOLD_PPS, "flood_pps": 3 * SHARE_PPS,
             "sampling": SAMPLING, "poll_interval_s": 0.5, "heartbeat_s": 0.2,
             "member_ttl_s": MEMBER_TTL.as_secs_f64()}});
@@ -194,16 +210,26 @@ fn failover_once() -> Value {
 /// `idle` ones sampled once (tracked, far below it); its summary bytes
 /// and nats-server's traffic over [`WINDOW`].
 fn summary_traffic(near: usize, idle: usize) -> Value {
+    summary_traffic_with(near, idle, 1)
+}
+
+/// As [`summary_traffic`] with `members` clustered sensors, each fed
+/// `near` destinations of its own (10.i.0.0 and up): sensor 0's summary
+/// figures, nats-server's traffic in all.
+fn summary_traffic_with(near: usize, idle: usize, members: usize) -> Value {
     // 10.0.0.0/8 for the destinations: the harness's 198.18.0.0/15 has
     // too few for a million; room in the counters for them all.
-    let c = Cluster::start_tuned(1, 1, |config| {
+    let c = Cluster::start_tuned(1, members, |config| {
         config.replace(
             "own_networks = [\"198.18.0.0/15\"]",
             "own_networks = [\"198.18.0.0/15\", \"10.0.0.0/8\"]",
         ) + "\n[xdp]\ndestinations = 2097152\n"
     });
     wait_clustered(&c);
-    let spray = Spray::start(c.ns, near, idle);
+    let sprays: Vec<Spray> = (0..members)
+        .map(|i| Spray::start(c.ns, i, near, if i == 0 { idle } else { 0 }))
+        .collect();
+    let spray = &sprays[0];
     // Everything tracked and every near destination in the summary (or
     // what the sensor reaches in 120 s, reported as it is).
     let ready = wait(Duration::from_secs(120), || {
@@ -212,7 +238,7 @@ fn summary_traffic(near: usize, idle: usize) -> Value {
             .as_u64()
             .unwrap_or(0) as usize;
         spray.idle_sent() >= idle as u64
-            && in_summary * 100 >= near * 95
+            && in_summary * 100 >= near * members * 95
             && tracked(&c) >= (near + idle) * 95 / 100
     });
     std::thread::sleep(Duration::from_secs(2));
@@ -227,7 +253,7 @@ fn summary_traffic(near: usize, idle: usize) -> Value {
     let per_summary = d("summary_bytes_published") / steps.max(1.0);
     let entries = stat(&s1, "network_destinations");
     let result = json!({
-        "near": near, "idle": idle, "ready": ready,
+        "members": members, "near": near, "idle": idle, "ready": ready,
         "tracked": tracked(&c),
         "entries": entries,
         "steps_per_s": steps / secs,
@@ -240,9 +266,9 @@ fn summary_traffic(near: usize, idle: usize) -> Value {
         "nats_in_bytes_per_s": dv("in_bytes") / secs,
         "nats_out_msgs_per_s": dv("out_msgs") / secs,
         "nats_out_bytes_per_s": dv("out_bytes") / secs,
-        "sent_samples_per_s": spray.rate(),
+        "sent_samples_per_s": sprays.iter().map(Spray::rate).sum::<f64>(),
     });
-    drop(spray);
+    drop(sprays);
     result
 }
 
@@ -293,7 +319,8 @@ struct Spray {
 }
 
 impl Spray {
-    fn start(ns: &NetNs, near: usize, idle: usize) -> Self {
+    /// To sensor `sensor`, its near destinations in 10.`sensor`.0.0/16.
+    fn start(ns: &NetNs, sensor: usize, near: usize, idle: usize) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let idle_sent = Arc::new(AtomicU64::new(0));
         let samples = Arc::new(AtomicU64::new(0));
@@ -305,7 +332,7 @@ impl Spray {
             let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
             assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
             let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
-            let to = SocketAddr::from(([127, 0, 0, 1], sflow_port(0)));
+            let to = SocketAddr::from(([127, 0, 0, 1], sflow_port(sensor)));
             let mut seq = 0u32;
             let mut send = |dsts: &mut dyn Iterator<Item = u32>, rate: u32| {
                 loop {
@@ -344,7 +371,7 @@ impl Spray {
                 idle_count.store(done as u64, Ordering::Relaxed);
                 std::thread::sleep(Duration::from_millis(50));
             }
-            let near_base = u32::from(Ipv4Addr::new(10, 0, 0, 0));
+            let near_base = u32::from(Ipv4Addr::new(10, sensor as u8, 0, 0));
             let mut next = Instant::now();
             while !flag.load(Ordering::Relaxed) && Instant::now() < limit {
                 send(&mut (0..near as u32).map(|i| near_base + i), NEAR_RATE);
@@ -449,6 +476,32 @@ fn markdown(r: &Value) -> String {
             f(&row["nats_out_msgs_per_s"]),
             row["nats_out_bytes_per_s"].as_f64().unwrap_or(0.0),
             row["skipped_polls"]
+        );
+    }
+    md += "\n### Summary traffic by members\n\n\
+           Each of the clustered sensors fed `near` destinations of its own at 40 % of the \
+           threshold; sensor s1's summary, nats-server's traffic in all (per member: divided \
+           by the members).\n\n\
+           | members | near each | entries in the network view | summary (B) | NATS in B/s | NATS out B/s | out B/s per member | out per member / published |\n\
+           |---|---|---|---|---|---|---|---|\n";
+    for row in r["summary_by_members"].as_array().into_iter().flatten() {
+        let m = row["members"].as_f64().unwrap_or(1.0);
+        let out = row["nats_out_bytes_per_s"].as_f64().unwrap_or(0.0);
+        let published = row["summary_bytes_per_s"].as_f64().unwrap_or(0.0);
+        md += &format!(
+            "| {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} |\n",
+            row["members"],
+            row["near"],
+            row["entries"],
+            row["summary_bytes"].as_f64().unwrap_or(0.0),
+            row["nats_in_bytes_per_s"].as_f64().unwrap_or(0.0),
+            out,
+            out / m,
+            if published > 0.0 {
+                out / m / published
+            } else {
+                0.0
+            },
         );
     }
     md
