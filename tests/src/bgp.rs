@@ -23,6 +23,8 @@ use edge_sensor::bgp::{
     NumericOp, Route, SessionState, Speaker, flowspec::tcp_flags,
 };
 
+use edge_sensor_labconf::{Bgp, BgpPeer};
+
 use crate::{Guarded, netns::NetNs, unique_name};
 
 /// A directory of the test's own under the system temp dir, removed on drop.
@@ -218,31 +220,17 @@ pub trait Peer<'a>: DerefMut<Target = Daemon<'a>> {
 /// gobgpd in a namespace.
 pub struct Gobgpd<'a>(Daemon<'a>);
 
-/// The gobgpd configuration of a passive neighbor 127.0.0.2 (`peer_as`),
-/// every family the speaker sends, plus `extra` TOML in the neighbor.
 /// The daemon's `[bgp]` section with gobgpd (as [`gobgpd_config`] starts
 /// it: AS 65000 on 127.0.0.1) as its one peer, announcing within `own`;
 /// `extra` lines go at the end of the peer's table.
 pub fn sensor_bgp_section(own: &str, extra: &str) -> String {
-    format!(
-        r#"[bgp]
-router_id = "127.0.0.2"
-local_asn = 65001
-announce_within = ["{own}"]
-[[bgp.peers]]
-name = "gobgp"
-address = "127.0.0.1"
-local_address = "127.0.0.2"
-peer_asn = 65000
-hold_time = 9
-connect_retry = 1
-connect_retry_max = 2
-families = ["ipv4-flowspec", "ipv4-unicast"]
-next_hop_v4 = "192.0.2.254"
-{extra}"#
-    )
+    Bgp::new("127.0.0.2", 65001, &[own])
+        .peer(BgpPeer::new("gobgp", "127.0.0.1", "127.0.0.2", 65000).extra(extra))
+        .section()
 }
 
+/// The gobgpd configuration of a passive neighbor 127.0.0.2 (`peer_as`),
+/// every family the speaker sends, plus `extra` TOML in the neighbor.
 pub fn gobgpd_config(peer_as: u32, extra: &str) -> String {
     let families = [
         "ipv4-unicast",
@@ -491,28 +479,21 @@ pub const WAIT: Duration = Duration::from_secs(15);
 /// `peer_name` (AS 65000) on 127.0.0.1, hold time 9 s, reconnect after
 /// 1 s, every family, plus `extra` lines in the peer.
 pub fn speaker_config(peer_name: &str, local_asn: u32, extra: &str) -> BgpConfig {
-    BgpConfig::from_toml(&format!(
-        r#"
-router_id = "127.0.0.2"
-local_asn = {local_asn}
-announce_within = ["192.0.2.0/24", "2001:db8::/32"]
-shutdown_message = "edge-sensor test shutdown"
-
-[[peers]]
-name = "{peer_name}"
-address = "127.0.0.1"
-local_address = "127.0.0.2"
-peer_asn = 65000
-hold_time = 9
-connect_retry = 1
-connect_retry_max = 2
-families = ["ipv4-unicast", "ipv6-unicast", "ipv4-flowspec", "ipv6-flowspec"]
-next_hop_v4 = "192.0.2.254"
-next_hop_v6 = "2001:db8::fe"
-{extra}
-"#
-    ))
-    .expect("speaker config")
+    let table = Bgp::new("127.0.0.2", local_asn, &["192.0.2.0/24", "2001:db8::/32"])
+        .shutdown_message("edge-sensor test shutdown")
+        .peer(
+            BgpPeer::new(peer_name, "127.0.0.1", "127.0.0.2", 65000)
+                .families(&[
+                    "ipv4-unicast",
+                    "ipv6-unicast",
+                    "ipv4-flowspec",
+                    "ipv6-flowspec",
+                ])
+                .next_hop_v6("2001:db8::fe")
+                .extra(extra),
+        )
+        .table();
+    BgpConfig::from_toml(&table).expect("speaker config")
 }
 
 /// Whether the speaker's (only) session is established.

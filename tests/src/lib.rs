@@ -5,6 +5,9 @@
 //! test run without it fails loudly: nothing skips itself into green.
 
 pub mod bgp;
+pub mod cluster;
+/// The daemons' configuration text, shared with `cargo xtask lab`.
+pub use edge_sensor_labconf as labconf;
 pub mod engines;
 pub mod filled;
 pub mod frame;

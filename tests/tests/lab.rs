@@ -208,3 +208,37 @@ fn udp_flood_over_softflowd_ipfix_to_bird() {
     assert_timing(&t, FLOW_DETECT);
     assert_eq!(class(&t), "udp_flood");
 }
+
+/// Issue 17: `--sensors 3`, the sensors as a cluster (JetStream beside
+/// each, a route reflector to the router), each fed a third of the flood
+/// by an exporter of its own: no sensor sees an attack alone, the flood is
+/// detected network-wide and mitigated by exactly one rule (one copy at
+/// the reflector); the owner stopped, another sensor announces it within
+/// the issue's 5 s, and exactly one copy remains.
+#[test]
+fn a_flood_split_over_three_clustered_sensors_is_mitigated_once_and_handed_over() {
+    require_tool("nats-server");
+    let t = lab("eslk", &["--attack", "ntp-amp", "--sensors", "3"]);
+    let s = event(&t, "summary");
+    let detected = event(&t, "detected");
+    assert_eq!(
+        detected["local_attacks"],
+        serde_json::json!([0, 0, 0]),
+        "{detected}"
+    );
+    assert_eq!(detected["victim"], "198.18.202.10/32", "{detected}");
+    assert!(
+        rules(&t).contains("destination: 198.18.202.10/32"),
+        "{}",
+        rules(&t)
+    );
+    let rule = s["rule_on_peer_s"].as_f64().unwrap();
+    assert!(rule <= SFLOW_DETECT + 1.0, "rule after {rule:.2} s: {s}");
+    assert_eq!(s["most_copies_before"], 1, "{s}");
+    assert_eq!(s["most_copies_after"], 1, "{s}");
+    assert_ne!(s["heir"], s["owner"], "{s}");
+    for gap in ["handover_s", "no_rule_s"] {
+        let g = s[gap].as_f64().unwrap();
+        assert!(g <= 5.0, "{gap} {g:.2} s: {s}");
+    }
+}

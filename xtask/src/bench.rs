@@ -20,6 +20,12 @@
 //!    RSS, bytes per path, longest-match queries per second
 //!    (target/bench/rib.{md,json}). `cargo xtask bench --only rib
 //!    [--quick]` runs it alone (`--quick`: a tenth of the table).
+//! 6. Several sensors (`bench-cluster`, issue 17): time to the rule for a
+//!    flood split over 1, 2, 3 clustered sensors against one sensor seeing
+//!    it all, the failover gap (owner SIGKILLed), and the summary traffic
+//!    on NATS per sensor by destinations in the summary and tracked
+//!    (target/bench/cluster.{md,json}). `cargo xtask bench --only cluster
+//!    [--quick]` runs it alone (`--quick`: one repetition, small N).
 
 use std::{fs, path::Path, process::Command};
 
@@ -32,11 +38,12 @@ use crate::{
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    /// Only this item: `rib` (the full-table benchmark).
-    #[arg(long, value_parser = ["rib"])]
+    /// Only this item: `rib` (the full-table benchmark) or `cluster`
+    /// (several sensors).
+    #[arg(long, value_parser = ["rib", "cluster"])]
     only: Option<String>,
     /// The full-table benchmark on a tenth of the table (100k IPv4 + 25k
-    /// IPv6 prefixes).
+    /// IPv6 prefixes); the cluster benchmark with one repetition and small N.
     #[arg(long)]
     quick: bool,
 }
@@ -53,6 +60,11 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     if args.only.as_deref() == Some("rib") {
         rib(&object, &sensor, &dir, args.quick)?;
         eprintln!("bench: report in {}", shown(&dir.join("rib.md")));
+        return Ok(());
+    }
+    if args.only.as_deref() == Some("cluster") {
+        cluster(&object, &sensor, &dir, args.quick)?;
+        eprintln!("bench: report in {}", shown(&dir.join("cluster.md")));
         return Ok(());
     }
 
@@ -87,6 +99,11 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     md.push_str(&decode);
     md.push_str("\n## Time to detection and to the rule on the router\n\n");
     md.push_str(&timing);
+    cluster(&object, &sensor, &dir, args.quick)?;
+    md.push('\n');
+    md.push_str(
+        &fs::read_to_string(dir.join("cluster.md")).context("bench-cluster wrote no cluster.md")?,
+    );
     rib(&object, &sensor, &dir, args.quick)?;
     let rib_md = fs::read_to_string(dir.join("rib.md")).context("bench-rib wrote no rib.md")?;
     // Last: the simulated day is the longest item and the only one whose
@@ -111,6 +128,21 @@ fn rib(object: &Path, sensor: &Path, dir: &Path, quick: bool) -> Result<()> {
     let status = cmd.status().context("running bench-rib")?;
     if !status.success() {
         bail!("bench-rib failed ({status})");
+    }
+    Ok(())
+}
+
+/// Item 6: several sensors on NATS JetStream (`dir/cluster.{md,json}`).
+fn cluster(object: &Path, sensor: &Path, dir: &Path, quick: bool) -> Result<()> {
+    eprintln!("xtask: bench: several sensors on NATS JetStream (bench-cluster)");
+    let mut cmd = bench_bin("bench-cluster", object);
+    cmd.arg(dir).env("EDGE_SENSOR_BIN", sensor);
+    if quick {
+        cmd.arg("--quick");
+    }
+    let status = cmd.status().context("running bench-cluster")?;
+    if !status.success() {
+        bail!("bench-cluster failed ({status})");
     }
     Ok(())
 }

@@ -33,6 +33,7 @@
 //! exporter (or the player), `peers.rs` the BGP peer (and FastNetMon), `sensor.rs` the
 //! sensor, `timeline.rs` prints what happened.
 
+mod cluster;
 mod peers;
 mod sensor;
 mod timeline;
@@ -121,6 +122,16 @@ pub struct LabArgs {
     /// one (release).
     #[arg(long)]
     player_bin: Option<PathBuf>,
+    /// How many sensors: more than one run as a cluster (issue 17), each
+    /// in its namespace beside a node of a JetStream cluster, each fed by
+    /// an exporter of its own that samples a share of the traffic, all
+    /// peering with a route reflector (gobgpd, in the router namespace)
+    /// that passes the rules to the router's BGP. The checks: the flood,
+    /// under the threshold at every sensor, is mitigated network-wide by
+    /// exactly one rule; the owner stopped, another sensor takes it over.
+    /// pmacct/softflowd exporters and hping3 attacks other than carpet.
+    #[arg(long, default_value_t = 1)]
+    sensors: usize,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -181,10 +192,21 @@ struct Names {
     re: String,
     er: String,
     pins: String,
+    /// `--sensors` beyond the first: their collectors (see [`cluster`]).
+    more: Vec<Collector>,
+}
+
+/// Sensor `k` (2, 3, ...) of `--sensors`: its namespace, the veth ends on
+/// the router's and on its side, its pins.
+struct Collector {
+    ns: String,
+    router_end: String,
+    end: String,
+    pins: String,
 }
 
 impl Names {
-    fn new(prefix: &str) -> Result<Self> {
+    fn new(prefix: &str, sensors: usize) -> Result<Self> {
         if prefix.is_empty()
             || prefix.len() > 12
             || !prefix
@@ -192,6 +214,9 @@ impl Names {
                 .all(|c| c.is_ascii_alphanumeric() || c == '-')
         {
             bail!("--prefix {prefix:?}: 1 to 12 letters, digits or '-'");
+        }
+        if !(1..=cluster::MAX_SENSORS).contains(&sensors) {
+            bail!("--sensors {sensors}: 1 to {}", cluster::MAX_SENSORS);
         }
         Ok(Self {
             router: format!("{prefix}-router"),
@@ -202,11 +227,28 @@ impl Names {
             re: format!("{prefix}-re"),
             er: format!("{prefix}-er"),
             pins: format!("/sys/fs/bpf/{prefix}"),
+            more: (2..=sensors)
+                .map(|k| Collector {
+                    ns: format!("{prefix}-collector{k}"),
+                    // At most 15 characters with a 12-character prefix.
+                    router_end: format!("{prefix}-r{k}"),
+                    end: format!("{prefix}-c{k}"),
+                    pins: format!("/sys/fs/bpf/{prefix}-{k}"),
+                })
+                .collect(),
         })
     }
 
-    fn namespaces(&self) -> [&str; 3] {
-        [&self.router, &self.collector, &self.edge]
+    fn namespaces(&self) -> Vec<&str> {
+        let mut ns = vec![self.router.as_str(), &self.collector, &self.edge];
+        ns.extend(self.more.iter().map(|c| c.ns.as_str()));
+        ns
+    }
+
+    fn all_pins(&self) -> Vec<&str> {
+        let mut pins = vec![self.pins.as_str()];
+        pins.extend(self.more.iter().map(|c| c.pins.as_str()));
+        pins
     }
 }
 
@@ -248,7 +290,9 @@ impl Drop for Lab {
                 .stderr(Stdio::null())
                 .status();
         }
-        let _ = fs::remove_dir_all(&self.names.pins);
+        for pins in self.names.all_pins() {
+            let _ = fs::remove_dir_all(pins);
+        }
         if std::env::var_os("EDGE_SENSOR_LAB_KEEP").is_none() {
             let _ = fs::remove_dir_all(&self.dir);
         }
@@ -275,7 +319,10 @@ fn in_ns(ns: &str, program: &str) -> Command {
 }
 
 pub fn lab(args: LabArgs) -> Result<()> {
-    let names = Names::new(&args.prefix)?;
+    let names = Names::new(&args.prefix, args.sensors)?;
+    if args.sensors > 1 {
+        cluster::refuse(&args)?;
+    }
     if args.sensor_bin.is_none() {
         util::setup()?;
     }
@@ -284,6 +331,8 @@ pub fn lab(args: LabArgs) -> Result<()> {
     }
     let tools: &[&str] = if args.exporter.is_player() {
         &[]
+    } else if args.sensors > 1 {
+        &["hping3", "ping", "nats-server", "gobgp"]
     } else {
         &["hping3", "ping"]
     };
@@ -320,11 +369,10 @@ pub fn lab(args: LabArgs) -> Result<()> {
             );
         }
     }
-    if fs::metadata(&names.pins).is_ok() {
-        bail!(
-            "{} already exists: another lab is running, or remove it",
-            names.pins
-        );
+    for pins in names.all_pins() {
+        if fs::metadata(pins).is_ok() {
+            bail!("{pins} already exists: another lab is running, or remove it");
+        }
     }
 
     // SAFETY: the handler only stores to an atomic.
@@ -343,7 +391,10 @@ pub fn lab(args: LabArgs) -> Result<()> {
     let mut tl = Timeline::new(args.json);
 
     topology(&lab.names)?;
-    let peer = start_peer(&mut lab, args.peer)?;
+    if args.sensors > 1 {
+        return cluster::run(&args, &mut lab, &bin, tl);
+    }
+    let peer = start_peer(&mut lab, args.peer, COLLECTOR_ADDR)?;
     if args.fastnetmon && !args.exporter.is_sflow() {
         bail!(
             "--fastnetmon compares on sFlow (--exporter pmacct-sflow or player-sflow): the sensor's \

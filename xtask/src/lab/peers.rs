@@ -6,7 +6,7 @@ use std::{fs, process::Stdio};
 use anyhow::{Context, Result};
 use serde_json::Value;
 
-use super::{COLLECTOR_ADDR, CUSTOMERS, EDGE_ADDR, Lab, Peer, in_ns};
+use super::{CUSTOMERS, EDGE_ADDR, Lab, Peer, in_ns};
 
 impl Peer {
     pub(super) fn daemon(self) -> &'static str {
@@ -127,8 +127,10 @@ pub(super) fn start_fastnetmon(
     Ok(())
 }
 
-/// The BGP daemon in the edge namespace, passive, waiting for the sensor.
-pub(super) fn start_peer(lab: &mut Lab, peer: Peer) -> Result<Peer> {
+/// The BGP daemon in the edge namespace, passive, waiting for the sensor
+/// (AS 65001) at `neighbor`: the collector's address, or the route
+/// reflector's on the router's edge-facing link (`--sensors` > 1).
+pub(super) fn start_peer(lab: &mut Lab, peer: Peer, neighbor: &str) -> Result<Peer> {
     let log = fs::File::create(lab.dir.join("peer.log"))?;
     let child = match peer {
         Peer::Gobgp => {
@@ -146,7 +148,7 @@ pub(super) fn start_peer(lab: &mut Lab, peer: Peer) -> Result<Peer> {
                 format!(
                     "[global.config]\n  as = 65000\n  router-id = \"{EDGE_ADDR}\"\n  port = 179\n  \
                      local-address-list = [\"{EDGE_ADDR}\"]\n\n[[neighbors]]\n  [neighbors.config]\n    \
-                     neighbor-address = \"{COLLECTOR_ADDR}\"\n    peer-as = 65001\n  \
+                     neighbor-address = \"{neighbor}\"\n    peer-as = 65001\n  \
                      [neighbors.transport.config]\n    passive-mode = true\n    local-address = \"{EDGE_ADDR}\"\n  \
                      [neighbors.ebgp-multihop.config]\n    enabled = true\n    multihop-ttl = 4\n{families}"
                 ),
@@ -164,7 +166,7 @@ pub(super) fn start_peer(lab: &mut Lab, peer: Peer) -> Result<Peer> {
                 format!(
                     "log stderr all;\nrouter id {EDGE_ADDR};\nipv4 table master4;\nflow4 table flowtab4;\n\
                      protocol device {{ }}\nprotocol bgp sensor {{\n  local {EDGE_ADDR} port 179 as 65000;\n  \
-                     neighbor {COLLECTOR_ADDR} as 65001;\n  passive on;\n  multihop;\n  \
+                     neighbor {neighbor} as 65001;\n  passive on;\n  multihop;\n  \
                      ipv4 {{ import all; export none; }};\n  \
                      flow4 {{ table flowtab4; import all; export none; }};\n}}\n"
                 ),

@@ -8,11 +8,12 @@ use std::{
 };
 
 use anyhow::{Result, bail};
+use edge_sensor_labconf::{Bgp, BgpPeer};
 
 use super::{COLLECTOR_ADDR, CUSTOMERS, EDGE_ADDR, Lab, PLAYER_UDP_PPS, exited};
 
 /// The thresholds for hping3's ~5 kpps at 1:10.
-const HPING3_THRESHOLDS: &str = r#"[detect.thresholds]
+pub(super) const HPING3_THRESHOLDS: &str = r#"[detect.thresholds]
 all = { pps = 4000 }
 tcp_syn = { pps = 1500 }
 udp = { pps = 2000 }
@@ -44,13 +45,34 @@ pub(super) fn sensor_config(lab: &Lab, pass_telemetry: bool, player: bool) -> St
     } else {
         HPING3_THRESHOLDS.to_string()
     };
+    let bgp = Bgp::new(COLLECTOR_ADDR, 65001, &[CUSTOMERS]).peer(BgpPeer::new(
+        "router",
+        EDGE_ADDR,
+        COLLECTOR_ADDR,
+        65000,
+    ));
+    config_with(
+        &format!("[telemetry]\npass_telemetry = {pass_telemetry}\n"),
+        &thresholds,
+        &lab.dir.join("events.jsonl"),
+        &bgp.section(),
+    )
+}
+
+/// The daemon's configuration around its `telemetry`, `thresholds` and
+/// `bgp` sections: polls every second, release after 3 s at half the
+/// threshold, rules held 10 s at least, events to `events`.
+pub(super) fn config_with(
+    telemetry: &str,
+    thresholds: &str,
+    events: &std::path::Path,
+    bgp: &str,
+) -> String {
     format!(
         r#"[daemon]
 metrics_listen = "127.0.0.1:9810"
 
-[telemetry]
-pass_telemetry = {pass_telemetry}
-
+{telemetry}
 [detect]
 own_networks = ["{CUSTOMERS}"]
 poll_interval = "1s"
@@ -67,45 +89,36 @@ min_hold = "10s"
 escalate_after = "10m"
 event_log = "{events}"
 
-[bgp]
-router_id = "{COLLECTOR_ADDR}"
-local_asn = 65001
-announce_within = ["{CUSTOMERS}"]
-[[bgp.peers]]
-name = "router"
-address = "{EDGE_ADDR}"
-local_address = "{COLLECTOR_ADDR}"
-peer_asn = 65000
-hold_time = 9
-connect_retry = 1
-connect_retry_max = 2
-families = ["ipv4-flowspec", "ipv4-unicast"]
-next_hop_v4 = "192.0.2.254"
-"#,
-        events = lab.dir.join("events.jsonl").display()
+{bgp}"#,
+        events = events.display()
     )
 }
 
+/// Waits for the (first) sensor's XDP program on the collector's veth.
 pub(super) fn wait_for_xdp(lab: &mut Lab) -> Result<()> {
+    let (ns, iface) = (lab.names.collector.clone(), lab.names.cr.clone());
+    wait_for_xdp_on(lab, &ns, &iface, &lab.dir.join("sensor.log"))
+}
+
+/// Waits for the XDP program on `iface` in `ns` (the sensor logging to
+/// `log`), 20 s at most.
+pub(super) fn wait_for_xdp_on(
+    lab: &mut Lab,
+    ns: &str,
+    iface: &str,
+    log: &std::path::Path,
+) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let out = Command::new("ip")
-            .args([
-                "-n",
-                &lab.names.collector,
-                "-d",
-                "link",
-                "show",
-                "dev",
-                &lab.names.cr,
-            ])
+            .args(["-n", ns, "-d", "link", "show", "dev", iface])
             .output()?;
         if String::from_utf8_lossy(&out.stdout).contains("prog/xdp") {
             return Ok(());
         }
         if exited(lab).is_some() || Instant::now() > deadline {
-            let log = fs::read_to_string(lab.dir.join("sensor.log")).unwrap_or_default();
-            bail!("edge-sensor did not attach; its log:\n{log}");
+            let log = fs::read_to_string(log).unwrap_or_default();
+            bail!("edge-sensor did not attach to {iface} in {ns}; its log:\n{log}");
         }
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -38,6 +38,20 @@ impl Timeline {
         }
     }
 
+    /// When `event` was first noted, in seconds of the timeline.
+    pub(super) fn time_of(&self, event: &str) -> Option<f64> {
+        self.at.iter().find(|(x, _)| x == event).map(|(_, t)| *t)
+    }
+
+    /// A summary of the caller's own: `s` as JSON, or `text`.
+    pub(super) fn summary_with(&self, s: &Value, text: String) {
+        if self.json {
+            println!("{s}");
+        } else {
+            println!("{text}");
+        }
+    }
+
     pub(super) fn summary(&self, attack: &str, complete: bool) {
         let at = |e: &str| self.at.iter().find(|(x, _)| x == e).map(|(_, t)| *t);
         let since = |e: &str| Some(at(e)? - at("attack_started")?);

@@ -77,27 +77,59 @@ impl Exporter {
     }
 }
 
+/// `--sensors` > 1: exporter `index` of `of`, standing for one of `of`
+/// edge routers: it samples only the packets whose source address ends in
+/// a byte equal to `index` modulo `of` (hping3's random sources: a share
+/// of the flood each), exports them as agent `agent` to `collector`.
+pub(super) struct Share {
+    pub index: usize,
+    pub of: usize,
+    pub agent: String,
+    pub collector: String,
+}
+
+impl Share {
+    /// The share as a libpcap filter.
+    fn filter(&self) -> String {
+        format!("ip[15] % {} = {}", self.of, self.index)
+    }
+}
+
 pub(super) fn start_exporter(lab: &Lab, exporter: Exporter, sampling: u32) -> Result<Child> {
-    let log = fs::File::create(lab.dir.join("exporter.log"))?;
+    start_exporter_share(lab, exporter, sampling, None)
+}
+
+pub(super) fn start_exporter_share(
+    lab: &Lab,
+    exporter: Exporter,
+    sampling: u32,
+    share: Option<&Share>,
+) -> Result<Child> {
+    let suffix = share.map_or(String::new(), |s| format!("-{}", s.index + 1));
+    let collector = share.map_or(COLLECTOR_ADDR, |s| s.collector.as_str());
+    let agent = share.map_or(ROUTER_ADDR, |s| s.agent.as_str());
+    let filter = share.map(Share::filter);
+    let log = fs::File::create(lab.dir.join(format!("exporter{suffix}.log")))?;
     let mut cmd = match exporter {
         Exporter::PmacctSflow | Exporter::PmacctIpfix => {
             let plugin = match exporter {
                 Exporter::PmacctSflow => format!(
-                    "plugins: sfprobe\nsfprobe_receiver: {COLLECTOR_ADDR}:6343\n\
-                     sfprobe_agentip: {ROUTER_ADDR}\nsfprobe_agentsubid: 1\n\
+                    "plugins: sfprobe\nsfprobe_receiver: {collector}:6343\n\
+                     sfprobe_agentip: {agent}\nsfprobe_agentsubid: 1\n\
                      sfprobe_ifspeed: 10000000000\n"
                 ),
                 _ => format!(
-                    "plugins: nfprobe\nnfprobe_receiver: {COLLECTOR_ADDR}:4739\n\
-                     nfprobe_version: 10\nnfprobe_source_ip: {ROUTER_ADDR}\n\
+                    "plugins: nfprobe\nnfprobe_receiver: {collector}:4739\n\
+                     nfprobe_version: 10\nnfprobe_source_ip: {agent}\n\
                      nfprobe_timeouts: tcp=3:udp=3:icmp=3:general=3:maxlife=5:expint=1\n"
                 ),
             };
-            let conf = lab.dir.join("pmacctd.conf");
+            let conf = lab.dir.join(format!("pmacctd{suffix}.conf"));
+            let filter = filter.map_or(String::new(), |f| format!("pcap_filter: {f}\n"));
             fs::write(
                 &conf,
                 format!(
-                    "daemonize: false\npcap_interface: {}\nsampling_rate: {sampling}\n{plugin}",
+                    "daemonize: false\npcap_interface: {}\nsampling_rate: {sampling}\n{filter}{plugin}",
                     lab.names.re
                 ),
             )?;
@@ -108,14 +140,16 @@ pub(super) fn start_exporter(lab: &Lab, exporter: Exporter, sampling: u32) -> Re
         Exporter::SoftflowdIpfix => {
             let mut cmd = in_ns(&lab.names.router, "softflowd");
             cmd.args(["-d", "-i", &lab.names.re, "-v", "10", "-n"])
-                .arg(format!("{COLLECTOR_ADDR}:4739"))
+                .arg(format!("{collector}:4739"))
                 .arg("-s")
                 .arg(sampling.to_string())
                 .arg("-p")
-                .arg(lab.dir.join("softflowd.pid"))
+                .arg(lab.dir.join(format!("softflowd{suffix}.pid")))
                 .arg("-c")
-                .arg(lab.dir.join("softflowd.ctl"))
+                .arg(lab.dir.join(format!("softflowd{suffix}.ctl")))
                 .args(["-t", "maxlife=5", "-t", "expint=1", "-t", "icmp=3"]);
+            // The capture filter: softflowd's arguments after its options.
+            cmd.args(filter);
             cmd
         }
         Exporter::PlayerSflow | Exporter::PlayerIpfix => {
