@@ -48,9 +48,10 @@ use super::{
     in_ns, ip,
     peers::start_peer,
     sensor::{HPING3_THRESHOLDS, config_with, wait_for_xdp_on},
+    stop_attack,
     timeline::Timeline,
     topology::veth_pair,
-    traffic::{Share, start_exporter_share},
+    traffic::{Share, start_exporter_share, start_normal_traffic},
 };
 use crate::util;
 
@@ -421,14 +422,7 @@ pub(super) fn run(args: &LabArgs, lab: &mut Lab, bin: &Path, mut tl: Timeline) -
             .with_context(|| format!("the exporter for {}", s.name))?;
         lab.children.push(("exporter", exporter));
     }
-    let traffic = in_ns(&lab.names.edge, "ping")
-        .args(["-q", "-i", "0.05", "-s", "500", "-c"])
-        .arg((args.duration * 20).to_string())
-        .arg(super::VICTIM)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting ping")?;
+    let traffic = start_normal_traffic(lab, args.duration)?;
     lab.children.push(("traffic", traffic));
     tl.note(
         "ready",
@@ -477,10 +471,8 @@ pub(super) fn run(args: &LabArgs, lab: &mut Lab, bin: &Path, mut tl: Timeline) -
             );
         }
         if !ended && t >= attack_end {
-            if let Some(mut a) = attack.take() {
-                // SAFETY: signalling our own child's process group.
-                unsafe { libc::kill(-(a.id() as i32), libc::SIGTERM) };
-                let _ = a.wait();
+            if let Some(a) = attack.take() {
+                stop_attack(a);
             }
             attacking = false;
             ended = true;
@@ -634,10 +626,8 @@ pub(super) fn run(args: &LabArgs, lab: &mut Lab, bin: &Path, mut tl: Timeline) -
         }
         std::thread::sleep(Duration::from_millis(if attacking { 50 } else { 200 }));
     }
-    if let Some(mut a) = attack.take() {
-        // SAFETY: as above.
-        unsafe { libc::kill(-(a.id() as i32), libc::SIGTERM) };
-        let _ = a.wait();
+    if let Some(a) = attack.take() {
+        stop_attack(a);
     }
     no_copy.end();
     no_rule.end();

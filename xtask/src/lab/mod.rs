@@ -57,7 +57,7 @@ use sensor::{sensor_config, wait_for_xdp};
 use timeline::Timeline;
 use topology::topology;
 pub(crate) use traffic::build_player;
-use traffic::start_exporter;
+use traffic::{start_exporter, start_normal_traffic};
 
 const COLLECTOR_ADDR: &str = "198.18.200.2";
 const ROUTER_ADDR: &str = "198.18.200.1";
@@ -486,14 +486,7 @@ pub fn lab(args: LabArgs) -> Result<()> {
     } else {
         let exporter = start_exporter(&lab, args.exporter, args.sampling)?;
         lab.children.push(("exporter", exporter));
-        let traffic = in_ns(&lab.names.edge, "ping")
-            .args(["-q", "-i", "0.05", "-s", "500", "-c"])
-            .arg((args.duration * 20).to_string())
-            .arg(VICTIM)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting ping")?;
+        let traffic = start_normal_traffic(&lab, args.duration)?;
         lab.children.push(("traffic", traffic));
         tl.note(
             "ready",
@@ -553,10 +546,8 @@ pub fn lab(args: LabArgs) -> Result<()> {
             }
         }
         if !ended && t >= attack_end {
-            if let Some(mut a) = attack.take() {
-                // SAFETY: signalling our own child's process group.
-                unsafe { libc::kill(-(a.id() as i32), libc::SIGTERM) };
-                let _ = a.wait();
+            if let Some(a) = attack.take() {
+                stop_attack(a);
             }
             attacking = false;
             ended = true;
@@ -659,10 +650,8 @@ pub fn lab(args: LabArgs) -> Result<()> {
         let waiting = attacking && !(detected && ruled && banned);
         std::thread::sleep(Duration::from_millis(if waiting { 50 } else { 200 }));
     }
-    if let Some(mut a) = attack.take() {
-        // SAFETY: as above.
-        unsafe { libc::kill(-(a.id() as i32), libc::SIGTERM) };
-        let _ = a.wait();
+    if let Some(a) = attack.take() {
+        stop_attack(a);
     }
     let label = if player.is_some() {
         format!("udp-flood-{}pps", args.flood_pps)
@@ -688,6 +677,14 @@ fn class_name(c: &Value) -> String {
 
 /// The first child that exited before its time: any daemon, or a traffic
 /// generator that failed (one that finished its count is fine).
+/// Stops an attack (hping3 or the player) with its process group, and
+/// reaps it.
+fn stop_attack(mut attack: std::process::Child) {
+    // SAFETY: signalling our own child's process group.
+    unsafe { libc::kill(-(attack.id() as i32), libc::SIGTERM) };
+    let _ = attack.wait();
+}
+
 fn exited(lab: &mut Lab) -> Option<(&'static str, std::process::ExitStatus)> {
     lab.children.iter_mut().find_map(|(name, child)| {
         let status = child.try_wait().ok().flatten()?;

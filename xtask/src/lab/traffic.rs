@@ -95,6 +95,19 @@ impl Share {
     }
 }
 
+/// The lab's normal traffic: ping from the edge to the victim, 20 a second
+/// of 500 bytes, for `secs` seconds.
+pub(super) fn start_normal_traffic(lab: &Lab, secs: u64) -> Result<Child> {
+    super::in_ns(&lab.names.edge, "ping")
+        .args(["-q", "-i", "0.05", "-s", "500", "-c"])
+        .arg((secs * 20).to_string())
+        .arg(super::VICTIM)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("starting ping")
+}
+
 pub(super) fn start_exporter(lab: &Lab, exporter: Exporter, sampling: u32) -> Result<Child> {
     start_exporter_share(lab, exporter, sampling, None)
 }
