@@ -490,13 +490,25 @@ impl Sensor {
             .ok_or(LoadError::MissingMap(USER_DST_STATS))?;
         let mut dst: HashMap<_, DstKey, DstStats> =
             HashMap::try_from(map).map_err(map_err(USER_DST_STATS))?;
+        // One line per poll, not one per destination: past the map's size
+        // every poll would otherwise log each destination left out (a
+        // million lines a poll at 1M destinations).
+        let mut left_out = 0usize;
+        let mut first: Option<(IpAddr, MapError)> = None;
         for (ip, stats) in &report.destinations {
             let key = DstKey {
                 addr: addr::to_key(*ip),
             };
             if let Err(e) = dst.insert(key, stats, 0) {
-                tracing::warn!("{USER_DST_STATS} is full: {ip} not published ({e})");
+                left_out += 1;
+                first.get_or_insert((*ip, e));
             }
+        }
+        if let Some((ip, e)) = first {
+            tracing::warn!(
+                left_out,
+                "{USER_DST_STATS} is full: {left_out} destinations not published, {ip} first ({e})"
+            );
         }
         let map = self
             .ebpf
