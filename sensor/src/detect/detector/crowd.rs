@@ -42,16 +42,10 @@ impl Detector {
         crossed: &[[bool; 2]; 7],
         now: Duration,
     ) -> Verdict {
-        if !self.crowd_test_applies(victim, fp, signals, crossed) {
-            return Verdict::NotJudged;
-        }
-        let Some(h) = self.hosts.get(&victim.network()) else {
+        let Some(similarity) = self.crowd_similarity_bar(victim, fp, signals, crossed) else {
             return Verdict::NotJudged;
         };
-        let Some(bc) = &self.groups[h.group].baseline else {
-            return Verdict::NotJudged;
-        };
-        if self.crowd_similarity(victim, &fp.flow) >= bc.flash_crowd_similarity {
+        if self.crowd_similarity(victim, &fp.flow) >= similarity {
             self.unlike_since.remove(&victim);
             return Verdict::Crowd;
         }
@@ -70,27 +64,26 @@ impl Detector {
         }
     }
 
-    /// Whether a crossing may be a flash crowd at all (see [`Verdict`]).
-    fn crowd_test_applies(
+    /// The group's `flash_crowd_similarity` when a crossing may be a flash
+    /// crowd at all, `None` when no crowd test applies (see [`Verdict`]).
+    fn crowd_similarity_bar(
         &self,
         victim: IpNet,
         fp: &Fingerprint,
         signals: &Table,
         crossed: &[[bool; 2]; 7],
-    ) -> bool {
-        let Some(h) = self.hosts.get(&victim.network()) else {
-            return false;
-        };
+    ) -> Option<f64> {
+        let h = self.hosts.get(&victim.network())?;
         let (Some(bc), Some(a)) = (&self.groups[h.group].baseline, &h.adaptive) else {
-            return false;
+            return None;
         };
         if bc.flash_crowd_similarity <= 0.0
             || a.baseline.learnt_secs() < bc.window.as_secs_f64()
             || fp.normal_basis != NormalBasis::Samples
         {
-            return false;
+            return None;
         }
-        TrafficClass::ALL.iter().all(|&c| {
+        let within = TrafficClass::ALL.iter().all(|&c| {
             Metric::BOTH.iter().all(|&m| {
                 let (i, j) = (c.index(), m.index());
                 !crossed[i][j]
@@ -101,7 +94,8 @@ impl Detector {
                             .get(m)
                             .is_none_or(|ceil| signals[i][j] < ceil))
             })
-        })
+        });
+        within.then_some(bc.flash_crowd_similarity)
     }
 
     /// The share of the host's normal samples that `flow` hits once it is
