@@ -197,6 +197,16 @@ impl Cluster {
         ));
     }
 
+    /// SIGTERM to sensor `i`, waited for on a thread of its own (a clean
+    /// stop hands its rules over before it exits): joins with its exit.
+    pub fn terminate(
+        &mut self,
+        i: usize,
+    ) -> std::thread::JoinHandle<Option<std::process::ExitStatus>> {
+        let s = self.sensors[i].take().expect("sensor running");
+        std::thread::spawn(move || s.stop(libc::SIGTERM))
+    }
+
     pub fn kill(&mut self, i: usize) {
         if let Some(s) = self.sensors[i].take() {
             s.stop(libc::SIGKILL);
@@ -243,10 +253,16 @@ impl Cluster {
     /// and Flow Spec rules with it as destination, from every neighbor;
     /// the sensor (by name) each came from.
     pub fn copies_of(&self, victim: &str) -> Vec<String> {
+        self.copies_of_net(&format!("{victim}/32"))
+    }
+
+    /// Copies of the rule for the prefix `net` (`198.18.202.0/24`): paths
+    /// for it and Flow Spec rules with it as destination.
+    pub fn copies_of_net(&self, net: &str) -> Vec<String> {
         let mut out = Vec::new();
         for (family, needle) in [
-            ("ipv4", format!("{victim}/32")),
-            ("ipv4-flowspec", format!("destination: {victim}/32")),
+            ("ipv4", net.to_string()),
+            ("ipv4-flowspec", format!("destination: {net}")),
         ] {
             for (nlri, paths) in self.gobgp.rib(family) {
                 if nlri == needle || (family != "ipv4" && nlri.contains(&needle)) {
@@ -362,16 +378,27 @@ pub struct Exporters {
 
 impl Exporters {
     pub fn start(ns: &NetNs, victim: &str, shares: [u32; 3], limit: Duration) -> Self {
+        Self::start_spread(ns, vec![victim.parse().unwrap()], shares, limit)
+    }
+
+    /// As [`Exporters::start`], each share spread evenly over `victims`
+    /// (a carpet bombing: the samples go to them in turn).
+    pub fn start_spread(
+        ns: &NetNs,
+        victims: Vec<std::net::Ipv4Addr>,
+        shares: [u32; 3],
+        limit: Duration,
+    ) -> Self {
+        assert!(!victims.is_empty());
         let stop = Arc::new(AtomicBool::new(false));
         let file = std::fs::File::open(ns.path()).expect("open the namespace");
         let flag = stop.clone();
-        let victim = victim.to_string();
         let thread = std::thread::spawn(move || {
             // SAFETY: a valid netns fd; setns changes only this thread.
             let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
             assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
             let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
-            let victim: std::net::Ipv4Addr = victim.parse().unwrap();
+            let mut next = victims.iter().cycle();
             let start = Instant::now();
             let mut seq = 0u32;
             let mut sent = 0u64;
@@ -385,7 +412,7 @@ impl Exporters {
                                 vec![Record::Ipv4 {
                                     length: 500,
                                     protocol: 17,
-                                    dst: victim.octets(),
+                                    dst: next.next().expect("cycle").octets(),
                                     tcp_flags: 0,
                                 }],
                             )
@@ -423,7 +450,12 @@ impl Drop for Exporters {
 
 /// The owner of the victim among `members` (the sensors' own function).
 pub fn owner_of(members: &[&str]) -> usize {
-    let victim: ipnet::IpNet = format!("{VICTIM}/32").parse().unwrap();
+    owner_of_net(members, &format!("{VICTIM}/32"))
+}
+
+/// The index in [`NAMES`] of the rendezvous owner of the prefix `net`.
+pub fn owner_of_net(members: &[&str], net: &str) -> usize {
+    let victim: ipnet::IpNet = net.parse().unwrap();
     let name = edge_sensor::cluster::owner::owner(&victim, members.iter().copied()).unwrap();
     NAMES.iter().position(|n| *n == name).unwrap()
 }

@@ -13,6 +13,10 @@
 //! (b) The owner SIGKILLed mid-attack: gobgpd drops its routes with the
 //! session, the next owner announces once the membership expires; the
 //! time with zero copies is bounded, and exactly one copy remains after.
+//! (e) The owner stopped cleanly (SIGTERM) mid-attack: it hands over
+//! before it goes, so gobgpd never holds zero copies.
+//! (f) A carpet bombing of a /24 split over the three sensors, no host
+//! near its threshold anywhere: one network-wide rule for the block.
 
 use std::time::{Duration, Instant};
 
@@ -429,5 +433,121 @@ fn a_split_flood_is_ruled_within_a_second_of_one_sensor_seeing_it_all() {
     assert!(
         split <= single + Duration::from_secs(1),
         "split {split:?} against single {single:?}"
+    );
+}
+
+/// (e) A clean stop hands over: the owner leaves the membership at once,
+/// the heir announces at its next step, and the owner withdraws (its
+/// session closes) only once the heir's claim is in the bucket. Sampled
+/// every 50 ms, gobgpd never holds zero copies.
+#[test]
+fn the_owner_stopped_cleanly_hands_over_with_never_zero_copies() {
+    let mut c = Cluster::start(1);
+    wait_clustered(&c);
+    let owner = owner_of(&NAMES);
+    let _exporters = Exporters::start(c.ns, VICTIM, [SHARE_PPS; 3], Duration::from_secs(120));
+    let ruled = wait(Duration::from_secs(30), || c.copies() > 0);
+    assert!(ruled, "no rule on gobgpd in 30 s:\n{}", c.logs());
+    let (lo, hi) = copies_of_over(&c, VICTIM, Duration::from_secs(2));
+    assert_eq!((lo, hi), (1, 1), "one copy before the stop:\n{}", c.logs());
+    let survivors: Vec<&str> = NAMES
+        .iter()
+        .copied()
+        .filter(|n| *n != NAMES[owner])
+        .collect();
+    let heir = owner_of(&survivors);
+
+    let stopping = c.terminate(owner);
+    let stopped = Instant::now();
+    let mut fewest = usize::MAX;
+    let mut heir_after = None;
+    while stopped.elapsed() < Duration::from_secs(8) {
+        let copies = c.copies_of(VICTIM);
+        fewest = fewest.min(copies.len());
+        if heir_after.is_none() && copies.iter().any(|s| s == NAMES[heir]) {
+            heir_after = Some(stopped.elapsed());
+        }
+        if stopping.is_finished() && copies == [NAMES[heir]] {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let exit = stopping.join().expect("stop thread");
+    let exited_after = stopped.elapsed();
+    assert!(
+        exit.is_some_and(|e| e.success()),
+        "{} did not exit cleanly: {exit:?}\n{}",
+        NAMES[owner],
+        c.logs()
+    );
+    assert!(
+        fewest >= 1,
+        "gobgpd held no copy during the clean stop of {}:\n{}",
+        NAMES[owner],
+        c.logs()
+    );
+    let heir_after = heir_after.expect("the heir announced");
+    let (lo, hi) = copies_of_over(&c, VICTIM, Duration::from_secs(3));
+    assert_eq!((lo, hi), (1, 1), "one copy after:\n{}", c.logs());
+    assert_eq!(c.copies_of(VICTIM), [NAMES[heir]]);
+    let log = std::fs::read_to_string(c.log_path(owner)).unwrap_or_default();
+    assert!(
+        log.contains("every rule announced here is announced by another sensor"),
+        "the owner's log says it handed over:\n{log}"
+    );
+    eprintln!(
+        "owner {} stopped cleanly: {} announced {:.2} s after the SIGTERM, the owner exited {:.2} s after it; fewest copies on gobgpd {fewest}",
+        NAMES[owner],
+        NAMES[heir],
+        heir_after.as_secs_f64(),
+        exited_after.as_secs_f64()
+    );
+}
+
+/// (f) Carpet bombing split three ways: 64 hosts of 198.18.202.0/24,
+/// 4 kpps per sensor against the block's 10 kpps (each host some 60 pps
+/// per sensor against its own 10 kpps). No sensor has a local attack; the
+/// summaries' block sums make one network-wide aggregate attack on the
+/// /24, one rule on gobgpd, announced by the block's owner.
+#[test]
+fn a_carpet_bombing_split_over_three_sensors_is_one_network_wide_block_rule() {
+    const BLOCK: &str = "198.18.202.0/24";
+    let c = Cluster::start_tuned(1, 3, |config| {
+        format!("{config}\n[detect.aggregate]\nall = {{ pps = {THRESHOLD_PPS} }}\n")
+    });
+    wait_clustered(&c);
+    let owner = owner_of_net(&NAMES, BLOCK);
+    let hosts: Vec<std::net::Ipv4Addr> = (1..=64).map(|i| [198, 18, 202, i].into()).collect();
+    let _exporters = Exporters::start_spread(c.ns, hosts, [SHARE_PPS; 3], Duration::from_secs(120));
+    let started = Instant::now();
+    let ruled = wait(Duration::from_secs(30), || {
+        !c.copies_of_net(BLOCK).is_empty()
+    });
+    assert!(ruled, "no rule for {BLOCK} in 30 s:\n{}", c.logs());
+    let rule_after = started.elapsed();
+    let mut fewest = usize::MAX;
+    let mut most = 0;
+    let sampled = Instant::now();
+    while sampled.elapsed() < Duration::from_secs(3) {
+        let n = c.copies_of_net(BLOCK).len();
+        fewest = fewest.min(n);
+        most = most.max(n);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!((fewest, most), (1, 1), "one copy:\n{}", c.logs());
+    assert_eq!(c.copies_of_net(BLOCK), [NAMES[owner]]);
+    for (i, name) in NAMES.iter().enumerate() {
+        let status = c.ask(i, &["status"]);
+        assert_eq!(status["detection"]["attacks"], 0, "{name}: {status}");
+    }
+    let view = c.ask((owner + 1) % 3, &["cluster"]);
+    let attacks = view["attacks"].as_array().unwrap();
+    assert_eq!(attacks.len(), 1, "{view:#}");
+    assert_eq!(attacks[0]["victim"], BLOCK, "{view:#}");
+    assert_eq!(attacks[0]["owner"], NAMES[owner], "{view:#}");
+    eprintln!(
+        "carpet over {BLOCK} split 3 x {SHARE_PPS} pps against {THRESHOLD_PPS} per block: rule on gobgpd {:.2} s after the first datagram, owner {}",
+        rule_after.as_secs_f64(),
+        NAMES[owner]
     );
 }

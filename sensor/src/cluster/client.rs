@@ -1,8 +1,10 @@
 //! The NATS JetStream side: one connection per sensor, the summary stream
-//! (`EDGE_SENSOR_SUMMARIES`, subject `edge-sensor.summary.<name>`, the
-//! latest message per subject kept) and the membership bucket
+//! (`EDGE_SENSOR_SUMMARIES`, subject `edge-sensor.summary.<name>.<part>`,
+//! the latest message per subject kept; one part unless a summary is over
+//! the server's `max_payload`) and the membership bucket
 //! (`edge-sensor-members`, one key per sensor, put every heartbeat, entries
-//! older than `member_ttl` dropped by the server).
+//! older than `member_ttl` dropped by the server; deleted by a sensor that
+//! stops cleanly, which makes it no member at once, [`Client::leave`]).
 //!
 //! Liveness is judged on this sensor's monotonic clock: a member is live
 //! while its last heartbeat arrived (through a bucket watch) within
@@ -21,7 +23,7 @@ use futures_util::StreamExt;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use super::{ClusterConfig, Summary};
+use super::{ClusterConfig, ClusterStats, Summary, summary::Part};
 
 pub const STREAM: &str = "EDGE_SENSOR_SUMMARIES";
 pub const SUBJECT_PREFIX: &str = "edge-sensor.summary";
@@ -85,7 +87,18 @@ async fn bounded<T, E: std::fmt::Display>(
     }
 }
 
-type Members = Arc<Mutex<BTreeMap<String, Instant>>>;
+/// Last heartbeat per member, and the members that left (a delete of
+/// their key) and have not heartbeat since.
+#[derive(Debug, Default)]
+struct Heard {
+    beats: BTreeMap<String, Instant>,
+    left: std::collections::BTreeSet<String>,
+}
+
+type Members = Arc<Mutex<Heard>>;
+
+/// Room left in a message for NATS's and JetStream's headers.
+const PAYLOAD_SLACK: usize = 1024;
 
 /// A sensor's connection to the cluster.
 pub struct Client {
@@ -103,6 +116,9 @@ pub struct Client {
     /// Per member: the stream sequence of its latest summary and when it
     /// was seen to change (`None`: not since it was first read).
     seen: BTreeMap<String, (u64, Option<Instant>)>,
+    /// Per member, its last summary whose parts were all of one poll
+    /// (used when a read meets a summary half written).
+    whole: BTreeMap<String, Summary>,
     last_heartbeat: Option<Instant>,
     /// Per operation bound.
     limit: Duration,
@@ -152,6 +168,7 @@ impl Client {
             claims: Claims::default(),
             claims_watch: None,
             seen: BTreeMap::new(),
+            whole: BTreeMap::new(),
             last_heartbeat: None,
             limit,
         })
@@ -161,8 +178,8 @@ impl Client {
         &self.cfg.name
     }
 
-    fn subject(name: &str) -> String {
-        format!("{SUBJECT_PREFIX}.{name}")
+    fn subject(name: &str, part: u8) -> String {
+        format!("{SUBJECT_PREFIX}.{name}.{part}")
     }
 
     /// Creates (or binds to) the stream and the bucket, and starts the
@@ -177,7 +194,7 @@ impl Client {
                 self.limit,
                 self.js.get_or_create_stream(stream::Config {
                     name: STREAM.into(),
-                    subjects: vec![format!("{SUBJECT_PREFIX}.*")],
+                    subjects: vec![format!("{SUBJECT_PREFIX}.*.*")],
                     max_messages_per_subject: 1,
                     max_age: self.cfg.member_ttl * 4,
                     storage: stream::StorageType::Memory,
@@ -277,13 +294,15 @@ impl Client {
             .members
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+            .beats
             .clone();
         self.known_members(now)
             .into_iter()
             .map(|name| {
                 let beat = beats.get(&name).map(|t| now.duration_since(*t));
                 MemberView {
-                    live: beat.is_some_and(|b| b <= ttl) || self.summary_moving(&name, now),
+                    live: beat.is_some_and(|b| b <= ttl)
+                        || (self.summary_moving(&name, now) && !self.has_left(&name)),
                     heartbeat_age_ms: beat.map(|b| b.as_millis() as u64),
                     summary_age_ms: self
                         .seen
@@ -306,8 +325,9 @@ impl Client {
     pub async fn step(
         &mut self,
         summary: &Summary,
+        stats: &mut ClusterStats,
     ) -> Result<Vec<(String, Summary)>, ClusterError> {
-        let result = self.step_once(summary).await;
+        let result = self.step_once(summary, stats).await;
         if result.is_err() {
             // The server may have come back without them (memory storage
             // of a restarted single node): made or bound again next time.
@@ -321,6 +341,7 @@ impl Client {
     async fn step_once(
         &mut self,
         summary: &Summary,
+        stats: &mut ClusterStats,
     ) -> Result<Vec<(String, Summary)>, ClusterError> {
         self.ensure().await?;
         let now = Instant::now();
@@ -337,41 +358,50 @@ impl Client {
             .await?;
             self.last_heartbeat = Some(now);
         }
-        let ack = bounded(
-            "publish",
-            self.limit,
-            self.js
-                .publish(Self::subject(&self.cfg.name), summary.encode().into()),
-        )
-        .await?;
-        bounded(
-            "publish ack",
-            self.limit,
-            std::future::IntoFuture::into_future(ack),
-        )
-        .await?;
+        // Cut to the server's message size; the parts go last first, so a
+        // reader that sees part 0 of a poll finds its other parts there.
+        let max = self.client.server_info().max_payload.max(64 * 1024);
+        let encoded = summary.encode_parts(max - PAYLOAD_SLACK);
+        if encoded.left_out > 0 {
+            stats.summary_entries_left_out += encoded.left_out as u64;
+            tracing::warn!(
+                left_out = encoded.left_out,
+                "cluster: summary over {} parts; its lightest entries left out",
+                super::summary::MAX_PARTS
+            );
+        }
+        for (i, part) in encoded.parts.iter().enumerate().rev() {
+            let len = part.len() as u64;
+            let ack = bounded(
+                "publish",
+                self.limit,
+                self.js
+                    .publish(Self::subject(&self.cfg.name, i as u8), part.clone().into()),
+            )
+            .await?;
+            bounded(
+                "publish ack",
+                self.limit,
+                std::future::IntoFuture::into_future(ack),
+            )
+            .await?;
+            stats.summary_parts_published += 1;
+            stats.summary_bytes_published += len;
+        }
         let stream = self.stream.clone().expect("stream");
         let mut out = Vec::new();
         for name in self.known_members(now) {
-            let subject = Self::subject(&name);
-            let read = stream.get_last_raw_message_by_subject(&subject);
-            let m = match tokio::time::timeout(self.limit, read).await {
-                Err(_) => {
-                    return Err(ClusterError(format!(
-                        "read summary: no answer in {:?}",
-                        self.limit
-                    )));
+            if self.has_left(&name) {
+                continue;
+            }
+            let Some(m) = self.read_part(&stream, &name, 0).await? else {
+                // Aged out (an outage longer than the stream keeps
+                // summaries): still asked for until long silent.
+                if !self.heard_within(&name, now, self.cfg.member_ttl * FORGET_AFTER_TTLS) {
+                    self.seen.remove(&name);
+                    self.whole.remove(&name);
                 }
-                Ok(Ok(m)) => m,
-                Ok(Err(e)) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => {
-                    // Aged out (an outage longer than the stream keeps
-                    // summaries): still asked for until long silent.
-                    if !self.heard_within(&name, now, self.cfg.member_ttl * FORGET_AFTER_TTLS) {
-                        self.seen.remove(&name);
-                    }
-                    continue;
-                }
-                Ok(Err(e)) => return Err(err("read summary", e)),
+                continue;
             };
             let entry = self.seen.entry(name.clone()).or_insert((m.sequence, None));
             if entry.0 != m.sequence {
@@ -385,12 +415,58 @@ impl Client {
             if !(moving || (entry.1.is_none() && self.heartbeat_fresh(&name, now))) {
                 continue;
             }
-            match Summary::decode(&m.payload) {
-                Ok(s) => out.push((name, s)),
-                Err(e) => tracing::warn!(member = %name, "cluster: {e}"),
+            let first = match Part::decode(&m.payload) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(member = %name, "cluster: {e}");
+                    continue;
+                }
+            };
+            let mut parts = vec![first];
+            for i in 1..parts[0].count {
+                let part = self.read_part(&stream, &name, i).await?;
+                match part.map(|m| Part::decode(&m.payload)) {
+                    Some(Ok(p)) => parts.push(p),
+                    Some(Err(e)) => tracing::warn!(member = %name, part = i, "cluster: {e}"),
+                    None => break,
+                }
+            }
+            match Summary::join(parts) {
+                Ok(s) => {
+                    self.whole.insert(name.clone(), s.clone());
+                    out.push((name, s));
+                }
+                // Read while its next poll was being written: the last
+                // whole one stands in (a destination absent from the sum
+                // would restart its counters).
+                Err(e) => match self.whole.get(&name) {
+                    Some(s) => out.push((name, s.clone())),
+                    None => tracing::debug!(member = %name, "cluster: {e}"),
+                },
             }
         }
         Ok(out)
+    }
+
+    /// The last message of `name`'s summary part `part`, `None` if the
+    /// stream has none.
+    async fn read_part(
+        &self,
+        stream: &stream::Stream,
+        name: &str,
+        part: u8,
+    ) -> Result<Option<async_nats::jetstream::message::StreamMessage>, ClusterError> {
+        let subject = Self::subject(name, part);
+        let read = stream.get_last_raw_message_by_subject(&subject);
+        match tokio::time::timeout(self.limit, read).await {
+            Err(_) => Err(ClusterError(format!(
+                "read summary: no answer in {:?}",
+                self.limit
+            ))),
+            Ok(Ok(m)) => Ok(Some(m)),
+            Ok(Err(e)) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Ok(Err(e)) => Err(err("read summary", e)),
+        }
     }
 
     /// The live members, by name (this sensor included once it has sent a
@@ -402,13 +478,23 @@ impl Client {
         let now = Instant::now();
         self.known_members(now)
             .into_iter()
-            .filter(|n| self.heartbeat_fresh(n, now) || self.summary_moving(n, now))
+            .filter(|n| {
+                self.heartbeat_fresh(n, now) || (self.summary_moving(n, now) && !self.has_left(n))
+            })
             .collect()
+    }
+
+    /// Whether `name` left (deleted its membership) and has not heartbeat
+    /// since: no member, whatever its last summary says.
+    fn has_left(&self, name: &str) -> bool {
+        let members = self.members.lock().unwrap_or_else(|e| e.into_inner());
+        members.left.contains(name)
     }
 
     fn heartbeat_fresh(&self, name: &str, now: Instant) -> bool {
         let members = self.members.lock().unwrap_or_else(|e| e.into_inner());
         members
+            .beats
             .get(name)
             .is_some_and(|t| now.duration_since(*t) <= self.cfg.member_ttl)
     }
@@ -424,6 +510,7 @@ impl Client {
     fn heard_within(&self, name: &str, now: Instant, span: Duration) -> bool {
         let members = self.members.lock().unwrap_or_else(|e| e.into_inner());
         let beat = members
+            .beats
             .get(name)
             .is_some_and(|t| now.duration_since(*t) <= span);
         beat || self
@@ -443,6 +530,7 @@ impl Client {
         let span = self.cfg.member_ttl * FORGET_AFTER_TTLS;
         let members = self.members.lock().unwrap_or_else(|e| e.into_inner());
         let mut names: std::collections::BTreeSet<String> = members
+            .beats
             .iter()
             .filter(|(_, t)| now.duration_since(**t) <= span)
             .map(|(n, _)| n.clone())
@@ -452,12 +540,30 @@ impl Client {
     }
 
     /// Leaves the cluster at once (a clean shutdown), instead of after
-    /// `member_ttl`.
-    pub async fn leave(mut self) {
+    /// `member_ttl`: the membership key is deleted, which makes this
+    /// sensor no member for every other at once. Then, make before break,
+    /// waits up to `wait` until every victim in `hand_over` is claimed by
+    /// another sensor (its heir has announced the rule), so the caller
+    /// withdraws this sensor's rules only once another copy is there.
+    /// Returns the victims not taken over in time.
+    pub async fn leave(mut self, hand_over: Vec<IpNet>, wait: Duration) -> Vec<IpNet> {
         if let Some(kv) = self.kv.take() {
             let _ = bounded("leave", self.limit, kv.delete(&self.cfg.name)).await;
         }
-        let _ = self.client.flush().await;
+        let _ = bounded("leave flush", self.limit, self.client.flush()).await;
+        let until = Instant::now() + wait;
+        loop {
+            let claims = self.claims();
+            let left: Vec<IpNet> = hand_over
+                .iter()
+                .filter(|v| claims.get(v).is_none_or(|c| c.sensor == self.cfg.name))
+                .copied()
+                .collect();
+            if left.is_empty() || Instant::now() >= until {
+                return left;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 
@@ -480,10 +586,12 @@ async fn watch_members(kv: kv::Store, members: Members) {
                     let mut m = members.lock().unwrap_or_else(|e| e.into_inner());
                     match e.operation {
                         kv::Operation::Put => {
-                            m.insert(e.key, Instant::now());
+                            m.left.remove(&e.key);
+                            m.beats.insert(e.key, Instant::now());
                         }
                         kv::Operation::Delete | kv::Operation::Purge => {
-                            m.remove(&e.key);
+                            m.beats.remove(&e.key);
+                            m.left.insert(e.key);
                         }
                     }
                 }

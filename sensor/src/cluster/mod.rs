@@ -97,6 +97,11 @@ pub struct ClusterStats {
     pub fallbacks: u64,
     pub summaries_published: u64,
     pub summary_bytes_published: u64,
+    /// NATS messages the summaries took (more than one each past
+    /// `max_payload`).
+    pub summary_parts_published: u64,
+    /// Entries left out of summaries past [`summary::MAX_PARTS`] parts.
+    pub summary_entries_left_out: u64,
     pub members: u64,
     pub network_destinations: u64,
     /// Writes to the replicated mitigation state (claims and releases).
@@ -156,23 +161,33 @@ impl Node {
     /// One poll after the local detector's: publish its summary, read the
     /// members', detect network-wide and decide ownership.
     pub async fn poll(&mut self, now: Duration, local: &Detector) -> Step {
-        let rates = local.near_threshold(self.cfg.fraction).collect();
-        self.poll_rates(now, rates).await
+        let summary = Summary {
+            seq: 0,
+            rates: local.near_threshold(self.cfg.fraction).collect(),
+            blocks: local.block_rest(self.cfg.fraction),
+        };
+        self.poll_summary(now, summary).await
     }
 
-    /// [`Self::poll`] with the rates given (tests, replay).
+    /// [`Self::poll_summary`] with host rates only (tests).
     pub async fn poll_rates(
         &mut self,
         now: Duration,
         rates: Vec<(std::net::IpAddr, crate::detect::meter::Table)>,
     ) -> Step {
+        let summary = Summary {
+            rates,
+            ..Summary::default()
+        };
+        self.poll_summary(now, summary).await
+    }
+
+    /// [`Self::poll`] with the summary given (its `seq` is set here).
+    pub async fn poll_summary(&mut self, now: Duration, mut summary: Summary) -> Step {
         self.seq += 1;
         self.stats.steps += 1;
-        let summary = Summary {
-            seq: self.seq,
-            rates,
-        };
-        let got = self.client.step(&summary).await;
+        summary.seq = self.seq;
+        let got = self.client.step(&summary, &mut self.stats).await;
         let summaries = match got {
             Ok(s) => {
                 if let Status::LocalOnly(reason) = &self.status {
@@ -181,7 +196,6 @@ impl Node {
                 }
                 self.status = Status::Clustered;
                 self.stats.summaries_published += 1;
-                self.stats.summary_bytes_published += summary.encode().len() as u64;
                 s
             }
             Err(e) => {
@@ -208,6 +222,8 @@ impl Node {
         }
         self.whole_at = None;
         self.counters.advance(now, summaries.iter().map(|(_, s)| s));
+        self.detector
+            .set_outside_blocks(self.counters.blocks().clone());
         self.stats.members = members.len() as u64;
         self.stats.network_destinations = self.counters.destinations as u64;
         let events = self.detector.poll(now, &self.counters, &[]);
@@ -220,9 +236,45 @@ impl Node {
         }
     }
 
-    /// Leaves the cluster (clean shutdown).
-    pub async fn leave(self) {
-        self.client.leave().await;
+    /// Leaves the cluster (clean shutdown), handing over: waits up to
+    /// `wait` until another sensor has claimed every network-wide victim
+    /// whose rule this one announces ([`Client::leave`]).
+    /// Returns the victims no other sensor claimed in time.
+    pub async fn leave(self, wait: Duration) -> Vec<IpNet> {
+        let attacked: BTreeSet<IpNet> = self
+            .detector
+            .attacks()
+            .into_iter()
+            .map(|a| a.victim)
+            .collect();
+        let others = self
+            .client
+            .live_members()
+            .into_iter()
+            .any(|m| m != self.cfg.name);
+        let mine: Vec<IpNet> = self
+            .client
+            .claims()
+            .into_iter()
+            .filter(|(v, c)| c.sensor == self.cfg.name && attacked.contains(v))
+            .map(|(v, _)| v)
+            .collect();
+        let wait = if others && self.status == Status::Clustered {
+            wait
+        } else {
+            Duration::ZERO
+        };
+        let started = std::time::Instant::now();
+        let name = self.cfg.name.clone();
+        let left = self.client.leave(mine.clone(), wait).await;
+        if mine.is_empty() {
+            tracing::info!(sensor = %name, "cluster: left");
+        } else if left.is_empty() {
+            tracing::info!(sensor = %name, handed_over = ?mine, after = ?started.elapsed(), "cluster: left; every rule announced here is announced by another sensor");
+        } else {
+            tracing::warn!(sensor = %name, not_taken_over = ?left, after = ?started.elapsed(), "cluster: left; no other sensor announced these in time");
+        }
+        left
     }
 }
 

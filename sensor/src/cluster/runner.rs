@@ -42,6 +42,8 @@ pub struct Input {
     /// The daemon's monotonic clock.
     pub now: Duration,
     pub rates: Vec<(IpAddr, Table)>,
+    /// The local detector's block sums of the hosts left out of `rates`.
+    pub blocks: Vec<(IpNet, Table)>,
     pub claims: Vec<ClaimChange>,
 }
 
@@ -76,6 +78,14 @@ pub struct Handle {
     pub task: tokio::task::JoinHandle<()>,
 }
 
+/// How long a clean stop waits for other sensors to announce the rules
+/// this one announces: their next step sees it gone (the membership
+/// delete arrives at once), the step after writes their claim; one
+/// `member_ttl` more for a slow step.
+pub fn handover_wait(cfg: &ClusterConfig, detect: &DetectConfig) -> Duration {
+    cfg.member_ttl + detect.poll_interval * 2
+}
+
 /// Starts the node's task. `limit` bounds every NATS operation.
 pub fn spawn(cfg: ClusterConfig, detect: DetectConfig, limit: Duration) -> Handle {
     let (inputs, input_rx) = mpsc::channel(1);
@@ -95,6 +105,7 @@ async fn run(
     mut inputs: mpsc::Receiver<Input>,
     reports: mpsc::Sender<Report>,
 ) {
+    let wait = handover_wait(&cfg, &detect);
     let mut node = match Node::new(&cfg, detect, limit).await {
         Ok(node) => node,
         Err(e) => {
@@ -117,7 +128,12 @@ async fn run(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     while let Some(input) = inputs.recv().await {
-        let step = node.poll_rates(input.now, input.rates).await;
+        let summary = super::Summary {
+            seq: 0,
+            rates: input.rates,
+            blocks: input.blocks,
+        };
+        let step = node.poll_summary(input.now, summary).await;
         for d in &step.decisions {
             tracing::debug!(sensor = %node.name(), "cluster: {d:?}");
         }
@@ -129,7 +145,7 @@ async fn run(
             break; // the daemon is stopping
         }
     }
-    node.leave().await;
+    let _ = node.leave(wait).await;
 }
 
 impl Report {

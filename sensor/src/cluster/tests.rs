@@ -3,6 +3,7 @@
 //! in-process sensors each see 40 % of a flood's threshold; the sum is over.
 
 use std::{
+    collections::BTreeMap,
     net::{IpAddr, TcpListener, TcpStream},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -273,4 +274,183 @@ async fn claims_are_replicated_to_every_member_and_released() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(client::claim_key(&v6), "2001-db8--10_128");
+}
+
+/// A clean stop hands over before it goes: the leaver's membership delete
+/// makes it no member at once (not after `member_ttl`, as a kill), the
+/// heir announces at its next step, and `leave` returns once the heir has
+/// claimed the victim.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_leave_hands_the_victim_over_at_the_next_step_and_waits_for_the_claim() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let names = ["l1", "l2", "l3"];
+    let victim: IpNet = format!("{VICTIM}/32").parse().unwrap();
+    let expected = owner::owner(&victim, names).unwrap().to_string();
+    let mut all = nodes(&server.url(), &names).await;
+    let mut t = Duration::from_secs(1);
+    let got = run(&mut all, &mut t, Duration::from_secs(15), |d| !d.is_empty()).await;
+    assert_eq!(got, vec![(expected.clone(), Decision::Announce(victim))]);
+    let i = all.iter().position(|n| n.name() == expected).unwrap();
+    let leaver = all.remove(i);
+    leaver.client.claim(victim, 1).await.unwrap();
+    // Every node sees the claim before the leave.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while all.iter().any(|n| !n.client.claims().contains_key(&victim)) {
+        assert!(Instant::now() < deadline, "claim not replicated in 5 s");
+        let d = run(&mut all, &mut t, Duration::from_millis(200), |_| true).await;
+        assert!(d.is_empty(), "no decision before the leave: {d:?}");
+    }
+    let left_at = Instant::now();
+    let leaving = tokio::spawn(leaver.leave(Duration::from_secs(5)));
+    let got = run(&mut all, &mut t, Duration::from_secs(5), |d| !d.is_empty()).await;
+    let announced = left_at.elapsed();
+    let rest: Vec<&str> = names.iter().copied().filter(|n| *n != expected).collect();
+    let heir = owner::owner(&victim, rest.iter().copied()).unwrap();
+    assert_eq!(got, vec![(heir.to_string(), Decision::Announce(victim))]);
+    assert!(
+        !leaving.is_finished(),
+        "the leaver waits for the heir's claim"
+    );
+    let h = all.iter().position(|n| n.name() == heir).unwrap();
+    all[h].client.claim(victim, 2).await.unwrap();
+    let not_taken = tokio::time::timeout(Duration::from_secs(5), leaving)
+        .await
+        .expect("leave ends once the claim is there")
+        .unwrap();
+    let handed = left_at.elapsed();
+    assert!(not_taken.is_empty(), "{not_taken:?}");
+    for n in &all {
+        assert_eq!(n.client.live_members().len(), 2, "{}", n.name());
+    }
+    eprintln!(
+        "clean leave: heir {heir} announced {:.2} s after the leave, the leaver done {:.2} s after it (member_ttl 1 s)",
+        announced.as_secs_f64(),
+        handed.as_secs_f64()
+    );
+    // A kill takes member_ttl (1 s) and a step; the leave, a step or two.
+    assert!(announced < Duration::from_millis(800), "{announced:?}");
+}
+
+fn carpet_cfg() -> DetectConfig {
+    DetectConfig::from_toml(
+        r#"own_networks = ["198.18.0.0/15"]
+poll_interval = "200ms"
+smoothing = "200ms"
+[thresholds]
+all = { pps = 100000 }
+[aggregate]
+all = { pps = 50000 }
+"#,
+    )
+    .unwrap()
+}
+
+/// Cumulative counters of `hosts` destinations of 198.18.5.0/24 (from .1),
+/// `pps` each, after `secs`.
+fn carpet_counters(
+    hosts: u32,
+    pps: f64,
+    secs: f64,
+) -> BTreeMap<IpAddr, edge_sensor_common::DstStats> {
+    (1..=hosts)
+        .map(|i| {
+            let mut s = edge_sensor_common::DstStats::default();
+            s.packets[0] = (pps * secs) as u64;
+            s.bytes[0] = (pps * secs * 500.0) as u64;
+            (IpAddr::from([198, 18, 5, i as u8]), s)
+        })
+        .collect()
+}
+
+#[test]
+fn block_rest_sums_the_hosts_left_out_of_the_summary_and_only_those() {
+    let mut d = Detector::new(carpet_cfg()).unwrap();
+    let near: IpAddr = "198.18.5.200".parse().unwrap();
+    let reading = |secs: f64| {
+        let mut c = carpet_counters(64, 300.0, secs);
+        let mut s = edge_sensor_common::DstStats::default();
+        s.packets[0] = (30_000.0 * secs) as u64; // 30 % of its own threshold
+        s.bytes[0] = (30_000.0 * secs * 500.0) as u64;
+        c.insert(near, s);
+        c
+    };
+    for i in 1..=5u32 {
+        let secs = f64::from(i) * 0.2;
+        d.poll(Duration::from_secs_f64(1.0 + secs), &reading(secs), &[]);
+    }
+    let rates: Vec<IpAddr> = d.near_threshold(0.2).map(|(ip, _)| ip).collect();
+    assert_eq!(rates, vec![near]);
+    let rest = d.block_rest(0.2);
+    assert_eq!(rest.len(), 1);
+    let block: IpNet = "198.18.5.0/24".parse().unwrap();
+    assert_eq!(rest[0].0, block);
+    let pps = rest[0].1[0][0];
+    assert!((pps - 64.0 * 300.0).abs() < 64.0, "{pps}");
+    // At half: the 30 % host is no longer near, so it is in its block's sum.
+    let half = d.block_rest(0.5);
+    assert!((half[0].1[0][0] - 49_200.0).abs() < 100.0, "{half:?}");
+    // Under the fraction of the block's threshold: not in the summary.
+    assert!(d.block_rest(0.99).is_empty());
+}
+
+/// Carpet bombing of a /24 split over three sensors: each sees 40 % of
+/// the block's threshold spread over 64 hosts, no host near its own; the
+/// summaries' block sums add up network-wide to one aggregate attack,
+/// announced by one owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn carpet_bombing_split_over_three_sensors_is_one_network_wide_block_attack() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let names = ["k1", "k2", "k3"];
+    let block: IpNet = "198.18.5.0/24".parse().unwrap();
+    let expected = owner::owner(&block, names).unwrap().to_string();
+    let mut all = Vec::new();
+    for n in names {
+        let node = Node::new(
+            &cluster_cfg(&server.url(), n),
+            carpet_cfg(),
+            Duration::from_secs(2),
+        )
+        .await
+        .unwrap();
+        all.push((node, Detector::new(carpet_cfg()).unwrap()));
+    }
+    let started = Instant::now();
+    let mut decisions = Vec::new();
+    let mut step = 0u32;
+    while decisions.is_empty() && started.elapsed() < Duration::from_secs(15) {
+        step += 1;
+        let secs = f64::from(step) * 0.2;
+        let now = Duration::from_secs(1) + Duration::from_secs_f64(secs);
+        for (node, local) in all.iter_mut() {
+            // 64 hosts x 312.5 pps = 20 kpps: 40 % of the block's 50 kpps.
+            let events = local.poll(now, &carpet_counters(64, 312.5, secs), &[]);
+            assert!(
+                events.is_empty(),
+                "{}: a local attack {events:?}",
+                node.name()
+            );
+            for d in node.poll(now, local).await.decisions {
+                decisions.push((node.name().to_string(), d));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(decisions, vec![(expected, Decision::Announce(block))]);
+    for (node, local) in &all {
+        assert!(local.attacks().is_empty());
+        let a = node.detector.attacks();
+        assert_eq!(a.len(), 1, "{}", node.name());
+        assert_eq!(a[0].victim, block);
+        assert_eq!(a[0].scope, crate::detect::Scope::Aggregate);
+        assert!(a[0].pps > 50_000.0, "{}", a[0]);
+        assert!(node.stats.summary_bytes_published > 0);
+    }
+    eprintln!(
+        "carpet split 3 ways: network-wide block attack announced {:.2} s after the first poll",
+        started.elapsed().as_secs_f64()
+    );
 }

@@ -4,6 +4,11 @@
 //! like the kernel's (a [`CounterReading`]) and keeps its own smoothing,
 //! thresholds, hysteresis and confirmation.
 //!
+//! The members' block sums (the hosts of an aggregate block left out of
+//! their summaries, [`Summary::blocks`]) are summed too, as rates: the
+//! detector adds them to the blocks of the hosts it sees
+//! ([`crate::detect::Detector::set_outside_blocks`]).
+//!
 //! A destination in no summary leaves the reading (the detector takes an
 //! absent destination as silent); when it comes back its counters restart
 //! from zero, which the detector's meter expects of a re-inserted entry.
@@ -11,6 +16,7 @@
 use std::{collections::BTreeMap, net::IpAddr, time::Duration};
 
 use edge_sensor_common::{Class, DstStats};
+use ipnet::IpNet;
 
 use super::Summary;
 use crate::{
@@ -24,6 +30,8 @@ pub struct NetworkCounters {
     /// Packets and bytes since each destination appeared, fractional.
     totals: BTreeMap<IpAddr, [[f64; 2]; Class::COUNT]>,
     reading: BTreeMap<IpAddr, DstStats>,
+    /// The members' block sums of the last sum.
+    blocks: BTreeMap<IpNet, Table>,
     last: Option<Duration>,
     /// Destinations in the last sum, and the sum of their pps (`all`).
     pub destinations: usize,
@@ -37,14 +45,20 @@ impl NetworkCounters {
             .last
             .map_or(0.0, |l| now.saturating_sub(l).as_secs_f64());
         self.last = Some(now);
+        fn add(acc: &mut Table, t: &Table) {
+            for (a, r) in acc.iter_mut().zip(t) {
+                a[0] += r[0];
+                a[1] += r[1];
+            }
+        }
         let mut sum: BTreeMap<IpAddr, Table> = BTreeMap::new();
+        self.blocks.clear();
         for s in summaries {
             for (ip, t) in &s.rates {
-                let acc = sum.entry(*ip).or_insert(ZERO);
-                for (a, r) in acc.iter_mut().zip(t) {
-                    a[0] += r[0];
-                    a[1] += r[1];
-                }
+                add(sum.entry(*ip).or_insert(ZERO), t);
+            }
+            for (net, t) in &s.blocks {
+                add(self.blocks.entry(*net).or_insert(ZERO), t);
             }
         }
         self.totals.retain(|ip, _| sum.contains_key(ip));
@@ -73,6 +87,11 @@ impl NetworkCounters {
     pub fn reading(&self) -> &BTreeMap<IpAddr, DstStats> {
         &self.reading
     }
+
+    /// The members' block sums, as rates.
+    pub fn blocks(&self) -> &BTreeMap<IpNet, Table> {
+        &self.blocks
+    }
 }
 
 impl CounterReading for NetworkCounters {
@@ -91,6 +110,7 @@ mod tests {
         Summary {
             seq: 0,
             rates: vec![(ip.parse().unwrap(), t)],
+            blocks: vec![("198.18.1.0/24".parse().unwrap(), t)],
         }
     }
 
@@ -106,6 +126,8 @@ mod tests {
         v.advance(Duration::from_millis(1500), [&a, &b, &c]);
         assert_eq!(v.reading()[&ip].packets[0], 35_000);
         assert_eq!(v.reading()[&ip].bytes[0], 3_500_000);
+        let block: IpNet = "198.18.1.0/24".parse().unwrap();
+        assert_eq!(v.blocks()[&block][0][0], 70_005.0);
         // A member gone: its share stops; a destination in no summary leaves.
         v.advance(Duration::from_millis(2500), [&a]);
         assert_eq!(v.reading()[&ip].packets[0], 75_000);

@@ -83,6 +83,8 @@ pub(super) struct ClusterLink {
     /// sensor could take itself for the owner among the few it has heard.
     network_since: Option<std::time::Instant>,
     settle: std::time::Duration,
+    /// How long a clean stop may wait for the hand-over.
+    handover_wait: std::time::Duration,
 }
 
 impl ClusterLink {
@@ -91,6 +93,7 @@ impl ClusterLink {
         let cfg = config.cluster.as_ref()?;
         // Validation guarantees [detect] beside [cluster].
         let detect = config.detect.clone()?;
+        let handover_wait = runner::handover_wait(cfg, &detect);
         let handle = runner::spawn(cfg.clone(), detect, NATS_OP_LIMIT);
         tracing::info!(sensor = %cfg.name, servers = ?cfg.servers, "cluster: joining");
         Some(Self {
@@ -108,6 +111,7 @@ impl ClusterLink {
             handovers: 0,
             network_since: None,
             settle: cfg.member_ttl,
+            handover_wait,
         })
     }
 }
@@ -118,11 +122,13 @@ impl ClusterLink {
     }
 
     /// A clean stop: the node leaves the cluster at once (its victims move
-    /// to their next owners now rather than after `member_ttl`). Claims
-    /// left behind are replaced by the new owners, or cleared as orphans.
+    /// to their next owners now rather than after `member_ttl`) and waits
+    /// until they have announced the rules announced here (bounded), so
+    /// the caller withdraws them after: make before break. Claims left
+    /// behind are replaced by the new owners, or cleared as orphans.
     pub(super) async fn leave(self) {
         drop(self.inputs);
-        let bound = NATS_OP_LIMIT * 2;
+        let bound = NATS_OP_LIMIT * 4 + self.handover_wait;
         if tokio::time::timeout(bound, self.task).await.is_err() {
             tracing::warn!("cluster: leaving took longer than {bound:?}");
         }
@@ -151,6 +157,7 @@ impl Daemon<'_> {
         let input = Input {
             now: self.started.elapsed(),
             rates: detector.near_threshold(c.fraction).collect(),
+            blocks: detector.block_rest(c.fraction),
             claims: std::mem::take(&mut c.claims),
         };
         if let Err(e) = c.inputs.try_send(input) {

@@ -250,6 +250,16 @@ impl Daemon<'_> {
             s.summary_bytes_published as f64,
         );
         m.set(
+            names::CLUSTER_SUMMARY_MESSAGES,
+            &[],
+            s.summary_parts_published as f64,
+        );
+        m.set(
+            names::CLUSTER_SUMMARY_LEFT_OUT,
+            &[],
+            s.summary_entries_left_out as f64,
+        );
+        m.set(
             names::CLUSTER_NETWORK_DESTINATIONS,
             &[],
             s.network_destinations as f64,

@@ -482,6 +482,11 @@ impl<'s> Daemon<'s> {
 
     /// Stop: save, and withdraw or keep the mitigations.
     async fn stop(mut self) {
+        // First out of the cluster: the other sensors announce what this
+        // one did before its rules go.
+        if let Some(c) = self.cluster.take() {
+            c.leave().await;
+        }
         let withdraw = self.mitigator.config().withdraw_on_exit;
         if withdraw {
             for r in self.mitigator.withdraw_all(&self.speaker) {
@@ -493,9 +498,6 @@ impl<'s> Daemon<'s> {
         self.saves.record(StateFile::Templates, saved);
         if let Some(speaker) = self.speaker.take() {
             speaker.shutdown(withdraw).await;
-        }
-        if let Some(c) = self.cluster.take() {
-            c.leave().await;
         }
     }
 }

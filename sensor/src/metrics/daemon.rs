@@ -27,6 +27,8 @@ pub const CLUSTER_MEMBERS: &str = "edge_sensor_cluster_members";
 pub const CLUSTER_STEPS: &str = "edge_sensor_cluster_steps_total";
 pub const CLUSTER_FALLBACKS: &str = "edge_sensor_cluster_fallbacks_total";
 pub const CLUSTER_SUMMARY_BYTES: &str = "edge_sensor_cluster_summary_bytes_total";
+pub const CLUSTER_SUMMARY_MESSAGES: &str = "edge_sensor_cluster_summary_messages_total";
+pub const CLUSTER_SUMMARY_LEFT_OUT: &str = "edge_sensor_cluster_summary_entries_left_out_total";
 pub const CLUSTER_NETWORK_DESTINATIONS: &str = "edge_sensor_cluster_network_destinations";
 pub const CLUSTER_NETWORK_ATTACKS: &str = "edge_sensor_cluster_network_attacks";
 pub const CLUSTER_CLAIM_WRITES: &str = "edge_sensor_cluster_claim_writes_total";
@@ -147,6 +149,16 @@ const FAMILIES: &[(&str, MetricType, &str)] = &[
         CLUSTER_SUMMARY_BYTES,
         MetricType::Counter,
         "[cluster]: summary bytes published.",
+    ),
+    (
+        CLUSTER_SUMMARY_MESSAGES,
+        MetricType::Counter,
+        "[cluster]: NATS messages the summaries took (more than one a poll past max_payload).",
+    ),
+    (
+        CLUSTER_SUMMARY_LEFT_OUT,
+        MetricType::Counter,
+        "[cluster]: summary entries left out past 255 parts (the lightest).",
     ),
     (
         CLUSTER_NETWORK_DESTINATIONS,

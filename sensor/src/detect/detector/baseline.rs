@@ -195,6 +195,29 @@ impl Detector {
                 s[1] += r[1];
             }
         }
+        for (net, sum) in &self.outside_blocks {
+            let Some((group, _)) = self.lookup(net.network()) else {
+                continue;
+            };
+            if self.groups[group].aggregate.is_none() {
+                continue;
+            }
+            let b = self.blocks.entry(*net).or_insert_with(|| Block {
+                group,
+                meter: Meter::new(None),
+                quiet: ZERO,
+                typical: Some((0.0, 1)),
+                surge: false,
+                sum: ZERO,
+                hosts: 0,
+            });
+            // The hosts summed elsewhere count as one.
+            b.hosts += 1;
+            for (s, r) in b.sum.iter_mut().zip(sum) {
+                s[0] += r[0];
+                s[1] += r[1];
+            }
+        }
         let attacks = &self.attacks;
         self.blocks
             .retain(|net, b| b.hosts > 0 || attacks.contains_key(net));

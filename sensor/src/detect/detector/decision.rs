@@ -269,6 +269,11 @@ pub(super) fn reaches(m: &Meter, t: &LimitTable, ratio: f64) -> bool {
     })
 }
 
+/// Whether a rate of `t` reaches `ratio` of its threshold in `lim`.
+pub(super) fn table_reaches(t: &Table, lim: &LimitTable, ratio: f64) -> bool {
+    (0..7).any(|i| (0..2).any(|j| lim[i][j].is_some_and(|l| t[i][j] >= ratio * l)))
+}
+
 pub(super) fn below(signals: &Table, t: &LimitTable) -> bool {
     (0..7).all(|i| (0..2).all(|j| t[i][j].is_none_or(|t| signals[i][j] < t)))
 }

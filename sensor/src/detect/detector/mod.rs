@@ -35,7 +35,7 @@ use super::{
     meter::{self, Baseline, Meter, Reading, Table, ZERO},
 };
 use baseline::thresholds_of;
-use decision::reaches;
+use decision::{reaches, table_reaches};
 
 /// A host group with the global settings folded in.
 #[derive(Debug, Clone)]
@@ -129,6 +129,9 @@ pub struct Detector {
     last_poll: Option<Duration>,
     pub(super) hosts: BTreeMap<IpAddr, Host>,
     blocks: BTreeMap<IpNet, Block>,
+    /// Block sums measured elsewhere, added to this detector's own
+    /// ([`Self::set_outside_blocks`]): the network-wide view's.
+    outside_blocks: BTreeMap<IpNet, Table>,
     samples: BTreeMap<IpAddr, SampleStore>,
     attacks: BTreeMap<IpNet, Active>,
     /// Victims over a threshold whose start waits for samples (one poll)
@@ -194,6 +197,7 @@ impl Detector {
             last_poll: None,
             hosts: BTreeMap::new(),
             blocks: BTreeMap::new(),
+            outside_blocks: BTreeMap::new(),
             samples: BTreeMap::new(),
             attacks: BTreeMap::new(),
             pending: BTreeSet::new(),
@@ -565,6 +569,47 @@ impl Detector {
             .iter()
             .filter(move |(_, h)| reaches(&h.meter, h.thresholds(&self.groups), fraction))
             .map(|(ip, h)| (*ip, *h.meter.raw()))
+    }
+
+    /// Per aggregate block, the summed last-interval rates of its hosts
+    /// that [`Self::near_threshold`] leaves out (below `fraction` of their
+    /// own thresholds), for the blocks where that sum reaches `fraction` of
+    /// the block's aggregate thresholds. With the near hosts this is the
+    /// whole of what the block received here, split so that nothing is
+    /// counted twice: a cluster summary carries both, and the network-wide
+    /// view sums the near hosts itself ([`Self::set_outside_blocks`]).
+    /// Carpet bombing split over several sensors shows up here and nowhere
+    /// else: no host of it comes near its own threshold.
+    pub fn block_rest(&self, fraction: f64) -> Vec<(IpNet, Table)> {
+        let mut rest: BTreeMap<IpNet, (usize, Table)> = BTreeMap::new();
+        for h in self.hosts.values() {
+            let Some(net) = h.block else { continue };
+            if reaches(&h.meter, h.thresholds(&self.groups), fraction) {
+                continue;
+            }
+            let (_, sum) = rest.entry(net).or_insert((h.group, ZERO));
+            for (s, r) in sum.iter_mut().zip(h.meter.raw()) {
+                s[0] += r[0];
+                s[1] += r[1];
+            }
+        }
+        rest.into_iter()
+            .filter(|(_, (group, sum))| {
+                self.groups[*group]
+                    .aggregate
+                    .is_some_and(|t| table_reaches(sum, &t, fraction))
+            })
+            .map(|(net, (_, sum))| (net, sum))
+            .collect()
+    }
+
+    /// Block sums measured elsewhere (every cluster member's
+    /// [`Self::block_rest`], summed), added to the block sums of this
+    /// detector's own hosts from the next poll on, until replaced. Blocks
+    /// outside the own networks or in a group without aggregate
+    /// thresholds are ignored.
+    pub fn set_outside_blocks(&mut self, blocks: BTreeMap<IpNet, Table>) {
+        self.outside_blocks = blocks;
     }
 
     /// A host's thresholds in force (see [`baseline::thresholds_of`]).
