@@ -23,6 +23,11 @@ impl NatsServer {
     /// `nats-server` (scripts/setup installs it). `Option` for the callers'
     /// sake: always `Some`.
     fn start() -> Option<Self> {
+        Self::start_with("")
+    }
+
+    /// With `config` as the server's configuration file (`-c`).
+    fn start_with(config: &str) -> Option<Self> {
         assert!(
             Command::new("nats-server")
                 .arg("--version")
@@ -36,7 +41,11 @@ impl NatsServer {
             .unwrap()
             .port();
         let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("nats.conf");
+        std::fs::write(&conf, config).unwrap();
         let child = Command::new("nats-server")
+            .arg("-c")
+            .arg(&conf)
             .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
             .arg(dir.path())
             .stdout(Stdio::null())
@@ -453,4 +462,56 @@ async fn carpet_bombing_split_over_three_sensors_is_one_network_wide_block_attac
         "carpet split 3 ways: network-wide block attack announced {:.2} s after the first poll",
         started.elapsed().as_secs_f64()
     );
+}
+
+/// A summary over the server's `max_payload` (64 kB here) travels in
+/// parts and arrives whole: 10 000 destinations of one member in the
+/// other's network-wide sum, every poll in 3 messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_summary_over_max_payload_travels_in_parts_and_arrives_whole() {
+    let Some(server) = NatsServer::start_with("max_payload: 65536\n") else {
+        return;
+    };
+    let mut all = nodes(&server.url(), &["p1", "p2"]).await;
+    for n in &all {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !n.client.connected() {
+            assert!(Instant::now() < deadline, "not connected in 5 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let many: Vec<(IpAddr, Table)> = (0..10_000u32)
+        .map(|i| {
+            let mut t = ZERO;
+            t[0] = [40_000.0, 40_000.0 * 8.0 * 500.0];
+            (IpAddr::from((0xc612_0000u32 + i).to_be_bytes()), t)
+        })
+        .collect();
+    let mut t = Duration::from_secs(1);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        t += Duration::from_millis(200);
+        all[0].poll_rates(t, many.clone()).await;
+        all[1].poll_rates(t, Vec::new()).await;
+        if all[1].counters.destinations == 10_000 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "p1's 10 000 never summed at p2: {} ({:?})",
+            all[1].counters.destinations,
+            all[1].status
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let s = all[0].stats;
+    assert_eq!(s.failed_steps, 0, "{s:?}");
+    // 17 + 10 000 x 19 bytes: 3 parts of at most 63 kB.
+    assert_eq!(
+        s.summary_parts_published,
+        3 * s.summaries_published,
+        "{s:?}"
+    );
+    assert_eq!(s.summary_entries_left_out, 0);
+    assert_eq!(all[0].status, Status::Clustered);
 }
