@@ -19,7 +19,7 @@ use std::{
 };
 
 use async_nats::jetstream::{self, kv, stream};
-use futures_util::StreamExt;
+use futures_util::{StreamExt, future::join_all};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
@@ -390,11 +390,16 @@ impl Client {
         }
         let stream = self.stream.clone().expect("stream");
         let mut out = Vec::new();
-        for name in self.known_members(now) {
-            if self.has_left(&name) {
-                continue;
-            }
-            let Some(m) = self.read_part(&stream, &name, 0).await? else {
+        // Every member's part 0 at once: a step costs one round trip, not
+        // one per member.
+        let names: Vec<String> = self
+            .known_members(now)
+            .into_iter()
+            .filter(|n| !self.has_left(n))
+            .collect();
+        let firsts = join_all(names.iter().map(|n| self.read_part(&stream, n, 0))).await;
+        for (name, first) in names.into_iter().zip(firsts) {
+            let Some(m) = first? else {
                 // Aged out (an outage longer than the stream keeps
                 // summaries): still asked for until long silent.
                 if !self.heard_within(&name, now, self.cfg.member_ttl * FORGET_AFTER_TTLS) {
@@ -422,10 +427,10 @@ impl Client {
                     continue;
                 }
             };
+            let rest = join_all((1..first.count).map(|i| self.read_part(&stream, &name, i))).await;
             let mut parts = vec![first];
-            for i in 1..parts[0].count {
-                let part = self.read_part(&stream, &name, i).await?;
-                match part.map(|m| Part::decode(&m.payload)) {
+            for (i, part) in (1u8..).zip(rest) {
+                match part?.map(|m| Part::decode(&m.payload)) {
                     Some(Ok(p)) => parts.push(p),
                     Some(Err(e)) => tracing::warn!(member = %name, part = i, "cluster: {e}"),
                     None => break,
