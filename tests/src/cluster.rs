@@ -207,6 +207,27 @@ impl Cluster {
         std::thread::spawn(move || s.stop(libc::SIGTERM))
     }
 
+    /// Rewrites sensor `i`'s configuration through `edit` and sends it
+    /// SIGHUP; returns once its `status` shows the reload's outcome.
+    pub fn reload(&self, i: usize, edit: impl Fn(String) -> String) -> Value {
+        let path = self.dir.path().join(format!("{}.toml", NAMES[i]));
+        let text = std::fs::read_to_string(&path).expect("sensor config");
+        std::fs::write(&path, edit(text)).unwrap();
+        let before = self.ask(i, &["status"])["last_reload"]["count"]
+            .as_u64()
+            .unwrap_or(0);
+        let pid = self.sensors[i].as_ref().expect("sensor running").0.id() as i32;
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(pid, libc::SIGHUP) };
+        let mut last = Value::Null;
+        let reloaded = wait(Duration::from_secs(10), || {
+            last = self.ask(i, &["status"])["last_reload"].clone();
+            last["count"].as_u64().unwrap_or(0) > before
+        });
+        assert!(reloaded, "{} did not reload: {last}", NAMES[i]);
+        last
+    }
+
     pub fn kill(&mut self, i: usize) {
         if let Some(s) = self.sensors[i].take() {
             s.stop(libc::SIGKILL);

@@ -17,6 +17,9 @@
 //! before it goes, so gobgpd never holds zero copies.
 //! (f) A carpet bombing of a /24 split over the three sensors, no host
 //! near its threshold anywhere: one network-wide rule for the block.
+//! (g) SIGHUP with a new `[detect]` reaches the network-wide detector: a
+//! change that keeps the attack keeps its rule (never zero copies), one
+//! that puts the sum under the threshold ends it.
 
 use std::time::{Duration, Instant};
 
@@ -549,5 +552,66 @@ fn a_carpet_bombing_split_over_three_sensors_is_one_network_wide_block_rule() {
         "carpet over {BLOCK} split 3 x {SHARE_PPS} pps against {THRESHOLD_PPS} per block: rule on gobgpd {:.2} s after the first datagram, owner {}",
         rule_after.as_secs_f64(),
         NAMES[owner]
+    );
+}
+
+/// (g) `[detect]` reloaded by SIGHUP applies network-wide too. First every
+/// sensor's threshold 10 -> 9 kpps: the network-wide detector starts over
+/// and the rule stays (held, then adopted: never zero copies). Then
+/// 20 kpps, over the 12 kpps sum: the network-wide attack ends and the
+/// rule is withdrawn.
+#[test]
+fn a_detect_reload_applies_network_wide_without_dropping_the_rule() {
+    let c = Cluster::start(1);
+    wait_clustered(&c);
+    let _exporters = Exporters::start(c.ns, VICTIM, [SHARE_PPS; 3], Duration::from_secs(120));
+    let ruled = wait(Duration::from_secs(30), || c.copies() > 0);
+    assert!(ruled, "no rule on gobgpd in 30 s:\n{}", c.logs());
+    // Past `min_hold` (5 s): a rule the reload ended would go at once.
+    let (lo, _) = copies_of_over(&c, VICTIM, Duration::from_secs(6));
+    assert_eq!(lo, 1, "{}", c.logs());
+    let threshold = |pps: u32| {
+        move |text: String| {
+            text.replace(
+                &format!("all = {{ pps = {THRESHOLD_PPS} }}"),
+                &format!("all = {{ pps = {pps} }}"),
+            )
+        }
+    };
+    for i in 0..NAMES.len() {
+        let r = c.reload(i, threshold(9_000));
+        assert_eq!(r["outcome"], "applied", "{}: {r}", NAMES[i]);
+    }
+    let reloaded = Instant::now();
+    let mut fewest = usize::MAX;
+    while reloaded.elapsed() < Duration::from_secs(8) {
+        fewest = fewest.min(c.copies());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(fewest >= 1, "the rule went after the reload:\n{}", c.logs());
+    assert_eq!(c.copies(), 1, "{}", c.logs());
+    for i in 0..NAMES.len() {
+        let log = std::fs::read_to_string(c.log_path(i)).unwrap_or_default();
+        assert!(
+            log.contains("network-wide detection reconfigured"),
+            "{}:\n{log}",
+            NAMES[i]
+        );
+    }
+    for i in 0..NAMES.len() {
+        c.reload(i, |t| {
+            t.replace("all = { pps = 9000 }", "all = { pps = 20000 }")
+        });
+    }
+    let raised = Instant::now();
+    let gone = wait(Duration::from_secs(30), || c.copies() == 0);
+    assert!(
+        gone,
+        "the rule stayed with the sum under the new threshold:\n{}",
+        c.logs()
+    );
+    eprintln!(
+        "[detect] reloaded: rule kept through a 10 -> 9 kpps reload (fewest copies {fewest}); withdrawn {:.2} s after 20 kpps",
+        raised.elapsed().as_secs_f64()
     );
 }

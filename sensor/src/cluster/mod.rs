@@ -131,6 +131,9 @@ pub struct Node {
     /// member's summary had time to move), until then no network-wide
     /// detection.
     whole_at: Option<std::time::Instant>,
+    /// After a reconfiguration, until when the network-wide detector is
+    /// measuring afresh ([`Node::rejudging`]).
+    rejudge_until: Option<std::time::Instant>,
 }
 
 impl Node {
@@ -151,11 +154,49 @@ impl Node {
             stats: ClusterStats::default(),
             seq: 0,
             whole_at: None,
+            rejudge_until: None,
         })
     }
 
     pub fn name(&self) -> &str {
         &self.cfg.name
+    }
+
+    /// Whether the network-wide detector was rebuilt lately and may not
+    /// have measured again an attack its predecessor had: an attack gone
+    /// from it now is not over, its rule is held (`min_hold`) until the
+    /// detector judges again.
+    pub fn rejudging(&self) -> bool {
+        self.rejudge_until
+            .is_some_and(|t| std::time::Instant::now() < t)
+    }
+
+    /// Long enough for a fresh detector to measure and confirm an attack
+    /// still on: a first poll for the counters' base, then a few.
+    fn rejudge_window(&self) -> Duration {
+        self.cfg
+            .member_ttl
+            .max(self.detector.config().poll_interval * 6)
+    }
+
+    /// A reloaded `[detect]`: the network-wide detector starts over with
+    /// it, as the local one does on SIGHUP. Its running attacks end here
+    /// and start again once measured (the mitigator holds their rules
+    /// `min_hold` meanwhile, and adopts them again: no withdrawal when the
+    /// attack is still on). A configuration the detector refuses keeps
+    /// the old one (the daemon validated it already).
+    pub fn reconfigure(&mut self, detect: DetectConfig) {
+        match Detector::new(detect) {
+            Ok(mut d) => {
+                d.continue_ids(&self.detector);
+                self.detector = d;
+                self.rejudge_until = Some(std::time::Instant::now() + self.rejudge_window());
+                tracing::info!(sensor = %self.cfg.name, "cluster: network-wide detection reconfigured");
+            }
+            Err(e) => {
+                tracing::warn!(sensor = %self.cfg.name, "cluster: [detect] refused, the network-wide detection runs on: {e}")
+            }
+        }
     }
 
     /// One poll after the local detector's: publish its summary, read the

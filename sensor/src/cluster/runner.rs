@@ -45,6 +45,9 @@ pub struct Input {
     /// The local detector's block sums of the hosts left out of `rates`.
     pub blocks: Vec<(IpNet, Table)>,
     pub claims: Vec<ClaimChange>,
+    /// A `[detect]` reloaded (SIGHUP): the network-wide detector is
+    /// rebuilt with it before this step.
+    pub detect: Option<DetectConfig>,
 }
 
 /// An active network-wide attack and who mitigates it.
@@ -68,6 +71,9 @@ pub struct Report {
     pub live: Vec<String>,
     /// Who announces which victim's rule (the claims bucket).
     pub claims: BTreeMap<IpNet, Claim>,
+    /// The network-wide detector was rebuilt lately ([`Node::rejudging`]):
+    /// an attack missing from `attacks` may still be on.
+    pub rejudging: bool,
 }
 
 /// The daemon's ends of the node's task.
@@ -128,6 +134,9 @@ async fn run(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     while let Some(input) = inputs.recv().await {
+        if let Some(d) = input.detect {
+            node.reconfigure(d);
+        }
         let summary = super::Summary {
             seq: 0,
             rates: input.rates,
@@ -158,6 +167,7 @@ impl Report {
             members: Vec::new(),
             live: Vec::new(),
             claims: BTreeMap::new(),
+            rejudging: false,
         }
     }
 
@@ -217,6 +227,7 @@ impl Node {
             members: self.client.member_views(),
             live,
             claims: self.client.claims(),
+            rejudging: self.rejudging(),
         }
     }
 }

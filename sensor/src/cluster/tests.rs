@@ -515,3 +515,32 @@ async fn a_summary_over_max_payload_travels_in_parts_and_arrives_whole() {
     assert_eq!(s.summary_entries_left_out, 0);
     assert_eq!(all[0].status, Status::Clustered);
 }
+
+/// A detector rebuilt on reload numbers its attacks after its
+/// predecessor's: the mitigator may still hold the old ones' rules, and
+/// one id must never name two attacks.
+#[test]
+fn a_rebuilt_detector_goes_on_with_the_attack_ids() {
+    let flood = |d: &mut Detector| {
+        let mut first = None;
+        for i in 1..=10u32 {
+            let secs = f64::from(i) * 0.2;
+            let events = d.poll(
+                Duration::from_secs_f64(1.0 + secs),
+                &carpet_counters(1, 200_000.0, secs),
+                &[],
+            );
+            for e in events {
+                if let crate::detect::Event::AttackStarted(a) = e {
+                    first.get_or_insert(a.id);
+                }
+            }
+        }
+        first.expect("the flood is an attack")
+    };
+    let mut old = Detector::new(carpet_cfg()).unwrap();
+    let old_id = flood(&mut old);
+    let mut new = Detector::new(carpet_cfg()).unwrap();
+    new.continue_ids(&old);
+    assert!(flood(&mut new) > old_id);
+}

@@ -85,6 +85,8 @@ pub(super) struct ClusterLink {
     settle: std::time::Duration,
     /// How long a clean stop may wait for the hand-over.
     handover_wait: std::time::Duration,
+    /// A `[detect]` reloaded (SIGHUP) for the node's next step.
+    detect: Option<crate::detect::DetectConfig>,
 }
 
 impl ClusterLink {
@@ -112,6 +114,7 @@ impl ClusterLink {
             network_since: None,
             settle: cfg.member_ttl,
             handover_wait,
+            detect: None,
         })
     }
 }
@@ -119,6 +122,12 @@ impl ClusterLink {
 impl ClusterLink {
     pub(super) fn name(&self) -> &str {
         &self.name
+    }
+
+    /// SIGHUP changed `[detect]`: the network-wide detector takes it at
+    /// the node's next step (kept until a step takes it).
+    pub(super) fn reconfigure(&mut self, detect: crate::detect::DetectConfig) {
+        self.detect = Some(detect);
     }
 
     /// A clean stop: the node leaves the cluster at once (its victims move
@@ -159,11 +168,15 @@ impl Daemon<'_> {
             rates: detector.near_threshold(c.fraction).collect(),
             blocks: detector.block_rest(c.fraction),
             claims: std::mem::take(&mut c.claims),
+            detect: c.detect.clone(),
         };
-        if let Err(e) = c.inputs.try_send(input) {
-            c.skipped_polls += 1;
-            // The claims are decided again from the next report.
-            tracing::debug!("cluster: node busy, poll skipped: {e}");
+        match c.inputs.try_send(input) {
+            Ok(()) => c.detect = None,
+            Err(e) => {
+                c.skipped_polls += 1;
+                // The claims are decided again from the next report.
+                tracing::debug!("cluster: node busy, poll skipped: {e}");
+            }
         }
     }
 
@@ -349,8 +362,11 @@ impl Daemon<'_> {
             .collect();
         let attacked: BTreeSet<IpNet> = report.attacks.iter().map(|a| a.attack.victim).collect();
         for (victim, id) in gone {
-            if attacked.contains(&victim) {
+            if attacked.contains(&victim) || report.rejudging {
                 // Owned elsewhere now: kept until the owner has its rule.
+                // Or the detector was rebuilt (SIGHUP) and has not
+                // measured it again yet: held `min_hold`, adopted again
+                // if it is still on.
                 self.mitigator.attack_handed_off(id, now, 0);
             } else {
                 self.mitigator.attack_ended(id, now);

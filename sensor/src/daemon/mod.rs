@@ -464,7 +464,16 @@ impl<'s> Daemon<'s> {
             .set_lifetime(Duration::from_secs(new.telemetry.template_lifetime));
         if new.detect != self.config.detect {
             match new.detect.clone().map(Detector::new).transpose() {
-                Ok(detector) => self.detector = detector,
+                Ok(mut detector) => {
+                    if let (Some(new), Some(old)) = (&mut detector, &self.detector) {
+                        new.continue_ids(old);
+                    }
+                    self.detector = detector;
+                    // The network-wide view has the same thresholds.
+                    if let (Some(c), Some(d)) = (&mut self.cluster, &new.detect) {
+                        c.reconfigure(d.clone());
+                    }
+                }
                 Err(e) => failed.push(format!("detect: {e} (the old detection runs on)")),
             }
         }

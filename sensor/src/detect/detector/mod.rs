@@ -603,6 +603,13 @@ impl Detector {
             .collect()
     }
 
+    /// Replacing `old` (a reload): attack ids go on from where `old`'s
+    /// stopped, so an id never names two attacks in the mitigator (which
+    /// may still hold `old`'s attacks' rules).
+    pub fn continue_ids(&mut self, old: &Detector) {
+        self.next_id = self.next_id.max(old.next_id);
+    }
+
     /// Block sums measured elsewhere (every cluster member's
     /// [`Self::block_rest`], summed), added to the block sums of this
     /// detector's own hosts from the next poll on, until replaced. Blocks
