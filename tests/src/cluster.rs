@@ -474,11 +474,36 @@ pub fn owner_of(members: &[&str]) -> usize {
     owner_of_net(members, &format!("{VICTIM}/32"))
 }
 
+/// The index of the victim's owner once sensor `gone` is no member.
+pub fn heir_of(gone: usize) -> usize {
+    let survivors: Vec<&str> = NAMES
+        .iter()
+        .copied()
+        .filter(|n| *n != NAMES[gone])
+        .collect();
+    owner_of(&survivors)
+}
+
 /// The index in [`NAMES`] of the rendezvous owner of the prefix `net`.
 pub fn owner_of_net(members: &[&str], net: &str) -> usize {
     let victim: ipnet::IpNet = net.parse().unwrap();
     let name = edge_sensor::cluster::owner::owner(&victim, members.iter().copied()).unwrap();
     NAMES.iter().position(|n| *n == name).unwrap()
+}
+
+/// The three sensors clustered on one NATS server, the split flood on
+/// ([`SHARE_PPS`] to each, at most 120 s) and its rule on gobgpd (within
+/// 30 s, or a panic with the logs): the cluster, the owner's index, the
+/// exporters (the flood stops when they drop) and when they started.
+pub fn split_flood_ruled() -> (Cluster, usize, Exporters, Instant) {
+    let c = Cluster::start(1);
+    wait_clustered(&c);
+    let owner = owner_of(&NAMES);
+    let exporters = Exporters::start(c.ns, VICTIM, [SHARE_PPS; 3], Duration::from_secs(120));
+    let started = Instant::now();
+    let ruled = wait(Duration::from_secs(30), || c.copies() > 0);
+    assert!(ruled, "no rule on gobgpd in 30 s:\n{}", c.logs());
+    (c, owner, exporters, started)
 }
 
 /// Waits until every sensor started reports them all as live members.

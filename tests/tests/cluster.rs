@@ -27,15 +27,8 @@ use edge_sensor_tests::{cluster::*, sensor_bin};
 
 #[test]
 fn a_split_flood_is_mitigated_once_network_wide_and_taken_over_when_the_owner_dies() {
-    let mut c = Cluster::start(1);
-    wait_clustered(&c);
-    let owner = owner_of(&NAMES);
-    let _exporters = Exporters::start(c.ns, VICTIM, [SHARE_PPS; 3], Duration::from_secs(120));
-    let started = Instant::now();
-
     // (a) Detected network-wide: one copy on the route reflector.
-    let ruled = wait(Duration::from_secs(30), || c.copies() > 0);
-    assert!(ruled, "no rule on gobgpd in 30 s:\n{}", c.logs());
+    let (mut c, owner, _exporters, started) = split_flood_ruled();
     let rule_after = started.elapsed();
     let (lo, hi) = copies_of_over(&c, VICTIM, Duration::from_secs(3));
     assert_eq!(
@@ -111,12 +104,7 @@ fn a_split_flood_is_mitigated_once_network_wide_and_taken_over_when_the_owner_di
     if let Some(z) = zero_since {
         longest_zero = longest_zero.max(z.elapsed());
     }
-    let survivors: Vec<&str> = NAMES
-        .iter()
-        .copied()
-        .filter(|n| *n != NAMES[owner])
-        .collect();
-    let heir = owner_of(&survivors);
+    let heir = heir_of(owner);
     assert!(
         back.is_some() && longest_zero <= FAILOVER_BOUND,
         "no copy for {longest_zero:?} (bound {FAILOVER_BOUND:?}) after {} died:\n{}",
@@ -445,20 +433,10 @@ fn a_split_flood_is_ruled_within_a_second_of_one_sensor_seeing_it_all() {
 /// every 50 ms, gobgpd never holds zero copies.
 #[test]
 fn the_owner_stopped_cleanly_hands_over_with_never_zero_copies() {
-    let mut c = Cluster::start(1);
-    wait_clustered(&c);
-    let owner = owner_of(&NAMES);
-    let _exporters = Exporters::start(c.ns, VICTIM, [SHARE_PPS; 3], Duration::from_secs(120));
-    let ruled = wait(Duration::from_secs(30), || c.copies() > 0);
-    assert!(ruled, "no rule on gobgpd in 30 s:\n{}", c.logs());
+    let (mut c, owner, _exporters, _) = split_flood_ruled();
     let (lo, hi) = copies_of_over(&c, VICTIM, Duration::from_secs(2));
     assert_eq!((lo, hi), (1, 1), "one copy before the stop:\n{}", c.logs());
-    let survivors: Vec<&str> = NAMES
-        .iter()
-        .copied()
-        .filter(|n| *n != NAMES[owner])
-        .collect();
-    let heir = owner_of(&survivors);
+    let heir = heir_of(owner);
 
     let stopping = c.terminate(owner);
     let stopped = Instant::now();
@@ -562,11 +540,7 @@ fn a_carpet_bombing_split_over_three_sensors_is_one_network_wide_block_rule() {
 /// rule is withdrawn.
 #[test]
 fn a_detect_reload_applies_network_wide_without_dropping_the_rule() {
-    let c = Cluster::start(1);
-    wait_clustered(&c);
-    let _exporters = Exporters::start(c.ns, VICTIM, [SHARE_PPS; 3], Duration::from_secs(120));
-    let ruled = wait(Duration::from_secs(30), || c.copies() > 0);
-    assert!(ruled, "no rule on gobgpd in 30 s:\n{}", c.logs());
+    let (c, _, _exporters, _) = split_flood_ruled();
     // Past `min_hold` (5 s): a rule the reload ended would go at once.
     let (lo, _) = copies_of_over(&c, VICTIM, Duration::from_secs(6));
     assert_eq!(lo, 1, "{}", c.logs());
@@ -578,9 +552,9 @@ fn a_detect_reload_applies_network_wide_without_dropping_the_rule() {
             )
         }
     };
-    for i in 0..NAMES.len() {
+    for (i, name) in NAMES.iter().enumerate() {
         let r = c.reload(i, threshold(9_000));
-        assert_eq!(r["outcome"], "applied", "{}: {r}", NAMES[i]);
+        assert_eq!(r["outcome"], "applied", "{name}: {r}");
     }
     let reloaded = Instant::now();
     let mut fewest = usize::MAX;
@@ -590,12 +564,11 @@ fn a_detect_reload_applies_network_wide_without_dropping_the_rule() {
     }
     assert!(fewest >= 1, "the rule went after the reload:\n{}", c.logs());
     assert_eq!(c.copies(), 1, "{}", c.logs());
-    for i in 0..NAMES.len() {
+    for (i, name) in NAMES.iter().enumerate() {
         let log = std::fs::read_to_string(c.log_path(i)).unwrap_or_default();
         assert!(
             log.contains("network-wide detection reconfigured"),
-            "{}:\n{log}",
-            NAMES[i]
+            "{name}:\n{log}"
         );
     }
     for i in 0..NAMES.len() {

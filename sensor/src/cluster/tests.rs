@@ -95,16 +95,16 @@ fn cluster_cfg(url: &str, name: &str) -> ClusterConfig {
     }
 }
 
-fn detect_cfg() -> DetectConfig {
-    DetectConfig::from_toml(
-        r#"own_networks = ["198.18.0.0/15"]
+/// Polls every 200 ms, 100 kpps per host.
+const DETECT: &str = r#"own_networks = ["198.18.0.0/15"]
 poll_interval = "200ms"
 smoothing = "200ms"
 [thresholds]
 all = { pps = 100000 }
-"#,
-    )
-    .unwrap()
+"#;
+
+fn detect_cfg() -> DetectConfig {
+    DetectConfig::from_toml(DETECT).unwrap()
 }
 
 const VICTIM: &str = "198.18.202.10";
@@ -166,19 +166,31 @@ async fn run(
     decisions
 }
 
+/// Three nodes named `names` on `server`, polled with 40 % each of the
+/// victim's threshold until one announces (at most 15 s): the victim,
+/// its rendezvous owner's name, the nodes, their clock and what was
+/// decided.
+async fn split_flood(
+    server: &NatsServer,
+    names: [&str; 3],
+) -> (IpNet, String, Vec<Node>, Duration, Vec<(String, Decision)>) {
+    let victim: IpNet = format!("{VICTIM}/32").parse().unwrap();
+    let expected = owner::owner(&victim, names).unwrap().to_string();
+    let mut all = nodes(&server.url(), &names).await;
+    let mut t = Duration::from_secs(1);
+    let got = run(&mut all, &mut t, Duration::from_secs(15), |d| !d.is_empty()).await;
+    (victim, expected, all, t, got)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_split_flood_is_detected_network_wide_and_announced_by_one_owner_then_taken_over() {
     let Some(server) = NatsServer::start() else {
         return;
     };
     let names = ["s1", "s2", "s3"];
-    let victim: IpNet = format!("{VICTIM}/32").parse().unwrap();
-    let expected = owner::owner(&victim, names).unwrap().to_string();
-    let mut all = nodes(&server.url(), &names).await;
-    let mut t = Duration::from_secs(1);
     // No local detector would see it: 40 kpps each against 100 kpps.
     let started = Instant::now();
-    let got = run(&mut all, &mut t, Duration::from_secs(15), |d| !d.is_empty()).await;
+    let (victim, expected, mut all, mut t, got) = split_flood(&server, names).await;
     let detected_after = started.elapsed();
     assert_eq!(
         got,
@@ -295,11 +307,7 @@ async fn a_clean_leave_hands_the_victim_over_at_the_next_step_and_waits_for_the_
         return;
     };
     let names = ["l1", "l2", "l3"];
-    let victim: IpNet = format!("{VICTIM}/32").parse().unwrap();
-    let expected = owner::owner(&victim, names).unwrap().to_string();
-    let mut all = nodes(&server.url(), &names).await;
-    let mut t = Duration::from_secs(1);
-    let got = run(&mut all, &mut t, Duration::from_secs(15), |d| !d.is_empty()).await;
+    let (victim, expected, mut all, mut t, got) = split_flood(&server, names).await;
     assert_eq!(got, vec![(expected.clone(), Decision::Announce(victim))]);
     let i = all.iter().position(|n| n.name() == expected).unwrap();
     let leaver = all.remove(i);
@@ -342,18 +350,9 @@ async fn a_clean_leave_hands_the_victim_over_at_the_next_step_and_waits_for_the_
     assert!(announced < Duration::from_millis(800), "{announced:?}");
 }
 
+/// As [`detect_cfg`], and 50 kpps per /24 of hosts summed.
 fn carpet_cfg() -> DetectConfig {
-    DetectConfig::from_toml(
-        r#"own_networks = ["198.18.0.0/15"]
-poll_interval = "200ms"
-smoothing = "200ms"
-[thresholds]
-all = { pps = 100000 }
-[aggregate]
-all = { pps = 50000 }
-"#,
-    )
-    .unwrap()
+    DetectConfig::from_toml(&format!("{DETECT}[aggregate]\nall = {{ pps = 50000 }}\n")).unwrap()
 }
 
 /// Cumulative counters of `hosts` destinations of 198.18.5.0/24 (from .1),

@@ -3,7 +3,9 @@
 //! adaptive thresholds it gives; blocks sum their hosts for the aggregate
 //! thresholds.
 
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
+
+use ipnet::IpNet;
 
 use super::{Block, Detector, Group, confirm::sampling_rate_in, decision::below, host_net};
 use crate::counters::CounterReading;
@@ -180,20 +182,8 @@ impl Detector {
             {
                 continue;
             }
-            let b = self.blocks.entry(net).or_insert_with(|| Block {
-                group: h.group,
-                meter: Meter::new(None),
-                quiet: ZERO,
-                typical: Some((0.0, 1)),
-                surge: false,
-                sum: ZERO,
-                hosts: 0,
-            });
-            b.hosts += 1;
-            for (s, r) in b.sum.iter_mut().zip(h.meter.raw()) {
-                s[0] += r[0];
-                s[1] += r[1];
-            }
+            let group = h.group;
+            add_to_block(&mut self.blocks, net, group, h.meter.raw());
         }
         for (net, sum) in &self.outside_blocks {
             let Some((group, _)) = self.lookup(net.network()) else {
@@ -202,21 +192,8 @@ impl Detector {
             if self.groups[group].aggregate.is_none() {
                 continue;
             }
-            let b = self.blocks.entry(*net).or_insert_with(|| Block {
-                group,
-                meter: Meter::new(None),
-                quiet: ZERO,
-                typical: Some((0.0, 1)),
-                surge: false,
-                sum: ZERO,
-                hosts: 0,
-            });
             // The hosts summed elsewhere count as one.
-            b.hosts += 1;
-            for (s, r) in b.sum.iter_mut().zip(sum) {
-                s[0] += r[0];
-                s[1] += r[1];
-            }
+            add_to_block(&mut self.blocks, *net, group, sum);
         }
         let attacks = &self.attacks;
         self.blocks
@@ -233,6 +210,25 @@ impl Detector {
                 || over
                 || !calm;
         }
+    }
+}
+
+/// Adds one contributor's rates to this poll's sum of block `net` (made,
+/// in `group`, if new).
+fn add_to_block(blocks: &mut BTreeMap<IpNet, Block>, net: IpNet, group: usize, rates: &Table) {
+    let b = blocks.entry(net).or_insert_with(|| Block {
+        group,
+        meter: Meter::new(None),
+        quiet: ZERO,
+        typical: Some((0.0, 1)),
+        surge: false,
+        sum: ZERO,
+        hosts: 0,
+    });
+    b.hosts += 1;
+    for (s, r) in b.sum.iter_mut().zip(rates) {
+        s[0] += r[0];
+        s[1] += r[1];
     }
 }
 
