@@ -28,6 +28,10 @@
 //! namespaces. The lab refuses to start if any of its names exist, and
 //! removes everything it created on exit, Ctrl-C included.
 //!
+//! `--sensors N` (N > 1) adds N - 1 routers and collectors, a namespace
+//! the traffic starts in behind the edge, a management LAN, a route
+//! reflector and N NATS nodes: see `cluster.rs`.
+//!
 //! This file has the arguments, the clean-up guard and the scenario;
 //! `topology.rs` builds the network, `traffic.rs` runs the attack and the
 //! exporter (or the player), `peers.rs` the BGP peer (and FastNetMon), `sensor.rs` the
@@ -81,7 +85,8 @@ pub struct LabArgs {
     /// The attack to play.
     #[arg(long, value_enum, default_value_t = Attack::NtpAmp)]
     attack: Attack,
-    /// The BGP daemon standing in for the router.
+    /// The BGP daemon standing in for the router (for each router with
+    /// `--sensors` > 1).
     #[arg(long, value_enum, default_value_t = Peer::Gobgp)]
     peer: Peer,
     /// How long to run at most, in seconds (the lab ends earlier once the
