@@ -209,12 +209,14 @@ fn udp_flood_over_softflowd_ipfix_to_bird() {
     assert_eq!(class(&t), "udp_flood");
 }
 
-/// Issue 17: `--sensors 3`, the sensors as a cluster (JetStream beside
-/// each, a route reflector to the router), each fed a third of the flood
-/// by an exporter of its own: no sensor sees an attack alone, the flood is
-/// detected network-wide and mitigated by exactly one rule (one copy at
-/// the reflector); the owner stopped, another sensor announces it within
-/// the issue's 5 s, and exactly one copy remains.
+/// Issue 17: `--sensors 3`, three routers, three sensors and a
+/// three-node JetStream cluster, each in its own namespace, and a route
+/// reflector to the routers' BGP speakers. The edge spreads the flood over
+/// the routers (each gets about a third), and each router's exporter feeds
+/// its own sensor: no sensor sees an attack alone, the flood is detected
+/// network-wide and mitigated by exactly one rule (one copy at the
+/// reflector) that every router holds; the owner stopped, another sensor
+/// announces it within the issue's 5 s, and exactly one copy remains.
 #[test]
 fn a_flood_split_over_three_clustered_sensors_is_mitigated_once_and_handed_over() {
     require_tool("nats-server");
@@ -232,6 +234,27 @@ fn a_flood_split_over_three_clustered_sensors_is_mitigated_once_and_handed_over(
         "{}",
         rules(&t)
     );
+    let on_peer = event(&t, "rule_on_peer");
+    let per_router = on_peer["per_router"].as_array().expect("per_router");
+    assert_eq!(per_router.len(), 3, "{on_peer}");
+    for rules in per_router {
+        assert_eq!(rules.as_array().map(Vec::len), Some(1), "{on_peer}");
+    }
+    let received: Vec<u64> = s["received_per_router"]
+        .as_array()
+        .expect("received_per_router")
+        .iter()
+        .map(|p| p.as_u64().unwrap())
+        .collect();
+    let total: u64 = received.iter().sum();
+    assert_eq!(received.len(), 3, "{s}");
+    for p in &received {
+        assert!(
+            *p * 5 >= total,
+            "a router got under a fifth of the flood: {received:?}"
+        );
+    }
+    assert_eq!(s["most_rules_per_router"], 1, "{s}");
     let rule = s["rule_on_peer_s"].as_f64().unwrap();
     assert!(rule <= SFLOW_DETECT + 1.0, "rule after {rule:.2} s: {s}");
     assert_eq!(s["most_copies_before"], 1, "{s}");

@@ -172,6 +172,19 @@ pub fn route_reflector_config(
     clients: &[&str],
     upstream: Option<(&str, u32)>,
 ) -> String {
+    route_reflector_config_to(asn, router_id, listen, clients, upstream.as_slice())
+}
+
+/// [`route_reflector_config`] with any number of `upstreams` (address,
+/// AS): one eBGP neighbor each, every one of them sent the rules (the
+/// lab's routers, one BGP speaker each).
+pub fn route_reflector_config_to(
+    asn: u32,
+    router_id: &str,
+    listen: &[&str],
+    clients: &[&str],
+    upstreams: &[(&str, u32)],
+) -> String {
     let families = "  [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = \"ipv4-unicast\"\n  [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = \"ipv4-flowspec\"\n";
     let mut s = format!(
         "[global.config]\n  as = {asn}\n  router-id = {}\n  port = 179\n",
@@ -191,7 +204,7 @@ pub fn route_reflector_config(
             quote(router_id)
         );
     }
-    if let Some((address, peer_as)) = upstream {
+    for &(address, peer_as) in upstreams {
         let _ = write!(
             s,
             "\n[[neighbors]]\n  [neighbors.config]\n    neighbor-address = {}\n    peer-as = {peer_as}\n  \
@@ -318,5 +331,25 @@ mod tests {
             "{conf}"
         );
         assert!(!conf.contains("local-address-list"));
+    }
+
+    #[test]
+    fn the_route_reflector_sends_to_every_upstream() {
+        let conf = route_reflector_config_to(
+            65001,
+            "10.0.0.1",
+            &["10.0.0.1"],
+            &["10.0.0.21"],
+            &[("10.0.0.11", 65000), ("10.0.0.12", 65000)],
+        );
+        for router in ["10.0.0.11", "10.0.0.12"] {
+            assert!(
+                conf.contains(&format!(
+                    "neighbor-address = \"{router}\"\n    peer-as = 65000"
+                )),
+                "{conf}"
+            );
+        }
+        assert_eq!(conf.matches("[[neighbors]]").count(), 3, "{conf}");
     }
 }

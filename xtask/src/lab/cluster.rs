@@ -1,35 +1,48 @@
 //! `--sensors N` (N > 1): the sensors as a cluster (issue 17,
-//! docs/cluster.md).
+//! docs/cluster.md), behind N routers.
 //!
 //! ```text
-//!                    ┌── 198.18.200.1/30 ──── .2  collector    s1 + NATS n1
-//!   edge ─── router ─┼── 198.18.200.5/30 ──── .6  collector2   s2 + NATS n2
-//!  (router's BGP)    └── 198.18.200.9/30 ──── .10 collector3   s3 + NATS n3
-//!                     route reflector (gobgpd, AS 65001) in the router
-//!                     namespace; N exporters on the edge-facing veth
+//!                             ┌─ router  ── collector  (s1, XDP on -cr)
+//!   inet ── edge ── ECMP ─────┼─ router2 ── collector2 (s2, XDP on -c2)
+//!  (hping3,  (forwards)       └─ router3 ── collector3 (s3, XDP on -c3)
+//!   ping)
+//!   lan (bridge 198.18.203.0/24): rr .1 (gobgpd, route reflector),
+//!   routers .11-.13 (their BGP: gobgpd or BIRD), sensors .21-.23,
+//!   nats1-3 .31-.33 (a JetStream cluster)
 //! ```
 //!
-//! Each collector namespace holds a sensor (XDP on its veth) and a node of
-//! a JetStream cluster (replicas up to 3), the way an operator would run
-//! one of each per site. The router namespace runs N exporters of the
-//! chosen kind, each standing for one edge router: exporter `i` samples the
-//! packets whose source address ends in a byte `i` modulo N (hping3's
-//! random sources: a flood split N ways) and exports them to sensor `i`.
-//! The sensors are route-reflector clients (iBGP) of a gobgpd in the router
-//! namespace, which passes the rules on to the router's BGP (gobgpd or
-//! BIRD in the edge namespace, eBGP as in the one-sensor lab).
+//! Every box is a namespace of its own. The traffic (hping3's flood and the
+//! normal ping) starts in the inet; the edge forwards it to the customer
+//! block over one ECMP route with a next hop in each router, hashed on the
+//! packets' addresses, so hping3's random sources spread about evenly over
+//! the routers. (Splitting where hping3 runs is not possible with routing
+//! alone: the kernel routes a raw socket's packet before it reads the
+//! source hping3 wrote into it; the lab has no nftables, iptables or
+//! VRFs to mark it instead.) Each router hosts the customer block (as the
+//! one-sensor lab's does) and runs an exporter of the chosen kind on its
+//! veth to the edge: it samples what the edge sends it and exports it to
+//! its own site's collector, as agent 198.18.200.(4i+1).
+//!
+//! Each collector holds a sensor (XDP on its veth to its router); the
+//! management LAN joins the sensors, the NATS nodes (their cluster routes
+//! too), the route reflector and the routers' BGP speakers. The sensors
+//! are route-reflector clients (iBGP, AS 65001) of the gobgpd in the rr
+//! namespace, which passes the rules on to each router's BGP speaker
+//! (gobgpd or BIRD in the router's namespace, AS 65000, eBGP).
 //!
 //! The thresholds are the one-sensor lab's: hping3 makes 3.5-5 kpps here,
 //! so each of three shares stays under every threshold (at most ~85 % of
 //! UDP's 2 kpps) while the sum is over it, and still is with one share gone
-//! (the stopped owner's exporter sends on to it). The checks, in the timeline: every sensor clustered with N
-//! members; the attack detected network-wide (`edge-sensor cluster`, with
-//! the sensors' own local attacks counted); the rule on the router and
-//! exactly one copy of it at the route reflector (every path it holds for
-//! the victim, per sensor); the owner stopped (SIGTERM) 3 s after its rule
-//! came: another sensor's copy, the times with no copy at the reflector and
-//! no rule on the router; exactly one copy until the attack ends; the rule
-//! withdrawn after it.
+//! (the stopped owner's exporter sends on to it). The checks, in the
+//! timeline: every sensor clustered with N members; the attack detected
+//! network-wide (`edge-sensor cluster`, with the sensors' own local attacks
+//! counted); the rule on every router and exactly one copy of it at the
+//! route reflector (every path it holds for the victim, per sensor); the
+//! owner stopped (SIGTERM) 3 s after its rule came: another sensor's copy,
+//! the times with no copy at the reflector and with no rule on some
+//! router; exactly one copy until the attack ends; the rule withdrawn from
+//! every router after it. The packets each router received during the
+//! attack are counted on its veth to the edge (the split).
 
 use std::{
     fs,
@@ -44,9 +57,9 @@ use edge_sensor_labconf::{Bgp, BgpPeer, NatsCluster, cluster_section, nats_confi
 use serde_json::{Value, json};
 
 use super::{
-    Attack, CUSTOMERS, EDGE_ADDR, INTERRUPTED, Lab, LabArgs, ROUTER_ADDR, ROUTER_EDGE_ADDR, exited,
-    in_ns, ip,
-    peers::start_peer,
+    Attack, CUSTOMERS, ClusterNames, EDGE_ADDR, INTERRUPTED, Lab, LabArgs, Peer, ROUTER_EDGE_ADDR,
+    exited, in_ns, ip,
+    peers::start_peer_in,
     sensor::{HPING3_THRESHOLDS, config_with, wait_for_xdp_on},
     stop_attack,
     timeline::Timeline,
@@ -84,13 +97,48 @@ pub(super) fn refuse(args: &LabArgs) -> Result<()> {
     Ok(())
 }
 
-/// Collector `i`'s link: the router's address and the collector's.
+/// Site `i`'s (0-based) router <-> collector link: the router's address
+/// and the collector's (a /30 each; site 0's is the one-sensor lab's).
 fn link(i: usize) -> (String, String) {
     (
         format!("198.18.200.{}", 4 * i + 1),
         format!("198.18.200.{}", 4 * i + 2),
     )
 }
+
+/// Router `i`'s link to the edge: the router's address and the edge's
+/// (router 0's is the one-sensor lab's /24, the others a /30 each).
+fn uplink(i: usize) -> (String, String) {
+    match i {
+        0 => (ROUTER_EDGE_ADDR.into(), EDGE_ADDR.into()),
+        _ => (
+            format!("198.18.204.{}", 4 * (i - 1) + 1),
+            format!("198.18.204.{}", 4 * (i - 1) + 2),
+        ),
+    }
+}
+
+/// The inet behind the edge: the edge's address on their link, the
+/// inet's, and the link's prefix.
+const EDGE_INET_ADDR: &str = "198.18.205.1";
+const INET_ADDR: &str = "198.18.205.2";
+const INET_NET: &str = "198.18.205.0/30";
+
+/// The management LAN (a bridge in the lan namespace), a /24: the route
+/// reflector, router `i`'s BGP speaker, sensor `i`, NATS node `i`.
+const LAN_BITS: u8 = 24;
+const RR_ADDR: &str = "198.18.203.1";
+fn router_lan(i: usize) -> String {
+    format!("198.18.203.{}", 11 + i)
+}
+fn sensor_lan(i: usize) -> String {
+    format!("198.18.203.{}", 21 + i)
+}
+fn nats_lan(i: usize) -> String {
+    format!("198.18.203.{}", 31 + i)
+}
+/// Every LAN member's end of its veth to the bridge, in its own namespace.
+const LAN_END: &str = "lan0";
 
 /// One sensor of the cluster and where it lives.
 struct Sensor {
@@ -130,33 +178,193 @@ fn sensors(lab: &Lab) -> Vec<Sensor> {
         .collect()
 }
 
-/// The collectors beyond the first: a namespace each, a veth to the
-/// router, a /30 on it, the default route via the router.
+/// One router: its namespace and its veth to the edge (where its exporter
+/// samples what the edge sends it).
+struct Router {
+    ns: String,
+    uplink: String,
+}
+
+fn routers(lab: &Lab) -> Vec<Router> {
+    let n = &lab.names;
+    let mut out = vec![Router {
+        ns: n.router.clone(),
+        uplink: n.re.clone(),
+    }];
+    out.extend(n.more.iter().map(|s| Router {
+        ns: s.router.clone(),
+        uplink: s.uplink.clone(),
+    }));
+    out
+}
+
+fn cluster_names(lab: &Lab) -> &ClusterNames {
+    lab.names
+        .cluster
+        .as_ref()
+        .expect("--sensors > 1 has the cluster's names")
+}
+
+fn sysctl(ns: &str, key: &str, value: &str) -> Result<()> {
+    util::run(
+        in_ns(ns, "sysctl")
+            .args(["-qw", &format!("{key}={value}")])
+            .stdout(Stdio::null()),
+    )
+}
+
+fn addr_up(ns: &str, dev: &str, addr: &str, bits: u8) -> Result<()> {
+    ip(&[
+        "-n",
+        ns,
+        "addr",
+        "add",
+        &format!("{addr}/{bits}"),
+        "dev",
+        dev,
+    ])?;
+    ip(&["-n", ns, "link", "set", dev, "up"])
+}
+
+/// Everything beyond the one-sensor lab's three namespaces (see the
+/// module's diagram): sites 2..N (a router and a collector each, the router
+/// on a veth of its own to the edge), the inet behind the edge with the
+/// edge spreading the customers' traffic over the routers (ECMP), the
+/// management LAN with the route reflector and the NATS nodes.
 fn more_topology(lab: &Lab) -> Result<()> {
     let n = &lab.names;
-    for (k, c) in n.more.iter().enumerate() {
-        let (router_addr, addr) = link(k + 1);
-        ip(&["netns", "add", &c.ns])?;
-        ip(&["-n", &c.ns, "link", "set", "lo", "up"])?;
-        veth_pair((&c.router_end, &n.router), (&c.end, &c.ns))?;
-        for (ns, dev, a) in [
-            (&n.router, &c.router_end, &router_addr),
-            (&c.ns, &c.end, &addr),
-        ] {
-            ip(&["-n", ns, "addr", "add", &format!("{a}/30"), "dev", dev])?;
-            ip(&["-n", ns, "link", "set", dev, "up"])?;
+    let c = cluster_names(lab);
+    for ns in n.namespaces().into_iter().skip(3) {
+        ip(&["netns", "add", ns])?;
+        ip(&["-n", ns, "link", "set", "lo", "up"])?;
+    }
+    for (k, site) in n.more.iter().enumerate() {
+        let i = k + 1;
+        let (router_addr, addr) = link(i);
+        veth_pair((&site.router_end, &site.router), (&site.end, &site.ns))?;
+        addr_up(&site.router, &site.router_end, &router_addr, 30)?;
+        addr_up(&site.ns, &site.end, &addr, 30)?;
+        ip(&[
+            "-n",
+            &site.ns,
+            "route",
+            "add",
+            "default",
+            "via",
+            &router_addr,
+        ])?;
+        let (up_router, up_edge) = uplink(i);
+        veth_pair((&site.uplink, &site.router), (&site.edge_end, &n.edge))?;
+        addr_up(&site.router, &site.uplink, &up_router, 30)?;
+        addr_up(&n.edge, &site.edge_end, &up_edge, 30)?;
+        // As the first router: it hosts the customer block (AnyIP), and the
+        // attack's sources are random, so no reverse-path filter.
+        sysctl(&site.router, "net.ipv4.ip_forward", "1")?;
+        for dev in ["all", "default", &site.uplink, &site.router_end] {
+            sysctl(&site.router, &format!("net.ipv4.conf.{dev}.rp_filter"), "0")?;
         }
-        util::run(
-            in_ns(&n.router, "sysctl")
-                .args([
-                    "-qw",
-                    &format!("net.ipv4.conf.{}.rp_filter=0", c.router_end),
-                ])
-                .stdout(Stdio::null()),
-        )?;
-        ip(&["-n", &c.ns, "route", "add", "default", "via", &router_addr])?;
+        ip(&[
+            "-n",
+            &site.router,
+            "route",
+            "add",
+            "local",
+            CUSTOMERS,
+            "dev",
+            "lo",
+        ])?;
+    }
+    // The inet: the traffic's sources, behind the edge.
+    veth_pair((&c.inet_end, &c.inet), (&c.edge_inet, &n.edge))?;
+    addr_up(&c.inet, &c.inet_end, INET_ADDR, 30)?;
+    addr_up(&n.edge, &c.edge_inet, EDGE_INET_ADDR, 30)?;
+    ip(&[
+        "-n",
+        &c.inet,
+        "route",
+        "add",
+        "default",
+        "via",
+        EDGE_INET_ADDR,
+    ])?;
+    // The edge forwards the inet's packets to the customers over all the
+    // routers: one ECMP route, hashed on the source and destination
+    // addresses (policy 0, the default), so hping3's random sources spread
+    // about evenly. (A source-based rule where hping3 runs could not do
+    // it: the kernel routes a raw socket's packets before it looks at the
+    // source hping3 writes into them.)
+    sysctl(&n.edge, "net.ipv4.ip_forward", "1")?;
+    sysctl(&n.edge, "net.ipv4.fib_multipath_hash_policy", "0")?;
+    for dev in ["all", "default", c.edge_inet.as_str()] {
+        sysctl(&n.edge, &format!("net.ipv4.conf.{dev}.rp_filter"), "0")?;
+    }
+    let mut ecmp = vec![
+        "-n".to_string(),
+        n.edge.clone(),
+        "route".into(),
+        "add".into(),
+        CUSTOMERS.into(),
+    ];
+    for (i, r) in routers(lab).iter().enumerate() {
+        let (up_router, up_edge) = uplink(i);
+        let edge_end = if i == 0 {
+            &n.er
+        } else {
+            &n.more[i - 1].edge_end
+        };
+        ecmp.extend([
+            "nexthop".into(),
+            "via".into(),
+            up_router,
+            "dev".into(),
+            edge_end.clone(),
+        ]);
+        // The way back to the inet (ping's replies).
+        ip(&["-n", &r.ns, "route", "add", INET_NET, "via", &up_edge])?;
+    }
+    ip(&ecmp.iter().map(String::as_str).collect::<Vec<_>>())?;
+    // The management LAN: a bridge with a port for every member.
+    ip(&["-n", &c.lan, "link", "add", "br0", "type", "bridge"])?;
+    ip(&["-n", &c.lan, "link", "set", "br0", "up"])?;
+    let mut members = vec![("rr".to_string(), c.rr.clone(), RR_ADDR.to_string())];
+    for (i, r) in routers(lab).iter().enumerate() {
+        members.push((format!("r{}", i + 1), r.ns.clone(), router_lan(i)));
+    }
+    for (i, s) in sensors(lab).iter().enumerate() {
+        members.push((format!("c{}", i + 1), s.ns.clone(), sensor_lan(i)));
+    }
+    for (i, ns) in c.nats.iter().enumerate() {
+        members.push((format!("n{}", i + 1), ns.clone(), nats_lan(i)));
+    }
+    for (port, ns, addr) in &members {
+        veth_pair((port, &c.lan), (LAN_END, ns))?;
+        ip(&["-n", &c.lan, "link", "set", port, "master", "br0"])?;
+        ip(&["-n", &c.lan, "link", "set", port, "up"])?;
+        addr_up(ns, LAN_END, addr, LAN_BITS)?;
     }
     Ok(())
+}
+
+/// The packets each router's edge-facing veth has received so far.
+fn received(routers: &[Router]) -> Vec<u64> {
+    routers
+        .iter()
+        .map(|r| {
+            let out = Command::new("ip")
+                .args(["-j", "-s", "-n", &r.ns, "link", "show", "dev", &r.uplink])
+                .output()
+                .map(|o| o.stdout)
+                .unwrap_or_default();
+            serde_json::from_slice::<Value>(&out)
+                .ok()
+                .and_then(|v| {
+                    v[0]["stats64"]["rx"]["packets"]
+                        .as_u64()
+                        .or_else(|| v[0]["stats"]["rx"]["packets"].as_u64())
+                })
+                .unwrap_or(0)
+        })
+        .collect()
 }
 
 /// `edge-sensor ARGS --json` on a sensor's control socket.
@@ -172,13 +380,13 @@ fn ask(bin: &Path, s: &Sensor, args: &[&str]) -> Option<Value> {
 
 /// The route reflector's paths for `victim` (its /32 and Flow Spec rules
 /// with it as destination), as the names of the sensors they came from.
-fn copies_at_reflector(lab: &Lab, victim: &str, sensors: &[Sensor]) -> Vec<String> {
+fn copies_at_reflector(rr: &str, victim: &str, sensors: &[Sensor]) -> Vec<String> {
     let mut out = Vec::new();
     for (family, needle) in [
         ("ipv4", format!("{victim}/32")),
         ("ipv4-flowspec", format!("destination: {victim}/32")),
     ] {
-        let text = in_ns(&lab.names.router, "gobgp")
+        let text = in_ns(rr, "gobgp")
             .args(["-j", "global", "rib", "-a", family])
             .output()
             .map(|o| o.stdout)
@@ -193,7 +401,7 @@ fn copies_at_reflector(lab: &Lab, victim: &str, sensors: &[Sensor]) -> Vec<Strin
             for p in paths.as_array().into_iter().flatten() {
                 let from = p["neighbor-ip"].as_str().unwrap_or("?");
                 let name = (0..sensors.len())
-                    .find(|&i| link(i).1 == from)
+                    .find(|&i| sensor_lan(i) == from)
                     .map_or(from.to_string(), |i| sensors[i].name.clone());
                 out.push(name);
             }
@@ -202,16 +410,37 @@ fn copies_at_reflector(lab: &Lab, victim: &str, sensors: &[Sensor]) -> Vec<Strin
     out
 }
 
+/// The copies at the reflector and each router's rules, asked all at once
+/// (a CLI call each; one after the other they would coarsen the times).
+fn look(
+    rr: &str,
+    peer: Peer,
+    victim: &str,
+    sensors: &[Sensor],
+    routers: &[Router],
+) -> (Vec<String>, Vec<Vec<String>>) {
+    std::thread::scope(|scope| {
+        let at_routers: Vec<_> = routers
+            .iter()
+            .map(|r| scope.spawn(move || peer.rules(&r.ns)))
+            .collect();
+        let copies = copies_at_reflector(rr, victim, sensors);
+        let rules = at_routers
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect();
+        (copies, rules)
+    })
+}
+
 fn start_nats(lab: &mut Lab, count: usize) -> Result<Vec<String>> {
-    let routes: Vec<String> = (0..count).map(|i| format!("{}:6222", link(i).1)).collect();
+    let routes: Vec<String> = (0..count)
+        .map(|i| format!("{}:6222", nats_lan(i)))
+        .collect();
     let mut servers = Vec::new();
     for i in 0..count {
-        let addr = link(i).1;
-        let ns = if i == 0 {
-            lab.names.collector.clone()
-        } else {
-            lab.names.more[i - 1].ns.clone()
-        };
+        let addr = nats_lan(i);
+        let ns = cluster_names(lab).nats[i].clone();
         let store = lab.dir.join(format!("nats{}", i + 1));
         fs::create_dir_all(&store)?;
         let conf = lab.dir.join(format!("nats{}.conf", i + 1));
@@ -244,22 +473,26 @@ fn start_nats(lab: &mut Lab, count: usize) -> Result<Vec<String>> {
     Ok(servers)
 }
 
+/// The route reflector in its namespace on the LAN: the sensors its
+/// clients, every router's BGP speaker an eBGP neighbor.
 fn start_reflector(lab: &mut Lab, count: usize) -> Result<()> {
-    let clients: Vec<String> = (0..count).map(|i| link(i).1).collect();
+    let clients: Vec<String> = (0..count).map(sensor_lan).collect();
     let clients: Vec<&str> = clients.iter().map(String::as_str).collect();
+    let routers: Vec<String> = (0..count).map(router_lan).collect();
+    let upstreams: Vec<(&str, u32)> = routers.iter().map(|r| (r.as_str(), 65000)).collect();
     let conf = lab.dir.join("reflector.toml");
     fs::write(
         &conf,
-        edge_sensor_labconf::route_reflector_config(
+        edge_sensor_labconf::route_reflector_config_to(
             65001,
-            ROUTER_ADDR,
-            &[],
+            RR_ADDR,
+            &[RR_ADDR],
             &clients,
-            Some((EDGE_ADDR, 65000)),
+            &upstreams,
         ),
     )?;
     let log = fs::File::create(lab.dir.join("reflector.log"))?;
-    let child = in_ns(&lab.names.router, "gobgpd")
+    let child = in_ns(&cluster_names(lab).rr.clone(), "gobgpd")
         .arg("-f")
         .arg(&conf)
         .args(["--api-hosts", "127.0.0.1:50051", "--pprof-disable"])
@@ -273,9 +506,9 @@ fn start_reflector(lab: &mut Lab, count: usize) -> Result<()> {
 }
 
 fn start_sensor(lab: &mut Lab, bin: &Path, s: &Sensor, i: usize, servers: &[String]) -> Result<()> {
-    let (router_addr, addr) = link(i);
+    let addr = sensor_lan(i);
     let bgp = Bgp::new(&addr, 65001, &[CUSTOMERS]).peer(
-        BgpPeer::new("reflector", &router_addr, &addr, 65001)
+        BgpPeer::new("reflector", RR_ADDR, &addr, 65001)
             .extra("[bgp.peers.flowspec]\ndialect = \"gobgp\""),
     );
     let config = lab.dir.join(format!("{}.toml", s.name));
@@ -348,6 +581,12 @@ fn logs(lab: &Lab, sensors: &[Sensor]) -> String {
         "--- route reflector:\n{}",
         fs::read_to_string(lab.dir.join("reflector.log")).unwrap_or_default()
     );
+    for i in 1..=sensors.len() {
+        out += &format!(
+            "--- router {i}'s BGP:\n{}",
+            fs::read_to_string(lab.dir.join(format!("peer-{i}.log"))).unwrap_or_default()
+        );
+    }
     out
 }
 
@@ -357,26 +596,48 @@ pub(super) fn run(args: &LabArgs, lab: &mut Lab, bin: &Path, mut tl: Timeline) -
     let n = args.sensors;
     more_topology(lab)?;
     let sensors = sensors(lab);
+    let routers = routers(lab);
+    let (rr, nats) = {
+        let c = cluster_names(lab);
+        (c.rr.clone(), c.nats.clone())
+    };
     let servers = start_nats(lab, n)?;
     start_reflector(lab, n)?;
-    let peer = start_peer(lab, args.peer, ROUTER_EDGE_ADDR)?;
+    let peer = args.peer;
+    for (i, r) in routers.iter().enumerate() {
+        start_peer_in(
+            lab,
+            peer,
+            &r.ns,
+            &router_lan(i),
+            RR_ADDR,
+            &format!("-{}", i + 1),
+        )?;
+    }
     for (i, s) in sensors.iter().enumerate() {
         start_sensor(lab, bin, s, i, &servers)?;
     }
     tl.note(
         "sensors",
         format!(
-            "{n} sensors attached ({}), {n} NATS nodes beside them (JetStream, replicas {}), \
-             route reflector gobgpd in {}",
+            "{n} sensors attached ({}); {n} NATS nodes ({}; JetStream, replicas {}); route \
+             reflector gobgpd in {rr}; {} in each of {}",
             sensors
                 .iter()
                 .map(|s| format!("{} on {} in {}", s.name, s.iface, s.ns))
                 .collect::<Vec<_>>()
                 .join(", "),
+            nats.join(", "),
             n.min(3),
-            lab.names.router
+            peer.daemon(),
+            routers
+                .iter()
+                .map(|r| r.ns.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
         ),
-        json!({"sensors": n, "replicas": n.min(3)}),
+        json!({"sensors": n, "replicas": n.min(3), "routers": routers.iter().map(|r| &r.ns).collect::<Vec<_>>(),
+            "nats": nats, "route_reflector": rr}),
     );
 
     // Every sensor clustered with every member: a JetStream cluster elects
@@ -410,11 +671,12 @@ pub(super) fn run(args: &LabArgs, lab: &mut Lab, bin: &Path, mut tl: Timeline) -
         json!({"members": n}),
     );
 
-    for (i, s) in sensors.iter().enumerate() {
+    for (i, (s, r)) in sensors.iter().zip(&routers).enumerate() {
         let (agent, collector) = link(i);
         let share = Share {
             index: i,
-            of: n,
+            ns: r.ns.clone(),
+            iface: r.uplink.clone(),
             agent,
             collector,
         };
@@ -427,15 +689,12 @@ pub(super) fn run(args: &LabArgs, lab: &mut Lab, bin: &Path, mut tl: Timeline) -
     tl.note(
         "ready",
         format!(
-            "{n} x {} exporting from {} (1:{} sampling), exporter i samples the sources ending in \
-             i mod {n} for sensor i; normal traffic: ping {EDGE_ADDR} -> {}; peer: {} in {} via \
-             the route reflector",
+            "{} exporting from each of the {n} routers (1:{} sampling) what the edge sends it, \
+             router i to sensor i; the edge spreads the inet's traffic over the routers (ECMP \
+             on the addresses); normal traffic: ping {INET_ADDR} -> {}",
             args.exporter.name(),
-            lab.names.router,
             args.sampling,
             super::VICTIM,
-            args.peer.daemon(),
-            lab.names.edge
         ),
         json!({"exporter": args.exporter.name(), "sampling": args.sampling, "sensors": n}),
     );
@@ -457,16 +716,28 @@ pub(super) fn run(args: &LabArgs, lab: &mut Lab, bin: &Path, mut tl: Timeline) -
     let (mut most_before, mut most_after) = (0usize, 0usize);
     let (mut no_copy, mut no_rule) = (Gap::default(), Gap::default());
     let mut local_attacks = 0u64;
+    // The routers' received packets when the attack started, and the
+    // share each got.
+    let mut rx_at_start: Vec<u64> = Vec::new();
+    let mut split: Vec<u64> = Vec::new();
+    // The most rules any router held at once while attacking.
+    let mut most_rules = 0usize;
+    // When the first router had the rule (`ruled_at`: every router).
+    let mut first_rule_at: Option<Duration> = None;
     let mut last_view = Instant::now();
     let end = Instant::now() + Duration::from_secs(args.duration);
     while Instant::now() < end && !INTERRUPTED.load(Ordering::SeqCst) {
         let t = tl.start.elapsed();
         if !attacking && !ended && t >= attack_at {
             attacking = true;
+            rx_at_start = received(&routers);
             attack = Some(args.attack.start(lab, args.attack_for)?);
             tl.note(
                 "attack_started",
-                format!("attack {:?} -> {victim}, split {n} ways", args.attack),
+                format!(
+                    "attack {:?} -> {victim} from {INET_ADDR}'s side, over {n} routers",
+                    args.attack
+                ),
                 json!({"attack": format!("{:?}", args.attack), "target": victim}),
             );
         }
@@ -476,7 +747,29 @@ pub(super) fn run(args: &LabArgs, lab: &mut Lab, bin: &Path, mut tl: Timeline) -
             }
             attacking = false;
             ended = true;
-            tl.note("attack_ended", "attack stopped".into(), json!({}));
+            split = received(&routers)
+                .iter()
+                .zip(&rx_at_start)
+                .map(|(now, then)| now.saturating_sub(*then))
+                .collect();
+            let total: u64 = split.iter().sum();
+            tl.note(
+                "attack_ended",
+                format!(
+                    "attack stopped; packets each router received meanwhile: {}",
+                    split
+                        .iter()
+                        .zip(&routers)
+                        .map(|(p, r)| format!(
+                            "{} {p} ({:.0} %)",
+                            r.ns,
+                            100.0 * *p as f64 / total.max(1) as f64
+                        ))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                json!({"received": split}),
+            );
         }
         let live: Vec<usize> = (0..n)
             .filter(|&i| stopped.is_none_or(|(o, _)| o != i))
@@ -523,18 +816,31 @@ pub(super) fn run(args: &LabArgs, lab: &mut Lab, bin: &Path, mut tl: Timeline) -
                 local_attacks = local_attacks.max(l);
             }
         }
-        let copies = copies_at_reflector(lab, victim, &sensors);
-        let rules = peer.rules(&lab.names.edge);
-        if ruled_at.is_none() && !rules.is_empty() {
+        let (copies, at_routers) = look(&rr, peer, victim, &sensors, &routers);
+        // "On the router": on every router; "no rule": some router has none.
+        let on_all = at_routers.iter().all(|r| !r.is_empty());
+        let on_none = at_routers.iter().all(Vec::is_empty);
+        if attacking {
+            most_rules = most_rules.max(at_routers.iter().map(Vec::len).max().unwrap_or(0));
+        }
+        if first_rule_at.is_none() && !on_none {
+            first_rule_at = Some(t);
+        }
+        if ruled_at.is_none() && on_all {
             ruled_at = Some(t);
+            let rules = at_routers[0].clone();
             tl.note(
                 "rule_on_peer",
                 format!(
-                    "on {}: {}; at the route reflector from {copies:?}",
+                    "on {} in all {n} routers: {}; at the route reflector from {copies:?}",
                     args.peer.daemon(),
-                    rules.join(" | ")
+                    at_routers
+                        .iter()
+                        .map(|r| r.join(" | "))
+                        .collect::<Vec<_>>()
+                        .join(" / ")
                 ),
-                json!({"rules": rules, "announced_by": copies}),
+                json!({"rules": rules, "per_router": at_routers, "announced_by": copies}),
             );
         }
         match stopped {
@@ -569,7 +875,7 @@ pub(super) fn run(args: &LabArgs, lab: &mut Lab, bin: &Path, mut tl: Timeline) -
             Some((o, at)) => {
                 // Until the attack ends: then the rule goes, as it should.
                 no_copy.see(copies.is_empty() && !ended);
-                no_rule.see(rules.is_empty() && !ended);
+                no_rule.see(!on_all && !ended);
                 let heirs: Vec<&String> =
                     copies.iter().filter(|c| **c != sensors[o].name).collect();
                 if handed.is_none() && !heirs.is_empty() {
@@ -578,7 +884,7 @@ pub(super) fn run(args: &LabArgs, lab: &mut Lab, bin: &Path, mut tl: Timeline) -
                         "handed_over",
                         format!(
                             "{} announces it {:.2} s after the stop; no copy at the route \
-                             reflector for {:.2} s, no rule on {} for {:.2} s",
+                             reflector for {:.2} s, no rule on some router's {} for {:.2} s",
                             heirs[0],
                             at.elapsed().as_secs_f64(),
                             no_copy.longest().as_secs_f64(),
@@ -596,12 +902,12 @@ pub(super) fn run(args: &LabArgs, lab: &mut Lab, bin: &Path, mut tl: Timeline) -
             }
             None => {}
         }
-        if ruled_at.is_some() && ended && !withdrawn && rules.is_empty() && copies.is_empty() {
+        if ruled_at.is_some() && ended && !withdrawn && on_none && copies.is_empty() {
             withdrawn = true;
             tl.note(
                 "withdrawn",
                 format!(
-                    "{} has no rule left, the route reflector no copy",
+                    "no router's {} has a rule left, the route reflector no copy",
                     args.peer.daemon()
                 ),
                 json!({}),
@@ -645,6 +951,7 @@ pub(super) fn run(args: &LabArgs, lab: &mut Lab, bin: &Path, mut tl: Timeline) -
         "complete": complete,
         "detect_s": since("detected"),
         "rule_on_peer_s": since("rule_on_peer"),
+        "rule_on_first_router_s": (|| Some(first_rule_at?.as_secs_f64() - tl.time_of("attack_started")?))(),
         "withdrawn_after_end_s": (|| Some(tl.time_of("withdrawn")? - tl.time_of("attack_ended")?))(),
         "owner": stopped.map(|(o, _)| sensors[o].name.clone()),
         "heir": handed,
@@ -654,19 +961,24 @@ pub(super) fn run(args: &LabArgs, lab: &mut Lab, bin: &Path, mut tl: Timeline) -
         "most_copies_before": most_before,
         "most_copies_after": most_after,
         "most_local_attacks": local_attacks,
+        "most_rules_per_router": most_rules,
+        "received_per_router": split,
     });
     let f = |v: &Value| v.as_f64().map_or("-".to_string(), |x| format!("{x:.2} s"));
     tl.summary_with(
         &s,
         format!(
-            "summary ({n} sensors): network-wide detection {} and rule on the peer {} after the \
-             attack started, {} cop{} at the route reflector; owner {} stopped, {} announced {} \
-             later (no copy for {}, no rule on the router for {}), then at most {} cop{}; \
-             withdrawn {} after the attack ended; at most {} local attack(s) per sensor",
+            "summary ({n} sensors, {n} routers): network-wide detection {}, the rule on the \
+             first router {} and on every router {} after the attack started, {} cop{} at the route reflector, at most {} \
+             rule(s) per router; owner {} stopped, {} announced {} later (no copy for {}, no \
+             rule on some router for {}), then at most {} cop{}; withdrawn {} after the attack \
+             ended; at most {} local attack(s) per sensor; the flood's packets per router {:?}",
             f(&s["detect_s"]),
+            f(&s["rule_on_first_router_s"]),
             f(&s["rule_on_peer_s"]),
             most_before,
             if most_before == 1 { "y" } else { "ies" },
+            most_rules,
             s["owner"].as_str().unwrap_or("-"),
             s["heir"].as_str().unwrap_or("nobody"),
             f(&s["handover_s"]),
@@ -676,6 +988,7 @@ pub(super) fn run(args: &LabArgs, lab: &mut Lab, bin: &Path, mut tl: Timeline) -
             if most_after == 1 { "y" } else { "ies" },
             f(&s["withdrawn_after_end_s"]),
             local_attacks,
+            split,
         ),
     );
     if INTERRUPTED.load(Ordering::SeqCst) {

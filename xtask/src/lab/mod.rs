@@ -28,6 +28,10 @@
 //! namespaces. The lab refuses to start if any of its names exist, and
 //! removes everything it created on exit, Ctrl-C included.
 //!
+//! `--sensors N` (N > 1) adds N - 1 routers and collectors, a namespace
+//! the traffic starts in behind the edge, a management LAN, a route
+//! reflector and N NATS nodes: see `cluster.rs`.
+//!
 //! This file has the arguments, the clean-up guard and the scenario;
 //! `topology.rs` builds the network, `traffic.rs` runs the attack and the
 //! exporter (or the player), `peers.rs` the BGP peer (and FastNetMon), `sensor.rs` the
@@ -75,13 +79,14 @@ const PLAYER_UDP_PPS: u32 = 50_000;
 
 #[derive(clap::Args)]
 pub struct LabArgs {
-    /// Exporter running in the router namespace.
+    /// Exporter running in the router namespace (in each router's).
     #[arg(long, value_enum, default_value_t = Exporter::PmacctSflow)]
     exporter: Exporter,
     /// The attack to play.
     #[arg(long, value_enum, default_value_t = Attack::NtpAmp)]
     attack: Attack,
-    /// The BGP daemon standing in for the router.
+    /// The BGP daemon standing in for the router (for each router with
+    /// `--sensors` > 1).
     #[arg(long, value_enum, default_value_t = Peer::Gobgp)]
     peer: Peer,
     /// How long to run at most, in seconds (the lab ends earlier once the
@@ -122,14 +127,15 @@ pub struct LabArgs {
     /// one (release).
     #[arg(long)]
     player_bin: Option<PathBuf>,
-    /// How many sensors: more than one run as a cluster (issue 17), each
-    /// in its namespace beside a node of a JetStream cluster, each fed by
-    /// an exporter of its own that samples a share of the traffic, all
-    /// peering with a route reflector (gobgpd, in the router namespace)
-    /// that passes the rules to the router's BGP. The checks: the flood,
-    /// under the threshold at every sensor, is mitigated network-wide by
-    /// exactly one rule; the owner stopped, another sensor takes it over.
-    /// pmacct/softflowd exporters and hping3 attacks other than carpet.
+    /// How many sensors: more than one run as a cluster (issue 17), as
+    /// many routers, each with its own exporter, BGP speaker and sensor
+    /// (the edge spreads the traffic over the routers), a node of a
+    /// JetStream cluster each, and a route reflector (gobgpd) that the
+    /// sensors peer with and that passes the rules to every router; each
+    /// in its own namespace. The checks: the flood, under the threshold at
+    /// every sensor, is mitigated network-wide by exactly one rule; the
+    /// owner stopped, another sensor takes it over. pmacct/softflowd
+    /// exporters and hping3 attacks other than carpet.
     #[arg(long, default_value_t = 1)]
     sensors: usize,
 }
@@ -192,17 +198,37 @@ struct Names {
     re: String,
     er: String,
     pins: String,
-    /// `--sensors` beyond the first: their collectors (see [`cluster`]).
-    more: Vec<Collector>,
+    /// `--sensors` beyond the first: their sites (see [`cluster`]).
+    more: Vec<Site>,
+    /// `--sensors` > 1: the namespaces the cluster adds besides the sites.
+    cluster: Option<ClusterNames>,
 }
 
-/// Sensor `k` (2, 3, ...) of `--sensors`: its namespace, the veth ends on
-/// the router's and on its side, its pins.
-struct Collector {
+/// Site `k` (2, 3, ...) of `--sensors`: its collector's namespace, the
+/// veth ends on its router's and on the collector's side, its pins; its
+/// router's namespace, the router's veth to the edge and the edge's end of
+/// it.
+struct Site {
     ns: String,
     router_end: String,
     end: String,
     pins: String,
+    router: String,
+    uplink: String,
+    edge_end: String,
+}
+
+/// `--sensors` > 1: where the traffic comes from (`inet`, behind the edge,
+/// which spreads it over the routers), the management LAN (a bridge in
+/// `lan`), the route reflector's namespace and the NATS nodes'.
+struct ClusterNames {
+    inet: String,
+    /// The inet's veth to the edge, and the edge's end of it.
+    inet_end: String,
+    edge_inet: String,
+    lan: String,
+    rr: String,
+    nats: Vec<String>,
 }
 
 impl Names {
@@ -227,21 +253,38 @@ impl Names {
             re: format!("{prefix}-re"),
             er: format!("{prefix}-er"),
             pins: format!("/sys/fs/bpf/{prefix}"),
+            // Veth names: at most 15 characters with a 12-character prefix.
             more: (2..=sensors)
-                .map(|k| Collector {
+                .map(|k| Site {
                     ns: format!("{prefix}-collector{k}"),
-                    // At most 15 characters with a 12-character prefix.
                     router_end: format!("{prefix}-r{k}"),
                     end: format!("{prefix}-c{k}"),
                     pins: format!("/sys/fs/bpf/{prefix}-{k}"),
+                    router: format!("{prefix}-router{k}"),
+                    uplink: format!("{prefix}-u{k}"),
+                    edge_end: format!("{prefix}-e{k}"),
                 })
                 .collect(),
+            cluster: (sensors > 1).then(|| ClusterNames {
+                inet: format!("{prefix}-inet"),
+                inet_end: format!("{prefix}-in"),
+                edge_inet: format!("{prefix}-ei"),
+                lan: format!("{prefix}-lan"),
+                rr: format!("{prefix}-rr"),
+                nats: (1..=sensors).map(|k| format!("{prefix}-nats{k}")).collect(),
+            }),
         })
     }
 
     fn namespaces(&self) -> Vec<&str> {
         let mut ns = vec![self.router.as_str(), &self.collector, &self.edge];
-        ns.extend(self.more.iter().map(|c| c.ns.as_str()));
+        for s in &self.more {
+            ns.extend([s.router.as_str(), &s.ns]);
+        }
+        if let Some(c) = &self.cluster {
+            ns.extend([c.inet.as_str(), &c.lan, &c.rr]);
+            ns.extend(c.nats.iter().map(String::as_str));
+        }
         ns
     }
 
@@ -249,6 +292,16 @@ impl Names {
         let mut pins = vec![self.pins.as_str()];
         pins.extend(self.more.iter().map(|c| c.pins.as_str()));
         pins
+    }
+
+    /// Where the normal traffic and the attack come from, and its
+    /// interface: the edge itself with one router; with several, the inet
+    /// behind the edge (the edge forwards, spreading it over the routers).
+    fn sources(&self) -> (&str, &str) {
+        match &self.cluster {
+            Some(c) => (&c.inet, &c.inet_end),
+            None => (&self.edge, &self.er),
+        }
     }
 }
 
@@ -292,6 +345,10 @@ impl Drop for Lab {
         }
         for pins in self.names.all_pins() {
             let _ = fs::remove_dir_all(pins);
+        }
+        // BIRD's control sockets (`peers.rs`), if it left them.
+        for ns in self.names.namespaces() {
+            let _ = fs::remove_file(peers::bird_socket(ns));
         }
         if std::env::var_os("EDGE_SENSOR_LAB_KEEP").is_none() {
             let _ = fs::remove_dir_all(&self.dir);

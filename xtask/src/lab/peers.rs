@@ -16,14 +16,14 @@ impl Peer {
         }
     }
 
-    /// The rules the daemon holds from us, in its own words (`gobgp -j`,
-    /// `birdc show route`).
-    pub(super) fn rules(self, edge: &str) -> Vec<String> {
+    /// The rules the daemon in namespace `ns` holds from us, in its own
+    /// words (`gobgp -j`, `birdc show route`).
+    pub(super) fn rules(self, ns: &str) -> Vec<String> {
         match self {
             Self::Gobgp => ["ipv4-flowspec", "ipv4"]
                 .iter()
                 .flat_map(|family| {
-                    let out = in_ns(edge, "gobgp")
+                    let out = in_ns(ns, "gobgp")
                         .args(["-j", "global", "rib", "-a", family])
                         .output();
                     let text = out.map(|o| o.stdout).unwrap_or_default();
@@ -36,15 +36,8 @@ impl Peer {
             Self::Bird => ["flowtab4", "master4"]
                 .iter()
                 .flat_map(|table| {
-                    let out = in_ns(edge, "birdc")
-                        .args([
-                            "-s",
-                            &format!("/run/{edge}-bird.ctl"),
-                            "show",
-                            "route",
-                            "table",
-                            table,
-                        ])
+                    let out = in_ns(ns, "birdc")
+                        .args(["-s", &bird_socket(ns), "show", "route", "table", table])
                         .output();
                     let text = String::from_utf8_lossy(&out.map(|o| o.stdout).unwrap_or_default())
                         .into_owned();
@@ -56,6 +49,11 @@ impl Peer {
                 .collect(),
         }
     }
+}
+
+/// BIRD's control socket when it runs in namespace `ns`.
+pub(super) fn bird_socket(ns: &str) -> String {
+    format!("/run/{ns}-bird.ctl")
 }
 
 /// FastNetMon Community in the collector namespace (unprivileged), on the
@@ -128,13 +126,28 @@ pub(super) fn start_fastnetmon(
 }
 
 /// The BGP daemon in the edge namespace, passive, waiting for the sensor
-/// (AS 65001) at `neighbor`: the collector's address, or the route
-/// reflector's on the router's edge-facing link (`--sensors` > 1).
+/// (AS 65001) at `neighbor`: the collector's address (one sensor).
 pub(super) fn start_peer(lab: &mut Lab, peer: Peer, neighbor: &str) -> Result<Peer> {
-    let log = fs::File::create(lab.dir.join("peer.log"))?;
+    let edge = lab.names.edge.clone();
+    start_peer_in(lab, peer, &edge, EDGE_ADDR, neighbor, "")
+}
+
+/// The BGP daemon standing in for a router's BGP: in namespace `ns`, AS
+/// 65000, router id and local address `local`, passive, waiting for AS
+/// 65001 at `neighbor` (the sensor, or the route reflector with
+/// `--sensors` > 1: one daemon per router). `tag` tells its files apart.
+pub(super) fn start_peer_in(
+    lab: &mut Lab,
+    peer: Peer,
+    ns: &str,
+    local: &str,
+    neighbor: &str,
+    tag: &str,
+) -> Result<Peer> {
+    let log = fs::File::create(lab.dir.join(format!("peer{tag}.log")))?;
     let child = match peer {
         Peer::Gobgp => {
-            let conf = lab.dir.join("gobgpd.toml");
+            let conf = lab.dir.join(format!("gobgpd{tag}.toml"));
             let families = ["ipv4-unicast", "ipv4-flowspec"]
                 .iter()
                 .map(|f| {
@@ -146,37 +159,37 @@ pub(super) fn start_peer(lab: &mut Lab, peer: Peer, neighbor: &str) -> Result<Pe
             fs::write(
                 &conf,
                 format!(
-                    "[global.config]\n  as = 65000\n  router-id = \"{EDGE_ADDR}\"\n  port = 179\n  \
-                     local-address-list = [\"{EDGE_ADDR}\"]\n\n[[neighbors]]\n  [neighbors.config]\n    \
+                    "[global.config]\n  as = 65000\n  router-id = \"{local}\"\n  port = 179\n  \
+                     local-address-list = [\"{local}\"]\n\n[[neighbors]]\n  [neighbors.config]\n    \
                      neighbor-address = \"{neighbor}\"\n    peer-as = 65001\n  \
-                     [neighbors.transport.config]\n    passive-mode = true\n    local-address = \"{EDGE_ADDR}\"\n  \
+                     [neighbors.transport.config]\n    passive-mode = true\n    local-address = \"{local}\"\n  \
                      [neighbors.ebgp-multihop.config]\n    enabled = true\n    multihop-ttl = 4\n{families}"
                 ),
             )?;
-            let mut cmd = in_ns(&lab.names.edge, "gobgpd");
+            let mut cmd = in_ns(ns, "gobgpd");
             cmd.arg("-f")
                 .arg(&conf)
                 .args(["--api-hosts", "127.0.0.1:50051", "--pprof-disable"]);
             cmd
         }
         Peer::Bird => {
-            let conf = lab.dir.join("bird.conf");
+            let conf = lab.dir.join(format!("bird{tag}.conf"));
             fs::write(
                 &conf,
                 format!(
-                    "log stderr all;\nrouter id {EDGE_ADDR};\nipv4 table master4;\nflow4 table flowtab4;\n\
-                     protocol device {{ }}\nprotocol bgp sensor {{\n  local {EDGE_ADDR} port 179 as 65000;\n  \
+                    "log stderr all;\nrouter id {local};\nipv4 table master4;\nflow4 table flowtab4;\n\
+                     protocol device {{ }}\nprotocol bgp sensor {{\n  local {local} port 179 as 65000;\n  \
                      neighbor {neighbor} as 65001;\n  passive on;\n  multihop;\n  \
                      ipv4 {{ import all; export none; }};\n  \
                      flow4 {{ table flowtab4; import all; export none; }};\n}}\n"
                 ),
             )?;
-            let mut cmd = in_ns(&lab.names.edge, "bird");
+            let mut cmd = in_ns(ns, "bird");
             cmd.arg("-f")
                 .arg("-c")
                 .arg(&conf)
                 .arg("-s")
-                .arg(format!("/run/{}-bird.ctl", lab.names.edge));
+                .arg(bird_socket(ns));
             cmd
         }
     }

@@ -24,7 +24,8 @@ impl Attack {
         }
     }
 
-    /// hping3 from the edge at ~5 kpps (bounded by count) for `secs`.
+    /// hping3 from the edge (`--sensors` > 1: from the inet behind it) at
+    /// ~5 kpps (bounded by count) for `secs`.
     pub(super) fn start(self, lab: &Lab, secs: u64) -> Result<Child> {
         let count = (5000 * secs).to_string();
         let mut args: Vec<&str> = vec!["-q", "-i", "u200", "-c", &count, "--rand-source"];
@@ -50,11 +51,12 @@ impl Attack {
             Self::Carpet => "198.18.202.x",
             _ => VICTIM,
         };
+        let (ns, iface) = lab.names.sources();
         if self == Self::Carpet {
             // hping3 needs the interface for random destinations.
-            args.extend_from_slice(&["-I", &lab.names.er]);
+            args.extend_from_slice(&["-I", iface]);
         }
-        in_ns(&lab.names.edge, "hping3")
+        in_ns(ns, "hping3")
             .args(&args)
             .arg(target)
             .stdin(Stdio::null())
@@ -77,28 +79,23 @@ impl Exporter {
     }
 }
 
-/// `--sensors` > 1: exporter `index` of `of`, standing for one of `of`
-/// edge routers: it samples only the packets whose source address ends in
-/// a byte equal to `index` modulo `of` (hping3's random sources: a share
-/// of the flood each), exports them as agent `agent` to `collector`.
+/// `--sensors` > 1: the exporter of router `index` (0-based), in its
+/// namespace `ns`, sampling the packets its edge-facing veth `iface`
+/// receives (the share of the traffic the edge sends it), exporting them as
+/// agent `agent` to `collector`.
 pub(super) struct Share {
     pub index: usize,
-    pub of: usize,
+    pub ns: String,
+    pub iface: String,
     pub agent: String,
     pub collector: String,
 }
 
-impl Share {
-    /// The share as a libpcap filter.
-    fn filter(&self) -> String {
-        format!("ip[15] % {} = {}", self.of, self.index)
-    }
-}
-
-/// The lab's normal traffic: ping from the edge to the victim, 20 a second
-/// of 500 bytes, for `secs` seconds.
+/// The lab's normal traffic: ping from the edge (`--sensors` > 1: from
+/// the inet behind it) to the victim, 20 a second of 500 bytes, for `secs`
+/// seconds.
 pub(super) fn start_normal_traffic(lab: &Lab, secs: u64) -> Result<Child> {
-    super::in_ns(&lab.names.edge, "ping")
+    super::in_ns(lab.names.sources().0, "ping")
         .args(["-q", "-i", "0.05", "-s", "500", "-c"])
         .arg((secs * 20).to_string())
         .arg(super::VICTIM)
@@ -121,7 +118,8 @@ pub(super) fn start_exporter_share(
     let suffix = share.map_or(String::new(), |s| format!("-{}", s.index + 1));
     let collector = share.map_or(COLLECTOR_ADDR, |s| s.collector.as_str());
     let agent = share.map_or(ROUTER_ADDR, |s| s.agent.as_str());
-    let filter = share.map(Share::filter);
+    let ns = share.map_or(lab.names.router.as_str(), |s| s.ns.as_str());
+    let iface = share.map_or(lab.names.re.as_str(), |s| s.iface.as_str());
     let log = fs::File::create(lab.dir.join(format!("exporter{suffix}.log")))?;
     let mut cmd = match exporter {
         Exporter::PmacctSflow | Exporter::PmacctIpfix => {
@@ -138,21 +136,19 @@ pub(super) fn start_exporter_share(
                 ),
             };
             let conf = lab.dir.join(format!("pmacctd{suffix}.conf"));
-            let filter = filter.map_or(String::new(), |f| format!("pcap_filter: {f}\n"));
             fs::write(
                 &conf,
                 format!(
-                    "daemonize: false\npcap_interface: {}\nsampling_rate: {sampling}\n{filter}{plugin}",
-                    lab.names.re
+                    "daemonize: false\npcap_interface: {iface}\nsampling_rate: {sampling}\n{plugin}"
                 ),
             )?;
-            let mut cmd = in_ns(&lab.names.router, "pmacctd");
+            let mut cmd = in_ns(ns, "pmacctd");
             cmd.arg("-f").arg(conf);
             cmd
         }
         Exporter::SoftflowdIpfix => {
-            let mut cmd = in_ns(&lab.names.router, "softflowd");
-            cmd.args(["-d", "-i", &lab.names.re, "-v", "10", "-n"])
+            let mut cmd = in_ns(ns, "softflowd");
+            cmd.args(["-d", "-i", iface, "-v", "10", "-n"])
                 .arg(format!("{collector}:4739"))
                 .arg("-s")
                 .arg(sampling.to_string())
@@ -161,8 +157,6 @@ pub(super) fn start_exporter_share(
                 .arg("-c")
                 .arg(lab.dir.join(format!("softflowd{suffix}.ctl")))
                 .args(["-t", "maxlife=5", "-t", "expint=1", "-t", "icmp=3"]);
-            // The capture filter: softflowd's arguments after its options.
-            cmd.args(filter);
             cmd
         }
         Exporter::PlayerSflow | Exporter::PlayerIpfix => {
