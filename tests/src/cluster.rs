@@ -280,13 +280,24 @@ impl Cluster {
     /// Copies of the rule for the prefix `net` (`198.18.202.0/24`): paths
     /// for it and Flow Spec rules with it as destination.
     pub fn copies_of_net(&self, net: &str) -> Vec<String> {
+        self.copies_in(net, &["ipv4", "ipv4-flowspec"])
+    }
+
+    /// Flow Spec copies only of `victim`'s rule (not blackholes).
+    pub fn flowspec_copies_of(&self, victim: &str) -> Vec<String> {
+        self.copies_in(&format!("{victim}/32"), &["ipv4-flowspec"])
+    }
+
+    fn copies_in(&self, net: &str, families: &[&str]) -> Vec<String> {
         let mut out = Vec::new();
-        for (family, needle) in [
-            ("ipv4", net.to_string()),
-            ("ipv4-flowspec", format!("destination: {net}")),
-        ] {
+        for family in families {
+            let needle = if *family == "ipv4" {
+                net.to_string()
+            } else {
+                format!("destination: {net}")
+            };
             for (nlri, paths) in self.gobgp.rib(family) {
-                if nlri == needle || (family != "ipv4" && nlri.contains(&needle)) {
+                if nlri == needle || (*family != "ipv4" && nlri.contains(&needle)) {
                     for p in paths.as_array().into_iter().flatten() {
                         let from = p["neighbor-ip"].as_str().unwrap_or("?");
                         let sensor = from

@@ -471,6 +471,9 @@ fn the_owner_stopped_cleanly_hands_over_with_never_zero_copies() {
     let (lo, hi) = copies_of_over(&c, VICTIM, Duration::from_secs(3));
     assert_eq!((lo, hi), (1, 1), "one copy after:\n{}", c.logs());
     assert_eq!(c.copies_of(VICTIM), [NAMES[heir]]);
+    // The heir's rule is as precise as the owner's was: Flow Spec, not a
+    // blackhole (its match from counters still covers the attack).
+    assert_eq!(c.flowspec_copies_of(VICTIM), [NAMES[heir]], "{}", c.logs());
     let log = std::fs::read_to_string(c.log_path(owner)).unwrap_or_default();
     assert!(
         log.contains("every rule announced here is announced by another sensor"),

@@ -405,6 +405,9 @@ pub struct Speaker {
     /// Flow Spec routes held back because another system has them in
     /// force, with the peers they are for.
     suppressed: Mutex<Vec<(Route, Vec<String>)>>,
+    /// Whether a rule in force from another system holds ours back
+    /// ([`Speaker::set_hold_back_duplicates`]).
+    hold_back_duplicates: std::sync::atomic::AtomicBool,
 }
 
 impl Speaker {
@@ -456,6 +459,7 @@ impl Speaker {
             ops: Mutex::new(()),
             quarantine_file: None,
             suppressed: Mutex::default(),
+            hold_back_duplicates: std::sync::atomic::AtomicBool::new(true),
         })
     }
 
@@ -723,6 +727,19 @@ impl Speaker {
         Ok(prefixes)
     }
 
+    /// Whether an identical rule in force from another system holds ours
+    /// back (the default). Off while this sensor is part of a healthy
+    /// cluster: there each rule has one announcer by ownership, and an
+    /// identical rule seen through the route reflector is a cluster
+    /// member's, which a new owner must replace, not wait for (a clean
+    /// stop's old owner withdraws only once the new owner has announced).
+    /// Rules held back so far go out at the next
+    /// [`Speaker::resume_suppressed`].
+    pub fn set_hold_back_duplicates(&self, on: bool) {
+        self.hold_back_duplicates
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// The peer that sends us `route` (same Flow Spec NLRI and actions)
     /// from another system, unless one of our peers already has it from us
     /// (we keep announcing what we announced).
@@ -730,6 +747,12 @@ impl Speaker {
         let Route::FlowSpec { rule, actions } = route else {
             return None;
         };
+        if !self
+            .hold_back_duplicates
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return None;
+        }
         let key = route.key();
         if self.peers.iter().any(|p| p.shared.rib().contains(&key)) {
             return None;

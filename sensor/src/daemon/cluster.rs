@@ -197,6 +197,13 @@ impl Daemon<'_> {
         } else if was != Source::Network {
             c.network_since = Some(std::time::Instant::now());
         }
+        if let Some(s) = &self.speaker {
+            // Clustered, one owner announces each rule; an identical one
+            // from a member (the old owner, through the reflector) must
+            // not hold the new owner's back. Local-only, two sensors may
+            // see one attack: one copy on the router is enough.
+            s.set_hold_back_duplicates(c.source != Source::Network);
+        }
         let mut records = Vec::new();
         // Clustered, the claims and the membership are whole once every
         // live member's heartbeat has had time to arrive (the node's

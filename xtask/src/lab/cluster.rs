@@ -57,8 +57,8 @@ use edge_sensor_labconf::{Bgp, BgpPeer, NatsCluster, cluster_section, nats_confi
 use serde_json::{Value, json};
 
 use super::{
-    Attack, CUSTOMERS, ClusterNames, EDGE_ADDR, INTERRUPTED, Lab, LabArgs, Peer, ROUTER_EDGE_ADDR,
-    exited, in_ns, ip,
+    CUSTOMERS, ClusterNames, EDGE_ADDR, INTERRUPTED, Lab, LabArgs, Peer, ROUTER_EDGE_ADDR, exited,
+    in_ns, ip,
     peers::start_peer_in,
     sensor::{HPING3_THRESHOLDS, config_with, wait_for_xdp_on},
     stop_attack,
@@ -87,12 +87,6 @@ pub(super) fn refuse(args: &LabArgs) -> Result<()> {
     }
     if args.fastnetmon {
         bail!("--fastnetmon compares with one sensor: use --sensors 1");
-    }
-    if args.attack == Attack::Carpet {
-        bail!(
-            "--attack carpet with --sensors > 1: the cluster's summaries carry no per-block \
-             aggregates yet (docs/cluster.md), so carpet bombing is detected per sensor only"
-        );
     }
     Ok(())
 }
@@ -378,13 +372,19 @@ fn ask(bin: &Path, s: &Sensor, args: &[&str]) -> Option<Value> {
     serde_json::from_slice(&out.stdout).ok()
 }
 
-/// The route reflector's paths for `victim` (its /32 and Flow Spec rules
-/// with it as destination), as the names of the sensors they came from.
+/// The route reflector's paths for `victim` (an address: its /32; or a
+/// prefix, the carpet's block) and Flow Spec rules with it as
+/// destination, as the names of the sensors they came from.
 fn copies_at_reflector(rr: &str, victim: &str, sensors: &[Sensor]) -> Vec<String> {
+    let net = if victim.contains('/') {
+        victim.to_string()
+    } else {
+        format!("{victim}/32")
+    };
     let mut out = Vec::new();
     for (family, needle) in [
-        ("ipv4", format!("{victim}/32")),
-        ("ipv4-flowspec", format!("destination: {victim}/32")),
+        ("ipv4", net.clone()),
+        ("ipv4-flowspec", format!("destination: {net}")),
     ] {
         let text = in_ns(rr, "gobgp")
             .args(["-j", "global", "rib", "-a", family])

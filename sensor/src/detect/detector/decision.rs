@@ -214,7 +214,7 @@ impl Detector {
             // which must not become the rule.
             a.candidate = None;
             a.attack.fingerprint.covers_attack =
-                self.covers(victim, &a.attack.fingerprint.flow, None);
+                self.covers_on_basis(victim, &a.attack.fingerprint, signals, None);
             return;
         }
         let class = self.classify(victim, signals, &crossed, latest);
@@ -251,7 +251,13 @@ impl Detector {
             a.attack.fingerprint = fresh;
             events.push(Event::AttackUpdated(a.attack.clone()));
         } else {
-            a.attack.fingerprint.covers_attack = covers;
+            let now_covers = match a.attack.fingerprint.basis {
+                Basis::Samples => covers,
+                Basis::Counters => {
+                    self.covers_on_basis(victim, &a.attack.fingerprint, signals, latest)
+                }
+            };
+            a.attack.fingerprint.covers_attack = now_covers;
         }
     }
 }

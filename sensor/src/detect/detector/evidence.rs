@@ -92,6 +92,26 @@ impl Detector {
         }
     }
 
+    /// How much of the victim's traffic `fp`'s match covers now, on the
+    /// basis it was learnt on: the samples' evidence, or, for a match from
+    /// counters (no samples: a network-wide view, a victim not sampled),
+    /// the class mix of `rates`. Measured on samples that are not there, a
+    /// counters match covered 0 % from its second poll on, and a sensor
+    /// taking such an attack over (the cluster's heir) refused its rule as
+    /// too coarse.
+    pub(super) fn covers_on_basis(
+        &self,
+        victim: IpNet,
+        fp: &Fingerprint,
+        rates: &Table,
+        latest: Option<Duration>,
+    ) -> f64 {
+        match fp.basis {
+            Basis::Counters => class_share(&fp.flow, rates).map_or(0.0, |(s, _)| s),
+            Basis::Samples => self.covers(victim, &fp.flow, latest),
+        }
+    }
+
     /// [`fingerprint::Fit::covers`] of `flow` on the victim's current
     /// evidence.
     pub(super) fn covers(&self, victim: IpNet, flow: &FlowMatch, latest: Option<Duration>) -> f64 {
