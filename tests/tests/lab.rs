@@ -264,4 +264,35 @@ fn a_flood_split_over_three_clustered_sensors_is_mitigated_once_and_handed_over(
         let g = s[gap].as_f64().unwrap();
         assert!(g <= 5.0, "{gap} {g:.2} s: {s}");
     }
+    // The owner's stop is clean (SIGTERM): it hands over before its rule
+    // goes, so no router is ever seen without one.
+    assert_eq!(s["no_rule_s"].as_f64(), Some(0.0), "{s}");
+}
+
+/// Carpet bombing of the customer /24 through three routers, a third to
+/// each sensor, under every sensor's block threshold: one network-wide
+/// block rule on every router, handed over without a gap when its owner
+/// stops.
+#[test]
+fn a_carpet_bombing_split_over_three_clustered_sensors_is_one_block_rule() {
+    require_tool("nats-server");
+    let t = lab("eslc", &["--attack", "carpet", "--sensors", "3"]);
+    let s = event(&t, "summary");
+    let detected = event(&t, "detected");
+    assert_eq!(
+        detected["local_attacks"],
+        serde_json::json!([0, 0, 0]),
+        "{detected}"
+    );
+    assert_eq!(detected["victim"], "198.18.202.0/24", "{detected}");
+    assert!(
+        rules(&t).contains("destination: 198.18.202.0/24"),
+        "{}",
+        rules(&t)
+    );
+    assert_eq!(s["most_rules_per_router"], 1, "{s}");
+    assert_eq!(s["most_copies_before"], 1, "{s}");
+    assert_eq!(s["most_copies_after"], 1, "{s}");
+    assert_ne!(s["heir"], s["owner"], "{s}");
+    assert_eq!(s["no_rule_s"].as_f64(), Some(0.0), "{s}");
 }
