@@ -2,7 +2,7 @@
 //! `collect`): one row per destination and per exporter, a stable JSON
 //! schema (tests/schemas).
 
-use std::net::IpAddr;
+use std::{collections::BTreeMap, net::IpAddr};
 
 use edge_sensor_common::{
     Class, DstStats, ExporterStats, FORMAT_IPFIX, FORMAT_NETFLOW5, ParseError, RateSource,
@@ -15,8 +15,19 @@ use super::{ExporterId, ExporterTotals, Report};
 pub fn report_json(report: &Report) -> serde_json::Value {
     serde_json::json!({
         "destinations": report.destinations.iter().map(|(ip, s)| DestinationRow::new(*ip, s)).collect::<Vec<_>>(),
-        "exporters": report.exporters.iter().map(|(id, t)| ExporterRow::new(*id, t)).collect::<Vec<_>>(),
+        "exporters": exporters_json(&report.exporters),
     })
+}
+
+/// The exporters' rows of [`report_json`] alone (the web view's: without
+/// a row per destination, a million of them at 1M tracked).
+pub fn exporters_json(exporters: &BTreeMap<ExporterId, ExporterTotals>) -> serde_json::Value {
+    serde_json::json!(
+        exporters
+            .iter()
+            .map(|(id, t)| ExporterRow::new(*id, t))
+            .collect::<Vec<_>>()
+    )
 }
 
 /// A destination as printed.
