@@ -1,7 +1,7 @@
 //! Loading the embedded XDP object: pinned maps, program, port table.
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::{BTreeMap, BTreeSet, HashSet},
     ffi::CString,
     fs, io,
     net::IpAddr,
@@ -145,6 +145,12 @@ pub struct Sensor {
     watched: BTreeSet<IpAddr>,
     /// The ports `TELEMETRY_PORTS` names.
     ports: Vec<u16>,
+    /// Once `USER_DST_STATS` is full: the destinations it holds. Nothing
+    /// deletes from it, so they are all it will ever hold, and
+    /// [`Sensor::publish_user`] updates them alone instead of trying every
+    /// destination each time (a refused insert is a syscall too: at 1M
+    /// destinations a million a second, over half the daemon's CPU).
+    user_full: Option<HashSet<IpAddr>>,
 }
 
 impl Sensor {
@@ -191,6 +197,7 @@ impl Sensor {
             settings: Settings::default(),
             watched: BTreeSet::new(),
             ports: Vec::new(),
+            user_full: None,
         };
         sensor.set_ports(&opts.ports)?;
         sensor.set_exporters(&opts.allow, opts.pass_telemetry)?;
@@ -495,20 +502,56 @@ impl Sensor {
         // million lines a poll at 1M destinations).
         let mut left_out = 0usize;
         let mut first: Option<(IpAddr, MapError)> = None;
-        for (ip, stats) in &report.destinations {
-            let key = DstKey {
-                addr: addr::to_key(*ip),
-            };
-            if let Err(e) = dst.insert(key, stats, 0) {
-                left_out += 1;
-                first.get_or_insert((*ip, e));
+        let key = |ip: IpAddr| DstKey {
+            addr: addr::to_key(ip),
+        };
+        match &self.user_full {
+            Some(held) => {
+                let mut published = 0usize;
+                for ip in held {
+                    if let Some(stats) = report.destinations.get(ip) {
+                        match dst.insert(key(*ip), stats, 0) {
+                            Ok(()) => published += 1,
+                            Err(e) => {
+                                first.get_or_insert((*ip, e));
+                            }
+                        }
+                    }
+                }
+                left_out = report.destinations.len() - published;
+            }
+            None => {
+                let mut full = false;
+                for (ip, stats) in &report.destinations {
+                    if let Err(e) = dst.insert(key(*ip), stats, 0) {
+                        left_out += 1;
+                        full |= matches!(&e, MapError::SyscallError(s)
+                            if s.io_error.raw_os_error() == Some(libc::E2BIG));
+                        first.get_or_insert((*ip, e));
+                    }
+                }
+                if full {
+                    // Full: what it holds now is what it will hold.
+                    let held: HashSet<IpAddr> = dst
+                        .keys()
+                        .filter_map(Result::ok)
+                        .map(|k| addr::from_key(k.addr))
+                        .collect();
+                    self.user_full = Some(held);
+                }
             }
         }
-        if let Some((ip, e)) = first {
-            tracing::warn!(
-                left_out,
-                "{USER_DST_STATS} is full: {left_out} destinations not published, {ip} first ({e})"
-            );
+        if left_out > 0 {
+            match first {
+                Some((ip, e)) => tracing::warn!(
+                    left_out,
+                    "{USER_DST_STATS} is full: {left_out} destinations not published, {ip} first ({e})"
+                ),
+                None => tracing::warn!(
+                    left_out,
+                    "{USER_DST_STATS} is full: {left_out} destinations not published"
+                ),
+            }
         }
         let map = self
             .ebpf
