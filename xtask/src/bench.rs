@@ -23,9 +23,11 @@
 //! 6. Several sensors (`bench-cluster`, issue 17): time to the rule for a
 //!    flood split over 1, 2, 3 clustered sensors against one sensor seeing
 //!    it all, the failover gap (owner SIGKILLed), and the summary traffic
-//!    on NATS per sensor by destinations in the summary and tracked
-//!    (target/bench/cluster.{md,json}). `cargo xtask bench --only cluster
-//!    [--quick]` runs it alone (`--quick`: one repetition, small N).
+//!    on NATS per sensor by destinations in the summary and tracked (to
+//!    1M tracked, with the daemon's RSS, CPU and poll time; about 7
+//!    minutes on 2 CPUs; target/bench/cluster.{md,json}). `cargo xtask
+//!    bench --only cluster [--quick]` runs it alone (`--quick`: one
+//!    repetition, small N, no 1M).
 
 use std::{fs, path::Path, process::Command};
 
