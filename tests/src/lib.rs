@@ -186,7 +186,7 @@ pub struct PinDir(pub PathBuf);
 impl PinDir {
     pub fn new() -> Self {
         let dir = PathBuf::from("/sys/fs/bpf")
-            .join(unique_name("es-test-"))
+            .join(unique_name("es-pin-"))
             .join("v1");
         Self(dir)
     }
