@@ -38,8 +38,8 @@ use edge_sensor_tests::{
 };
 use serde_json::{Value, json};
 
-/// The summaries' header (magic, version, seq, count).
-const HEADER_BYTES: f64 = 15.0;
+/// The summaries' header (before the first entry), the sensor's own.
+const HEADER_BYTES: f64 = edge_sensor::cluster::summary::HEADER_LEN as f64;
 /// Destinations within the fraction: 1:1000 samples every 250 ms, 4 kpps
 /// each against the 10 kpps threshold (40 %; the fraction is 20 %).
 const NEAR_RATE: u32 = 1000;
