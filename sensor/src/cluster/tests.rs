@@ -485,7 +485,8 @@ async fn carpet_bombing_split_over_three_sensors_is_one_network_wide_block_attac
     // share of the block), not one a mitigator refuses as too coarse.
     let i = all.iter().position(|(n, _)| n.name() == expected).unwrap();
     let (owner, _) = all.remove(i);
-    assert!(owner.leave(Duration::ZERO).await.len() <= 1);
+    // No wait: nobody claims here (the test writes no claims).
+    owner.leave(Duration::ZERO).await;
     let decisions = until_decided(&mut all, &mut step, Duration::from_secs(5)).await;
     let rest: Vec<&str> = all.iter().map(|(n, _)| n.name()).collect();
     let heir = owner::owner(&block, rest).unwrap().to_string();
